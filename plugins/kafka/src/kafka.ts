@@ -1,0 +1,406 @@
+// The one module that imports the Kafka client library (kafkajs). Everything
+// else sees only the types below, so the client can be measured against another
+// and swapped by rewriting this file alone. Fastify-free: the gateway, the
+// ingest app, the local stack script and the benchmarks all import it.
+import {
+  Kafka,
+  logLevel,
+  type Admin,
+  type Consumer as KjsConsumer,
+  type LogEntry,
+  type Producer,
+  type IHeaders
+} from 'kafkajs'
+import {
+  KafkaClosedError,
+  KafkaTimeoutError,
+  KafkaTooLargeError,
+  KafkaUnavailableError,
+  KafkaUnknownTopicError
+} from './errors.ts'
+
+export interface Logger {
+  debug (obj: object, msg?: string): void
+  info (obj: object, msg?: string): void
+  warn (obj: object, msg?: string): void
+  error (obj: object, msg?: string): void
+}
+
+export interface KafkaOptions {
+  brokers: string[]
+  clientId: string
+  /** TCP connect timeout; 3 s, as a broker on the same network answers in far less */
+  connectionTimeoutMs?: number
+  /** per request; 10 s leaves room for a slow produce with acks=all */
+  requestTimeoutMs?: number
+  logger?: Logger
+}
+
+export type Bytes = Buffer | string
+export interface OutgoingRecord {
+  key?: Bytes | null
+  value: Bytes | null
+  headers?: Record<string, Bytes>
+  partition?: number
+  timestamp?: string
+}
+
+export interface RecordMetadata {
+  topic: string
+  partition: number
+  offset: string
+}
+
+export interface ConsumedRecord {
+  topic: string
+  partition: number
+  /** decimal string: Kafka offsets exceed 2^53 */
+  offset: string
+  timestamp: string
+  key: Buffer | null
+  value: Buffer | null
+  headers: Record<string, Buffer>
+}
+
+export interface RecordBatch {
+  topic: string
+  partition: number
+  highWatermark: string
+  records: ConsumedRecord[]
+}
+
+export interface PartitionOffsets {
+  partition: number
+  /** first offset still in the log */
+  low: string
+  /** next offset to be written */
+  high: string
+}
+
+export interface TopicSpec {
+  topic: string
+  partitions?: number
+  config?: Record<string, string>
+}
+
+export interface ConsumerOptions {
+  groupId: string
+  topics: Array<string | RegExp>
+  /** where a partition with no committed offset starts */
+  fromBeginning?: boolean
+  /** commit after each batch handler returns (group mode); off for the hub's private groups */
+  autoCommit?: boolean
+  sessionTimeoutMs?: number
+  /** how often metadata is refreshed, which is how new partitions and topics are found */
+  metadataMaxAgeMs?: number
+  onBatch (batch: RecordBatch): Promise<void>
+  onGroupJoin? (assignment: Record<string, number[]>): void
+  onCrash? (error: Error, restarting: boolean): void
+}
+
+export interface TopicConsumer {
+  readonly groupId: string
+  start (): Promise<void>
+  stop (): Promise<void>
+  pause (topic: string, partitions?: number[]): void
+  resume (topic: string, partitions?: number[]): void
+  seek (topic: string, partition: number, offset: string): void
+  commit (offsets: RecordMetadata[]): Promise<void>
+}
+
+const DEFAULT_CONNECTION_TIMEOUT_MS = 3000
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000
+// kafkajs retries with backoff; a produce that cannot reach a leader gives up
+// after about 5 s (100 ms doubling, capped at 2 s, 4 retries) rather than the
+// library default of ~30 s, so a publisher hears UNAVAILABLE in bounded time.
+const PRODUCER_RETRY = { retries: 4, initialRetryTime: 100, maxRetryTime: 2000 }
+
+const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} }
+
+function logCreator (logger: Logger) {
+  return () => ({ level, log }: LogEntry) => {
+    const { message, ...rest } = log
+    const entry = { kafka: rest, namespace: log.namespace }
+    if (level === logLevel.ERROR) {
+      // "[Connection] Response ..." entries are protocol errors kafkajs retries
+      // itself (coordinator loading, leader moved); they are not ours to alarm on.
+      if (message.startsWith('[Connection] Response')) logger.debug(entry, message)
+      else logger.error(entry, message)
+    } else if (level === logLevel.WARN) logger.warn(entry, message)
+    else if (level === logLevel.INFO) logger.debug(entry, message)
+  }
+}
+
+function toHeaders (headers: IHeaders | undefined): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {}
+  if (!headers) return out
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    // A header repeated in the record arrives as an array: keep the last, as Kafka's own clients' lastHeader() does.
+    const last = Array.isArray(value) ? value[value.length - 1] : value
+    if (last === undefined) continue
+    out[name] = Buffer.isBuffer(last) ? last : Buffer.from(last)
+  }
+  return out
+}
+
+/** Maps a client-library error to the module's catalogue. */
+export function classifyError (err: unknown, topic?: string): Error {
+  const e = err as { type?: string, name?: string, message?: string, originalError?: unknown, retriable?: boolean }
+  const inner = e?.originalError as { type?: string } | undefined
+  const type = e?.type ?? inner?.type
+  if (type === 'UNKNOWN_TOPIC_OR_PARTITION') return new KafkaUnknownTopicError(topic ?? '?')
+  if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') return new KafkaTooLargeError(topic ?? '?')
+  const message = e?.message ?? String(err)
+  if (message.includes('This server does not host this topic-partition')) return new KafkaUnknownTopicError(topic ?? '?')
+  return new KafkaUnavailableError(message)
+}
+
+function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new KafkaTimeoutError(ms)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+export class KafkaClient {
+  readonly options: Required<Omit<KafkaOptions, 'logger'>>
+  readonly #kafka: Kafka
+  readonly #logger: Logger
+  #producer: Producer | undefined
+  #producerReady: Promise<Producer> | undefined
+  #admin: Admin | undefined
+  #adminReady: Promise<Admin> | undefined
+  readonly #consumers = new Set<KjsConsumer>()
+  #closed = false
+
+  constructor (options: KafkaOptions) {
+    this.options = {
+      brokers: options.brokers,
+      clientId: options.clientId,
+      connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+    }
+    this.#logger = options.logger ?? silentLogger
+    this.#kafka = new Kafka({
+      brokers: this.options.brokers,
+      clientId: this.options.clientId,
+      connectionTimeout: this.options.connectionTimeoutMs,
+      requestTimeout: this.options.requestTimeoutMs,
+      logLevel: logLevel.INFO,
+      logCreator: logCreator(this.#logger)
+    })
+  }
+
+  /** The shared producer: idempotent, acks from all in-sync replicas; connected once, on first use. */
+  async #sharedProducer (): Promise<Producer> {
+    if (this.#closed) throw new KafkaClosedError()
+    if (this.#producer) return this.#producer
+    this.#producerReady ??= (async () => {
+      const producer = this.#kafka.producer({
+        idempotent: true,
+        // idempotence keeps order with up to 5 in flight (KIP-98); kafkajs asks for 1 to be safe across its retries
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        retry: PRODUCER_RETRY
+      })
+      try {
+        await producer.connect()
+      } catch (err) {
+        this.#producerReady = undefined
+        throw classifyError(err)
+      }
+      this.#producer = producer
+      return producer
+    })()
+    return this.#producerReady
+  }
+
+  /**
+   * Writes one record and resolves with where Kafka stored it, after Kafka acked
+   * it (acks=all). One record per request, so the partition and offset are exact.
+   */
+  async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
+    const producer = await this.#sharedProducer()
+    try {
+      const [result] = await producer.send({ topic, acks: -1, messages: [record] })
+      if (!result) throw new KafkaUnavailableError('no produce response')
+      return { topic, partition: result.partition, offset: result.baseOffset ?? '-1' }
+    } catch (err) {
+      throw classifyError(err, topic)
+    }
+  }
+
+  /** Writes many records in one request per broker; resolves when all are acked. */
+  async produceBatch (topic: string, records: OutgoingRecord[]): Promise<void> {
+    if (records.length === 0) return
+    const producer = await this.#sharedProducer()
+    try {
+      await producer.send({ topic, acks: -1, messages: records })
+    } catch (err) {
+      throw classifyError(err, topic)
+    }
+  }
+
+  async #sharedAdmin (): Promise<Admin> {
+    if (this.#closed) throw new KafkaClosedError()
+    if (this.#admin) return this.#admin
+    this.#adminReady ??= (async () => {
+      // no retries: the admin answers readiness probes and must fail fast
+      const admin = this.#kafka.admin({ retry: { retries: 0 } })
+      try {
+        await admin.connect()
+      } catch (err) {
+        this.#adminReady = undefined
+        throw classifyError(err)
+      }
+      this.#admin = admin
+      return admin
+    })()
+    return this.#adminReady
+  }
+
+  async #adminCall<T> (timeoutMs: number, call: (admin: Admin) => Promise<T>): Promise<T> {
+    const admin = await withTimeout(this.#sharedAdmin(), timeoutMs)
+    try {
+      return await withTimeout(call(admin), timeoutMs)
+    } catch (err) {
+      // A dead connection is not reused: the next call reconnects.
+      if (this.#admin === admin) {
+        this.#admin = undefined
+        this.#adminReady = undefined
+        admin.disconnect().catch(() => {})
+      }
+      throw err instanceof KafkaTimeoutError ? err : classifyError(err)
+    }
+  }
+
+  /** Resolves when a broker answers a metadata request within `timeoutMs`. */
+  async ping (timeoutMs = 1000): Promise<void> {
+    await this.#adminCall(timeoutMs, async admin => {
+      const cluster = await admin.describeCluster()
+      if (cluster.brokers.length === 0) throw new KafkaUnavailableError('no brokers in metadata')
+    })
+  }
+
+  /** Creates the topics that do not exist yet (dev mode, tests). */
+  async ensureTopics (topics: TopicSpec[], timeoutMs = 15_000): Promise<void> {
+    await this.#adminCall(timeoutMs, async admin => {
+      const existing = new Set(await admin.listTopics())
+      const missing = topics.filter(t => !existing.has(t.topic))
+      if (missing.length === 0) return
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map(t => ({
+          topic: t.topic,
+          numPartitions: t.partitions ?? 1,
+          configEntries: Object.entries(t.config ?? {}).map(([name, value]) => ({ name, value }))
+        }))
+      })
+    })
+  }
+
+  async listTopics (timeoutMs = 5000): Promise<string[]> {
+    return this.#adminCall(timeoutMs, admin => admin.listTopics())
+  }
+
+  async topicOffsets (topic: string, timeoutMs = 5000): Promise<PartitionOffsets[]> {
+    const offsets = await this.#adminCall(timeoutMs, admin => admin.fetchTopicOffsets(topic))
+    return offsets
+      .map(o => ({ partition: o.partition, low: o.low, high: o.high }))
+      .sort((a, b) => a.partition - b.partition)
+  }
+
+  /** Members of a consumer group, as the broker sees them. */
+  async groupMembers (groupId: string, timeoutMs = 5000): Promise<string[]> {
+    const { groups } = await this.#adminCall(timeoutMs, admin => admin.describeGroups([groupId]))
+    return (groups[0]?.members ?? []).map(m => m.memberId)
+  }
+
+  /** A consumer in group `groupId`; nothing is fetched until `start()`. */
+  consumer (options: ConsumerOptions): TopicConsumer {
+    if (this.#closed) throw new KafkaClosedError()
+    const consumer = this.#kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: options.sessionTimeoutMs ?? 10_000,
+      // a third of the session timeout, as Kafka's own clients default to
+      heartbeatInterval: Math.floor((options.sessionTimeoutMs ?? 10_000) / 3),
+      metadataMaxAge: options.metadataMaxAgeMs ?? 30_000,
+      allowAutoTopicCreation: false,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 }
+    })
+    const clients = this.#consumers
+    let started = false
+    if (options.onGroupJoin) {
+      consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+        options.onGroupJoin?.(payload.memberAssignment)
+      })
+    }
+    if (options.onCrash) {
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        options.onCrash?.(payload.error, payload.restart)
+      })
+    }
+    return {
+      groupId: options.groupId,
+      async start () {
+        if (started) return
+        started = true
+        clients.add(consumer)
+        await consumer.connect()
+        for (const topic of options.topics) {
+          await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? false })
+        }
+        await consumer.run({
+          autoCommit: options.autoCommit ?? false,
+          eachBatchAutoResolve: true,
+          eachBatch: async ({ batch }) => {
+            const records: ConsumedRecord[] = batch.messages.map(m => ({
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: m.offset,
+              timestamp: m.timestamp,
+              key: m.key ?? null,
+              value: m.value ?? null,
+              headers: toHeaders(m.headers)
+            }))
+            await options.onBatch({ topic: batch.topic, partition: batch.partition, highWatermark: batch.highWatermark, records })
+          }
+        })
+      },
+      async stop () {
+        clients.delete(consumer)
+        await consumer.disconnect()
+      },
+      pause (topic, partitions) {
+        consumer.pause([partitions ? { topic, partitions } : { topic }])
+      },
+      resume (topic, partitions) {
+        consumer.resume([partitions ? { topic, partitions } : { topic }])
+      },
+      seek (topic, partition, offset) {
+        consumer.seek({ topic, partition, offset })
+      },
+      async commit (offsets) {
+        // the committed offset is the next one to read
+        await consumer.commitOffsets(offsets.map(o => ({
+          topic: o.topic,
+          partition: o.partition,
+          offset: (BigInt(o.offset) + 1n).toString()
+        })))
+      }
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const pending: Array<Promise<void>> = []
+    for (const consumer of this.#consumers) pending.push(consumer.disconnect())
+    this.#consumers.clear()
+    if (this.#producer) pending.push(this.#producer.disconnect())
+    if (this.#admin) pending.push(this.#admin.disconnect())
+    await Promise.allSettled(pending)
+  }
+}
