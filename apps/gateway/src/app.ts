@@ -1,0 +1,38 @@
+// The composition root: every plugin is registered here, explicitly, in the
+// order of the request path (DESIGN.md): health → kafka/redis → auth → policy →
+// rate limit → hub → routes. Building the app is separate from starting it
+// (server.ts), so tests build it with any config and drive it with inject().
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import health from '@sluice/health'
+import kafka, { KafkaClient } from '@sluice/kafka'
+import redis from '@sluice/redis'
+import type { GatewayConfig } from './config.ts'
+import { loggerOptions } from './logger.ts'
+
+export type { GatewayConfig } from './config.ts'
+
+export interface BuildOptions {
+  /** a pino instance to log to (tests capture output this way) */
+  logger?: FastifyBaseLogger
+}
+
+export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app: FastifyInstance = options.logger
+    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true })
+    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true })
+
+  await app.register(health)
+  await app.register(kafka, {
+    client: new KafkaClient({
+      brokers: config.kafka.brokers,
+      clientId: config.kafka.clientId,
+      connectionTimeoutMs: config.kafka.connectionTimeoutMs,
+      requestTimeoutMs: config.kafka.requestTimeoutMs,
+      logger: app.log.child({ component: 'kafka' })
+    })
+  })
+  if (config.redis) {
+    await app.register(redis, { url: config.redis.url, timeoutMs: config.redis.timeoutMs })
+  }
+  return app
+}
