@@ -4,6 +4,7 @@
 // (server.ts), so tests build it with any config and drive it with inject().
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import health from '@sluice/health'
+import metrics from '@sluice/metrics'
 import kafka, { KafkaClient } from '@sluice/kafka'
 import redis from '@sluice/redis'
 import type { GatewayConfig } from './config.ts'
@@ -21,6 +22,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     ? Fastify({ loggerInstance: options.logger, return503OnClosing: true })
     : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true })
 
+  await app.register(metrics)
   await app.register(health)
   await app.register(kafka, {
     client: new KafkaClient({

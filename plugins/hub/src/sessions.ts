@@ -1,0 +1,53 @@
+// Every live socket of this node, whatever its route (/v1/stream, /v2/broker/),
+// so that whoever withdraws access (a revoked key, an expired token, a policy
+// reload, an admin's kick) can find the sockets concerned and close them.
+import type { Identity } from '@sluice/auth/identity'
+
+export interface LiveSession {
+  readonly id: string
+  readonly identity: Identity
+  readonly route: string
+  readonly remoteAddress: string
+  readonly connectedAt: number
+  /** topics this socket is subscribed to now */
+  topics (): string[]
+  /** server-side unsubscribe (e.g. a policy change withdrew these topics); the client is told */
+  unsubscribe (topics: string[], code: string, message: string): void
+  /** closes the socket with a WebSocket close code (DESIGN.md: 4001, 4003, ...) */
+  close (code: number, reason: string): void
+}
+
+export class SessionRegistry {
+  readonly #sessions = new Map<string, LiveSession>()
+
+  add (session: LiveSession): void {
+    this.#sessions.set(session.id, session)
+  }
+
+  delete (session: LiveSession): void {
+    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id)
+  }
+
+  get size (): number {
+    return this.#sessions.size
+  }
+
+  get (id: string): LiveSession | undefined {
+    return this.#sessions.get(id)
+  }
+
+  list (): LiveSession[] {
+    return [...this.#sessions.values()]
+  }
+
+  /** Closes every session that matches; returns how many. */
+  closeWhere (match: (session: LiveSession) => boolean, code: number, reason: string): number {
+    let closed = 0
+    for (const session of this.list()) {
+      if (!match(session)) continue
+      session.close(code, reason)
+      closed++
+    }
+    return closed
+  }
+}
