@@ -1,11 +1,13 @@
 // Fastify-free readiness: named checks, each asked in parallel with a deadline.
 // A check resolves when its dependency serves and throws with the reason when not.
+// It may resolve with a detail that an operator should see while it is ready
+// (the policy: "serving the last good version; the files on disk are invalid").
 
-export type ReadinessCheck = () => Promise<void>
+export type ReadinessCheck = () => Promise<void | string>
 
 export interface ReadinessReport {
   ready: boolean
-  checks: Record<string, { ok: boolean, reason?: string, ms: number }>
+  checks: Record<string, { ok: boolean, reason?: string, detail?: string, ms: number }>
 }
 
 // A probe that waits longer than a load balancer's own probe timeout (1 s is
@@ -31,13 +33,14 @@ export class Readiness {
       const started = performance.now()
       let timer: NodeJS.Timeout | undefined
       try {
-        await Promise.race([
+        const detail = await Promise.race([
           check(),
           new Promise<never>((_resolve, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
           })
         ])
-        return [name, { ok: true, ms: Math.round(performance.now() - started) }] as const
+        const ms = Math.round(performance.now() - started)
+        return [name, typeof detail === 'string' ? { ok: true, detail, ms } : { ok: true, ms }] as const
       } catch (err) {
         return [name, { ok: false, reason: (err as Error).message, ms: Math.round(performance.now() - started) }] as const
       } finally {
