@@ -1,0 +1,163 @@
+// The JSON Schema of one policy file. Defaults live here. Cross-file checks
+// (a rule naming an unknown plan, a topic outside its product) are in policy.ts.
+
+// Names appear in metrics labels, URLs and AsyncAPI channel ids: short, lower-case, no spaces.
+// (Plan and product names, the keys of their maps, are checked in policy.ts with a clearer message.)
+const name = { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }
+// Kafka topic names are at most 249 characters of [A-Za-z0-9._-]; patterns add `*` and `{claim}`.
+const topicPattern = { type: 'string', minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._*{}-]+$' }
+// up to a billion per unit: a limit, not a counter; larger numbers are typos
+const limit = { type: 'integer', minimum: 0, maximum: 1_000_000_000 }
+const text = { type: 'string', maxLength: 4000 }
+const claimValue = { type: ['string', 'number', 'boolean'] }
+
+// Bounds that keep a reload and every authorize() cheap, and catch a runaway generator.
+export const MAX_PLANS = 1000
+export const MAX_PRODUCTS = 1000
+export const MAX_RULES = 10_000
+export const MAX_TOPICS_PER_PRODUCT = 1000
+export const MAX_PATTERNS_PER_RULE = 100
+
+export const planSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['limits'],
+  properties: {
+    title: text,
+    description: text,
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['connections', 'connectsPerMinute', 'deliveredPerSecond', 'publishedPerSecond', 'bytesPerSecond', 'dailyQuota'],
+      properties: {
+        connections: limit,
+        connectsPerMinute: limit,
+        deliveredPerSecond: limit,
+        publishedPerSecond: limit,
+        bytesPerSecond: limit,
+        dailyQuota: limit
+      }
+    }
+  }
+}
+
+export const productSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['plans', 'topics'],
+  properties: {
+    title: text,
+    description: text,
+    plans: { type: 'array', minItems: 1, maxItems: 100, items: name },
+    topics: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_TOPICS_PER_PRODUCT,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['pattern'],
+        properties: {
+          pattern: topicPattern,
+          encoding: { enum: ['json', 'text', 'base64'], default: 'json' },
+          slowClient: { enum: ['lagging', 'evict'], default: 'lagging' },
+          description: text,
+          // the message schema, shown in the portal and AsyncAPI; not enforced here
+          schema: { type: 'object' }
+        }
+      }
+    }
+  }
+}
+
+export const ruleSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'product', 'plan'],
+  properties: {
+    name,
+    description: text,
+    product: name,
+    plan: name,
+    match: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        kinds: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['jwt', 'api-key', 'dev'] } },
+        claims: {
+          type: 'object',
+          maxProperties: 20,
+          additionalProperties: {
+            anyOf: [claimValue, { type: 'array', minItems: 1, maxItems: 100, items: claimValue }]
+          }
+        }
+      }
+    },
+    subscribe: { type: 'array', maxItems: MAX_PATTERNS_PER_RULE, items: topicPattern },
+    publish: { type: 'array', maxItems: MAX_PATTERNS_PER_RULE, items: topicPattern }
+  }
+}
+
+export const policyFileSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    version: { const: 1 },
+    plans: { type: 'object', maxProperties: MAX_PLANS, additionalProperties: planSchema },
+    products: { type: 'object', maxProperties: MAX_PRODUCTS, additionalProperties: productSchema },
+    rules: { type: 'array', maxItems: MAX_RULES, items: ruleSchema }
+  }
+} as const
+
+export type Encoding = 'json' | 'text' | 'base64'
+export type SlowClient = 'lagging' | 'evict'
+
+export interface PlanLimits {
+  connections: number
+  connectsPerMinute: number
+  deliveredPerSecond: number
+  publishedPerSecond: number
+  bytesPerSecond: number
+  dailyQuota: number
+}
+
+export interface PlanDocument {
+  title?: string
+  description?: string
+  limits: PlanLimits
+}
+
+export interface ProductTopicDocument {
+  pattern: string
+  encoding: Encoding
+  slowClient: SlowClient
+  description?: string
+  schema?: Record<string, unknown>
+}
+
+export interface ProductDocument {
+  title?: string
+  description?: string
+  plans: string[]
+  topics: ProductTopicDocument[]
+}
+
+export interface RuleDocument {
+  name: string
+  description?: string
+  product: string
+  plan: string
+  match?: {
+    kinds?: Array<'jwt' | 'api-key' | 'dev'>
+    claims?: Record<string, string | number | boolean | Array<string | number | boolean>>
+  }
+  subscribe?: string[]
+  publish?: string[]
+}
+
+export interface PolicyFileDocument {
+  version?: 1
+  plans?: Record<string, PlanDocument>
+  products?: Record<string, ProductDocument>
+  rules?: RuleDocument[]
+}
