@@ -11,7 +11,7 @@ const BURST_MS = 1000
 // ~70 bytes, the size of a compact trade message
 const message = (i: number) => JSON.stringify({ seq: i, sym: 'BTC-USD', px: 97_000 + (i % 100), qty: 0.01 })
 
-async function setup (t: Parameters<Parameters<typeof test>[1]>[0], feed: Record<string, unknown>) {
+async function setup (t: { teardown (fn: () => unknown): void }, feed: Record<string, unknown>) {
   const server = new FeedServer()
   await server.start()
   t.teardown(() => server.close())

@@ -74,6 +74,9 @@ test('keys from the JSON pointer; a sequence gap is counted in /metrics', async 
   t.equal(metric(text, 'sluice_ingest_unparsable_total', { feed: 'keyed' }), 1, 'the text that is not JSON')
   t.equal(metric(text, 'sluice_ingest_dropped_total', { feed: 'keyed', reason: 'buffer_full' }), 0, 'nothing dropped: a gap is the feed\'s, not ours')
   t.equal(metric(text, 'sluice_ingest_received_total', { feed: 'keyed' }), 8)
+  const since = metric(text, 'sluice_ingest_ms_since_last_message', { feed: 'keyed' })!
+  t.ok(since >= 0 && since < 60_000, `ms since the last message: ${since}`)
+  t.equal(metric(text, 'sluice_ingest_queue_capacity', { feed: 'keyed' }), 10_000, 'the default capacity')
 })
 
 test('a frame over maxMessageBytes is dropped and counted; the feed reconnects and carries on', async t => {
@@ -100,4 +103,26 @@ test('a frame over maxMessageBytes is dropped and counted; the feed reconnects a
   t.equal(metric(text, 'sluice_ingest_dropped_total', { feed: 'large', reason: 'too_large' }), 1, 'the oversized frame is counted')
   t.equal(metric(text, 'sluice_ingest_reconnects_total', { feed: 'large' }), 1)
   t.match(ingest.logs(), '"code":"SLUICE_INGEST_FRAME_TOO_LARGE"', 'and logged with its code')
+})
+
+test('a record larger than the whole buffer (frame + key + overhead) is dropped as too large; the next ones flow', async t => {
+  const server = new FeedServer()
+  await server.start()
+  t.teardown(() => server.close())
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'test-ingest-larger-than-buffer' })
+  t.teardown(() => kafka.close())
+  const topic = unique('ingest-larger-than-buffer')
+  await kafka.ensureTopics([{ topic }])
+  const subscriber = server.nextSubscriber()
+  const ingest = await startConnector(t, [{ name: 'tight', url: server.url, topic, maxMessageBytes: 1024, buffer: { maxBytes: 1024 } }])
+  const feed = ingest.feed('tight')
+  await subscriber
+  // the first frame fits the frame limit, not the buffer: it is dropped while the buffer is empty
+  await server.send(Buffer.alloc(1000, 1), true)
+  await eventually(() => feed.stats.droppedTooLarge === 1, 10_000, 'the record dropped')
+  await server.send('small')
+  const records = await readTopic(kafka, topic, 1)
+  t.same(records.map(r => r.value!.toString()), ['small'], 'the produce loop still runs after a drop on an empty buffer')
+  t.equal(metric(await ingest.metrics(), 'sluice_ingest_dropped_total', { feed: 'tight', reason: 'too_large' }), 1)
+  t.equal(feed.connected, true, 'no reconnect needed: only the record was refused')
 })

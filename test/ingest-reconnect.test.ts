@@ -121,4 +121,7 @@ test('a feed that accepts TCP but never answers the upgrade times out, and is re
   t.equal((feed.lastError as { code?: string }).code, 'SLUICE_INGEST_CONNECT_TIMEOUT')
   t.ok(sockets.size >= 2, 'each attempt opened a TCP connection')
   t.equal(feed.connected, false)
+  const text = await ingest.metrics()
+  t.equal(metric(text, 'sluice_ingest_ms_since_last_message', { feed: 'silent' }), -1, '-1: no message yet')
+  t.equal(metric(text, 'sluice_ingest_connected', { feed: 'silent' }), 0)
 })

@@ -85,17 +85,6 @@ export class FeedBuffer<T extends Sized> {
     return out
   }
 
-  /** Puts records taken earlier back at the head, in their order (a send that will be retried later). */
-  unshift (items: T[]): void {
-    for (let i = items.length - 1; i >= 0; i--) {
-      if (this.#size === this.#ring.length) this.#grow()
-      this.#head = (this.#head - 1 + this.#ring.length) % this.#ring.length
-      this.#ring[this.#head] = items[i]
-      this.#size++
-      this.#bytes += items[i]!.bytes
-    }
-  }
-
   #shift (): T {
     const item = this.#ring[this.#head]!
     this.#ring[this.#head] = undefined

@@ -322,10 +322,24 @@ export class Feed extends EventEmitter {
       bytes: data.length + (key === null ? 0 : Buffer.byteLength(key)) + RECORD_OVERHEAD_BYTES,
       receivedAt: performance.now()
     }
+    if (record.bytes > this.#buffer.maxBytes) {
+      // within maxMessageBytes, but with its key and record overhead larger than the whole buffer
+      this.stats.droppedTooLarge++
+      const err = new FeedFrameTooLargeError(this.name, this.#buffer.maxBytes)
+      this.#log.warn({ feed: this.name, code: err.code, bytes: record.bytes }, err.message)
+      return
+    }
     const dropped = this.#buffer.push(record)
     if (dropped > 0) this.#onDrop(dropped)
     this.#maybePause()
-    if (!this.#pumping) this.#pumping = this.#pump()
+    this.#kick()
+  }
+
+  /** Starts the produce loop unless it runs; it stops by itself when the buffer is empty. */
+  #kick (): void {
+    if (this.#pumping || this.#buffer.size === 0 || this.#abandoned) return
+    // cleared in a callback, which always runs after this assignment, even when the loop ends at once
+    this.#pumping = this.#pump().finally(() => { this.#pumping = undefined })
   }
 
   #onDrop (count: number): void {
@@ -361,16 +375,12 @@ export class Feed extends EventEmitter {
   }
 
   async #pump (): Promise<void> {
-    try {
-      while (this.#buffer.size > 0 && !this.#abandoned) {
-        const batch = this.#buffer.take(this.config.batch.maxRecords, this.config.batch.maxBytes)
-        this.#inFlight = batch
-        await this.#deliver(batch)
-        this.#inFlight = []
-        this.#maybeResume()
-      }
-    } finally {
-      this.#pumping = undefined
+    while (this.#buffer.size > 0 && !this.#abandoned) {
+      const batch = this.#buffer.take(this.config.batch.maxRecords, this.config.batch.maxBytes)
+      this.#inFlight = batch
+      await this.#deliver(batch)
+      this.#inFlight = []
+      this.#maybeResume()
     }
   }
 
@@ -449,7 +459,7 @@ export class Feed extends EventEmitter {
     }
     if (this.#state !== 'failed') this.#state = 'stopped'
     for (;;) {
-      if (this.#buffer.size > 0 && !this.#pumping) this.#pumping = this.#pump()
+      this.#kick()
       const pumping = this.#pumping
       if (!pumping) break
       const left = deadlineMs - (Date.now() - started)

@@ -69,14 +69,6 @@ test('the ring keeps order across growth and wrap-around; counts stay exact', as
   t.equal(out[out.length - 1], next - 1, 'drop-oldest keeps the newest')
 })
 
-test('unshift puts records back at the head in order', async t => {
-  const buffer = new FeedBuffer<Item>({ capacity: 10, maxBytes: 1000, overflow: 'drop-newest' })
-  for (let i = 1; i <= 4; i++) buffer.push(item(i))
-  const taken = buffer.take(2, 1000)
-  buffer.unshift(taken)
-  t.same(ids(buffer.take(10, 1000)), [1, 2, 3, 4])
-})
-
 test('bad bounds are refused', async t => {
   t.throws(() => new FeedBuffer<Item>({ capacity: 0, maxBytes: 10, overflow: 'drop-newest' }), RangeError)
   t.throws(() => new FeedBuffer<Item>({ capacity: 1, maxBytes: 0, overflow: 'drop-newest' }), RangeError)

@@ -216,3 +216,42 @@ test('the Connect header string format', async t => {
   t.same(parseConnectHeaders('A:1,B: two '), { headers: { A: '1', B: 'two' }, errors: [] })
   t.same(parseConnectHeaders('bad name:1').errors, ['pair 1: the header name is not an HTTP token'])
 })
+
+test('the shipped example config is valid', async t => {
+  const file = join(import.meta.dirname, '..', 'feeds.example.yaml')
+  const config = loadIngestConfig({ file, env: { EXCHANGE_TOKEN: 'x', SENSORS_KEY: 'y' } })
+  t.same(config.feeds.map(f => f.name), ['btc-trades', 'sensors'])
+  t.same(config.feeds[0]!.subscribe, ['{"op":"subscribe","channel":"trades","symbols":["BTC-USD"]}'])
+  t.same(config.feeds[1]!.headers, { 'X-Tenant': 'acme', 'X-Region': 'eu-west-1' })
+  t.equal(config.feeds[1]!.url, 'wss://iot.example/stream?key=y')
+  const missing = problemsOf(() => loadIngestConfig({ file, env: {} }))
+  t.match(missing.problems, [
+    { path: '/feeds/0/token', message: 'feed "btc-trades": environment variable EXCHANGE_TOKEN is not set' },
+    { path: '/feeds/1/websocket.url', message: 'feed "sensors": environment variable SENSORS_KEY is not set' }
+  ])
+})
+
+test('every limit of a feed is enforced, by number', async t => {
+  const feed = (extra: Record<string, unknown>) => ({ name: 'lim', url: 'ws://h', topic: 't', ...extra })
+  const cases: Array<[string, Record<string, unknown>, string, string]> = [
+    ['capacity', { buffer: { capacity: 1_000_001 } }, '/feeds/0/buffer/capacity', 'must be <= 1000000'],
+    ['Connect queue size', { 'websocket.message.queue.size': 1_000_001 }, '/feeds/0/websocket.message.queue.size', 'must be <= 1000000'],
+    ['buffer bytes', { buffer: { maxBytes: 1024 ** 3 + 1 } }, '/feeds/0/buffer/maxBytes', 'must be <= 1073741824'],
+    ['buffer bytes floor', { buffer: { maxBytes: 1023 } }, '/feeds/0/buffer/maxBytes', 'must be >= 1024'],
+    ['frame size', { maxMessageBytes: 64 * 1024 * 1024 + 1 }, '/feeds/0/maxMessageBytes', 'must be <= 67108864'],
+    ['batch records', { batch: { maxRecords: 10_001 } }, '/feeds/0/batch/maxRecords', 'must be <= 10000'],
+    ['connect timeout floor', { connectTimeoutMs: 99 }, '/feeds/0/connectTimeoutMs', 'must be >= 100'],
+    ['backoff ceiling', { reconnect: { maxMs: 3_600_001 } }, '/feeds/0/reconnect/maxMs', 'must be <= 3600000'],
+    ['jitter', { reconnect: { jitter: 1.5 } }, '/feeds/0/reconnect/jitter', 'must be <= 1'],
+    ['subscriptions', { subscribe: Array.from({ length: 101 }, () => 'x') }, '/feeds/0/subscribe', 'must NOT have more than 100 items'],
+    ['headers', { headers: Object.fromEntries(Array.from({ length: 65 }, (_v, i) => [`X-H${i}`, 'v'])) }, '/feeds/0/headers', 'must NOT have more than 64 properties'],
+    ['subscription size', { subscribe: { blob: 'x'.repeat(64 * 1024) } }, '/feeds/0/subscribe', 'must be at most 65536 bytes'],
+    ['feed name', { name: 'has space' }, '/feeds/0/name', 'must match pattern']
+  ]
+  for (const [what, extra, path, message] of cases) {
+    const err = problemsOf(() => loadIngestConfig({ base: { kafka, feeds: [feed(extra)] } }))
+    t.ok(err.problems.some(p => p.path === path && p.message.includes(message)), `${what}: ${path} ${message}`)
+  }
+  const many = problemsOf(() => loadIngestConfig({ base: { kafka, feeds: Array.from({ length: 257 }, (_v, i) => feed({ name: `f${i}` })) } }))
+  t.match(many.problems, [{ path: '/feeds', message: 'must NOT have more than 256 items' }], 'at most 256 feeds per process')
+})
