@@ -7,6 +7,9 @@ import health from '@sluice/health'
 import metrics from '@sluice/metrics'
 import kafka, { KafkaClient } from '@sluice/kafka'
 import redis from '@sluice/redis'
+import auth from '@sluice/auth'
+import policy from '@sluice/policy'
+import admin from '@sluice/admin'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 
@@ -36,5 +39,16 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   if (config.redis) {
     await app.register(redis, { url: config.redis.url, timeoutMs: config.redis.timeoutMs })
   }
+  // who the client is (401/403 before any upgrade), then what it may do
+  await app.register(auth, {
+    devToken: config.dev?.token,
+    origins: config.auth.origins,
+    jwt: config.auth.jwt,
+    // API keys live in Redis: without it they are refused with SLUICE_AUTH_API_KEYS_DISABLED
+    apiKeys: config.redis ? { redis: app.redis, prefix: config.auth.apiKeys.prefix, recheckIntervalMs: config.auth.apiKeys.recheckIntervalMs } : undefined
+  })
+  await app.register(policy, { dir: config.policy.dir, watch: config.policy.watch, pollIntervalMs: config.policy.pollIntervalMs })
+  // the admin API exists only with its own credential
+  if (config.admin) await app.register(admin, { token: config.admin.token })
   return app
 }

@@ -1,6 +1,8 @@
 // The gateway's configuration: a JSON Schema (defaults live here, nowhere else),
 // the environment variables that override the file, and the loader.
-import { loadConfig, type EnvBinding } from '@sluice/config'
+import { createPublicKey } from 'node:crypto'
+import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding } from '@sluice/config'
+import { TrustedIssuers } from '@sluice/auth'
 
 export interface GatewayConfig {
   server: { host: string, port: number, shutdownTimeoutMs: number }
@@ -8,7 +10,21 @@ export interface GatewayConfig {
   kafka: { brokers: string[], clientId: string, connectionTimeoutMs: number, requestTimeoutMs: number }
   redis?: { url: string, timeoutMs: number }
   dev?: { token: string }
+  auth: {
+    origins: string[]
+    jwt: {
+      audience: string[]
+      clockSkewSeconds: number
+      issuers: Array<{ issuer: string, algorithms: string[], jwksUri?: string, publicKey?: string, secret?: string }>
+      jwks: { cooldownMs: number, maxAgeMs: number, timeoutMs: number }
+    }
+    apiKeys: { prefix: string, recheckIntervalMs: number }
+  }
+  policy: { dir: string, watch: boolean, pollIntervalMs: number }
+  admin?: { token: string }
 }
+
+const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
 
 export const gatewayConfigSchema = {
   type: 'object',
@@ -62,6 +78,94 @@ export const gatewayConfigSchema = {
         // 32 characters at least: a dev credential is still a credential
         token: { type: 'string', minLength: 32 }
       }
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // browser Origins allowed on authenticated routes; none by default (clients without Origin are not browsers)
+        origins: {
+          type: 'array',
+          default: [],
+          maxItems: 100,
+          items: { type: 'string', pattern: '^(\\*|null|[a-z][a-z0-9+.-]*://(\\*\\.)?[^/\\s*]+)$' }
+        },
+        jwt: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            audience: { type: 'array', default: [], maxItems: 20, items: { type: 'string', minLength: 1, maxLength: 1024 } },
+            // small: exp and nbf are trusted this far past; beyond 5 minutes the clocks are broken, not skewed
+            clockSkewSeconds: { type: 'integer', minimum: 0, maximum: 300, default: 30 },
+            issuers: {
+              type: 'array',
+              default: [],
+              // a gateway trusts a handful of IdPs; each one is a key source to keep fresh
+              maxItems: 20,
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['issuer', 'algorithms'],
+                properties: {
+                  issuer: { type: 'string', minLength: 1, maxLength: 1024 },
+                  algorithms: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: JWT_ALGORITHMS } },
+                  // https, or http on loopback only (local IdPs in tests): keys over plain HTTP can be swapped on the way
+                  jwksUri: { type: 'string', pattern: '^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])' },
+                  publicKey: { type: 'string', minLength: 1 },
+                  secret: { type: 'string', minLength: 32 }
+                }
+              }
+            },
+            jwks: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              properties: {
+                // an unknown kid refetches at most this often (jose's default)
+                cooldownMs: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 30_000 },
+                // known keys are refreshed in the background past this age (jose's default)
+                maxAgeMs: { type: 'integer', minimum: 10_000, maximum: 86_400_000, default: 600_000 },
+                // an upgrade waits at most this long for an IdP; they answer JWKS in well under a second
+                timeoutMs: { type: 'integer', minimum: 100, maximum: 30_000, default: 3000 }
+              }
+            }
+          }
+        },
+        apiKeys: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            // Redis key prefix, so that two gateways (or test suites) can share a Redis
+            prefix: { type: 'string', pattern: '^[A-Za-z0-9:._-]{0,64}$', default: 'sluice:' },
+            // the safety net behind pub/sub revocation; 4 s keeps DESIGN.md's 5 s bound when a message is lost
+            recheckIntervalMs: { type: 'integer', minimum: 500, maximum: 60_000, default: 4000 }
+          }
+        }
+      }
+    },
+    policy: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // relative to the working directory
+        dir: { type: 'string', minLength: 1, default: 'policies' },
+        watch: { type: 'boolean', default: true },
+        // the poll behind inotify; 1 s keeps a withdrawal within DESIGN.md's 2 s when no event arrives
+        pollIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 }
+      }
+    },
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['token'],
+      properties: {
+        // the admin API exists only with a token; 32 characters of it at least
+        token: { type: 'string', minLength: 32 }
+      }
     }
   }
 } as const
@@ -74,7 +178,55 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
   KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
   REDIS_URL: { path: '/redis/url', type: 'string' },
-  SLUICE_DEV_TOKEN: { path: '/dev/token', type: 'string' }
+  SLUICE_DEV_TOKEN: { path: '/dev/token', type: 'string' },
+  SLUICE_AUTH_ORIGINS: { path: '/auth/origins', type: 'list' },
+  SLUICE_JWT_AUDIENCE: { path: '/auth/jwt/audience', type: 'list' },
+  SLUICE_JWT_CLOCK_SKEW_SECONDS: { path: '/auth/jwt/clockSkewSeconds', type: 'integer' },
+  SLUICE_POLICY_DIR: { path: '/policy/dir', type: 'string' },
+  SLUICE_POLICY_WATCH: { path: '/policy/watch', type: 'boolean' },
+  SLUICE_ADMIN_TOKEN: { path: '/admin/token', type: 'string' }
+}
+
+/** What the schema cannot say about JWT issuers: one key source each, keys that fit the algorithms. */
+function authProblems (config: GatewayConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const jwt = config.auth.jwt
+  if (jwt.issuers.length > 0 && jwt.audience.length === 0) {
+    problems.push({ path: '/auth/jwt/audience', message: 'is required when issuers are configured (tokens must name this gateway)' })
+  }
+  const seen = new Set<string>()
+  jwt.issuers.forEach((issuer, i) => {
+    const path = `/auth/jwt/issuers/${i}`
+    if (seen.has(issuer.issuer)) problems.push({ path: `${path}/issuer`, message: `"${issuer.issuer}" is configured twice` })
+    seen.add(issuer.issuer)
+    const sources = (['jwksUri', 'publicKey', 'secret'] as const).filter(k => issuer[k] !== undefined)
+    if (sources.length !== 1) {
+      problems.push({ path, message: 'needs exactly one of jwksUri, publicKey or secret' })
+      return
+    }
+    const hs = issuer.algorithms.filter(a => a.startsWith('HS'))
+    if (issuer.secret !== undefined) {
+      if (hs.length !== issuer.algorithms.length) problems.push({ path: `${path}/algorithms`, message: 'a secret verifies HS256, HS384 and HS512 only' })
+      if (issuer.secret.includes('-----BEGIN')) problems.push({ path: `${path}/secret`, message: 'looks like a PEM key: a public key is never an HMAC secret' })
+    } else if (hs.length > 0) {
+      problems.push({ path: `${path}/algorithms`, message: `${hs.join(', ')} needs a secret; a public key or JWKS never verifies HS*` })
+    }
+    if (issuer.publicKey !== undefined) {
+      try {
+        createPublicKey(issuer.publicKey)
+      } catch (err) {
+        problems.push({ path: `${path}/publicKey`, message: `not a public key: ${(err as Error).message}` })
+        return
+      }
+      try {
+        // the auth plugin's own check: the key's type decides what it can verify
+        new TrustedIssuers({ ...jwt, issuers: [issuer] }) // eslint-disable-line no-new
+      } catch (err) {
+        problems.push({ path: `${path}/algorithms`, message: (err as Error).message })
+      }
+    }
+  })
+  return problems
 }
 
 export interface LoadGatewayConfigOptions {
@@ -85,11 +237,14 @@ export interface LoadGatewayConfigOptions {
 
 /** Throws ConfigError naming every problem with its path and where it came from. */
 export function loadGatewayConfig (options: LoadGatewayConfigOptions = {}): GatewayConfig {
-  return loadConfig<GatewayConfig>({
+  const config = loadConfig<GatewayConfig>({
     schema: gatewayConfigSchema,
     file: options.file,
     base: options.base,
     env: options.env,
     envBindings: gatewayEnvBindings
   })
+  const problems = authProblems(config)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return config
 }

@@ -2,6 +2,7 @@
 // the demo feed, and the gateway on :8080, with a dev credential and a
 // copy-paste connect command printed. Ctrl-C stops everything it started.
 import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
 import { KafkaBroker, freePort } from '../../../deploy/local/stack.ts'
 import { KafkaClient } from '@sluice/kafka/core'
 import { ConfigError } from '@sluice/config'
@@ -10,6 +11,8 @@ import { startGateway } from './server.ts'
 import { DEMO_TOPIC, DemoTicker } from './demo-feed.ts'
 
 const KAFKA_PORT = 9092
+// the repository's commented example policy: demo.ticks for every subject, dev included
+const POLICY_DIR = fileURLToPath(new URL('../../../policies/', import.meta.url))
 
 async function portFree (port: number): Promise<boolean> {
   const { createServer } = await import('node:net')
@@ -46,7 +49,14 @@ async function main (): Promise<void> {
     const token = process.env.SLUICE_DEV_TOKEN ?? randomBytes(24).toString('base64url')
     const config = loadGatewayConfig({
       env: process.env,
-      base: { kafka: { brokers: broker.brokers }, dev: { token }, server: { host: '127.0.0.1' } }
+      base: {
+        kafka: { brokers: broker.brokers },
+        dev: { token },
+        server: { host: '127.0.0.1' },
+        policy: { dir: POLICY_DIR },
+        // the printed browser snippet runs in whatever page the developer has open
+        auth: { origins: ['*'] }
+      }
     })
     const gateway = await startGateway(config)
     stops.push(() => gateway.shutdown('SIGINT'))
@@ -63,6 +73,7 @@ async function main (): Promise<void> {
       `Sluice dev gateway ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  gateway     http://localhost:${port}   (health: /healthz, readiness: /readyz)`,
       `  kafka       ${broker.brokers.join(',')}   (demo feed -> ${DEMO_TOPIC}, 4 batches/s)`,
+      `  policy      ${POLICY_DIR}   (edit it: the gateway reloads on save)`,
       `  credential  ${token}`,
       '',
       'Connect (a header, as servers and mobile apps do):',
