@@ -11,4 +11,3 @@ export const FeedReconnectExhaustedError = createError('SLUICE_INGEST_RECONNECT_
 export const FeedReconnectDisabledError = createError('SLUICE_INGEST_RECONNECT_DISABLED', 'Feed "%s" closed and reconnecting is disabled', 503)
 export const RecordTooLargeError = createError('SLUICE_INGEST_RECORD_TOO_LARGE', 'Kafka refused a record of feed "%s" as too large (%d bytes); it was dropped', 413)
 export const FlushDeadlineError = createError('SLUICE_INGEST_FLUSH_DEADLINE', 'Feed "%s": %d records were not flushed to Kafka within %d ms', 503)
-export const FeedStoppedError = createError('SLUICE_INGEST_STOPPED', 'Feed "%s" is stopped', 503)
