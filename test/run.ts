@@ -54,6 +54,12 @@ async function main (): Promise<number> {
 
   const kafka = new KafkaBroker()
   const redis = new RedisServer()
+  // interrupted (Ctrl-C, a CI timeout): stop what was started, then go
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      Promise.allSettled([kafka.destroy(), redis.stop()]).finally(() => process.exit(130))
+    })
+  }
   const stack = Promise.all([kafka.start(), redis.start()])
   // checks run while the broker starts (it takes a few seconds)
   const lint = await run(node, ['node_modules/eslint/bin/eslint.js', '.'])

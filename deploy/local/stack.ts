@@ -242,13 +242,12 @@ export class RedisServer {
     const bin = redisServerPath()
     if (this.port === 0) this.port = await freePort()
     // no persistence: the local stack holds nothing worth keeping across runs
-    const child = spawn(bin, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(bin, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'ignore'] })
     this.#child = child
     this.#exited = new Promise(resolve => child.once('exit', () => {
       this.#child = undefined
       resolve()
     }))
-    child.stdout?.resume()
     // answered PING = ready; 10 s is far beyond the ~50 ms it takes here
     const deadline = Date.now() + 10_000
     while (!(await redisPing(this.port))) {
