@@ -88,8 +88,10 @@ export interface ConsumerOptions {
   topics: Array<string | RegExp>
   /** where a partition with no committed offset starts */
   fromBeginning?: boolean
-  /** commit after each batch handler returns (group mode); off for the hub's private groups */
+  /** commit what the batch handler has processed */
   autoCommit?: boolean
+  /** with autoCommit: at most this often (unset: after every batch) */
+  autoCommitIntervalMs?: number
   sessionTimeoutMs?: number
   /** how often metadata is refreshed, which is how new partitions and topics are found */
   metadataMaxAgeMs?: number
@@ -284,21 +286,38 @@ export class KafkaClient {
     })
   }
 
-  /** Creates the topics that do not exist yet (dev mode, tests). */
+  /** Creates the topics that do not exist yet (dev mode, tests) and waits until each partition has a leader. */
   async ensureTopics (topics: TopicSpec[], timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
     await this.#adminCall(timeoutMs, async admin => {
       const existing = new Set(await admin.listTopics())
       const missing = topics.filter(t => !existing.has(t.topic))
       if (missing.length === 0) return
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map(t => ({
-          topic: t.topic,
-          numPartitions: t.partitions ?? 1,
-          configEntries: Object.entries(t.config ?? {}).map(([name, value]) => ({ name, value }))
-        }))
-      })
+      try {
+        await admin.createTopics({
+          waitForLeaders: false,
+          topics: missing.map(t => ({
+            topic: t.topic,
+            numPartitions: t.partitions ?? 1,
+            configEntries: Object.entries(t.config ?? {}).map(([name, value]) => ({ name, value }))
+          }))
+        })
+      } catch (err) {
+        // another client created it meanwhile: fine
+        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err
+      }
     })
+    // a busy broker answers UNKNOWN_TOPIC for a moment after creation: poll metadata until every partition has a leader
+    for (;;) {
+      try {
+        const { topics: meta } = await this.#adminCall(5000, admin => admin.fetchTopicMetadata({ topics: topics.map(t => t.topic) }))
+        if (meta.every(t => t.partitions.length > 0 && t.partitions.every(p => p.leader >= 0))) return
+      } catch (err) {
+        if (Date.now() > deadline) throw err
+      }
+      if (Date.now() > deadline) throw new KafkaTimeoutError(timeoutMs)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
   }
 
   async listTopics (timeoutMs = 5000): Promise<string[]> {
@@ -316,6 +335,12 @@ export class KafkaClient {
   async groupMembers (groupId: string, timeoutMs = 5000): Promise<string[]> {
     const { groups } = await this.#adminCall(timeoutMs, admin => admin.describeGroups([groupId]))
     return (groups[0]?.members ?? []).map(m => m.memberId)
+  }
+
+  /** Every consumer group the cluster knows (tests and admin use it to count consumers). */
+  async listGroups (timeoutMs = 5000): Promise<string[]> {
+    const { groups } = await this.#adminCall(timeoutMs, admin => admin.listGroups())
+    return groups.map(g => g.groupId)
   }
 
   /** A consumer in group `groupId`; nothing is fetched until `start()`. */
@@ -354,6 +379,7 @@ export class KafkaClient {
         }
         await consumer.run({
           autoCommit: options.autoCommit ?? false,
+          autoCommitInterval: options.autoCommitIntervalMs ?? null,
           eachBatchAutoResolve: true,
           eachBatch: async ({ batch }) => {
             const records: ConsumedRecord[] = batch.messages.map(m => ({
