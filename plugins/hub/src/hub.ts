@@ -1,0 +1,468 @@
+// The fan-out hub. Per node, one Kafka consumer per topic, started by the
+// first subscriber and stopped a grace period after the last leaves; each
+// record is framed once per protocol and the same bytes are written to every
+// subscribed socket. The consumer never waits for a socket: a socket whose
+// send queue is full loses its live feed of that topic (and later hears
+// `lagging` with a resume cursor) or is evicted, as its product says.
+//
+// No gap, no duplicate: every subscription keeps, per partition, the next
+// offset it expects. Live dispatch writes only records at or past it; a
+// subscription that starts behind the live position (a cursor, `earliest`)
+// reads the gap with its own catch-up reader and joins the live feed, partition
+// by partition, at the moment it reaches the hub's position.
+import { randomUUID } from 'node:crypto'
+import type { ConsumedRecord, KafkaClient, Logger, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
+import type { SlowClientPolicy, ValueEncoding } from '@sluice/policy/access'
+import { formatPositions, type Positions } from './cursor.ts'
+import { HubClosedError } from './errors.ts'
+import type { FrameFormat } from './frame.ts'
+
+/** One socket as the hub sees it. */
+export interface Outlet {
+  readonly id: string
+  readonly format: FrameFormat
+  /** the socket's send queue bound, in bytes */
+  readonly maxQueueBytes: number
+  readonly closed: boolean
+  /** bytes accepted for this socket and not yet handed to the kernel */
+  queuedBytes (): number
+  write (frame: Buffer, onWritten?: (err?: Error | null) => void): void
+  cork (): void
+  uncork (): void
+  /** resolves once the send queue is at most `bytes` (default: half the bound), or the socket closed */
+  drained (bytes?: number): Promise<void>
+  /** the subscription to `topic` has ended after drops; tell the client where to resume */
+  lagging (topic: string, dropped: number, resume: string): void
+  /** the product says evict: close the socket (4008) */
+  evict (topic: string): void
+}
+
+export interface SubscriptionTerms {
+  encoding: ValueEncoding
+  slowClient: SlowClientPolicy
+}
+
+export type StartPosition =
+  | { kind: 'latest' }
+  | { kind: 'earliest' }
+  | { kind: 'cursor', positions: Positions }
+
+export interface HubOptions {
+  kafka: KafkaClient
+  /** names this node's consumer groups, so operators can tell nodes apart */
+  nodeId: string
+  /** how long a topic's consumer outlives its last subscriber; 5 s absorbs reconnect storms */
+  graceMs?: number
+  logger?: Logger
+}
+
+export interface HubStats {
+  deliveries: number
+  drops: number
+  evictions: number
+  laggingNotices: number
+  catchUps: number
+  groupSessions: number
+}
+
+const DEFAULT_GRACE_MS = 5000
+// the hub's progress is committed at most this often: a restarted consumer then repeats at most 5 s, which the per-subscription offsets filter out
+const HUB_COMMIT_INTERVAL_MS = 5000
+const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
+
+class Subscription {
+  readonly outlet: Outlet
+  readonly topic: string
+  readonly terms: SubscriptionTerms
+  readonly cacheKey: string
+  /** per partition, the next offset this socket is to receive */
+  readonly next: Positions = new Map()
+  /** partitions still being replayed by the catch-up reader */
+  readonly catchingUp = new Set<number>()
+  /** set once the socket overflowed: records not delivered since */
+  lag: { dropped: number } | undefined
+  reader: TopicConsumer | undefined
+  ended = false
+
+  constructor (outlet: Outlet, topic: string, terms: SubscriptionTerms) {
+    this.outlet = outlet
+    this.topic = topic
+    this.terms = terms
+    this.cacheKey = `${outlet.format.key}/${terms.encoding}`
+  }
+}
+
+class TopicFeed {
+  readonly topic: string
+  readonly groupId: string
+  /** per partition, the offset of the next record the hub will dispatch */
+  readonly live: Positions = new Map()
+  readonly subs = new Set<Subscription>()
+  consumer: TopicConsumer | undefined
+  ready: Promise<void> | undefined
+  graceTimer: NodeJS.Timeout | undefined
+
+  constructor (topic: string, groupId: string) {
+    this.topic = topic
+    this.groupId = groupId
+  }
+}
+
+export class Hub {
+  readonly stats: HubStats = { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, groupSessions: 0 }
+  readonly #kafka: KafkaClient
+  readonly #nodeId: string
+  readonly #graceMs: number
+  readonly #log: Logger
+  readonly #feeds = new Map<string, TopicFeed>()
+  readonly #byOutlet = new Map<Outlet, Map<string, Subscription>>()
+  readonly #groupReaders = new Map<Outlet, TopicConsumer>()
+  #closed = false
+
+  constructor (options: HubOptions) {
+    this.#kafka = options.kafka
+    this.#nodeId = options.nodeId
+    this.#graceMs = options.graceMs ?? DEFAULT_GRACE_MS
+    this.#log = options.logger ?? silent
+  }
+
+  /** Topics with a running consumer on this node. */
+  get consumers (): number {
+    let n = 0
+    for (const feed of this.#feeds.values()) if (feed.consumer) n++
+    return n
+  }
+
+  /** The consumer group of a topic's live consumer on this node (tests ask the broker about it). */
+  groupOf (topic: string): string | undefined {
+    return this.#feeds.get(topic)?.groupId
+  }
+
+  subscribers (topic: string): number {
+    return this.#feeds.get(topic)?.subs.size ?? 0
+  }
+
+  /** Topics `outlet` is subscribed to. */
+  topicsOf (outlet: Outlet): string[] {
+    return [...(this.#byOutlet.get(outlet)?.keys() ?? [])]
+  }
+
+  /**
+   * Subscribes a socket to a topic. Resolves once the live position is fixed:
+   * every record written to the topic after that is delivered. Throws
+   * SLUICE_KAFKA_UNKNOWN_TOPIC for a topic that does not exist.
+   */
+  async subscribe (outlet: Outlet, topic: string, terms: SubscriptionTerms, from: StartPosition = { kind: 'latest' }): Promise<void> {
+    if (this.#closed) throw new HubClosedError()
+    let subs = this.#byOutlet.get(outlet)
+    if (subs?.has(topic)) return
+    const feed = await this.#feed(topic)
+    if (outlet.closed) return
+    const sub = new Subscription(outlet, topic, terms)
+    subs = this.#byOutlet.get(outlet)
+    if (!subs) {
+      subs = new Map()
+      this.#byOutlet.set(outlet, subs)
+    }
+    if (subs.has(topic)) return
+    subs.set(topic, sub)
+    clearTimeout(feed.graceTimer)
+    feed.graceTimer = undefined
+
+    // Where this socket starts, per partition; behind the live position means catch-up.
+    const behind = new Map<number, bigint>()
+    if (from.kind === 'latest') {
+      for (const [p, o] of feed.live) sub.next.set(p, o)
+    } else {
+      const low = from.kind === 'earliest' ? await this.#lowWatermarks(topic) : undefined
+      for (const [p, liveAt] of feed.live) {
+        // a partition the cursor does not name was created after it: all of it is new
+        const start = from.kind === 'cursor' ? (from.positions.get(p) ?? 0n) : (low?.get(p) ?? 0n)
+        sub.next.set(p, start)
+        if (start < liveAt) {
+          behind.set(p, start)
+          sub.catchingUp.add(p)
+        }
+      }
+    }
+    feed.subs.add(sub)
+    if (behind.size > 0) this.#catchUp(feed, sub, behind)
+  }
+
+  unsubscribe (outlet: Outlet, topic: string): boolean {
+    const subs = this.#byOutlet.get(outlet)
+    const sub = subs?.get(topic)
+    if (!sub) return false
+    this.#end(sub)
+    return true
+  }
+
+  /** Removes every subscription of a socket (it closed). */
+  remove (outlet: Outlet): void {
+    for (const sub of [...(this.#byOutlet.get(outlet)?.values() ?? [])]) this.#end(sub)
+    this.#byOutlet.delete(outlet)
+    const reader = this.#groupReaders.get(outlet)
+    if (reader) {
+      this.#groupReaders.delete(outlet)
+      this.stats.groupSessions--
+      reader.stop().catch(err => this.#log.warn({ err }, 'group reader did not stop cleanly'))
+    }
+  }
+
+  #end (sub: Subscription): void {
+    if (sub.ended) return
+    sub.ended = true
+    const subs = this.#byOutlet.get(sub.outlet)
+    subs?.delete(sub.topic)
+    if (subs?.size === 0) this.#byOutlet.delete(sub.outlet)
+    if (sub.reader) {
+      const reader = sub.reader
+      sub.reader = undefined
+      reader.stop().catch(err => this.#log.warn({ err }, 'catch-up reader did not stop cleanly'))
+    }
+    const feed = this.#feeds.get(sub.topic)
+    if (!feed) return
+    feed.subs.delete(sub)
+    if (feed.subs.size === 0 && !this.#closed) {
+      feed.graceTimer = setTimeout(() => { this.#stopFeed(feed) }, this.#graceMs)
+      feed.graceTimer.unref()
+    }
+  }
+
+  async #lowWatermarks (topic: string): Promise<Positions> {
+    const offsets = await this.#kafka.topicOffsets(topic)
+    return new Map(offsets.map(o => [o.partition, BigInt(o.low)]))
+  }
+
+  async #feed (topic: string): Promise<TopicFeed> {
+    let feed = this.#feeds.get(topic)
+    if (!feed) {
+      const created = new TopicFeed(topic, `sluice-hub.${this.#nodeId}.${topic}.${randomUUID().slice(0, 8)}`)
+      feed = created
+      this.#feeds.set(topic, created)
+      created.ready = this.#startFeed(created).catch(err => {
+        if (this.#feeds.get(topic) === created) this.#feeds.delete(topic)
+        throw err
+      })
+    }
+    await feed.ready
+    return feed
+  }
+
+  async #startFeed (feed: TopicFeed): Promise<void> {
+    // The live position is fixed here: the consumer is sent to today's end of
+    // each partition before its first fetch (kafkajs discards a batch fetched
+    // while a seek is pending). Partitions added later start at their
+    // beginning: all of them is new.
+    const offsets = await this.#kafka.topicOffsets(feed.topic)
+    for (const o of offsets) feed.live.set(o.partition, BigInt(o.high))
+    const consumer = this.#kafka.consumer({
+      groupId: feed.groupId,
+      topics: [feed.topic],
+      fromBeginning: true,
+      autoCommit: true,
+      autoCommitIntervalMs: HUB_COMMIT_INTERVAL_MS,
+      onBatch: async batch => { this.#dispatch(feed, batch) },
+      onCrash: (error, restarting) => this.#log.warn({ err: error, topic: feed.topic, restarting }, 'hub consumer crashed')
+    })
+    feed.consumer = consumer
+    await consumer.start()
+    for (const o of offsets) consumer.seek(feed.topic, o.partition, o.high)
+    this.#log.debug({ topic: feed.topic, groupId: feed.groupId }, 'hub consumer started')
+  }
+
+  #stopFeed (feed: TopicFeed): void {
+    if (feed.subs.size > 0 || this.#feeds.get(feed.topic) !== feed) return
+    this.#feeds.delete(feed.topic)
+    const consumer = feed.consumer
+    feed.consumer = undefined
+    consumer?.stop().catch(err => this.#log.warn({ err, topic: feed.topic }, 'hub consumer did not stop cleanly'))
+  }
+
+  /** The hot path: one batch of one partition to every subscriber, synchronously. */
+  #dispatch (feed: TopicFeed, batch: RecordBatch): void {
+    const records = batch.records
+    const count = records.length
+    if (count === 0) return
+    const p = batch.partition
+    const offsets = new Array<bigint>(count)
+    for (let i = 0; i < count; i++) offsets[i] = BigInt(records[i]!.offset)
+    // frames per protocol and encoding, built on first need and shared by every socket
+    const frames = new Map<string, Array<Buffer | null | undefined>>()
+
+    for (const sub of feed.subs) {
+      if (sub.catchingUp.has(p)) continue
+      const next = sub.next.get(p) ?? 0n
+      if (sub.lag) {
+        for (let i = 0; i < count; i++) if (offsets[i]! >= next) sub.lag.dropped++
+        continue
+      }
+      let cache = frames.get(sub.cacheKey)
+      if (!cache) {
+        cache = new Array(count)
+        frames.set(sub.cacheKey, cache)
+      }
+      const outlet = sub.outlet
+      let position = next
+      outlet.cork()
+      for (let i = 0; i < count; i++) {
+        const offset = offsets[i]!
+        if (offset < position) continue
+        let frame = cache[i]
+        if (frame === undefined) {
+          frame = outlet.format.frame(records[i]!, sub.terms.encoding) ?? null
+          cache[i] = frame
+        }
+        if (frame !== null) {
+          if (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes) {
+            sub.next.set(p, offset)
+            this.#overflow(sub, count - i)
+            position = -1n
+            break
+          }
+          outlet.write(frame)
+          this.stats.deliveries++
+        }
+        position = offset + 1n
+      }
+      if (position >= 0n) sub.next.set(p, position)
+      outlet.uncork()
+    }
+    // never backwards: a restarted consumer may repeat records the subscriptions already have
+    const end = offsets[count - 1]! + 1n
+    if (end > (feed.live.get(p) ?? 0n)) feed.live.set(p, end)
+  }
+
+  #overflow (sub: Subscription, dropped: number): void {
+    this.stats.drops += dropped
+    if (sub.terms.slowClient === 'evict') {
+      this.stats.evictions++
+      this.remove(sub.outlet)
+      sub.outlet.evict(sub.topic)
+      return
+    }
+    sub.lag = { dropped }
+    sub.outlet.drained().then(() => {
+      if (sub.ended || sub.outlet.closed) return
+      const resume = formatPositions(sub.topic, sub.next)
+      const lost = sub.lag?.dropped ?? dropped
+      this.#end(sub)
+      this.stats.laggingNotices++
+      sub.outlet.lagging(sub.topic, lost, resume)
+    }, () => {})
+  }
+
+  /** Replays [start, live) of each partition in `behind`, then hands each partition to the live feed. */
+  #catchUp (feed: TopicFeed, sub: Subscription, behind: Positions): void {
+    this.stats.catchUps++
+    const groupId = `sluice-catchup.${this.#nodeId}.${feed.topic}.${randomUUID().slice(0, 8)}`
+    const outlet = sub.outlet
+    const finish = () => {
+      const reader = sub.reader
+      sub.reader = undefined
+      // stopping inside the batch handler would wait for that handler: stop after it
+      if (reader) setImmediate(() => { reader.stop().catch(() => {}) })
+    }
+    const handOver = (p: number) => {
+      sub.catchingUp.delete(p)
+      if (sub.catchingUp.size === 0) finish()
+    }
+    const onBatch = async (batch: RecordBatch) => {
+      const p = batch.partition
+      if (sub.ended || !sub.catchingUp.has(p)) return
+      for (const record of batch.records) {
+        const offset = BigInt(record.offset)
+        const next = sub.next.get(p) ?? 0n
+        if (offset < next) continue
+        // the live feed has not dispatched this one yet: it is the live feed's to deliver
+        if (offset >= (feed.live.get(p) ?? 0n)) {
+          handOver(p)
+          return
+        }
+        const frame = outlet.format.frame(record, sub.terms.encoding)
+        if (frame) {
+          // a catch-up reader is this socket's alone: it waits for the socket instead of dropping
+          while (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes && !outlet.closed) await outlet.drained()
+          if (sub.ended || outlet.closed) return
+          outlet.write(frame)
+          this.stats.deliveries++
+        }
+        sub.next.set(p, offset + 1n)
+        if (offset + 1n >= (feed.live.get(p) ?? 0n)) {
+          handOver(p)
+          return
+        }
+      }
+    }
+    const start = async () => {
+      if (sub.ended) return
+      const reader = this.#kafka.consumer({ groupId, topics: [feed.topic], fromBeginning: true, autoCommit: false, onBatch })
+      sub.reader = reader
+      await reader.start()
+      for (const [partition, offset] of behind) reader.seek(feed.topic, partition, offset.toString())
+    }
+    start().catch(err => {
+      this.#log.warn({ err, topic: feed.topic }, 'catch-up reader failed')
+      // the socket cannot be given its gap: end the subscription and say where to resume
+      if (!sub.ended && !outlet.closed) {
+        const resume = formatPositions(sub.topic, sub.next)
+        this.#end(sub)
+        outlet.lagging(sub.topic, 0, resume)
+      }
+    })
+  }
+
+  /**
+   * Group mode: this socket is one member of a Kafka consumer group (on any
+   * node); each record goes to one member. Records are written without drops
+   * (the consumer is this socket's alone and waits for it) and the offsets are
+   * committed once the frames are written to the socket.
+   */
+  async joinGroup (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms): Promise<void> {
+    if (this.#closed) throw new HubClosedError()
+    const reader = this.#kafka.consumer({
+      groupId,
+      topics,
+      fromBeginning: false,
+      autoCommit: false,
+      onBatch: async batch => {
+        let last: ConsumedRecord | undefined
+        let written: Promise<void> = Promise.resolve()
+        for (const record of batch.records) {
+          if (outlet.closed) return
+          const frame = outlet.format.frame(record, terms.encoding)
+          if (frame) {
+            while (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes && !outlet.closed) await outlet.drained()
+            if (outlet.closed) return
+            written = new Promise((resolve, reject) => outlet.write(frame, err => err ? reject(err) : resolve()))
+            this.stats.deliveries++
+          }
+          last = record
+        }
+        if (!last) return
+        // socket writes complete in order: the last one done means all are
+        await written
+        await reader.commit([{ topic: last.topic, partition: last.partition, offset: last.offset }])
+      },
+      onCrash: (error, restarting) => this.#log.warn({ err: error, groupId, restarting }, 'group reader crashed')
+    })
+    this.#groupReaders.set(outlet, reader)
+    this.stats.groupSessions++
+    await reader.start()
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    const stopping: Array<Promise<void>> = []
+    for (const feed of this.#feeds.values()) {
+      clearTimeout(feed.graceTimer)
+      for (const sub of feed.subs) if (sub.reader) stopping.push(sub.reader.stop())
+      if (feed.consumer) stopping.push(feed.consumer.stop())
+    }
+    for (const reader of this.#groupReaders.values()) stopping.push(reader.stop())
+    this.#feeds.clear()
+    this.#byOutlet.clear()
+    this.#groupReaders.clear()
+    await Promise.allSettled(stopping)
+  }
+}
