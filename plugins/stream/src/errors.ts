@@ -1,0 +1,44 @@
+import createError from '@fastify/error'
+
+// The stream API's error catalogue. `wire` is the code a client sees in an
+// `error` frame (DESIGN.md's list); the SLUICE_ code names the exact cause.
+export const BadRequestError = createError('SLUICE_STREAM_BAD_REQUEST', '%s', 400)
+export const ForbiddenTopicError = createError('SLUICE_STREAM_FORBIDDEN', 'Not allowed to %s "%s": %s', 403)
+export const UnknownTopicError = createError('SLUICE_STREAM_UNKNOWN_TOPIC', 'Topic "%s" does not exist', 404)
+export const GroupModeError = createError('SLUICE_STREAM_GROUP_MODE', 'A group session subscribes to the topics it opened with; open another socket for other topics', 400)
+
+/** DESIGN.md's error codes, as clients see them in `error` frames. */
+export type WireErrorCode = 'BAD_REQUEST' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'UNKNOWN_TOPIC' | 'RATE_LIMITED' | 'TOO_LARGE' | 'UNAVAILABLE' | 'INTERNAL'
+
+/** Close codes (DESIGN.md). */
+export const CLOSE = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY_VIOLATION: 1008,
+  TOO_LARGE: 1009,
+  INTERNAL: 1011,
+  TRY_LATER: 1013,
+  CREDENTIALS: 4001,
+  ACCESS_WITHDRAWN: 4003,
+  TOO_SLOW: 4008,
+  RATE_LIMITED: 4029
+} as const
+
+const BY_CODE: Record<string, WireErrorCode> = {
+  SLUICE_STREAM_BAD_REQUEST: 'BAD_REQUEST',
+  SLUICE_STREAM_GROUP_MODE: 'BAD_REQUEST',
+  SLUICE_HUB_BAD_CURSOR: 'BAD_REQUEST',
+  SLUICE_STREAM_FORBIDDEN: 'FORBIDDEN',
+  SLUICE_STREAM_UNKNOWN_TOPIC: 'UNKNOWN_TOPIC',
+  SLUICE_KAFKA_UNKNOWN_TOPIC: 'UNKNOWN_TOPIC',
+  SLUICE_KAFKA_TOO_LARGE: 'TOO_LARGE',
+  SLUICE_KAFKA_UNAVAILABLE: 'UNAVAILABLE',
+  SLUICE_KAFKA_TIMEOUT: 'UNAVAILABLE',
+  SLUICE_KAFKA_CLOSED: 'UNAVAILABLE',
+  SLUICE_HUB_CLOSED: 'UNAVAILABLE'
+}
+
+export function wireCode (err: unknown): WireErrorCode {
+  const code = (err as { code?: string })?.code
+  return (code && BY_CODE[code]) || (code === 'FST_ERR_RATE_LIMITED' ? 'RATE_LIMITED' : 'INTERNAL')
+}

@@ -1,0 +1,194 @@
+// GET /v1/stream: the native WebSocket API (DESIGN.md). Everything that can
+// reject a client runs in a preValidation hook, before the upgrade: a
+// rejected client gets an HTTP status and a JSON body and never holds a socket.
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { createHash } from 'node:crypto'
+import type { WebSocket } from 'ws'
+// type-only: brings @fastify/websocket's route options and request.ws into scope
+import type {} from '@fastify/websocket'
+import type { Identity } from '@sluice/auth/identity'
+import type { AccessControl, AccessDecision } from '@sluice/policy/access'
+import { isTopicName, parseCursor } from '@sluice/hub'
+import { StreamSession, type SessionLimits } from './session.ts'
+import { CLOSE, type WireErrorCode } from './errors.ts'
+import { MAX_TOPICS_PER_FRAME } from './protocol.ts'
+
+export { StreamSession } from './session.ts'
+export type { SessionLimits } from './session.ts'
+export { CLOSE, wireCode } from './errors.ts'
+export { parseClientFrame } from './protocol.ts'
+
+export const NATIVE_PROTOCOL = 'sluice.v1'
+
+export const DEFAULT_LIMITS: SessionLimits = {
+  // 256 KiB: about 1,000 frames of a 256-byte record; 10,000 stuck sockets then hold at most 2.5 GiB
+  maxQueueBytes: 256 * 1024,
+  // a buggy client gets 20 errors to notice; a hostile one is cut off after them
+  invalidFrameBurst: 20,
+  invalidFramesPerSecond: 1,
+  // kafkajs sends one produce at a time per broker: 64 queued publishes is already seconds of backlog
+  maxInflightPublishes: 64,
+  // the shared producer gives up after ~5 s of retries; 10 s covers that and a slow acks=all
+  publishTimeoutMs: 10_000,
+  // 5 minutes with nothing subscribed and nothing sent is a forgotten tab
+  idleTimeoutMs: 5 * 60_000,
+  expiryGraceMs: 0
+}
+
+export interface StreamPluginOptions {
+  access: AccessControl
+  limits?: Partial<SessionLimits>
+  /** ping period; a peer that misses one ping is closed. 30 s keeps NAT and proxies from dropping idle sockets */
+  keepaliveMs?: number
+  renew?: (current: Identity, token: string) => Promise<Identity>
+}
+
+interface UpgradePlan {
+  identity: Identity
+  topics: string[]
+  from: string | undefined
+  groupId: string | undefined
+  decisions: Map<string, AccessDecision>
+}
+
+const GROUP_ID = /^[a-zA-Z0-9._-]{1,128}$/
+// the topic list is asked of Kafka at most this often for upgrade checks
+const TOPIC_CACHE_MS = 2000
+
+/** Subprotocol selection for every WebSocket route: never echo a credential. */
+export function selectProtocol (protocols: Set<string>, request: IncomingMessage): string | false {
+  const path = (request.url ?? '').split('?')[0]
+  if (path === '/v1/stream') return protocols.has(NATIVE_PROTOCOL) ? NATIVE_PROTOCOL : false
+  for (const p of ['kafka-text', 'kafka-binary']) if (protocols.has(p)) return p
+  return false
+}
+
+/**
+ * Consumer groups are namespaced by subject: a client can share a group with
+ * its own other sockets (on any node), never join another subject's group.
+ */
+export function groupIdFor (identity: Identity, group: string): string {
+  const subject = createHash('sha256').update(identity.subject).digest('base64url').slice(0, 16)
+  return `sluice-group.${subject}.${group}`
+}
+
+function reject (reply: FastifyReply, status: number, code: WireErrorCode, message: string): FastifyReply {
+  return reply.code(status).send({ error: { code, message } })
+}
+
+function single (value: unknown): string | undefined | null {
+  if (value === undefined) return undefined
+  return typeof value === 'string' ? value : null
+}
+
+async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Promise<void> {
+  const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits }
+  const plans = new WeakMap<FastifyRequest, UpgradePlan>()
+  let topicCache: { at: number, topics: Promise<Set<string>> } | undefined
+  const knownTopics = (): Promise<Set<string>> => {
+    const now = Date.now()
+    if (!topicCache || now - topicCache.at > TOPIC_CACHE_MS) {
+      const topics = fastify.kafka.listTopics(2000).then(list => new Set(list))
+      topics.catch(() => { topicCache = undefined })
+      topicCache = { at: now, topics }
+    }
+    return topicCache.topics
+  }
+
+  async function checkUpgrade (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    if (!request.ws) {
+      reply.header('upgrade', 'websocket')
+      return reject(reply, 426, 'BAD_REQUEST', 'this endpoint speaks WebSocket only')
+    }
+    const identity = request.identity
+    if (!identity) return reject(reply, 401, 'UNAUTHORIZED', 'credentials required')
+    const query = request.query as Record<string, unknown>
+    const topicsParam = single(query.topics)
+    const from = single(query.from)
+    const group = single(query.group)
+    if (topicsParam === null || from === null || group === null) return reject(reply, 400, 'BAD_REQUEST', 'topics, from and group may each appear once')
+    const topics = topicsParam ? [...new Set(topicsParam.split(',').filter(Boolean))] : []
+    if (topics.length > MAX_TOPICS_PER_FRAME) return reject(reply, 400, 'BAD_REQUEST', `at most ${MAX_TOPICS_PER_FRAME} topics`)
+    const badTopic = topics.find(t => !isTopicName(t))
+    if (badTopic !== undefined) return reject(reply, 400, 'BAD_REQUEST', `"${badTopic.slice(0, 64)}" is not a topic name`)
+    if (from !== undefined && from !== 'latest' && from !== 'earliest') {
+      try {
+        parseCursor(from)
+      } catch (err) {
+        return reject(reply, 400, 'BAD_REQUEST', (err as Error).message)
+      }
+    }
+    if (group !== undefined && (!GROUP_ID.test(group) || topics.length === 0)) {
+      return reject(reply, 400, 'BAD_REQUEST', 'group must be 1 to 128 of [a-zA-Z0-9._-] and comes with topics')
+    }
+    const decisions = new Map<string, AccessDecision>()
+    for (const topic of topics) {
+      const decision = opts.access.authorize(identity, 'subscribe', topic)
+      if (!decision.allowed) return reject(reply, 403, 'FORBIDDEN', `not allowed to subscribe to "${topic}": ${decision.reason}`)
+      decisions.set(topic, decision)
+    }
+    if (topics.length > 0) {
+      let known: Set<string>
+      try {
+        known = await knownTopics()
+      } catch {
+        reply.header('retry-after', '5')
+        return reject(reply, 503, 'UNAVAILABLE', 'Kafka is unavailable; try again')
+      }
+      const missing = topics.find(t => !known.has(t))
+      if (missing !== undefined) return reject(reply, 404, 'UNKNOWN_TOPIC', `topic "${missing}" does not exist`)
+    }
+    plans.set(request, { identity, topics, from, groupId: group === undefined ? undefined : groupIdFor(identity, group), decisions })
+    return undefined
+  }
+
+  const deps = {
+    hub: fastify.hub,
+    kafka: fastify.kafka,
+    access: opts.access,
+    sessions: fastify.sessions,
+    log: fastify.log.child({ component: 'stream' }),
+    limits,
+    renew: opts.renew
+  }
+
+  fastify.get('/v1/stream', {
+    websocket: true,
+    config: { auth: true },
+    preValidation: checkUpgrade
+  }, (socket: WebSocket, request: FastifyRequest) => {
+    const plan = plans.get(request)
+    if (!plan) {
+      socket.close(CLOSE.INTERNAL, 'no upgrade plan')
+      return
+    }
+    const raw = (request.raw.socket ?? (socket as unknown as { _socket: Duplex })._socket) as Duplex
+    const session = new StreamSession({
+      socket,
+      raw,
+      identity: plan.identity,
+      remoteAddress: request.ip,
+      route: '/v1/stream',
+      groupId: plan.groupId
+    }, deps)
+    session.open(plan.topics, plan.from, plan.decisions).catch(err => {
+      // topics named at open that cannot be served end the session with the reason
+      deps.log.info({ err, session: session.id }, 'could not subscribe at open')
+      session.close(CLOSE.TRY_LATER, 'could not subscribe: ' + String((err as Error).message).slice(0, 100))
+    })
+  })
+
+  const keepalive = setInterval(() => {
+    const now = Date.now()
+    for (const session of fastify.sessions.list()) {
+      if (session instanceof StreamSession) session.heartbeat(now)
+    }
+  }, opts.keepaliveMs ?? 30_000)
+  keepalive.unref()
+  fastify.addHook('onClose', async () => { clearInterval(keepalive) })
+}
+
+export default fp(stream, { fastify: '5.x', name: 'sluice-stream', dependencies: ['sluice-hub', '@fastify/websocket'] })

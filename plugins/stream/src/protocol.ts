@@ -1,0 +1,106 @@
+// The client half of the native protocol: one JSON object per text frame,
+// checked field by field. Everything here is hostile until it passes.
+import { isTopicName } from '@sluice/hub'
+import { BadRequestError } from './errors.ts'
+
+export interface SubscribeOp { op: 'subscribe', id?: string, topics: string[], from?: string }
+export interface UnsubscribeOp { op: 'unsubscribe', id?: string, topics: string[] }
+export interface PublishOp { op: 'publish', id?: string, topic: string, key?: string, value: unknown, headers?: Record<string, string> }
+export interface PingOp { op: 'ping', id?: string }
+export interface AuthOp { op: 'auth', id?: string, token: string }
+export type ClientOp = SubscribeOp | UnsubscribeOp | PublishOp | PingOp | AuthOp
+
+// A subscribe names what one screen or one service follows; 100 topics is far
+// beyond that and keeps one frame's work (ACL checks, consumers) bounded.
+export const MAX_TOPICS_PER_FRAME = 100
+// ids are echoed back in every reply: 128 characters covers a UUID with room for a prefix
+const MAX_ID_LENGTH = 128
+// Kafka headers are metadata: 64 entries of 8 KiB is far more than any client sends
+const MAX_HEADERS = 64
+const MAX_HEADER_NAME = 256
+const MAX_HEADER_VALUE = 8 * 1024
+const MAX_KEY_LENGTH = 16 * 1024
+// a client reuses a cursor it was given; 64 KiB is what parseCursor accepts
+const MAX_FROM_LENGTH = 64 * 1024
+
+const OPS = new Set(['subscribe', 'unsubscribe', 'publish', 'ping', 'auth'])
+
+export type Parsed = { ok: true, op: ClientOp } | { ok: false, id?: string, error: Error }
+
+function fail (message: string, id?: string): Parsed {
+  return { ok: false, id, error: new BadRequestError(message) }
+}
+
+function topicList (value: unknown, field: string): string[] | string {
+  if (!Array.isArray(value)) return `"${field}" must be an array of topic names`
+  if (value.length === 0 || value.length > MAX_TOPICS_PER_FRAME) return `"${field}" must name 1 to ${MAX_TOPICS_PER_FRAME} topics`
+  for (const t of value) if (!isTopicName(t)) return `"${String(t).slice(0, 64)}" is not a topic name ([a-zA-Z0-9._-], at most 249 characters)`
+  return [...new Set(value as string[])]
+}
+
+export function parseClientFrame (text: string): Parsed {
+  let frame: unknown
+  try {
+    frame = JSON.parse(text)
+  } catch {
+    return fail('the frame is not JSON')
+  }
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return fail('the frame must be a JSON object')
+  const f = frame as Record<string, unknown>
+  let id: string | undefined
+  if (f.id !== undefined) {
+    if (typeof f.id !== 'string' || f.id.length === 0 || f.id.length > MAX_ID_LENGTH) return fail(`"id" must be a string of 1 to ${MAX_ID_LENGTH} characters`)
+    id = f.id
+  }
+  if (typeof f.op !== 'string' || !OPS.has(f.op)) return fail(`"op" must be one of ${[...OPS].join(', ')}`, id)
+
+  switch (f.op) {
+    case 'ping':
+      return { ok: true, op: { op: 'ping', id } }
+    case 'subscribe':
+    case 'unsubscribe': {
+      const topics = topicList(f.topics, 'topics')
+      if (typeof topics === 'string') return fail(topics, id)
+      if (f.op === 'unsubscribe') return { ok: true, op: { op: 'unsubscribe', id, topics } }
+      if (f.from !== undefined && (typeof f.from !== 'string' || f.from.length === 0 || f.from.length > MAX_FROM_LENGTH)) {
+        return fail('"from" must be "latest", "earliest" or a cursor', id)
+      }
+      return { ok: true, op: { op: 'subscribe', id, topics, from: f.from as string | undefined } }
+    }
+    case 'publish': {
+      if (!isTopicName(f.topic)) return fail('"topic" must be a topic name', id)
+      if (!('value' in f)) return fail('"value" is required', id)
+      if (f.key !== undefined && f.key !== null && (typeof f.key !== 'string' || f.key.length > MAX_KEY_LENGTH)) {
+        return fail(`"key" must be a string of at most ${MAX_KEY_LENGTH} characters`, id)
+      }
+      let headers: Record<string, string> | undefined
+      if (f.headers !== undefined) {
+        if (typeof f.headers !== 'object' || f.headers === null || Array.isArray(f.headers)) return fail('"headers" must be an object of strings', id)
+        const entries = Object.entries(f.headers)
+        if (entries.length > MAX_HEADERS) return fail(`at most ${MAX_HEADERS} headers`, id)
+        for (const [name, value] of entries) {
+          if (name.length === 0 || name.length > MAX_HEADER_NAME) return fail(`header names are 1 to ${MAX_HEADER_NAME} characters`, id)
+          if (typeof value !== 'string' || value.length > MAX_HEADER_VALUE) return fail(`header "${name.slice(0, 64)}" must be a string of at most ${MAX_HEADER_VALUE} characters`, id)
+        }
+        headers = f.headers as Record<string, string>
+      }
+      return { ok: true, op: { op: 'publish', id, topic: f.topic as string, key: (f.key ?? undefined) as string | undefined, value: f.value, headers } }
+    }
+    default: {
+      if (typeof f.token !== 'string' || f.token.length === 0 || f.token.length > 16 * 1024) return fail('"token" must be a non-empty string', id)
+      return { ok: true, op: { op: 'auth', id, token: f.token } }
+    }
+  }
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/** A publish frame's value as the bytes Kafka stores, per the topic's encoding. */
+export function valueBytes (value: unknown, encoding: 'json' | 'text' | 'base64'): Buffer | null | Error {
+  if (value === null) return null
+  if (encoding === 'json') return Buffer.from(JSON.stringify(value))
+  if (typeof value !== 'string') return new BadRequestError(`this topic takes ${encoding === 'text' ? 'a UTF-8 string' : 'a base64 string'} as "value"`)
+  if (encoding === 'text') return Buffer.from(value, 'utf8')
+  if (!BASE64.test(value)) return new BadRequestError('"value" is not valid base64')
+  return Buffer.from(value, 'base64')
+}
