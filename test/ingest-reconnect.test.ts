@@ -5,6 +5,7 @@
 import { test } from 'tap'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { KafkaClient } from '@sluice/kafka/core'
+import { freePort } from '../deploy/local/stack.ts'
 import { FeedServer, metric, readTopic, seqs, startConnector } from './ingest-feed-server.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
@@ -124,4 +125,14 @@ test('a feed that accepts TCP but never answers the upgrade times out, and is re
   const text = await ingest.metrics()
   t.equal(metric(text, 'sluice_ingest_ms_since_last_message', { feed: 'silent' }), -1, '-1: no message yet')
   t.equal(metric(text, 'sluice_ingest_connected', { feed: 'silent' }), 0)
+})
+
+test('a feed whose port refuses TCP fails with CONNECTION_FAILED and the system code, and keeps retrying', async t => {
+  const closedPort = await freePort()
+  const ingest = await startConnector(t, [{ name: 'closed', url: `ws://127.0.0.1:${closedPort}/`, topic: unique('ingest-closed'), reconnect: { baseMs: 20, maxMs: 40 } }])
+  const feed = ingest.feed('closed')
+  await eventually(() => feed.stats.reconnects >= 2, 10_000, 'two refused attempts')
+  t.equal((feed.lastError as { code?: string }).code, 'SLUICE_INGEST_CONNECTION_FAILED')
+  t.match(feed.lastError!.message, 'ECONNREFUSED')
+  t.equal(feed.state === 'backoff' || feed.state === 'connecting', true, 'still trying')
 })
