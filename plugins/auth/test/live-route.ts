@@ -1,0 +1,291 @@
+// Test support for the auth, policy and admin suites: the real gateway app
+// (buildApp with the real auth and policy plugins) plus a small WebSocket
+// route of our own that registers real sockets in the hub's SessionRegistry,
+// the way /v1/stream does, so revocation, expiry and policy withdrawal can be
+// shown on live sockets. Not a test file itself (no .test.ts).
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
+import { Writable } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import websocket from '@fastify/websocket'
+import type {} from '@fastify/websocket'
+import { WebSocket } from 'ws'
+import { pino } from 'pino'
+import { SessionRegistry, type LiveSession } from '@sluice/hub/sessions'
+import type { Identity } from '@sluice/auth/identity'
+import { buildApp } from '../../../apps/gateway/src/app.ts'
+import { loadGatewayConfig } from '../../../apps/gateway/src/config.ts'
+import { loggerOptions } from '../../../apps/gateway/src/logger.ts'
+import { eventually, kafkaBrokers } from '../../../test/helpers.ts'
+
+export const LIVE_PATH = '/test/live'
+/** a plain HTTP route with config.auth: app.inject() drives the hook without sockets */
+export const WHOAMI_PATH = '/test/whoami'
+
+/** A policy for the suites: prices.* for everyone (basic), orders.{sub} per tenant (gold). */
+export const TEST_POLICY = `
+version: 1
+plans:
+  basic:
+    limits: { connections: 5, connectsPerMinute: 60, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100000, dailyQuota: 1000000 }
+  gold:
+    limits: { connections: 50, connectsPerMinute: 600, deliveredPerSecond: 1000, publishedPerSecond: 100, bytesPerSecond: 1000000, dailyQuota: 10000000 }
+products:
+  market:
+    plans: [basic, gold]
+    topics:
+      - pattern: prices.*
+        encoding: json
+      - pattern: orders.*
+        encoding: json
+        slowClient: evict
+rules:
+  - name: prices
+    product: market
+    plan: basic
+    subscribe: ['prices.*']
+  - name: tenant-orders
+    product: market
+    plan: gold
+    subscribe: ['orders.{sub}']
+    publish: ['orders.{sub}']
+`
+
+export function policyDir (yaml = TEST_POLICY): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-policy-'))
+  writeFileSync(join(dir, 'policy.yaml'), yaml)
+  return dir
+}
+
+/** A socket of the test route, as the stream's sessions are: registered, closable, unsubscribable. */
+class TestSession implements LiveSession {
+  readonly id = randomUUID()
+  readonly route = LIVE_PATH
+  readonly remoteAddress: string
+  readonly connectedAt = Date.now()
+  readonly #socket: WebSocket
+  #identity: Identity
+  readonly #topics: Set<string>
+
+  constructor (socket: WebSocket, identity: Identity, remoteAddress: string, topics: string[]) {
+    this.#socket = socket
+    this.#identity = identity
+    this.remoteAddress = remoteAddress
+    this.#topics = new Set(topics)
+  }
+
+  get identity (): Identity {
+    return this.#identity
+  }
+
+  set identity (fresh: Identity) {
+    this.#identity = fresh
+  }
+
+  topics (): string[] {
+    return [...this.#topics]
+  }
+
+  subscribe (topics: string[]): void {
+    for (const t of topics) this.#topics.add(t)
+  }
+
+  unsubscribe (topics: string[], code: string, message: string): void {
+    for (const t of topics) this.#topics.delete(t)
+    this.send({ op: 'unsubscribed', topics, code, message })
+  }
+
+  close (code: number, reason: string): void {
+    this.#socket.close(code, reason)
+  }
+
+  send (frame: unknown): void {
+    if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(JSON.stringify(frame))
+  }
+}
+
+export interface TestGateway {
+  app: FastifyInstance
+  /** http://127.0.0.1:port */
+  url: string
+  policyDir: string
+  /** log lines (JSON) when `captureLogs` was asked */
+  logs: string[]
+  /** sockets the test route accepted: a rejected upgrade must never count here */
+  opened: () => number
+  sessions: SessionRegistry
+  ws (query?: string, options?: { protocols?: string[], headers?: Record<string, string> }): Client
+}
+
+export interface GatewayOptions {
+  /** merged over the suite defaults (kafka, silent logs, the policy directory) */
+  config?: Record<string, unknown>
+  policyDir?: string
+  captureLogs?: boolean
+}
+
+export async function startGateway (options: GatewayOptions = {}): Promise<TestGateway> {
+  const dir = options.policyDir ?? policyDir()
+  const logs: string[] = []
+  const config = loadGatewayConfig({
+    base: deepMerge({ kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { dir, pollIntervalMs: 500 } }, options.config ?? {})
+  })
+  const logger = options.captureLogs
+    ? pino(loggerOptions('trace'), new Writable({ write (chunk, _enc, done) { logs.push(...String(chunk).split('\n').filter(Boolean)); done() } }))
+    : undefined
+  const app = await buildApp(config, { logger })
+
+  // until /v1/stream is registered by buildApp, the suites bring what it would
+  if (!app.hasDecorator('sessions')) app.decorate('sessions', new SessionRegistry())
+  if (!app.hasDecorator('websocketServer')) {
+    await app.register(websocket, {
+      // select sluice.v1, never the bearer.<jwt> credential
+      options: { handleProtocols: (protocols: Set<string>) => protocols.has('sluice.v1') ? 'sluice.v1' : false }
+    })
+  }
+  const sessions = (app as unknown as { sessions: SessionRegistry }).sessions
+  let opened = 0
+
+  const checkTopics = async (request: FastifyRequest, reply: FastifyReply) => {
+    const raw = (request.query as Record<string, unknown>).topics
+    const topics = typeof raw === 'string' ? raw.split(',').filter(Boolean) : []
+    for (const topic of topics) {
+      const decision = app.policy.authorize(request.identity!, 'subscribe', topic)
+      if (!decision.allowed) return reply.code(403).send({ error: { code: 'FORBIDDEN', message: decision.reason } })
+    }
+    return undefined
+  }
+
+  app.get(LIVE_PATH, { websocket: true, config: { auth: true }, preValidation: checkTopics }, (socket: WebSocket, request: FastifyRequest) => {
+    opened++
+    const raw = (request.query as Record<string, unknown>).topics
+    const session = new TestSession(socket, request.identity!, request.ip, typeof raw === 'string' ? raw.split(',').filter(Boolean) : [])
+    sessions.add(session)
+    socket.on('close', () => sessions.delete(session))
+    session.send({ op: 'welcome', session: session.id, subject: session.identity.subject })
+    socket.on('message', async data => {
+      let frame: { op?: string, id?: string, topics?: string[], topic?: string, token?: string }
+      try {
+        frame = JSON.parse(String(data))
+      } catch {
+        return session.send({ op: 'error', code: 'BAD_REQUEST' })
+      }
+      // every frame is checked again: the upgrade's decision is not a licence
+      if (frame.op === 'subscribe') {
+        const denied = (frame.topics ?? []).filter(t => !app.policy.authorize(session.identity, 'subscribe', t).allowed)
+        if (denied.length > 0) return session.send({ op: 'error', id: frame.id, code: 'FORBIDDEN', topics: denied })
+        session.subscribe(frame.topics ?? [])
+        return session.send({ op: 'subscribed', id: frame.id, topics: frame.topics })
+      }
+      if (frame.op === 'publish') {
+        const decision = app.policy.authorize(session.identity, 'publish', String(frame.topic))
+        if (!decision.allowed) return session.send({ op: 'error', id: frame.id, code: 'FORBIDDEN' })
+        return session.send({ op: 'ack', id: frame.id, topic: frame.topic, plan: decision.plan })
+      }
+      if (frame.op === 'auth') {
+        try {
+          session.identity = await app.credentials.renew(session.identity, String(frame.token))
+          return session.send({ op: 'authenticated', id: frame.id, expiresAt: session.identity.expiresAt })
+        } catch (err) {
+          return session.send({ op: 'error', id: frame.id, code: 'UNAUTHORIZED', reason: (err as { code?: string }).code })
+        }
+      }
+      return session.send({ op: 'error', id: frame.id, code: 'BAD_REQUEST' })
+    })
+  })
+
+  app.get(WHOAMI_PATH, { config: { auth: true } }, async request => ({ subject: request.identity!.subject, kind: request.identity!.kind }))
+
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  // Redis commands fail fast while it connects (no offline queue); the suites wait for it
+  if (app.hasDecorator('redis')) await eventually(() => app.redis.status === 'ready', 5000, 'Redis connected')
+  return {
+    app,
+    url,
+    policyDir: dir,
+    logs,
+    opened: () => opened,
+    sessions,
+    ws: (query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${LIVE_PATH}${query}`, options)
+  }
+}
+
+function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(over)) {
+    const prior = out[key]
+    const plain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+    out[key] = plain(prior) && plain(value) ? deepMerge(prior, value) : value
+  }
+  return out
+}
+
+export interface Frame {
+  op: string
+  [field: string]: unknown
+}
+
+/** A real WebSocket client that records frames, the close, or the HTTP refusal. */
+export class Client {
+  readonly ws: WebSocket
+  readonly frames: Frame[] = []
+  /** resolves on open; rejects with `{ status, body }` when the upgrade is refused */
+  readonly opened: Promise<void>
+  readonly closed: Promise<{ code: number, reason: string, at: number }>
+  /** the subprotocol the server selected */
+  protocol = ''
+
+  constructor (url: string, options: { protocols?: string[], headers?: Record<string, string> } = {}) {
+    this.ws = new WebSocket(url, options.protocols ?? ['sluice.v1'], { headers: options.headers, perMessageDeflate: false })
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => { this.protocol = this.ws.protocol; resolve() })
+      this.ws.once('error', reject)
+      this.ws.once('unexpected-response', (_request, response) => {
+        let body = ''
+        response.on('data', chunk => { body += chunk })
+        response.on('end', () => {
+          let parsed: unknown = body
+          try { parsed = JSON.parse(body) } catch {}
+          reject(Object.assign(new Error(`HTTP ${response.statusCode}`), { status: response.statusCode, body: parsed, headers: response.headers }))
+        })
+      })
+    })
+    this.opened.catch(() => {})
+    this.closed = new Promise(resolve => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })))
+    this.ws.on('message', data => this.frames.push(JSON.parse(String(data)) as Frame))
+  }
+
+  send (frame: unknown): void {
+    this.ws.send(JSON.stringify(frame))
+  }
+
+  /** The first frame matching, waiting at most `timeoutMs` (a bound on waiting, not a timing assertion). */
+  async next (match: (frame: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const found = this.frames.find(match)
+      if (found) return found
+      if (Date.now() > deadline) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-3))}`)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
+
+  close (): void {
+    this.ws.close()
+  }
+}
+
+/** The refusal of an upgrade: status and JSON body (throws if the socket opened). */
+export async function refusal (client: Client): Promise<{ status: number, body: { error?: { code: string, message: string } } }> {
+  try {
+    await client.opened
+  } catch (err) {
+    const e = err as { status?: number, body?: unknown }
+    if (e.status === undefined) throw err
+    return { status: e.status, body: e.body as { error?: { code: string, message: string } } }
+  }
+  client.close()
+  throw new Error('the upgrade was accepted')
+}
