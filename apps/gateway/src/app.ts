@@ -10,6 +10,10 @@ import redis from '@sluice/redis'
 import auth from '@sluice/auth'
 import policy from '@sluice/policy'
 import admin from '@sluice/admin'
+import hub from '@sluice/hub'
+import websocket from '@fastify/websocket'
+import stream, { CLOSE, selectProtocol } from '@sluice/stream'
+import { hostname } from 'node:os'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 
@@ -50,5 +54,35 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   await app.register(policy, { dir: config.policy.dir, watch: config.policy.watch, pollIntervalMs: config.policy.pollIntervalMs })
   // the admin API exists only with its own credential
   if (config.admin) await app.register(admin, { token: config.admin.token })
+
+  // the fan-out hub, then the WebSocket routes it serves
+  const streamConfig = config.stream
+  await app.register(hub, { nodeId: streamConfig.nodeId ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64), graceMs: streamConfig.consumerGraceMs })
+  await app.register(websocket, {
+    options: {
+      maxPayload: streamConfig.maxFrameBytes,
+      // DESIGN.md: no compression on the fan-out path (frames are shared bytes; deflate is per socket and a known DoS vector)
+      perMessageDeflate: false,
+      handleProtocols: selectProtocol
+    },
+    // going away: every session hears 1001 (reconnect with your cursor) before the server closes
+    preClose (done) {
+      app.sessions.closeWhere(() => true, CLOSE.GOING_AWAY, 'server going away')
+      app.websocketServer.close()
+      done()
+    }
+  })
+  await app.register(stream, {
+    access: app.policy,
+    renew: (current, token) => app.credentials.renew(current, token),
+    keepaliveMs: streamConfig.keepaliveMs,
+    limits: {
+      maxQueueBytes: streamConfig.maxQueueBytes,
+      idleTimeoutMs: streamConfig.idleTimeoutMs,
+      invalidFrameBurst: streamConfig.invalidFrameBurst,
+      maxInflightPublishes: streamConfig.maxInflightPublishes,
+      publishTimeoutMs: streamConfig.publishTimeoutMs
+    }
+  })
   return app
 }

@@ -22,6 +22,17 @@ export interface GatewayConfig {
   }
   policy: { dir: string, watch: boolean, pollIntervalMs: number }
   admin?: { token: string }
+  stream: {
+    nodeId?: string
+    maxFrameBytes: number
+    maxQueueBytes: number
+    keepaliveMs: number
+    idleTimeoutMs: number
+    invalidFrameBurst: number
+    maxInflightPublishes: number
+    publishTimeoutMs: number
+    consumerGraceMs: number
+  }
 }
 
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
@@ -165,6 +176,25 @@ export const gatewayConfigSchema = {
       properties: {
         // the admin API exists only with a token; 32 characters of it at least
         token: { type: 'string', minLength: 32 }
+      }
+    },
+    stream: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // names this node's consumer groups (default: the host name)
+        nodeId: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
+        // DESIGN.md: 1 MiB by default; a larger frame closes with 1009
+        maxFrameBytes: { type: 'integer', minimum: 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 },
+        // per-socket send queue; see DEFAULT_LIMITS in plugins/stream for the arithmetic
+        maxQueueBytes: { type: 'integer', minimum: 16 * 1024, maximum: 64 * 1024 * 1024, default: 256 * 1024 },
+        keepaliveMs: { type: 'integer', minimum: 1000, maximum: 300_000, default: 30_000 },
+        idleTimeoutMs: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 300_000 },
+        invalidFrameBurst: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
+        maxInflightPublishes: { type: 'integer', minimum: 1, maximum: 10_000, default: 64 },
+        publishTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 },
+        consumerGraceMs: { type: 'integer', minimum: 0, maximum: 600_000, default: 5000 }
       }
     }
   }
