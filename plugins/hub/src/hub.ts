@@ -35,6 +35,12 @@ export interface Outlet {
   lagging (topic: string, dropped: number, resume: string): void
   /** the product says evict: close the socket (4008) */
   evict (topic: string): void
+  /**
+   * The delivery rate limit, asked per frame and synchronously (a limiter
+   * leases tokens in batches, never a round trip per message). false: over
+   * the plan; the hub treats it as a full queue (drop and `lagging`, or evict).
+   */
+  admit? (bytes: number): boolean
 }
 
 export interface SubscriptionTerms {
@@ -314,7 +320,7 @@ export class Hub {
           cache[i] = frame
         }
         if (frame !== null) {
-          if (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes) {
+          if (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes || (outlet.admit !== undefined && !outlet.admit(frame.length))) {
             sub.next.set(p, offset)
             this.#overflow(sub, count - i)
             position = -1n

@@ -12,12 +12,12 @@ import type {} from '@fastify/websocket'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { isTopicName, parseCursor } from '@sluice/hub'
-import { StreamSession, type SessionLimits } from './session.ts'
+import { StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
 import { CLOSE, type WireErrorCode } from './errors.ts'
 import { MAX_TOPICS_PER_FRAME } from './protocol.ts'
 
 export { StreamSession } from './session.ts'
-export type { SessionLimits } from './session.ts'
+export type { SessionLimits, StreamGuard, DeliveryBudget } from './session.ts'
 export { CLOSE, wireCode } from './errors.ts'
 export { parseClientFrame } from './protocol.ts'
 
@@ -44,6 +44,8 @@ export interface StreamPluginOptions {
   /** ping period; a peer that misses one ping is closed. 30 s keeps NAT and proxies from dropping idle sockets */
   keepaliveMs?: number
   renew?: (current: Identity, token: string) => Promise<Identity>
+  /** rate limits per frame and per delivered message */
+  guard?: StreamGuard
 }
 
 interface UpgradePlan {
@@ -152,7 +154,8 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     sessions: fastify.sessions,
     log: fastify.log.child({ component: 'stream' }),
     limits,
-    renew: opts.renew
+    renew: opts.renew,
+    guard: opts.guard
   }
 
   fastify.get('/v1/stream', {

@@ -9,7 +9,7 @@ import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import type { KafkaClient, Logger } from '@sluice/kafka/core'
 import { nativeFormat, parseCursor, type FrameFormat, type Hub, type LiveSession, type Outlet, type SessionRegistry, type StartPosition } from '@sluice/hub'
 import { parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
-import { BadRequestError, CLOSE, ForbiddenTopicError, GroupModeError, wireCode } from './errors.ts'
+import { BadRequestError, CLOSE, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
 
 export interface SessionLimits {
   /** per-socket send queue bound; past it the hub drops or evicts (DESIGN.md: slow clients) */
@@ -28,6 +28,21 @@ export interface SessionLimits {
   expiryGraceMs: number
 }
 
+/** Rate limits as the stream sees them (the rate-limit plugin implements it). */
+export interface StreamGuard {
+  /** before each publish: undefined to go ahead, or RATE_LIMITED with a wait; `close` once abuse goes on (4029) */
+  publish (session: StreamSession): Promise<{ retryAfterMs: number, close?: boolean } | undefined>
+  /** the socket's delivery budget, asked per frame by the hub; undefined: no delivery limit */
+  delivery? (session: StreamSession): DeliveryBudget | undefined
+}
+
+export interface DeliveryBudget {
+  /** synchronous: a local lease of tokens, refilled in batches */
+  take (bytes: number): boolean
+  /** the socket closed: return unused tokens */
+  release? (): void
+}
+
 export interface SessionDeps {
   hub: Hub
   kafka: KafkaClient
@@ -37,6 +52,7 @@ export interface SessionDeps {
   limits: SessionLimits
   /** in-band renewal: checks a fresh token for the same subject; absent when auth offers none */
   renew?: (current: Identity, token: string) => Promise<Identity>
+  guard?: StreamGuard
 }
 
 export interface SessionStart {
@@ -72,6 +88,7 @@ export class StreamSession implements LiveSession, Outlet {
   #inflight = 0
   #expiryTimer: NodeJS.Timeout | undefined
   #drainWaiters: Array<() => void> = []
+  #budget: DeliveryBudget | undefined
 
   constructor (start: SessionStart, deps: SessionDeps) {
     this.#socket = start.socket
@@ -88,7 +105,15 @@ export class StreamSession implements LiveSession, Outlet {
     this.#raw.on('drain', () => this.#wakeDrainWaiters())
     deps.sessions.add(this)
     this.#armExpiry()
+    this.#budget = deps.guard?.delivery?.(this)
+    if (this.#budget) {
+      const budget = this.#budget
+      this.admit = bytes => budget.take(bytes)
+    }
   }
+
+  /** set when the plan limits delivery (see StreamGuard) */
+  admit: ((bytes: number) => boolean) | undefined
 
   get identity (): Identity {
     return this.#identity
@@ -294,6 +319,11 @@ export class StreamSession implements LiveSession, Outlet {
     if (!decision.allowed) throw new ForbiddenTopicError('publish to', op.topic, decision.reason)
     const value = valueBytes(op.value, decision.encoding)
     if (value instanceof Error) throw value
+    const limited = await this.#deps.guard?.publish(this)
+    if (limited) {
+      if (limited.close) this.close(CLOSE.RATE_LIMITED, 'rate limited')
+      throw Object.assign(new RateLimitedError(), { retryAfterMs: limited.retryAfterMs })
+    }
     const limits = this.#deps.limits
     this.#inflight++
     // stop reading the socket while Kafka has this many of its publishes: the client feels TCP backpressure
@@ -355,6 +385,7 @@ export class StreamSession implements LiveSession, Outlet {
     clearTimeout(this.#expiryTimer)
     this.#deps.hub.remove(this)
     this.#deps.sessions.delete(this)
+    this.#budget?.release?.()
     this.#wakeDrainWaiters()
   }
 }
