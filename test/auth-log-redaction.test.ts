@@ -36,7 +36,7 @@ test('query-string credentials never appear in the logs', async t => {
   t.equal((await refusal(gw.ws(`?api_key=${apiKey}`))).body.error?.code, 'SLUICE_AUTH_API_KEYS_DISABLED')
   t.equal((await refusal(gw.ws(`?access_token=${valid}&access_token=${expired}`))).body.error?.code, 'SLUICE_AUTH_AMBIGUOUS')
   // the subprotocol and header forms, for completeness
-  const viaProtocol = gw.ws('', { protocols: ['sluice.v1', `bearer.${valid}`] })
+  const viaProtocol = gw.wsAt(gw.protocolPath, '', { protocols: ['sluice.v1', `bearer.${valid}`] })
   await viaProtocol.opened
   t.equal((await refusal(gw.ws('', { protocols: ['sluice.v1', `bearer.${forged}`] }))).status, 401)
   accepted.close()

@@ -117,6 +117,13 @@ export interface TestGateway {
   opened: () => number
   sessions: SessionRegistry
   ws (query?: string, options?: { protocols?: string[], headers?: Record<string, string> }): Client
+  /**
+   * Where a browser's `sluice.v1, bearer.<jwt>` subprotocols are negotiated:
+   * /v1/stream once buildApp registers it (its handleProtocols selects
+   * sluice.v1 there only), else the test route with the suites' own.
+   */
+  protocolPath: string
+  wsAt (path: string, query?: string, options?: { protocols?: string[], headers?: Record<string, string> }): Client
 }
 
 export interface GatewayOptions {
@@ -208,7 +215,9 @@ export async function startGateway (options: GatewayOptions = {}): Promise<TestG
     logs,
     opened: () => opened,
     sessions,
-    ws: (query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${LIVE_PATH}${query}`, options)
+    ws: (query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${LIVE_PATH}${query}`, options),
+    protocolPath: app.hasRoute({ method: 'GET', url: '/v1/stream' }) ? '/v1/stream' : LIVE_PATH,
+    wsAt: (path, query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${path}${query}`, options)
   }
 }
 
@@ -238,7 +247,7 @@ export class Client {
   protocol = ''
 
   constructor (url: string, options: { protocols?: string[], headers?: Record<string, string> } = {}) {
-    this.ws = new WebSocket(url, options.protocols ?? ['sluice.v1'], { headers: options.headers, perMessageDeflate: false })
+    this.ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, perMessageDeflate: false })
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => { this.protocol = this.ws.protocol; resolve() })
       this.ws.once('error', reject)
