@@ -46,6 +46,7 @@ test('API keys: issued once, stored hashed, listed, used, revoked', async t => {
 
   const issue = (payload: Record<string, unknown>) => gw.app.inject({ method: 'POST', url: '/admin/keys', headers: admin, payload })
   t.equal((await issue({ owner: 'carol', product: 'nope', plan: 'gold' })).json().error.code, 'SLUICE_ADMIN_UNKNOWN_PRODUCT')
+  t.equal((await issue({ owner: 'carol', product: 'constructor', plan: 'gold' })).json().error.code, 'SLUICE_ADMIN_UNKNOWN_PRODUCT', 'no inherited property is a product')
   t.equal((await issue({ owner: 'carol', product: 'market', plan: 'platinum' })).json().error.code, 'SLUICE_ADMIN_UNKNOWN_PLAN')
   for (const bad of [{ owner: 'carol' }, { owner: 'a b', product: 'market', plan: 'gold' }, { owner: 'carol', product: 'market', plan: 'gold', ttlSeconds: 10 ** 9 }, { owner: 'carol', product: 'market', plan: 'gold', ttlSeconds: 'long' }]) {
     const res = await issue(bad)

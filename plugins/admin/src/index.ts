@@ -159,7 +159,9 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
     const body = request.body as { owner: string, product: string, plan: string, ttlSeconds?: number }
     const store = apiKeys()
     // a key for a product or plan the policy does not have would open nothing, or something later
-    const product = fastify.policy.document?.products[body.product]
+    const products = fastify.policy.document?.products ?? {}
+    // own keys only: "constructor" is a valid name and must not reach Object.prototype
+    const product = Object.hasOwn(products, body.product) ? products[body.product] : undefined
     if (!product) throw new AdminUnknownProductError(body.product)
     if (!product.plans.includes(body.plan)) throw new AdminUnknownPlanError(body.product, body.plan)
     const expiresAt = Date.now() + (body.ttlSeconds ?? DEFAULT_KEY_TTL_S) * 1000

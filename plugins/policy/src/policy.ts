@@ -277,11 +277,11 @@ export class Policy implements AccessControl {
   }
 
   plan (name: string): PlanLimits | undefined {
-    return this.document.plans[name]?.limits
+    return Object.hasOwn(this.document.plans, name) ? this.document.plans[name]!.limits : undefined
   }
 
   product (name: string): ProductDocument | undefined {
-    return this.document.products[name]
+    return Object.hasOwn(this.document.products, name) ? this.document.products[name] : undefined
   }
 
   /** The rules that apply to this identity, templates resolved. */

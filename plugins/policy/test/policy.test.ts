@@ -58,6 +58,8 @@ test('decisions and their terms', async t => {
   t.match(policy!.authorize(key({ sub: 'k', product: 'other', plan: 'pro' }), 'subscribe', 'prices.btc'), { allowed: false }, 'another product\'s key')
   t.match(policy!.authorize(key({ sub: 'k', product: 'market', plan: 'gone' }), 'subscribe', 'prices.btc'), { allowed: false }, 'a plan no longer offered')
   t.notOk(policy!.hasAccess(key({ sub: 'k', product: 'market', plan: 'gone' })))
+  t.equal(policy!.plan('constructor'), undefined, 'no inherited property is a plan')
+  t.equal(policy!.product('toString'), undefined)
   t.same(policy!.plan('pro'), { connections: 1, connectsPerMinute: 1, deliveredPerSecond: 1, publishedPerSecond: 1, bytesPerSecond: 1, dailyQuota: 1 })
 })
 
