@@ -9,7 +9,9 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { nowSeconds, signJwt } from './jwks-server.ts'
 import { refusal, startGateway, TEST_POLICY, type Client } from '../plugins/auth/test/live-route.ts'
-import { redisUrl, unique } from './helpers.ts'
+import { kafkaBrokers, redisUrl, unique } from './helpers.ts'
+import { buildApp } from '../apps/gateway/src/app.ts'
+import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 
 const SECRET = 'stream-e2e-hs256-secret-0123456789abcdef'
 const ADMIN_TOKEN = 'admin-token-for-the-stream-e2e-0123456789'
@@ -19,7 +21,12 @@ function token (sub: string, claims: Record<string, unknown> = {}): string {
   return signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: 'internal', aud: 'sluice', sub, exp: nowSeconds() + 600, ...claims }, SECRET)
 }
 
-test('identity and access on /v1/stream', async t => {
+// until buildApp registers /v1/stream, there is nothing to test end to end
+const probe = await buildApp(loadGatewayConfig({ base: { kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { watch: false } } }))
+const streamRegistered = probe.hasRoute({ method: 'GET', url: '/v1/stream' })
+await probe.close()
+
+test('identity and access on /v1/stream', { skip: !streamRegistered && 'buildApp does not register /v1/stream yet' }, async t => {
   const prefix = unique('sluice-test') + ':'
   const gw = await startGateway({
     config: {
@@ -33,10 +40,6 @@ test('identity and access on /v1/stream', async t => {
     }
   })
   t.teardown(() => gw.app.close())
-  if (!gw.app.hasRoute({ method: 'GET', url: '/v1/stream' })) {
-    t.skip('buildApp does not register /v1/stream yet')
-    return
-  }
   const hub = (gw.app as unknown as { hub: { consumers: number, subscribers (topic: string): number } }).hub
   const stream = (query: string, options: { protocols?: string[], headers?: Record<string, string> } = {}): Client => gw.wsAt('/v1/stream', query, options)
   const tenant = `t${randomBytes(4).toString('hex')}`
@@ -46,13 +49,14 @@ test('identity and access on /v1/stream', async t => {
 
   // refused before the upgrade: no session, no subscription, no consumer
   const now = nowSeconds()
-  for (const [name, options, code] of [
+  const refusals: Array<[string, { protocols?: string[], headers?: Record<string, string> }, string]> = [
     ['no credential', {}, 'SLUICE_AUTH_MISSING'],
     ['alg none', { headers: { authorization: `Bearer ${signJwt({ alg: 'none' }, { iss: 'internal', aud: 'sluice', sub: tenant, exp: now + 600 })}` } }, 'SLUICE_AUTH_INVALID_TOKEN'],
     ['expired', { headers: { authorization: `Bearer ${token(tenant, { exp: now - 60 })}` } }, 'SLUICE_AUTH_EXPIRED'],
     ['bad Origin', { headers: { authorization: `Bearer ${token(tenant)}`, origin: 'https://evil.example' } }, 'SLUICE_AUTH_ORIGIN_FORBIDDEN'],
     ['untrusted issuer', { protocols: ['sluice.v1', `bearer.${signJwt({ alg: 'HS256' }, { iss: 'elsewhere', aud: 'sluice', sub: tenant, exp: now + 600 }, SECRET)}`] }, 'SLUICE_AUTH_UNTRUSTED_ISSUER']
-  ] as const) {
+  ]
+  for (const [name, options, code] of refusals) {
     const { body } = await refusal(stream(`?topics=${prices}`, options))
     t.equal(body.error?.code, code, `${name}: ${code}`)
   }
