@@ -68,6 +68,9 @@ export interface SessionStart {
 
 type Reply = Record<string, unknown>
 
+// 10 s: a client draining a full queue (256 KiB) at even 50 KB/s reaches its close frame in time
+const CLOSE_GRACE_MS = 10_000
+
 export class StreamSession implements LiveSession, Outlet {
   readonly id = randomUUID()
   readonly route: string
@@ -192,8 +195,8 @@ export class StreamSession implements LiveSession, Outlet {
     this.#deps.hub.remove(this)
     this.#deps.sessions.delete(this)
     this.#socket.close(code, reason)
-    // a peer that never reads will never answer the close frame queued behind its backlog
-    const kill = setTimeout(() => this.#socket.terminate(), 2000)
+    // the close frame waits behind the socket's backlog: a peer that reads gets it; one that never reads is cut off after this
+    const kill = setTimeout(() => this.#socket.terminate(), CLOSE_GRACE_MS)
     kill.unref()
     this.#socket.once('close', () => clearTimeout(kill))
   }
