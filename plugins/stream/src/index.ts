@@ -11,15 +11,20 @@ import type { WebSocket } from 'ws'
 import type {} from '@fastify/websocket'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
-import { isTopicName, parseCursor } from '@sluice/hub'
+import { parseCursor } from '@sluice/hub'
 import { StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
 import { CLOSE, type WireErrorCode } from './errors.ts'
-import { MAX_TOPICS_PER_FRAME } from './protocol.ts'
+import { isRefusal, topicList, TopicGate } from './upgrade-checks.ts'
 
 export { StreamSession } from './session.ts'
 export type { SessionLimits, StreamGuard, DeliveryBudget } from './session.ts'
+export { SocketSession } from './socket-session.ts'
+export type { SessionDeps, SessionStart } from './socket-session.ts'
+export { TopicGate, topicList, isRefusal } from './upgrade-checks.ts'
+export type { Refusal, AllowedDecision } from './upgrade-checks.ts'
 export { CLOSE, wireCode } from './errors.ts'
-export { parseClientFrame } from './protocol.ts'
+export type { WireErrorCode } from './errors.ts'
+export { parseClientFrame, MAX_TOPICS_PER_FRAME } from './protocol.ts'
 
 export const NATIVE_PROTOCOL = 'sluice.v1'
 
@@ -57,8 +62,6 @@ interface UpgradePlan {
 }
 
 const GROUP_ID = /^[a-zA-Z0-9._-]{1,128}$/
-// the topic list is asked of Kafka at most this often for upgrade checks
-const TOPIC_CACHE_MS = 2000
 
 /** Subprotocol selection for every WebSocket route: never echo a credential. */
 export function selectProtocol (protocols: Set<string>, request: IncomingMessage): string | false {
@@ -89,16 +92,7 @@ function single (value: unknown): string | undefined | null {
 async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Promise<void> {
   const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits }
   const plans = new WeakMap<FastifyRequest, UpgradePlan>()
-  let topicCache: { at: number, topics: Promise<Set<string>> } | undefined
-  const knownTopics = (): Promise<Set<string>> => {
-    const now = Date.now()
-    if (!topicCache || now - topicCache.at > TOPIC_CACHE_MS) {
-      const topics = fastify.kafka.listTopics(2000).then(list => new Set(list))
-      topics.catch(() => { topicCache = undefined })
-      topicCache = { at: now, topics }
-    }
-    return topicCache.topics
-  }
+  const gate = new TopicGate(fastify.kafka, opts.access)
 
   async function checkUpgrade (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     if (!request.ws) {
@@ -112,10 +106,8 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     const from = single(query.from)
     const group = single(query.group)
     if (topicsParam === null || from === null || group === null) return reject(reply, 400, 'BAD_REQUEST', 'topics, from and group may each appear once')
-    const topics = topicsParam ? [...new Set(topicsParam.split(',').filter(Boolean))] : []
-    if (topics.length > MAX_TOPICS_PER_FRAME) return reject(reply, 400, 'BAD_REQUEST', `at most ${MAX_TOPICS_PER_FRAME} topics`)
-    const badTopic = topics.find(t => !isTopicName(t))
-    if (badTopic !== undefined) return reject(reply, 400, 'BAD_REQUEST', `"${badTopic.slice(0, 64)}" is not a topic name`)
+    const topics = topicList(topicsParam ? topicsParam.split(',') : [])
+    if (isRefusal(topics)) return reject(reply, topics.status, topics.code, topics.message)
     if (from !== undefined && from !== 'latest' && from !== 'earliest') {
       try {
         parseCursor(from)
@@ -126,22 +118,10 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     if (group !== undefined && (!GROUP_ID.test(group) || topics.length === 0)) {
       return reject(reply, 400, 'BAD_REQUEST', 'group must be 1 to 128 of [a-zA-Z0-9._-] and comes with topics')
     }
-    const decisions = new Map<string, AccessDecision>()
-    for (const topic of topics) {
-      const decision = opts.access.authorize(identity, 'subscribe', topic)
-      if (!decision.allowed) return reject(reply, 403, 'FORBIDDEN', `not allowed to subscribe to "${topic}": ${decision.reason}`)
-      decisions.set(topic, decision)
-    }
-    if (topics.length > 0) {
-      let known: Set<string>
-      try {
-        known = await knownTopics()
-      } catch {
-        reply.header('retry-after', '5')
-        return reject(reply, 503, 'UNAVAILABLE', 'Kafka is unavailable; try again')
-      }
-      const missing = topics.find(t => !known.has(t))
-      if (missing !== undefined) return reject(reply, 404, 'UNKNOWN_TOPIC', `topic "${missing}" does not exist`)
+    const decisions = await gate.check(identity, topics)
+    if (isRefusal(decisions)) {
+      if (decisions.retryAfter !== undefined) reply.header('retry-after', String(decisions.retryAfter))
+      return reject(reply, decisions.status, decisions.code, decisions.message)
     }
     plans.set(request, { identity, topics, from, groupId: group === undefined ? undefined : groupIdFor(identity, group), decisions })
     return undefined

@@ -1,0 +1,298 @@
+// What every WebSocket session shares, whatever its route (/v1/stream,
+// /v2/broker/): it is the hub's outlet on the raw connection, it is in the
+// session registry (so a policy change, a revoked key or an admin's kick
+// reaches it), it closes with a bounded grace, answers keepalive, limits
+// floods of invalid frames, honours its credential's expiry and the plan's
+// delivery budget, and publishes to Kafka with backpressure and a timeout.
+// A route's session extends it with its protocol: how client frames are read
+// and how errors and notices are written.
+import { randomUUID } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import type { WebSocket, RawData } from 'ws'
+import type { Identity } from '@sluice/auth/identity'
+import type { AccessControl } from '@sluice/policy/access'
+import type { KafkaClient, Logger, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
+import type { FrameFormat, Hub, LiveSession, Outlet, SessionRegistry } from '@sluice/hub'
+import { CLOSE } from './errors.ts'
+
+export interface SessionLimits {
+  /** per-socket send queue bound; past it the hub drops or evicts (DESIGN.md: slow clients) */
+  maxQueueBytes: number
+  /** client frames that fail validation before the socket is closed with 1008 */
+  invalidFrameBurst: number
+  /** how fast that allowance refills, per second */
+  invalidFramesPerSecond: number
+  /** concurrent publishes per socket; past it the socket stops being read until acks return */
+  maxInflightPublishes: number
+  /** a publish Kafka has not acked by then is answered UNAVAILABLE */
+  publishTimeoutMs: number
+  /** a socket with no subscription that sends nothing for this long is closed (1000) */
+  idleTimeoutMs: number
+  /** added to a token's `exp` before the socket is closed with 4001 (clock skew) */
+  expiryGraceMs: number
+}
+
+/** Rate limits as the WebSocket routes see them (the rate-limit plugin implements it). */
+export interface StreamGuard {
+  /** before each publish: undefined to go ahead, or RATE_LIMITED with a wait; `close` once abuse goes on (4029) */
+  publish (session: SocketSession): Promise<{ retryAfterMs: number, close?: boolean } | undefined>
+  /** the socket's delivery budget, asked per frame by the hub; undefined: no delivery limit */
+  delivery? (session: SocketSession): DeliveryBudget | undefined
+}
+
+export interface DeliveryBudget {
+  /** synchronous: a local lease of tokens, refilled in batches */
+  take (bytes: number): boolean
+  /** the socket closed: return unused tokens */
+  release? (): void
+}
+
+export interface SessionDeps {
+  hub: Hub
+  kafka: KafkaClient
+  access: AccessControl
+  sessions: SessionRegistry
+  log: Logger
+  limits: SessionLimits
+  /** in-band renewal: checks a fresh token for the same subject; absent when auth offers none */
+  renew?: (current: Identity, token: string) => Promise<Identity>
+  guard?: StreamGuard
+}
+
+export interface SessionStart {
+  socket: WebSocket
+  /** the connection under the WebSocket: frames are written to it directly */
+  raw: Duplex
+  identity: Identity
+  remoteAddress: string
+  route: string
+}
+
+// 10 s: a client draining a full queue (256 KiB) at even 50 KB/s reaches its close frame in time
+const CLOSE_GRACE_MS = 10_000
+
+export abstract class SocketSession implements LiveSession, Outlet {
+  readonly id = randomUUID()
+  readonly route: string
+  readonly remoteAddress: string
+  readonly connectedAt = Date.now()
+  abstract readonly format: FrameFormat
+  readonly maxQueueBytes: number
+  protected readonly socket: WebSocket
+  protected readonly raw: Duplex
+  protected readonly deps: SessionDeps
+  #identity: Identity
+  #closed = false
+  #alive = true
+  #lastFrameAt = Date.now()
+  #invalid = 0
+  #invalidAt = Date.now()
+  #inflight = 0
+  #expiryTimer: NodeJS.Timeout | undefined
+  #drainWaiters: Array<() => void> = []
+  #budget: DeliveryBudget | undefined
+
+  constructor (start: SessionStart, deps: SessionDeps) {
+    this.socket = start.socket
+    this.raw = start.raw
+    this.deps = deps
+    this.#identity = start.identity
+    this.route = start.route
+    this.remoteAddress = start.remoteAddress
+    this.maxQueueBytes = deps.limits.maxQueueBytes
+    this.socket.on('message', (data, isBinary) => {
+      if (this.#closed) return
+      this.#lastFrameAt = Date.now()
+      this.onFrame(data, isBinary)
+    })
+    this.socket.on('pong', () => { this.#alive = true })
+    this.socket.once('close', () => this.#cleanup())
+    this.raw.on('drain', () => this.#wakeDrainWaiters())
+    deps.sessions.add(this)
+    this.#armExpiry()
+    this.#budget = deps.guard?.delivery?.(this)
+    if (this.#budget) {
+      const budget = this.#budget
+      this.admit = bytes => budget.take(bytes)
+    }
+  }
+
+  /** set when the plan limits delivery (see StreamGuard) */
+  admit: ((bytes: number) => boolean) | undefined
+
+  get identity (): Identity {
+    return this.#identity
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  // ---- the route's protocol -----------------------------------------------------------
+
+  /** one client frame, already known to come from an open session */
+  protected abstract onFrame (data: RawData, isBinary: boolean): void
+  /** tells the client about a refused frame or a failed request */
+  protected abstract sendError (err: unknown, id?: string): void
+  abstract topics (): string[]
+  abstract unsubscribe (topics: string[], code: string, message: string): void
+  abstract lagging (topic: string, dropped: number, resume: string): void
+
+  /** whether a socket that sent nothing for `quietMs` is forgotten and is closed (1000); never, unless the route says */
+  protected idle (_quietMs: number): boolean {
+    return false
+  }
+
+  // ---- Outlet: what the hub writes through ------------------------------------------
+
+  queuedBytes (): number {
+    return this.raw.writableLength
+  }
+
+  write (frame: Buffer, onWritten?: (err?: Error | null) => void): void {
+    if (this.#closed) {
+      onWritten?.(new Error('socket closed'))
+      return
+    }
+    this.raw.write(frame, onWritten)
+  }
+
+  cork (): void {
+    this.raw.cork()
+  }
+
+  uncork (): void {
+    this.raw.uncork()
+  }
+
+  drained (bytes = this.maxQueueBytes / 2): Promise<void> {
+    if (this.#closed || this.raw.writableLength <= bytes) return Promise.resolve()
+    return new Promise(resolve => {
+      const check = () => {
+        if (this.#closed || this.raw.writableLength <= bytes) resolve()
+        else this.#drainWaiters.push(check)
+      }
+      this.#drainWaiters.push(check)
+    })
+  }
+
+  #wakeDrainWaiters (): void {
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const wake of waiters) wake()
+  }
+
+  evict (topic: string): void {
+    this.deps.log.info({ session: this.id, topic }, 'evicting a slow socket')
+    this.close(CLOSE.TOO_SLOW, 'too slow: send queue full')
+  }
+
+  // ---- LiveSession: what policy, auth and admin act through ---------------------------
+
+  close (code: number, reason: string): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.deps.hub.remove(this)
+    this.deps.sessions.delete(this)
+    this.socket.close(code, reason)
+    // the close frame waits behind the socket's backlog: a peer that reads gets it; one that never reads is cut off after this
+    const kill = setTimeout(() => this.socket.terminate(), CLOSE_GRACE_MS)
+    kill.unref()
+    this.socket.once('close', () => clearTimeout(kill))
+  }
+
+  // ---- keepalive, called by the route's one timer for all its sockets ---------------
+
+  /** Pings the peer; a peer that did not answer the last ping is dead and is cut off. */
+  heartbeat (now: number): void {
+    if (this.#closed) return
+    if (!this.#alive) {
+      this.deps.log.debug({ session: this.id }, 'no pong: terminating a dead peer')
+      this.#closed = true
+      this.socket.terminate()
+      return
+    }
+    if (this.idle(now - this.#lastFrameAt)) {
+      this.close(CLOSE.NORMAL, 'idle')
+      return
+    }
+    this.#alive = false
+    this.socket.ping()
+  }
+
+  // ---- for the route's protocol -------------------------------------------------------
+
+  /** A leaky bucket of invalid frames: a burst is forgiven, a flood closes with 1008. */
+  protected invalidFrame (err: Error, id?: string): void {
+    const now = Date.now()
+    const limits = this.deps.limits
+    this.#invalid = Math.max(0, this.#invalid - ((now - this.#invalidAt) / 1000) * limits.invalidFramesPerSecond) + 1
+    this.#invalidAt = now
+    this.sendError(err, id)
+    if (this.#invalid > limits.invalidFrameBurst) this.close(CLOSE.POLICY_VIOLATION, 'too many invalid frames')
+  }
+
+  /** A renewed credential (same subject, no wider access) replaces the current one. */
+  protected renewed (fresh: Identity): void {
+    this.#identity = fresh
+    this.#armExpiry()
+  }
+
+  /** The plan's publish limit: undefined to go ahead, else how long to wait (and the socket is closed with 4029 once abuse goes on). */
+  protected async publishLimited (): Promise<{ retryAfterMs: number } | undefined> {
+    const limited = await this.deps.guard?.publish(this)
+    if (!limited) return undefined
+    if (limited.close) this.close(CLOSE.RATE_LIMITED, 'rate limited')
+    return { retryAfterMs: limited.retryAfterMs }
+  }
+
+  /** Writes one record and resolves once Kafka acked it; rejects with SLUICE_KAFKA_* or a timeout. */
+  protected async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
+    const limits = this.deps.limits
+    this.#inflight++
+    // stop reading the socket while Kafka has this many of its publishes: the client feels TCP backpressure
+    if (this.#inflight >= limits.maxInflightPublishes && !this.socket.isPaused) this.socket.pause()
+    let timer: NodeJS.Timeout | undefined
+    try {
+      return await Promise.race([
+        this.deps.kafka.produce(topic, record),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`Kafka did not ack within ${limits.publishTimeoutMs} ms`), { code: 'SLUICE_KAFKA_TIMEOUT' })), limits.publishTimeoutMs)
+        })
+      ])
+    } finally {
+      clearTimeout(timer)
+      this.#inflight--
+      if (this.socket.isPaused && this.#inflight < limits.maxInflightPublishes / 2) this.socket.resume()
+    }
+  }
+
+  /** A text frame through ws, if the socket is still open. */
+  protected sendText (text: string): void {
+    if (this.#closed || this.socket.readyState !== this.socket.OPEN) return
+    this.socket.send(text)
+  }
+
+  #armExpiry (): void {
+    clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = undefined
+    const expiresAt = this.#identity.expiresAt
+    if (expiresAt === undefined) return
+    const delay = Math.max(0, expiresAt + this.deps.limits.expiryGraceMs - Date.now())
+    // setTimeout holds 2^31-1 ms at most; a later expiry re-arms when that fires
+    this.#expiryTimer = setTimeout(() => {
+      if (Date.now() >= expiresAt + this.deps.limits.expiryGraceMs) this.close(CLOSE.CREDENTIALS, 'credentials expired')
+      else this.#armExpiry()
+    }, Math.min(delay, 2 ** 31 - 1))
+    this.#expiryTimer.unref()
+  }
+
+  #cleanup (): void {
+    this.#closed = true
+    clearTimeout(this.#expiryTimer)
+    this.deps.hub.remove(this)
+    this.deps.sessions.delete(this)
+    this.#budget?.release?.()
+    this.#wakeDrainWaiters()
+  }
+}

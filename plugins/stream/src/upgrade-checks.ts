@@ -1,0 +1,81 @@
+// The checks every WebSocket route runs on the topics a client names in its
+// upgrade request, before the upgrade (DESIGN.md: a rejected client never
+// holds a socket): a bounded list of valid names, the ACL per topic (403),
+// then that each topic exists (404; 503 when Kafka cannot say). A refusal is
+// returned, not thrown, and each route writes it in its own body.
+import type { Identity } from '@sluice/auth/identity'
+import type { AccessControl, AccessDecision } from '@sluice/policy/access'
+import type { KafkaClient } from '@sluice/kafka/core'
+import { isTopicName } from '@sluice/hub'
+import type { WireErrorCode } from './errors.ts'
+import { MAX_TOPICS_PER_FRAME } from './protocol.ts'
+
+export interface Refusal {
+  status: number
+  code: WireErrorCode
+  message: string
+  /** seconds, for a Retry-After header */
+  retryAfter?: number
+}
+
+export type AllowedDecision = AccessDecision & { allowed: true }
+
+// the topic list is asked of Kafka at most this often for upgrade checks
+const TOPIC_CACHE_MS = 2000
+// an upgrade waits at most this long for the topic list
+const LIST_TOPICS_TIMEOUT_MS = 2000
+
+export function isRefusal (value: unknown): value is Refusal {
+  return typeof value === 'object' && value !== null && 'status' in value && 'code' in value
+}
+
+/** The names of a `topics` parameter, split already: empty names dropped, duplicates removed, at most MAX_TOPICS_PER_FRAME, each a topic name. */
+export function topicList (names: string[]): string[] | Refusal {
+  const topics = [...new Set(names.filter(Boolean))]
+  if (topics.length > MAX_TOPICS_PER_FRAME) return { status: 400, code: 'BAD_REQUEST', message: `at most ${MAX_TOPICS_PER_FRAME} topics` }
+  const badTopic = topics.find(t => !isTopicName(t))
+  if (badTopic !== undefined) return { status: 400, code: 'BAD_REQUEST', message: `"${badTopic.slice(0, 64)}" is not a topic name` }
+  return topics
+}
+
+export class TopicGate {
+  readonly #kafka: KafkaClient
+  readonly #access: AccessControl
+  #cache: { at: number, topics: Promise<Set<string>> } | undefined
+
+  constructor (kafka: KafkaClient, access: AccessControl) {
+    this.#kafka = kafka
+    this.#access = access
+  }
+
+  #known (): Promise<Set<string>> {
+    const now = Date.now()
+    if (!this.#cache || now - this.#cache.at > TOPIC_CACHE_MS) {
+      const topics = this.#kafka.listTopics(LIST_TOPICS_TIMEOUT_MS).then(list => new Set(list))
+      topics.catch(() => { this.#cache = undefined })
+      this.#cache = { at: now, topics }
+    }
+    return this.#cache.topics
+  }
+
+  /** The decision per topic, or why the upgrade is refused: the ACL first (403), then existence (404, 503). */
+  async check (identity: Identity, topics: string[]): Promise<Map<string, AllowedDecision> | Refusal> {
+    const decisions = new Map<string, AllowedDecision>()
+    for (const topic of topics) {
+      const decision = this.#access.authorize(identity, 'subscribe', topic)
+      if (!decision.allowed) return { status: 403, code: 'FORBIDDEN', message: `not allowed to subscribe to "${topic}": ${decision.reason}` }
+      decisions.set(topic, decision)
+    }
+    if (topics.length > 0) {
+      let known: Set<string>
+      try {
+        known = await this.#known()
+      } catch {
+        return { status: 503, code: 'UNAVAILABLE', message: 'Kafka is unavailable; try again', retryAfter: 5 }
+      }
+      const missing = topics.find(t => !known.has(t))
+      if (missing !== undefined) return { status: 404, code: 'UNKNOWN_TOPIC', message: `topic "${missing}" does not exist` }
+    }
+    return decisions
+  }
+}
