@@ -1,6 +1,9 @@
 // The contract between the policy and the routes that use it: may this
 // identity subscribe to / publish on this topic, and under which product terms.
 import type { Identity } from '@sluice/auth/identity'
+import type { ProductTransforms } from './transforms.ts'
+
+export type { ProductTransforms, LoadedTransform, TransformFunction, TransformMessage } from './transforms.ts'
 
 export type Action = 'subscribe' | 'publish'
 
@@ -15,6 +18,8 @@ export interface TopicTerms {
   plan: string
   encoding: ValueEncoding
   slowClient: SlowClientPolicy
+  /** the product's transform modules (kafka-websocket compatibility), loaded; absent when it names none */
+  transforms?: ProductTransforms
 }
 
 export type AccessDecision =

@@ -11,6 +11,8 @@ import { PolicyWatcher } from './watch.ts'
 import { withdrawAccess, type PolicySession } from './withdraw.ts'
 
 export type { AccessControl, AccessDecision, Action, TopicTerms, ValueEncoding, SlowClientPolicy } from './access.ts'
+export { loadTransforms, TRANSFORM_EXTENSIONS, MAX_TRANSFORM_FILE_BYTES } from './transforms.ts'
+export type { LoadedTransform, ProductTransforms, TransformDirection, TransformFunction, TransformMessage, TransformSpec } from './transforms.ts'
 export { LivePolicy } from './live-policy.ts'
 export type { PolicyStatus, ReloadResult } from './live-policy.ts'
 export { Policy, compilePolicy, loadPolicyDir, readPolicyDir } from './policy.ts'

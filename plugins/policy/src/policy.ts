@@ -10,6 +10,7 @@ import { parseYaml, validate, type ConfigProblem } from '@sluice/config'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
 import { compilePattern, isTopicName, type TopicPattern } from './topics.ts'
+import { loadTransforms, transformSpec, type ProductTransforms, type TransformSpec } from './transforms.ts'
 import {
   policyFileSchema, type PlanDocument, type PlanLimits, type PolicyFileDocument, type ProductDocument,
   type ProductTopicDocument, type RuleDocument
@@ -93,11 +94,18 @@ export async function loadPolicyDir (dir: string): Promise<LoadResult> {
   const read = await readPolicyDir(dir)
   const compiled = compilePolicy(read.files)
   const problems = [...read.problems, ...compiled.problems]
+  // transform modules load only into an otherwise valid policy; their contents count in the fingerprint
+  let transforms = ''
+  if (compiled.policy && problems.length === 0) {
+    const loaded = await loadTransforms(compiled.policy.transformSpecs())
+    problems.push(...loaded.problems)
+    transforms = loaded.digest
+  }
   return {
     policy: problems.length === 0 ? compiled.policy : undefined,
     problems,
     files: read.files.map(f => f.file),
-    fingerprint: fingerprint(read.files)
+    fingerprint: transforms === '' ? fingerprint(read.files) : createHash('sha256').update(fingerprint(read.files)).update(transforms).digest('hex')
   }
 }
 
@@ -105,6 +113,8 @@ interface Located<T> {
   value: T
   /** JSON pointer inside its file */
   path: string
+  /** the policy file that declares it */
+  file: string
   locate (pointer: string): string | undefined
 }
 
@@ -137,20 +147,20 @@ export function compilePolicy (files: PolicyFile[]): { policy?: Policy, problems
         }
         const earlier = into.get(name)
         if (earlier) problems.push({ path, message: `${kind} "${name}" is already declared (${earlier.locate(earlier.path)})`, source: parsed.locate(path) })
-        else into.set(name, { value: value as T, path, locate: parsed.locate })
+        else into.set(name, { value: value as T, path, file, locate: parsed.locate })
       }
     }
     named<PlanDocument>('plan', doc.plans, plans)
     named<ProductDocument>('product', doc.products, products)
     if (Array.isArray(doc.rules)) {
       doc.rules.forEach((rule, i) => {
-        if (isObject(rule)) rules.push({ value: rule as unknown as RuleDocument, path: `/rules/${i}`, locate: parsed.locate })
+        if (isObject(rule)) rules.push({ value: rule as unknown as RuleDocument, path: `/rules/${i}`, file, locate: parsed.locate })
       })
     }
   }
 
   const compiledProducts = new Map<string, CompiledProduct>()
-  for (const [name, { value: product, path, locate }] of products) {
+  for (const [name, { value: product, path, locate, file }] of products) {
     const offered = Array.isArray(product.plans) ? product.plans : []
     offered.forEach((plan, i) => {
       if (typeof plan === 'string' && !plans.has(plan)) problems.push({ path: `${path}/plans/${i}`, message: `unknown plan "${plan}"`, source: locate(`${path}/plans/${i}`) })
@@ -164,7 +174,17 @@ export function compilePolicy (files: PolicyFile[]): { policy?: Policy, problems
         problems.push({ path: `${path}/topics/${i}/pattern`, message: (err as Error).message, source: locate(`${path}/topics/${i}/pattern`) })
       }
     })
-    compiledProducts.set(name, { name, plans: new Set(offered), topics })
+    const transforms: CompiledProduct['transforms'] = {}
+    for (const direction of ['input', 'output'] as const) {
+      const reference = isObject(product.transforms) ? product.transforms[direction] : undefined
+      if (reference === undefined) continue
+      const at = `${path}/transforms/${direction}`
+      // the schema has checked the shape already (a problem there means no policy at all)
+      if (typeof reference === 'string' || (isObject(reference) && typeof reference.module === 'string')) {
+        transforms[direction] = transformSpec(direction, reference, file, at, locate(at))
+      }
+    }
+    compiledProducts.set(name, { name, plans: new Set(offered), topics, transforms })
   }
 
   const compiledRules: CompiledRule[] = []
@@ -231,6 +251,8 @@ interface CompiledProduct {
   name: string
   plans: ReadonlySet<string>
   topics: CompiledTopic[]
+  /** the modules the product names; `loaded` is set by loadTransforms before the policy is used */
+  transforms: { input?: TransformSpec, output?: TransformSpec }
 }
 
 interface CompiledRule {
@@ -269,6 +291,7 @@ export class Policy implements AccessControl {
   readonly #rules: CompiledRule[]
   // identities live as long as their socket; their grants are computed once per policy
   readonly #grants = new WeakMap<Identity, Grant[]>()
+  readonly #loaded = new WeakMap<CompiledProduct, ProductTransforms>()
 
   constructor (document: PolicyDocument, products: ReadonlyMap<string, CompiledProduct>, rules: CompiledRule[]) {
     this.document = document
@@ -327,6 +350,24 @@ export class Policy implements AccessControl {
     return this.grants(identity).length > 0
   }
 
+  /** The transform modules the products name, for loadTransforms (loadPolicyDir loads them). */
+  transformSpecs (): TransformSpec[] {
+    return [...this.#products.values()].flatMap(p => [p.transforms.input, p.transforms.output].filter(s => s !== undefined))
+  }
+
+  /** A product's loaded transforms; null when it names one that is not loaded (compilePolicy alone). */
+  #transforms (product: CompiledProduct): ProductTransforms | undefined | null {
+    const { input, output } = product.transforms
+    if (!input && !output) return undefined
+    if ((input && !input.loaded) || (output && !output.loaded)) return null
+    let loaded = this.#loaded.get(product)
+    if (!loaded) {
+      loaded = Object.freeze({ input: input?.loaded, output: output?.loaded })
+      this.#loaded.set(product, loaded)
+    }
+    return loaded
+  }
+
   authorize (identity: Identity, action: Action, topic: string): AccessDecision {
     if (!isTopicName(topic)) return { allowed: false, reason: 'not a valid topic name' }
     for (const grant of this.grants(identity)) {
@@ -334,7 +375,12 @@ export class Policy implements AccessControl {
       if (!patterns.some(p => p.test(topic))) continue
       const terms = grant.product.topics.find(t => t.matcher.test(topic))
       if (!terms) continue
-      return { allowed: true, product: grant.product.name, plan: grant.plan, encoding: terms.encoding, slowClient: terms.slowClient }
+      const transforms = this.#transforms(grant.product)
+      // a product's transforms may be what keeps data from a client: without them loaded, no access
+      if (transforms === null) return { allowed: false, reason: `the transforms of product "${grant.product.name}" are not loaded` }
+      const decision: AccessDecision = { allowed: true, product: grant.product.name, plan: grant.plan, encoding: terms.encoding, slowClient: terms.slowClient }
+      if (transforms) decision.transforms = transforms
+      return decision
     }
     return { allowed: false, reason: `no access rule grants ${action} on this topic` }
   }

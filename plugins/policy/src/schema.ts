@@ -41,6 +41,20 @@ export const planSchema = {
   }
 }
 
+// A transform module (plugins/policy/src/transforms.ts): a path relative to the
+// policy file, or { module, options } for a module that exports configure(options).
+const transformReference = {
+  type: ['string', 'object'],
+  minLength: 1,
+  maxLength: 1024,
+  additionalProperties: false,
+  required: ['module'],
+  properties: {
+    module: { type: 'string', minLength: 1, maxLength: 1024 },
+    options: { type: 'object' }
+  }
+}
+
 export const productSchema = {
   type: 'object',
   additionalProperties: false,
@@ -66,6 +80,12 @@ export const productSchema = {
           schema: { type: 'object' }
         }
       }
+    },
+    // kafka-websocket compatibility (/v2/broker/): rewrite or discard messages on the way in and out
+    transforms: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { input: transformReference, output: transformReference }
     }
   }
 }
@@ -135,11 +155,14 @@ export interface ProductTopicDocument {
   schema?: Record<string, unknown>
 }
 
+export type TransformReferenceDocument = string | { module: string, options?: Record<string, unknown> }
+
 export interface ProductDocument {
   title?: string
   description?: string
   plans: string[]
   topics: ProductTopicDocument[]
+  transforms?: { input?: TransformReferenceDocument, output?: TransformReferenceDocument }
 }
 
 export interface RuleDocument {
