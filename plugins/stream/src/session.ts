@@ -139,7 +139,7 @@ export class StreamSession extends SocketSession {
     if (!decision.allowed) throw new ForbiddenTopicError('publish to', op.topic, decision.reason)
     const value = valueBytes(op.value, decision.encoding)
     if (value instanceof Error) throw value
-    const limited = await this.publishLimited()
+    const limited = await this.publishLimited(decision)
     if (limited) throw Object.assign(new RateLimitedError(), { retryAfterMs: limited.retryAfterMs })
     const ack = await this.produce(op.topic, { key: op.key ?? null, value, headers: op.headers })
     this.#send({ op: 'ack', id: op.id, topic: ack.topic, partition: ack.partition, offset: ack.offset })
@@ -150,6 +150,11 @@ export class StreamSession extends SocketSession {
     const fresh = await this.deps.renew(this.identity, token)
     this.renewed(fresh)
     this.#send({ op: 'authenticated', id, expiresAt: fresh.expiresAt })
+  }
+
+  /** A server frame outside any request (the rate limiter's daily-quota notice). */
+  notify (frame: Reply): void {
+    this.#send(frame)
   }
 
   protected sendError (err: unknown, id?: string): void {

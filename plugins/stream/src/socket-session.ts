@@ -35,7 +35,7 @@ export interface SessionLimits {
 /** Rate limits as the WebSocket routes see them (the rate-limit plugin implements it). */
 export interface StreamGuard {
   /** before each publish: undefined to go ahead, or RATE_LIMITED with a wait; `close` once abuse goes on (4029) */
-  publish (session: SocketSession): Promise<{ retryAfterMs: number, close?: boolean } | undefined>
+  publish (session: SocketSession, terms?: { plan: string }): Promise<{ retryAfterMs: number, close?: boolean } | undefined>
   /** the socket's delivery budget, asked per frame by the hub; undefined: no delivery limit */
   delivery? (session: SocketSession): DeliveryBudget | undefined
 }
@@ -238,9 +238,12 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.#armExpiry()
   }
 
-  /** The plan's publish limit: undefined to go ahead, else how long to wait (and the socket is closed with 4029 once abuse goes on). */
-  protected async publishLimited (): Promise<{ retryAfterMs: number } | undefined> {
-    const limited = await this.deps.guard?.publish(this)
+  /**
+   * The plan's publish limit: undefined to go ahead, else how long to wait (and the socket is closed with 4029 once abuse goes on).
+   * `terms`: the publish decision, whose plan the limit is counted against (without it, the subject's plan).
+   */
+  protected async publishLimited (terms?: { plan: string }): Promise<{ retryAfterMs: number } | undefined> {
+    const limited = await this.deps.guard?.publish(this, terms)
     if (!limited) return undefined
     if (limited.close) this.close(CLOSE.RATE_LIMITED, 'rate limited')
     return { retryAfterMs: limited.retryAfterMs }
