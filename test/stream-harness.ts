@@ -44,7 +44,8 @@ export async function streamApp (options: StreamAppOptions = {}): Promise<{ app:
   await app.register(kafkaPlugin, { client: kafka })
   const identity = options.identity ?? DEV_IDENTITY
   app.addHook('onRequest', async request => { request.identity = identity })
-  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200 })
+  // metadata every 2 s: the new-partition suite waits for it
+  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000 })
   await app.register(websocket, { options: { maxPayload: 1024 * 1024, perMessageDeflate: false, handleProtocols: selectProtocol } })
   await app.register(stream, { access: options.access ?? allowAll(), limits: options.limits, keepaliveMs: options.keepaliveMs })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })

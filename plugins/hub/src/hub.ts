@@ -59,6 +59,8 @@ export interface HubOptions {
   nodeId: string
   /** how long a topic's consumer outlives its last subscriber; 5 s absorbs reconnect storms */
   graceMs?: number
+  /** how often a consumer re-reads topic metadata, which is how it finds new partitions (kafkajs then rejoins and reads them from their start) */
+  metadataMaxAgeMs?: number
   logger?: Logger
 }
 
@@ -119,6 +121,7 @@ export class Hub {
   readonly #kafka: KafkaClient
   readonly #nodeId: string
   readonly #graceMs: number
+  readonly #metadataMaxAgeMs: number
   readonly #log: Logger
   readonly #feeds = new Map<string, TopicFeed>()
   readonly #byOutlet = new Map<Outlet, Map<string, Subscription>>()
@@ -129,6 +132,8 @@ export class Hub {
     this.#kafka = options.kafka
     this.#nodeId = options.nodeId
     this.#graceMs = options.graceMs ?? DEFAULT_GRACE_MS
+    // 30 s: a Metadata request per consumer per half minute is noise; a new partition waits at most that long
+    this.#metadataMaxAgeMs = options.metadataMaxAgeMs ?? 30_000
     this.#log = options.logger ?? silent
   }
 
@@ -268,6 +273,7 @@ export class Hub {
       fromBeginning: true,
       autoCommit: true,
       autoCommitIntervalMs: HUB_COMMIT_INTERVAL_MS,
+      metadataMaxAgeMs: this.#metadataMaxAgeMs,
       onBatch: async batch => { this.#dispatch(feed, batch) },
       onCrash: (error, restarting) => this.#log.warn({ err: error, topic: feed.topic, restarting }, 'hub consumer crashed')
     })

@@ -23,10 +23,11 @@ declare module 'fastify' {
 export interface HubPluginOptions {
   nodeId: string
   graceMs?: number
+  metadataMaxAgeMs?: number
 }
 
 async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Promise<void> {
-  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, logger: fastify.log.child({ component: 'hub' }) })
+  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, logger: fastify.log.child({ component: 'hub' }) })
   const sessions = new SessionRegistry()
   fastify.decorate('hub', hub)
   fastify.decorate('sessions', sessions)

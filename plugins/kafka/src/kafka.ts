@@ -4,6 +4,7 @@
 // ingest app, the local stack script and the benchmarks all import it.
 import {
   Kafka,
+  Partitioners,
   logLevel,
   type Admin,
   type Consumer as KjsConsumer,
@@ -205,7 +206,9 @@ export class KafkaClient {
         // idempotence keeps order with up to 5 in flight (KIP-98); kafkajs asks for 1 to be safe across its retries
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
-        retry: PRODUCER_RETRY
+        retry: PRODUCER_RETRY,
+        // kafkajs 2's default (murmur2, as the Java client); named so that kafkajs stops warning about the v1 change
+        createPartitioner: Partitioners.DefaultPartitioner
       })
       try {
         await producer.connect()
@@ -238,11 +241,18 @@ export class KafkaClient {
   async produceBatch (topic: string, records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return
     const producer = await this.#sharedProducer()
+    let acked
     try {
-      await producer.send({ topic, acks: -1, messages: records })
+      acked = await producer.send({ topic, acks: -1, messages: records })
     } catch (err) {
       throw classifyError(err, topic)
     }
+    // kafkajs 2.2.4 silently skips records sent to a partition its cached
+    // metadata does not know yet (one just added): it returns no result for
+    // them. Never report those as written.
+    const answered = new Set(acked.map(r => r.partition))
+    const lost = records.find(r => r.partition !== undefined && !answered.has(r.partition))
+    if (lost) throw new KafkaUnavailableError(`partition ${lost.partition} of "${topic}" is not in the producer's metadata yet; nothing of this batch was acked for it`)
   }
 
   async #sharedAdmin (): Promise<Admin> {
@@ -318,6 +328,11 @@ export class KafkaClient {
       if (Date.now() > deadline) throw new KafkaTimeoutError(timeoutMs)
       await new Promise(resolve => setTimeout(resolve, 100))
     }
+  }
+
+  /** Grows a topic to `count` partitions (Kafka never shrinks one). */
+  async addPartitions (topic: string, count: number, timeoutMs = 15_000): Promise<void> {
+    await this.#adminCall(timeoutMs, admin => admin.createPartitions({ topicPartitions: [{ topic, count }] }))
   }
 
   async listTopics (timeoutMs = 5000): Promise<string[]> {
