@@ -1,0 +1,402 @@
+// Fastify-free: every rate limit of a plan, as one node sees them. The
+// buckets live in Redis (shared by every node) or, without Redis, in this
+// process. When Redis is unreachable the configured failure mode applies
+// within the decision timeout: fail-open serves from local buckets with the
+// same limits, fail-closed refuses. Recovery needs nothing: the next decision
+// after Redis is back is shared again, and this node's connection counts are
+// written back to it at once.
+import { createHash, randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import type { PlanLimits } from '@sluice/policy'
+import { MemoryLimitStore, type LimitStore, type Line, type TakeResult } from './store.ts'
+import { RedisLimitStore } from './script.ts'
+import { NEVER, type Bucket, type DailyBucket, type RateBucket, type SlotBucket } from './token-bucket.ts'
+import { DeliveryLease, type DeliveryLimit, type LeaseBatch, type LeaseGrant } from './lease.ts'
+
+export type FailureMode = 'fail-open' | 'fail-closed'
+/** memory: no Redis configured; shared: Redis; local / closed: Redis unreachable, failing open / closed */
+export type Mode = 'memory' | 'shared' | 'local' | 'closed'
+export const MODES: readonly Mode[] = ['memory', 'shared', 'local', 'closed']
+
+/** The limits counted in metrics (a plan's, plus `http` for @fastify/rate-limit's routes). */
+export type LimitName = keyof PlanLimits | 'http'
+export const LIMIT_NAMES: readonly LimitName[] = ['connections', 'connectsPerMinute', 'publishedPerSecond', 'deliveredPerSecond', 'bytesPerSecond', 'dailyQuota', 'http']
+
+export interface PlanRef {
+  name: string
+  limits: PlanLimits
+}
+
+export interface LimiterStats {
+  allowed: Record<LimitName, number>
+  limited: Record<LimitName, number>
+  redisErrors: number
+}
+
+export interface RateLimiterOptions {
+  /** absent: one node, an in-process store */
+  redis?: Redis
+  failure?: FailureMode
+  /** Redis key prefix */
+  prefix?: string
+  /** names this node in connection counts (made unique per instance) */
+  nodeId?: string
+  /** this node's clock: used only for local things (waits, back-off, the local store), never for a shared bucket */
+  now?: () => number
+  /** a decision waits at most this long for Redis before the failure mode applies */
+  decisionTimeoutMs?: number
+  /** after a Redis error, decisions stay local this long before Redis is tried again */
+  probeIntervalMs?: number
+  /** a delivery lease holds this much of the plan's per-second rates */
+  leaseMs?: number
+  /** a node's connection count expires this long after its last refresh (it refreshes every third of it) */
+  connectionTtlMs?: number
+  onModeChange? (mode: Mode, previous: Mode, err?: Error): void
+  onRedisError? (err: Error): void
+}
+
+export type Refused = { ok: false, limit: LimitName | 'unavailable', retryAfterMs: number }
+
+export interface ConnectionTicket {
+  ok: true
+  /** the socket closed: its slot is freed (idempotent) */
+  release (): void
+}
+
+// Defaults, each with its reason:
+// 300 ms leaves room inside DESIGN.md's 500 ms for the decision itself
+const DEFAULT_DECISION_TIMEOUT_MS = 300
+// a dead Redis is asked again once a second: recovery is noticed fast, a hung one costs one slow decision per second
+const DEFAULT_PROBE_INTERVAL_MS = 1000
+// half a second of the plan's rate per lease: a node hoards at most that, and a plan of 10/s still leases 5 at a time
+const DEFAULT_LEASE_MS = 500
+// a dead node's connections are free again within 30 s; live nodes refresh every 10 s
+const DEFAULT_CONNECTION_TTL_MS = 30_000
+// a concurrent-connection refusal has no natural wait: 5 s is a polite reconnect back-off
+const CONNECTION_RETRY_MS = 5000
+// a limit of 0 never refills: ask again in a minute (a policy reload may have raised it)
+const NEVER_RETRY_MS = 60_000
+
+const UNAVAILABLE = Symbol('unavailable')
+type Unavailable = typeof UNAVAILABLE
+
+function counters (): Record<LimitName, number> {
+  return Object.fromEntries(LIMIT_NAMES.map(n => [n, 0])) as Record<LimitName, number>
+}
+
+/** Subjects are hashed into keys: any text, fixed length, nothing of it readable in Redis. */
+export function subjectId (subject: string): string {
+  return createHash('sha256').update(subject).digest('base64url').slice(0, 22)
+}
+
+function retryMs (result: TakeResult, unknown: number): number {
+  if (result.retryAfterMs === NEVER) return NEVER_RETRY_MS
+  return result.retryAfterMs > 0 ? result.retryAfterMs : unknown
+}
+
+interface ConnectionCount {
+  bucket: SlotBucket
+  /** admitted and open */
+  count: number
+  /** being decided: counted in refreshes, so a refresh never undercounts */
+  pending: number
+}
+
+export class RateLimiter {
+  readonly stats: LimiterStats = { allowed: counters(), limited: counters(), redisErrors: 0 }
+  readonly failure: FailureMode
+  readonly node: string
+  readonly now: () => number
+  readonly #redis: Redis | undefined
+  readonly #shared: RedisLimitStore | undefined
+  readonly #local: MemoryLimitStore
+  readonly #prefix: string
+  readonly #timeoutMs: number
+  readonly #probeMs: number
+  readonly #leaseMs: number
+  readonly #ttlMs: number
+  readonly #connections = new Map<string, ConnectionCount>()
+  readonly #leases = new Map<string, { lease: DeliveryLease, users: number }>()
+  readonly #leaseKeys = new WeakMap<DeliveryLease, string>()
+  readonly #options: RateLimiterOptions
+  #downUntil = 0
+  #mode: Mode
+  #refreshTimer: NodeJS.Timeout | undefined
+  readonly #onReady = () => {
+    this.#downUntil = 0
+    this.#checkMode()
+  }
+
+  readonly #onDown = () => this.#checkMode()
+
+  constructor (options: RateLimiterOptions = {}) {
+    this.#options = options
+    this.failure = options.failure ?? 'fail-open'
+    this.now = options.now ?? Date.now
+    this.node = `${options.nodeId ?? 'node'}:${randomUUID().slice(0, 8)}`
+    this.#redis = options.redis
+    this.#shared = options.redis ? new RedisLimitStore(options.redis) : undefined
+    this.#local = new MemoryLimitStore(this.now)
+    this.#prefix = options.prefix ?? 'sluice:rl:'
+    this.#timeoutMs = options.decisionTimeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS
+    this.#probeMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
+    this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
+    this.#ttlMs = options.connectionTtlMs ?? DEFAULT_CONNECTION_TTL_MS
+    this.#mode = this.#currentMode()
+    if (this.#redis) {
+      this.#redis.on('ready', this.#onReady)
+      this.#redis.on('close', this.#onDown)
+      this.#redis.on('end', this.#onDown)
+    }
+    this.#refreshTimer = setInterval(() => { this.#refreshConnections() }, Math.max(100, Math.floor(this.#ttlMs / 3)))
+    this.#refreshTimer.unref()
+  }
+
+  get mode (): Mode {
+    this.#checkMode()
+    return this.#mode
+  }
+
+  key (subject: string, plan: string, what: string): string {
+    // the braces keep one subject's buckets in one Redis Cluster slot: a decision's keys are always together
+    return `${this.#prefix}{${subjectId(subject)}:${plan}}:${what}`
+  }
+
+  #currentMode (): Mode {
+    if (!this.#redis) return 'memory'
+    if (this.#redis.status === 'ready' && this.now() >= this.#downUntil) return 'shared'
+    return this.failure === 'fail-open' ? 'local' : 'closed'
+  }
+
+  #checkMode (err?: Error): void {
+    const mode = this.#currentMode()
+    if (mode === this.#mode) return
+    const previous = this.#mode
+    this.#mode = mode
+    // the store that now decides learns this node's open connections at once
+    if (mode === 'local') this.#assertConnections(this.#local)
+    if (mode === 'shared') this.#refreshConnections()
+    this.#options.onModeChange?.(mode, previous, err)
+  }
+
+  /** A Redis error or timeout: decide locally (or refuse) for a probe interval. */
+  failed (err: Error): void {
+    this.stats.redisErrors++
+    this.#downUntil = this.now() + this.#probeMs
+    this.#options.onRedisError?.(err)
+    this.#checkMode(err)
+  }
+
+  /**
+   * Runs a decision on Redis when it is usable, within the decision timeout;
+   * otherwise (or when it fails) on the local store in fail-open mode, or
+   * answers UNAVAILABLE in fail-closed mode. Never waits longer than the timeout.
+   */
+  async decide<T> (shared: () => Promise<T>, local: () => Promise<T>): Promise<{ value: T, source: 'redis' | 'local' } | Unavailable> {
+    if (this.#redis && this.#currentMode() === 'shared') {
+      let timer: NodeJS.Timeout | undefined
+      try {
+        const value = await Promise.race([
+          shared(),
+          new Promise<never>((_resolve, reject) => {
+            timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs)
+          })
+        ])
+        return { value, source: 'redis' }
+      } catch (err) {
+        this.failed(err as Error)
+      } finally {
+        clearTimeout(timer)
+      }
+    } else {
+      this.#checkMode()
+    }
+    if (this.#redis && this.failure === 'fail-closed') return UNAVAILABLE
+    return { value: await local(), source: 'local' }
+  }
+
+  #exec<T> (op: (store: LimitStore) => Promise<T>): Promise<{ value: T, source: 'redis' | 'local' } | Unavailable> {
+    const shared = this.#shared
+    return this.decide(() => op(shared!), () => op(this.#local))
+  }
+
+  // ---- connections: concurrent per subject and plan, and connects per minute ---------
+
+  #connectBuckets (subject: string, plan: PlanRef): { connects: RateBucket, slots: SlotBucket } {
+    return {
+      connects: { kind: 'rate', key: this.key(subject, plan.name, 'connects'), capacity: plan.limits.connectsPerMinute, perSecond: plan.limits.connectsPerMinute / 60 },
+      slots: { kind: 'slots', key: this.key(subject, plan.name, 'conn'), capacity: plan.limits.connections, node: this.node, ttlMs: this.#ttlMs }
+    }
+  }
+
+  /** One new connection: a connect token and a slot, both or neither. */
+  async acquire (subject: string, plan: PlanRef): Promise<ConnectionTicket | Refused> {
+    const { connects, slots } = this.#connectBuckets(subject, plan)
+    let entry = this.#connections.get(slots.key)
+    if (!entry) {
+      entry = { bucket: slots, count: 0, pending: 0 }
+      this.#connections.set(slots.key, entry)
+    }
+    const counted = entry
+    counted.pending++
+    let decided
+    try {
+      decided = await this.#exec(store => store.take([{ buckets: [connects, slots], want: 1, min: 1 }]))
+    } finally {
+      counted.pending--
+    }
+    if (decided === UNAVAILABLE) {
+      this.#forget(counted)
+      return { ok: false, limit: 'unavailable', retryAfterMs: CONNECTION_RETRY_MS }
+    }
+    const result = decided.value
+    if (!result.ok) {
+      this.#forget(counted)
+      const limit = result.limitedBy?.kind === 'slots' ? 'connections' : 'connectsPerMinute'
+      this.stats.limited[limit]++
+      return { ok: false, limit, retryAfterMs: retryMs(result, CONNECTION_RETRY_MS) }
+    }
+    this.stats.allowed.connections++
+    this.stats.allowed.connectsPerMinute++
+    counted.count++
+    let released = false
+    return {
+      ok: true,
+      release: () => {
+        if (released) return
+        released = true
+        counted.count--
+        this.#forget(counted)
+        this.#exec(store => store.put([{ bucket: slots, amount: 1 }])).catch(() => {})
+      }
+    }
+  }
+
+  #forget (entry: ConnectionCount): void {
+    if (entry.count <= 0 && entry.pending <= 0 && this.#connections.get(entry.bucket.key) === entry) this.#connections.delete(entry.bucket.key)
+  }
+
+  /** This node's open connections, per subject and plan (tests and admin read it). */
+  connectionCount (subject: string, plan: string): number {
+    return this.#connections.get(this.key(subject, plan, 'conn'))?.count ?? 0
+  }
+
+  #assertConnections (store: MemoryLimitStore): void {
+    store.putNow([...this.#connections.values()].map(e => ({ bucket: e.bucket, amount: e.count + e.pending, absolute: true })))
+  }
+
+  /** Writes this node's counts again (absolute), so that they outlive their TTL and survive a Redis restart. */
+  #refreshConnections (): void {
+    const entries = [...this.#connections.values()]
+    if (entries.length === 0) return
+    if (this.#shared && this.#currentMode() === 'shared') {
+      const shared = this.#shared
+      for (const e of entries) {
+        shared.put([{ bucket: e.bucket, amount: e.count + e.pending, absolute: true }]).catch(err => this.failed(err as Error))
+      }
+    } else {
+      this.#assertConnections(this.#local)
+    }
+  }
+
+  // ---- publish --------------------------------------------------------------------------
+
+  /** One publish: one token of the plan's per-second publish bucket. */
+  async publish (subject: string, plan: PlanRef): Promise<{ ok: true } | Refused> {
+    const bucket: RateBucket = { kind: 'rate', key: this.key(subject, plan.name, 'pub'), capacity: plan.limits.publishedPerSecond, perSecond: plan.limits.publishedPerSecond }
+    const decided = await this.#exec(store => store.take([{ buckets: [bucket], want: 1, min: 1 }]))
+    if (decided === UNAVAILABLE) return { ok: false, limit: 'unavailable', retryAfterMs: CONNECTION_RETRY_MS }
+    if (!decided.value.ok) {
+      this.stats.limited.publishedPerSecond++
+      return { ok: false, limit: 'publishedPerSecond', retryAfterMs: retryMs(decided.value, 1000) }
+    }
+    this.stats.allowed.publishedPerSecond++
+    return { ok: true }
+  }
+
+  // ---- delivery -------------------------------------------------------------------------
+
+  /**
+   * The node's lease for a subject's plan, shared by its sockets on this node.
+   * `limits` is asked at every refill, so a policy reload applies to live sockets.
+   */
+  lease (subject: string, planName: string, limits: () => PlanLimits): DeliveryLease {
+    const key = this.key(subject, planName, 'lease')
+    const held = this.#leases.get(key)
+    if (held) {
+      held.users++
+      return held.lease
+    }
+    const buckets = (): { messages: RateBucket, bytes: RateBucket, daily: DailyBucket } => {
+      const l = limits()
+      return {
+        messages: { kind: 'rate', key: this.key(subject, planName, 'msg'), capacity: l.deliveredPerSecond, perSecond: l.deliveredPerSecond },
+        bytes: { kind: 'rate', key: this.key(subject, planName, 'bytes'), capacity: l.bytesPerSecond, perSecond: l.bytesPerSecond },
+        daily: { kind: 'daily', key: this.key(subject, planName, 'day'), capacity: l.dailyQuota }
+      }
+    }
+    const batch = (): LeaseBatch => {
+      const l = limits()
+      const share = this.#leaseMs / 1000
+      return {
+        messages: Math.max(1, Math.min(l.deliveredPerSecond, Math.ceil(l.deliveredPerSecond * share))),
+        bytes: Math.max(1, Math.min(l.bytesPerSecond, Math.ceil(l.bytesPerSecond * share)))
+      }
+    }
+    const lease = new DeliveryLease({
+      now: this.now,
+      batch,
+      refill: async (messages, bytes): Promise<LeaseGrant> => {
+        const b = buckets()
+        const lines: Line[] = [
+          { buckets: [b.messages, b.daily], want: messages, min: 1 },
+          { buckets: [b.bytes], want: bytes, min: 1 }
+        ]
+        const decided = await this.#exec(store => store.take(lines))
+        if (decided === UNAVAILABLE) return { ok: false, limit: 'unavailable', retryAfterMs: this.#probeMs }
+        const result = decided.value
+        if (result.ok) return { ok: true, messages: result.granted[0]!, bytes: result.granted[1]!, source: decided.source }
+        const limit: DeliveryLimit = result.limitedBy === b.daily ? 'dailyQuota' : result.limitedBy === b.bytes ? 'bytes' : 'delivered'
+        return { ok: false, limit, retryAfterMs: retryMs(result, 1000) }
+      },
+      giveBack: async (messages, bytes, source) => {
+        const b = buckets()
+        // tokens go back only to the store that granted them
+        const shared = this.#shared
+        const puts = [{ bucket: b.messages, amount: messages }, { bucket: b.daily, amount: messages }, { bucket: b.bytes, amount: bytes }]
+        if (source === 'redis' && shared && this.#currentMode() === 'shared') await shared.put(puts).catch(() => {})
+        else if (source === 'local') this.#local.putNow(puts)
+      }
+    })
+    this.#leases.set(key, { lease, users: 1 })
+    this.#leaseKeys.set(lease, key)
+    // the first batch is asked for now: the socket subscribes next, and its first frames find tokens
+    lease.refill().catch(() => {})
+    return lease
+  }
+
+  /** A socket using the lease closed; the last one returns the lease's unused tokens. */
+  releaseLease (lease: DeliveryLease): void {
+    const key = this.#leaseKeys.get(lease)
+    const held = key === undefined ? undefined : this.#leases.get(key)
+    if (!held || held.lease !== lease) return
+    if (--held.users > 0) return
+    this.#leases.delete(key!)
+    lease.close().catch(() => {})
+  }
+
+  get leases (): number {
+    return this.#leases.size
+  }
+
+  close (): void {
+    clearInterval(this.#refreshTimer)
+    if (this.#redis) {
+      this.#redis.off('ready', this.#onReady)
+      this.#redis.off('close', this.#onDown)
+      this.#redis.off('end', this.#onDown)
+    }
+  }
+}
+
+export type { Bucket }

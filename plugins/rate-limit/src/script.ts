@@ -1,0 +1,218 @@
+// Fastify-free: the Redis store. One Lua script, registered once per client
+// with ioredis `defineCommand` (as @fastify/rate-limit's RedisStore does),
+// reads and writes every bucket of a decision atomically, on Redis' clock
+// (TIME): a gateway node's own clock never enters the arithmetic, so a node
+// whose clock is off gets no extra tokens. Every key it writes gets a TTL.
+//
+// Contract (the README has it with examples):
+//   KEYS   the buckets, in the order of ARGV's bucket records
+//   ARGV   'take', lines, then per line: want, min, buckets in the line,
+//          then per bucket: kind (r | d | s), capacity, perSecond, ttlMs, node
+//          -> { ok (1 | 0), retryAfterMs (-1: never; 0: unknown), index of
+//             the limiting key (1-based, 0: none), granted per line... }
+//   ARGV   'put', n, then per bucket: kind (r | d | s | S), capacity,
+//          perSecond, ttlMs, node, amount   (S: set this node's slot count)
+//          -> 0
+// The arithmetic is token-bucket.ts's; the in-process store runs that file.
+import type { ClientContext, Redis, Result } from 'ioredis'
+import { NEVER, type Bucket } from './token-bucket.ts'
+import type { Line, LimitStore, Put, TakeResult } from './store.ts'
+
+export const LIMIT_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local DAY = 86400000
+local today = math.floor(now / DAY)
+local dayEnd = (today + 1) * DAY
+
+local function slotOf (value)
+  if not value then return 0, 0 end
+  local count, exp = string.match(value, '^(-?%d+)|(%d+)$')
+  if not count then return 0, 0 end
+  return tonumber(count), tonumber(exp)
+end
+
+local function level (b)
+  if b.kind == 'r' then
+    local h = redis.call('HMGET', b.key, 't', 'ts')
+    local tokens, ts = tonumber(h[1]), tonumber(h[2])
+    if not tokens or not ts then return b.cap end
+    if now > ts then tokens = tokens + (now - ts) * b.rate / 1000 end
+    return math.min(b.cap, tokens)
+  elseif b.kind == 'd' then
+    local h = redis.call('HMGET', b.key, 'day', 'used')
+    if tonumber(h[1]) ~= today then return b.cap end
+    return b.cap - (tonumber(h[2]) or 0)
+  end
+  local fields = redis.call('HGETALL', b.key)
+  local held = 0
+  for i = 1, #fields, 2 do
+    local count, exp = slotOf(fields[i + 1])
+    if exp > now then held = held + count else redis.call('HDEL', b.key, fields[i]) end
+  end
+  return b.cap - held
+end
+
+local function wait (b, lvl, need)
+  if b.kind == 'r' then
+    if need > b.cap or b.rate <= 0 then return -1 end
+    return math.max(0, math.ceil((need - lvl) * 1000 / b.rate))
+  elseif b.kind == 'd' then
+    if need > b.cap then return -1 end
+    return dayEnd - now
+  end
+  if need > b.cap then return -1 end
+  return 0
+end
+
+local function setSlots (b, count)
+  if count > 0 then
+    redis.call('HSET', b.key, b.node, count .. '|' .. (now + b.ttl))
+  else
+    redis.call('HDEL', b.key, b.node)
+  end
+  -- the key lives as long as its longest-lived node count; never shortened by another node
+  if redis.call('PTTL', b.key) < b.ttl then redis.call('PEXPIRE', b.key, b.ttl) end
+end
+
+-- writes a bucket after 'taken' units left it (negative: given back)
+local function store (b, lvl, taken)
+  if b.kind == 'r' then
+    if b.rate <= 0 then return end
+    local tokens = math.min(b.cap, lvl - taken)
+    redis.call('HSET', b.key, 't', tostring(tokens), 'ts', now)
+    redis.call('PEXPIRE', b.key, math.ceil(math.max(0, b.cap - tokens) * 1000 / b.rate) + 1000)
+  elseif b.kind == 'd' then
+    redis.call('HSET', b.key, 'day', today, 'used', math.max(0, b.cap - lvl + taken))
+    redis.call('PEXPIRE', b.key, dayEnd - now + 3600000)
+  else
+    local count, exp = slotOf(redis.call('HGET', b.key, b.node))
+    if exp <= now then count = 0 end
+    setSlots(b, math.max(0, count + taken))
+  end
+end
+
+local function bucket (k, a)
+  return { key = KEYS[k], index = k, kind = ARGV[a], cap = tonumber(ARGV[a + 1]), rate = tonumber(ARGV[a + 2]), ttl = tonumber(ARGV[a + 3]), node = ARGV[a + 4] }
+end
+
+if ARGV[1] == 'put' then
+  local a = 3
+  for k = 1, tonumber(ARGV[2]) do
+    local b = bucket(k, a)
+    local amount = tonumber(ARGV[a + 5])
+    if b.kind == 'S' then setSlots(b, amount) else store(b, level(b), -amount) end
+    a = a + 6
+  end
+  return 0
+end
+
+local lines = {}
+local a = 3
+for l = 1, tonumber(ARGV[2]) do
+  lines[l] = { want = tonumber(ARGV[a]), min = tonumber(ARGV[a + 1]), n = tonumber(ARGV[a + 2]), buckets = {} }
+  a = a + 3
+end
+local k = 1
+for l = 1, #lines do
+  for i = 1, lines[l].n do
+    lines[l].buckets[i] = bucket(k, a)
+    k = k + 1
+    a = a + 5
+  end
+end
+
+local ok, retry, limited = 1, 0, 0
+for l = 1, #lines do
+  local line = lines[l]
+  local grant = line.want
+  for i = 1, line.n do
+    local b = line.buckets[i]
+    b.level = level(b)
+    grant = math.min(grant, math.floor(b.level))
+  end
+  line.grant = math.max(0, grant)
+  if line.grant < line.min then
+    ok = 0
+    for i = 1, line.n do
+      local b = line.buckets[i]
+      if math.floor(b.level) < line.min then
+        local w = wait(b, b.level, line.min)
+        if limited == 0 or w == -1 or (retry ~= -1 and w > retry) then
+          retry = w
+          limited = b.index
+        end
+      end
+    end
+  end
+end
+
+local result = { ok, retry, limited }
+for l = 1, #lines do
+  if ok == 1 then
+    for i = 1, lines[l].n do store(lines[l].buckets[i], lines[l].buckets[i].level, lines[l].grant) end
+    result[3 + l] = lines[l].grant
+  else
+    result[3 + l] = 0
+  end
+end
+return result
+`
+
+const COMMAND = 'sluiceLimit'
+
+declare module 'ioredis' {
+  interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
+    sluiceLimit (numberOfKeys: number, ...args: Array<string | number>): Result<Array<number> | number, Context>
+  }
+}
+
+function kindOf (b: Bucket, absolute = false): string {
+  if (b.kind === 'rate') return 'r'
+  if (b.kind === 'daily') return 'd'
+  return absolute ? 'S' : 's'
+}
+
+function bucketArgs (b: Bucket, absolute = false): Array<string | number> {
+  return [
+    kindOf(b, absolute),
+    b.capacity,
+    b.kind === 'rate' ? b.perSecond : 0,
+    b.kind === 'slots' ? b.ttlMs : 0,
+    b.kind === 'slots' ? b.node : ''
+  ]
+}
+
+/** Registers the script on this client (once: ioredis keeps it across reconnects and reloads it after NOSCRIPT). */
+export function defineLimitCommand (redis: Redis): void {
+  if (typeof (redis as unknown as Record<string, unknown>)[COMMAND] === 'function') return
+  redis.defineCommand(COMMAND, { lua: LIMIT_SCRIPT })
+}
+
+export class RedisLimitStore implements LimitStore {
+  readonly #redis: Redis
+
+  constructor (redis: Redis) {
+    this.#redis = redis
+    defineLimitCommand(redis)
+  }
+
+  async take (lines: readonly Line[]): Promise<TakeResult> {
+    const buckets = lines.flatMap(line => line.buckets)
+    const args: Array<string | number> = ['take', lines.length]
+    for (const line of lines) args.push(line.want, line.min, line.buckets.length)
+    for (const b of buckets) args.push(...bucketArgs(b))
+    const reply = await this.#redis.sluiceLimit(buckets.length, ...buckets.map(b => b.key), ...args) as number[]
+    const ok = reply[0] === 1
+    const retryAfterMs = reply[1] === -1 ? NEVER : Number(reply[1])
+    const index = Number(reply[2])
+    return { ok, retryAfterMs, limitedBy: index > 0 ? buckets[index - 1] : undefined, granted: reply.slice(3).map(Number) }
+  }
+
+  async put (puts: readonly Put[]): Promise<void> {
+    if (puts.length === 0) return
+    const args: Array<string | number> = ['put', puts.length]
+    for (const p of puts) args.push(...bucketArgs(p.bucket, p.absolute), p.amount)
+    await this.#redis.sluiceLimit(puts.length, ...puts.map(p => p.bucket.key), ...args)
+  }
+}
