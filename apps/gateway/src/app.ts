@@ -10,6 +10,7 @@ import redis from '@sluice/redis'
 import auth from '@sluice/auth'
 import policy from '@sluice/policy'
 import admin from '@sluice/admin'
+import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
 import hub from '@sluice/hub'
 import websocket from '@fastify/websocket'
 import stream, { CLOSE, selectProtocol } from '@sluice/stream'
@@ -22,6 +23,8 @@ export type { GatewayConfig } from './config.ts'
 export interface BuildOptions {
   /** a pino instance to log to (tests capture output this way) */
   logger?: FastifyBaseLogger
+  /** this node's clock for local rate-limit bookkeeping; shared buckets run on Redis time (tests skew it) */
+  now?: () => number
 }
 
 export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -52,12 +55,33 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     apiKeys: config.redis ? { redis: app.redis, prefix: config.auth.apiKeys.prefix, recheckIntervalMs: config.auth.apiKeys.recheckIntervalMs } : undefined
   })
   await app.register(policy, { dir: config.policy.dir, watch: config.policy.watch, pollIntervalMs: config.policy.pollIntervalMs })
+  const nodeId = config.stream.nodeId ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64)
+  // plans' limits in Redis token buckets (in-process without Redis): before the upgrade, per publish, per delivered frame;
+  // registered before the routes it limits (admin, WebSocket) so that it sees them
+  const limits = config.rateLimit
+  if (limits.enabled) {
+    await app.register(rateLimit, {
+      policy: app.policy,
+      redis: config.redis ? app.redis : undefined,
+      failure: limits.failure,
+      prefix: limits.prefix,
+      nodeId,
+      now: options.now,
+      decisionTimeoutMs: limits.decisionTimeoutMs,
+      probeIntervalMs: limits.probeIntervalMs,
+      leaseMs: limits.leaseMs,
+      connectionTtlMs: limits.connectionTtlMs,
+      abuse: limits.abuse,
+      unplanned: { ...UNPLANNED_LIMITS, ...limits.unplanned },
+      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin } : false
+    })
+  }
   // the admin API exists only with its own credential
   if (config.admin) await app.register(admin, { token: config.admin.token })
 
   // the fan-out hub, then the WebSocket routes it serves
   const streamConfig = config.stream
-  await app.register(hub, { nodeId: streamConfig.nodeId ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64), graceMs: streamConfig.consumerGraceMs })
+  await app.register(hub, { nodeId, graceMs: streamConfig.consumerGraceMs })
   await app.register(websocket, {
     options: {
       maxPayload: streamConfig.maxFrameBytes,
@@ -75,6 +99,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   await app.register(stream, {
     access: app.policy,
     renew: (current, token) => app.credentials.renew(current, token),
+    guard: limits.enabled ? app.streamGuard : undefined,
     keepaliveMs: streamConfig.keepaliveMs,
     limits: {
       maxQueueBytes: streamConfig.maxQueueBytes,

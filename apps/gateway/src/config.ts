@@ -22,6 +22,22 @@ export interface GatewayConfig {
   }
   policy: { dir: string, watch: boolean, pollIntervalMs: number }
   admin?: { token: string }
+  rateLimit: {
+    enabled: boolean
+    failure: 'fail-open' | 'fail-closed'
+    prefix: string
+    decisionTimeoutMs: number
+    probeIntervalMs: number
+    leaseMs: number
+    connectionTtlMs: number
+    abuse: { burst: number, leakPerSecond: number }
+    unplanned: { connections: number, connectsPerMinute: number }
+    http: {
+      enabled: boolean
+      upgrade: { max: number, timeWindowMs: number }
+      admin: { max: number, timeWindowMs: number }
+    }
+  }
   stream: {
     nodeId?: string
     maxFrameBytes: number
@@ -178,6 +194,74 @@ export const gatewayConfigSchema = {
         token: { type: 'string', minLength: 32 }
       }
     },
+    rateLimit: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // plans are limits sold to clients: off only for benchmarks and trusted single-tenant setups
+        enabled: { type: 'boolean', default: true },
+        // Redis unreachable: fail-open keeps serving under each node's local buckets (same limits, not shared);
+        // fail-closed refuses (503 before the upgrade, 1013 after) until Redis answers again
+        failure: { enum: ['fail-open', 'fail-closed'], default: 'fail-open' },
+        prefix: { type: 'string', pattern: '^[A-Za-z0-9:._-]{0,64}$', default: 'sluice:rl:' },
+        // DESIGN.md: the failure mode applies within 500 ms; 300 leaves room for the decision itself
+        decisionTimeoutMs: { type: 'integer', minimum: 20, maximum: 500, default: 300 },
+        // after a Redis error decisions stay local this long, then Redis is asked again
+        probeIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
+        // a delivery lease holds this much of the plan's per-second rates (fewer Redis calls vs tokens a node may hoard)
+        leaseMs: { type: 'integer', minimum: 50, maximum: 5000, default: 500 },
+        // a dead node's connections free themselves after this (live nodes refresh every third of it)
+        connectionTtlMs: { type: 'integer', minimum: 3000, maximum: 600_000, default: 30_000 },
+        abuse: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            // publishes sent while told to wait before the socket is closed with 4029
+            burst: { type: 'integer', minimum: 1, maximum: 100_000, default: 50 },
+            leakPerSecond: { type: 'number', minimum: 0, maximum: 100_000, default: 5 }
+          }
+        },
+        // a subject no policy rule grants anything: it may hold this many sockets (and do nothing with them)
+        unplanned: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            connections: { type: 'integer', minimum: 0, maximum: 1000, default: 1 },
+            connectsPerMinute: { type: 'integer', minimum: 0, maximum: 100_000, default: 6 }
+          }
+        },
+        // @fastify/rate-limit per client address on upgrade requests and the admin API
+        http: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            upgrade: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              properties: {
+                max: { type: 'integer', minimum: 1, maximum: 10_000_000, default: 600 },
+                timeWindowMs: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 60_000 }
+              }
+            },
+            admin: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              properties: {
+                max: { type: 'integer', minimum: 1, maximum: 10_000_000, default: 300 },
+                timeWindowMs: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 60_000 }
+              }
+            }
+          }
+        }
+      }
+    },
     stream: {
       type: 'object',
       additionalProperties: false,
@@ -214,7 +298,8 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_JWT_CLOCK_SKEW_SECONDS: { path: '/auth/jwt/clockSkewSeconds', type: 'integer' },
   SLUICE_POLICY_DIR: { path: '/policy/dir', type: 'string' },
   SLUICE_POLICY_WATCH: { path: '/policy/watch', type: 'boolean' },
-  SLUICE_ADMIN_TOKEN: { path: '/admin/token', type: 'string' }
+  SLUICE_ADMIN_TOKEN: { path: '/admin/token', type: 'string' },
+  SLUICE_RATE_LIMIT_FAILURE: { path: '/rateLimit/failure', type: 'string' }
 }
 
 /** What the schema cannot say about JWT issuers: one key source each, keys that fit the algorithms. */
