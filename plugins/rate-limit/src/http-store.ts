@@ -2,7 +2,10 @@
 // upgrade requests): its own RedisStore (one Lua script, shared by every
 // node) while Redis is usable, its LocalStore while it is not and the gateway
 // fails open, and SLUICE_RATE_UNAVAILABLE (503) when it fails closed. The
-// same failure mode and the same 500 ms bound as every other limit.
+// same failure mode and the same 500 ms bound as every other limit. On an
+// upgrade request a fail-closed store lets the request on instead: the
+// connection check that follows answers 503 with Retry-After in the upgrade's
+// own format, which an error thrown from here could not.
 import { createRequire } from 'node:module'
 import type { Redis } from 'ioredis'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
@@ -26,10 +29,12 @@ export function httpStore (limiter: RateLimiter, redis: Redis | undefined, prefi
   class HttpStore implements FastifyRateLimitStore {
     readonly #shared: InnerStore | undefined
     readonly #local: InnerStore
+    readonly #upgrade: boolean
 
-    constructor (params: { continueExceeding?: boolean, exponentialBackoff?: boolean }, inner?: { shared: InnerStore | undefined, local: InnerStore }) {
+    constructor (params: { continueExceeding?: boolean, exponentialBackoff?: boolean, routeInfo?: { websocket?: boolean } }, inner?: { shared: InnerStore | undefined, local: InnerStore }) {
       const continueExceeding = params.continueExceeding ?? false
       const exponentialBackoff = params.exponentialBackoff ?? false
+      this.#upgrade = params.routeInfo?.websocket === true
       this.#shared = inner ? inner.shared : redis ? new RedisStore(continueExceeding, exponentialBackoff, redis, prefix) : undefined
       this.#local = inner ? inner.local : new LocalStore(continueExceeding, exponentialBackoff)
     }
@@ -41,7 +46,10 @@ export function httpStore (limiter: RateLimiter, redis: Redis | undefined, prefi
         () => new Promise<Counted>((resolve, reject) => shared!.incr(key, (err, result) => err ? reject(err) : resolve(result!), timeWindow, max)),
         () => new Promise<Counted>((resolve, reject) => local.incr(key, (err, result) => err ? reject(err) : resolve(result!), timeWindow, max))
       ).then(decided => {
-        if (typeof decided === 'symbol') callback(new RateUnavailableError())
+        if (typeof decided === 'symbol') {
+          if (this.#upgrade) callback(null, { current: 0, ttl: timeWindow })
+          else callback(new RateUnavailableError())
+        }
         else callback(null, decided.value)
       }, err => callback(err as Error))
     }
