@@ -1,0 +1,72 @@
+// The delivery direction: the daily quota stops delivery at its number, on
+// every node together, and says so; past the per-second rate a socket's
+// subscription is dropped with a `lagging` notice and a resume cursor, or
+// the socket is evicted (4008), as the product says. Tokens are leased in
+// batches (bench/rate-limit.ts counts the Redis calls).
+import { test } from 'tap'
+import { eventually, redisUrl, unique } from './helpers.ts'
+import { gateway, policyDir, prefix, type Client } from '../plugins/rate-limit/test/gateway.ts'
+
+function records (n: number) {
+  return Array.from({ length: n }, (_, i) => ({ key: null, value: Buffer.from(JSON.stringify({ n: i })) }))
+}
+
+test('the daily quota stops delivery at its number across nodes, and says so', async t => {
+  const QUOTA = 30
+  const dir = policyDir({ dailyQuota: QUOTA })
+  const shared = prefix()
+  const a = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
+  const b = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
+  const topic = unique('rl')
+  await a.app.kafka.ensureTopics([{ topic }])
+  const clients: Client[] = [a.client('olga', `?topics=${topic}`), b.client('olga', `?topics=${topic}`)]
+  t.same(await Promise.all(clients.map(c => c.outcome)), ['open', 'open'])
+  await Promise.all(clients.map(c => c.next(f => f.op === 'subscribed')))
+
+  await a.app.kafka.produceBatch(topic, records(50))
+  const delivered = () => clients.reduce((n, c) => n + c.messages().length, 0)
+  await eventually(() => delivered() >= QUOTA && clients.every(c => c.frames.some(f => f.op === 'error' && f.limit === 'dailyQuota')), 15_000, 'the quota reached and said')
+  // nothing more comes
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  t.equal(delivered(), QUOTA, `exactly ${QUOTA} messages delivered to the subject, over both nodes (${clients.map(c => c.messages().length).join(' + ')})`)
+  for (const [i, c] of clients.entries()) {
+    const notice = c.frames.find(f => f.op === 'error' && f.limit === 'dailyQuota')!
+    t.match(notice, { code: 'RATE_LIMITED', message: /daily quota/ }, `socket ${i} is told why`)
+    const wait = notice.retryAfterMs as number
+    t.ok(wait > 0 && wait <= 86_400_000, `and until when: 00:00 UTC (${Math.round(wait / 60_000)} min)`)
+  }
+  const cut = clients.flatMap(c => c.frames.filter(f => f.op === 'lagging'))
+  t.ok(cut.length >= 1 && cut.every(f => typeof f.resume === 'string'), 'the subscriptions that were cut hear lagging with a resume cursor')
+  t.equal(await a.metric('sluice_rate_limit_limited_total', { limit: 'dailyQuota' }) as number > 0 ||
+    await b.metric('sluice_rate_limit_limited_total', { limit: 'dailyQuota' }) as number > 0, true, 'refusals counted under dailyQuota')
+})
+
+test('past the per-second rate: lagging with a resume cursor', async t => {
+  const RATE = 20
+  const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: RATE }), redisUrl: redisUrl(), prefix: prefix() })
+  const topic = unique('rl')
+  await gw.app.kafka.ensureTopics([{ topic }])
+  const client = gw.client('pete', `?topics=${topic}`)
+  t.equal(await client.outcome, 'open')
+  await client.next(f => f.op === 'subscribed')
+  await gw.app.kafka.produceBatch(topic, records(200))
+  const lagging = await client.next(f => f.op === 'lagging', 15_000)
+  const got = client.messages().length
+  t.ok(got >= 1 && got <= RATE, `${got} delivered: never more than the plan's burst`)
+  t.equal(lagging.dropped, 200 - got, 'the notice counts what was dropped')
+  t.equal(typeof lagging.resume, 'string', 'and says where to resume')
+  t.ok((await gw.metric('sluice_rate_limit_allowed_total', { limit: 'deliveredPerSecond' }))! >= got)
+  t.ok((await gw.metric('sluice_rate_limit_limited_total', { limit: 'deliveredPerSecond' }))! >= 1)
+})
+
+test('past the rate on an evict product: closed with 4008', async t => {
+  const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: 10 }, 'evict'), redisUrl: redisUrl(), prefix: prefix() })
+  const topic = unique('rl')
+  await gw.app.kafka.ensureTopics([{ topic }])
+  const client = gw.client('quinn', `?topics=${topic}`)
+  t.equal(await client.outcome, 'open')
+  await client.next(f => f.op === 'subscribed')
+  await gw.app.kafka.produceBatch(topic, records(100))
+  t.equal((await client.closed).code, 4008)
+  t.ok(client.messages().length <= 10, `${client.messages().length} delivered before`)
+})
