@@ -49,8 +49,7 @@ export function httpStore (limiter: RateLimiter, redis: Redis | undefined, prefi
         if (typeof decided === 'symbol') {
           if (this.#upgrade) callback(null, { current: 0, ttl: timeWindow })
           else callback(new RateUnavailableError())
-        }
-        else callback(null, decided.value)
+        } else callback(null, decided.value)
       }, err => callback(err as Error))
     }
 
