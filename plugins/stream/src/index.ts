@@ -12,6 +12,7 @@ import type {} from '@fastify/websocket'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
+import { releaseUpgradeRequest } from './release-upgrade.ts'
 import { StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
 import { CLOSE, type WireErrorCode } from './errors.ts'
 import { isRefusal, topicList, TopicGate } from './upgrade-checks.ts'
@@ -149,6 +150,10 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
       return
     }
     const raw = (request.raw.socket ?? (socket as unknown as { _socket: Duplex })._socket) as Duplex
+    releaseUpgradeRequest(socket, raw, err => {
+      deps.log.debug({ err }, 'socket error')
+      socket.terminate()
+    })
     const session = new StreamSession({
       socket,
       raw,
