@@ -40,8 +40,7 @@ export const DEFAULT_LIMITS: SessionLimits = {
   // the shared producer gives up after ~5 s of retries; 10 s covers that and a slow acks=all
   publishTimeoutMs: 10_000,
   // 5 minutes with nothing subscribed and nothing sent is a forgotten tab
-  idleTimeoutMs: 5 * 60_000,
-  expiryGraceMs: 0
+  idleTimeoutMs: 5 * 60_000
 }
 
 export interface StreamPluginOptions {

@@ -2,7 +2,7 @@
 // hub's outlet for it. Everything the client sends is checked again here
 // (shape, ACL per topic) even though the upgrade was already authorized. What
 // every route's socket shares (outlet, registry, close, keepalive, flood
-// limit, expiry, publish backpressure) is in socket-session.ts.
+// limit, publish backpressure) is in socket-session.ts.
 import type { RawData } from 'ws'
 import type { AccessDecision } from '@sluice/policy/access'
 import { nativeFormat, parseCursor, type FrameFormat, type StartPosition } from '@sluice/hub'

@@ -2,8 +2,9 @@
 // /v2/broker/): it is the hub's outlet on the raw connection, it is in the
 // session registry (so a policy change, a revoked key or an admin's kick
 // reaches it), it closes with a bounded grace, answers keepalive, limits
-// floods of invalid frames, honours its credential's expiry and the plan's
-// delivery budget, and publishes to Kafka with backpressure and a timeout.
+// floods of invalid frames, honours the plan's delivery budget, and publishes
+// to Kafka with backpressure and a timeout. A credential's expiry is the auth
+// plugin's: its sweep closes sockets at exp plus skew with 4001.
 // A route's session extends it with its protocol: how client frames are read
 // and how errors and notices are written.
 import { randomUUID } from 'node:crypto'
@@ -28,8 +29,6 @@ export interface SessionLimits {
   publishTimeoutMs: number
   /** a socket with no subscription that sends nothing for this long is closed (1000) */
   idleTimeoutMs: number
-  /** added to a token's `exp` before the socket is closed with 4001 (clock skew) */
-  expiryGraceMs: number
 }
 
 /** Rate limits as the WebSocket routes see them (the rate-limit plugin implements it). */
@@ -88,7 +87,6 @@ export abstract class SocketSession implements LiveSession, Outlet {
   #invalid = 0
   #invalidAt = Date.now()
   #inflight = 0
-  #expiryTimer: NodeJS.Timeout | undefined
   #drainWaiters: Array<() => void> = []
   #budget: DeliveryBudget | undefined
 
@@ -109,7 +107,6 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.socket.once('close', () => this.#cleanup())
     this.raw.on('drain', () => this.#wakeDrainWaiters())
     deps.sessions.add(this)
-    this.#armExpiry()
     this.#budget = deps.guard?.delivery?.(this)
     if (this.#budget) {
       const budget = this.#budget
@@ -235,7 +232,6 @@ export abstract class SocketSession implements LiveSession, Outlet {
   /** A renewed credential (same subject, no wider access) replaces the current one. */
   protected renewed (fresh: Identity): void {
     this.#identity = fresh
-    this.#armExpiry()
   }
 
   /**
@@ -276,23 +272,8 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.socket.send(text)
   }
 
-  #armExpiry (): void {
-    clearTimeout(this.#expiryTimer)
-    this.#expiryTimer = undefined
-    const expiresAt = this.#identity.expiresAt
-    if (expiresAt === undefined) return
-    const delay = Math.max(0, expiresAt + this.deps.limits.expiryGraceMs - Date.now())
-    // setTimeout holds 2^31-1 ms at most; a later expiry re-arms when that fires
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() >= expiresAt + this.deps.limits.expiryGraceMs) this.close(CLOSE.CREDENTIALS, 'credentials expired')
-      else this.#armExpiry()
-    }, Math.min(delay, 2 ** 31 - 1))
-    this.#expiryTimer.unref()
-  }
-
   #cleanup (): void {
     this.#closed = true
-    clearTimeout(this.#expiryTimer)
     this.deps.hub.remove(this)
     this.deps.sessions.delete(this)
     this.#budget?.release?.()
