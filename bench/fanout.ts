@@ -327,9 +327,14 @@ async function main (): Promise<void> {
       if (s && raw) console.log(`       ratio: Sluice CPU per delivery / raw ws = ${f((s.burst.gatewayCpuUs / s.burst.deliveries) / (raw.burst.gatewayCpuUs / raw.burst.deliveries), 2)}x, raw deliveries/s / Sluice = ${f(raw.maxRate / s.maxRate, 2)}x (target <= 1.5)`)
       if (s && floor) console.log(`       ratio: Sluice CPU per delivery / pre-framed TCP writes = ${f((s.burst.gatewayCpuUs / s.burst.deliveries) / (floor.burst.gatewayCpuUs / floor.burst.deliveries), 2)}x, their deliveries/s / Sluice = ${f(floor.maxRate / s.maxRate, 2)}x`)
     }
+    let prior: { n: number, total: number } | undefined
     for (const n of idle) {
       const perSocket = await idleRss(n, broker.brokers)
-      console.log(`idle: ${n} subscribed sockets, gateway RSS ${f(perSocket.rss / 1024, 1)} KB per socket (target <= 10), of which JS heap and buffers ${f(perSocket.heap / 1024, 1)} KB`)
+      // the growth per socket includes fixed costs (V8's young generation grows to its maximum under the connect burst);
+      // the marginal cost between two sizes is what each further socket costs
+      const marginal = prior ? ` marginal from ${prior.n}: ${f((perSocket.rss * n - prior.total) / (n - prior.n) / 1024, 1)} KB per socket;` : ''
+      console.log(`idle: ${n} subscribed sockets, gateway RSS growth ${f(perSocket.rss / 1024, 1)} KB per socket;${marginal} JS heap and buffers ${f(perSocket.heap / 1024, 1)} KB per socket (target <= 10 KB)`)
+      prior = { n, total: perSocket.rss * n }
     }
   } finally {
     await kafka.close()
