@@ -6,8 +6,7 @@
 // Feed defaults live in FEED_DEFAULTS rather than in the schema: a feed may
 // give a setting under either of two names, and a schema default would make
 // the native name look given when only the Connect name was.
-import { readFileSync } from 'node:fs'
-import { ConfigError, loadConfig, parseYaml, type ConfigProblem, type EnvBinding } from '@sluice/config'
+import { ConfigError, deepMerge, isPlainObject, loadConfig, readConfigFile, type ConfigProblem, type EnvBinding } from '@sluice/config'
 import { JSON_POINTER_PATTERN } from './json-pointer.ts'
 import type { OverflowPolicy } from './buffer.ts'
 
@@ -273,19 +272,6 @@ const ENV_REFERENCE = /\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}/g
 
 type Raw = Record<string, unknown>
 
-function isPlainObject (value: unknown): value is Raw {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function deepMerge (base: Raw, over: Raw): Raw {
-  const out: Raw = { ...base }
-  for (const [key, value] of Object.entries(over)) {
-    const prior = out[key]
-    out[key] = isPlainObject(prior) && isPlainObject(value) ? deepMerge(prior, value) : value
-  }
-  return out
-}
-
 function coerceConnectStrings (config: Raw): void {
   if (!Array.isArray(config.feeds)) return
   for (const feed of config.feeds) {
@@ -522,19 +508,10 @@ export function loadIngestConfig (options: LoadIngestConfigOptions = {}): Ingest
   let merged: Raw = structuredClone(options.base ?? {})
   let locate: (pointer: string) => string | undefined = () => undefined
   if (options.file) {
-    let text: string | undefined
-    try {
-      text = readFileSync(options.file, 'utf8')
-    } catch (err) {
-      problems.push({ path: '', message: `cannot read config file: ${(err as Error).message}`, source: options.file })
-    }
-    if (text !== undefined) {
-      const parsed = parseYaml(text, options.file)
-      problems.push(...parsed.problems)
-      locate = parsed.locate
-      if (isPlainObject(parsed.value)) merged = deepMerge(merged, parsed.value)
-      else if (parsed.value !== undefined && parsed.value !== null) problems.push({ path: '', message: 'must be a mapping of keys to values', source: `${options.file}:1` })
-    }
+    const read = readConfigFile(options.file)
+    problems.push(...read.problems)
+    locate = read.locate
+    if (read.value) merged = deepMerge(merged, read.value)
   }
   if (problems.length > 0) throw new ConfigError(problems)
   coerceConnectStrings(merged)

@@ -72,7 +72,7 @@ function convert (raw: string, type: EnvBinding['type']): unknown {
   }
 }
 
-function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+export function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base }
   for (const [key, value] of Object.entries(over)) {
     const prior = out[key]
@@ -82,7 +82,7 @@ function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>
   return out
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
@@ -122,6 +122,22 @@ export function parseYaml (text: string, file: string): ParsedYaml {
     return text.trim() === '' ? undefined : `${file}:1`
   }
   return { value: doc.errors.length > 0 ? undefined : doc.toJS(), locate, problems }
+}
+
+/** Reads a YAML (or JSON) config file that must be a mapping; problems carry the file and line. */
+export function readConfigFile (file: string): { value: Record<string, unknown> | undefined, locate: (pointer: string) => string | undefined, problems: ConfigProblem[] } {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    return { value: undefined, locate: () => undefined, problems: [{ path: '', message: `cannot read config file: ${(err as Error).message}`, source: file }] }
+  }
+  const parsed = parseYaml(text, file)
+  const problems = [...parsed.problems]
+  let value: Record<string, unknown> | undefined
+  if (isPlainObject(parsed.value)) value = parsed.value
+  else if (parsed.value !== undefined && parsed.value !== null) problems.push({ path: '', message: 'must be a mapping of keys to values', source: `${file}:1` })
+  return { value, locate: parsed.locate, problems }
 }
 
 const ajvCache = new WeakMap<SchemaObject, ReturnType<Ajv['compile']>>()
@@ -178,21 +194,10 @@ export function loadConfig<T> (options: LoadOptions): T {
   const fromEnv = new Map<string, string>()
 
   if (options.file) {
-    let text: string | undefined
-    try {
-      text = readFileSync(options.file, 'utf8')
-    } catch (err) {
-      problems.push({ path: '', message: `cannot read config file: ${(err as Error).message}`, source: options.file })
-    }
-    if (text !== undefined) {
-      const parsed = parseYaml(text, options.file)
-      problems.push(...parsed.problems)
-      fileLocate = parsed.locate
-      if (parsed.value !== undefined && parsed.value !== null) {
-        if (isPlainObject(parsed.value)) merged = deepMerge(merged, parsed.value)
-        else problems.push({ path: '', message: 'must be a mapping of keys to values', source: `${options.file}:1` })
-      }
-    }
+    const read = readConfigFile(options.file)
+    problems.push(...read.problems)
+    fileLocate = read.locate
+    if (read.value) merged = deepMerge(merged, read.value)
   }
 
   for (const [name, binding] of Object.entries(options.envBindings ?? {})) {
