@@ -168,11 +168,13 @@ async function loadgenChild (): Promise<void> {
         await Promise.all(batch)
       }
       process.send!({ type: 'connected' })
+    } else if (m.type === 'count') {
+      process.send!({ type: 'count', received, cpu: process.cpuUsage() })
     } else if (m.type === 'stats') {
-      latencies.sort((a, b) => a - b)
-      const pct = (p: number) => latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] : NaN
+      // percentiles over the whole run since the last reset
+      const sorted = [...latencies].sort((a, b) => a - b)
+      const pct = (p: number) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : NaN
       process.send!({ type: 'stats', received, p50: pct(0.5), p99: pct(0.99), cpu: process.cpuUsage() })
-      latencies = []
     } else if (m.type === 'reset') {
       received = 0
       latencies = []
@@ -221,18 +223,16 @@ async function produce (kafka: KafkaClient, count: number, rate: number): Promis
 async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaClient, kind: string, n: number, records: number, rate: number): Promise<RunResult> {
   await ask(loadgen, { type: 'reset' }, 'reset')
   const cpu0 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
-  const lg0 = (await ask(loadgen, { type: 'stats' }, 'stats')).cpu as NodeJS.CpuUsage
+  const lg0 = (await ask(loadgen, { type: 'count' }, 'count')).cpu as NodeJS.CpuUsage
   const started = performance.now()
   if (kind.startsWith('raw')) await ask(gateway, { type: 'broadcast', count: records, rate }, 'broadcasting')
   else await produce(kafka, records, rate)
   const expected = n * records
   const deadline = Date.now() + DRAIN_TIMEOUT_MS
-  let stats: Msg
   let last = -1
   let stalledSince = Date.now()
   for (;;) {
-    stats = await ask(loadgen, { type: 'stats' }, 'stats')
-    const got = stats.received as number
+    const got = (await ask(loadgen, { type: 'count' }, 'count')).received as number
     if (got >= expected || Date.now() > deadline) break
     if (got !== last) { last = got; stalledSince = Date.now() }
     // nothing new for 10 s: the gateway cannot deliver the rest
@@ -240,6 +240,7 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   const seconds = (performance.now() - started) / 1000
+  const stats = await ask(loadgen, { type: 'stats' }, 'stats')
   const cpu1 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
   const lg1 = stats.cpu as NodeJS.CpuUsage
   const us = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => (b.user - a.user) + (b.system - a.system)
