@@ -89,6 +89,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
   #inflight = 0
   #drainWaiters: Array<() => void> = []
   #budget: DeliveryBudget | undefined
+  #turn: Promise<unknown> = Promise.resolve()
 
   constructor (start: SessionStart, deps: SessionDeps) {
     this.socket = start.socket
@@ -245,22 +246,43 @@ export abstract class SocketSession implements LiveSession, Outlet {
     return { retryAfterMs: limited.retryAfterMs }
   }
 
+  /**
+   * `work`'s outcome, never before the outcome of the work passed in before it:
+   * a client's frames are checked concurrently (a rate-limit decision may be a
+   * Redis round trip), and what is done with the results (a produce) happens in
+   * the order the frames came in.
+   */
+  protected inOrder<T> (work: Promise<T>): Promise<T> {
+    const turn = this.#turn.then(() => work)
+    this.#turn = turn.then(() => {}, () => {})
+    return turn
+  }
+
+  /** `write` (a produce), or SLUICE_KAFKA_TIMEOUT once Kafka has not acked it within publishTimeoutMs. */
+  protected async publishTimeout<T> (write: Promise<T>): Promise<T> {
+    const ms = this.deps.limits.publishTimeoutMs
+    let timer: NodeJS.Timeout | undefined
+    try {
+      return await Promise.race([
+        write,
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`Kafka did not ack within ${ms} ms`), { code: 'SLUICE_KAFKA_TIMEOUT' })), ms)
+        })
+      ])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   /** Writes one record and resolves once Kafka acked it; rejects with SLUICE_KAFKA_* or a timeout. */
   protected async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
     const limits = this.deps.limits
     this.#inflight++
     // stop reading the socket while Kafka has this many of its publishes: the client feels TCP backpressure
     if (this.#inflight >= limits.maxInflightPublishes && !this.socket.isPaused) this.socket.pause()
-    let timer: NodeJS.Timeout | undefined
     try {
-      return await Promise.race([
-        this.deps.kafka.produce(topic, record),
-        new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(Object.assign(new Error(`Kafka did not ack within ${limits.publishTimeoutMs} ms`), { code: 'SLUICE_KAFKA_TIMEOUT' })), limits.publishTimeoutMs)
-        })
-      ])
+      return await this.publishTimeout(this.deps.kafka.produce(topic, record))
     } finally {
-      clearTimeout(timer)
       this.#inflight--
       if (this.socket.isPaused && this.#inflight < limits.maxInflightPublishes / 2) this.socket.resume()
     }
