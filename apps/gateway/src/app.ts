@@ -14,9 +14,11 @@ import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
 import hub from '@sluice/hub'
 import websocket from '@fastify/websocket'
 import stream, { CLOSE, selectProtocol } from '@sluice/stream'
+import compat from '@sluice/compat'
 import { hostname } from 'node:os'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { enforceHandshakeDeadline } from './handshake-deadline.ts'
 
 export type { GatewayConfig } from './config.ts'
 
@@ -31,6 +33,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   const app: FastifyInstance = options.logger
     ? Fastify({ loggerInstance: options.logger, return503OnClosing: true })
     : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true })
+  enforceHandshakeDeadline(app.server, config.server.handshakeTimeoutMs)
 
   await app.register(metrics)
   await app.register(health)
@@ -96,18 +99,26 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
       done()
     }
   })
+  const socketLimits = {
+    maxQueueBytes: streamConfig.maxQueueBytes,
+    idleTimeoutMs: streamConfig.idleTimeoutMs,
+    invalidFrameBurst: streamConfig.invalidFrameBurst,
+    maxInflightPublishes: streamConfig.maxInflightPublishes,
+    publishTimeoutMs: streamConfig.publishTimeoutMs
+  }
   await app.register(stream, {
     access: app.policy,
     renew: (current, token) => app.credentials.renew(current, token),
     guard: limits.enabled ? app.streamGuard : undefined,
     keepaliveMs: streamConfig.keepaliveMs,
-    limits: {
-      maxQueueBytes: streamConfig.maxQueueBytes,
-      idleTimeoutMs: streamConfig.idleTimeoutMs,
-      invalidFrameBurst: streamConfig.invalidFrameBurst,
-      maxInflightPublishes: streamConfig.maxInflightPublishes,
-      publishTimeoutMs: streamConfig.publishTimeoutMs
-    }
+    limits: socketLimits
+  })
+  // /v2/broker/ for kafka-websocket clients: the same credentials, ACL, rate limits and socket limits as /v1/stream
+  await app.register(compat, {
+    access: app.policy,
+    guard: limits.enabled ? app.streamGuard : undefined,
+    keepaliveMs: streamConfig.keepaliveMs,
+    limits: socketLimits
   })
   return app
 }

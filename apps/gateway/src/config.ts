@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding } from '@s
 import { TrustedIssuers } from '@sluice/auth'
 
 export interface GatewayConfig {
-  server: { host: string, port: number, shutdownTimeoutMs: number }
+  server: { host: string, port: number, shutdownTimeoutMs: number, handshakeTimeoutMs: number }
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   kafka: { brokers: string[], clientId: string, connectionTimeoutMs: number, requestTimeoutMs: number }
   redis?: { url: string, timeoutMs: number }
@@ -65,7 +65,9 @@ export const gatewayConfigSchema = {
         host: { type: 'string', minLength: 1, default: '0.0.0.0' },
         port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
         // long enough to close thousands of sockets and flush produces; Kubernetes' default grace is 30 s
-        shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 10_000 }
+        shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 10_000 },
+        // a client has this long to send its request (or upgrade) headers: a real one needs milliseconds; a slowloris holds a socket
+        handshakeTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 }
       }
     },
     log: {
