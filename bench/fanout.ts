@@ -5,7 +5,7 @@
 // child process of its own, the sockets in another (the load generator), so
 // CPU is measured per process. Loopback only; bounded in count and time.
 //
-//   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000]
+//   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000] [--kinds sluice,per-socket,raw,raw-frames]
 //
 // Prints, per N: deliveries/s at full speed, gateway CPU µs per delivery,
 // p50/p99 produce-to-socket latency at half that rate, the load generator's
@@ -303,6 +303,8 @@ function arg (name: string, fallback: string): number[] {
 async function main (): Promise<void> {
   const sizes = arg('--sizes', '100,1000,5000')
   const idle = arg('--idle', '1000,5000,10000')
+  const k = process.argv.indexOf('--kinds')
+  const kinds = (k >= 0 ? process.argv[k + 1]! : 'sluice,per-socket,raw,raw-frames').split(',')
   const broker = new KafkaBroker({ heap: '1g' })
   await broker.start()
   const kafka = new KafkaClient({ brokers: broker.brokers, clientId: 'bench-producer' })
@@ -313,7 +315,7 @@ async function main (): Promise<void> {
     console.log('N      gateway     deliveries/s  gw µs/delivery  p50 ms  p99 ms (at half rate)  loadgen µs/delivery  delivered/expected')
     for (const n of sizes) {
       const results: Record<string, Awaited<ReturnType<typeof scenario>> | undefined> = {}
-      for (const kind of ['sluice', 'per-socket', 'raw', 'raw-frames']) {
+      for (const kind of kinds) {
         // one consumer per socket: 5,000 group joins and 10,000 broker connections is past what this machine's broker serves
         if (kind === 'per-socket' && n > 1000) { console.log(`${String(n).padEnd(6)} ${kind.padEnd(11)} not run: ${n} consumers`); continue }
         const r = await scenario(kind, n, broker.brokers, kafka)
