@@ -84,9 +84,19 @@ function counters (): Record<LimitName, number> {
   return Object.fromEntries(LIMIT_NAMES.map(n => [n, 0])) as Record<LimitName, number>
 }
 
+// hashes of recent subjects: a publish would otherwise hash its subject every time
+const SUBJECT_IDS_MAX = 10_000
+const subjectIds = new Map<string, string>()
+
 /** Subjects are hashed into keys: any text, fixed length, nothing of it readable in Redis. */
 export function subjectId (subject: string): string {
-  return createHash('sha256').update(subject).digest('base64url').slice(0, 22)
+  let id = subjectIds.get(subject)
+  if (id === undefined) {
+    id = createHash('sha256').update(subject).digest('base64url').slice(0, 22)
+    if (subjectIds.size >= SUBJECT_IDS_MAX) subjectIds.clear()
+    subjectIds.set(subject, id)
+  }
+  return id
 }
 
 function retryMs (result: TakeResult, unknown: number): number {
