@@ -1,11 +1,12 @@
-// /v2/broker/ sockets live under the same rules as /v1/stream ones: the
-// plan's publish rate and connection count (the rate-limit plugin's guard and
+// /v2/broker/ sockets live under the same rules as /v1/stream ones: API keys
+// (in the query, as old clients send them) and their revocation, the plan's
+// publish rate and connection count (the rate-limit plugin's guard and
 // upgrade check), and a policy change that withdraws access reaches them.
 import { test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
-import { eventually, unique } from './helpers.ts'
+import { eventually, redisUrl, unique } from './helpers.ts'
 import { groupIdFor } from '@sluice/stream'
 
 const DEV = { kind: 'dev' as const, subject: 'dev', claims: { sub: 'dev' } }
@@ -65,4 +66,32 @@ test('a policy change withdraws access from live /v2/broker/ sockets', async t =
   // nothing granted at all
   await writeFile(join(gw.policyDir, 'policy.yaml'), policyYaml({ legacy: PRODUCT }).replace('    plan: test\n', '    plan: test\n    match: { kinds: [jwt] }\n'))
   t.equal((await live.closed).code, 4003, 'closed with 4003 once the subject has no access left')
+})
+
+test('an API key in the query string: its owner\'s access, and revocation closes the socket with 4001', async t => {
+  const ADMIN_TOKEN = 'compat-suite-admin-token-0123456789abcdef'
+  const topic = unique('legacy.keyed')
+  const gw = await gateway(t, {
+    policy: policyYaml({ legacy: PRODUCT }),
+    config: { redis: { url: redisUrl() }, admin: { token: ADMIN_TOKEN }, auth: { apiKeys: { prefix: unique('sluice-compat') + ':' } } }
+  })
+  await gw.kafka.ensureTopics([{ topic }])
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
+  const issued = await gw.app.inject({ method: 'POST', url: '/admin/keys', headers: admin, payload: { owner: 'erin', product: 'legacy', plan: 'test' } })
+  t.equal(issued.statusCode, 201)
+  const { key, id } = issued.json() as { key: string, id: string }
+
+  const client = new LegacyClient(gw.url, `topics=${topic}`, undefined, `api_key=${key}`)
+  t.teardown(() => client.close())
+  await client.opened
+  await subscribed(gw, topic, 1)
+  t.equal(gw.app.sessions.list().find(s => s.route === '/v2/broker/')?.identity.subject, 'erin', 'the socket acts as the key\'s owner')
+  client.sendText(topic, 'with a key')
+  t.same((await client.waitMessages(1)).map(r => r.text!.message), ['with a key'])
+
+  const wrong = new LegacyClient(gw.url, `topics=${topic}`, undefined, 'api_key=sk_0123456789abcdef_' + 'x'.repeat(43))
+  t.match(await wrong.opened.catch((err: unknown) => err), { statusCode: 401, body: { error: { code: 'SLUICE_AUTH_INVALID_API_KEY' } } }, 'an unknown key: 401 before the upgrade')
+
+  t.equal((await gw.app.inject({ method: 'DELETE', url: `/admin/keys/${id}`, headers: admin })).statusCode, 204)
+  t.equal((await client.closed).code, 4001, 'revoked: closed with 4001')
 })

@@ -101,8 +101,7 @@ export class LegacyClient {
   #waiters: Array<() => void> = []
 
   /** `query` is the whole query string after `?`; the credential goes in it, as old clients could only do */
-  constructor (url: string, query: string, protocol?: 'kafka-text' | 'kafka-binary') {
-    const credential = `access_token=${encodeURIComponent(DEV_TOKEN)}`
+  constructor (url: string, query: string, protocol?: 'kafka-text' | 'kafka-binary', credential = `access_token=${encodeURIComponent(DEV_TOKEN)}`) {
     this.ws = new WebSocket(`${url}/v2/broker/?${query}${query ? '&' : ''}${credential}`, protocol ? [protocol] : [], { perMessageDeflate: false })
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve())
