@@ -114,6 +114,22 @@ test('fail-closed: 503 before the upgrade and 1013 after, within 500 ms; open ag
   t.pass('no restart needed')
 })
 
+test('fail-closed: a subscriber whose delivery lease runs out while Redis is away is closed with 1013', async t => {
+  const server = await ownRedis(t)
+  // 20 delivered per second: a lease holds 10
+  const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: 20 }), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' } })
+  const topic = unique('rl')
+  await gw.app.kafka.ensureTopics([{ topic }])
+  const reader = gw.client('nina', `?topics=${topic}`)
+  t.equal(await reader.outcome, 'open')
+  await reader.next(f => f.op === 'subscribed')
+  await server.stop()
+  await gw.app.kafka.produceBatch(topic, Array.from({ length: 50 }, (_, i) => ({ key: null, value: Buffer.from(String(i)) })))
+  const closed = await reader.closed
+  t.equal(closed.code, 1013)
+  t.ok(reader.messages().length <= 10, `what the lease held was delivered first (${reader.messages().length})`)
+})
+
 test('a Redis that hangs (CLIENT PAUSE) is bounded the same way', async t => {
   const server = await ownRedis(t)
   const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-open' } })
