@@ -160,14 +160,18 @@ export class LegacyClient {
     for (;;) {
       const found = pick()
       if (found !== undefined) return found
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed while waiting for ${what}; got ${JSON.stringify(this.received.slice(-3))}`)
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed while waiting for ${what}; got ${this.#last()}`)
       const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`not within ${timeoutMs} ms: ${what}; got ${JSON.stringify(this.received.slice(-3))}`)
+      if (left <= 0) throw new Error(`not within ${timeoutMs} ms: ${what}; got ${this.#last()}`)
       await new Promise<void>(resolve => {
         const timer = setTimeout(resolve, Math.min(left, 1000))
         this.#waiters.push(() => { clearTimeout(timer); resolve() })
       })
     }
+  }
+
+  #last (): string {
+    return `${this.received.length} frames, the last: ` + this.received.slice(-3).map(r => r.text ? JSON.stringify(r.text).slice(0, 200) : `binary ${r.binary!.topic} ${r.binary!.payload.length} bytes`).join(' | ')
   }
 
   /** the next error frame after the `after`-th error */
