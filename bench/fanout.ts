@@ -201,7 +201,26 @@ async function waitReady (child: ChildProcess): Promise<Msg> {
   })
 }
 
-interface RunResult { deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number }
+interface RunResult { deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number }
+
+// The Kafka floor: a plain consumer in this process, reading what the gateways read, with the same clock.
+const floor: number[] = []
+async function startFloorConsumer (kafka: KafkaClient): Promise<void> {
+  const consumer = kafka.consumer({
+    groupId: `bench-floor-${process.pid}`,
+    topics: [TOPIC],
+    async onBatch (batch) {
+      const now = Date.now()
+      for (const r of batch.records) floor.push(now - (JSON.parse(r.value!.toString()) as { ts: number }).ts)
+    }
+  })
+  await consumer.start()
+}
+
+function percentile (values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! : NaN
+}
 
 async function produce (kafka: KafkaClient, count: number, rate: number): Promise<void> {
   if (rate === 0) {
@@ -222,6 +241,7 @@ async function produce (kafka: KafkaClient, count: number, rate: number): Promis
 
 async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaClient, kind: string, n: number, records: number, rate: number): Promise<RunResult> {
   await ask(loadgen, { type: 'reset' }, 'reset')
+  floor.length = 0
   const cpu0 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
   const lg0 = (await ask(loadgen, { type: 'count' }, 'count')).cpu as NodeJS.CpuUsage
   const started = performance.now()
@@ -244,7 +264,7 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   const cpu1 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
   const lg1 = stats.cpu as NodeJS.CpuUsage
   const us = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => (b.user - a.user) + (b.system - a.system)
-  return { deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number }
+  return { deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99) }
 }
 
 async function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClient) {
@@ -309,10 +329,11 @@ async function main (): Promise<void> {
   await broker.start()
   const kafka = new KafkaClient({ brokers: broker.brokers, clientId: 'bench-producer' })
   await kafka.ensureTopics([{ topic: TOPIC, partitions: 1 }])
+  await startFloorConsumer(kafka)
   const f = (x: number, d = 0) => Number.isFinite(x) ? x.toFixed(d) : 'n/a'
   try {
     console.log(`fan-out: 1 topic -> N sockets, 256-byte JSON records, Kafka ${broker.brokers[0]}, Node ${process.version}, ${new Date().toISOString()}`)
-    console.log('N      gateway     deliveries/s  gw µs/delivery  p50 ms  p99 ms (at half rate)  loadgen µs/delivery  delivered/expected')
+    console.log('N      gateway     deliveries/s  gw µs/delivery  p50 ms  p99 ms (at half rate)  loadgen µs/delivery  delivered/expected  Kafka floor p50/p99 ms (plain consumer, same run)')
     for (const n of sizes) {
       const results: Record<string, Awaited<ReturnType<typeof scenario>> | undefined> = {}
       for (const kind of kinds) {
@@ -320,7 +341,7 @@ async function main (): Promise<void> {
         if (kind === 'per-socket' && n > 1000) { console.log(`${String(n).padEnd(6)} ${kind.padEnd(11)} not run: ${n} consumers`); continue }
         const r = await scenario(kind, n, broker.brokers, kafka)
         results[kind] = r
-        console.log(`${String(n).padEnd(6)} ${kind.padEnd(11)} ${f(r.maxRate).padStart(12)}  ${f(r.burst.gatewayCpuUs / r.burst.deliveries, 2).padStart(14)}  ${f(r.paced.p50).padStart(6)}  ${f(r.paced.p99).padStart(6)}                 ${f(r.burst.loadgenCpuUs / r.burst.deliveries, 2).padStart(8)}             ${r.burst.deliveries}/${r.expected}`)
+        console.log(`${String(n).padEnd(6)} ${kind.padEnd(11)} ${f(r.maxRate).padStart(12)}  ${f(r.burst.gatewayCpuUs / r.burst.deliveries, 2).padStart(14)}  ${f(r.paced.p50).padStart(6)}  ${f(r.paced.p99).padStart(6)}                 ${f(r.burst.loadgenCpuUs / r.burst.deliveries, 2).padStart(8)}             ${r.burst.deliveries}/${r.expected}  ${kind.startsWith('raw') ? '-' : `${f(r.paced.kafkaP50)}/${f(r.paced.kafkaP99)}`}`)
       }
       const s = results.sluice
       const p = results['per-socket']
