@@ -49,6 +49,26 @@ test('an ack carries the partition and offset where a plain consumer reads the r
   }
 })
 
+test('publishes sent without waiting are written in the order they were sent', async t => {
+  const topic = unique('publish-order')
+  const { app, url, kafka } = await streamApp()
+  t.teardown(() => app.close())
+  await kafka.ensureTopics([{ topic }])
+  const client = new Client(`${url}/v1/stream`)
+  await client.opened
+  t.teardown(() => client.close())
+  const COUNT = 200
+  for (let i = 0; i < COUNT; i++) client.send({ op: 'publish', id: `o${i}`, topic, value: i })
+  await client.next(f => f.id === `o${COUNT - 1}`, 60_000)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  const acks = client.frames.filter(f => f.op === 'ack')
+  t.equal(acks.length, COUNT, 'every publish acked')
+  const offsets = acks.map(a => Number(a.offset))
+  const ids = acks.map(a => Number(String(a.id).slice(1)))
+  t.ok(ids.every((id, i) => i === 0 || id > ids[i - 1]!), 'acks come in sending order')
+  t.ok(ids.every((id, i) => i === 0 || offsets[i]! > offsets[i - 1]!), 'and so do the offsets: Kafka holds them in sending order')
+})
+
 test('publish errors name the id: unknown topic, forbidden, too large, wrong value type', async t => {
   const topic = unique('publish-err')
   const textTopic = unique('publish-text')

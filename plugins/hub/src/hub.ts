@@ -460,7 +460,13 @@ export class Hub {
     })
     this.#groupReaders.set(outlet, reader)
     this.stats.groupSessions++
-    await reader.start()
+    try {
+      await reader.start()
+    } finally {
+      // the socket closed while the reader was joining: remove() found it not yet
+      // started, and a consumer stopped mid-join keeps its broker connection
+      if (outlet.closed && this.#groupReaders.get(outlet) !== reader) await reader.stop().catch(() => {})
+    }
   }
 
   async close (): Promise<void> {

@@ -437,11 +437,16 @@ export class KafkaClient {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    // a producer or admin still connecting would keep its connection: wait for it, then disconnect
+    const [producer, admin] = await Promise.all([
+      this.#producer ?? this.#producerReady?.catch(() => undefined),
+      this.#admin ?? this.#adminReady?.catch(() => undefined)
+    ])
     const pending: Array<Promise<void>> = []
     for (const consumer of this.#consumers) pending.push(consumer.disconnect())
     this.#consumers.clear()
-    if (this.#producer) pending.push(this.#producer.disconnect())
-    if (this.#admin) pending.push(this.#admin.disconnect())
+    if (producer) pending.push(producer.disconnect())
+    if (admin) pending.push(admin.disconnect())
     await Promise.allSettled(pending)
   }
 }

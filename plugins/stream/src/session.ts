@@ -20,6 +20,8 @@ export interface SessionStart extends SocketStart {
 type Reply = Record<string, unknown>
 
 export class StreamSession extends SocketSession {
+  #publishes: Promise<void> = Promise.resolve()
+  #queuedPublishes = 0
   readonly format: FrameFormat = nativeFormat
   readonly #groupId: string | undefined
 
@@ -84,7 +86,7 @@ export class StreamSession extends SocketSession {
         break
       }
       case 'publish':
-        this.#publish(op).catch(err => this.sendError(err, op.id))
+        this.#enqueuePublish(op)
         break
       case 'auth':
         this.#renew(op.token, op.id).catch(err => this.sendError(err, op.id))
@@ -132,6 +134,22 @@ export class StreamSession extends SocketSession {
     if (!first?.allowed) throw new ForbiddenTopicError('subscribe to', topics[0] ?? '?', 'no decision')
     await this.deps.hub.joinGroup(this, this.#groupId!, topics, { encoding: first.encoding, slowClient: first.slowClient })
     this.#send({ op: 'subscribed', topics, group: true })
+  }
+
+  /**
+   * Publishes run one after another, in the order the frames came: concurrent
+   * sends through kafkajs's shared producer can land out of order (seen: the
+   * last two of 200 swapped), and a client reads its acks' offsets as order.
+   * Past maxInflightPublishes waiting, the socket is not read until half drained.
+   */
+  #enqueuePublish (op: PublishOp): void {
+    const limit = this.deps.limits.maxInflightPublishes
+    this.#queuedPublishes++
+    if (this.#queuedPublishes >= limit && !this.socket.isPaused) this.socket.pause()
+    this.#publishes = this.#publishes.then(() => this.#publish(op)).catch(err => this.sendError(err, op.id)).finally(() => {
+      this.#queuedPublishes--
+      if (this.socket.isPaused && this.#queuedPublishes < limit / 2) this.socket.resume()
+    })
   }
 
   async #publish (op: PublishOp): Promise<void> {
