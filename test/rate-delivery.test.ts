@@ -41,6 +41,21 @@ test('the daily quota stops delivery at its number across nodes, and says so', a
     await b.metric('sluice_rate_limit_limited_total', { limit: 'dailyQuota' }) as number > 0, true, 'refusals counted under dailyQuota')
 })
 
+test('a replay (resume cursor, earliest) counts against the daily quota too', async t => {
+  const QUOTA = 20
+  const dir = policyDir({ dailyQuota: QUOTA })
+  const a = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: prefix() })
+  const topic = unique('rl')
+  await a.app.kafka.ensureTopics([{ topic }])
+  // history first: all of it is served by the catch-up reader, not the live feed
+  await a.app.kafka.produceBatch(topic, records(60))
+  const c = a.client('olga', `?topics=${topic}&from=earliest`)
+  t.equal(await c.outcome, 'open')
+  await eventually(() => c.messages().length >= QUOTA, 15_000, 'the quota delivered')
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  t.equal(c.messages().length, QUOTA, `the replay stops at the quota (${c.messages().length})`)
+})
+
 test('past the per-second rate: lagging with a resume cursor', async t => {
   const RATE = 20
   const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: RATE }), redisUrl: redisUrl(), prefix: prefix() })

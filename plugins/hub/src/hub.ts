@@ -11,7 +11,7 @@
 // reads the gap with its own catch-up reader and joins the live feed, partition
 // by partition, at the moment it reaches the hub's position.
 import { randomUUID } from 'node:crypto'
-import type { ConsumedRecord, KafkaClient, Logger, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
+import type { ConsumedRecord, KafkaClient, Logger, PartitionOffsets, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
 import type { SlowClientPolicy, ValueEncoding } from '@sluice/policy/access'
 import { formatPositions, type Positions } from './cursor.ts'
 import { HubClosedError } from './errors.ts'
@@ -77,6 +77,20 @@ const DEFAULT_GRACE_MS = 5000
 // the hub's progress is committed at most this often: a restarted consumer then repeats at most 5 s, which the per-subscription offsets filter out
 const HUB_COMMIT_INTERVAL_MS = 5000
 const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
+// a reader of one socket's own (catch-up, group) over its plan waits for the lease to refill: 100 ms is a fifth of a lease
+const ADMIT_RETRY_MS = 100
+
+/**
+ * The delivery limit for readers that serve one socket: instead of dropping,
+ * they wait until the plan admits the frame (a daily quota that ran out stalls
+ * them for the day). false once the socket closed.
+ */
+async function admitted (outlet: Outlet, bytes: number): Promise<boolean> {
+  while (!outlet.closed && outlet.admit !== undefined && !outlet.admit(bytes)) {
+    await new Promise(resolve => setTimeout(resolve, ADMIT_RETRY_MS))
+  }
+  return !outlet.closed
+}
 
 class Subscription {
   readonly outlet: Outlet
@@ -241,7 +255,7 @@ export class Hub {
   }
 
   async #lowWatermarks (topic: string): Promise<Positions> {
-    const offsets = await this.#kafka.topicOffsets(topic)
+    const offsets = await this.#topicOffsets(topic)
     return new Map(offsets.map(o => [o.partition, BigInt(o.low)]))
   }
 
@@ -260,12 +274,28 @@ export class Hub {
     return feed
   }
 
+  /**
+   * A topic created a moment ago can still be unknown to this node's metadata
+   * (seen under load: the upgrade check found it, the offsets request did
+   * not): ask again for up to a second before calling it unknown.
+   */
+  async #topicOffsets (topic: string): Promise<PartitionOffsets[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#kafka.topicOffsets(topic)
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'SLUICE_KAFKA_UNKNOWN_TOPIC' || attempt === 5) throw err
+        await new Promise(resolve => setTimeout(resolve, 250))
+      }
+    }
+  }
+
   async #startFeed (feed: TopicFeed): Promise<void> {
     // The live position is fixed here: the consumer is sent to today's end of
     // each partition before its first fetch (kafkajs discards a batch fetched
     // while a seek is pending). Partitions added later start at their
     // beginning: all of them is new.
-    const offsets = await this.#kafka.topicOffsets(feed.topic)
+    const offsets = await this.#topicOffsets(feed.topic)
     for (const o of offsets) feed.live.set(o.partition, BigInt(o.high))
     const consumer = this.#kafka.consumer({
       groupId: feed.groupId,
@@ -395,7 +425,7 @@ export class Hub {
         if (frame) {
           // a catch-up reader is this socket's alone: it waits for the socket instead of dropping
           while (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes && !outlet.closed) await outlet.drained()
-          if (sub.ended || outlet.closed) return
+          if (!await admitted(outlet, frame.length) || sub.ended) return
           outlet.write(frame)
           this.stats.deliveries++
         }
@@ -445,7 +475,7 @@ export class Hub {
           const frame = outlet.format.frame(record, terms.encoding)
           if (frame) {
             while (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes && !outlet.closed) await outlet.drained()
-            if (outlet.closed) return
+            if (!await admitted(outlet, frame.length)) return
             written = new Promise((resolve, reject) => outlet.write(frame, err => err ? reject(err) : resolve()))
             this.stats.deliveries++
           }
