@@ -266,7 +266,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
       return await Promise.race([
         write,
         new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(Object.assign(new Error(`Kafka did not ack within ${ms} ms`), { code: 'SLUICE_KAFKA_TIMEOUT' })), ms)
+          timer = setTimeout(() => reject(Object.assign(new Error(`Kafka did not ack within ${ms} ms; the record may still be written`), { code: 'SLUICE_KAFKA_TIMEOUT' })), ms)
         })
       ])
     } finally {
