@@ -62,6 +62,8 @@ export async function gateway (t: Test, options: GatewayOptions): Promise<Gatewa
   const policyDir = await mkdtemp(join(tmpdir(), 'sluice-compat-'))
   t.teardown(() => rm(policyDir, { recursive: true, force: true }))
   await mkdir(join(policyDir, 'transforms'))
+  // the modules are ES modules: say so, as an admin's policy directory should, rather than leave Node to detect it
+  await writeFile(join(policyDir, 'package.json'), '{"type":"module"}\n')
   for (const [name, text] of Object.entries(options.files ?? {})) await writeFile(join(policyDir, name), text)
   await writeFile(join(policyDir, 'policy.yaml'), options.policy)
   const app = await buildApp(loadGatewayConfig({

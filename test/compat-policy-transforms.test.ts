@@ -34,6 +34,8 @@ async function policyDir (t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-compat-policy-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   await mkdir(join(dir, 'transforms'))
+  // the modules are ES modules: say so, as an admin's policy directory should, rather than leave Node to detect it
+  await writeFile(join(dir, 'package.json'), '{"type":"module"}\n')
   return dir
 }
 
