@@ -2,6 +2,7 @@
 // the environment variables that override the file, and the loader.
 import { createPublicKey } from 'node:crypto'
 import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding } from '@sluice/config'
+import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { TrustedIssuers } from '@sluice/auth'
 
 export interface GatewayConfig {
@@ -57,39 +58,12 @@ export const gatewayConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    server: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        host: { type: 'string', minLength: 1, default: '0.0.0.0' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
-        // long enough to close thousands of sockets and flush produces; Kubernetes' default grace is 30 s
-        shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 10_000 },
-        // a client has this long to send its request (or upgrade) headers: a real one needs milliseconds; a slowloris holds a socket
-        handshakeTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 }
-      }
-    },
-    log: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' }
-      }
-    },
-    kafka: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      required: ['brokers'],
-      properties: {
-        brokers: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[^\\s:]+:\\d{1,5}$' } },
-        clientId: { type: 'string', minLength: 1, default: 'sluice-gateway' },
-        connectionTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 3000 },
-        requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 10_000 }
-      }
-    },
+    server: serverSchema(8080, {
+      // a client has this long to send its request (or upgrade) headers: a real one needs milliseconds; a slowloris holds a socket
+      handshakeTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 }
+    }),
+    log: logSchema,
+    kafka: kafkaSchema('sluice-gateway'),
     redis: {
       type: 'object',
       additionalProperties: false,

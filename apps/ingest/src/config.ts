@@ -7,6 +7,7 @@
 // give a setting under either of two names, and a schema default would make
 // the native name look given when only the Connect name was.
 import { ConfigError, deepMerge, isPlainObject, loadConfig, readConfigFile, type ConfigProblem, type EnvBinding } from '@sluice/config'
+import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { JSON_POINTER_PATTERN } from './json-pointer.ts'
 import type { OverflowPolicy } from './buffer.ts'
 
@@ -198,38 +199,10 @@ export const ingestConfigSchema = {
   additionalProperties: false,
   required: ['feeds'],
   properties: {
-    server: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        host: { type: 'string', minLength: 1, default: '0.0.0.0' },
-        // 8081: beside the gateway's 8080 when both run on one host
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8081 },
-        // SIGTERM flushes every buffer within this; Kubernetes' default grace is 30 s
-        shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 10_000 }
-      }
-    },
-    log: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' }
-      }
-    },
-    kafka: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      required: ['brokers'],
-      properties: {
-        brokers: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[^\\s:]+:\\d{1,5}$' } },
-        clientId: { type: 'string', minLength: 1, default: 'sluice-ingest' },
-        connectionTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 3000 },
-        requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 10_000 }
-      }
-    },
+    // 8081: beside the gateway's 8080 when both run on one host
+    server: serverSchema(8081),
+    log: logSchema,
+    kafka: kafkaSchema('sluice-ingest'),
     feeds: { type: 'array', minItems: 1, maxItems: MAX_FEEDS, items: feedSchema }
   }
 } as const

@@ -12,7 +12,7 @@ import { Counter, Gauge } from 'prom-client'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import {
-  CLOSE, DEFAULT_LIMITS, groupIdFor, isRefusal, releaseUpgradeRequest, TopicGate,
+  CLOSE, DEFAULT_LIMITS, groupIdFor, isRefusal, keepSessionsAlive, releaseUpgradeRequest, TopicGate,
   type AllowedDecision, type Refusal, type SessionLimits, type StreamGuard
 } from '@sluice/stream'
 import type { Subprotocol } from './codec.ts'
@@ -168,14 +168,7 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
   // the Java server answered on /v2/broker/ only; the path without its slash is the same endpoint here
   fastify.get('/v2/broker', route, handler)
 
-  const keepalive = setInterval(() => {
-    const now = Date.now()
-    for (const session of fastify.sessions.list()) {
-      if (session instanceof CompatSession) session.heartbeat(now)
-    }
-  }, opts.keepaliveMs ?? 30_000)
-  keepalive.unref()
-  fastify.addHook('onClose', async () => { clearInterval(keepalive) })
+  keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
 }
 
 export default fp(compat, { fastify: '5.x', name: 'sluice-compat', dependencies: ['sluice-hub', '@fastify/websocket'] })

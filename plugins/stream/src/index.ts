@@ -14,6 +14,7 @@ import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
 import { releaseUpgradeRequest } from './release-upgrade.ts'
 import { StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
+import { SocketSession } from './socket-session.ts'
 import { CLOSE, type WireErrorCode } from './errors.ts'
 import { isRefusal, topicList, TopicGate } from './upgrade-checks.ts'
 
@@ -169,14 +170,26 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     })
   })
 
-  const keepalive = setInterval(() => {
+  keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
+}
+
+const kept = new WeakSet<object>()
+
+/**
+ * One keepalive timer per app for every WebSocket session, whatever its route
+ * (each route's plugin calls this; the first one's period is used).
+ */
+export function keepSessionsAlive (fastify: FastifyInstance, ms: number): void {
+  if (kept.has(fastify.sessions)) return
+  kept.add(fastify.sessions)
+  const timer = setInterval(() => {
     const now = Date.now()
     for (const session of fastify.sessions.list()) {
-      if (session instanceof StreamSession) session.heartbeat(now)
+      if (session instanceof SocketSession) session.heartbeat(now)
     }
-  }, opts.keepaliveMs ?? 30_000)
-  keepalive.unref()
-  fastify.addHook('onClose', async () => { clearInterval(keepalive) })
+  }, ms)
+  timer.unref()
+  fastify.addHook('onClose', async () => { clearInterval(timer) })
 }
 
 export default fp(stream, { fastify: '5.x', name: 'sluice-stream', dependencies: ['sluice-hub', '@fastify/websocket'] })
