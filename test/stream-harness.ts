@@ -99,7 +99,7 @@ export class Client {
     for (;;) {
       const found = this.frames.slice(after).find(match)
       if (found) return found
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed before a matching frame; got ${JSON.stringify(this.frames.slice(-3))}`)
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed (${JSON.stringify(await this.closed)}) before a matching frame; got ${JSON.stringify(this.frames.slice(-3))}`)
       const left = deadline - Date.now()
       if (left <= 0) throw new Error(`no matching frame within ${timeoutMs} ms; last: ${JSON.stringify(this.frames.slice(-3))}`)
       await new Promise<void>(resolve => {

@@ -275,16 +275,17 @@ export class Hub {
   }
 
   /**
-   * A topic created a moment ago can still be unknown to this node's metadata
-   * (seen under load: the upgrade check found it, the offsets request did
-   * not): ask again for up to a second before calling it unknown.
+   * A topic created a moment ago can still be unknown to this node's metadata,
+   * or its leader not yet elected (seen under load: the upgrade check found
+   * it, the offsets request failed; the admin client does not retry, so that
+   * readiness probes fail fast): ask again for about a second before failing.
    */
   async #topicOffsets (topic: string): Promise<PartitionOffsets[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#kafka.topicOffsets(topic)
       } catch (err) {
-        if ((err as { code?: string }).code !== 'SLUICE_KAFKA_UNKNOWN_TOPIC' || attempt === 5) throw err
+        if (attempt === 5 || this.#closed) throw err
         await new Promise(resolve => setTimeout(resolve, 250))
       }
     }
