@@ -11,12 +11,11 @@
 import fp from 'fastify-plugin'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import type { Redis } from 'ioredis'
 import { Counter, Gauge } from 'prom-client'
 import type { Policy, PlanLimits } from '@sluice/policy'
 import { subjectPlan } from '@sluice/policy/plans'
 import type {} from '@sluice/auth/identity'
-import { RateLimiter, LIMIT_NAMES, MODES, type FailureMode, type Mode } from './limiter.ts'
+import { RateLimiter, LIMIT_NAMES, MODES, type Mode, type RateLimiterOptions } from './limiter.ts'
 import { RateGuard, type AbuseOptions } from './guard.ts'
 import { httpStore } from './http-store.ts'
 import { RateConnectsPerMinuteError, RateHttpLimitedError, RateTooManyConnectionsError, RateUnavailableError } from './errors.ts'
@@ -37,20 +36,10 @@ export interface HttpLimit {
   timeWindowMs: number
 }
 
-export interface RateLimitPluginOptions {
+/** The limiter's own options (documented on RateLimiterOptions), plus what the plugin wires. */
+export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'connectionTtlMs'> {
   /** where plans come from: the live policy */
   policy: { readonly current: Policy | undefined, plan (name: string): PlanLimits | undefined }
-  /** shared buckets; absent: one node, an in-process store */
-  redis?: Redis
-  failure?: FailureMode
-  prefix?: string
-  nodeId?: string
-  /** this node's clock, for local things only (tests give one node a skewed clock) */
-  now?: () => number
-  decisionTimeoutMs?: number
-  probeIntervalMs?: number
-  leaseMs?: number
-  connectionTtlMs?: number
   /** limits of a subject no rule grants anything */
   unplanned?: PlanLimits
   abuse?: Partial<AbuseOptions>
