@@ -191,9 +191,14 @@ export class KafkaBroker {
   }
 }
 
-function kafkaClusterId (): string {
-  // a Kafka cluster id is 16 random bytes in URL-safe base64 without padding
-  return Buffer.from(randomUUID().replaceAll('-', ''), 'hex').toString('base64url')
+export function kafkaClusterId (): string {
+  // a Kafka cluster id is 16 random bytes in URL-safe base64 without padding. One that starts
+  // with '-' reads as an option to kafka-storage's argument parser (a CI run failed on it), so
+  // draw again, as Kafka's own Uuid.randomUuid() does.
+  for (;;) {
+    const id = Buffer.from(randomUUID().replaceAll('-', ''), 'hex').toString('base64url')
+    if (!id.startsWith('-')) return id
+  }
 }
 
 /** Installs Debian packages (as root, or through sudo) for what a fresh machine lacks. */
