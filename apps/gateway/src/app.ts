@@ -10,6 +10,7 @@ import redis from '@sluice/redis'
 import auth from '@sluice/auth'
 import policy from '@sluice/policy'
 import admin from '@sluice/admin'
+import docs from '@sluice/docs'
 import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
 import hub from '@sluice/hub'
 import websocket from '@fastify/websocket'
@@ -81,6 +82,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   }
   // the admin API exists only with its own credential
   if (config.admin) await app.register(admin, { token: config.admin.token })
+  // public and read-only: the product catalogue and the AsyncAPI generated from the policy in force
+  await app.register(docs, { policy: app.policy, server: { host: `localhost:${config.server.port}`, protocol: 'ws' } })
 
   // the fan-out hub, then the WebSocket routes it serves
   const streamConfig = config.stream

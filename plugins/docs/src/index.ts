@@ -1,0 +1,108 @@
+// The developer docs, public and read-only: the product catalogue
+// (GET /v1/products) and the AsyncAPI documents generated from the policy in
+// force (GET /asyncapi.json, GET /asyncapi/<product>.json). Both are built
+// from the policy (catalogue.ts, asyncapi.ts are Fastify-free) and rebuilt
+// when LivePolicy reports a reload, so the portal always shows what the
+// gateway serves.
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { LivePolicy } from '@sluice/policy'
+import { asyncapiDocument, type AsyncApiDocument, type AsyncApiOptions } from './asyncapi.ts'
+import { catalogue, catalogueSchema, type Catalogue } from './catalogue.ts'
+import { NotFoundError } from './errors.ts'
+
+export { asyncapiDocument, securitySchemes } from './asyncapi.ts'
+export type { AsyncApiDocument, AsyncApiOptions } from './asyncapi.ts'
+export { catalogue, catalogueProduct, catalogueSchema } from './catalogue.ts'
+export type { Catalogue, CatalogueProduct, CataloguePlan, CatalogueTopic, CatalogueAccess } from './catalogue.ts'
+export { exampleFor } from './example.ts'
+export * as errors from './errors.ts'
+
+export interface DocsOptions {
+  policy: LivePolicy
+  /** where clients reach /v1/stream: the AsyncAPI document's server */
+  server: Pick<AsyncApiOptions, 'host' | 'protocol'>
+}
+
+const errorBody = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } }
+  }
+} as const
+
+interface Generated {
+  catalogue: Catalogue
+  asyncapi: AsyncApiDocument
+  /** per-product documents, built on first request: a policy may hold up to 1000 products */
+  products: Map<string, AsyncApiDocument>
+}
+
+async function docs (fastify: FastifyInstance, opts: DocsOptions): Promise<void> {
+  const live = opts.policy
+  let generated: Generated | undefined
+  let generatedFor: unknown
+
+  const options = (): AsyncApiOptions => ({ ...opts.server, policyVersion: live.status().version })
+  const current = (): Generated => {
+    // keyed by the compiled policy object: a reload swaps it
+    if (!generated || generatedFor !== live.current) {
+      generatedFor = live.current
+      generated = {
+        catalogue: catalogue(live.document),
+        asyncapi: asyncapiDocument(live.document, options())!,
+        products: new Map()
+      }
+    }
+    return generated
+  }
+  // rebuilt as soon as a reload applies, so the next reader does not pay for it
+  const unsubscribe = live.onChange(() => {
+    try {
+      generated = undefined
+      current()
+    } catch (err) {
+      fastify.log.error({ err }, 'could not generate the docs from the new policy')
+    }
+  })
+  fastify.addHook('onClose', async () => { unsubscribe() })
+
+  const notFound = (reply: FastifyReply, what: string) => {
+    const err = new NotFoundError(what)
+    return reply.code(404).send({ error: { code: err.code, message: err.message } })
+  }
+
+  fastify.get('/v1/products', {
+    schema: { response: { 200: catalogueSchema } }
+  }, async (_request, reply) => {
+    reply.header('cache-control', 'no-cache')
+    return current().catalogue
+  })
+
+  fastify.get('/asyncapi.json', async (_request, reply) => {
+    reply.header('cache-control', 'no-cache')
+    return current().asyncapi
+  })
+
+  fastify.get<{ Params: { product: string } }>('/asyncapi/:product.json', {
+    schema: {
+      params: { type: 'object', required: ['product'], properties: { product: { type: 'string' } } },
+      response: { 404: errorBody }
+    }
+  }, async (request, reply) => {
+    const { product } = request.params
+    const state = current()
+    let document = state.products.get(product)
+    if (!document) {
+      document = asyncapiDocument(live.document, options(), product)
+      // only names the policy has are cached: the map is bounded by the policy's 1000 products
+      if (!document) return notFound(reply, `product "${product.slice(0, 64)}"`)
+      state.products.set(product, document)
+    }
+    reply.header('cache-control', 'no-cache')
+    return document
+  })
+}
+
+export default fp(docs, { fastify: '5.x', name: 'sluice-docs', dependencies: ['sluice-policy'] })
