@@ -110,8 +110,20 @@ class Subscription {
     this.outlet = outlet
     this.topic = topic
     this.terms = terms
-    this.cacheKey = `${outlet.format.key}/${terms.encoding}`
+    this.cacheKey = cacheKeyOf(outlet.format.key, terms.encoding)
   }
+}
+
+// A few formats times three encodings: one shared string per pair, not a concatenation per subscription.
+const cacheKeys = new Map<string, string>()
+function cacheKeyOf (format: string, encoding: string): string {
+  const joined = `${format}/${encoding}`
+  let key = cacheKeys.get(joined)
+  if (key === undefined) {
+    key = joined
+    cacheKeys.set(joined, key)
+  }
+  return key
 }
 
 class TopicFeed {
@@ -183,14 +195,15 @@ export class Hub {
     if (subs?.has(topic)) return
     const feed = await this.#feed(topic)
     if (outlet.closed) return
-    const sub = new Subscription(outlet, topic, terms)
+    // the feed's copy of the name: one string per topic, not one per socket
+    const sub = new Subscription(outlet, feed.topic, terms)
     subs = this.#byOutlet.get(outlet)
     if (!subs) {
       subs = new Map()
       this.#byOutlet.set(outlet, subs)
     }
     if (subs.has(topic)) return
-    subs.set(topic, sub)
+    subs.set(feed.topic, sub)
     clearTimeout(feed.graceTimer)
     feed.graceTimer = undefined
 

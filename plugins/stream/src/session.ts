@@ -8,7 +8,7 @@ import type { AccessDecision } from '@sluice/policy/access'
 import { nativeFormat, parseCursor, type FrameFormat, type StartPosition } from '@sluice/hub'
 import { parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
-import { SocketSession, type SessionDeps, type SessionStart as SocketStart } from './socket-session.ts'
+import { SETTLED, SocketSession, type SessionDeps, type SessionStart as SocketStart } from './socket-session.ts'
 
 export type { SessionLimits, StreamGuard, DeliveryBudget, SessionDeps } from './socket-session.ts'
 
@@ -20,7 +20,7 @@ export interface SessionStart extends SocketStart {
 type Reply = Record<string, unknown>
 
 export class StreamSession extends SocketSession {
-  #publishes: Promise<void> = Promise.resolve()
+  #publishes: Promise<void> = SETTLED
   #queuedPublishes = 0
   readonly format: FrameFormat = nativeFormat
   readonly #groupId: string | undefined
