@@ -49,14 +49,15 @@ if [ "${1:-}" = "--bin" ]; then
   exit 0
 fi
 
+export PATH="$node_dir:$PATH"
 # A fresh clone (or a changed lockfile) installs its dependencies first, so that
-# `npm run dev` and `npm test` are the only commands a newcomer needs.
+# `npm run dev` and `npm test` are the only commands a newcomer needs. npm runs
+# under the Node found above, so that install scripts see the Node that will run them.
 if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
   echo "node.sh: installing dependencies (npm ci)" >&2
   (cd "$root" && npm ci --no-audit --no-fund >&2)
 fi
 
-export PATH="$node_dir:$PATH"
 # kafkajs 2.2.4 computes a negative timer in its request queue on Node 23+
 # (harmless: Node clamps it to 1 ms) and Node warns on every one; silence only that.
 export NODE_OPTIONS="--disable-warning=TimeoutNegativeWarning ${NODE_OPTIONS:-}"
