@@ -1,0 +1,17 @@
+// The portal's entry module: the live console first (it works whatever the
+// catalogue does), then the catalogue, whose buttons fill the console's forms.
+import { StreamConsole } from './console.js'
+import { showCatalogue } from './catalogue.js'
+
+const streamConsole = new StreamConsole()
+showCatalogue({
+  fillSubscribe (topic) {
+    streamConsole.fillSubscribe(topic)
+    document.getElementById('console')?.scrollIntoView({ block: 'start' })
+  },
+  fillPublish (topic, value) {
+    streamConsole.fillPublish(topic, value)
+    document.getElementById('publish-form')?.scrollIntoView({ block: 'center' })
+  }
+})
+document.documentElement.dataset.ready = 'true'
