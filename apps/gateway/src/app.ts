@@ -11,6 +11,7 @@ import auth from '@sluice/auth'
 import policy from '@sluice/policy'
 import admin from '@sluice/admin'
 import docs from '@sluice/docs'
+import portal from '@sluice/portal'
 import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
 import hub from '@sluice/hub'
 import websocket from '@fastify/websocket'
@@ -84,6 +85,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   if (config.admin) await app.register(admin, { token: config.admin.token })
   // public and read-only: the product catalogue and the AsyncAPI generated from the policy in force
   await app.register(docs, { policy: app.policy, server: { host: `localhost:${config.server.port}`, protocol: 'ws' } })
+  // the developer portal: static files of its package; its console speaks /v1/stream from the gateway's own origin
+  await app.register(portal)
 
   // the fan-out hub, then the WebSocket routes it serves
   const streamConfig = config.stream
