@@ -87,9 +87,9 @@ interface Access {
   grants: string[]
 }
 
-function describeAccess (verb: string, access: Access): string {
+function describeAccess (words: string, pattern: string, access: Access): string {
   const plans = [...access.plans].join(', ')
-  return `${verb} under plan${access.plans.size > 1 ? 's' : ''} ${plans}.\n\n${access.grants.map(g => `- ${g}`).join('\n')}`
+  return `${words} ${pattern}: plan${access.plans.size > 1 ? 's' : ''} ${plans}. Granted by:\n\n${access.grants.map(g => `- ${g}`).join('\n')}`
 }
 
 function channelsOfProduct (document: PolicyDocument, productName: string, channels: Record<string, unknown>, operations: Record<string, unknown>): void {
@@ -157,7 +157,7 @@ function channelsOfProduct (document: PolicyDocument, productName: string, chann
         summary: verb === 'receive'
           ? `Records of ${t.topic.pattern}, in \`message\` frames after a \`subscribe\` frame (or ?topics= at open).`
           : `A \`publish\` frame to ${t.topic.pattern}, acked once Kafka has the record.`,
-        description: describeAccess(words, access),
+        description: describeAccess(words, t.topic.pattern, access),
         messages: [{ $ref: `#/channels/${t.id}/messages/record` }],
         tags: [{ name: productName }],
         'x-sluice-plans': [...access.plans]
@@ -227,7 +227,8 @@ export function asyncapiDocument (document: PolicyDocument | undefined, options:
   Object.assign(operations, streamOperations())
 
   const product = only !== undefined ? document!.products[only]! : undefined
-  return {
+  // a copy: the document shares nothing with the policy or the next document (callers may serialize or mutate it)
+  return structuredClone({
     asyncapi: '3.0.0',
     info: {
       title: product ? `${product.title ?? only} (Sluice)` : 'Sluice WebSocket API',
@@ -259,5 +260,5 @@ export function asyncapiDocument (document: PolicyDocument | undefined, options:
       messages: FRAMES,
       securitySchemes
     }
-  }
+  })
 }

@@ -10,6 +10,9 @@ type Schema = Record<string, unknown>
 
 // A message schema nested deeper than this is a mistake; past it the example is null.
 export const MAX_EXAMPLE_DEPTH = 16
+// Values in one example, all levels together: nested arrays repeat their items, so without
+// a total a small schema could ask for 3^16 values. An example past it is cut with nulls.
+export const MAX_EXAMPLE_VALUES = 10_000
 // an example shows the shape, not the volume: at most this many array items and object properties
 const MAX_ITEMS = 3
 const MAX_PROPERTIES = 100
@@ -92,30 +95,35 @@ function merge (schemas: unknown[]): Schema {
 }
 
 /** An example value for `schema`; null when the schema says nothing usable. */
-export function exampleFor (schema: unknown, depth = 0): unknown {
-  if (!isSchema(schema) || depth > MAX_EXAMPLE_DEPTH) return null
+export function exampleFor (schema: unknown): unknown {
+  return example(schema, 0, { left: MAX_EXAMPLE_VALUES })
+}
+
+function example (schema: unknown, depth: number, budget: { left: number }): unknown {
+  if (!isSchema(schema) || depth > MAX_EXAMPLE_DEPTH || budget.left <= 0) return null
+  budget.left--
   if (Array.isArray(schema.examples) && schema.examples.length > 0) return schema.examples[0]
   if (schema.example !== undefined) return schema.example
   if (schema.const !== undefined) return schema.const
   if (schema.default !== undefined) return schema.default
   if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0]
-  if (Array.isArray(schema.allOf)) return exampleFor(merge(schema.allOf), depth + 1)
+  if (Array.isArray(schema.allOf)) return example(merge(schema.allOf), depth + 1, budget)
   for (const key of ['oneOf', 'anyOf'] as const) {
     const options = schema[key]
-    if (Array.isArray(options) && options.length > 0) return exampleFor(options[0], depth + 1)
+    if (Array.isArray(options) && options.length > 0) return example(options[0], depth + 1, budget)
   }
   switch (typeOf(schema)) {
     case 'object': {
       const out: Record<string, unknown> = {}
       const properties = isSchema(schema.properties) ? Object.entries(schema.properties).slice(0, MAX_PROPERTIES) : []
-      for (const [name, property] of properties) out[name] = exampleFor(property, depth + 1)
+      for (const [name, property] of properties) out[name] = example(property, depth + 1, budget)
       return out
     }
     case 'array': {
       const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems.slice(0, MAX_ITEMS) : []
-      const items = prefix.map(p => exampleFor(p, depth + 1))
+      const items = prefix.map(p => example(p, depth + 1, budget))
       const min = Math.min(bounded(schema.minItems, 1), MAX_ITEMS)
-      if (isSchema(schema.items)) while (items.length < min) items.push(exampleFor(schema.items, depth + 1))
+      if (isSchema(schema.items)) while (items.length < min) items.push(example(schema.items, depth + 1, budget))
       return items
     }
     case 'string': return stringExample(schema)
