@@ -5,13 +5,14 @@
 // child process of its own, the sockets in another (the load generator), so
 // CPU is measured per process. Loopback only; bounded in count and time.
 //
-//   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000] [--kinds sluice,per-socket,raw,raw-frames]
+//   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000] [--kinds sluice,per-socket,raw,raw-frames] [--semi-space 8]
 //
 // Prints, per N: deliveries/s at full speed, gateway CPU µs per delivery,
 // p50/p99 produce-to-socket latency at half that rate, the load generator's
 // CPU, and the ratios the issue names. Then RSS per idle socket.
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { WebSocket, WebSocketServer } from 'ws'
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
@@ -32,6 +33,9 @@ const DRAIN_TIMEOUT_MS = 120_000
 
 type Msg = Record<string, unknown> & { type: string }
 
+// How late each process's event loop runs (10 ms resolution would hide what matters: 1 ms)
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+
 function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 300_000): Promise<Msg> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${reply} within ${timeoutMs} ms`)), timeoutMs)
@@ -49,6 +53,7 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 300_000)
 // ---- child: a gateway ---------------------------------------------------------------
 
 async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
+  loopDelay.enable()
   let url: string
   let broadcast: ((text: string) => void) | undefined
   let close: () => Promise<void>
@@ -102,7 +107,8 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
     if (m.type === 'cpu') {
       globalThis.gc?.()
       const mem = process.memoryUsage()
-      process.send!({ type: 'cpu', cpu: process.cpuUsage(), rss: mem.rss, heap: mem.heapUsed + mem.external + mem.arrayBuffers })
+      process.send!({ type: 'cpu', cpu: process.cpuUsage(), rss: mem.rss, heap: mem.heapUsed + mem.external, loopP99: loopDelay.percentile(99) / 1e6 })
+      loopDelay.reset()
     } else if (m.type === 'broadcast' && broadcast) {
       // the raw peer's "producer": `count` frames at `rate` per second (0: as fast as possible)
       const count = m.count as number
@@ -133,6 +139,7 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
 // ---- child: the load generator ------------------------------------------------------
 
 async function loadgenChild (): Promise<void> {
+  loopDelay.enable()
   let sockets: WebSocket[] = []
   let received = 0
   let latencies: number[] = []
@@ -174,10 +181,11 @@ async function loadgenChild (): Promise<void> {
       // percentiles over the whole run since the last reset
       const sorted = [...latencies].sort((a, b) => a - b)
       const pct = (p: number) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : NaN
-      process.send!({ type: 'stats', received, p50: pct(0.5), p99: pct(0.99), cpu: process.cpuUsage() })
+      process.send!({ type: 'stats', received, p50: pct(0.5), p99: pct(0.99), cpu: process.cpuUsage(), loopP99: loopDelay.percentile(99) / 1e6 })
     } else if (m.type === 'reset') {
       received = 0
       latencies = []
+      loopDelay.reset()
       process.send!({ type: 'reset' })
     } else if (m.type === 'disconnect') {
       for (const ws of sockets) ws.terminate()
@@ -190,8 +198,12 @@ async function loadgenChild (): Promise<void> {
 
 // ---- the orchestrator ---------------------------------------------------------------
 
+// Every gateway kind runs with the V8 young-generation cap the gateway ships with
+// (README, "Memory"): `--semi-space 0` runs V8's default instead.
+const SEMI_SPACE_MB = arg('--semi-space', '8', true)[0]!
 function spawnChild (args: string[]): ChildProcess {
-  return fork(self, args, { execArgv: [...process.execArgv, '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const v8 = args[0] === 'gateway' && SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
+  return fork(self, args, { execArgv: [...process.execArgv, '--expose-gc', ...v8], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 }
 
 async function waitReady (child: ChildProcess): Promise<Msg> {
@@ -201,7 +213,7 @@ async function waitReady (child: ChildProcess): Promise<Msg> {
   })
 }
 
-interface RunResult { deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number }
+interface RunResult { deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number, gatewayLoopP99: number, loadgenLoopP99: number }
 
 // The Kafka floor: a plain consumer in this process, reading what the gateways read, with the same clock.
 const floor: number[] = []
@@ -261,10 +273,11 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   }
   const seconds = (performance.now() - started) / 1000
   const stats = await ask(loadgen, { type: 'stats' }, 'stats')
-  const cpu1 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
+  const gw1 = await ask(gateway, { type: 'cpu' }, 'cpu')
+  const cpu1 = gw1.cpu as NodeJS.CpuUsage
   const lg1 = stats.cpu as NodeJS.CpuUsage
   const us = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => (b.user - a.user) + (b.system - a.system)
-  return { deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99) }
+  return { deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99), gatewayLoopP99: gw1.loopP99 as number, loadgenLoopP99: stats.loopP99 as number }
 }
 
 async function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClient) {
@@ -293,12 +306,17 @@ async function scenario (kind: string, n: number, brokers: string[], kafka: Kafk
   }
 }
 
-async function idleRss (n: number, brokers: string[]): Promise<{ rss: number, heap: number }> {
-  const gateway = spawnChild(['gateway', 'sluice', brokers.join(',')])
+async function idleRss (kind: string, n: number, brokers: string[]): Promise<{ rss: number, heap: number }> {
+  const gateway = spawnChild(['gateway', kind, brokers.join(',')])
   const loadgen = spawnChild(['loadgen'])
   try {
     const { url } = await waitReady(gateway)
     await waitReady(loadgen)
+    // Warm-up: 1,000 sockets connect and leave, so that memory the process touches once
+    // (V8's young generation, JIT code, allocator arenas) is in the baseline, not charged per socket.
+    await ask(loadgen, { type: 'connect', n: 1000, url }, 'connected', 600_000)
+    await ask(loadgen, { type: 'disconnect' }, 'disconnected')
+    await new Promise(resolve => setTimeout(resolve, 1000))
     // one subscribed socket first, so the topic's consumer is part of the baseline
     await ask(loadgen, { type: 'connect', n: 1, url }, 'connected')
     const before = await ask(gateway, { type: 'cpu' }, 'cpu')
@@ -315,9 +333,9 @@ async function idleRss (n: number, brokers: string[]): Promise<{ rss: number, he
   }
 }
 
-function arg (name: string, fallback: string): number[] {
+function arg (name: string, fallback: string, zero = false): number[] {
   const i = process.argv.indexOf(name)
-  return (i >= 0 ? process.argv[i + 1]! : fallback).split(',').map(Number).filter(n => n > 0)
+  return (i >= 0 ? process.argv[i + 1]! : fallback).split(',').map(Number).filter(n => n > 0 || (zero && n === 0))
 }
 
 async function main (): Promise<void> {
@@ -342,6 +360,7 @@ async function main (): Promise<void> {
         const r = await scenario(kind, n, broker.brokers, kafka)
         results[kind] = r
         console.log(`${String(n).padEnd(6)} ${kind.padEnd(11)} ${f(r.maxRate).padStart(12)}  ${f(r.burst.gatewayCpuUs / r.burst.deliveries, 2).padStart(14)}  ${f(r.paced.p50).padStart(6)}  ${f(r.paced.p99).padStart(6)}                 ${f(r.burst.loadgenCpuUs / r.burst.deliveries, 2).padStart(8)}             ${r.burst.deliveries}/${r.expected}  ${kind.startsWith('raw') ? '-' : `${f(r.paced.kafkaP50)}/${f(r.paced.kafkaP99)}`}`)
+        console.log(`       ${kind}: event-loop delay p99 at half rate: gateway ${f(r.paced.gatewayLoopP99, 1)} ms, load generator ${f(r.paced.loadgenLoopP99, 1)} ms`)
       }
       const s = results.sluice
       const p = results['per-socket']
@@ -351,14 +370,16 @@ async function main (): Promise<void> {
       if (s && raw) console.log(`       ratio: Sluice CPU per delivery / raw ws = ${f((s.burst.gatewayCpuUs / s.burst.deliveries) / (raw.burst.gatewayCpuUs / raw.burst.deliveries), 2)}x, raw deliveries/s / Sluice = ${f(raw.maxRate / s.maxRate, 2)}x (target <= 1.5)`)
       if (s && floor) console.log(`       ratio: Sluice CPU per delivery / pre-framed TCP writes = ${f((s.burst.gatewayCpuUs / s.burst.deliveries) / (floor.burst.gatewayCpuUs / floor.burst.deliveries), 2)}x, their deliveries/s / Sluice = ${f(floor.maxRate / s.maxRate, 2)}x`)
     }
-    let prior: { n: number, total: number } | undefined
-    for (const n of idle) {
-      const perSocket = await idleRss(n, broker.brokers)
-      // the growth per socket includes fixed costs (V8's young generation grows to its maximum under the connect burst);
-      // the marginal cost between two sizes is what each further socket costs
-      const marginal = prior ? ` marginal from ${prior.n}: ${f((perSocket.rss * n - prior.total) / (n - prior.n) / 1024, 1)} KB per socket;` : ''
-      console.log(`idle: ${n} subscribed sockets, gateway RSS growth ${f(perSocket.rss / 1024, 1)} KB per socket;${marginal} JS heap and buffers ${f(perSocket.heap / 1024, 1)} KB per socket (target <= 10 KB)`)
-      prior = { n, total: perSocket.rss * n }
+    // Sluice, and a bare `ws` server holding the same sockets (the transport's own cost)
+    for (const kind of ['sluice', 'raw']) {
+      let prior: { n: number, total: number } | undefined
+      for (const n of idle) {
+        const perSocket = await idleRss(kind, n, broker.brokers)
+        // the marginal cost between two sizes is what each further socket costs
+        const marginal = prior ? ` marginal from ${prior.n}: ${f((perSocket.rss * n - prior.total) / (n - prior.n) / 1024, 1)} KB per socket;` : ''
+        console.log(`idle ${kind.padEnd(6)}: ${n} sockets, gateway RSS growth ${f(perSocket.rss / 1024, 1)} KB per socket;${marginal} JS heap and external ${f(perSocket.heap / 1024, 1)} KB per socket${kind === 'sluice' ? ' (target <= 10 KB)' : ''}`)
+        prior = { n, total: perSocket.rss * n }
+      }
     }
   } finally {
     await kafka.close()
