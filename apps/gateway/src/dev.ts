@@ -11,6 +11,8 @@ import { startGateway } from './server.ts'
 import { DEMO_TOPIC, DemoTicker } from './demo-feed.ts'
 
 const KAFKA_PORT = 9092
+// the topic the dev credential may publish to under policies/example.yaml (orders.{sub}, sub = dev)
+const DEV_ORDERS_TOPIC = 'orders.dev'
 // the repository's commented example policy: demo.ticks for every subject, dev included
 const POLICY_DIR = fileURLToPath(new URL('../../../policies/', import.meta.url))
 
@@ -43,8 +45,9 @@ async function main (): Promise<void> {
     await broker.start()
     const kafka = new KafkaClient({ brokers: broker.brokers, clientId: 'sluice-dev-feed' })
     stops.push(() => kafka.close())
-    // 3 partitions: enough to show per-partition offsets and resume cursors
-    await kafka.ensureTopics([{ topic: DEMO_TOPIC, partitions: 3 }])
+    // 3 partitions: enough to show per-partition offsets and resume cursors. orders.dev: the dev
+    // credential's subject is `dev`, and the example policy lets a subject publish to orders.{sub}
+    await kafka.ensureTopics([{ topic: DEMO_TOPIC, partitions: 3 }, { topic: DEV_ORDERS_TOPIC, partitions: 1 }])
 
     const token = process.env.SLUICE_DEV_TOKEN ?? randomBytes(24).toString('base64url')
     const config = loadGatewayConfig({
@@ -72,7 +75,8 @@ async function main (): Promise<void> {
       '',
       `Sluice dev gateway ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  gateway     http://localhost:${port}   (health: /healthz, readiness: /readyz)`,
-      `  kafka       ${broker.brokers.join(',')}   (demo feed -> ${DEMO_TOPIC}, 4 batches/s)`,
+      `  portal      http://localhost:${port}/portal   (the products, their AsyncAPI, a live console: paste the credential)`,
+      `  kafka       ${broker.brokers.join(',')}   (demo feed -> ${DEMO_TOPIC}, 4 batches/s; ${DEV_ORDERS_TOPIC} takes your publishes)`,
       `  policy      ${POLICY_DIR}   (edit it: the gateway reloads on save)`,
       `  credential  ${token}`,
       '',
