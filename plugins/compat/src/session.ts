@@ -102,6 +102,11 @@ export class CompatSession extends SocketSession {
     }
   }
 
+  /** frames read and not yet produced or refused (the protocol has no acks: a drain waits for Kafka's) */
+  protected override pendingPublishes (): number {
+    return this.#publishes.pending
+  }
+
   topics (): string[] {
     if (this.#groupId !== undefined) return this.closed ? [] : [...this.#topics]
     return this.deps.hub.topicsOf(this)

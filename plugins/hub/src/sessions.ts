@@ -15,6 +15,11 @@ export interface LiveSession {
   unsubscribe (topics: string[], code: string, message: string): void
   /** closes the socket with a WebSocket close code (DESIGN.md: 4001, 4003, ...) */
   close (code: number, reason: string): void
+  /**
+   * Closes once the publishes it already read are answered (acked or refused), waiting `waitMs` at most;
+   * frames read meanwhile are not acted on (the client hears no ack and sends them again elsewhere). A graceful drain uses it.
+   */
+  closeSettled? (code: number, reason: string, waitMs: number): Promise<void>
 }
 
 export class SessionRegistry {

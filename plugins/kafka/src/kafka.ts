@@ -176,6 +176,8 @@ export class KafkaClient {
   #admin: Admin | undefined
   #adminReady: Promise<Admin> | undefined
   readonly #consumers = new Set<KjsConsumer>()
+  // sends the producer has not answered yet: close() lets them finish before it disconnects (a drain flushes publishes)
+  readonly #sends = new Set<Promise<unknown>>()
   #closed = false
 
   constructor (options: KafkaOptions) {
@@ -229,7 +231,7 @@ export class KafkaClient {
   async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
     const producer = await this.#sharedProducer()
     try {
-      const [result] = await producer.send({ topic, acks: -1, messages: [record] })
+      const [result] = await this.#tracked(producer.send({ topic, acks: -1, messages: [record] }))
       if (!result) throw new KafkaUnavailableError('no produce response')
       return { topic, partition: result.partition, offset: result.baseOffset ?? '-1' }
     } catch (err) {
@@ -243,7 +245,7 @@ export class KafkaClient {
     const producer = await this.#sharedProducer()
     let acked
     try {
-      acked = await producer.send({ topic, acks: -1, messages: records })
+      acked = await this.#tracked(producer.send({ topic, acks: -1, messages: records }))
     } catch (err) {
       throw classifyError(err, topic)
     }
@@ -253,6 +255,13 @@ export class KafkaClient {
     const answered = new Set(acked.map(r => r.partition))
     const lost = records.find(r => r.partition !== undefined && !answered.has(r.partition))
     if (lost) throw new KafkaUnavailableError(`partition ${lost.partition} of "${topic}" is not in the producer's metadata yet; nothing of this batch was acked for it`)
+  }
+
+  #tracked<T> (send: Promise<T>): Promise<T> {
+    this.#sends.add(send)
+    const forget = () => { this.#sends.delete(send) }
+    send.then(forget, forget)
+    return send
   }
 
   async #sharedAdmin (): Promise<Admin> {
@@ -442,10 +451,12 @@ export class KafkaClient {
       this.#producer ?? this.#producerReady?.catch(() => undefined),
       this.#admin ?? this.#adminReady?.catch(() => undefined)
     ])
+    // publishes in flight are answered (acked or refused) before the producer goes: kafkajs's own retries bound the wait
+    const flushed = Promise.allSettled([...this.#sends])
     const pending: Array<Promise<void>> = []
     for (const consumer of this.#consumers) pending.push(consumer.disconnect())
     this.#consumers.clear()
-    if (producer) pending.push(producer.disconnect())
+    if (producer) pending.push(flushed.then(() => producer.disconnect()))
     if (admin) pending.push(admin.disconnect())
     await Promise.allSettled(pending)
   }

@@ -47,6 +47,11 @@ export class StreamSession extends SocketSession {
     if (removed.length > 0) this.#send({ op: 'error', code, message, topics: removed })
   }
 
+  /** every publish read and not yet acked or refused: the ones waiting for their turn too */
+  protected override pendingPublishes (): number {
+    return this.#queuedPublishes
+  }
+
   protected override idle (quietMs: number): boolean {
     return !this.groupMode && quietMs > this.deps.limits.idleTimeoutMs && this.topics().length === 0
   }

@@ -72,6 +72,8 @@ export const SETTLED: Promise<void> = Promise.resolve()
 
 // 10 s: a client draining a full queue (256 KiB) at even 50 KB/s reaches its close frame in time
 const CLOSE_GRACE_MS = 10_000
+// how often a closing socket looks whether its publishes are answered: an ack takes a few ms, a drain lasts seconds
+const SETTLE_POLL_MS = 20
 
 export abstract class SocketSession implements LiveSession, Outlet {
   // 128 random bits as hex, made flat by Buffer#toString: randomUUID() returns a rope
@@ -87,6 +89,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
   protected readonly deps: SessionDeps
   #identity: Identity
   #closed = false
+  #goingAway = false
   #alive = true
   #lastFrameAt = Date.now()
   #invalid = 0
@@ -105,7 +108,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.remoteAddress = start.remoteAddress
     this.maxQueueBytes = deps.limits.maxQueueBytes
     this.socket.on('message', (data, isBinary) => {
-      if (this.#closed) return
+      if (this.#closed || this.#goingAway) return
       this.#lastFrameAt = Date.now()
       this.onFrame(data, isBinary)
     })
@@ -202,6 +205,28 @@ export abstract class SocketSession implements LiveSession, Outlet {
     const kill = setTimeout(() => this.socket.terminate(), CLOSE_GRACE_MS)
     kill.unref()
     this.socket.once('close', () => clearTimeout(kill))
+  }
+
+  /**
+   * A graceful close (a node draining): frames read from now on are not acted on
+   * (never acked, so the client sends them again on its next connection); the
+   * publishes already read are answered first, for `waitMs` at most, so that a
+   * client never has to guess whether a publish in flight at the close was written.
+   */
+  async closeSettled (code: number, reason: string, waitMs: number): Promise<void> {
+    if (this.#closed) return
+    this.#goingAway = true
+    const deadline = Date.now() + waitMs
+    // polled: a drain is rare, and this keeps the publish paths free of drain bookkeeping
+    while (!this.#closed && this.pendingPublishes() > 0 && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, SETTLE_POLL_MS))
+    }
+    this.close(code, reason)
+  }
+
+  /** publishes read from the client and not yet answered; a route that queues them before Kafka counts those too */
+  protected pendingPublishes (): number {
+    return this.#inflight
   }
 
   // ---- keepalive, called by the route's one timer for all its sockets ---------------
