@@ -44,7 +44,7 @@ test('bad config exits with every problem and its path', async t => {
 
 test('SIGTERM closes the gateway within its deadline', async t => {
   const port = await freePort()
-  const gw = runGateway([], { KAFKA_BROKERS: kafkaBrokers().join(','), SLUICE_PORT: String(port), SLUICE_HOST: '127.0.0.1', SLUICE_SHUTDOWN_TIMEOUT_MS: '5000' })
+  const gw = runGateway([], { KAFKA_BROKERS: kafkaBrokers().join(','), SLUICE_PORT: String(port), SLUICE_HOST: '127.0.0.1', SLUICE_SHUTDOWN_TIMEOUT_MS: '5000', SLUICE_DRAIN_MS: '2000' })
   t.teardown(() => { gw.child.kill('SIGKILL') })
   await eventually(async () => {
     const res = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined)

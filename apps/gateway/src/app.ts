@@ -21,6 +21,7 @@ import { hostname } from 'node:os'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { enforceHandshakeDeadline } from './handshake-deadline.ts'
+import { enableDrain } from './drain.ts'
 
 export type { GatewayConfig } from './config.ts'
 
@@ -39,6 +40,9 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
 
   await app.register(metrics)
   await app.register(health)
+  // SIGTERM's drain: not ready, upgrades refused (before auth and rate limits look at them), sockets closed with 1001 over
+  // server.drainMs, each after its publishes are answered (they give up after stream.publishTimeoutMs)
+  enableDrain(app, { windowMs: config.server.drainMs, settleMs: config.stream.publishTimeoutMs })
   await app.register(kafka, {
     client: new KafkaClient({
       brokers: config.kafka.brokers,

@@ -6,7 +6,7 @@ import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { TrustedIssuers } from '@sluice/auth'
 
 export interface GatewayConfig {
-  server: { host: string, port: number, shutdownTimeoutMs: number, handshakeTimeoutMs: number }
+  server: { host: string, port: number, shutdownTimeoutMs: number, drainMs: number, handshakeTimeoutMs: number }
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   kafka: { brokers: string[], clientId: string, connectionTimeoutMs: number, requestTimeoutMs: number }
   redis?: { url: string, timeoutMs: number }
@@ -59,6 +59,12 @@ export const gatewayConfigSchema = {
   additionalProperties: false,
   properties: {
     server: serverSchema(8080, {
+      // SIGTERM: the drain (drainMs), then what is still in flight (publishes wait up to stream.publishTimeoutMs)
+      // and closing Kafka and Redis; 25 s stays under Kubernetes' default grace of 30 s before its SIGKILL
+      shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 25_000 },
+      // SIGTERM closes the sockets with 1001 spread over this window: 10 s turns 10,000 sockets into
+      // 1,000 reconnects a second on the other nodes rather than 10,000 at once; 0 closes them all at once
+      drainMs: { type: 'integer', minimum: 0, maximum: 300_000, default: 10_000 },
       // a client has this long to send its request (or upgrade) headers: a real one needs milliseconds; a slowloris holds a socket
       handshakeTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 }
     }),
@@ -264,6 +270,7 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_HOST: { path: '/server/host', type: 'string' },
   SLUICE_PORT: { path: '/server/port', type: 'integer' },
   SLUICE_SHUTDOWN_TIMEOUT_MS: { path: '/server/shutdownTimeoutMs', type: 'integer' },
+  SLUICE_DRAIN_MS: { path: '/server/drainMs', type: 'integer' },
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
   KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
   KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
@@ -276,6 +283,19 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_POLICY_WATCH: { path: '/policy/watch', type: 'boolean' },
   SLUICE_ADMIN_TOKEN: { path: '/admin/token', type: 'string' },
   SLUICE_RATE_LIMIT_FAILURE: { path: '/rateLimit/failure', type: 'string' }
+}
+
+// after the drain, a close needs time of its own: the last sockets' close frames, Kafka's and Redis's goodbyes
+const CLOSE_AFTER_DRAIN_MS = 1000
+
+/** The shutdown deadline covers the drain and the close after it. */
+function shutdownProblems (config: GatewayConfig): ConfigProblem[] {
+  const { drainMs, shutdownTimeoutMs } = config.server
+  if (shutdownTimeoutMs >= drainMs + CLOSE_AFTER_DRAIN_MS) return []
+  return [{
+    path: '/server/shutdownTimeoutMs',
+    message: `must exceed /server/drainMs (${drainMs}) by ${CLOSE_AFTER_DRAIN_MS} at least: the deadline covers the drain and the close after it`
+  }]
 }
 
 /** What the schema cannot say about JWT issuers: one key source each, keys that fit the algorithms. */
@@ -335,7 +355,7 @@ export function loadGatewayConfig (options: LoadGatewayConfigOptions = {}): Gate
     env: options.env,
     envBindings: gatewayEnvBindings
   })
-  const problems = authProblems(config)
+  const problems = [...shutdownProblems(config), ...authProblems(config)]
   if (problems.length > 0) throw new ConfigError(problems)
   return config
 }

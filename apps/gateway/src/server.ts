@@ -13,14 +13,32 @@ export interface RunningGateway {
   app: FastifyInstance
   config: GatewayConfig
   address: string
-  /** closes the app within the configured deadline; resolves false if the deadline passed */
+  /** drains, then closes the app, within the configured deadline; resolves false if the deadline passed */
   shutdown (signal?: string): Promise<boolean>
 }
 
 export async function startGateway (config: GatewayConfig): Promise<RunningGateway> {
   const app = await buildApp(config)
   const address = await app.listen({ host: config.server.host, port: config.server.port })
-  return { app, config, address, shutdown: closeWithin(app, config.server.shutdownTimeoutMs) }
+  const shutdown = closeWithin({
+    log: app.log,
+    // SIGTERM comes from an orchestrator: the sockets are spread over the drain window. SIGINT is someone at a
+    // terminal (Ctrl-C): nobody balances their reconnects, so they are all closed at once
+    close: async () => {
+      await app.drain(lastSignal === 'SIGINT' ? 0 : config.server.drainMs)
+      await app.close()
+    }
+  }, config.server.shutdownTimeoutMs)
+  let lastSignal: string | undefined
+  return {
+    app,
+    config,
+    address,
+    shutdown: signal => {
+      lastSignal ??= signal
+      return shutdown(signal)
+    }
+  }
 }
 
 if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
