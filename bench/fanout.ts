@@ -13,7 +13,8 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { WebSocket, WebSocketServer } from 'ws'
+import { WebSocketServer } from 'ws'
+import { LeanClient } from './lean-client.ts'
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
 import { KafkaClient } from '@sluice/kafka/core'
@@ -140,10 +141,9 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
 
 async function loadgenChild (): Promise<void> {
   loopDelay.enable()
-  let sockets: WebSocket[] = []
+  let sockets: LeanClient[] = []
   let received = 0
   let latencies: number[] = []
-  const TS = '"ts":'
   process.on('message', async (m: Msg) => {
     if (m.type === 'connect') {
       const n = m.n as number
@@ -153,24 +153,20 @@ async function loadgenChild (): Promise<void> {
       for (let i = 0; i < n; i += 200) {
         const batch: Array<Promise<void>> = []
         for (let j = i; j < Math.min(n, i + 200); j++) {
-          const ws = new WebSocket(url, ['sluice.v1'], { perMessageDeflate: false })
-          sockets.push(ws)
-          const ready = new Promise<void>((resolve, reject) => {
-            ws.once('error', reject)
-            const first = (data: Buffer) => {
-              if (data.toString().includes('"subscribed"')) { ws.off('message', first); resolve() }
+          // a lean reader (bench/lean-client.ts): a ws client per socket cost this process
+          // more CPU per delivery than the gateway, and its event loop set the latency tail
+          let ready!: { resolve: () => void, reject: (err: Error) => void }
+          const subscribed = new Promise<void>((resolve, reject) => { ready = { resolve, reject } })
+          sockets.push(new LeanClient(url, 'sluice.v1', 16, {
+            onSubscribed: () => ready.resolve(),
+            onError: err => ready.reject(err),
+            onFrame (ts) {
+              received++
+              // 1 in 16 frames sampled for latency: enough points, little cost
+              if (!Number.isNaN(ts)) latencies.push(Date.now() - ts)
             }
-            ws.on('message', first)
-          })
-          ws.on('message', (data: Buffer) => {
-            const text = data.toString('latin1')
-            const at = text.indexOf(TS)
-            if (at === -1) return
-            received++
-            // sample 1 in 16 for latency: enough points, little cost
-            if ((received & 15) === 0) latencies.push(Date.now() - Number(text.slice(at + TS.length, text.indexOf(',', at))))
-          })
-          batch.push(ready)
+          }))
+          batch.push(subscribed)
         }
         await Promise.all(batch)
       }
