@@ -4,7 +4,6 @@
 // .dockerignore rules as BuildKit applies them (last matching pattern wins; a
 // pattern that matches a directory matches everything under it).
 import { existsSync, readFileSync } from 'node:fs'
-import { matchesGlob } from 'node:path'
 
 export interface Instruction {
   /** upper case: FROM, COPY, RUN, ... */
@@ -85,18 +84,55 @@ export function envPairs (instruction: Instruction): Record<string, string> {
   return env
 }
 
-export interface IgnoreRule { pattern: string, negate: boolean }
+export interface IgnoreRule { pattern: string, negate: boolean, regexp: RegExp }
 
 export function readDockerignore (file: string): IgnoreRule[] {
   if (!existsSync(file)) return []
   return readFileSync(file, 'utf8').split('\n')
     .map(l => l.trim())
     .filter(l => l !== '' && !l.startsWith('#'))
-    .map(l => l.startsWith('!') ? { pattern: clean(l.slice(1)), negate: true } : { pattern: clean(l), negate: false })
+    .map(l => {
+      const negate = l.startsWith('!')
+      const pattern = clean(negate ? l.slice(1) : l)
+      return { pattern, negate, regexp: patternRegExp(pattern) }
+    })
 }
 
 function clean (pattern: string): string {
   return pattern.replace(/^\/+/, '').replace(/\/+$/, '')
+}
+
+/**
+ * A .dockerignore pattern as a RegExp: Go's filepath.Match (`*` and `?` within
+ * one path segment, `[...]` classes) plus `**` for any number of segments.
+ * Unlike shell globs, `*` and `**` match names that start with a dot.
+ */
+export function patternRegExp (pattern: string): RegExp {
+  let source = ''
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!
+    if (c === '*' && pattern[i + 1] === '*') {
+      i++
+      if (pattern[i + 1] === '/') {
+        i++
+        source += '(?:.*/)?'
+      } else {
+        source += '.*'
+      }
+    } else if (c === '*') {
+      source += '[^/]*'
+    } else if (c === '?') {
+      source += '[^/]'
+    } else if (c === '[') {
+      const end = pattern.indexOf(']', i + 1)
+      if (end === -1) throw new Error(`.dockerignore pattern ${pattern}: unclosed [`)
+      source += '[' + pattern.slice(i + 1, end).replace(/^!/, '^') + ']'
+      i = end
+    } else {
+      source += c.replace(/[.+^${}()|\\]/g, '\\$&')
+    }
+  }
+  return new RegExp(`^${source}$`)
 }
 
 /** Whether a path (relative to the build context, `/`-separated) is left out of the context. */
@@ -106,7 +142,7 @@ export function ignored (rules: IgnoreRule[], path: string): boolean {
   for (const rule of rules) {
     // the path itself or any directory above it
     for (let n = 1; n <= parts.length; n++) {
-      if (matchesGlob(parts.slice(0, n).join('/'), rule.pattern)) {
+      if (rule.regexp.test(parts.slice(0, n).join('/'))) {
         excluded = !rule.negate
         break
       }
