@@ -153,6 +153,17 @@ test('the portal: catalogue, AsyncAPI and the live console in headless Chromium'
   await closed.waitFor({ timeout: WAIT_MS })
   t.match(await closed.textContent(), /Closed normally/)
 
+  // the same page from an origin the gateway does not allow (localhost is not 127.0.0.1):
+  // the credential is good, the Origin is not, and the console says so
+  const elsewhere = await browser.newPage()
+  await elsewhere.goto(`http://localhost:${port}/portal`)
+  await elsewhere.fill('#credential', devToken)
+  await elsewhere.click('#connect')
+  const originDiagnosis = elsewhere.locator('#events .event-diagnosis').first()
+  await originDiagnosis.waitFor({ timeout: WAIT_MS })
+  t.match(await originDiagnosis.textContent(), /The credential is valid.*Origin is not in its allow-list \(auth\.origins\)/s, 'a refused Origin is named')
+  await elsewhere.close()
+
   t.ok(requested.length > 0)
   t.same(requested.filter(url => new URL(url).origin !== origin), [], 'no request to any other origin')
   t.same(sockets.filter(url => new URL(url).host !== `127.0.0.1:${port}`), [], 'WebSockets only to the gateway')
