@@ -307,7 +307,7 @@ export class StreamConsole {
         if (topics.length > 0) this.#showSubscriptions()
         let words = explain(ERROR_CODES, code, 'An error code the console does not know.')
         if (typeof frame.retryAfterMs === 'number') words += ` Retry after ${duration(frame.retryAfterMs)}.`
-        if (topics.length > 0) words += ` Unsubscribed by the gateway from: ${topics.join(', ')}.`
+        if (topics.length > 0) words += ` Not about a frame of yours: a policy change withdrew ${topics.join(', ')}, and the gateway ended those subscriptions.`
         if (id && id.startsWith('p')) this.publishResult.replaceChildren(el('span', { class: 'bad' }, `Refused ${id}: ${code}`))
         return this.#event('error', `${code}${id ? ` (${id})` : ''}: ${text(frame.message)}`, words, { code })
       }

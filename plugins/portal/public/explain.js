@@ -6,7 +6,7 @@
 export const ERROR_CODES = {
   BAD_REQUEST: 'The frame was not understood: not JSON, an unknown op, a bad topic name or cursor, a missing field, or more than 100 topics. Fix the frame and send it again.',
   UNAUTHORIZED: 'The credential is missing, invalid, or a renewal was refused (a renewed token must keep the same subject and claims).',
-  FORBIDDEN: 'Your credential does not allow this on this topic. The policy\'s access rules decide who may subscribe to and publish on which topics: see the product\'s "who may do what" list. When the frame names topics it was not about your request: a policy change withdrew them and they were unsubscribed.',
+  FORBIDDEN: 'Your credential does not allow this on this topic. The policy\'s access rules decide who may subscribe to and publish on which topics: see the product\'s "who may do what" list.',
   UNKNOWN_TOPIC: 'Kafka has no topic of this name. Check the spelling; topics are created by the operator, not by clients.',
   RATE_LIMITED: 'Your plan\'s rate limit was reached (messages per second, bytes per second or the daily quota). Wait for the time given before trying again.',
   TOO_LARGE: 'The record is larger than Kafka accepts. Send a smaller value.',
