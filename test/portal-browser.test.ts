@@ -153,6 +153,14 @@ test('the portal: catalogue, AsyncAPI and the live console in headless Chromium'
   await closed.waitFor({ timeout: WAIT_MS })
   t.match(await closed.textContent(), /Closed normally/)
 
+  // the message list keeps the last MAX_MESSAGES rows, newest first (the console's own code, in the page)
+  const bounded = await page.evaluate(`import('/portal/console.js').then(({ prepend, MAX_MESSAGES }) => {
+    const list = document.createElement('ul')
+    for (let i = 0; i < MAX_MESSAGES + 50; i++) prepend(list, Object.assign(document.createElement('li'), { textContent: String(i) }), MAX_MESSAGES)
+    return { max: MAX_MESSAGES, rows: list.children.length, newest: list.firstElementChild.textContent, oldest: list.lastElementChild.textContent }
+  })`)
+  t.same(bounded, { max: 200, rows: 200, newest: '249', oldest: '50' }, 'at most 200 messages on screen, the newest kept')
+
   // the same page from an origin the gateway does not allow (localhost is not 127.0.0.1):
   // the credential is good, the Origin is not, and the console says so
   const elsewhere = await browser.newPage()

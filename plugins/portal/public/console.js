@@ -51,7 +51,7 @@ export function streamRequest (credential, mode) {
  * @param {HTMLElement} row
  * @param {number} max
  */
-function prepend (list, row, max) {
+export function prepend (list, row, max) {
   list.insertBefore(row, list.firstChild)
   while (list.children.length > max) list.lastElementChild?.remove()
 }
