@@ -1,0 +1,72 @@
+// SIGKILL one of three gateway processes behind the local balancer: the other
+// nodes keep delivering to their clients without a break; the killed node's
+// clients see their connection drop (1006), reconnect through the balancer
+// (which skips the dead node: its port refuses) and resume with their cursor,
+// on the first try. Every record reaches every subscriber exactly once.
+import { test } from 'tap'
+import { randomBytes } from 'node:crypto'
+import { KafkaClient } from '@sluice/kafka'
+import { policyDir } from '../plugins/rate-limit/test/gateway.ts'
+import { startCluster, Subscriber } from './cluster-harness.ts'
+import { eventually, kafkaBrokers } from './helpers.ts'
+
+const SUBSCRIBERS = 6
+
+test('SIGKILL one of three nodes: the others keep serving, its clients reconnect and resume', async t => {
+  const cluster = await startCluster(t, { policyDir: policyDir({}) })
+  const topic = `rl.kill-${randomBytes(4).toString('hex')}`
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'cluster-kill-suite' })
+  t.teardown(() => kafka.close())
+  await kafka.ensureTopics([{ topic, partitions: 3 }])
+
+  const subscribers: Subscriber[] = []
+  for (let i = 0; i < SUBSCRIBERS; i++) {
+    const s = new Subscriber(t, cluster, `sub-${i}`, topic)
+    await s.open()
+    subscribers.push(s)
+  }
+  const placed = await cluster.placement()
+  t.same(new Set(subscribers.map(s => placed.get(s.subject))), new Set([0, 1, 2]), 'subscribers on all three nodes')
+  const victim = cluster.nodes[placed.get('sub-0')!]!
+  const orphans = subscribers.filter(s => placed.get(s.subject) === victim.index)
+  const others = subscribers.filter(s => placed.get(s.subject) !== victim.index)
+
+  // a producer straight to Kafka, 10 records every 20 ms, until stopped
+  let produced = 0
+  const producing = { on: true }
+  const producer = (async () => {
+    while (producing.on) {
+      const batch = Array.from({ length: 10 }, (_v, i) => ({ value: JSON.stringify({ p: 'kafka', n: produced + i }) }))
+      await kafka.produceBatch(topic, batch)
+      produced += batch.length
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  })()
+  await eventually(() => subscribers.every(s => s.messages.length >= 50), 20_000, 'every subscriber receives')
+
+  victim.child.kill('SIGKILL')
+  t.equal(await victim.exited, null, 'killed')
+  const atKill = others.map(s => s.messages.length)
+  await eventually(() => others.every((s, i) => s.messages.length >= atKill[i]! + 200), 20_000, 'the other nodes keep delivering')
+  t.ok(others.every(s => s.closes.length === 0 && s.connections === 1), 'their subscribers never lost their connection')
+
+  await eventually(() => orphans.every(s => s.connections === 2), 20_000, 'the killed node\'s subscribers reconnected')
+  t.ok(orphans.every(s => s.closes[0] === 1006), `its ${orphans.length} subscribers saw the connection drop (1006)`)
+  t.same(orphans.flatMap(s => s.refusals), [], 'each reconnect succeeded on its first try: the balancer skipped the dead node')
+  const now = await cluster.placement()
+  t.ok(orphans.every(s => now.has(s.subject) && now.get(s.subject) !== victim.index), 'they are on the other nodes')
+
+  const resumedAt = orphans.map(s => s.messages.length)
+  await eventually(() => orphans.every((s, i) => s.messages.length >= resumedAt[i]! + 100), 20_000, 'they receive live records again')
+  producing.on = false
+  await producer
+  await eventually(() => subscribers.every(s => s.messages.length >= produced), 30_000, 'every subscriber has every record')
+  // a moment for a duplicate to show up
+  await new Promise(resolve => setTimeout(resolve, 500))
+  for (const s of subscribers) {
+    const ns = s.values()
+    const distinct = new Set(ns)
+    t.ok(ns.length === produced && distinct.size === produced, `${s.subject} (${s.connections} connection${s.connections > 1 ? 's' : ''}): ${ns.length} deliveries, ${distinct.size} distinct, of ${produced}`)
+  }
+  for (const s of subscribers) s.stop()
+})
