@@ -2,7 +2,7 @@
 // order of the request path (DESIGN.md): health → kafka/redis → auth → policy →
 // rate limit → hub → routes. Building the app is separate from starting it
 // (server.ts), so tests build it with any config and drive it with inject().
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify'
 import health from '@sluice/health'
 import metrics from '@sluice/metrics'
 import kafka, { KafkaClient } from '@sluice/kafka'
@@ -10,7 +10,7 @@ import redis from '@sluice/redis'
 import auth from '@sluice/auth'
 import policy from '@sluice/policy'
 import admin from '@sluice/admin'
-import docs from '@sluice/docs'
+import docs, { loadOpenApi, type OpenApiDocument } from '@sluice/docs'
 import portal from '@sluice/portal'
 import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
 import hub from '@sluice/hub'
@@ -18,6 +18,7 @@ import websocket from '@fastify/websocket'
 import stream, { CLOSE, selectProtocol } from '@sluice/stream'
 import compat from '@sluice/compat'
 import { hostname } from 'node:os'
+import { fileURLToPath } from 'node:url'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { enforceHandshakeDeadline } from './handshake-deadline.ts'
@@ -25,11 +26,27 @@ import { enableDrain } from './drain.ts'
 
 export type { GatewayConfig } from './config.ts'
 
+// the OpenAPI documents (gateway.yaml, admin.yaml) that /openapi.json and /docs serve
+export const OPENAPI_DIR = fileURLToPath(new URL('../../../openapi/', import.meta.url))
+
 export interface BuildOptions {
   /** a pino instance to log to (tests capture output this way) */
   logger?: FastifyBaseLogger
   /** this node's clock for local rate-limit bookkeeping; shared buckets run on Redis time (tests skew it) */
   now?: () => number
+  /** hears every route as it is registered (the OpenAPI suite compares them with the document) */
+  onRoute?: (this: FastifyInstance, route: RouteOptions) => void
+}
+
+async function openapiDocument (app: FastifyInstance, admin: boolean): Promise<OpenApiDocument | undefined> {
+  try {
+    return await loadOpenApi(OPENAPI_DIR, { admin })
+  } catch (err) {
+    // an image built without openapi/ still serves everything else; a broken document is a bug and fails the boot
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    app.log.warn({ dir: OPENAPI_DIR }, 'no OpenAPI documents: /openapi.json and /docs are not served')
+    return undefined
+  }
 }
 
 export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -37,6 +54,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     ? Fastify({ loggerInstance: options.logger, return503OnClosing: true })
     : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true })
   enforceHandshakeDeadline(app.server, config.server.handshakeTimeoutMs)
+  if (options.onRoute) app.addHook('onRoute', options.onRoute)
 
   await app.register(metrics)
   await app.register(health)
@@ -88,7 +106,12 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   // the admin API exists only with its own credential
   if (config.admin) await app.register(admin, { token: config.admin.token })
   // public and read-only: the product catalogue and the AsyncAPI generated from the policy in force
-  await app.register(docs, { policy: app.policy, server: { host: `localhost:${config.server.port}`, protocol: 'ws' } })
+  // and the OpenAPI document of the REST routes with its UI (/openapi.json, /docs)
+  await app.register(docs, {
+    policy: app.policy,
+    server: { host: `localhost:${config.server.port}`, protocol: 'ws' },
+    openapi: await openapiDocument(app, config.admin !== undefined)
+  })
   // the developer portal: static files of its package; its console speaks /v1/stream from the gateway's own origin
   await app.register(portal)
 

@@ -38,6 +38,8 @@ export const CLOSE_KICKED = 1008
 const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }
 const OWNER = { type: 'string', pattern: '^[A-Za-z0-9._@-]{1,128}$' }
 const KEY_ID = { type: 'string', pattern: '^[0-9a-f]{16}$' }
+// what issue() returns (plugins/auth): sk_<key id>_<32 random bytes, base64url>; documented, not checked on the way out
+const KEY = { type: 'string', pattern: '^sk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$' }
 const errorBody = {
   type: 'object',
   required: ['error'],
@@ -50,7 +52,7 @@ const apiKey = {
   type: 'object',
   required: ['id', 'owner', 'product', 'plan', 'createdAt', 'expiresAt'],
   properties: {
-    id: { type: 'string' },
+    id: KEY_ID,
     owner: { type: 'string' },
     product: { type: 'string' },
     plan: { type: 'string' },
@@ -63,7 +65,7 @@ const session = {
   required: ['id', 'kind', 'subject', 'route', 'remoteAddress', 'connectedAt', 'topics'],
   properties: {
     id: { type: 'string' },
-    kind: { type: 'string' },
+    kind: { type: 'string', enum: ['jwt', 'api-key', 'dev'] },
     subject: { type: 'string' },
     keyId: { type: 'string' },
     route: { type: 'string' },
@@ -153,7 +155,7 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
         required: ['owner', 'product', 'plan'],
         properties: { owner: OWNER, product: NAME, plan: NAME, ttlSeconds: { type: 'integer', minimum: 60, maximum: MAX_KEY_TTL_S } }
       },
-      response: { 201: { type: 'object', required: ['key', ...apiKey.required], properties: { key: { type: 'string' }, ...apiKey.properties } } }
+      response: { 201: { type: 'object', required: ['key', ...apiKey.required], properties: { key: KEY, ...apiKey.properties } } }
     }
   }, async (request, reply) => {
     const body = request.body as { owner: string, product: string, plan: string, ttlSeconds?: number }
@@ -278,7 +280,7 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
   fastify.post('/policy/reload', {
     schema: {
       response: {
-        200: { type: 'object', required: ['outcome'], properties: { outcome: { type: 'string' }, version: { type: 'string' } } },
+        200: { type: 'object', required: ['outcome'], properties: { outcome: { type: 'string', enum: ['applied', 'unchanged'] }, version: { type: 'string' } } },
         422: errorBody
       }
     }

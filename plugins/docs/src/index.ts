@@ -3,26 +3,39 @@
 // force (GET /asyncapi.json, GET /asyncapi/<product>.json). Both are built
 // from the policy (catalogue.ts, asyncapi.ts are Fastify-free) and rebuilt
 // when LivePolicy reports a reload, so the portal always shows what the
-// gateway serves.
+// gateway serves. Given the OpenAPI document (openapi.ts composes it from
+// openapi/), also GET /openapi.json and its interactive UI at /docs
+// (@fastify/swagger-ui, whose assets come from node_modules: no CDN).
 import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { LivePolicy } from '@sluice/policy'
 import { asyncapiDocument, type AsyncApiDocument, type AsyncApiOptions } from './asyncapi.ts'
 import { catalogue, catalogueSchema, type Catalogue } from './catalogue.ts'
 import { NotFoundError } from './errors.ts'
+import type { OpenApiDocument } from './openapi.ts'
 
 export { asyncapiDocument, securitySchemes } from './asyncapi.ts'
 export type { AsyncApiDocument, AsyncApiOptions } from './asyncapi.ts'
 export { catalogue, catalogueProduct, catalogueSchema } from './catalogue.ts'
 export type { Catalogue, CatalogueProduct, CataloguePlan, CatalogueTopic, CatalogueAccess } from './catalogue.ts'
 export { exampleFor } from './example.ts'
+export { composeOpenApi, loadOpenApi, HTTP_METHODS } from './openapi.ts'
+export type { OpenApiDocument } from './openapi.ts'
 export * as errors from './errors.ts'
 
 export interface DocsOptions {
   policy: LivePolicy
   /** where clients reach /v1/stream: the AsyncAPI document's server */
   server: Pick<AsyncApiOptions, 'host' | 'protocol'>
+  /** the gateway's OpenAPI document (loadOpenApi): served at /openapi.json and /docs */
+  openapi?: OpenApiDocument
 }
+
+export const DOCS_PREFIX = '/docs'
+export const DOCS_CSP = "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; form-action 'self'; " +
+  "frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'"
 
 const errorBody = {
   type: 'object',
@@ -103,6 +116,26 @@ async function docs (fastify: FastifyInstance, opts: DocsOptions): Promise<void>
     reply.header('cache-control', 'no-cache')
     return document
   })
+
+  if (opts.openapi) {
+    const openapi = opts.openapi
+    fastify.get('/openapi.json', async (_request, reply) => {
+      reply.header('cache-control', 'no-cache')
+      return openapi
+    })
+    // static mode: the document is the hand-written one, checked against the routes by test/openapi.test.ts
+    await fastify.register(swagger, { mode: 'static', specification: { document: openapi as never } })
+    await fastify.register(swaggerUi, {
+      routePrefix: DOCS_PREFIX,
+      // the UI's CSP: everything from this origin (the plugin's default also allows https: fonts and styles
+      // and validator.swagger.io images); the browser itself refuses anything else. Swagger UI sets inline
+      // styles: 'unsafe-inline' for styles only, which cannot fetch anything (img-src and font-src stay 'self')
+      staticCSP: DOCS_CSP,
+      // swagger-ui would otherwise ask validator.swagger.io for a badge
+      validatorUrl: false,
+      uiConfig: { deepLinking: true }
+    })
+  }
 }
 
 export default fp(docs, { fastify: '5.x', name: 'sluice-docs', dependencies: ['sluice-policy'] })

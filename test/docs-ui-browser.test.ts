@@ -1,0 +1,70 @@
+// /docs in a real browser (Debian's chromium, driven by playwright-core)
+// against the real gateway (buildApp) on the real broker: the UI renders the
+// gateway's OpenAPI document, "Try it out" on GET /v1/products gets the
+// catalogue from the gateway, and the page asks nothing of any other origin
+// (its assets come from node_modules through the gateway; its CSP allows only
+// 'self').
+import { test } from 'tap'
+import { chromium, type Browser } from 'playwright-core'
+import { existsSync } from 'node:fs'
+import { buildApp } from '../apps/gateway/src/app.ts'
+import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { freePort } from '../deploy/local/stack.ts'
+import { policyDir } from '../plugins/auth/test/live-route.ts'
+import { kafkaBrokers } from './helpers.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+// a bound on each wait for the page, not a timing assertion
+const WAIT_MS = 30_000
+
+test('/docs renders the OpenAPI document, tries GET /v1/products, and fetches nothing from elsewhere', async t => {
+  t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (.ci/run installs Debian's chromium)`)
+  const port = await freePort()
+  const origin = `http://127.0.0.1:${port}`
+  const app = await buildApp(loadGatewayConfig({
+    base: {
+      kafka: { brokers: kafkaBrokers() },
+      log: { level: 'silent' },
+      server: { host: '127.0.0.1', port },
+      policy: { dir: policyDir(), watch: false },
+      admin: { token: 'docs-ui-suite-admin-token-0123456789' }
+    }
+  }))
+  t.teardown(() => app.close())
+  await app.listen({ port, host: '127.0.0.1' })
+
+  const browser: Browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking']
+  })
+  t.teardown(() => browser.close())
+  const page = await browser.newPage()
+  const requested: string[] = []
+  const problems: string[] = []
+  page.on('request', request => { requested.push(request.url()) })
+  page.on('pageerror', err => { problems.push(`page error: ${err.message}`) })
+  page.on('console', message => {
+    if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) problems.push(message.text())
+  })
+
+  await page.goto(`${origin}/docs`)
+  // swagger-ui ids operations as operations-<tag>-<operationId>
+  const products = page.locator('#operations-catalogue-listProducts')
+  await products.waitFor({ timeout: WAIT_MS })
+  t.ok(await page.locator('#operations-default-issueKey').count() === 1, 'the admin API is in the document (admin token configured)')
+  t.ok(await page.locator('#operations-operations-getReadiness').count() === 1, 'and the operations routes')
+  t.match(await page.locator('.info .title').textContent(), /Sluice gateway REST API/)
+
+  await products.locator('.opblock-summary').click()
+  await products.getByRole('button', { name: 'Try it out' }).click()
+  await products.getByRole('button', { name: 'Execute' }).click()
+  const body = products.locator('.live-responses-table .response-col_description pre').first()
+  await body.waitFor({ timeout: WAIT_MS })
+  t.match(await products.locator('.live-responses-table tbody .response-col_status').first().textContent(), /200/, 'the gateway answered 200')
+  t.match(await body.textContent(), /"products"[\s\S]*"market"/, 'with the catalogue of its policy')
+
+  t.ok(requested.length >= 5, `${requested.length} requests`)
+  t.same(requested.filter(url => !url.startsWith(`${origin}/`) && !url.startsWith('data:')), [], 'every request went to the gateway itself')
+  t.ok(requested.some(url => url === `${origin}/docs/json`), 'the document came from the gateway')
+  t.same(problems, [], 'no page error, nothing refused by the CSP')
+})
