@@ -9,7 +9,8 @@ import { join } from 'node:path'
 import { Parser, DiagnosticSeverity } from '@asyncapi/parser'
 import { main as asyncapiCli } from '@sluice/docs/cli'
 import { policyDir, startGateway } from '../plugins/auth/test/live-route.ts'
-import { eventually } from './helpers.ts'
+import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { eventually, kafkaBrokers } from './helpers.ts'
 
 const root = join(import.meta.dirname, '..')
 
@@ -78,7 +79,7 @@ interface Doc {
   channels: Record<string, { address: string | null, messages: Record<string, { payload: unknown, examples?: Array<{ payload: unknown }> }> }>
   operations: Record<string, { action: string, channel: { $ref: string }, 'x-sluice-plans'?: string[] }>
   components: { securitySchemes: Record<string, { type: string }>, messages: Record<string, unknown> }
-  servers: Record<string, { pathname: string, protocol: string }>
+  servers: Record<string, { host: string, pathname: string, protocol: string }>
 }
 
 test('the catalogue lists products, topics, plans and what each rule grants, never its match criteria', async t => {
@@ -159,6 +160,21 @@ test('the AsyncAPI documents pass @asyncapi/parser with no error and describe ch
 
   const one = (await gw.app.inject('/asyncapi/logs.json')).json() as Doc
   t.same(Object.values(one.channels).map(c => c.address), ['logs.text', 'logs.raw', null], 'one product\'s channels only')
+})
+
+test('the server is where clients reach the gateway: docs.publicUrl, else localhost and the port', async t => {
+  const gw = await startGateway({ policyDir: policyDir(POLICY), config: { docs: { publicUrl: 'wss://api.example.com:8443' } } })
+  t.teardown(() => gw.app.close())
+  t.match(((await gw.app.inject('/asyncapi.json')).json() as Doc).servers.gateway, { host: 'api.example.com:8443', protocol: 'wss', pathname: '/v1/stream' })
+  t.match(((await gw.app.inject('/asyncapi/logs.json')).json() as Doc).servers.gateway, { host: 'api.example.com:8443', protocol: 'wss' })
+
+  const plain = await startGateway({ policyDir: policyDir(POLICY), config: { server: { port: 9123 } } })
+  t.teardown(() => plain.app.close())
+  t.match(((await plain.app.inject('/asyncapi.json')).json() as Doc).servers.gateway, { host: 'localhost:9123', protocol: 'ws' })
+
+  for (const bad of ['http://api.example.com', 'wss://api.example.com/v1', 'wss://user@host', 'ws://']) {
+    t.throws(() => loadGatewayConfig({ base: { kafka: { brokers: kafkaBrokers() }, docs: { publicUrl: bad } } }), /\/docs\/publicUrl/, `${bad} is refused`)
+  }
 })
 
 test('a policy file edit shows in /asyncapi.json and /v1/products after the reload, without a restart', async t => {

@@ -15,7 +15,8 @@
 //     (the default) left out, `required` and type lists sorted.
 // Replaces test/admin-openapi.test.ts, which checked the admin routes alone.
 import { test, type Test } from 'tap'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { parse } from 'yaml'
@@ -253,6 +254,19 @@ test('where a route has a Fastify schema, the document says the same', async t =
     }
   }
   t.ok(compared >= 20, `${compared} schemas compared`)
+})
+
+test('without openapi/ the gateway serves everything but /openapi.json and /docs; a broken document fails the boot', async t => {
+  const config = loadGatewayConfig({ base: { kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { dir: policyDir(), watch: false } } })
+  const app = await buildApp(config, { openapiDir: join(tmpdir(), 'no-such-openapi-dir-for-sluice') })
+  t.teardown(() => app.close())
+  t.equal((await app.inject('/openapi.json')).statusCode, 404)
+  t.equal((await app.inject('/docs')).statusCode, 404)
+  t.equal((await app.inject('/v1/products')).statusCode, 200, 'the catalogue still is')
+
+  const broken = mkdtempSync(join(tmpdir(), 'sluice-openapi-'))
+  writeFileSync(join(broken, 'gateway.yaml'), 'openapi: 3.0.3\npaths: {}\n')
+  await t.rejects(buildApp(config, { openapiDir: broken }), /gateway\.yaml: not an OpenAPI 3\.1 document/)
 })
 
 test('the comparison sees a difference: a changed pattern, a missing property, a required flag', async t => {

@@ -36,17 +36,26 @@ export interface BuildOptions {
   now?: () => number
   /** hears every route as it is registered (the OpenAPI suite compares them with the document) */
   onRoute?: (this: FastifyInstance, route: RouteOptions) => void
+  /** the OpenAPI documents' directory (default: the repository's openapi/) */
+  openapiDir?: string
 }
 
-async function openapiDocument (app: FastifyInstance, admin: boolean): Promise<OpenApiDocument | undefined> {
+async function openapiDocument (app: FastifyInstance, dir: string, admin: boolean): Promise<OpenApiDocument | undefined> {
   try {
-    return await loadOpenApi(OPENAPI_DIR, { admin })
+    return await loadOpenApi(dir, { admin })
   } catch (err) {
     // an image built without openapi/ still serves everything else; a broken document is a bug and fails the boot
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    app.log.warn({ dir: OPENAPI_DIR }, 'no OpenAPI documents: /openapi.json and /docs are not served')
+    app.log.warn({ dir }, 'no OpenAPI documents: /openapi.json and /docs are not served')
     return undefined
   }
+}
+
+/** Where clients reach /v1/stream, as the AsyncAPI document's server says it. */
+function streamServer (config: GatewayConfig): { host: string, protocol: 'ws' | 'wss' } {
+  if (!config.docs.publicUrl) return { host: `localhost:${config.server.port}`, protocol: 'ws' }
+  const url = new URL(config.docs.publicUrl)
+  return { host: url.host, protocol: url.protocol === 'wss:' ? 'wss' : 'ws' }
 }
 
 export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -109,8 +118,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   // and the OpenAPI document of the REST routes with its UI (/openapi.json, /docs)
   await app.register(docs, {
     policy: app.policy,
-    server: { host: `localhost:${config.server.port}`, protocol: 'ws' },
-    openapi: await openapiDocument(app, config.admin !== undefined)
+    server: streamServer(config),
+    openapi: await openapiDocument(app, options.openapiDir ?? OPENAPI_DIR, config.admin !== undefined)
   })
   // the developer portal: static files of its package; its console speaks /v1/stream from the gateway's own origin
   await app.register(portal)

@@ -23,6 +23,7 @@ export interface GatewayConfig {
   }
   policy: { dir: string, watch: boolean, pollIntervalMs: number }
   admin?: { token: string }
+  docs: { publicUrl?: string }
   rateLimit: {
     enabled: boolean
     failure: 'fail-open' | 'fail-closed'
@@ -176,6 +177,16 @@ export const gatewayConfigSchema = {
         token: { type: 'string', minLength: 32 }
       }
     },
+    docs: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // where clients reach /v1/stream, for the AsyncAPI document's server: ws(s)://host[:port] as seen
+        // from outside (a load balancer's name); default ws://localhost:<server.port>
+        publicUrl: { type: 'string', maxLength: 300, pattern: '^wss?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$' }
+      }
+    },
     rateLimit: {
       type: 'object',
       additionalProperties: false,
@@ -282,6 +293,7 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_POLICY_DIR: { path: '/policy/dir', type: 'string' },
   SLUICE_POLICY_WATCH: { path: '/policy/watch', type: 'boolean' },
   SLUICE_ADMIN_TOKEN: { path: '/admin/token', type: 'string' },
+  SLUICE_PUBLIC_URL: { path: '/docs/publicUrl', type: 'string' },
   SLUICE_RATE_LIMIT_FAILURE: { path: '/rateLimit/failure', type: 'string' }
 }
 
