@@ -161,7 +161,7 @@ test('the Dockerfile: stages on Node 24, production dependencies, a numeric non-
   }
   t.ok(ignored(rules, '.cache/kafka/libs/kafka.jar') && ignored(rules, 'node_modules/fastify/package.json') && ignored(rules, '.git/HEAD'), 'the .dockerignore leaves out caches, node_modules and .git')
   t.ok(ignored(rules, 'apps/gateway/test/drain.test.ts') && ignored(rules, 'plugins/hub/test/hub.test.ts'), 'and tests')
-  t.notOk(ignored(rules, 'apps/gateway/src/server.ts') || ignored(rules, 'package-lock.json') || ignored(rules, 'policies/example.yaml'), 'not sources, the lock file or the policy')
+  t.notOk(['apps/gateway/src/server.ts', 'package-lock.json', 'policies/example.yaml', 'openapi/gateway.yaml'].some(p => ignored(rules, p)), 'not sources, the lock file, the policy or the OpenAPI documents')
 })
 
 test('the build replayed without an engine runs the gateway and the ingest app on production dependencies', async t => {
@@ -190,6 +190,8 @@ test('the build replayed without an engine runs the gateway and the ingest app o
   t.pass('the gateway from the image tree answers /healthz')
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 15_000, 'and is ready (Kafka, Redis, the image\'s example policy)')
   t.pass('and /readyz: Kafka, Redis and the policy the image carries')
+  // without openapi/ in the image the gateway still starts, and serves no /openapi.json
+  t.equal((await fetch(`http://127.0.0.1:${port}/openapi.json`)).status, 200, '/openapi.json: the OpenAPI documents are in the image')
   t.equal(healthcheck(image, env), 0, 'the HEALTHCHECK command passes against it')
   gateway.child.kill('SIGTERM')
   t.equal(await gateway.exited, 0, 'SIGTERM: a clean exit')
