@@ -46,6 +46,17 @@ export interface Outlet {
 export interface SubscriptionTerms {
   encoding: ValueEncoding
   slowClient: SlowClientPolicy
+  /** the API product the topic belongs to (metrics count subscriptions by it) */
+  product?: string
+}
+
+/** A topic with a live consumer on this node, and how far its readers are behind its high watermark. */
+export interface TopicLag {
+  topic: string
+  /** records in Kafka the live consumer has not dispatched yet, summed over partitions */
+  live: number
+  /** records in Kafka that catch-up readers (resumes, `earliest`) have not yet written to their socket, summed */
+  catchUp: number
 }
 
 export type StartPosition =
@@ -126,11 +137,25 @@ function cacheKeyOf (format: string, encoding: string): string {
   return key
 }
 
+interface GroupReader {
+  reader: TopicConsumer
+  topics: number
+  product: string | undefined
+}
+
+/** Keeps the highest high watermark seen for a partition: one BigInt per batch, never per record. */
+function noteHighWatermark (feed: TopicFeed, batch: RecordBatch): void {
+  const high = BigInt(batch.highWatermark)
+  if (high > (feed.high.get(batch.partition) ?? -1n)) feed.high.set(batch.partition, high)
+}
+
 class TopicFeed {
   readonly topic: string
   readonly groupId: string
   /** per partition, the offset of the next record the hub will dispatch */
   readonly live: Positions = new Map()
+  /** per partition, the highest high watermark seen: at start, then in every fetched batch (no extra request) */
+  readonly high: Positions = new Map()
   readonly subs = new Set<Subscription>()
   consumer: TopicConsumer | undefined
   ready: Promise<void> | undefined
@@ -151,7 +176,7 @@ export class Hub {
   readonly #log: Logger
   readonly #feeds = new Map<string, TopicFeed>()
   readonly #byOutlet = new Map<Outlet, Map<string, Subscription>>()
-  readonly #groupReaders = new Map<Outlet, TopicConsumer>()
+  readonly #groupReaders = new Map<Outlet, GroupReader>()
   #closed = false
 
   constructor (options: HubOptions) {
@@ -173,6 +198,45 @@ export class Hub {
   /** The consumer group of a topic's live consumer on this node (tests ask the broker about it). */
   groupOf (topic: string): string | undefined {
     return this.#feeds.get(topic)?.groupId
+  }
+
+  /**
+   * Per topic with a live consumer: how many records in Kafka its readers
+   * have yet to read. Computed when metrics are scraped, from the high
+   * watermarks fetch batches carry (no admin request).
+   */
+  lag (): TopicLag[] {
+    const out: TopicLag[] = []
+    for (const feed of this.#feeds.values()) {
+      if (!feed.consumer) continue
+      let live = 0n
+      let catchUp = 0n
+      for (const [p, high] of feed.high) {
+        const at = feed.live.get(p)
+        if (at !== undefined && high > at) live += high - at
+      }
+      for (const sub of feed.subs) {
+        for (const p of sub.catchingUp) {
+          const high = feed.high.get(p)
+          const next = sub.next.get(p) ?? 0n
+          if (high !== undefined && high > next) catchUp += high - next
+        }
+      }
+      out.push({ topic: feed.topic, live: Number(live), catchUp: Number(catchUp) })
+    }
+    return out
+  }
+
+  /** Subscriptions on this node by product (a group member counts once per topic of its group). */
+  subscriptionsByProduct (): Map<string, number> {
+    const counts = new Map<string, number>()
+    const add = (product: string | undefined, n: number) => {
+      const key = product ?? 'none'
+      counts.set(key, (counts.get(key) ?? 0) + n)
+    }
+    for (const feed of this.#feeds.values()) for (const sub of feed.subs) add(sub.terms.product, 1)
+    for (const group of this.#groupReaders.values()) add(group.product, group.topics)
+    return counts
   }
 
   subscribers (topic: string): number {
@@ -239,11 +303,11 @@ export class Hub {
   remove (outlet: Outlet): void {
     for (const sub of [...(this.#byOutlet.get(outlet)?.values() ?? [])]) this.#end(sub)
     this.#byOutlet.delete(outlet)
-    const reader = this.#groupReaders.get(outlet)
-    if (reader) {
+    const group = this.#groupReaders.get(outlet)
+    if (group) {
       this.#groupReaders.delete(outlet)
       this.stats.groupSessions--
-      reader.stop().catch(err => this.#log.warn({ err }, 'group reader did not stop cleanly'))
+      group.reader.stop().catch(err => this.#log.warn({ err }, 'group reader did not stop cleanly'))
     }
   }
 
@@ -310,7 +374,10 @@ export class Hub {
     // while a seek is pending). Partitions added later start at their
     // beginning: all of them is new.
     const offsets = await this.#topicOffsets(feed.topic)
-    for (const o of offsets) feed.live.set(o.partition, BigInt(o.high))
+    for (const o of offsets) {
+      feed.live.set(o.partition, BigInt(o.high))
+      feed.high.set(o.partition, BigInt(o.high))
+    }
     const consumer = this.#kafka.consumer({
       groupId: feed.groupId,
       topics: [feed.topic],
@@ -341,6 +408,7 @@ export class Hub {
     const count = records.length
     if (count === 0) return
     const p = batch.partition
+    noteHighWatermark(feed, batch)
     const offsets = new Array<bigint>(count)
     for (let i = 0; i < count; i++) offsets[i] = BigInt(records[i]!.offset)
     // frames per protocol and encoding, built on first need and shared by every socket
@@ -350,7 +418,13 @@ export class Hub {
       if (sub.catchingUp.has(p)) continue
       const next = sub.next.get(p) ?? 0n
       if (sub.lag) {
-        for (let i = 0; i < count; i++) if (offsets[i]! >= next) sub.lag.dropped++
+        // lost too, until the socket hears `lagging`: counted in the notice and in the drops metric alike
+        for (let i = 0; i < count; i++) {
+          if (offsets[i]! >= next) {
+            sub.lag.dropped++
+            this.stats.drops++
+          }
+        }
         continue
       }
       let cache = frames.get(sub.cacheKey)
@@ -425,6 +499,7 @@ export class Hub {
     }
     const onBatch = async (batch: RecordBatch) => {
       const p = batch.partition
+      noteHighWatermark(feed, batch)
       if (sub.ended || !sub.catchingUp.has(p)) return
       for (const record of batch.records) {
         const offset = BigInt(record.offset)
@@ -454,7 +529,14 @@ export class Hub {
       if (sub.ended) return
       const reader = this.#kafka.consumer({ groupId, topics: [feed.topic], fromBeginning: true, autoCommit: false, onBatch })
       sub.reader = reader
-      await reader.start()
+      try {
+        await reader.start()
+      } finally {
+        // the subscription ended while the reader was joining: #end stopped it mid-start, and a
+        // consumer stopped mid-start keeps its broker connections (seen: two per socket closed early)
+        if (sub.reader !== reader) await reader.stop().catch(() => {})
+      }
+      if (sub.reader !== reader) return
       for (const [partition, offset] of behind) reader.seek(feed.topic, partition, offset.toString())
     }
     start().catch(err => {
@@ -502,14 +584,15 @@ export class Hub {
       },
       onCrash: (error, restarting) => this.#log.warn({ err: error, groupId, restarting }, 'group reader crashed')
     })
-    this.#groupReaders.set(outlet, reader)
+    const group: GroupReader = { reader, topics: topics.length, product: terms.product }
+    this.#groupReaders.set(outlet, group)
     this.stats.groupSessions++
     try {
       await reader.start()
     } finally {
       // the socket closed while the reader was joining: remove() found it not yet
       // started, and a consumer stopped mid-join keeps its broker connection
-      if (outlet.closed && this.#groupReaders.get(outlet) !== reader) await reader.stop().catch(() => {})
+      if (outlet.closed && this.#groupReaders.get(outlet) !== group) await reader.stop().catch(() => {})
     }
   }
 
@@ -521,7 +604,7 @@ export class Hub {
       for (const sub of feed.subs) if (sub.reader) stopping.push(sub.reader.stop())
       if (feed.consumer) stopping.push(feed.consumer.stop())
     }
-    for (const reader of this.#groupReaders.values()) stopping.push(reader.stop())
+    for (const group of this.#groupReaders.values()) stopping.push(group.reader.stop())
     this.#feeds.clear()
     this.#byOutlet.clear()
     this.#groupReaders.clear()
