@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import { wireCode, type WireErrorCode } from '@sluice/stream'
 
 // The compatibility route's error catalogue. Codes are never reused; tests
 // assert on `code`. After the upgrade a client hears them in an error frame,
@@ -37,6 +38,22 @@ export const TopicTooLongError = createError('SLUICE_COMPAT_TOPIC_TOO_LONG', 'To
 export const LaggingError = createError('SLUICE_COMPAT_LAGGING', 'This socket fell behind on "%s": %d records were skipped; it receives the topic live again from now on', 503)
 
 export const InternalError = createError('SLUICE_COMPAT_INTERNAL', 'internal error', 500)
+
+// publish refusals of this catalogue as DESIGN.md's codes, so that /metrics counts both routes' errors alike
+const WIRE: Record<string, WireErrorCode> = {
+  SLUICE_COMPAT_BAD_BASE64: 'BAD_REQUEST',
+  SLUICE_COMPAT_FORBIDDEN: 'FORBIDDEN',
+  SLUICE_COMPAT_RATE_LIMITED: 'RATE_LIMITED',
+  SLUICE_COMPAT_TRANSFORM_FAILED: 'INTERNAL',
+  SLUICE_COMPAT_TRANSFORM_SLOW: 'UNAVAILABLE',
+  SLUICE_COMPAT_TRANSFORM_DISABLED: 'UNAVAILABLE'
+}
+
+/** A publish refusal's code among DESIGN.md's (the Kafka module's codes map as on /v1/stream). */
+export function publishWireCode (err: unknown): WireErrorCode {
+  const code = (err as { code?: unknown })?.code
+  return (typeof code === 'string' && WIRE[code]) || wireCode(err)
+}
 
 /** The codes an error frame may carry as they are: this catalogue's and the Kafka module's. */
 export function frameCode (err: unknown): string | undefined {

@@ -12,7 +12,7 @@ import { Counter, Gauge } from 'prom-client'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import {
-  CLOSE, DEFAULT_LIMITS, groupIdFor, isRefusal, keepSessionsAlive, releaseUpgradeRequest, TopicGate,
+  CLOSE, DEFAULT_LIMITS, groupIdFor, isRefusal, keepSessionsAlive, releaseUpgradeRequest, TopicGate, WIRE_CODES,
   type AllowedDecision, type Refusal, type SessionLimits, type StreamGuard
 } from '@sluice/stream'
 import type { Subprotocol } from './codec.ts'
@@ -130,6 +130,7 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
     log,
     limits,
     guard: opts.guard,
+    publishes: fastify.publishCounts.route(BROKER_PATH, WIRE_CODES),
     runners,
     invalidFrame: (code: string) => invalidFrames.inc({ code }),
     unframeable: () => unframeable.inc()

@@ -10,7 +10,7 @@ import { CLOSE, SocketSession, type AllowedDecision, type SessionDeps, type Sess
 import type { TransformMessage } from '@sluice/policy'
 import type { ValueEncoding } from '@sluice/policy/access'
 import { asBuffer, errorMessage, parseBinaryFrame, parseTextFrame, valueBytes, type ProduceRequest, type Subprotocol } from './codec.ts'
-import { ForbiddenError, frameCode, LaggingError, RateLimitedError, TransformFailedError } from './errors.ts'
+import { ForbiddenError, frameCode, LaggingError, publishWireCode, RateLimitedError, TransformFailedError } from './errors.ts'
 import { compatFormat } from './format.ts'
 import { PublishQueue } from './publish-queue.ts'
 import type { TransformRunner, TransformRunners } from './transform-runner.ts'
@@ -55,8 +55,14 @@ export class CompatSession extends SocketSession {
     super(start, deps)
     this.#compat = deps
     this.#publishes = new PublishQueue({
-      produceBatch: (topic, records) => this.publishTimeout(deps.kafka.produceBatch(topic, records)),
-      failed: (topic, err) => this.sendError(err, topic),
+      produceBatch: async (topic, records) => {
+        await this.publishTimeout(deps.kafka.produceBatch(topic, records))
+        deps.publishes?.acked(records.length)
+      },
+      failed: (topic, err) => {
+        deps.publishes?.failed(publishWireCode(err))
+        this.sendError(err, topic)
+      },
       maxPending: deps.limits.maxInflightPublishes,
       maxBatch: MAX_BATCH,
       pause: () => this.socket.pause(),
@@ -69,7 +75,8 @@ export class CompatSession extends SocketSession {
     const encodings = new Map<string, ValueEncoding>()
     for (const topic of start.topics) {
       const decision = start.decisions.get(topic)!
-      this.#terms.set(topic, { encoding: decision.encoding, slowClient: decision.slowClient })
+      this.#terms.set(topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product })
+      this.usedProduct(decision.product)
       encodings.set(topic, decision.encoding)
       const output = decision.transforms?.output
       if (output) outputs.set(topic, deps.runners.get(output, 'output'))
@@ -156,6 +163,7 @@ export class CompatSession extends SocketSession {
       else this.#publishes.push(message.topic, { key: message.key, value: message.value, headers: message.headers, timestamp: String(message.timestamp) })
     }, err => {
       this.#publishes.cancel()
+      this.#compat.publishes?.failed(publishWireCode(err))
       this.sendError(err, request.topic)
     })
   }
@@ -165,6 +173,7 @@ export class CompatSession extends SocketSession {
     const access = this.deps.access
     const decision = access.authorize(this.identity, 'publish', request.topic)
     if (!decision.allowed) throw new ForbiddenError(`not allowed to publish to "${request.topic}": ${decision.reason}`)
+    this.usedProduct(decision.product)
     const value = valueBytes(request, decision.encoding)
     if (value instanceof Error) throw value
     // before the transform: a client pays for the work it asks for, discarded or not

@@ -3,11 +3,13 @@ import type { FastifyInstance } from 'fastify'
 import { Gauge, Counter } from 'prom-client'
 import { Hub } from './hub.ts'
 import { SessionRegistry } from './sessions.ts'
+import { PublishCounts } from './publish-counts.ts'
 
 export { Hub } from './hub.ts'
-export type { Outlet, StartPosition, SubscriptionTerms, HubStats } from './hub.ts'
+export type { Outlet, StartPosition, SubscriptionTerms, HubStats, TopicLag } from './hub.ts'
 export { SessionRegistry } from './sessions.ts'
 export type { LiveSession } from './sessions.ts'
+export { PublishCounts, RoutePublishes } from './publish-counts.ts'
 export { parseCursor, formatCursor, formatPositions, isTopicName } from './cursor.ts'
 export type { Cursor, Positions } from './cursor.ts'
 export { nativeFormat, wireFrame, wireText, messageJson, encodeValue } from './frame.ts'
@@ -17,6 +19,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     hub: Hub
     sessions: SessionRegistry
+    /** publish outcomes per WebSocket route, read by /metrics */
+    publishCounts: PublishCounts
   }
 }
 
@@ -31,6 +35,8 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   const sessions = new SessionRegistry()
   fastify.decorate('hub', hub)
   fastify.decorate('sessions', sessions)
+  const publishes = new PublishCounts()
+  fastify.decorate('publishCounts', publishes)
 
   // Counters are read from the hub's plain numbers at scrape time: the hot path does no metric calls.
   const stats = hub.stats
@@ -54,6 +60,72 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   gauge('sluice_hub_consumers', 'Topics with a live Kafka consumer on this node', () => hub.consumers)
   gauge('sluice_hub_group_sessions', 'Sockets in consumer-group mode', () => stats.groupSessions)
   gauge('sluice_sessions', 'Open WebSocket sessions on this node', () => sessions.size)
+
+  // Labelled gauges are computed at scrape time from the live sessions and feeds: a series
+  // exists while its value is above zero, and a topic's goes away with its consumer.
+  /* eslint-disable no-new */
+  new Gauge({
+    name: 'sluice_connections',
+    help: 'Open WebSocket connections on this node, by route and by product (of the first topic the socket subscribed or published to; "none" before that)',
+    labelNames: ['route', 'product'],
+    registers: [fastify.metrics],
+    collect () {
+      this.reset()
+      const counts = new Map<string, { route: string, product: string, n: number }>()
+      for (const session of sessions.list()) {
+        const product = session.product ?? 'none'
+        const key = `${session.route}\n${product}`
+        const entry = counts.get(key)
+        if (entry) entry.n++
+        else counts.set(key, { route: session.route, product, n: 1 })
+      }
+      for (const { route, product, n } of counts.values()) this.set({ route, product }, n)
+    }
+  })
+  new Gauge({
+    name: 'sluice_subscriptions',
+    help: 'Topic subscriptions on this node, by product (a consumer-group socket counts once per topic of its group)',
+    labelNames: ['product'],
+    registers: [fastify.metrics],
+    collect () {
+      this.reset()
+      for (const [product, n] of hub.subscriptionsByProduct()) this.set({ product }, n)
+    }
+  })
+  new Gauge({
+    name: 'sluice_hub_consumer_lag',
+    help: 'Records in Kafka not yet read, per topic with a live consumer on this node (high watermark minus next offset, summed over partitions), by reader: live (the shared consumer), catchup (resumes and earliest, summed)',
+    labelNames: ['topic', 'reader'],
+    registers: [fastify.metrics],
+    collect () {
+      this.reset()
+      for (const { topic, live, catchUp } of hub.lag()) {
+        this.set({ topic, reader: 'live' }, live)
+        this.set({ topic, reader: 'catchup' }, catchUp)
+      }
+    }
+  })
+  new Counter({
+    name: 'sluice_publish_acks_total',
+    help: 'Records published by clients and acknowledged by Kafka, by route',
+    labelNames: ['route'],
+    registers: [fastify.metrics],
+    collect () {
+      this.reset()
+      for (const [route, counts] of publishes.entries()) this.inc({ route }, counts.acks)
+    }
+  })
+  new Counter({
+    name: 'sluice_publish_errors_total',
+    help: 'Client publishes refused (by the gateway or by Kafka), by route and error code (DESIGN.md\'s codes: FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ...)',
+    labelNames: ['route', 'code'],
+    registers: [fastify.metrics],
+    collect () {
+      this.reset()
+      for (const [route, counts] of publishes.entries()) for (const [code, n] of counts.errors) this.inc({ route, code }, n)
+    }
+  })
+  /* eslint-enable no-new */
 
   fastify.addHook('onClose', async () => {
     await hub.close()

@@ -9,6 +9,8 @@ export interface LiveSession {
   readonly route: string
   readonly remoteAddress: string
   readonly connectedAt: number
+  /** the API product of the first topic this socket subscribed or published to; undefined before that (metrics label connections by it) */
+  readonly product?: string
   /** topics this socket is subscribed to now */
   topics (): string[]
   /** server-side unsubscribe (e.g. a policy change withdrew these topics); the client is told */

@@ -10,6 +10,7 @@ export const GroupModeError = createError('SLUICE_STREAM_GROUP_MODE', 'A group s
 
 /** DESIGN.md's error codes, as clients see them in `error` frames. */
 export type WireErrorCode = 'BAD_REQUEST' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'UNKNOWN_TOPIC' | 'RATE_LIMITED' | 'TOO_LARGE' | 'UNAVAILABLE' | 'INTERNAL'
+export const WIRE_CODES: readonly WireErrorCode[] = ['BAD_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'UNKNOWN_TOPIC', 'RATE_LIMITED', 'TOO_LARGE', 'UNAVAILABLE', 'INTERNAL']
 
 /** Close codes (DESIGN.md). */
 export const CLOSE = {

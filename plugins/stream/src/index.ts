@@ -15,7 +15,7 @@ import { parseCursor } from '@sluice/hub'
 import { releaseUpgradeRequest } from './release-upgrade.ts'
 import { StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
 import { SocketSession } from './socket-session.ts'
-import { CLOSE, type WireErrorCode } from './errors.ts'
+import { CLOSE, WIRE_CODES, type WireErrorCode } from './errors.ts'
 import { isRefusal, topicList, TopicGate } from './upgrade-checks.ts'
 
 export { StreamSession } from './session.ts'
@@ -25,7 +25,7 @@ export type { SessionDeps, SessionStart } from './socket-session.ts'
 export { TopicGate, topicList, isRefusal } from './upgrade-checks.ts'
 export { releaseUpgradeRequest } from './release-upgrade.ts'
 export type { Refusal, AllowedDecision } from './upgrade-checks.ts'
-export { CLOSE, wireCode } from './errors.ts'
+export { CLOSE, wireCode, WIRE_CODES } from './errors.ts'
 export type { WireErrorCode } from './errors.ts'
 export { parseClientFrame, MAX_TOPICS_PER_FRAME } from './protocol.ts'
 
@@ -137,7 +137,8 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     log: fastify.log.child({ component: 'stream' }),
     limits,
     renew: opts.renew,
-    guard: opts.guard
+    guard: opts.guard,
+    publishes: fastify.publishCounts.route('/v1/stream', WIRE_CODES)
   }
 
   fastify.get('/v1/stream', {

@@ -123,7 +123,8 @@ export class StreamSession extends SocketSession {
           // a topic the cursor does not name was never read by this client: it starts live
           if (positions) from = { kind: 'cursor', positions }
         }
-        await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient }, from)
+        await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
+        this.usedProduct(decision.product)
         done.push(topic)
       }
     } catch (err) {
@@ -137,7 +138,8 @@ export class StreamSession extends SocketSession {
   async #joinGroup (topics: string[], decisions: Map<string, AccessDecision>): Promise<void> {
     const first = decisions.get(topics[0]!)
     if (!first?.allowed) throw new ForbiddenTopicError('subscribe to', topics[0] ?? '?', 'no decision')
-    await this.deps.hub.joinGroup(this, this.#groupId!, topics, { encoding: first.encoding, slowClient: first.slowClient })
+    this.usedProduct(first.product)
+    await this.deps.hub.joinGroup(this, this.#groupId!, topics, { encoding: first.encoding, slowClient: first.slowClient, product: first.product })
     this.#send({ op: 'subscribed', topics, group: true })
   }
 
@@ -151,7 +153,10 @@ export class StreamSession extends SocketSession {
     const limit = this.deps.limits.maxInflightPublishes
     this.#queuedPublishes++
     if (this.#queuedPublishes >= limit && !this.socket.isPaused) this.socket.pause()
-    this.#publishes = this.#publishes.then(() => this.#publish(op)).catch(err => this.sendError(err, op.id)).finally(() => {
+    this.#publishes = this.#publishes.then(() => this.#publish(op)).catch(err => {
+      this.deps.publishes?.failed(wireCode(err))
+      this.sendError(err, op.id)
+    }).finally(() => {
       this.#queuedPublishes--
       if (this.socket.isPaused && this.#queuedPublishes < limit / 2) this.socket.resume()
     })
@@ -160,11 +165,13 @@ export class StreamSession extends SocketSession {
   async #publish (op: PublishOp): Promise<void> {
     const decision = this.#authorize('publish', op.topic)
     if (!decision.allowed) throw new ForbiddenTopicError('publish to', op.topic, decision.reason)
+    this.usedProduct(decision.product)
     const value = valueBytes(op.value, decision.encoding)
     if (value instanceof Error) throw value
     const limited = await this.publishLimited(decision)
     if (limited) throw Object.assign(new RateLimitedError(), { retryAfterMs: limited.retryAfterMs })
     const ack = await this.produce(op.topic, { key: op.key ?? null, value, headers: op.headers })
+    this.deps.publishes?.acked()
     this.#send({ op: 'ack', id: op.id, topic: ack.topic, partition: ack.partition, offset: ack.offset })
   }
 

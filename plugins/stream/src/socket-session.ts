@@ -13,7 +13,7 @@ import type { WebSocket, RawData } from 'ws'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import type { KafkaClient, Logger, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
-import type { FrameFormat, Hub, LiveSession, Outlet, SessionRegistry } from '@sluice/hub'
+import type { FrameFormat, Hub, LiveSession, Outlet, RoutePublishes, SessionRegistry } from '@sluice/hub'
 import { CLOSE } from './errors.ts'
 
 export interface SessionLimits {
@@ -56,6 +56,8 @@ export interface SessionDeps {
   /** in-band renewal: checks a fresh token for the same subject; absent when auth offers none */
   renew?: (current: Identity, token: string) => Promise<Identity>
   guard?: StreamGuard
+  /** the route's publish outcomes, for /metrics (acks, errors by wire code) */
+  publishes?: RoutePublishes
 }
 
 export interface SessionStart {
@@ -88,6 +90,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
   protected readonly raw: Duplex
   protected readonly deps: SessionDeps
   #identity: Identity
+  #product: string | undefined
   #closed = false
   #goingAway = false
   #alive = true
@@ -128,6 +131,16 @@ export abstract class SocketSession implements LiveSession, Outlet {
 
   get identity (): Identity {
     return this.#identity
+  }
+
+  /** the product of the first topic this socket subscribed or published to (metrics label connections by it) */
+  get product (): string | undefined {
+    return this.#product
+  }
+
+  /** A topic of `product` was subscribed or published to: the first one names the connection's product. */
+  protected usedProduct (product: string): void {
+    this.#product ??= product
   }
 
   get closed (): boolean {
