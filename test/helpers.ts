@@ -28,3 +28,45 @@ export async function eventually (check: () => Promise<boolean> | boolean, timeo
     await new Promise(resolve => setTimeout(resolve, 100))
   }
 }
+
+export interface Sample {
+  name: string
+  labels: Record<string, string>
+  value: number
+}
+
+const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*/y
+
+/** Parses Prometheus text exposition (format 0.0.4): every sample line, with its labels unescaped; comments skipped. */
+export function parseMetrics (text: string): Sample[] {
+  const samples: Sample[] = []
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const m = SAMPLE_LINE.exec(line)
+    if (!m) throw new Error(`not a sample line: ${line}`)
+    const labels: Record<string, string> = {}
+    const body = m[2] ?? ''
+    LABEL.lastIndex = 0
+    while (LABEL.lastIndex < body.length) {
+      const at = LABEL.lastIndex
+      const l = LABEL.exec(body)
+      if (!l) throw new Error(`bad labels at ${at}: ${line}`)
+      labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_all, c: string) => c === 'n' ? '\n' : c)
+    }
+    const raw = m[3]!
+    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw)
+    samples.push({ name: m[1]!, labels, value })
+  }
+  return samples
+}
+
+/** The samples of `name` whose labels include every one of `labels`. */
+export function samplesOf (text: string, name: string, labels: Record<string, string> = {}): Sample[] {
+  return parseMetrics(text).filter(s => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+}
+
+/** The sum of those samples: 0 when there is none (a labelled series appears with its first event). */
+export function metricSum (text: string, name: string, labels: Record<string, string> = {}): number {
+  return samplesOf(text, name, labels).reduce((sum, s) => sum + s.value, 0)
+}
