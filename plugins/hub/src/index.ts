@@ -47,7 +47,7 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
     collect () { this.reset(); this.inc(read()) }
   })
   counter('sluice_hub_deliveries_total', 'Frames written to sockets by the hub', () => stats.deliveries)
-  counter('sluice_hub_drops_total', 'Records not delivered to a socket whose send queue was full', () => stats.drops)
+  counter('sluice_hub_drops_total', 'Records not delivered to a socket whose send queue was full or whose plan\'s delivery limit ran out, until it hears lagging or is evicted', () => stats.drops)
   counter('sluice_hub_evictions_total', 'Sockets closed with 4008 for being too slow', () => stats.evictions)
   counter('sluice_hub_lagging_total', 'lagging notices sent', () => stats.laggingNotices)
   counter('sluice_hub_catchups_total', 'Catch-up readers started (resume from a cursor or earliest)', () => stats.catchUps)
