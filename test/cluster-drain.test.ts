@@ -9,7 +9,7 @@ import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { KafkaClient } from '@sluice/kafka'
 import { policyDir } from '../plugins/rate-limit/test/gateway.ts'
-import { Publisher, startCluster, Subscriber } from './cluster-harness.ts'
+import { deliveryReport, Publisher, startCluster, Subscriber } from './cluster-harness.ts'
 import { eventually, kafkaBrokers } from './helpers.ts'
 
 const SUBSCRIBERS = 9
@@ -85,12 +85,13 @@ test('SIGTERM one of three nodes: 1001, resume elsewhere, every record exactly o
   t.equal(offsets.reduce((sum, o) => sum + Number(o.high), 0), expected.size, 'the topic holds each record once')
 
   await eventually(() => subscribers.every(s => s.messages.length >= expected.size), 30_000, 'every subscriber has every record')
+    .catch(async err => { throw new Error(`${(err as Error).message}\n${await deliveryReport(cluster, subscribers, expected)}`) })
   // a moment for a duplicate to show up
   await new Promise(resolve => setTimeout(resolve, 500))
   for (const s of subscribers) {
     const values = s.values()
     const exact = values.length === expected.size && new Set(values).size === values.length && values.every(v => expected.has(v))
-    t.ok(exact, `${s.subject} (${s.connections} connection${s.connections > 1 ? 's' : ''}): ${values.length} deliveries, ${new Set(values).size} distinct, of ${expected.size}`)
+    t.ok(exact, `${s.subject} (${s.connections} connection${s.connections > 1 ? 's' : ''}, ${s.laggings} lagging): ${values.length} deliveries, ${new Set(values).size} distinct, of ${expected.size}`)
   }
   for (const s of subscribers) s.stop()
   for (const p of publishers) p.close()

@@ -92,6 +92,14 @@ export async function startCluster (t: Test, options: ClusterOptions): Promise<C
   const shared = prefix()
   const ports = await Promise.all(Array.from({ length: count }, () => freePort()))
   const nodes = ports.map((port, i) => startNode(t, i, port, options, shared))
+  t.teardown(() => {
+    if (t.passing()) return
+    // what the nodes said above info level, to read beside the failure
+    for (const node of nodes) {
+      const lines = node.log().split('\n').filter(line => line.length > 0 && !line.includes('"level":30'))
+      t.comment(`${node.id} (port ${node.port}), its last warnings and errors:\n${lines.slice(-20).join('\n')}`)
+    }
+  })
   await Promise.all(nodes.map(node => eventually(async () => {
     if (node.child.exitCode !== null) throw new Error(`${node.id} exited with ${node.child.exitCode}: ${node.log().slice(-2000)}`)
     const res = await fetch(`http://127.0.0.1:${node.port}/readyz`).catch(() => undefined)
@@ -115,6 +123,30 @@ export async function startCluster (t: Test, options: ClusterOptions): Promise<C
   }
 }
 
+/** For a failure message: who has how many of `expected`, what is missing, and each live node's hub counters. */
+export async function deliveryReport (cluster: Cluster, subscribers: Subscriber[], expected: Set<string>): Promise<string> {
+  const where = await cluster.placement().catch(() => new Map<string, number>())
+  // where each record is in Kafka, as any subscriber saw it
+  const position = new Map<string, string>()
+  for (const s of subscribers) {
+    const values = s.values()
+    s.messages.forEach((f, i) => position.set(values[i]!, `${f.partition}:${f.offset}`))
+  }
+  const lines = subscribers.map(s => {
+    const got = new Set(s.values())
+    const missing = [...expected].filter(v => !got.has(v)).map(v => `${v}@${position.get(v) ?? '?'}`)
+    return `${s.subject} on node-${where.get(s.subject)} (${s.connections} connections, closes ${s.closes.join(',') || '-'}, ` +
+      `${s.laggings} lagging, cursors ${s.cursors.join(' ') || '-'}): ` +
+      `${s.messages.length} deliveries, ${got.size} distinct; missing ${missing.length}: ${missing.slice(0, 8).join(' ')}`
+  })
+  for (const node of cluster.nodes) {
+    if (node.child.exitCode !== null || node.child.signalCode !== null) continue
+    const metrics = await fetch(`http://127.0.0.1:${node.port}/metrics`).then(res => res.text(), () => '')
+    lines.push(`${node.id}: ` + metrics.split('\n').filter(l => /^sluice_(hub|sessions)/.test(l)).join(', '))
+  }
+  return lines.join('\n')
+}
+
 /** The cursor that resumes after every message in `frames` (DESIGN.md: the next offset per partition). */
 export function cursorOf (topic: string, frames: Frame[]): string | undefined {
   const next = new Map<number, bigint>()
@@ -132,13 +164,14 @@ const RETRY_MS = 100
 const MAX_ATTEMPTS = 200
 
 /** Opens a client through the balancer, trying again while it is refused; resolves with the open one and the refusals seen. */
-async function connect (t: Test, url: string, subject: string, refusals: number[]): Promise<Client> {
+async function connect (t: Test, url: string, subject: string, refusals: number[], bodies: unknown[] = []): Promise<Client> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const client = new Client(url, bearer(subject))
     t.teardown(() => client.terminate())
     const outcome = await client.outcome
     if (outcome === 'open') return client
     refusals.push(outcome.status)
+    bodies.push(outcome.body)
     const retryAfter = Number(outcome.headers['retry-after'])
     await new Promise(resolve => setTimeout(resolve, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : RETRY_MS))
   }
@@ -155,7 +188,13 @@ export class Subscriber {
   readonly messages: Frame[] = []
   readonly closes: number[] = []
   readonly refusals: number[] = []
+  readonly refusalBodies: unknown[] = []
   connections = 0
+  /** `lagging` notices received (each answered with a subscribe from its resume cursor) */
+  laggings = 0
+  readonly laggingFrames: Frame[] = []
+  /** the cursor of each reconnect */
+  readonly cursors: string[] = []
   #client: Client | undefined
   #stopped = false
   #reconnecting: Promise<void> | undefined
@@ -180,19 +219,26 @@ export class Subscriber {
   }
 
   async #connect (from: string): Promise<void> {
-    const client = await connect(this.#t, `${this.#url}?topics=${this.#topic}&from=${encodeURIComponent(from)}`, this.subject, this.refusals)
+    const client = await connect(this.#t, `${this.#url}?topics=${this.#topic}&from=${encodeURIComponent(from)}`, this.subject, this.refusals, this.refusalBodies)
     this.#client = client
     this.connections++
     client.ws.on('message', data => {
       const frame = JSON.parse(data.toString()) as Frame
       if (frame.op === 'message') this.messages.push(frame)
+      // the socket fell behind (its send queue filled; a loaded test machine does that): subscribe again from where it stopped
+      if (frame.op === 'lagging') {
+        this.laggings++
+        this.laggingFrames.push(frame)
+        client.send({ op: 'subscribe', id: `lagging-${this.laggings}`, topics: [this.#topic], from: frame.resume })
+      }
     })
     client.closed.then(({ code }) => {
       this.closes.push(code)
       if (this.#stopped || (code !== 1001 && code !== 1006)) return
-      const cursor = cursorOf(this.#topic, this.messages)
       // nothing received yet: the topic is the suite's own, so its beginning is where this subscriber started
-      this.#reconnecting = this.#connect(cursor ?? 'earliest')
+      const cursor = cursorOf(this.#topic, this.messages) ?? 'earliest'
+      this.cursors.push(cursor)
+      this.#reconnecting = this.#connect(cursor)
     })
     await client.next(f => f.op === 'subscribed')
   }
