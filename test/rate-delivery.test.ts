@@ -85,3 +85,34 @@ test('past the rate on an evict product: closed with 4008', async t => {
   t.equal((await client.closed).code, 4008)
   t.ok(client.messages().length <= 10, `${client.messages().length} delivered before`)
 })
+
+test('a subject\'s first socket on a node waits for its first lease from Redis instead of reading the empty lease as "over the plan"', async t => {
+  const a = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: 1000 }), redisUrl: redisUrl(), prefix: prefix() })
+  const guard = a.app.streamGuard!
+  const session = { identity: { kind: 'jwt' as const, subject: unique('first'), claims: {} }, close () {} }
+  const budget = guard.delivery!(session as never)!
+  t.teardown(() => budget.release?.())
+  t.equal(budget.take(100), false, 'right after the connect the lease is still on its way from Redis')
+  t.ok(budget.ready instanceof Promise, 'the budget says when it will hold tokens')
+  await budget.ready
+  t.equal(budget.take(100), true, 'and then it admits the socket\'s first frame')
+
+  // end to end: every socket of new subjects subscribed to a topic whose feed is already busy gets every record after `subscribed`
+  const topic = unique('rl')
+  await a.app.kafka.ensureTopics([{ topic }])
+  const busy = a.client('warm', `?topics=${topic}`)
+  await busy.next(f => f.op === 'subscribed')
+  const feed = { producing: true }
+  const producer = (async () => {
+    let n = 0
+    while (feed.producing) {
+      await a.app.kafka.produceBatch(topic, [{ key: null, value: Buffer.from(JSON.stringify({ n: n++ })) }])
+    }
+  })()
+  const fresh = Array.from({ length: 10 }, (_v, i) => a.client(unique(`fresh${i}`), `?topics=${topic}`))
+  await Promise.all(fresh.map(c => c.next(f => f.op === 'subscribed')))
+  await eventually(() => fresh.every(c => c.messages().length >= 20), 15_000, 'each new socket receives')
+  feed.producing = false
+  await producer
+  t.same(fresh.flatMap(c => c.frames.filter(f => f.op === 'lagging')), [], 'no new socket lost a record for want of tokens')
+})

@@ -41,6 +41,12 @@ export interface Outlet {
    * the plan; the hub treats it as a full queue (drop and `lagging`, or evict).
    */
   admit? (bytes: number): boolean
+  /**
+   * Settles once `admit` holds its first tokens (or knows it gets none).
+   * Subscriptions start after it: a lease still on its way from Redis is not
+   * "over the plan", and reading it so dropped a new socket's first frames.
+   */
+  readonly admitReady?: Promise<unknown>
 }
 
 export interface SubscriptionTerms {
@@ -255,6 +261,7 @@ export class Hub {
    */
   async subscribe (outlet: Outlet, topic: string, terms: SubscriptionTerms, from: StartPosition = { kind: 'latest' }): Promise<void> {
     if (this.#closed) throw new HubClosedError()
+    if (outlet.admitReady) await outlet.admitReady
     let subs = this.#byOutlet.get(outlet)
     if (subs?.has(topic)) return
     const feed = await this.#feed(topic)
@@ -558,6 +565,7 @@ export class Hub {
    */
   async joinGroup (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms): Promise<void> {
     if (this.#closed) throw new HubClosedError()
+    if (outlet.admitReady) await outlet.admitReady
     const reader = this.#kafka.consumer({
       groupId,
       topics,

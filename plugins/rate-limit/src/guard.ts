@@ -125,6 +125,7 @@ export class RateGuard implements StreamGuard {
     }
     let released = false
     return {
+      ready: lease.primed,
       take (bytes: number): boolean {
         if (lease.take(bytes)) {
           stats.allowed.deliveredPerSecond++

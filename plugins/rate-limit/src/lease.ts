@@ -52,6 +52,8 @@ export class DeliveryLease {
   refusedFrames = 0
   refusal: Refusal | undefined
   readonly holders = new Set<LeaseHolder>()
+  /** settles when the first refill did (granted, refused or failed): until then an empty lease is not a limit */
+  primed: Promise<void> = Promise.resolve()
   readonly #source: LeaseSource
   #refilling: Promise<void> | undefined
   #retryAt = 0

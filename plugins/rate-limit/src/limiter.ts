@@ -381,7 +381,7 @@ export class RateLimiter {
     this.#leases.set(key, { lease, users: 1 })
     this.#leaseKeys.set(lease, key)
     // the first batch is asked for now: the socket subscribes next, and its first frames find tokens
-    lease.refill().catch(() => {})
+    lease.primed = lease.refill().catch(() => {})
     return lease
   }
 

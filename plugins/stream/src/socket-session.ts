@@ -42,6 +42,8 @@ export interface StreamGuard {
 export interface DeliveryBudget {
   /** synchronous: a local lease of tokens, refilled in batches */
   take (bytes: number): boolean
+  /** settles once the first tokens arrived (or were refused): the hub subscribes after it */
+  readonly ready?: Promise<unknown>
   /** the socket closed: return unused tokens */
   release? (): void
 }
@@ -123,11 +125,13 @@ export abstract class SocketSession implements LiveSession, Outlet {
     if (this.#budget) {
       const budget = this.#budget
       this.admit = bytes => budget.take(bytes)
+      this.admitReady = budget.ready
     }
   }
 
   /** set when the plan limits delivery (see StreamGuard) */
   admit: ((bytes: number) => boolean) | undefined
+  admitReady: Promise<unknown> | undefined
 
   get identity (): Identity {
     return this.#identity

@@ -1,0 +1,72 @@
+// A socket whose delivery limit is still waiting for its first tokens (a lease
+// on its way from Redis) is not over its plan: the hub subscribes it only once
+// the limit is ready, so no record is dropped for want of tokens that were
+// coming. Pure logic over hand-made batches (test/rate-delivery.test.ts shows
+// the limiter's side against real Redis).
+import { test } from 'tap'
+import type { ConsumedRecord, ConsumerOptions, KafkaClient, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
+import { Hub, type Outlet } from '../src/hub.ts'
+import { nativeFormat } from '../src/frame.ts'
+
+function fakeKafka (): { kafka: KafkaClient, batch (b: Omit<RecordBatch, 'topic'>): Promise<void> } {
+  let onBatch: ConsumerOptions['onBatch'] | undefined
+  const kafka = {
+    async topicOffsets () { return [{ partition: 0, low: '0', high: '0' }] },
+    consumer (options: ConsumerOptions): TopicConsumer {
+      onBatch = options.onBatch
+      return { groupId: options.groupId, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {}, async commit () {} }
+    }
+  }
+  return { kafka: kafka as unknown as KafkaClient, batch: b => onBatch!({ topic: 't', ...b }) }
+}
+
+function records (from: number, to: number): ConsumedRecord[] {
+  return Array.from({ length: to - from }, (_v, i) => ({ topic: 't', partition: 0, offset: String(from + i), timestamp: '0', key: null, value: Buffer.from('1'), headers: {} }))
+}
+
+test('subscribe waits for the outlet\'s delivery limit to be ready; nothing is dropped meanwhile', async t => {
+  const { kafka, batch } = fakeKafka()
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 0 })
+  t.teardown(() => hub.close())
+  // another socket keeps the topic's live feed running
+  const written: Buffer[] = []
+  const base = {
+    format: nativeFormat,
+    maxQueueBytes: 1 << 20,
+    closed: false,
+    queuedBytes: () => 0,
+    cork () {},
+    uncork () {},
+    drained: async () => {},
+    lagging () {},
+    evict () {}
+  }
+  const other: Outlet = { ...base, id: 'other', write () {} }
+  await hub.subscribe(other, 't', { encoding: 'json', slowClient: 'lagging' })
+
+  let tokens = false
+  let ready!: () => void
+  const lagged: number[] = []
+  const limited: Outlet = {
+    ...base,
+    id: 'limited',
+    write (frame: Buffer) { written.push(frame) },
+    lagging (_topic: string, dropped: number) { lagged.push(dropped) },
+    admit: () => tokens,
+    admitReady: new Promise<void>(resolve => { ready = resolve })
+  }
+  let subscribed = false
+  const subscribing = hub.subscribe(limited, 't', { encoding: 'json', slowClient: 'lagging' }).then(() => { subscribed = true })
+  await batch({ partition: 0, highWatermark: '10', records: records(0, 10) })
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(subscribed, false, 'not subscribed while the limit waits for its first tokens')
+  t.equal(hub.stats.drops, 0, 'and nothing dropped for it')
+
+  tokens = true
+  ready()
+  await subscribing
+  await batch({ partition: 0, highWatermark: '20', records: records(10, 20) })
+  t.equal(written.length, 10, 'every record after the subscription is delivered')
+  t.same(lagged, [], 'no lagging notice')
+  t.equal(hub.stats.drops, 0)
+})
