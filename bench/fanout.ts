@@ -5,7 +5,7 @@
 // child process of its own, the sockets in another (the load generator), so
 // CPU is measured per process. Loopback only; bounded in count and time.
 //
-//   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000] [--kinds sluice,per-socket,raw,raw-frames] [--semi-space 8]
+//   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000] [--kinds sluice,per-socket,raw,raw-frames] [--semi-space 8] [--fractions 0.1,0.25]
 //
 // Prints, per N: deliveries/s at full speed, gateway CPU µs per delivery,
 // p50/p99 produce-to-socket latency at half that rate, the load generator's
@@ -197,6 +197,8 @@ async function loadgenChild (): Promise<void> {
 // Every gateway kind runs with the V8 young-generation cap the gateway ships with
 // (README, "Memory"): `--semi-space 0` runs V8's default instead.
 const SEMI_SPACE_MB = arg('--semi-space', '8', true)[0]!
+// paced runs besides the half rate, as fractions of each gateway's maximum (e.g. --fractions 0.1,0.25)
+const FRACTIONS = argFloat('--fractions')
 function spawnChild (args: string[]): ChildProcess {
   const v8 = args[0] === 'gateway' && SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
   return fork(self, args, { execArgv: [...process.execArgv, '--expose-gc', ...v8], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -292,7 +294,13 @@ async function scenario (kind: string, n: number, brokers: string[], kafka: Kafk
     // half of that rate, for latency
     const halfRecordsPerSecond = Math.max(1, Math.round(maxRate / 2 / n))
     const paced = await run(gateway, loadgen, kafka, kind, n, halfRecordsPerSecond * PACED_SECONDS, halfRecordsPerSecond)
-    return { kind, n, connectMs, expected: n * records, burst, maxRate, paced, halfRecordsPerSecond }
+    // latency at other fractions of the maximum rate (--fractions), to show where the tail starts to grow
+    const more: Array<{ fraction: number, deliveriesPerSecond: number, run: RunResult }> = []
+    for (const fraction of FRACTIONS) {
+      const perSecond = Math.max(1, Math.round(maxRate * fraction / n))
+      more.push({ fraction, deliveriesPerSecond: perSecond * n, run: await run(gateway, loadgen, kafka, kind, n, perSecond * PACED_SECONDS, perSecond) })
+    }
+    return { kind, n, connectMs, expected: n * records, burst, maxRate, paced, halfRecordsPerSecond, more }
   } finally {
     loadgen.send({ type: 'disconnect' })
     gateway.send({ type: 'close' })
@@ -329,6 +337,11 @@ async function idleRss (kind: string, n: number, brokers: string[]): Promise<{ r
   }
 }
 
+function argFloat (name: string): number[] {
+  const i = process.argv.indexOf(name)
+  return i >= 0 ? process.argv[i + 1]!.split(',').map(Number).filter(x => x > 0 && x <= 1) : []
+}
+
 function arg (name: string, fallback: string, zero = false): number[] {
   const i = process.argv.indexOf(name)
   return (i >= 0 ? process.argv[i + 1]! : fallback).split(',').map(Number).filter(n => n > 0 || (zero && n === 0))
@@ -357,6 +370,9 @@ async function main (): Promise<void> {
         results[kind] = r
         console.log(`${String(n).padEnd(6)} ${kind.padEnd(11)} ${f(r.maxRate).padStart(12)}  ${f(r.burst.gatewayCpuUs / r.burst.deliveries, 2).padStart(14)}  ${f(r.paced.p50).padStart(6)}  ${f(r.paced.p99).padStart(6)}                 ${f(r.burst.loadgenCpuUs / r.burst.deliveries, 2).padStart(8)}             ${r.burst.deliveries}/${r.expected}  ${kind.startsWith('raw') ? '-' : `${f(r.paced.kafkaP50)}/${f(r.paced.kafkaP99)}`}`)
         console.log(`       ${kind}: event-loop delay p99 at half rate: gateway ${f(r.paced.gatewayLoopP99, 1)} ms, load generator ${f(r.paced.loadgenLoopP99, 1)} ms`)
+        for (const m of r.more) {
+          console.log(`       ${kind} at ${f(m.fraction * 100)}% of its maximum (${f(m.deliveriesPerSecond)} deliveries/s): gateway CPU ${f(m.run.gatewayCpuUs / m.run.deliveries, 2)} µs per delivery, p50/p99 ${f(m.run.p50)}/${f(m.run.p99)} ms${kind.startsWith('raw') ? '' : `, Kafka floor ${f(m.run.kafkaP50)}/${f(m.run.kafkaP99)} ms`}; event-loop delay p99 gateway ${f(m.run.gatewayLoopP99, 1)} ms, load generator ${f(m.run.loadgenLoopP99, 1)} ms`)
+        }
       }
       const s = results.sluice
       const p = results['per-socket']
