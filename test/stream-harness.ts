@@ -45,7 +45,8 @@ export async function streamApp (options: StreamAppOptions = {}): Promise<{ app:
   const identity = options.identity ?? DEV_IDENTITY
   app.addHook('onRequest', async request => { request.identity = identity })
   // metadata every 2 s: the new-partition suite waits for it
-  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000 })
+  // topic list every 300 ms: the pattern suite waits for new topics
+  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000, topicRefreshMs: 300 })
   await app.register(websocket, { options: { maxPayload: 1024 * 1024, perMessageDeflate: false, handleProtocols: selectProtocol } })
   await app.register(stream, { access: options.access ?? allowAll(), limits: options.limits, keepaliveMs: options.keepaliveMs })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })

@@ -126,7 +126,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
 
   // the fan-out hub, then the WebSocket routes it serves
   const streamConfig = config.stream
-  await app.register(hub, { nodeId, graceMs: streamConfig.consumerGraceMs })
+  await app.register(hub, { nodeId, graceMs: streamConfig.consumerGraceMs, topicRefreshMs: streamConfig.topicRefreshMs })
   await app.register(websocket, {
     options: {
       maxPayload: streamConfig.maxFrameBytes,

@@ -50,6 +50,7 @@ export interface GatewayConfig {
     maxInflightPublishes: number
     publishTimeoutMs: number
     consumerGraceMs: number
+    topicRefreshMs: number
   }
 }
 
@@ -271,7 +272,9 @@ export const gatewayConfigSchema = {
         invalidFrameBurst: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
         maxInflightPublishes: { type: 'integer', minimum: 1, maximum: 10_000, default: 64 },
         publishTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 },
-        consumerGraceMs: { type: 'integer', minimum: 0, maximum: 600_000, default: 5000 }
+        consumerGraceMs: { type: 'integer', minimum: 0, maximum: 600_000, default: 5000 },
+        // how soon a new topic reaches pattern subscriptions: one Metadata request per node per period
+        topicRefreshMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 5000 }
       }
     }
   }

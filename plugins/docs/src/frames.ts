@@ -7,6 +7,9 @@ type Schema = Record<string, unknown>
 const id = { type: 'string', minLength: 1, maxLength: 128, description: 'Chosen by the client, echoed in the reply' }
 const topic = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,249}$' }
 const topics = { type: 'array', minItems: 1, maxItems: 100, items: topic }
+// subscribe and unsubscribe also take patterns: `*` within a dot-separated segment, `**` across dots
+const topicOrPattern = { type: 'string', minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._*-]+$' }
+const topicsOrPatterns = { type: 'array', minItems: 1, maxItems: 100, items: topicOrPattern }
 const offset = { type: 'string', pattern: '^[0-9]+$', description: 'A decimal string: Kafka offsets are 64-bit' }
 const cursor = { type: 'string', description: 'A resume cursor: topic@partition:offset[,partition:offset][;topic@…], the next offset per partition' }
 const code = { type: 'string', enum: ['BAD_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'UNKNOWN_TOPIC', 'RATE_LIMITED', 'TOO_LARGE', 'UNAVAILABLE', 'INTERNAL'] }
@@ -28,10 +31,10 @@ export const SERVER_FRAMES = ['subscribed', 'unsubscribed', 'message', 'ack', 'l
 
 export const FRAMES: Record<(typeof CLIENT_FRAMES)[number] | (typeof SERVER_FRAMES)[number], Schema> = {
   subscribe: message('subscribe', 'Subscribe to topics, from the live end, the earliest record Kafka holds, or a cursor',
-    frame('subscribe', ['topics'], { id, topics, from: { type: 'string', minLength: 1, maxLength: 65536, description: '`latest` (default), `earliest` or a cursor' } }),
+    frame('subscribe', ['topics'], { id, topics: topicsOrPatterns, from: { type: 'string', minLength: 1, maxLength: 65536, description: '`latest` (default), `earliest` or a cursor' } }),
     { op: 'subscribe', id: 'c1', topics: ['prices.btc'], from: 'latest' }),
   unsubscribe: message('unsubscribe', 'End subscriptions',
-    frame('unsubscribe', ['topics'], { id, topics }),
+    frame('unsubscribe', ['topics'], { id, topics: topicsOrPatterns }),
     { op: 'unsubscribe', id: 'c2', topics: ['prices.btc'] }),
   publish: message('publish', 'Write a record; acked once Kafka has it',
     frame('publish', ['topic', 'value'], {
@@ -46,9 +49,15 @@ export const FRAMES: Record<(typeof CLIENT_FRAMES)[number] | (typeof SERVER_FRAM
   auth: message('auth', 'Renew the credential in-band before it expires (same subject, no wider access)',
     frame('auth', ['token'], { id, token: { type: 'string', minLength: 1, maxLength: 16384 } }),
     { op: 'auth', id: 'a1', token: '<fresh jwt>' }),
-  subscribed: message('subscribed', 'The subscription is live', frame('subscribed', ['topics'], { id, topics, group: { const: true, description: 'Present in consumer-group mode' } }),
-    { op: 'subscribed', id: 'c1', topics: ['prices.btc'] }),
-  unsubscribed: message('unsubscribed', 'Subscriptions ended', frame('unsubscribed', ['topics'], { id, topics }),
+  subscribed: message('subscribed', 'The subscription is live', frame('subscribed', ['topics'], {
+    id,
+    topics: topicsOrPatterns,
+    group: { const: true, description: 'Present in consumer-group mode' },
+    matched: { type: 'array', items: topic, description: 'In the reply to a subscribe with patterns: the topics they reached' },
+    pattern: { type: 'string', description: 'A topic created later that a pattern reached: `topics` names it' }
+  }),
+  { op: 'subscribed', id: 'c1', topics: ['prices.btc'] }),
+  unsubscribed: message('unsubscribed', 'Subscriptions ended', frame('unsubscribed', ['topics'], { id, topics: topicsOrPatterns }),
     { op: 'unsubscribed', id: 'c2', topics: ['prices.btc'] }),
   message: message('message', 'A record of a subscribed topic',
     frame('message', ['topic', 'partition', 'offset', 'timestamp', 'value'], {

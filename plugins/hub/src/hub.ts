@@ -78,8 +78,13 @@ export interface HubOptions {
   graceMs?: number
   /** how often a consumer re-reads topic metadata, which is how it finds new partitions (kafkajs then rejoins and reads them from their start) */
   metadataMaxAgeMs?: number
+  /** how often the topic list is read while pattern subscriptions watch it: a new matching topic is picked up within this */
+  topicRefreshMs?: number
   logger?: Logger
 }
+
+/** Told the topics that appeared since the topic list was last read. */
+export type TopicWatcher = (added: string[]) => void
 
 export interface HubStats {
   deliveries: number
@@ -184,6 +189,10 @@ export class Hub {
   readonly #byOutlet = new Map<Outlet, Map<string, Subscription>>()
   readonly #groupReaders = new Map<Outlet, GroupReader>()
   #closed = false
+  readonly #topicRefreshMs: number
+  readonly #topicWatchers = new Set<TopicWatcher>()
+  #knownTopics: Set<string> | undefined
+  #topicTimer: NodeJS.Timeout | undefined
 
   constructor (options: HubOptions) {
     this.#kafka = options.kafka
@@ -191,7 +200,57 @@ export class Hub {
     this.#graceMs = options.graceMs ?? DEFAULT_GRACE_MS
     // 30 s: a Metadata request per consumer per half minute is noise; a new partition waits at most that long
     this.#metadataMaxAgeMs = options.metadataMaxAgeMs ?? 30_000
+    // 5 s: one Metadata request per node per 5 s, however many sockets watch patterns
+    this.#topicRefreshMs = options.topicRefreshMs ?? 5000
     this.#log = options.logger ?? silent
+  }
+
+  /**
+   * The topics Kafka has now. Every read also tells the watchers which topics
+   * appeared since the previous read, so that a watcher registered before it
+   * reads the list misses no topic created after that read.
+   */
+  async topicNames (): Promise<string[]> {
+    const names = await this.#kafka.listTopics()
+    const known = this.#knownTopics
+    this.#knownTopics = new Set(names)
+    if (known && this.#topicWatchers.size > 0) {
+      const added = names.filter(name => !known.has(name))
+      if (added.length > 0) {
+        for (const watcher of [...this.#topicWatchers]) {
+          try {
+            watcher(added)
+          } catch (err) {
+            this.#log.warn({ err }, 'a topic watcher failed')
+          }
+        }
+      }
+    }
+    return names
+  }
+
+  /** Reads the topic list every topicRefreshMs while anyone watches; returns the way to stop watching. */
+  watchTopics (watcher: TopicWatcher): () => void {
+    this.#topicWatchers.add(watcher)
+    if (!this.#topicTimer && !this.#closed) this.#pollTopics()
+    return () => {
+      this.#topicWatchers.delete(watcher)
+      if (this.#topicWatchers.size === 0) {
+        clearTimeout(this.#topicTimer)
+        this.#topicTimer = undefined
+      }
+    }
+  }
+
+  #pollTopics (): void {
+    const timer: NodeJS.Timeout = setTimeout(() => {
+      this.topicNames().catch(err => this.#log.warn({ err }, 'could not read the topic list for pattern subscriptions'))
+        .finally(() => {
+          // the same loop only: watchers that all left and came back started another
+          if (this.#topicTimer === timer && this.#topicWatchers.size > 0 && !this.#closed) this.#pollTopics()
+        })
+    }, this.#topicRefreshMs)
+    this.#topicTimer = timer
   }
 
   /** Topics with a running consumer on this node. */
@@ -606,6 +665,9 @@ export class Hub {
 
   async close (): Promise<void> {
     this.#closed = true
+    clearTimeout(this.#topicTimer)
+    this.#topicTimer = undefined
+    this.#topicWatchers.clear()
     const stopping: Array<Promise<void>> = []
     for (const feed of this.#feeds.values()) {
       clearTimeout(feed.graceTimer)

@@ -6,7 +6,7 @@ import { SessionRegistry } from './sessions.ts'
 import { PublishCounts } from './publish-counts.ts'
 
 export { Hub } from './hub.ts'
-export type { Outlet, StartPosition, SubscriptionTerms, HubStats, TopicLag } from './hub.ts'
+export type { Outlet, StartPosition, SubscriptionTerms, HubStats, TopicLag, TopicWatcher } from './hub.ts'
 export { SessionRegistry } from './sessions.ts'
 export type { LiveSession } from './sessions.ts'
 export { PublishCounts, RoutePublishes } from './publish-counts.ts'
@@ -28,10 +28,11 @@ export interface HubPluginOptions {
   nodeId: string
   graceMs?: number
   metadataMaxAgeMs?: number
+  topicRefreshMs?: number
 }
 
 async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Promise<void> {
-  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, logger: fastify.log.child({ component: 'hub' }) })
+  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, topicRefreshMs: opts.topicRefreshMs, logger: fastify.log.child({ component: 'hub' }) })
   const sessions = new SessionRegistry()
   fastify.decorate('hub', hub)
   fastify.decorate('sessions', sessions)

@@ -1,6 +1,7 @@
 // The client half of the native protocol: one JSON object per text frame,
 // checked field by field. Everything here is hostile until it passes.
 import { isTopicName } from '@sluice/hub'
+import { compilePattern } from '@sluice/policy/topics'
 import { BadRequestError } from './errors.ts'
 
 export interface SubscribeOp { op: 'subscribe', id?: string, topics: string[], from?: string }
@@ -31,10 +32,32 @@ function fail (message: string, id?: string): Parsed {
   return { ok: false, id, error: new BadRequestError(message) }
 }
 
-function topicList (value: unknown, field: string): string[] | string {
+/** A topic pattern a client may subscribe with: `*` within a dot-separated segment, `**` across dots. */
+export function isTopicPattern (value: string): boolean {
+  return value.includes('*')
+}
+
+/** The matcher of a client's pattern, or why it is not one (the policy's own pattern syntax, without claim templates). */
+export function compileClientPattern (source: string): RegExp | string {
+  if (source.length > 249) return `"${source.slice(0, 64)}" is longer than a topic name may be (249 characters)`
+  try {
+    return compilePattern(source, { templates: false }).resolve({})!
+  } catch (err) {
+    return `"${source.slice(0, 64)}" is not a topic pattern: ${(err as Error).message}`
+  }
+}
+
+function topicList (value: unknown, field: string, patterns: boolean): string[] | string {
   if (!Array.isArray(value)) return `"${field}" must be an array of topic names`
   if (value.length === 0 || value.length > MAX_TOPICS_PER_FRAME) return `"${field}" must name 1 to ${MAX_TOPICS_PER_FRAME} topics`
-  for (const t of value) if (!isTopicName(t)) return `"${String(t).slice(0, 64)}" is not a topic name ([a-zA-Z0-9._-], at most 249 characters)`
+  for (const t of value) {
+    if (patterns && typeof t === 'string' && isTopicPattern(t)) {
+      const compiled = compileClientPattern(t)
+      if (typeof compiled === 'string') return compiled
+    } else if (!isTopicName(t)) {
+      return `"${String(t).slice(0, 64)}" is not a topic name ([a-zA-Z0-9._-], at most 249 characters)${patterns ? ' or pattern (`*`, `**`)' : ''}`
+    }
+  }
   return [...new Set(value as string[])]
 }
 
@@ -59,7 +82,8 @@ export function parseClientFrame (text: string): Parsed {
       return { ok: true, op: { op: 'ping', id } }
     case 'subscribe':
     case 'unsubscribe': {
-      const topics = topicList(f.topics, 'topics')
+      // patterns are for frames; the query's topics are checked before the upgrade (upgrade-checks.ts)
+      const topics = topicList(f.topics, 'topics', true)
       if (typeof topics === 'string') return fail(topics, id)
       if (f.op === 'unsubscribe') return { ok: true, op: { op: 'unsubscribe', id, topics } }
       if (f.from !== undefined && (typeof f.from !== 'string' || f.from.length === 0 || f.from.length > MAX_FROM_LENGTH)) {

@@ -6,7 +6,7 @@
 import type { RawData } from 'ws'
 import type { AccessDecision } from '@sluice/policy/access'
 import { nativeFormat, parseCursor, type FrameFormat, type StartPosition } from '@sluice/hub'
-import { parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
+import { compileClientPattern, isTopicPattern, parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
 import { SETTLED, SocketSession, type SessionDeps, type SessionStart as SocketStart } from './socket-session.ts'
 
@@ -19,15 +19,37 @@ export interface SessionStart extends SocketStart {
 
 type Reply = Record<string, unknown>
 
+// A socket's patterns reach at most this many topics in all (past it, one error says so and
+// no more are added): as for one subscribe frame, it bounds the consumers and ACL checks one socket causes.
+export const MAX_PATTERN_TOPICS = 100
+// Patterns a socket may hold at once: each is tested against every new topic of the cluster.
+export const MAX_PATTERNS = 10
+// Kafka's own topics (__consumer_offsets, __transaction_state) are never reached by a pattern
+const INTERNAL_TOPIC = /^__/
+
+interface TopicPatternSub {
+  readonly matcher: RegExp
+  /** topics this pattern subscribed the socket to */
+  readonly topics: Set<string>
+}
+
 export class StreamSession extends SocketSession {
   #publishes: Promise<void> = SETTLED
   #queuedPublishes = 0
   readonly format: FrameFormat = nativeFormat
   readonly #groupId: string | undefined
+  readonly #patterns = new Map<string, TopicPatternSub>()
+  #unwatch: (() => void) | undefined
+  #patternCapTold = false
 
   constructor (start: SessionStart, deps: SessionDeps) {
     super(start, deps)
     this.#groupId = start.groupId
+  }
+
+  protected override onCleanup (): void {
+    this.#unwatch?.()
+    this.#unwatch = undefined
   }
 
   get groupMode (): boolean {
@@ -53,7 +75,8 @@ export class StreamSession extends SocketSession {
   }
 
   protected override idle (quietMs: number): boolean {
-    return !this.groupMode && quietMs > this.deps.limits.idleTimeoutMs && this.topics().length === 0
+    // a socket watching a pattern waits for its topics: it is not idle
+    return !this.groupMode && quietMs > this.deps.limits.idleTimeoutMs && this.topics().length === 0 && this.#patterns.size === 0
   }
 
   // ---- client frames ------------------------------------------------------------------
@@ -86,7 +109,7 @@ export class StreamSession extends SocketSession {
         this.#subscribe(op).catch(err => this.sendError(err, op.id))
         break
       case 'unsubscribe': {
-        const topics = op.topics.filter(topic => this.deps.hub.unsubscribe(this, topic))
+        const topics = op.topics.filter(topic => isTopicPattern(topic) ? this.#dropPattern(topic) : this.deps.hub.unsubscribe(this, topic))
         this.#send({ op: 'unsubscribed', id: op.id, topics })
         break
       }
@@ -105,6 +128,12 @@ export class StreamSession extends SocketSession {
 
   async #subscribe (op: SubscribeOp): Promise<void> {
     if (this.#groupId !== undefined) throw new GroupModeError()
+    const patterns = op.topics.filter(isTopicPattern)
+    if (patterns.length > 0) {
+      await this.#subscribePatterns(op, patterns)
+      if (patterns.length === op.topics.length) return
+      op = { ...op, topics: op.topics.filter(topic => !isTopicPattern(topic)) }
+    }
     let cursor: Map<string, Map<number, bigint>> | undefined
     if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parseCursor(op.from)
     const decisions = new Map<string, AccessDecision & { allowed: true }>()
@@ -133,6 +162,91 @@ export class StreamSession extends SocketSession {
       throw err
     }
     this.#send({ op: 'subscribed', id: op.id, topics: op.topics })
+  }
+
+  /**
+   * Subscribes to every topic a pattern matches now that the identity may
+   * read, and keeps watching: a topic created later that matches is
+   * subscribed from its first record (announced with `subscribed` and the
+   * pattern). Topics the policy does not grant are skipped, not refused: a
+   * pattern is a wish, each topic is authorized on its own.
+   */
+  async #subscribePatterns (op: SubscribeOp, patterns: string[]): Promise<void> {
+    const fresh = patterns.filter(p => !this.#patterns.has(p))
+    if (this.#patterns.size + fresh.length > MAX_PATTERNS) {
+      throw new BadRequestError(`a socket may hold at most ${MAX_PATTERNS} topic patterns (it has ${this.#patterns.size})`)
+    }
+    for (const pattern of fresh) {
+      const matcher = compileClientPattern(pattern)
+      if (typeof matcher === 'string') throw new BadRequestError(matcher)
+      this.#patterns.set(pattern, { matcher, topics: new Set() })
+    }
+    // watch before listing: a topic created after the list was read is reported to the watcher
+    this.#unwatch ??= this.deps.hub.watchTopics(added => { this.#topicsAppeared(added) })
+    let cursor: Map<string, Map<number, bigint>> | undefined
+    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parseCursor(op.from)
+    const names = await this.deps.hub.topicNames()
+    const matched: string[] = []
+    for (const pattern of patterns) {
+      for (const topic of names) {
+        let from: StartPosition = { kind: 'latest' }
+        if (op.from === 'earliest') from = { kind: 'earliest' }
+        else if (cursor?.get(topic)) from = { kind: 'cursor', positions: cursor.get(topic)! }
+        if (await this.#patternTopic(pattern, topic, from)) matched.push(topic)
+      }
+    }
+    this.#send({ op: 'subscribed', id: op.id, topics: patterns, matched })
+  }
+
+  /** Subscribes `topic` for `pattern` when it matches and is granted; true when it did. */
+  async #patternTopic (pattern: string, topic: string, from: StartPosition): Promise<boolean> {
+    const sub = this.#patterns.get(pattern)
+    if (!sub || this.closed || INTERNAL_TOPIC.test(topic) || !sub.matcher.test(topic) || sub.topics.has(topic)) return false
+    if (this.deps.hub.topicsOf(this).includes(topic)) return false
+    let count = 0
+    for (const p of this.#patterns.values()) count += p.topics.size
+    if (count >= MAX_PATTERN_TOPICS) {
+      if (!this.#patternCapTold) {
+        this.#patternCapTold = true
+        this.sendError(new BadRequestError(`topic patterns reach at most ${MAX_PATTERN_TOPICS} topics per socket; "${topic}" and later ones are not subscribed`))
+      }
+      return false
+    }
+    const decision = this.#authorize('subscribe', topic)
+    if (!decision.allowed) return false
+    sub.topics.add(topic)
+    try {
+      await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
+    } catch (err) {
+      sub.topics.delete(topic)
+      throw err
+    }
+    this.usedProduct(decision.product)
+    return true
+  }
+
+  #topicsAppeared (added: string[]): void {
+    for (const pattern of this.#patterns.keys()) {
+      for (const topic of added) {
+        // a new topic: everything in it was written after the pattern was subscribed
+        this.#patternTopic(pattern, topic, { kind: 'earliest' }).then(done => {
+          if (done) this.#send({ op: 'subscribed', topics: [topic], pattern })
+        }, err => this.sendError(err))
+      }
+    }
+  }
+
+  /** Stops a pattern and unsubscribes the topics it brought; false when the socket had no such pattern. */
+  #dropPattern (pattern: string): boolean {
+    const sub = this.#patterns.get(pattern)
+    if (!sub) return false
+    this.#patterns.delete(pattern)
+    for (const topic of sub.topics) this.deps.hub.unsubscribe(this, topic)
+    if (this.#patterns.size === 0) {
+      this.#unwatch?.()
+      this.#unwatch = undefined
+    }
+    return true
   }
 
   async #joinGroup (topics: string[], decisions: Map<string, AccessDecision>): Promise<void> {

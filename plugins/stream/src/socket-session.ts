@@ -341,8 +341,12 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.socket.send(text)
   }
 
+  /** the socket closed: a route's own clean-up (before the hub forgets the outlet) */
+  protected onCleanup (): void {}
+
   #cleanup (): void {
     this.#closed = true
+    this.onCleanup()
     this.deps.hub.remove(this)
     this.deps.sessions.delete(this)
     this.#budget?.release?.()
