@@ -63,3 +63,27 @@ test('bad patterns and too many patterns are refused with BAD_REQUEST; the socke
   c.send({ op: 'ping', id: 'still' })
   t.match(await c.next(f => f.id === 'still'), { op: 'pong' }, 'the connection stays')
 })
+
+test('patterns in the query: subscribed at open beside names; bad ones and group mode refused before the upgrade', async t => {
+  const base = unique('patq')
+  const [a, b, named] = [`${base}.a`, `${base}.b`, `${base}-named`]
+  const { app, url, kafka } = await streamApp({ access: allowAll() })
+  t.teardown(() => app.close())
+  await kafka.ensureTopics([a, b, named].map(topic => ({ topic })))
+
+  const c = new Client(`${url}/v1/stream?topics=${named},${base}.*`)
+  t.teardown(() => c.close())
+  const byPattern = await c.next(f => f.op === 'subscribed' && Array.isArray(f.matched))
+  t.same([...(byPattern.matched as string[])].sort(), [a, b].sort(), 'the pattern reached its topics at open')
+  await c.next(f => f.op === 'subscribed' && (f.topics as string[]).includes(named))
+  await kafka.produceBatch(named, [{ value: '1' }])
+  await kafka.produceBatch(b, [{ value: '2' }])
+  await c.waitMessages(2, 15_000)
+  t.same(c.messages().map(m => m.topic).sort(), [b, named].sort(), 'records from the named topic and the pattern\'s')
+
+  for (const [query, why] of [[`${base}.***`, 'a bad pattern'], [`${base}.*&group=g1`, 'a pattern in group mode']]) {
+    const refused = new Client(`${url}/v1/stream?topics=${query}`)
+    const err = await refused.opened.then(() => undefined, (e: { statusCode?: number }) => e)
+    t.equal(err?.statusCode, 400, `${why}: 400 before the upgrade`)
+  }
+})

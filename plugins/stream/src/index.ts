@@ -13,7 +13,8 @@ import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
 import { releaseUpgradeRequest } from './release-upgrade.ts'
-import { StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
+import { MAX_PATTERNS, StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
+import { compileClientPattern, isTopicPattern, MAX_TOPICS_PER_FRAME } from './protocol.ts'
 import { SocketSession } from './socket-session.ts'
 import { CLOSE, WIRE_CODES, type WireErrorCode } from './errors.ts'
 import { isRefusal, topicList, TopicGate } from './upgrade-checks.ts'
@@ -108,8 +109,20 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     const from = single(query.from)
     const group = single(query.group)
     if (topicsParam === null || from === null || group === null) return reject(reply, 400, 'BAD_REQUEST', 'topics, from and group may each appear once')
-    const topics = topicList(topicsParam ? topicsParam.split(',') : [])
-    if (isRefusal(topics)) return reject(reply, topics.status, topics.code, topics.message)
+    // names are checked before the upgrade (ACL 403, existence 404); patterns only for their syntax:
+    // what they reach is authorized topic by topic once subscribed, as in a subscribe frame
+    const named = topicsParam ? topicsParam.split(',') : []
+    const patterns = [...new Set(named.filter(isTopicPattern))]
+    for (const pattern of patterns) {
+      const compiled = compileClientPattern(pattern)
+      if (typeof compiled === 'string') return reject(reply, 400, 'BAD_REQUEST', compiled)
+    }
+    if (patterns.length > MAX_PATTERNS) return reject(reply, 400, 'BAD_REQUEST', `at most ${MAX_PATTERNS} topic patterns`)
+    if (patterns.length > 0 && group !== undefined) return reject(reply, 400, 'BAD_REQUEST', 'group mode takes topic names, not patterns')
+    const names = topicList(named.filter(t => !isTopicPattern(t)))
+    if (isRefusal(names)) return reject(reply, names.status, names.code, names.message)
+    if (names.length + patterns.length > MAX_TOPICS_PER_FRAME) return reject(reply, 400, 'BAD_REQUEST', `at most ${MAX_TOPICS_PER_FRAME} topics`)
+    const topics = [...names, ...patterns]
     if (from !== undefined && from !== 'latest' && from !== 'earliest') {
       try {
         parseCursor(from)
@@ -120,7 +133,7 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     if (group !== undefined && (!GROUP_ID.test(group) || topics.length === 0)) {
       return reject(reply, 400, 'BAD_REQUEST', 'group must be 1 to 128 of [a-zA-Z0-9._-] and comes with topics')
     }
-    const decisions = await gate.check(identity, topics)
+    const decisions = await gate.check(identity, names)
     if (isRefusal(decisions)) {
       if (decisions.retryAfter !== undefined) reply.header('retry-after', String(decisions.retryAfter))
       return reject(reply, decisions.status, decisions.code, decisions.message)
