@@ -180,7 +180,7 @@ function streamChannel (): Record<string, unknown> {
         query: {
           type: 'object',
           properties: {
-            topics: { type: 'string', description: 'Comma-separated topics to subscribe to at open (at most 100).' },
+            topics: { type: 'string', description: 'Comma-separated topics, or patterns (`*` within a dot-separated segment, `**` across dots), to subscribe to at open (at most 100; group mode takes names only).' },
             from: { type: 'string', description: '`latest` (default), `earliest`, or a resume cursor.' },
             group: { type: 'string', description: 'Consumer-group mode: each record goes to one socket of the group.' },
             access_token: { type: 'string', description: 'A JWT, for browsers.' },
