@@ -196,9 +196,9 @@ async function loadgenChild (): Promise<void> {
 
 // Every gateway kind runs with the V8 young-generation cap the gateway ships with
 // (README, "Memory"): `--semi-space 0` runs V8's default instead.
-const SEMI_SPACE_MB = arg('--semi-space', '8', true)[0]!
+const SEMI_SPACE_MB = arg('--semi-space', '8', n => n >= 0)[0]!
 // paced runs besides the half rate, as fractions of each gateway's maximum (e.g. --fractions 0.1,0.25)
-const FRACTIONS = argFloat('--fractions')
+const FRACTIONS = arg('--fractions', '', x => x > 0 && x <= 1)
 function spawnChild (args: string[]): ChildProcess {
   const v8 = args[0] === 'gateway' && SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
   return fork(self, args, { execArgv: [...process.execArgv, '--expose-gc', ...v8], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -278,12 +278,25 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   return { deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99), gatewayLoopP99: gw1.loopP99 as number, loadgenLoopP99: stats.loopP99 as number }
 }
 
-async function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClient) {
+/** A gateway child of `kind` and a load generator child, both ready, for the length of `work`. */
+async function withChildren<T> (kind: string, brokers: string[], work: (gateway: ChildProcess, loadgen: ChildProcess, url: string) => Promise<T>): Promise<T> {
   const gateway = spawnChild(['gateway', kind, brokers.join(',')])
   const loadgen = spawnChild(['loadgen'])
   try {
     const { url } = await waitReady(gateway)
     await waitReady(loadgen)
+    return await work(gateway, loadgen, url as string)
+  } finally {
+    loadgen.send({ type: 'disconnect' })
+    gateway.send({ type: 'close' })
+    await new Promise(resolve => setTimeout(resolve, 500))
+    loadgen.kill()
+    gateway.kill()
+  }
+}
+
+function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClient) {
+  return withChildren(kind, brokers, async (gateway, loadgen, url) => {
     const connectStarted = Date.now()
     await ask(loadgen, { type: 'connect', n, url }, 'connected', 600_000)
     const connectMs = Date.now() - connectStarted
@@ -301,21 +314,11 @@ async function scenario (kind: string, n: number, brokers: string[], kafka: Kafk
       more.push({ fraction, deliveriesPerSecond: perSecond * n, run: await run(gateway, loadgen, kafka, kind, n, perSecond * PACED_SECONDS, perSecond) })
     }
     return { kind, n, connectMs, expected: n * records, burst, maxRate, paced, halfRecordsPerSecond, more }
-  } finally {
-    loadgen.send({ type: 'disconnect' })
-    gateway.send({ type: 'close' })
-    await new Promise(resolve => setTimeout(resolve, 500))
-    loadgen.kill()
-    gateway.kill()
-  }
+  })
 }
 
-async function idleRss (kind: string, n: number, brokers: string[]): Promise<{ rss: number, heap: number }> {
-  const gateway = spawnChild(['gateway', kind, brokers.join(',')])
-  const loadgen = spawnChild(['loadgen'])
-  try {
-    const { url } = await waitReady(gateway)
-    await waitReady(loadgen)
+function idleRss (kind: string, n: number, brokers: string[]): Promise<{ rss: number, heap: number }> {
+  return withChildren(kind, brokers, async (gateway, loadgen, url) => {
     // Warm-up: 1,000 sockets connect and leave, so that memory the process touches once
     // (V8's young generation, JIT code, allocator arenas) is in the baseline, not charged per socket.
     await ask(loadgen, { type: 'connect', n: 1000, url }, 'connected', 600_000)
@@ -328,23 +331,13 @@ async function idleRss (kind: string, n: number, brokers: string[]): Promise<{ r
     await new Promise(resolve => setTimeout(resolve, 1000))
     const after = await ask(gateway, { type: 'cpu' }, 'cpu')
     return { rss: ((after.rss as number) - (before.rss as number)) / n, heap: ((after.heap as number) - (before.heap as number)) / n }
-  } finally {
-    loadgen.send({ type: 'disconnect' })
-    gateway.send({ type: 'close' })
-    await new Promise(resolve => setTimeout(resolve, 500))
-    loadgen.kill()
-    gateway.kill()
-  }
+  })
 }
 
-function argFloat (name: string): number[] {
+/** A comma-separated list of numbers after `name` (else `fallback`), keeping those `keep` accepts. */
+function arg (name: string, fallback: string, keep: (n: number) => boolean = n => n > 0): number[] {
   const i = process.argv.indexOf(name)
-  return i >= 0 ? process.argv[i + 1]!.split(',').map(Number).filter(x => x > 0 && x <= 1) : []
-}
-
-function arg (name: string, fallback: string, zero = false): number[] {
-  const i = process.argv.indexOf(name)
-  return (i >= 0 ? process.argv[i + 1]! : fallback).split(',').map(Number).filter(n => n > 0 || (zero && n === 0))
+  return (i >= 0 ? process.argv[i + 1]! : fallback).split(',').filter(Boolean).map(Number).filter(keep)
 }
 
 async function main (): Promise<void> {
