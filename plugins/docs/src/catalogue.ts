@@ -4,6 +4,7 @@
 // access rule grants. It never shows a rule's `match` (claims and roles are
 // the admin's business), its name, or a product's transform modules.
 import type { PolicyDocument, PlanLimits } from '@sluice/policy'
+import { planLimitsSchema } from '@sluice/policy/schema'
 import { exampleFor } from './example.ts'
 
 export interface CataloguePlan {
@@ -123,19 +124,8 @@ export const catalogueSchema = {
                 name: text,
                 title: text,
                 description: text,
-                limits: {
-                  type: 'object',
-                  additionalProperties: false,
-                  required: ['connections', 'connectsPerMinute', 'deliveredPerSecond', 'publishedPerSecond', 'bytesPerSecond', 'dailyQuota'],
-                  properties: {
-                    connections: limitSchema,
-                    connectsPerMinute: limitSchema,
-                    deliveredPerSecond: limitSchema,
-                    publishedPerSecond: limitSchema,
-                    bytesPerSecond: limitSchema,
-                    dailyQuota: limitSchema
-                  }
-                }
+                // the policy's own list of limits: a limit added there cannot go missing here
+                limits: planLimitsSchema(limitSchema)
               }
             }
           },

@@ -18,6 +18,19 @@ export const MAX_RULES = 10_000
 export const MAX_TOPICS_PER_PRODUCT = 1000
 export const MAX_PATTERNS_PER_RULE = 100
 
+/** Every limit a plan sets, in the order documents list them; all required, so that no plan is unlimited by omission. */
+export const PLAN_LIMIT_NAMES = ['connections', 'connectsPerMinute', 'deliveredPerSecond', 'publishedPerSecond', 'bytesPerSecond', 'dailyQuota'] as const
+
+/** The schema of a plan's `limits`, each limit described by `value`: the policy's own, and the catalogue's response. */
+export function planLimitsSchema (value: Record<string, unknown>) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: [...PLAN_LIMIT_NAMES],
+    properties: Object.fromEntries(PLAN_LIMIT_NAMES.map(name => [name, value]))
+  }
+}
+
 export const planSchema = {
   type: 'object',
   additionalProperties: false,
@@ -25,19 +38,7 @@ export const planSchema = {
   properties: {
     title: text,
     description: text,
-    limits: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['connections', 'connectsPerMinute', 'deliveredPerSecond', 'publishedPerSecond', 'bytesPerSecond', 'dailyQuota'],
-      properties: {
-        connections: limit,
-        connectsPerMinute: limit,
-        deliveredPerSecond: limit,
-        publishedPerSecond: limit,
-        bytesPerSecond: limit,
-        dailyQuota: limit
-      }
-    }
+    limits: planLimitsSchema(limit)
   }
 }
 
@@ -132,14 +133,8 @@ export const policyFileSchema = {
 export type Encoding = 'json' | 'text' | 'base64'
 export type SlowClient = 'lagging' | 'evict'
 
-export interface PlanLimits {
-  connections: number
-  connectsPerMinute: number
-  deliveredPerSecond: number
-  publishedPerSecond: number
-  bytesPerSecond: number
-  dailyQuota: number
-}
+/** A plan's limits: one number per name of PLAN_LIMIT_NAMES. */
+export type PlanLimits = Record<(typeof PLAN_LIMIT_NAMES)[number], number>
 
 export interface PlanDocument {
   title?: string
