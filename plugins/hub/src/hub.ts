@@ -27,8 +27,6 @@ export interface Outlet {
   /** bytes accepted for this socket and not yet handed to the kernel */
   queuedBytes (): number
   write (frame: Buffer, onWritten?: (err?: Error | null) => void): void
-  cork (): void
-  uncork (): void
   /** resolves once the send queue is at most `bytes` (default: half the bound), or the socket closed */
   drained (bytes?: number): Promise<void>
   /** the subscription to `topic` has ended after drops; tell the client where to resume */
@@ -155,6 +153,33 @@ interface GroupReader {
 }
 
 /** Keeps the highest high watermark seen for a partition: one BigInt per batch, never per record. */
+/** A batch's frames for one protocol and encoding, end to end in one buffer. */
+interface FramedBatch {
+  joined: Buffer
+  /** record i's frame is joined[starts[i], starts[i + 1]); empty when the format sends nothing for it */
+  starts: number[]
+}
+
+function frameBatch (records: ConsumedRecord[], format: FrameFormat, encoding: ValueEncoding): FramedBatch {
+  const count = records.length
+  const frames = new Array<Buffer | undefined>(count)
+  const starts = new Array<number>(count + 1)
+  let length = 0
+  for (let i = 0; i < count; i++) {
+    starts[i] = length
+    const frame = format.frame(records[i]!, encoding)
+    frames[i] = frame
+    if (frame !== undefined) length += frame.length
+  }
+  starts[count] = length
+  if (count === 1) return { joined: frames[0] ?? EMPTY, starts }
+  const joined = Buffer.allocUnsafe(length)
+  for (let i = 0; i < count; i++) frames[i]?.copy(joined, starts[i])
+  return { joined, starts }
+}
+
+const EMPTY = Buffer.alloc(0)
+
 function noteHighWatermark (feed: TopicFeed, batch: RecordBatch): void {
   const high = BigInt(batch.highWatermark)
   if (high > (feed.high.get(batch.partition) ?? -1n)) feed.high.set(batch.partition, high)
@@ -468,7 +493,13 @@ export class Hub {
     consumer?.stop().catch(err => this.#log.warn({ err, topic: feed.topic }, 'hub consumer did not stop cleanly'))
   }
 
-  /** The hot path: one batch of one partition to every subscriber, synchronously. */
+  /**
+   * The hot path: one batch of one partition to every subscriber, synchronously.
+   * The batch's frames are built once per protocol and encoding and joined into
+   * one buffer; each socket gets one write of that buffer, or of the part of it
+   * from its own position on (a view, no copy). One write per socket and batch
+   * is one send to the kernel, and no per-frame stream bookkeeping.
+   */
   #dispatch (feed: TopicFeed, batch: RecordBatch): void {
     const records = batch.records
     const count = records.length
@@ -477,8 +508,9 @@ export class Hub {
     noteHighWatermark(feed, batch)
     const offsets = new Array<bigint>(count)
     for (let i = 0; i < count; i++) offsets[i] = BigInt(records[i]!.offset)
-    // frames per protocol and encoding, built on first need and shared by every socket
-    const frames = new Map<string, Array<Buffer | null | undefined>>()
+    const end = offsets[count - 1]! + 1n
+    // the batch framed per protocol and encoding, built on first need and shared by every socket
+    const framed = new Map<string, FramedBatch>()
 
     for (const sub of feed.subs) {
       if (sub.catchingUp.has(p)) continue
@@ -493,39 +525,44 @@ export class Hub {
         }
         continue
       }
-      let cache = frames.get(sub.cacheKey)
-      if (!cache) {
-        cache = new Array(count)
-        frames.set(sub.cacheKey, cache)
-      }
+      if (next >= end) continue
       const outlet = sub.outlet
-      let position = next
-      outlet.cork()
-      for (let i = 0; i < count; i++) {
-        const offset = offsets[i]!
-        if (offset < position) continue
-        let frame = cache[i]
-        if (frame === undefined) {
-          frame = outlet.format.frame(records[i]!, sub.terms.encoding) ?? null
-          cache[i] = frame
-        }
-        if (frame !== null) {
-          if (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes || (outlet.admit !== undefined && !outlet.admit(frame.length))) {
-            sub.next.set(p, offset)
-            this.#overflow(sub, count - i)
-            position = -1n
-            break
-          }
-          outlet.write(frame)
-          this.stats.deliveries++
-        }
-        position = offset + 1n
+      let batchFrames = framed.get(sub.cacheKey)
+      if (!batchFrames) {
+        batchFrames = frameBatch(records, outlet.format, sub.terms.encoding)
+        framed.set(sub.cacheKey, batchFrames)
       }
-      if (position >= 0n) sub.next.set(p, position)
-      outlet.uncork()
+      const { joined, starts } = batchFrames
+      let first = 0
+      while (offsets[first]! < next) first++
+      // how far this socket's queue room and delivery budget reach, frame by frame
+      const room = outlet.maxQueueBytes - outlet.queuedBytes()
+      const admit = outlet.admit
+      const from = starts[first]!
+      let stop = count
+      let sent = 0
+      for (let i = first; i < count; i++) {
+        const bytes = starts[i + 1]! - starts[i]!
+        if (bytes === 0) continue // filtered out: nothing to send, the position still moves past it
+        if (starts[i + 1]! - from > room || (admit !== undefined && !admit(bytes))) {
+          stop = i
+          break
+        }
+        sent++
+      }
+      const to = starts[stop]!
+      if (to > from) {
+        outlet.write(from === 0 && to === joined.length ? joined : joined.subarray(from, to))
+        this.stats.deliveries += sent
+      }
+      if (stop < count) {
+        sub.next.set(p, offsets[stop]!)
+        this.#overflow(sub, count - stop)
+      } else {
+        sub.next.set(p, end)
+      }
     }
     // never backwards: a restarted consumer may repeat records the subscriptions already have
-    const end = offsets[count - 1]! + 1n
     if (end > (feed.live.get(p) ?? 0n)) feed.live.set(p, end)
   }
 

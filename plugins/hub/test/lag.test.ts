@@ -34,8 +34,6 @@ const outlet: Outlet = {
   closed: false,
   queuedBytes: () => 0,
   write () {},
-  cork () {},
-  uncork () {},
   drained: async () => {},
   lagging () {},
   evict () {}

@@ -180,14 +180,6 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.raw.write(frame, onWritten)
   }
 
-  cork (): void {
-    this.raw.cork()
-  }
-
-  uncork (): void {
-    this.raw.uncork()
-  }
-
   drained (bytes = this.maxQueueBytes / 2): Promise<void> {
     if (this.#closed || this.raw.writableLength <= bytes) return Promise.resolve()
     return new Promise(resolve => {
