@@ -11,6 +11,10 @@ import { randomBytes } from 'node:crypto'
 const TS = Buffer.from('"ts":')
 const SUBSCRIBED = Buffer.from('"subscribed"')
 const EMPTY = Buffer.alloc(0)
+// Every client in the process reads into this one buffer (net's `onread`): a read's
+// callback runs to its end before the next read, so nothing is allocated per read and
+// no stream machinery runs per chunk. What must outlive a callback is copied.
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024)
 
 export interface LeanCallbacks {
   /** a text frame arrived; `tsMs` is its `"ts":` value when this frame was sampled, else NaN */
@@ -39,11 +43,15 @@ export class LeanClient {
     const u = new URL(url)
     this.#cb = cb
     this.#sample = sample
-    this.#socket = connect({ host: u.hostname, port: Number(u.port), noDelay: true })
+    this.#socket = connect({
+      host: u.hostname,
+      port: Number(u.port),
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => { this.#data(buf as Buffer, n); return true } }
+    })
     const key = randomBytes(16).toString('base64')
     this.#socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
       `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`)
-    this.#socket.on('data', chunk => this.#data(chunk))
     this.#socket.on('error', err => cb.onError(err))
   }
 
@@ -51,7 +59,9 @@ export class LeanClient {
     this.#socket.destroy()
   }
 
-  #data (chunk: Buffer): void {
+  /** `length` bytes from `buffer` (shared: valid during this call only) */
+  #data (buffer: Buffer, length: number): void {
+    let chunk = buffer.subarray(0, length)
     if (this.#handshake) {
       const all = Buffer.concat([this.#head, chunk])
       const end = all.indexOf('\r\n\r\n')
@@ -69,7 +79,7 @@ export class LeanClient {
     while (at < chunk.length) {
       if (this.#payloadLeft > 0) {
         const take = Math.min(this.#payloadLeft, chunk.length - at)
-        if (this.#sampling) this.#sampled.push(chunk.subarray(at, at + take))
+        if (this.#sampling) this.#sampled.push(Buffer.from(chunk.subarray(at, at + take)))
         at += take
         this.#payloadLeft -= take
         if (this.#payloadLeft === 0) this.#frameDone()
@@ -117,7 +127,6 @@ export class LeanClient {
     this.#opcode = buf[at]! & 0x0f
     this.#payloadLeft = len
     this.#sampling = this.#opcode !== 1 || ((this.#frames + 1) % this.#sample === 0) || !this.#subscribed
-    this.#sampled = []
     if (len === 0) this.#frameDone()
     return size
   }
@@ -150,7 +159,7 @@ export class LeanClient {
     } else if (op === 8) {
       this.#socket.end()
     }
-    this.#sampled = []
+    if (this.#sampling) this.#sampled = []
     this.#sampling = false
   }
 }
