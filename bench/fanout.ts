@@ -8,7 +8,7 @@
 //   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000] [--kinds sluice,per-socket,raw,raw-frames] [--semi-space 8] [--fractions 0.1,0.25]
 //
 // Prints, per N: deliveries/s at full speed, gateway CPU µs per delivery,
-// p50/p99 produce-to-socket latency at half that rate, the load generator's
+// p50/p99 produce-to-socket latency at half that rate (after a 1 s warm-up), the load generator's
 // CPU, and the ratios the issue names. Then RSS per idle socket.
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -30,6 +30,9 @@ const record = (n: number) => JSON.stringify({ n, ts: Date.now(), sym: 'BTC-USD'
 // a run's records: enough for a steady state, few enough to stay bounded (N x records deliveries)
 const BURST_DELIVERIES = 2_000_000
 const PACED_SECONDS = 5
+// A paced run's first second is not counted: it runs in the wake of the run before it (the
+// full-speed burst's garbage, the broker's flush), which is not the steady state its latency describes.
+const WARMUP_MS = 1000
 const DRAIN_TIMEOUT_MS = 120_000
 
 type Msg = Record<string, unknown> & { type: string }
@@ -110,6 +113,8 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
       const mem = process.memoryUsage()
       process.send!({ type: 'cpu', cpu: process.cpuUsage(), rss: mem.rss, heap: mem.heapUsed + mem.external, loopP99: loopDelay.percentile(99) / 1e6 })
       loopDelay.reset()
+    } else if (m.type === 'forget') {
+      loopDelay.reset()
     } else if (m.type === 'broadcast' && broadcast) {
       // the raw peer's "producer": `count` frames at `rate` per second (0: as fast as possible)
       const count = m.count as number
@@ -178,6 +183,11 @@ async function loadgenChild (): Promise<void> {
       const sorted = [...latencies].sort((a, b) => a - b)
       const pct = (p: number) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : NaN
       process.send!({ type: 'stats', received, p50: pct(0.5), p99: pct(0.99), cpu: process.cpuUsage(), loopP99: loopDelay.percentile(99) / 1e6 })
+    } else if (m.type === 'forget') {
+      // the warm-up is over: its latencies are not counted (deliveries still are)
+      latencies = []
+      loopDelay.reset()
+      process.send!({ type: 'forgot' })
     } else if (m.type === 'reset') {
       received = 0
       latencies = []
@@ -255,6 +265,14 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   const cpu0 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
   const lg0 = (await ask(loadgen, { type: 'count' }, 'count')).cpu as NodeJS.CpuUsage
   const started = performance.now()
+  let warm: Promise<unknown> = Promise.resolve()
+  if (rate > 0) {
+    warm = new Promise(resolve => setTimeout(resolve, WARMUP_MS)).then(() => {
+      floor.length = 0
+      gateway.send({ type: 'forget' })
+      return ask(loadgen, { type: 'forget' }, 'forgot')
+    })
+  }
   if (kind.startsWith('raw')) await ask(gateway, { type: 'broadcast', count: records, rate }, 'broadcasting')
   else await produce(kafka, records, rate)
   const expected = n * records
@@ -270,6 +288,7 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   const seconds = (performance.now() - started) / 1000
+  await warm
   const stats = await ask(loadgen, { type: 'stats' }, 'stats')
   const gw1 = await ask(gateway, { type: 'cpu' }, 'cpu')
   const cpu1 = gw1.cpu as NodeJS.CpuUsage
@@ -306,12 +325,12 @@ function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClien
     const maxRate = burst.deliveries / burst.seconds
     // half of that rate, for latency
     const halfRecordsPerSecond = Math.max(1, Math.round(maxRate / 2 / n))
-    const paced = await run(gateway, loadgen, kafka, kind, n, halfRecordsPerSecond * PACED_SECONDS, halfRecordsPerSecond)
+    const paced = await run(gateway, loadgen, kafka, kind, n, Math.round(halfRecordsPerSecond * (PACED_SECONDS + WARMUP_MS / 1000)), halfRecordsPerSecond)
     // latency at other fractions of the maximum rate (--fractions), to show where the tail starts to grow
     const more: Array<{ fraction: number, deliveriesPerSecond: number, run: RunResult }> = []
     for (const fraction of FRACTIONS) {
       const perSecond = Math.max(1, Math.round(maxRate * fraction / n))
-      more.push({ fraction, deliveriesPerSecond: perSecond * n, run: await run(gateway, loadgen, kafka, kind, n, perSecond * PACED_SECONDS, perSecond) })
+      more.push({ fraction, deliveriesPerSecond: perSecond * n, run: await run(gateway, loadgen, kafka, kind, n, Math.round(perSecond * (PACED_SECONDS + WARMUP_MS / 1000)), perSecond) })
     }
     return { kind, n, connectMs, expected: n * records, burst, maxRate, paced, halfRecordsPerSecond, more }
   })
