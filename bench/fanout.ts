@@ -127,9 +127,11 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
         }
         step()
       } else {
-        const perTick = Math.max(1, Math.round(rate / 100))
+        // as many as are due by now: at 2 per second that is one every 500 ms, not one per tick
+        const started = Date.now()
         paced = setInterval(() => {
-          for (let i = 0; i < perTick && n < count; i++) broadcast!(JSON.stringify({ op: 'message', topic: TOPIC, partition: 0, offset: String(n), timestamp: Date.now(), key: null, value: JSON.parse(record(n++)), headers: {} }))
+          const due = Math.min(count, Math.floor((Date.now() - started) * rate / 1000) + 1)
+          while (n < due) broadcast!(JSON.stringify({ op: 'message', topic: TOPIC, partition: 0, offset: String(n), timestamp: Date.now(), key: null, value: JSON.parse(record(n++)), headers: {} }))
           if (n >= count) clearInterval(paced)
         }, 10)
       }
