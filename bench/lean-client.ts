@@ -43,6 +43,9 @@ export class LeanClient {
     const u = new URL(url)
     this.#cb = cb
     this.#sample = sample
+    // each socket samples from its own phase: with few frames per socket (a slow paced run)
+    // every socket sampling its 16th frame would give no latency at all
+    this.#frames = Math.floor(Math.random() * sample)
     this.#socket = connect({
       host: u.hostname,
       port: Number(u.port),

@@ -77,8 +77,9 @@ test('the lean client counts every frame, reads sampled timestamps and answers e
 
   for (const [c, s] of seen.entries()) {
     t.equal(s.frames, 41, `client ${c}: the subscribed frame and 40 messages, none lost or invented`)
-    // 1 in 4 sampled: the 4th, 8th, ... text frame; frame k (from 1, the subscribed frame first) carries ts 1000 + k - 2
-    t.same(s.ts, [4, 8, 12, 16, 20, 24, 28, 32, 36, 40].map(k => 1000 + k - 2), `client ${c}: the sampled frames' timestamps`)
+    // 1 in 4 sampled, each client from its own phase: every 4th message (message i carries ts 1000 + i)
+    t.equal(s.ts.length >= 9 && s.ts.length <= 10, true, `client ${c}: 1 in 4 of 40 messages sampled (${s.ts.length})`)
+    t.ok(s.ts.every((ts, i) => ts >= 1000 && ts < 1040 && (i === 0 || ts - s.ts[i - 1]! === 4)), `client ${c}: the sampled frames' timestamps, 4 apart: ${s.ts.join(',')}`)
     // pongs: masked, carrying the ping's payload
     await new Promise(resolve => setTimeout(resolve, 50))
     const out = Buffer.concat(pongs.get(sockets[c]!)!)
