@@ -4,25 +4,9 @@
 // coming. Pure logic over hand-made batches (test/rate-delivery.test.ts shows
 // the limiter's side against real Redis).
 import { test } from 'tap'
-import type { ConsumedRecord, ConsumerOptions, KafkaClient, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
 import { Hub, type Outlet } from '../src/hub.ts'
+import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'
-
-function fakeKafka (): { kafka: KafkaClient, batch (b: Omit<RecordBatch, 'topic'>): Promise<void> } {
-  let onBatch: ConsumerOptions['onBatch'] | undefined
-  const kafka = {
-    async topicOffsets () { return [{ partition: 0, low: '0', high: '0' }] },
-    consumer (options: ConsumerOptions): TopicConsumer {
-      onBatch = options.onBatch
-      return { groupId: options.groupId, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {}, async commit () {} }
-    }
-  }
-  return { kafka: kafka as unknown as KafkaClient, batch: b => onBatch!({ topic: 't', ...b }) }
-}
-
-function records (from: number, to: number): ConsumedRecord[] {
-  return Array.from({ length: to - from }, (_v, i) => ({ topic: 't', partition: 0, offset: String(from + i), timestamp: '0', key: null, value: Buffer.from('1'), headers: {} }))
-}
 
 test('subscribe waits for the outlet\'s delivery limit to be ready; nothing is dropped meanwhile', async t => {
   const { kafka, batch } = fakeKafka()

@@ -4,28 +4,9 @@
 // metrics on a real broker; there the live consumer keeps up too fast to be
 // caught behind, so its series is driven here with batches made by hand.
 import { test } from 'tap'
-import type { ConsumedRecord, ConsumerOptions, KafkaClient, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
 import { Hub, type Outlet } from '../src/hub.ts'
+import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'
-
-function fakeKafka (high: string): { kafka: KafkaClient, batch (b: Omit<RecordBatch, 'topic'>): Promise<void> } {
-  let onBatch: ConsumerOptions['onBatch'] | undefined
-  const kafka = {
-    async topicOffsets () { return [{ partition: 0, low: '0', high }] },
-    consumer (options: ConsumerOptions): TopicConsumer {
-      onBatch = options.onBatch
-      return { groupId: options.groupId, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {}, async commit () {} }
-    }
-  }
-  return {
-    kafka: kafka as unknown as KafkaClient,
-    batch: b => onBatch!({ topic: 't', ...b })
-  }
-}
-
-function records (from: number, to: number): ConsumedRecord[] {
-  return Array.from({ length: to - from }, (_v, i) => ({ topic: 't', partition: 0, offset: String(from + i), timestamp: '0', key: null, value: Buffer.from('1'), headers: {} }))
-}
 
 const outlet: Outlet = {
   id: 'o',
