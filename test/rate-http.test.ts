@@ -53,3 +53,27 @@ test('fail-closed: the admin API answers 503 SLUICE_RATE_UNAVAILABLE while Redis
   t.equal((await res.json() as { error: { code: string } }).error.code, 'SLUICE_RATE_UNAVAILABLE')
   t.ok(Date.now() - started < 500, `within 500 ms (${Date.now() - started} ms)`)
 })
+
+test('public routes (catalogue, API documents, portal): per address and route; probes and /metrics never', async t => {
+  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: redisUrl(), prefix: prefix(), rateLimit: { http: { public: { max: 3, timeWindowMs: 60_000 } } } })
+  const statuses = async (path: string, times: number) => {
+    const seen: number[] = []
+    for (let i = 0; i < times; i++) {
+      const res = await fetch(`${gw.url}${path}`)
+      seen.push(res.status)
+      if (res.status === 429) {
+        t.ok(Number(res.headers.get('retry-after')) >= 1, `${path}: Retry-After on the refusal`)
+        // Fastify's error body, coded, as on a refused upgrade
+        t.equal((await res.json() as { code: string }).code, 'SLUICE_RATE_HTTP')
+      } else await res.arrayBuffer()
+    }
+    return seen
+  }
+  t.same(await statuses('/v1/products', 4), [200, 200, 200, 429], 'the catalogue: three, then 429')
+  t.same(await statuses('/asyncapi.json', 4), [200, 200, 200, 429], 'the AsyncAPI document counts on its own')
+  t.same(await statuses('/openapi.json', 4), [200, 200, 200, 429])
+  t.same(await statuses('/portal/', 4), [200, 200, 200, 429], 'the portal\'s files')
+  for (const probe of ['/healthz', '/readyz', '/metrics']) {
+    t.same(await statuses(probe, 6), [200, 200, 200, 200, 200, 200], `${probe} is never limited`)
+  }
+})

@@ -109,7 +109,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
       connectionTtlMs: limits.connectionTtlMs,
       abuse: limits.abuse,
       unplanned: { ...UNPLANNED_LIMITS, ...limits.unplanned },
-      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin } : false
+      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin, public: limits.http.public } : false
     })
   }
   // the admin API exists only with its own credential

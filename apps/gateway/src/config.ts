@@ -38,6 +38,7 @@ export interface GatewayConfig {
       enabled: boolean
       upgrade: { max: number, timeWindowMs: number }
       admin: { max: number, timeWindowMs: number }
+      public: { max: number, timeWindowMs: number }
     }
   }
   stream: {
@@ -249,6 +250,16 @@ export const gatewayConfigSchema = {
               default: {},
               properties: {
                 max: { type: 'integer', minimum: 1, maximum: 10_000_000, default: 300 },
+                timeWindowMs: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 60_000 }
+              }
+            },
+            // the other public routes (catalogue, API documents, /docs, /portal); probes and /metrics never
+            public: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              properties: {
+                max: { type: 'integer', minimum: 1, maximum: 10_000_000, default: 1200 },
                 timeWindowMs: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 60_000 }
               }
             }

@@ -43,8 +43,11 @@ export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis'
   /** limits of a subject no rule grants anything */
   unplanned?: PlanLimits
   abuse?: Partial<AbuseOptions>
-  /** @fastify/rate-limit on upgrade requests and the admin API; false: off */
-  http?: false | { upgrade: HttpLimit, admin: HttpLimit }
+  /**
+   * @fastify/rate-limit per client address: on upgrade requests, the admin API, and
+   * every other route but the probes and /metrics (`public`, default on); false: off
+   */
+  http?: false | { upgrade: HttpLimit, admin: HttpLimit, public?: HttpLimit }
 }
 
 declare module 'fastify' {
@@ -63,8 +66,13 @@ export const DEFAULT_HTTP = {
   // per address: reconnect storms behind one NAT stay under it; a flood does not
   upgrade: { max: 600, timeWindowMs: 60_000 },
   // an operator's scripts, not a client population
-  admin: { max: 300, timeWindowMs: 60_000 }
+  admin: { max: 300, timeWindowMs: 60_000 },
+  // the catalogue, API documents, /docs and /portal: a developer's page load is about 20
+  // requests, so a NAT of developers reloading stays under 20/s; a scraper's flood does not
+  public: { max: 1200, timeWindowMs: 60_000 }
 }
+// Asked by orchestrators and Prometheus, and needed most while a dependency is down: never limited
+const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
 
 function retryAfterSeconds (ms: number): string {
   return String(Math.max(1, Math.ceil(ms / 1000)))
@@ -174,7 +182,9 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       route.preValidation = [...(own === undefined ? [] : Array.isArray(own) ? own : [own]), connectionLimit]
     }
     if (http === false || config.rateLimit !== undefined) return
-    const limit = isWebSocketRoute(route) ? http.upgrade : route.url.startsWith('/admin') ? http.admin : undefined
+    const limit = isWebSocketRoute(route)
+      ? http.upgrade
+      : route.url.startsWith('/admin') ? http.admin : UNLIMITED_ROUTES.has(route.url) ? undefined : http.public ?? DEFAULT_HTTP.public
     if (limit) route.config = { ...config, rateLimit: { max: limit.max, timeWindow: limit.timeWindowMs } } as typeof route.config
   })
 
