@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { Readiness } from '../src/readiness.ts'
 
 test('ready only when every check passes, each with its reason', async t => {
-  const readiness = new Readiness()
+  const readiness = new Readiness({ reuseMs: 0 })
   let kafkaUp = true
   readiness.add('kafka', async () => { if (!kafkaUp) throw new Error('broker down') })
   readiness.add('redis', async () => {})
@@ -39,4 +39,31 @@ test('a name is registered once', async t => {
   const readiness = new Readiness()
   readiness.add('kafka', async () => {})
   t.throws(() => readiness.add('kafka', async () => {}), /registered twice/)
+})
+
+test('callers at the same moment share one run of the checks; a run serves for reuseMs', async t => {
+  const readiness = new Readiness({ reuseMs: 200 })
+  let runs = 0
+  let up = true
+  readiness.add('kafka', async () => {
+    runs++
+    await new Promise(resolve => setTimeout(resolve, 20))
+    if (!up) throw new Error('broker down')
+  })
+  const flood = await Promise.all(Array.from({ length: 50 }, () => readiness.report(100)))
+  t.equal(runs, 1, '50 probes at once: one metadata request')
+  t.ok(flood.every(r => r.ready))
+  up = false
+  t.equal((await readiness.report(100)).ready, true, 'within 200 ms the last run answers')
+  t.equal(runs, 1)
+  // a drain shows at once, on top of the reused run
+  const draining = new Readiness({ reuseMs: 60_000 })
+  draining.add('kafka', async () => {})
+  t.equal((await draining.report(100)).ready, true)
+  draining.drain('shutting down')
+  t.equal((await draining.report(100)).checks.drain?.reason, 'shutting down', 'the drain is not cached')
+  await new Promise(resolve => setTimeout(resolve, 220))
+  const later = await readiness.report(100)
+  t.equal(runs, 2, 'after 200 ms the checks run again')
+  t.equal(later.checks.kafka?.reason, 'broker down')
 })
