@@ -37,6 +37,8 @@ export function flushDeadlineMs (shutdownTimeoutMs: number): number {
   return shutdownTimeoutMs - Math.min(1000, Math.floor(shutdownTimeoutMs / 5))
 }
 
+const INGEST_CLUSTER_RETRY = { retries: 1, initialRetryTime: 300, maxRetryTime: 1000 }
+
 export async function buildApp (config: IngestConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const logger = { ...loggerOptions(config.log.level), ...(options.logStream ? { stream: options.logStream } : {}) }
   const app: FastifyInstance = Fastify({ logger, return503OnClosing: true })
@@ -48,6 +50,9 @@ export async function buildApp (config: IngestConfig, options: BuildOptions = {}
     clientId: config.kafka.clientId,
     connectionTimeoutMs: config.kafka.connectionTimeoutMs,
     requestTimeoutMs: config.kafka.requestTimeoutMs,
+    // each feed retries its batch forever with its own backoff: a produce attempt need not wait
+    // out kafkajs's nested connect retries (about 20 s with the broker down) to be seen failing
+    clusterRetry: INGEST_CLUSTER_RETRY,
     logger: app.log.child({ component: 'kafka' })
   })
   await app.register(kafka, { client })
