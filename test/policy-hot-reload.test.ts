@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { nowSeconds, signJwt } from './jwks-server.ts'
 import { startGateway, TEST_POLICY, type Client, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { DEFAULT_REUSE_MS } from '@sluice/health'
 
 const SECRET = 'hot-reload-suite-hs256-secret-0123456789'
 // DESIGN.md: a reload that withdraws access reaches live sockets within 2 s
@@ -101,6 +102,8 @@ async function subscribeUntil (client: Client, topic: string, want: string, time
 }
 
 async function policyCheck (gw: TestGateway): Promise<{ ok: boolean, detail?: string, reason?: string }> {
+  // past the window in which probes share the last run of the checks (a /metrics scrape runs them too)
+  await new Promise(resolve => setTimeout(resolve, DEFAULT_REUSE_MS + 10))
   const res = await gw.app.inject({ method: 'GET', url: '/readyz' })
   return res.json().checks.policy
 }

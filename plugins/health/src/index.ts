@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { Gauge, type Registry } from 'prom-client'
 import { Readiness, DEFAULT_CHECK_TIMEOUT_MS } from './readiness.ts'
 
-export { Readiness } from './readiness.ts'
+export { Readiness, DEFAULT_REUSE_MS } from './readiness.ts'
 export type { ReadinessCheck, ReadinessReport } from './readiness.ts'
 
 declare module 'fastify' {
