@@ -158,24 +158,33 @@ interface FramedBatch {
   joined: Buffer
   /** record i's frame is joined[starts[i], starts[i + 1]); empty when the format sends nothing for it */
   starts: number[]
+  /** how many of records [0, i) have a frame: what a write of [starts[a], starts[b]) delivers is framesBefore[b] - framesBefore[a] */
+  framesBefore: number[]
 }
 
 function frameBatch (records: ConsumedRecord[], format: FrameFormat, encoding: ValueEncoding): FramedBatch {
   const count = records.length
   const frames = new Array<Buffer | undefined>(count)
   const starts = new Array<number>(count + 1)
+  const framesBefore = new Array<number>(count + 1)
   let length = 0
+  let framed = 0
   for (let i = 0; i < count; i++) {
     starts[i] = length
+    framesBefore[i] = framed
     const frame = format.frame(records[i]!, encoding)
     frames[i] = frame
-    if (frame !== undefined) length += frame.length
+    if (frame !== undefined && frame.length > 0) {
+      length += frame.length
+      framed++
+    }
   }
   starts[count] = length
-  if (count === 1) return { joined: frames[0] ?? EMPTY, starts }
+  framesBefore[count] = framed
+  if (count === 1) return { joined: frames[0] ?? EMPTY, starts, framesBefore }
   const joined = Buffer.allocUnsafe(length)
   for (let i = 0; i < count; i++) frames[i]?.copy(joined, starts[i])
-  return { joined, starts }
+  return { joined, starts, framesBefore }
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -540,20 +549,21 @@ export class Hub {
       const admit = outlet.admit
       const from = starts[first]!
       let stop = count
-      let sent = 0
-      for (let i = first; i < count; i++) {
-        const bytes = starts[i + 1]! - starts[i]!
-        if (bytes === 0) continue // filtered out: nothing to send, the position still moves past it
-        if (starts[i + 1]! - from > room || (admit !== undefined && !admit(bytes))) {
-          stop = i
-          break
+      // the usual case, no delivery budget and room for the rest of the batch, needs no walk over its frames
+      if (admit !== undefined || joined.length - from > room) {
+        for (let i = first; i < count; i++) {
+          const bytes = starts[i + 1]! - starts[i]!
+          if (bytes === 0) continue // filtered out: nothing to send, the position still moves past it
+          if (starts[i + 1]! - from > room || (admit !== undefined && !admit(bytes))) {
+            stop = i
+            break
+          }
         }
-        sent++
       }
       const to = starts[stop]!
       if (to > from) {
         outlet.write(from === 0 && to === joined.length ? joined : joined.subarray(from, to))
-        this.stats.deliveries += sent
+        this.stats.deliveries += batchFrames.framesBefore[stop]! - batchFrames.framesBefore[first]!
       }
       if (stop < count) {
         sub.next.set(p, offsets[stop]!)

@@ -77,6 +77,7 @@ test('queue room ends mid-batch: the frames that fit are written, the rest dropp
   await batch(batchOf(0, 10))
   t.same(a.offsets(), [0, 1, 2], 'three frames fit')
   t.equal(a.writes.length, 1)
+  t.equal(hub.stats.deliveries, 3, 'and are the deliveries counted')
   t.equal(hub.stats.drops, 7, 'the other seven are counted as drops')
   await new Promise(resolve => setImmediate(resolve))
   t.equal(a.lagged.length, 1, 'the socket hears lagging')
@@ -94,6 +95,7 @@ test('the delivery budget refuses mid-batch: what it admitted is written', async
   await batch(batchOf(0, 10))
   t.same(a.offsets(), [0, 1, 2, 3])
   t.equal(hub.stats.drops, 6)
+  t.equal(hub.stats.deliveries, 4)
 })
 
 test('records a format sends nothing for are skipped, and the position moves past them', async t => {
@@ -113,4 +115,5 @@ test('records a format sends nothing for are skipped, and the position moves pas
   t.equal(a.writes.length, 2, 'a batch with nothing for the socket is no write')
   t.same(all.offsets(), range(0, 9), 'another format in the same batch is framed on its own')
   t.equal(hub.stats.drops, 0)
+  t.equal(hub.stats.deliveries, 5 + 9, 'a skipped record is no delivery')
 })
