@@ -6,11 +6,9 @@
 // received by every subscriber exactly once, the topic holds each record
 // once, and the drained process exits 0 within its deadline.
 import { test } from 'tap'
-import { randomBytes } from 'node:crypto'
-import { KafkaClient } from '@sluice/kafka'
 import { policyDir } from '../plugins/rate-limit/test/gateway.ts'
-import { deliveryReport, Publisher, startCluster, Subscriber } from './cluster-harness.ts'
-import { eventually, kafkaBrokers } from './helpers.ts'
+import { clusterTopic, deliveryReport, openSubscribers, Publisher, startCluster } from './cluster-harness.ts'
+import { eventually } from './helpers.ts'
 
 const SUBSCRIBERS = 9
 const PUBLISHERS = 3
@@ -19,17 +17,9 @@ const SHUTDOWN_TIMEOUT_MS = 10_000
 
 test('SIGTERM one of three nodes: 1001, resume elsewhere, every record exactly once, exit 0 in time', async t => {
   const cluster = await startCluster(t, { policyDir: policyDir({}), drainMs: DRAIN_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS })
-  const topic = `rl.drain-${randomBytes(4).toString('hex')}`
-  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'cluster-drain-suite' })
-  t.teardown(() => kafka.close())
-  await kafka.ensureTopics([{ topic, partitions: 3 }])
+  const { topic, kafka } = await clusterTopic(t, 'drain')
 
-  const subscribers: Subscriber[] = []
-  for (let i = 0; i < SUBSCRIBERS; i++) {
-    const s = new Subscriber(t, cluster, `sub-${i}`, topic)
-    await s.open()
-    subscribers.push(s)
-  }
+  const subscribers = await openSubscribers(t, cluster, topic, SUBSCRIBERS)
   const publishers: Publisher[] = []
   for (let i = 0; i < PUBLISHERS; i++) {
     const p = new Publisher(t, cluster, `pub-${i}`, topic)

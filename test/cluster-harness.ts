@@ -4,10 +4,12 @@
 // reconnect through the balancer and resume with their cursor; a publisher
 // that sends again, on its next connection, what was never acked.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { KafkaClient } from '@sluice/kafka'
 import { Balancer } from '../deploy/local/balancer.ts'
 import { freePort } from '../deploy/local/stack.ts'
 import { ADMIN_TOKEN, JWT_SECRET, bearer, Client, prefix, type Frame } from '../plugins/rate-limit/test/gateway.ts'
@@ -124,6 +126,26 @@ export async function startCluster (t: Test, options: ClusterOptions): Promise<C
 }
 
 /** For a failure message: who has how many of `expected`, what is missing, and each live node's hub counters. */
+/** A new topic `rl.<name>-<random>` of 3 partitions (one per node's share), and a Kafka client closed at teardown. */
+export async function clusterTopic (t: Test, name: string): Promise<{ topic: string, kafka: KafkaClient }> {
+  const topic = `rl.${name}-${randomBytes(4).toString('hex')}`
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: `cluster-${name}-suite` })
+  t.teardown(() => kafka.close())
+  await kafka.ensureTopics([{ topic, partitions: 3 }])
+  return { topic, kafka }
+}
+
+/** `count` subscribers sub-0, sub-1, ... to `topic`, each open (subscribed) before the next connects. */
+export async function openSubscribers (t: Test, cluster: Cluster, topic: string, count: number): Promise<Subscriber[]> {
+  const subscribers: Subscriber[] = []
+  for (let i = 0; i < count; i++) {
+    const s = new Subscriber(t, cluster, `sub-${i}`, topic)
+    await s.open()
+    subscribers.push(s)
+  }
+  return subscribers
+}
+
 export async function deliveryReport (cluster: Cluster, subscribers: Subscriber[], expected: Set<string>): Promise<string> {
   const where = await cluster.placement().catch(() => new Map<string, number>())
   // where each record is in Kafka, as any subscriber saw it

@@ -4,27 +4,17 @@
 // (which skips the dead node: its port refuses) and resume with their cursor.
 // Every record reaches every subscriber exactly once.
 import { test } from 'tap'
-import { randomBytes } from 'node:crypto'
-import { KafkaClient } from '@sluice/kafka'
 import { policyDir } from '../plugins/rate-limit/test/gateway.ts'
-import { deliveryReport, startCluster, Subscriber } from './cluster-harness.ts'
-import { eventually, kafkaBrokers } from './helpers.ts'
+import { clusterTopic, deliveryReport, openSubscribers, startCluster } from './cluster-harness.ts'
+import { eventually } from './helpers.ts'
 
 const SUBSCRIBERS = 6
 
 test('SIGKILL one of three nodes: the others keep serving, its clients reconnect and resume', async t => {
   const cluster = await startCluster(t, { policyDir: policyDir({}) })
-  const topic = `rl.kill-${randomBytes(4).toString('hex')}`
-  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'cluster-kill-suite' })
-  t.teardown(() => kafka.close())
-  await kafka.ensureTopics([{ topic, partitions: 3 }])
+  const { topic, kafka } = await clusterTopic(t, 'kill')
 
-  const subscribers: Subscriber[] = []
-  for (let i = 0; i < SUBSCRIBERS; i++) {
-    const s = new Subscriber(t, cluster, `sub-${i}`, topic)
-    await s.open()
-    subscribers.push(s)
-  }
+  const subscribers = await openSubscribers(t, cluster, topic, SUBSCRIBERS)
   const placed = await cluster.placement()
   t.same(new Set(subscribers.map(s => placed.get(s.subject))), new Set([0, 1, 2]), 'subscribers on all three nodes')
   const victim = cluster.nodes[placed.get('sub-0')!]!
