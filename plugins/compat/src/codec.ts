@@ -15,6 +15,7 @@ import { isUtf8 } from 'node:buffer'
 import type { RawData } from 'ws'
 import { isTopicName } from '@sluice/hub'
 import type { ValueEncoding } from '@sluice/policy/access'
+import { memberValue, scanFrame, type Span } from '@sluice/stream/json-frame'
 import { BadBase64Error, BadFieldError, BadTopicError, LengthBeyondFrameError, MissingFieldError, NotJsonError, ShortFrameError, TopicTooLongError } from './errors.ts'
 
 export type Subprotocol = 'kafka-text' | 'kafka-binary'
@@ -33,35 +34,42 @@ export function asBuffer (data: RawData): Buffer {
   return Buffer.from(data)
 }
 
-/** gson's getAsString, which the Java server used: strings as they are, numbers and booleans as their text. */
-function primitive (value: unknown): string | undefined {
-  if (typeof value === 'string') return value
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
+/**
+ * gson's getAsString, which the Java server used: strings as they are, numbers
+ * and booleans as their text. A number is its literal as the client wrote it
+ * (gson keeps it so: 1e400 stays "1e400", 1.10 stays "1.10"), never the text
+ * of a JavaScript number (which would be "Infinity" and "1.1").
+ */
+function primitive (text: string, span: Span): string | undefined {
+  const raw = text.slice(span.start, span.end)
+  const c = raw.charCodeAt(0)
+  if (c === 0x22) return JSON.parse(raw) as string
+  if (c === 0x2d || (c >= 0x30 && c <= 0x39) || raw === 'true' || raw === 'false') return raw
   return undefined
 }
 
 export function parseTextFrame (text: string): ProduceRequest | Error {
-  let frame: unknown
-  try {
-    frame = JSON.parse(text)
-  } catch {
-    return new NotJsonError('this one is not JSON')
-  }
-  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return new NotJsonError('this one is JSON but not an object')
-  const f = frame as Record<string, unknown>
-  if (!Object.hasOwn(f, 'topic')) return new MissingFieldError('topic')
-  if (!Object.hasOwn(f, 'message')) return new MissingFieldError('message')
-  if (typeof f.topic !== 'string') return new BadFieldError('topic', 'a string')
-  if (!isTopicName(f.topic)) return new BadTopicError(f.topic.slice(0, 64))
-  const message = primitive(f.message)
+  // one bounded pass over the whole frame before anything is parsed (@sluice/stream/json-frame)
+  const scan = scanFrame(text)
+  if (!scan.ok) return new NotJsonError(scan.reason === 'the frame must be a JSON object' ? 'this one is JSON but not an object' : `this one is not JSON within bounds: ${scan.reason}`)
+  const members = scan.members
+  const topicSpan = members.get('topic')
+  const messageSpan = members.get('message')
+  if (topicSpan === undefined) return new MissingFieldError('topic')
+  if (messageSpan === undefined) return new MissingFieldError('message')
+  const topic = memberValue(text, topicSpan)
+  if (typeof topic !== 'string') return new BadFieldError('topic', 'a string')
+  if (!isTopicName(topic)) return new BadTopicError(topic.slice(0, 64))
+  const message = primitive(text, messageSpan)
   if (message === undefined) return new BadFieldError('message', 'a string')
   let key: string | null = null
-  if (f.key !== undefined && f.key !== null) {
-    const k = primitive(f.key)
+  const keySpan = members.get('key')
+  if (keySpan !== undefined && text.slice(keySpan.start, keySpan.end) !== 'null') {
+    const k = primitive(text, keySpan)
     if (k === undefined) return new BadFieldError('key', 'a string')
     key = k === '' ? null : k
   }
-  return { kind: 'text', topic: f.topic, key, message }
+  return { kind: 'text', topic, key, message }
 }
 
 export function parseBinaryFrame (frame: Buffer): ProduceRequest | Error {

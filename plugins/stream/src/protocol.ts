@@ -3,10 +3,12 @@
 import { isTopicName } from '@sluice/hub'
 import { compilePattern } from '@sluice/policy/topics'
 import { BadRequestError } from './errors.ts'
+import { memberValue, scanFrame, type Span } from './json-frame.ts'
 
 export interface SubscribeOp { op: 'subscribe', id?: string, topics: string[], from?: string }
 export interface UnsubscribeOp { op: 'unsubscribe', id?: string, topics: string[] }
-export interface PublishOp { op: 'publish', id?: string, topic: string, key?: string, value: unknown, headers?: Record<string, string> }
+/** `value`: the JSON text of the frame's value exactly as the client wrote it (never re-serialized) */
+export interface PublishOp { op: 'publish', id?: string, topic: string, key?: string, value: string, headers?: Record<string, string> }
 export interface PingOp { op: 'ping', id?: string }
 export interface AuthOp { op: 'auth', id?: string, token: string }
 export type ClientOp = SubscribeOp | UnsubscribeOp | PublishOp | PingOp | AuthOp
@@ -61,15 +63,23 @@ function topicList (value: unknown, field: string, patterns: boolean): string[] 
   return [...new Set(value as string[])]
 }
 
+/** The id of a frame refused as a whole, when it was read whole before the fault: the client can still match the error to its request. */
+function readableId (text: string, members: Map<string, Span> | undefined): string | undefined {
+  const span = members?.get('id')
+  if (span === undefined || span.end - span.start > MAX_ID_LENGTH * 6 + 2) return undefined
+  const id = memberValue(text, span)
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_ID_LENGTH ? id : undefined
+}
+
 export function parseClientFrame (text: string): Parsed {
-  let frame: unknown
-  try {
-    frame = JSON.parse(text)
-  } catch {
-    return fail('the frame is not JSON')
-  }
-  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return fail('the frame must be a JSON object')
-  const f = frame as Record<string, unknown>
+  // bounded and checked in one pass before anything is parsed (json-frame.ts): no client
+  // frame reaches JSON.parse, String() or a recursive walk deeper than FRAME_BOUNDS allows
+  const scan = scanFrame(text)
+  if (!scan.ok) return fail(scan.reason === 'the frame must be a JSON object' ? scan.reason : `the frame is not JSON within bounds: ${scan.reason}`, readableId(text, scan.members))
+  const members = scan.members
+  // every member but a published value is parsed; the value stays as its text
+  const f: Record<string, unknown> = {}
+  for (const [name, span] of members) if (name !== 'value') f[name] = memberValue(text, span)
   let id: string | undefined
   if (f.id !== undefined) {
     if (typeof f.id !== 'string' || f.id.length === 0 || f.id.length > MAX_ID_LENGTH) return fail(`"id" must be a string of 1 to ${MAX_ID_LENGTH} characters`)
@@ -93,7 +103,8 @@ export function parseClientFrame (text: string): Parsed {
     }
     case 'publish': {
       if (!isTopicName(f.topic)) return fail('"topic" must be a topic name', id)
-      if (!('value' in f)) return fail('"value" is required', id)
+      const valueSpan = members.get('value')
+      if (valueSpan === undefined) return fail('"value" is required', id)
       if (f.key !== undefined && f.key !== null && (typeof f.key !== 'string' || f.key.length > MAX_KEY_LENGTH)) {
         return fail(`"key" must be a string of at most ${MAX_KEY_LENGTH} characters`, id)
       }
@@ -108,7 +119,7 @@ export function parseClientFrame (text: string): Parsed {
         }
         headers = f.headers as Record<string, string>
       }
-      return { ok: true, op: { op: 'publish', id, topic: f.topic as string, key: (f.key ?? undefined) as string | undefined, value: f.value, headers } }
+      return { ok: true, op: { op: 'publish', id, topic: f.topic as string, key: (f.key ?? undefined) as string | undefined, value: text.slice(valueSpan.start, valueSpan.end), headers } }
     }
     default: {
       if (typeof f.token !== 'string' || f.token.length === 0 || f.token.length > 16 * 1024) return fail('"token" must be a non-empty string', id)
@@ -119,11 +130,17 @@ export function parseClientFrame (text: string): Parsed {
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
-/** A publish frame's value as the bytes Kafka stores, per the topic's encoding. */
-export function valueBytes (value: unknown, encoding: 'json' | 'text' | 'base64'): Buffer | null | Error {
-  if (value === null) return null
-  if (encoding === 'json') return Buffer.from(JSON.stringify(value))
-  if (typeof value !== 'string') return new BadRequestError(`this topic takes ${encoding === 'text' ? 'a UTF-8 string' : 'a base64 string'} as "value"`)
+/**
+ * A publish frame's value as the bytes Kafka stores, per the topic's encoding.
+ * `json` is the value's text as the client sent it, byte for byte (its UTF-8 is
+ * the frame's own, checked by ws; lone surrogates were refused by the scan).
+ * JSON null is a tombstone (no value) on every encoding.
+ */
+export function valueBytes (json: string, encoding: 'json' | 'text' | 'base64'): Buffer | null | Error {
+  if (json === 'null') return null
+  if (encoding === 'json') return Buffer.from(json, 'utf8')
+  if (json.charCodeAt(0) !== 0x22) return new BadRequestError(`this topic takes ${encoding === 'text' ? 'a UTF-8 string' : 'a base64 string'} as "value"`)
+  const value = JSON.parse(json) as string
   if (encoding === 'text') return Buffer.from(value, 'utf8')
   if (!BASE64.test(value)) return new BadRequestError('"value" is not valid base64')
   return Buffer.from(value, 'base64')
