@@ -149,7 +149,7 @@ export class CompatSession extends SocketSession {
 
   // ---- client frames ------------------------------------------------------------------
 
-  protected onFrame (data: RawData, isBinary: boolean): void {
+  protected onFrame (data: RawData, isBinary: boolean): void | Promise<unknown> {
     const request = isBinary ? parseBinaryFrame(asBuffer(data)) : parseTextFrame(asBuffer(data).toString('utf8'))
     if (request instanceof Error) {
       this.#compat.invalidFrame((request as Error & { code: string }).code)
@@ -158,7 +158,7 @@ export class CompatSession extends SocketSession {
     }
     // checked concurrently, queued for Kafka in the order the frames came in
     this.#publishes.reserve()
-    this.inOrder(this.#prepare(request)).then(message => {
+    return this.inOrder(this.#prepare(request)).then(message => {
       if (message === null) this.#publishes.cancel()
       else this.#publishes.push(message.topic, { key: message.key, value: message.value, headers: message.headers, timestamp: String(message.timestamp) })
     }, err => {

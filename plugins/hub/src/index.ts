@@ -117,6 +117,16 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
     }
   })
   new Counter({
+    name: 'sluice_frame_failures_total',
+    help: 'Client frames whose handling failed inside the per-frame boundary and were answered INTERNAL (each one is a bug in the gateway), by route',
+    labelNames: ['route'],
+    registers: [fastify.metrics],
+    collect () {
+      this.reset()
+      for (const [route, counts] of publishes.entries()) this.inc({ route }, counts.frameFailures)
+    }
+  })
+  new Counter({
     name: 'sluice_publish_errors_total',
     help: 'Client publishes refused (by the gateway or by Kafka), by route and error code (DESIGN.md\'s codes: FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ...)',
     labelNames: ['route', 'code'],

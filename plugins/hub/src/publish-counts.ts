@@ -13,6 +13,13 @@ export class RoutePublishes {
     for (const code of codes) this.errors.set(code, 0)
   }
 
+  /** client frames whose handling failed inside the per-frame boundary: each answered INTERNAL, each a bug of ours */
+  frameFailures = 0
+
+  frameFailed (): void {
+    this.frameFailures++
+  }
+
   acked (records = 1): void {
     this.acks += records
   }

@@ -41,7 +41,13 @@ const BY_CODE: Record<string, WireErrorCode> = {
   SLUICE_HUB_CLOSED: 'UNAVAILABLE'
 }
 
+// the auth plugin's errors (a refused in-band renewal) by their HTTP status: each is a client's, never INTERNAL
+const AUTH_BY_STATUS: Record<number, WireErrorCode> = { 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 503: 'UNAVAILABLE' }
+
 export function wireCode (err: unknown): WireErrorCode {
   const code = (err as { code?: string })?.code
-  return (code && BY_CODE[code]) || (code === 'FST_ERR_RATE_LIMITED' ? 'RATE_LIMITED' : 'INTERNAL')
+  if (code && BY_CODE[code]) return BY_CODE[code]
+  if (code === 'FST_ERR_RATE_LIMITED') return 'RATE_LIMITED'
+  if (code?.startsWith('SLUICE_AUTH_')) return AUTH_BY_STATUS[(err as { statusCode?: number }).statusCode ?? 0] ?? 'UNAUTHORIZED'
+  return 'INTERNAL'
 }

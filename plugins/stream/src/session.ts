@@ -90,7 +90,7 @@ export class StreamSession extends SocketSession {
     if (topics.length > 0) await this.#subscribe({ op: 'subscribe', topics, from })
   }
 
-  protected onFrame (data: RawData, isBinary: boolean): void {
+  protected onFrame (data: RawData, isBinary: boolean): void | Promise<unknown> {
     if (isBinary) {
       this.invalidFrame(new BadRequestError('binary frames are not part of the sluice.v1 protocol; send JSON text'))
       return
@@ -106,8 +106,7 @@ export class StreamSession extends SocketSession {
         this.#send({ op: 'pong', id: op.id })
         break
       case 'subscribe':
-        this.#subscribe(op).catch(err => this.sendError(err, op.id))
-        break
+        return this.#subscribe(op).catch(err => this.sendError(err, op.id))
       case 'unsubscribe': {
         const topics = op.topics.filter(topic => isTopicPattern(topic) ? this.#dropPattern(topic) : this.deps.hub.unsubscribe(this, topic))
         this.#send({ op: 'unsubscribed', id: op.id, topics })
@@ -117,8 +116,7 @@ export class StreamSession extends SocketSession {
         this.#enqueuePublish(op)
         break
       case 'auth':
-        this.#renew(op.token, op.id).catch(err => this.sendError(err, op.id))
-        break
+        return this.#renew(op.token, op.id).catch(err => this.sendError(err, op.id))
     }
   }
 
@@ -289,9 +287,28 @@ export class StreamSession extends SocketSession {
     this.#send({ op: 'ack', id: op.id, topic: ack.topic, partition: ack.partition, offset: ack.offset })
   }
 
+  /**
+   * A refused renewal is the client's mistake (or an attempt): UNAUTHORIZED, counted
+   * against the invalid-frame allowance like any bad frame, and one short log line
+   * without a stack (2,000 refusals must not write 2.4 MB of error log).
+   */
   async #renew (token: string, id?: string): Promise<void> {
-    if (!this.deps.renew) throw new BadRequestError('in-band token renewal is not offered by this gateway')
-    const fresh = await this.deps.renew(this.identity, token)
+    if (!this.deps.renew) {
+      this.invalidFrame(new BadRequestError('in-band token renewal is not offered by this gateway'), id)
+      return
+    }
+    let fresh
+    try {
+      fresh = await this.deps.renew(this.identity, token)
+    } catch (err) {
+      const code = wireCode(err)
+      if (code === 'INTERNAL') throw err
+      this.deps.log.info({ session: this.id, code: (err as { code?: string }).code }, 'in-band renewal refused')
+      if (code === 'UNAUTHORIZED') this.invalidFrame(err as Error, id)
+      else this.sendError(err, id)
+      return
+    }
+    if (this.closed) return
     this.renewed(fresh)
     this.#send({ op: 'authenticated', id, expiresAt: fresh.expiresAt })
   }

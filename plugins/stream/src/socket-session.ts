@@ -115,7 +115,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.socket.on('message', (data, isBinary) => {
       if (this.#closed || this.#goingAway) return
       this.#lastFrameAt = Date.now()
-      this.onFrame(data, isBinary)
+      this.#frame(data, isBinary)
     })
     this.socket.on('pong', () => { this.#alive = true })
     this.socket.once('close', () => this.#cleanup())
@@ -153,8 +153,13 @@ export abstract class SocketSession implements LiveSession, Outlet {
 
   // ---- the route's protocol -----------------------------------------------------------
 
-  /** one client frame, already known to come from an open session */
-  protected abstract onFrame (data: RawData, isBinary: boolean): void
+  /**
+   * One client frame, already known to come from an open session. Runs inside the
+   * per-frame boundary (#frame): a throw, or a rejection of the promise it returns,
+   * becomes an INTERNAL error for the client and a counted failure, never a crash.
+   * A route answers the errors it expects itself, with the frame's id.
+   */
+  protected abstract onFrame (data: RawData, isBinary: boolean): void | Promise<unknown>
   /** tells the client about a refused frame or a failed request */
   protected abstract sendError (err: unknown, id?: string): void
   abstract topics (): string[]
@@ -164,6 +169,36 @@ export abstract class SocketSession implements LiveSession, Outlet {
   /** whether a socket that sent nothing for `quietMs` is forgotten and is closed (1000); never, unless the route says */
   protected idle (_quietMs: number): boolean {
     return false
+  }
+
+  // ---- the per-frame boundary ---------------------------------------------------------
+
+  /**
+   * Whatever a client sends, nothing it causes reaches uncaughtException or is left an
+   * unhandled rejection: one frame's failure is that frame's error (and a bug of ours,
+   * counted by route on /metrics), and the socket goes on. Frames keep their order:
+   * the route's own queues (inOrder, publish chains) are not touched here.
+   */
+  #frame (data: RawData, isBinary: boolean): void {
+    let outcome: void | Promise<unknown>
+    try {
+      outcome = this.onFrame(data, isBinary)
+    } catch (err) {
+      this.#frameFailed(err)
+      return
+    }
+    if (outcome) outcome.catch(err => this.#frameFailed(err))
+  }
+
+  #frameFailed (err: unknown): void {
+    this.deps.publishes?.frameFailed()
+    try {
+      this.sendError(err)
+    } catch (again) {
+      // not even an error frame could be written: the socket's state is unknown, so it ends
+      this.deps.log.error({ err: again, session: this.id }, 'could not report a failed frame')
+      this.close(CLOSE.INTERNAL, 'internal error')
+    }
   }
 
   // ---- Outlet: what the hub writes through ------------------------------------------
@@ -292,6 +327,10 @@ export abstract class SocketSession implements LiveSession, Outlet {
    * the order the frames came in.
    */
   protected inOrder<T> (work: Promise<T>): Promise<T> {
+    // handled where it is made: `work` may reject at once (a frame refused before its first
+    // await) while the turn before it still waits on Redis, and an unhandled rejection ends
+    // the process; its outcome still reaches the caller through `turn`
+    work.catch(() => {})
     const turn = this.#turn.then(() => work)
     this.#turn = turn.then(() => {}, () => {})
     return turn
