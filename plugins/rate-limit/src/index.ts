@@ -37,7 +37,7 @@ export interface HttpLimit {
 }
 
 /** The limiter's own options (documented on RateLimiterOptions), plus what the plugin wires. */
-export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'connectionTtlMs'> {
+export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'connectionTtlMs' | 'leaseTtlMs'> {
   /** where plans come from: the live policy */
   policy: { readonly current: Policy | undefined, plan (name: string): PlanLimits | undefined }
   /** limits of a subject no rule grants anything */
@@ -95,6 +95,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     probeIntervalMs: opts.probeIntervalMs,
     leaseMs: opts.leaseMs,
     connectionTtlMs: opts.connectionTtlMs,
+    leaseTtlMs: opts.leaseTtlMs,
     onModeChange (mode: Mode, previous: Mode, err?: Error) {
       if (mode === 'shared') fastify.log.info({ previous }, 'rate limits shared through Redis again')
       else fastify.log.warn({ mode, previous, err }, mode === 'local' ? 'Redis unreachable: rate limits fail open on local buckets' : 'Redis unreachable: rate limits fail closed')
@@ -198,8 +199,9 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     })
   }
 
+  // before the Redis plugin's onClose (registered earlier, closed later) disconnects: the leases' unused tokens go back now
   fastify.addHook('onClose', async () => {
-    limiter.close()
+    await limiter.close()
   })
 }
 

@@ -4,7 +4,9 @@
 // messages from the per-second bucket and the daily quota, and M bytes from
 // the bytes bucket), spends them locally, and asks for the next batch before
 // this one runs out. A node never spends tokens Redis did not grant it; what
-// is left when the last socket closes goes back.
+// is left when the last socket closes goes back. Each refill tells the store
+// what the node still holds, so the store's record of the lease (renewed
+// while it is held, limiter.ts) credits back no more than that if the node dies.
 
 /** Which limit refused a refill. `unavailable`: Redis is unreachable and the gateway fails closed. */
 export type DeliveryLimit = 'delivered' | 'bytes' | 'dailyQuota' | 'unavailable'
@@ -19,9 +21,9 @@ export interface LeaseBatch {
 }
 
 export interface LeaseSource {
-  /** asks for up to `messages` and `bytes` (at least one of each) */
-  refill (messages: number, bytes: number): Promise<LeaseGrant>
-  /** returns unused tokens to the store that granted them (`source`), if it is still the one in use */
+  /** asks for up to `messages` and `bytes` (at least one of each); `held`: the messages the lease holds now */
+  refill (messages: number, bytes: number, held: number): Promise<LeaseGrant>
+  /** returns unused tokens (maybe none) to the store that granted them (`source`), if it is still the one in use, and ends the lease there */
   giveBack (messages: number, bytes: number, source: string): Promise<void>
   /** the batch size now (a policy reload may change the plan) */
   batch (): LeaseBatch
@@ -64,6 +66,16 @@ export class DeliveryLease {
     this.#source = source
   }
 
+  /** a refill is on its way: what the lease holds is about to change */
+  get refilling (): boolean {
+    return this.#refilling !== undefined
+  }
+
+  /** the store that granted the last refill ('' before any) */
+  get grantedBy (): string {
+    return this.#grantedBy
+  }
+
   /** Per frame, synchronous: spends a local token, never waits. */
   take (bytes: number): boolean {
     if (this.messages >= 1 && this.bytes > 0) {
@@ -94,7 +106,7 @@ export class DeliveryLease {
     const batch = this.#source.batch()
     const messages = Math.max(1, Math.ceil(batch.messages - this.messages))
     const bytes = Math.max(1, Math.ceil(batch.bytes - this.bytes))
-    this.#refilling = this.#source.refill(messages, bytes).then(grant => {
+    this.#refilling = this.#source.refill(messages, bytes, Math.max(0, Math.floor(this.messages))).then(grant => {
       if (grant.ok) {
         this.messages += grant.messages
         this.bytes += grant.bytes
@@ -117,13 +129,13 @@ export class DeliveryLease {
     return this.#refilling
   }
 
-  /** The last holder left: unused tokens go back. */
+  /** The last holder left: unused tokens go back, and the store's record of the lease ends even when none are left. */
   async close (): Promise<void> {
     await this.#refilling
-    const messages = Math.floor(this.messages)
+    const messages = Math.max(0, Math.floor(this.messages))
     const bytes = Math.floor(Math.max(0, this.bytes))
     this.messages = 0
     this.bytes = 0
-    if (messages > 0 || bytes > 0) await this.#source.giveBack(messages, bytes, this.#grantedBy)
+    if (this.#grantedBy !== '') await this.#source.giveBack(messages, bytes, this.#grantedBy)
   }
 }

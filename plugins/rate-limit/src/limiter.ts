@@ -8,9 +8,9 @@
 import { createHash, randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { PlanLimits } from '@sluice/policy'
-import { MemoryLimitStore, type LimitStore, type Line, type TakeResult } from './store.ts'
+import { MemoryLimitStore, type LimitStore, type Line, type Put, type TakeResult } from './store.ts'
 import { RedisLimitStore } from './script.ts'
-import { NEVER, type Bucket, type DailyBucket, type RateBucket, type SlotBucket } from './token-bucket.ts'
+import { NEVER, type Bucket, type DailyBucket, type DailyLease, type RateBucket, type SlotBucket } from './token-bucket.ts'
 import { DeliveryLease, type DeliveryLimit, type LeaseBatch, type LeaseGrant } from './lease.ts'
 
 export type FailureMode = 'fail-open' | 'fail-closed'
@@ -51,6 +51,8 @@ export interface RateLimiterOptions {
   leaseMs?: number
   /** a node's connection count expires this long after its last refresh (it refreshes every third of it) */
   connectionTtlMs?: number
+  /** a delivery lease's record in Redis expires this long after its last refill or renewal (renewed every third of it): a dead node's unused quota comes back then */
+  leaseTtlMs?: number
   onModeChange? (mode: Mode, previous: Mode, err?: Error): void
   onRedisError? (err: Error): void
 }
@@ -72,6 +74,9 @@ const DEFAULT_PROBE_INTERVAL_MS = 1000
 const DEFAULT_LEASE_MS = 500
 // a dead node's connections are free again within 30 s; live nodes refresh every 10 s
 const DEFAULT_CONNECTION_TTL_MS = 30_000
+// a dead node's unused daily quota comes back within 30 s, as its connections do; live nodes renew every 10 s.
+// A lease holds half a second of the plan's rate (DEFAULT_LEASE_MS), far less than a node delivers in 30 s
+const DEFAULT_LEASE_TTL_MS = 30_000
 // a concurrent-connection refusal has no natural wait: 5 s is a polite reconnect back-off
 const CONNECTION_RETRY_MS = 5000
 // a limit of 0 never refills: ask again in a minute (a policy reload may have raised it)
@@ -125,9 +130,16 @@ export class RateLimiter {
   readonly #probeMs: number
   readonly #leaseMs: number
   readonly #ttlMs: number
+  readonly #leaseTtlMs: number
   readonly #connections = new Map<string, ConnectionCount>()
   readonly #leases = new Map<string, { lease: DeliveryLease, users: number }>()
   readonly #leaseKeys = new WeakMap<DeliveryLease, string>()
+  /** per lease, how to renew its record in Redis */
+  readonly #renewals = new WeakMap<DeliveryLease, () => Put | undefined>()
+  /** leases given back and not yet answered: close() waits for them */
+  readonly #closing = new Set<Promise<void>>()
+  #leaseSeq = 0
+  #renewTimer: NodeJS.Timeout | undefined
   readonly #options: RateLimiterOptions
   #downUntil = 0
   #mode: Mode
@@ -152,6 +164,7 @@ export class RateLimiter {
     this.#probeMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
     this.#ttlMs = options.connectionTtlMs ?? DEFAULT_CONNECTION_TTL_MS
+    this.#leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
     this.#mode = this.#currentMode()
     if (this.#redis) {
       this.#redis.on('ready', this.#onReady)
@@ -160,6 +173,8 @@ export class RateLimiter {
     }
     this.#refreshTimer = setInterval(() => { this.#refreshConnections() }, Math.max(100, Math.floor(this.#ttlMs / 3)))
     this.#refreshTimer.unref()
+    this.#renewTimer = setInterval(() => { this.#renewLeases() }, Math.max(100, Math.floor(this.#leaseTtlMs / 3)))
+    this.#renewTimer.unref()
   }
 
   get mode (): Mode {
@@ -337,12 +352,15 @@ export class RateLimiter {
       held.users++
       return held.lease
     }
-    const buckets = (): { messages: RateBucket, bytes: RateBucket, daily: DailyBucket } => {
+    // the lease's record in Redis: this node's, expiring unless renewed
+    const id = `${this.node}:${++this.#leaseSeq}`
+    const buckets = (held = 0): { messages: RateBucket, bytes: RateBucket, daily: DailyBucket } => {
       const l = limits()
+      const lease: DailyLease = { id, ttlMs: this.#leaseTtlMs, held }
       return {
         messages: { kind: 'rate', key: this.key(subject, planName, 'msg'), capacity: l.deliveredPerSecond, perSecond: l.deliveredPerSecond },
         bytes: { kind: 'rate', key: this.key(subject, planName, 'bytes'), capacity: l.bytesPerSecond, perSecond: l.bytesPerSecond },
-        daily: { kind: 'daily', key: this.key(subject, planName, 'day'), capacity: l.dailyQuota }
+        daily: { kind: 'daily', key: this.key(subject, planName, 'day'), capacity: l.dailyQuota, lease }
       }
     }
     const batch = (): LeaseBatch => {
@@ -356,8 +374,8 @@ export class RateLimiter {
     const lease = new DeliveryLease({
       now: this.now,
       batch,
-      refill: async (messages, bytes): Promise<LeaseGrant> => {
-        const b = buckets()
+      refill: async (messages, bytes, held): Promise<LeaseGrant> => {
+        const b = buckets(held)
         const lines: Line[] = [
           { buckets: [b.messages, b.daily], want: messages, min: 1 },
           { buckets: [b.bytes], want: bytes, min: 1 }
@@ -371,13 +389,21 @@ export class RateLimiter {
       },
       giveBack: async (messages, bytes, source) => {
         const b = buckets()
-        // tokens go back only to the store that granted them
+        // tokens go back only to the store that granted them; the lease's record in Redis ends in any case
+        // (an earlier refill may have come from Redis): Redis credits back no more than the record holds
         const shared = this.#shared
-        const puts = [{ bucket: b.messages, amount: messages }, { bucket: b.daily, amount: messages }, { bucket: b.bytes, amount: bytes }]
-        if (source === 'redis' && shared && this.#currentMode() === 'shared') await shared.put(puts).catch(() => {})
-        else if (source === 'local') this.#local.putNow(puts)
+        const fromRedis = source === 'redis'
+        const puts: Put[] = [{ bucket: b.daily, amount: fromRedis ? messages : 0 }]
+        if (fromRedis && messages > 0) puts.push({ bucket: b.messages, amount: messages })
+        if (fromRedis && bytes > 0) puts.push({ bucket: b.bytes, amount: bytes })
+        if (shared && this.#currentMode() === 'shared') await shared.put(puts).catch(() => {})
+        if (source === 'local') this.#local.putNow([{ bucket: b.messages, amount: messages }, { bucket: b.daily, amount: messages }, { bucket: b.bytes, amount: bytes }])
       }
     })
+    // renewed only while Redis granted its last refill and no refill is on its way (whose grant the count would miss)
+    this.#renewals.set(lease, () => lease.grantedBy === 'redis' && !lease.refilling
+      ? { bucket: buckets().daily, amount: Math.max(0, Math.floor(lease.messages)), absolute: true }
+      : undefined)
     this.#leases.set(key, { lease, users: 1 })
     this.#leaseKeys.set(lease, key)
     // the first batch is asked for now: the socket subscribes next, and its first frames find tokens
@@ -392,15 +418,35 @@ export class RateLimiter {
     if (!held || held.lease !== lease) return
     if (--held.users > 0) return
     this.#leases.delete(key!)
-    lease.close().catch(() => {})
+    this.#closeLease(lease)
+  }
+
+  #closeLease (lease: DeliveryLease): void {
+    const closing = lease.close().catch(() => {}).finally(() => { this.#closing.delete(closing) })
+    this.#closing.add(closing)
+  }
+
+  /** Writes each held lease's count to its record in Redis, so that it outlives its TTL while this node lives. */
+  #renewLeases (): void {
+    const shared = this.#shared
+    if (!shared || this.#currentMode() !== 'shared') return
+    for (const { lease } of this.#leases.values()) {
+      const put = this.#renewals.get(lease)?.()
+      if (put) shared.put([put]).catch(err => this.failed(err as Error))
+    }
   }
 
   get leases (): number {
     return this.#leases.size
   }
 
-  close (): void {
+  /** Stops the timers and gives every lease back (a clean shutdown): the unused tokens return at once, not when their records expire. */
+  async close (): Promise<void> {
     clearInterval(this.#refreshTimer)
+    clearInterval(this.#renewTimer)
+    for (const { lease } of this.#leases.values()) this.#closeLease(lease)
+    this.#leases.clear()
+    await Promise.all([...this.#closing])
     if (this.#redis) {
       this.#redis.off('ready', this.#onReady)
       this.#redis.off('close', this.#onDown)

@@ -7,15 +7,18 @@
 // Contract (the README has it with examples):
 //   KEYS   the buckets, in the order of ARGV's bucket records
 //   ARGV   'take', lines, then per line: want, min, buckets in the line,
-//          then per bucket: kind (r | d | s), capacity, perSecond, ttlMs, node
+//          then per bucket: kind (r | d | s), capacity, perSecond, ttlMs, node, held
 //          -> { ok (1 | 0), retryAfterMs (-1: never; 0: unknown), index of
 //             the limiting key (1-based, 0: none), granted per line... }
-//   ARGV   'put', n, then per bucket: kind (r | d | s | S), capacity,
-//          perSecond, ttlMs, node, amount   (S: set this node's slot count)
+//   ARGV   'put', n, then per bucket: kind (r | d | D | s | S), capacity,
+//          perSecond, ttlMs, node, amount   (S: set this node's slot count;
+//          D: renew a lease, amount = what the node still holds of it)
 //          -> 0
+// A daily bucket's `node` is a delivery lease's id ('' for none), its `ttlMs`
+// the lease record's lifetime, `held` what the node holds of that lease.
 // The arithmetic is token-bucket.ts's; the in-process store runs that file.
 import type { ClientContext, Redis, Result } from 'ioredis'
-import { NEVER, type Bucket } from './token-bucket.ts'
+import { DAILY_LEASE_SHARE, NEVER, type Bucket } from './token-bucket.ts'
 import type { Line, LimitStore, Put, TakeResult } from './store.ts'
 
 export const LIMIT_SCRIPT = `
@@ -25,6 +28,9 @@ local DAY = 86400000
 local today = math.floor(now / DAY)
 local dayEnd = (today + 1) * DAY
 
+local LEASE_SHARE = ${DAILY_LEASE_SHARE}
+
+-- 'count|expiresAt': a node's slot count, or a lease's tokens
 local function slotOf (value)
   if not value then return 0, 0 end
   local count, exp = string.match(value, '^(-?%d+)|(%d+)$')
@@ -39,10 +45,37 @@ local function level (b)
     if not tokens or not ts then return b.cap end
     if now > ts then tokens = tokens + (now - ts) * b.rate / 1000 end
     return math.min(b.cap, tokens)
-  elseif b.kind == 'd' then
-    local h = redis.call('HMGET', b.key, 'day', 'used')
-    if tonumber(h[1]) ~= today then return b.cap end
-    return b.cap - (tonumber(h[2]) or 0)
+  elseif b.kind == 'd' or b.kind == 'D' then
+    -- fields: day, used, and per lease 'l:<id>' -> 'tokens|expiresAt', its tokens counted in used;
+    -- an expired lease (its node died) is credited back before anything is decided
+    local h = redis.call('HGETALL', b.key)
+    local day, used, back, stale = nil, 0, 0, {}
+    for i = 1, #h, 2 do
+      local f = h[i]
+      if f == 'day' then day = tonumber(h[i + 1])
+      elseif f == 'used' then used = tonumber(h[i + 1]) or 0
+      elseif string.sub(f, 1, 2) == 'l:' then
+        local tokens, exp = slotOf(h[i + 1])
+        if exp > now then
+          if f == b.lease then b.mine = tokens end
+        else
+          back = back + tokens
+          stale[#stale + 1] = f
+        end
+      end
+    end
+    if day ~= today then
+      -- yesterday's leases were yesterday's quota
+      for i = 1, #h, 2 do if string.sub(h[i], 1, 2) == 'l:' then redis.call('HDEL', b.key, h[i]) end end
+      b.mine = nil
+      return b.cap
+    end
+    if #stale > 0 then
+      used = math.max(0, used - back)
+      redis.call('HDEL', b.key, unpack(stale))
+      redis.call('HSET', b.key, 'used', used)
+    end
+    return b.cap - used
   end
   local fields = redis.call('HGETALL', b.key)
   local held = 0
@@ -75,6 +108,18 @@ local function setSlots (b, count)
   if redis.call('PTTL', b.key) < b.ttl then redis.call('PEXPIRE', b.key, b.ttl) end
 end
 
+-- a lease's record: what its node holds of it now (never more than the record had: a record only ever
+-- holds tokens this quota counts as used) plus what it takes, with a new deadline; an expired or ended
+-- record stays gone, its tokens were credited back already
+local function keep (b, taken)
+  local held = math.min(b.mine or 0, b.held) + taken
+  if held > 0 then
+    redis.call('HSET', b.key, b.lease, held .. '|' .. (now + b.ttl))
+  elseif b.mine then
+    redis.call('HDEL', b.key, b.lease)
+  end
+end
+
 -- writes a bucket after 'taken' units left it (negative: given back)
 local function store (b, lvl, taken)
   if b.kind == 'r' then
@@ -84,6 +129,7 @@ local function store (b, lvl, taken)
     redis.call('PEXPIRE', b.key, math.ceil(math.max(0, b.cap - tokens) * 1000 / b.rate) + 1000)
   elseif b.kind == 'd' then
     redis.call('HSET', b.key, 'day', today, 'used', math.max(0, b.cap - lvl + taken))
+    if b.lease and taken > 0 then keep(b, taken) end
     redis.call('PEXPIRE', b.key, dayEnd - now + 3600000)
   else
     local count, exp = slotOf(redis.call('HGET', b.key, b.node))
@@ -93,15 +139,32 @@ local function store (b, lvl, taken)
 end
 
 local function bucket (k, a)
-  return { key = KEYS[k], index = k, kind = ARGV[a], cap = tonumber(ARGV[a + 1]), rate = tonumber(ARGV[a + 2]), ttl = tonumber(ARGV[a + 3]), node = ARGV[a + 4] }
+  local b = { key = KEYS[k], index = k, kind = ARGV[a], cap = tonumber(ARGV[a + 1]), rate = tonumber(ARGV[a + 2]), ttl = tonumber(ARGV[a + 3]), node = ARGV[a + 4], held = tonumber(ARGV[a + 5]) }
+  if (b.kind == 'd' or b.kind == 'D') and b.node ~= '' then b.lease = 'l:' .. b.node end
+  return b
 end
 
 if ARGV[1] == 'put' then
   local a = 3
   for k = 1, tonumber(ARGV[2]) do
     local b = bucket(k, a)
-    local amount = tonumber(ARGV[a + 5])
-    if b.kind == 'S' then setSlots(b, amount) else store(b, level(b), -amount) end
+    local amount = b.held
+    if b.kind == 'S' then
+      setSlots(b, amount)
+    elseif b.lease then
+      local lvl = level(b)
+      if b.kind == 'D' then
+        -- a renewal: the record holds what the node says it still holds
+        keep(b, 0)
+      else
+        -- the lease ends: its unused tokens go back, never more than its record held
+        local back = math.min(b.mine or 0, amount)
+        if b.mine then redis.call('HDEL', b.key, b.lease) end
+        if back > 0 then store(b, lvl, -back) end
+      end
+    else
+      store(b, level(b), -amount)
+    end
     a = a + 6
   end
   return 0
@@ -118,7 +181,7 @@ for l = 1, #lines do
   for i = 1, lines[l].n do
     lines[l].buckets[i] = bucket(k, a)
     k = k + 1
-    a = a + 5
+    a = a + 6
   end
 end
 
@@ -129,14 +192,17 @@ for l = 1, #lines do
   for i = 1, line.n do
     local b = line.buckets[i]
     b.level = level(b)
-    grant = math.min(grant, math.floor(b.level))
+    -- a lease takes a share of what the quota has left, and at least its last token
+    b.avail = b.level
+    if b.lease and b.level >= 1 then b.avail = math.max(1, math.floor(b.level / LEASE_SHARE)) end
+    grant = math.min(grant, math.floor(b.avail))
   end
   line.grant = math.max(0, grant)
   if line.grant < line.min then
     ok = 0
     for i = 1, line.n do
       local b = line.buckets[i]
-      if math.floor(b.level) < line.min then
+      if math.floor(b.avail) < line.min then
         local w = wait(b, b.level, line.min)
         if limited == 0 or w == -1 or (retry ~= -1 and w > retry) then
           retry = w
@@ -153,6 +219,11 @@ for l = 1, #lines do
     for i = 1, lines[l].n do store(lines[l].buckets[i], lines[l].buckets[i].level, lines[l].grant) end
     result[3 + l] = lines[l].grant
   else
+    -- a refused lease still reports what its node holds: the record never credits back what was spent since
+    for i = 1, lines[l].n do
+      local b = lines[l].buckets[i]
+      if b.lease then keep(b, 0) end
+    end
     result[3 + l] = 0
   end
 end
@@ -169,7 +240,7 @@ declare module 'ioredis' {
 
 function kindOf (b: Bucket, absolute = false): string {
   if (b.kind === 'rate') return 'r'
-  if (b.kind === 'daily') return 'd'
+  if (b.kind === 'daily') return absolute ? 'D' : 'd'
   return absolute ? 'S' : 's'
 }
 
@@ -178,8 +249,8 @@ function bucketArgs (b: Bucket, absolute = false): Array<string | number> {
     kindOf(b, absolute),
     b.capacity,
     b.kind === 'rate' ? b.perSecond : 0,
-    b.kind === 'slots' ? b.ttlMs : 0,
-    b.kind === 'slots' ? b.node : ''
+    b.kind === 'slots' ? b.ttlMs : b.kind === 'daily' ? b.lease?.ttlMs ?? 0 : 0,
+    b.kind === 'slots' ? b.node : b.kind === 'daily' ? b.lease?.id ?? '' : ''
   ]
 }
 
@@ -201,7 +272,7 @@ export class RedisLimitStore implements LimitStore {
     const buckets = lines.flatMap(line => line.buckets)
     const args: Array<string | number> = ['take', lines.length]
     for (const line of lines) args.push(line.want, line.min, line.buckets.length)
-    for (const b of buckets) args.push(...bucketArgs(b))
+    for (const b of buckets) args.push(...bucketArgs(b), b.kind === 'daily' ? b.lease?.held ?? 0 : 0)
     const reply = await this.#redis.sluiceLimit(buckets.length, ...buckets.map(b => b.key), ...args) as number[]
     const ok = reply[0] === 1
     const retryAfterMs = reply[1] === -1 ? NEVER : Number(reply[1])

@@ -1,9 +1,11 @@
 // Fastify-free: what a limit store does, and the in-process store that
 // serves a single node without Redis (dev mode) and every node while Redis is
 // unreachable in fail-open mode. The Redis store (script.ts) has the same
-// contract, computed by one Lua script on Redis time.
+// contract, computed by one Lua script on Redis time. It keeps no lease
+// records: it lives and dies with the node that holds the leases, so a lease
+// here cannot outlive its holder; it takes the same share of a daily quota.
 import {
-  dailyLevel, dailyWaitMs, dayOf, msUntilNextDay, NEVER, rateLevel, rateTtlMs, rateWaitMs,
+  dailyLeaseLevel, dailyLevel, dailyWaitMs, dayOf, msUntilNextDay, NEVER, rateLevel, rateTtlMs, rateWaitMs,
   DAILY_TTL_MARGIN_MS, type Bucket
 } from './token-bucket.ts'
 
@@ -33,7 +35,10 @@ export interface TakeResult {
 export interface Put {
   bucket: Bucket
   amount: number
-  /** slots only: `amount` is this node's count (a refresh), not a change */
+  /**
+   * slots: `amount` is this node's count (a refresh), not a change; a daily
+   * bucket's lease: `amount` is what the node still holds of it (a renewal)
+   */
   absolute?: boolean
 }
 
@@ -77,19 +82,21 @@ export class MemoryLimitStore implements LimitStore {
     const now = this.#now()
     this.#sweep(now)
     const levels = lines.map(line => line.buckets.map(b => this.#level(b, now)))
+    // a lease takes a share of what a daily quota has left
+    const avail = lines.map((line, l) => line.buckets.map((b, i) => b.kind === 'daily' && b.lease ? dailyLeaseLevel(levels[l]![i]!) : levels[l]![i]!))
     const granted: number[] = []
     let ok = true
     let retryAfterMs = 0
     let limitedBy: Bucket | undefined
     lines.forEach((line, l) => {
       let grant = line.want
-      for (const level of levels[l]!) grant = Math.min(grant, Math.floor(level))
+      for (const level of avail[l]!) grant = Math.min(grant, Math.floor(level))
       grant = Math.max(0, grant)
       granted.push(grant)
       if (grant >= line.min) return
       ok = false
       line.buckets.forEach((b, i) => {
-        if (Math.floor(levels[l]![i]!) >= line.min) return
+        if (Math.floor(avail[l]![i]!) >= line.min) return
         const wait = this.#wait(b, levels[l]![i]!, line.min, now)
         if (limitedBy === undefined || wait === NEVER || (retryAfterMs !== NEVER && wait > retryAfterMs)) {
           retryAfterMs = wait
@@ -111,6 +118,8 @@ export class MemoryLimitStore implements LimitStore {
         this.#setSlots(bucket, amount, now)
         continue
       }
+      // a lease renewal: nothing to renew where no lease is recorded
+      if (absolute) continue
       this.#store(bucket, this.#level(bucket, now), -amount, now)
     }
   }

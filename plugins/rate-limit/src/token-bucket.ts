@@ -5,7 +5,9 @@
 //
 //   rate   a token bucket: `capacity` tokens at most, refilled continuously at
 //          `perSecond`; a full bucket is the same as no bucket (its key expires)
-//   daily  a quota per UTC day: `capacity` units, all back at 00:00 UTC
+//   daily  a quota per UTC day: `capacity` units, all back at 00:00 UTC; a
+//          node's delivery lease on it is recorded beside it with a deadline,
+//          so that what a dead node held comes back when the deadline passes
 //   slots  concurrent holders (connections): each node keeps its own count,
 //          which expires unless the node refreshes it, so a dead node's
 //          connections free themselves
@@ -29,6 +31,23 @@ export interface DailyBucket {
   kind: 'daily'
   key: string
   capacity: number
+  /** the delivery lease a take or put is for: recorded in the shared store, so that it can expire */
+  lease?: DailyLease
+}
+
+/**
+ * A node's delivery lease on a daily quota. The shared store keeps, per
+ * lease, the tokens it granted and the node has not reported spent, with a
+ * deadline: the node renews it while it holds the lease and ends it when it
+ * gives the rest back; past the deadline (the node died) the store credits
+ * the tokens back to the quota before its next decision.
+ */
+export interface DailyLease {
+  id: string
+  /** the record expires this long after its last grant or renewal */
+  ttlMs: number
+  /** take: what the node holds of this lease now (the record is set to that plus the grant, never above what it held) */
+  held: number
 }
 
 export interface SlotBucket {
@@ -75,6 +94,21 @@ export function msUntilNextDay (now: number): number {
 export function dailyLevel (day: number | undefined, used: number | undefined, now: number, capacity: number): number {
   if (day !== dayOf(now)) return capacity
   return capacity - (used ?? 0)
+}
+
+// A lease takes at most a quarter of what the quota has left: with three
+// nodes (the cluster suites' count) the leases hold at most 1 - (3/4)^3 = 58 %
+// of it and a fourth still gets a quarter of the rest, so leases alone never
+// leave a node refused while undelivered quota remains. Smaller shares cost
+// more Redis calls near the end of the quota: a node spending a whole quota Q
+// alone refills about log(Q) / log(4/3) times (64 for 100 million), plus a
+// few one-token leases for its last 8 tokens.
+export const DAILY_LEASE_SHARE = 4
+
+/** What a lease may take of a daily quota at `level`: a share of it, and at least the last token. */
+export function dailyLeaseLevel (level: number): number {
+  if (level < 1) return level
+  return Math.max(1, Math.floor(level / DAILY_LEASE_SHARE))
 }
 
 export function dailyWaitMs (need: number, capacity: number, now: number): number {
