@@ -55,9 +55,15 @@ export function publishWireCode (err: unknown): WireErrorCode {
   return (typeof code === 'string' && WIRE[code]) || wireCode(err)
 }
 
-/** The codes an error frame may carry as they are: this catalogue's and the Kafka module's. */
+/**
+ * The codes an error frame may carry as they are: this catalogue's, the Kafka module's, and
+ * any other catalogued SLUICE_ code that is not a 500 (a rate limiter failing closed, a hub
+ * closing, a policy not loaded): those are conditions, not bugs. undefined: a bug (INTERNAL).
+ */
 export function frameCode (err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code
   if (typeof code !== 'string') return undefined
-  return code.startsWith('SLUICE_COMPAT_') || code.startsWith('SLUICE_KAFKA_') ? code : undefined
+  if (code.startsWith('SLUICE_COMPAT_') || code.startsWith('SLUICE_KAFKA_')) return code
+  const status = (err as { statusCode?: unknown }).statusCode
+  return code.startsWith('SLUICE_') && typeof status === 'number' && status !== 500 ? code : undefined
 }

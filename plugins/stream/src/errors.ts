@@ -41,13 +41,22 @@ const BY_CODE: Record<string, WireErrorCode> = {
   SLUICE_HUB_CLOSED: 'UNAVAILABLE'
 }
 
-// the auth plugin's errors (a refused in-band renewal) by their HTTP status: each is a client's, never INTERNAL
-const AUTH_BY_STATUS: Record<number, WireErrorCode> = { 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 503: 'UNAVAILABLE' }
+// Any other catalogued error (a SLUICE_ code from @fastify/error, with its HTTP status) is
+// the client's or a dependency's, by its status: only an uncatalogued throw is INTERNAL.
+const BY_STATUS: Record<number, WireErrorCode> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'UNKNOWN_TOPIC',
+  413: 'TOO_LARGE',
+  429: 'RATE_LIMITED',
+  503: 'UNAVAILABLE'
+}
 
 export function wireCode (err: unknown): WireErrorCode {
   const code = (err as { code?: string })?.code
   if (code && BY_CODE[code]) return BY_CODE[code]
   if (code === 'FST_ERR_RATE_LIMITED') return 'RATE_LIMITED'
-  if (code?.startsWith('SLUICE_AUTH_')) return AUTH_BY_STATUS[(err as { statusCode?: number }).statusCode ?? 0] ?? 'UNAUTHORIZED'
+  if (typeof code === 'string' && code.startsWith('SLUICE_')) return BY_STATUS[(err as { statusCode?: number }).statusCode ?? 0] ?? 'INTERNAL'
   return 'INTERNAL'
 }
