@@ -6,7 +6,7 @@
 // Feed defaults live in FEED_DEFAULTS rather than in the schema: a feed may
 // give a setting under either of two names, and a schema default would make
 // the native name look given when only the Connect name was.
-import { ConfigError, deepMerge, isPlainObject, loadConfig, readConfigFile, type ConfigProblem, type EnvBinding } from '@sluice/config'
+import { ConfigError, deepMerge, isPlainObject, loadConfig, readConfigFile, resolveReferences, resolveReferencesDeep, type ConfigProblem, type EnvBinding, type ReferenceContext } from '@sluice/config'
 import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { JSON_POINTER_PATTERN } from './json-pointer.ts'
 import type { OverflowPolicy } from './buffer.ts'
@@ -240,8 +240,6 @@ export const CONNECT_KEYS: Record<string, string> = {
 
 // Set by the WebSocket handshake itself; a feed that overrides them breaks the upgrade.
 const HANDSHAKE_HEADERS = new Set(['host', 'upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions'])
-// Kafka Connect's own EnvVarConfigProvider syntax, so a migrated config keeps its references
-const ENV_REFERENCE = /\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}/g
 
 type Raw = Record<string, unknown>
 
@@ -284,30 +282,8 @@ export function parseConnectHeaders (text: string): { headers: Record<string, st
   return { headers, errors }
 }
 
-interface Context {
-  env: Record<string, string | undefined>
-  problems: ConfigProblem[]
-  locate: (pointer: string) => string | undefined
-}
-
-/** Replaces ${env:NAME} references; an unset variable is a problem at `path` (its value never appears in a message). */
-function resolveSecrets (text: string, path: string, ctx: Context): string {
-  return text.replace(ENV_REFERENCE, (_match, name: string) => {
-    const value = ctx.env[name]
-    if (value === undefined || value === '') {
-      ctx.problems.push({ path, message: `environment variable ${name} is not set`, source: ctx.locate(path) })
-      return ''
-    }
-    return value
-  })
-}
-
-function resolveDeep (value: unknown, path: string, ctx: Context): unknown {
-  if (typeof value === 'string') return resolveSecrets(value, path, ctx)
-  if (Array.isArray(value)) return value.map(v => resolveDeep(v, path, ctx))
-  if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveDeep(v, path, ctx)]))
-  return value
-}
+// ${env:NAME} references (Kafka Connect's syntax; @sluice/config resolves them for both apps) are read in a feed's URL, subscriptions, headers and token
+type Context = ReferenceContext
 
 function pointerGet (feed: Raw, pointer: string): unknown {
   let node: unknown = feed
@@ -347,7 +323,7 @@ function normalizeFeed (feed: Raw, index: number, ctx: Context): FeedConfig {
   if (typeof url.value !== 'string') {
     problem(`${base}/url`, 'is required (or websocket.url)')
   } else {
-    resolvedUrl = resolveSecrets(url.value, url.path, ctx)
+    resolvedUrl = resolveReferences(url.value, url.path, ctx)
     let parsed: URL | undefined
     try {
       parsed = new URL(resolvedUrl)
@@ -366,7 +342,7 @@ function normalizeFeed (feed: Raw, index: number, ctx: Context): FeedConfig {
   const messages = sub.value === undefined || sub.value === '' ? [] : Array.isArray(sub.value) ? sub.value : [sub.value]
   for (const [i, message] of messages.entries()) {
     const path = Array.isArray(sub.value) ? `${sub.path}/${i}` : sub.path
-    const resolved = resolveDeep(message, path, ctx)
+    const resolved = resolveReferencesDeep(message, path, ctx)
     const text = typeof resolved === 'string' ? resolved : JSON.stringify(resolved)
     if (Buffer.byteLength(text) > MAX_SUBSCRIPTION_BYTES) problem(path, `must be at most ${MAX_SUBSCRIPTION_BYTES} bytes`)
     subscribe.push(text)
@@ -388,7 +364,7 @@ function normalizeFeed (feed: Raw, index: number, ctx: Context): FeedConfig {
       problem(path, `header ${name} is set by the WebSocket handshake and cannot be configured`)
       continue
     }
-    const resolved = resolveSecrets(String(value), path, ctx)
+    const resolved = resolveReferences(String(value), path, ctx)
     if (!new RegExp(HEADER_VALUE).test(resolved)) problem(path, `header ${name}: the value contains CR, LF or NUL`)
     headers[name] = resolved
   }
@@ -397,7 +373,7 @@ function normalizeFeed (feed: Raw, index: number, ctx: Context): FeedConfig {
     if (Object.keys(headers).some(h => h.toLowerCase() === 'authorization')) {
       problem(token.path, 'conflicts with an Authorization header: give one of the two')
     }
-    const resolved = resolveSecrets(token.value, token.path, ctx)
+    const resolved = resolveReferences(token.value, token.path, ctx)
     if (!new RegExp(HEADER_VALUE).test(resolved)) problem(token.path, 'the token contains CR, LF or NUL')
     // as the connector does: the token goes in as a bearer credential
     headers.Authorization = `Bearer ${resolved}`

@@ -5,11 +5,21 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type SchemaObject } from 'ajv'
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml'
+import { REFERENCE_SYNTAX, escapePointer, resolveListReference, resolveReferencesDeep, unresolvedReference, type ReferenceContext } from './env-reference.ts'
+
+export { ENV_REFERENCE, REFERENCE_SYNTAX, escapePointer, resolveListReference, resolveReferences, resolveReferencesDeep, unresolvedReference, type ReferenceContext } from './env-reference.ts'
 
 export interface EnvBinding {
   /** JSON pointer into the config, e.g. /kafka/brokers */
   path: string
   type: 'string' | 'integer' | 'number' | 'boolean' | 'list'
+}
+
+/** A field that takes `${env:NAME}` references; `*` in its pointer stands for any array index or key. */
+export interface ReferenceField {
+  path: string
+  /** a list may also be one whole reference to a variable holding a JSON array or comma-separated strings */
+  type: 'string' | 'list'
 }
 
 export interface LoadOptions {
@@ -20,6 +30,13 @@ export interface LoadOptions {
   base?: Record<string, unknown>
   env?: Record<string, string | undefined>
   envBindings?: Record<string, EnvBinding>
+  /**
+   * Where `${env:NAME}` is resolved (in the file's and base's values, never in
+   * env-bound ones). Given, a `${env:` left anywhere in the config is a problem.
+   */
+  references?: ReferenceField[]
+  /** Fields (same pointer syntax) holding secrets: a value shaped like an unexpanded reference is a problem. */
+  secrets?: string[]
 }
 
 export interface ConfigProblem {
@@ -59,6 +76,45 @@ function setAtPointer (target: Record<string, unknown>, pointer: string, value: 
     node = node[segment] as Record<string, unknown>
   }
   node[segments[segments.length - 1]!] = value
+}
+
+/** `*` in a pattern's segment matches any one segment (an array index or a key). */
+function patternMatches (pattern: string, pointer: string): boolean {
+  const want = pattern.split('/')
+  const got = pointer.split('/')
+  return want.length === got.length && want.every((segment, i) => segment === '*' || segment === got[i])
+}
+
+/** Equal to, or inside, a value the pattern matches. */
+function underPattern (pattern: string, pointer: string): boolean {
+  const depth = pattern.split('/').length
+  return patternMatches(pattern, pointer.split('/').slice(0, depth).join('/'))
+}
+
+type Container = Record<string, unknown> | unknown[]
+
+/** Every present value a pattern matches, with its pointer and the container holding it. */
+function * atPattern (root: unknown, pattern: string): Generator<{ pointer: string, parent: Container, key: string | number }> {
+  const segments = pointerSegments(pattern)
+  function * walk (node: unknown, depth: number, pointer: string): Generator<{ pointer: string, parent: Container, key: string | number }> {
+    const segment = segments[depth]!
+    let keys: Array<string | number> = []
+    if (Array.isArray(node)) keys = segment === '*' ? node.map((_v, i) => i) : /^\d+$/.test(segment) && Number(segment) < node.length ? [Number(segment)] : []
+    else if (isPlainObject(node)) keys = segment === '*' ? Object.keys(node) : Object.hasOwn(node, segment) ? [segment] : []
+    for (const key of keys) {
+      const child = (node as Record<string | number, unknown>)[key]
+      const at = `${pointer}/${escapePointer(String(key))}`
+      if (depth === segments.length - 1) yield { pointer: at, parent: node as Container, key }
+      else yield * walk(child, depth + 1, at)
+    }
+  }
+  yield * walk(root, 0, '')
+}
+
+function eachString (value: unknown, pointer: string, visit: (text: string, pointer: string) => void): void {
+  if (typeof value === 'string') visit(value, pointer)
+  else if (Array.isArray(value)) value.forEach((v, i) => eachString(v, `${pointer}/${i}`, visit))
+  else if (isPlainObject(value)) for (const [k, v] of Object.entries(value)) eachString(v, `${pointer}/${escapePointer(k)}`, visit)
 }
 
 /** Env strings become the bound type; a string that does not convert stays a string, so the schema names the problem. */
@@ -186,7 +242,40 @@ export function validate<T> (schema: SchemaObject, value: unknown, locate?: (poi
   return { value: copy as T, problems }
 }
 
-/** Reads, merges and validates; throws ConfigError naming every problem. */
+/**
+ * Values that would be used as written although they meant to come from the
+ * environment: a secret shaped like a reference, and (where the config takes
+ * references) a `${env:` anywhere, from the file or from a variable.
+ */
+function unresolvedProblems (config: unknown, options: LoadOptions, locate: (pointer: string) => string | undefined): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const secrets = options.secrets ?? []
+  const fields = options.references
+  const isSecret = (pointer: string) => secrets.some(p => patternMatches(p, pointer))
+  for (const pattern of secrets) {
+    for (const at of atPattern(config, pattern)) {
+      const value = (at.parent as Record<string | number, unknown>)[at.key]
+      const message = typeof value === 'string' ? unresolvedReference(value, true) : undefined
+      if (message) problems.push({ path: at.pointer, message, source: locate(at.pointer) })
+    }
+  }
+  if (!fields) return problems
+  eachString(config, '', (text, pointer) => {
+    if (isSecret(pointer)) return
+    const message = unresolvedReference(text, false)
+    if (!message) return
+    problems.push({
+      path: pointer,
+      message: fields.some(f => underPattern(f.path, pointer))
+        ? message
+        : `holds a ${REFERENCE_SYNTAX} reference, which is resolved only in ${fields.map(f => f.path).join(', ')}`,
+      source: locate(pointer)
+    })
+  })
+  return problems
+}
+
+/** Reads, merges, resolves references and validates; throws ConfigError naming every problem. */
 export function loadConfig<T> (options: LoadOptions): T {
   let merged: Record<string, unknown> = structuredClone(options.base ?? {})
   const problems: ConfigProblem[] = []
@@ -200,6 +289,25 @@ export function loadConfig<T> (options: LoadOptions): T {
     if (read.value) merged = deepMerge(merged, read.value)
   }
 
+  // references first: a value bound from the environment below is never read for them
+  const referenced = new Map<string, string>()
+  const ctx: ReferenceContext = {
+    env: options.env ?? {},
+    problems,
+    locate: pointer => fileLocate?.(pointer),
+    resolved: (pointer, name) => referenced.set(pointer, name)
+  }
+  const before = problems.length
+  for (const field of options.references ?? []) {
+    for (const at of [...atPattern(merged, field.path)]) {
+      const value = (at.parent as Record<string | number, unknown>)[at.key]
+      const list = field.type === 'list' && typeof value === 'string' ? resolveListReference(value, at.pointer, ctx) : undefined
+      ;(at.parent as Record<string | number, unknown>)[at.key] = list ?? resolveReferencesDeep(value, at.pointer, ctx)
+    }
+  }
+
+  const unresolved = problems.slice(before).map(p => p.path)
+
   for (const [name, binding] of Object.entries(options.envBindings ?? {})) {
     const raw = options.env?.[name]
     if (raw === undefined || raw === '') continue
@@ -211,10 +319,19 @@ export function loadConfig<T> (options: LoadOptions): T {
     for (const [path, name] of fromEnv) {
       if (pointer === path || pointer.startsWith(path + '/')) return `env ${name}`
     }
-    return fileLocate?.(pointer)
+    const file = fileLocate?.(pointer)
+    // the longest referenced pointer at or above this one names the variable the value came from
+    let via: [string, string] | undefined
+    for (const [path, name] of referenced) {
+      if ((pointer === path || pointer.startsWith(path + '/')) && path.length > (via?.[0].length ?? -1)) via = [path, name]
+    }
+    if (via) return file ? `${file}, env ${via[1]}` : `env ${via[1]}`
+    return file
   }
   const result = validate<T>(options.schema, merged, locate)
-  problems.push(...result.problems)
+  // an unset variable leaves an empty value behind: its schema problem ("fewer than 32 characters") would only repeat it
+  problems.push(...result.problems.filter(p => !unresolved.some(path => p.path === path || p.path.startsWith(path + '/'))))
+  problems.push(...unresolvedProblems(result.value, options, locate))
   if (problems.length > 0) throw new ConfigError(problems)
   return result.value
 }
