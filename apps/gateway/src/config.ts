@@ -1,7 +1,7 @@
 // The gateway's configuration: a JSON Schema (defaults live here, nowhere else),
 // the environment variables that override the file, and the loader.
 import { createPublicKey } from 'node:crypto'
-import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding } from '@sluice/config'
+import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding, type ReferenceField } from '@sluice/config'
 import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { TrustedIssuers } from '@sluice/auth'
 
@@ -311,6 +311,22 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_RATE_LIMIT_FAILURE: { path: '/rateLimit/failure', type: 'string' }
 }
 
+// Where the file may say `${env:NAME}` (Kafka Connect's syntax, as the ingest app's feeds): each secret, and
+// who is trusted to sign tokens. A list may be one whole reference: issuers as a JSON array, audience as
+// JSON or comma-separated. Resolved once, never in an env-bound value (SLUICE_ADMIN_TOKEN='${env:X}' is refused).
+export const gatewayReferenceFields: ReferenceField[] = [
+  { path: '/redis/url', type: 'string' },
+  { path: '/dev/token', type: 'string' },
+  { path: '/admin/token', type: 'string' },
+  { path: '/auth/jwt/audience', type: 'list' },
+  // every string inside: issuer, jwksUri, publicKey, secret
+  { path: '/auth/jwt/issuers', type: 'list' }
+]
+
+// A secret shaped like an unexpanded reference would be used as written: refused, wherever it came from.
+// The Redis URL carries its password (redis://:password@host:6379).
+export const gatewaySecretFields = ['/redis/url', '/dev/token', '/admin/token', '/auth/jwt/issuers/*/secret']
+
 // after the drain, a close needs time of its own: the last sockets' close frames, Kafka's and Redis's goodbyes
 const CLOSE_AFTER_DRAIN_MS = 1000
 
@@ -379,7 +395,9 @@ export function loadGatewayConfig (options: LoadGatewayConfigOptions = {}): Gate
     file: options.file,
     base: options.base,
     env: options.env,
-    envBindings: gatewayEnvBindings
+    envBindings: gatewayEnvBindings,
+    references: gatewayReferenceFields,
+    secrets: gatewaySecretFields
   })
   const problems = [...shutdownProblems(config), ...authProblems(config)]
   if (problems.length > 0) throw new ConfigError(problems)
