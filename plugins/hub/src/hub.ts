@@ -10,6 +10,12 @@
 // subscription that starts behind the live position (a cursor, `earliest`)
 // reads the gap with its own catch-up reader and joins the live feed, partition
 // by partition, at the moment it reaches the hub's position.
+//
+// Any record Kafka holds is deliverable, whatever its size against a socket's
+// queue bound (records up to 1 MiB by Kafka's default message.max.bytes, a
+// 256 KiB queue by default): a frame larger than the bound is written to an
+// empty queue, alone. The bound holds for the bytes queued ahead of a frame,
+// not for the frame itself (README.md: the largest record).
 import { randomUUID } from 'node:crypto'
 import type { ConsumedRecord, KafkaClient, Logger, PartitionOffsets, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
 import type { SlowClientPolicy, ValueEncoding } from '@sluice/policy/access'
@@ -21,13 +27,13 @@ import type { FrameFormat } from './frame.ts'
 export interface Outlet {
   readonly id: string
   readonly format: FrameFormat
-  /** the socket's send queue bound, in bytes */
+  /** the socket's send queue bound, in bytes: a frame is written when the queue holds at most this minus its size, or is empty */
   readonly maxQueueBytes: number
   readonly closed: boolean
   /** bytes accepted for this socket and not yet handed to the kernel */
   queuedBytes (): number
   write (frame: Buffer, onWritten?: (err?: Error | null) => void): void
-  /** resolves once the send queue is at most `bytes` (default: half the bound), or the socket closed */
+  /** resolves once the send queue is at most `bytes` (default: half the bound; 0: empty), or the socket closed; never sooner */
   drained (bytes?: number): Promise<void>
   /** the subscription to `topic` has ended after drops; tell the client where to resume */
   lagging (topic: string, dropped: number, resume: string): void
@@ -99,6 +105,22 @@ const HUB_COMMIT_INTERVAL_MS = 5000
 const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 // a reader of one socket's own (catch-up, group) over its plan waits for the lease to refill: 100 ms is a fifth of a lease
 const ADMIT_RETRY_MS = 100
+
+/**
+ * For readers that serve one socket (catch-up, group): resolves once a frame
+ * of `bytes` fits the send queue, that is once the queue holds at most
+ * maxQueueBytes - bytes; for a frame larger than the bound (a 600 KB record
+ * against 256 KiB), once the queue is empty. Each turn waits for the outlet to
+ * drain to that threshold, an event that comes (the client reads, or the
+ * socket closes); the check is made again only because the socket's other
+ * subscriptions may have queued frames in the meantime. Waiting for half the
+ * bound instead, as this did, resolved at once and re-checked the same
+ * condition without end: a frame over the bound spun the process at 100 %.
+ */
+async function roomFor (outlet: Outlet, bytes: number): Promise<void> {
+  const threshold = Math.max(0, outlet.maxQueueBytes - bytes)
+  while (outlet.queuedBytes() > threshold && !outlet.closed) await outlet.drained(threshold)
+}
 
 /**
  * The delivery limit for readers that serve one socket: instead of dropping,
@@ -545,7 +567,8 @@ export class Hub {
       let first = 0
       while (offsets[first]! < next) first++
       // how far this socket's queue room and delivery budget reach, frame by frame
-      const room = outlet.maxQueueBytes - outlet.queuedBytes()
+      const queued = outlet.queuedBytes()
+      const room = outlet.maxQueueBytes - queued
       const admit = outlet.admit
       const from = starts[first]!
       let stop = count
@@ -554,7 +577,10 @@ export class Hub {
         for (let i = first; i < count; i++) {
           const bytes = starts[i + 1]! - starts[i]!
           if (bytes === 0) continue // filtered out: nothing to send, the position still moves past it
-          if (starts[i + 1]! - from > room || (admit !== undefined && !admit(bytes))) {
+          // an empty queue takes the write's first frame whatever its size: a frame larger than
+          // the bound would otherwise never fit, and a socket that keeps up would hear `lagging`
+          const fits = starts[i + 1]! - from <= room || (queued === 0 && starts[i] === from)
+          if (!fits || (admit !== undefined && !admit(bytes))) {
             stop = i
             break
           }
@@ -626,7 +652,7 @@ export class Hub {
         const frame = outlet.format.frame(record, sub.terms.encoding)
         if (frame) {
           // a catch-up reader is this socket's alone: it waits for the socket instead of dropping
-          while (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes && !outlet.closed) await outlet.drained()
+          await roomFor(outlet, frame.length)
           if (!await admitted(outlet, frame.length) || sub.ended) return
           outlet.write(frame)
           this.stats.deliveries++
@@ -684,7 +710,7 @@ export class Hub {
           if (outlet.closed) return
           const frame = outlet.format.frame(record, terms.encoding)
           if (frame) {
-            while (outlet.queuedBytes() + frame.length > outlet.maxQueueBytes && !outlet.closed) await outlet.drained()
+            await roomFor(outlet, frame.length)
             if (!await admitted(outlet, frame.length)) return
             written = new Promise((resolve, reject) => outlet.write(frame, err => err ? reject(err) : resolve()))
             this.stats.deliveries++

@@ -1,19 +1,32 @@
-// A Kafka client that only hands the hub's live consumer batches made by hand:
-// for tests of the hub's pure logic (dispatch, lag, admission). The suites in
-// test/ run the hub against the real broker.
+// A Kafka client that only hands the hub's consumers batches made by hand:
+// for tests of the hub's pure logic (dispatch, lag, admission, waits). The
+// suites in test/ run the hub against the real broker.
 import type { ConsumedRecord, ConsumerOptions, KafkaClient, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
 
+export interface FakeKafka {
+  kafka: KafkaClient
+  /** a batch to the hub's live consumer of topic t */
+  batch (b: Omit<RecordBatch, 'topic'>): Promise<void>
+  /** a batch to the newest consumer whose group id starts with `group`: 'sluice-catchup.' for a catch-up reader, a group socket's own group */
+  batchTo (group: string, b: Omit<RecordBatch, 'topic'>): Promise<void>
+}
+
 /** `high`: partition 0's high watermark when the hub's consumer starts */
-export function fakeKafka (high = '0'): { kafka: KafkaClient, batch (b: Omit<RecordBatch, 'topic'>): Promise<void> } {
-  let onBatch: ConsumerOptions['onBatch'] | undefined
+export function fakeKafka (high = '0'): FakeKafka {
+  const consumers: ConsumerOptions[] = []
   const kafka = {
     async topicOffsets () { return [{ partition: 0, low: '0', high }] },
     consumer (options: ConsumerOptions): TopicConsumer {
-      onBatch = options.onBatch
+      consumers.push(options)
       return { groupId: options.groupId, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {}, async commit () {} }
     }
   }
-  return { kafka: kafka as unknown as KafkaClient, batch: b => onBatch!({ topic: 't', ...b }) }
+  const batchTo = (group: string, b: Omit<RecordBatch, 'topic'>) => {
+    const consumer = consumers.findLast(c => c.groupId.startsWith(group))
+    if (!consumer) throw new Error(`no consumer of a group ${group}*`)
+    return consumer.onBatch({ topic: 't', ...b })
+  }
+  return { kafka: kafka as unknown as KafkaClient, batch: b => batchTo('sluice-hub.', b), batchTo }
 }
 
 /** records [from, to) of topic t, partition 0; each value is its offset */

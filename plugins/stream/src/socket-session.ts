@@ -74,6 +74,9 @@ export interface SessionStart {
 /** One settled promise for every session's empty queues (a promise each is 48 bytes per socket for nothing). */
 export const SETTLED: Promise<void> = Promise.resolve()
 
+// written behind a queue to learn when it has gone to the kernel (no bytes reach the peer)
+const EMPTY = Buffer.alloc(0)
+
 // 10 s: a client draining a full queue (256 KiB) at even 50 KB/s reaches its close frame in time
 const CLOSE_GRACE_MS = 10_000
 // how often a closing socket looks whether its publishes are answered: an ack takes a few ms, a drain lasts seconds
@@ -101,6 +104,8 @@ export abstract class SocketSession implements LiveSession, Outlet {
   #invalidAt = Date.now()
   #inflight = 0
   #drainWaiters: Array<() => void> = []
+  /** an empty write is queued to wake the drain waiters (see #awaitDrain) */
+  #flushMarked = false
   #budget: DeliveryBudget | undefined
   #turn: Promise<unknown> = SETTLED
 
@@ -220,9 +225,27 @@ export abstract class SocketSession implements LiveSession, Outlet {
     return new Promise(resolve => {
       const check = () => {
         if (this.#closed || this.raw.writableLength <= bytes) resolve()
-        else this.#drainWaiters.push(check)
+        else this.#awaitDrain(check)
       }
-      this.#drainWaiters.push(check)
+      this.#awaitDrain(check)
+    })
+  }
+
+  /**
+   * `wake` runs once the queue moved: on 'drain', or at the close. Node emits
+   * 'drain' only as the queue empties after a write found it at its high-water
+   * mark (64 KiB): a few small frames below it, ahead of a large frame that
+   * waits for an empty queue, would wake nobody. Then a write of no bytes
+   * marks the queue's end, and its callback runs once everything ahead of it
+   * was handed to the kernel. One mark at a time, however many waiters.
+   */
+  #awaitDrain (wake: () => void): void {
+    this.#drainWaiters.push(wake)
+    if (this.#flushMarked || this.raw.writableNeedDrain || !this.raw.writable) return
+    this.#flushMarked = true
+    this.raw.write(EMPTY, () => {
+      this.#flushMarked = false
+      this.#wakeDrainWaiters()
     })
   }
 
