@@ -109,6 +109,15 @@ function retryMs (result: TakeResult, unknown: number): number {
   return result.retryAfterMs > 0 ? result.retryAfterMs : unknown
 }
 
+/** Connects on one subject's plan waiting for the same script call (coalesced within one turn of the event loop). */
+interface ConnectBatch {
+  connects: RateBucket
+  slots: SlotBucket
+  waiters: Array<(decided: Decided<TakeResult>) => void>
+}
+
+type Decided<T> = { value: T, source: 'redis' | 'local' } | Unavailable
+
 interface ConnectionCount {
   bucket: SlotBucket
   /** admitted and open */
@@ -132,6 +141,7 @@ export class RateLimiter {
   readonly #ttlMs: number
   readonly #leaseTtlMs: number
   readonly #connections = new Map<string, ConnectionCount>()
+  readonly #connectBatches = new Map<string, ConnectBatch>()
   readonly #leases = new Map<string, { lease: DeliveryLease, users: number }>()
   readonly #leaseKeys = new WeakMap<DeliveryLease, string>()
   /** per lease, how to renew its record in Redis */
@@ -217,14 +227,17 @@ export class RateLimiter {
    * otherwise (or when it fails) on the local store in fail-open mode, or
    * answers UNAVAILABLE in fail-closed mode. Never waits longer than the timeout.
    */
-  async decide<T> (shared: () => Promise<T>, local: () => Promise<T>): Promise<{ value: T, source: 'redis' | 'local' } | Unavailable> {
+  async decide<T> (shared: () => Promise<T>, local: () => Promise<T>): Promise<Decided<T>> {
     if (this.#redis && this.#currentMode() === 'shared') {
       let timer: NodeJS.Timeout | undefined
       try {
         const value = await Promise.race([
           shared(),
           new Promise<never>((_resolve, reject) => {
-            timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs)
+            // timers run before the poll phase of the same turn of the event loop: on a busy loop (a burst of
+            // upgrades) Redis' answer may be waiting in the socket when the timer fires. The timeout is
+            // declared after that poll (setImmediate), so an answer that came in time is read first
+            timer = setTimeout(() => setImmediate(() => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`))), this.#timeoutMs)
           })
         ])
         return { value, source: 'redis' }
@@ -240,7 +253,7 @@ export class RateLimiter {
     return { value: await local(), source: 'local' }
   }
 
-  #exec<T> (op: (store: LimitStore) => Promise<T>): Promise<{ value: T, source: 'redis' | 'local' } | Unavailable> {
+  #exec<T> (op: (store: LimitStore) => Promise<T>): Promise<Decided<T>> {
     const shared = this.#shared
     return this.decide(() => op(shared!), () => op(this.#local))
   }
@@ -266,7 +279,7 @@ export class RateLimiter {
     counted.pending++
     let decided
     try {
-      decided = await this.#exec(store => store.take([{ buckets: [connects, slots], want: 1, min: 1 }]))
+      decided = await this.#takeConnect(connects, slots)
     } finally {
       counted.pending--
     }
@@ -295,6 +308,47 @@ export class RateLimiter {
         this.#exec(store => store.put([{ bucket: slots, amount: 1 }])).catch(() => {})
       }
     }
+  }
+
+  /**
+   * One connect's decision, coalesced: the connects on one subject's plan that
+   * arrive within one turn of the event loop go to Redis as one script call
+   * that takes N (a burst of 1,000 upgrades from one client costs a handful of
+   * calls, not 1,000); the first `granted` of them in arrival order are let
+   * in, the others are refused with the limit and wait the call names.
+   */
+  #takeConnect (connects: RateBucket, slots: SlotBucket): Promise<Decided<TakeResult>> {
+    let batch = this.#connectBatches.get(slots.key)
+    if (!batch || batch.connects.key !== connects.key) {
+      const fresh: ConnectBatch = { connects, slots, waiters: [] }
+      batch = fresh
+      this.#connectBatches.set(slots.key, fresh)
+      // after this turn's poll phase: every upgrade it read is in the batch
+      setImmediate(() => { this.#flushConnects(fresh).catch(() => {}) })
+    }
+    const waiters = batch.waiters
+    return new Promise(resolve => waiters.push(resolve))
+  }
+
+  async #flushConnects (batch: ConnectBatch): Promise<void> {
+    if (this.#connectBatches.get(batch.slots.key) === batch) this.#connectBatches.delete(batch.slots.key)
+    const { connects, slots, waiters } = batch
+    let decided: Decided<TakeResult>
+    try {
+      decided = await this.#exec(store => store.take([{ buckets: [connects, slots], want: waiters.length, min: 1 }]))
+    } catch (err) {
+      // the local store does not throw; should it, every connect of the batch is refused as unavailable
+      this.failed(err as Error)
+      decided = UNAVAILABLE
+    }
+    if (decided === UNAVAILABLE) {
+      for (const resolve of waiters) resolve(UNAVAILABLE)
+      return
+    }
+    const { value: result, source } = decided
+    const granted = result.ok ? result.granted[0]! : 0
+    const refused: TakeResult = { ok: false, granted: [0], retryAfterMs: result.retryAfterMs, limitedBy: result.limitedBy }
+    waiters.forEach((resolve, i) => resolve({ value: i < granted ? { ok: true, granted: [1], retryAfterMs: 0 } : refused, source }))
   }
 
   #forget (entry: ConnectionCount): void {

@@ -10,6 +10,8 @@
 //          then per bucket: kind (r | d | s), capacity, perSecond, ttlMs, node, held
 //          -> { ok (1 | 0), retryAfterMs (-1: never; 0: unknown), index of
 //             the limiting key (1-based, 0: none), granted per line... }
+//             (ok with a line granted less than its want: the limiting key
+//             and the wait for one more unit)
 //   ARGV   'put', n, then per bucket: kind (r | d | D | s | S), capacity,
 //          perSecond, ttlMs, node, amount   (S: set this node's slot count;
 //          D: renew a lease, amount = what the node still holds of it)
@@ -186,6 +188,14 @@ for l = 1, #lines do
 end
 
 local ok, retry, limited = 1, 0, 0
+-- the bucket with the longest wait names the limit; -1 (never) is the longest
+local function consider (b, lvl, need)
+  local w = wait(b, lvl, need)
+  if limited == 0 or w == -1 or (retry ~= -1 and w > retry) then
+    retry = w
+    limited = b.index
+  end
+end
 for l = 1, #lines do
   local line = lines[l]
   local grant = line.want
@@ -202,12 +212,18 @@ for l = 1, #lines do
     ok = 0
     for i = 1, line.n do
       local b = line.buckets[i]
-      if math.floor(b.avail) < line.min then
-        local w = wait(b, b.level, line.min)
-        if limited == 0 or w == -1 or (retry ~= -1 and w > retry) then
-          retry = w
-          limited = b.index
-        end
+      if math.floor(b.avail) < line.min then consider(b, b.level, line.min) end
+    end
+  end
+end
+if ok == 1 then
+  -- granted less than wanted (coalesced decisions: the ones left over are refused): which bucket, and when one more
+  for l = 1, #lines do
+    local line = lines[l]
+    if line.grant < line.want then
+      for i = 1, line.n do
+        local b = line.buckets[i]
+        if math.floor(b.avail) <= line.grant then consider(b, b.level - line.grant, 1) end
       end
     end
   end

@@ -25,9 +25,12 @@ export interface TakeResult {
   ok: boolean
   /** per line, what was taken (all 0 when not ok) */
   granted: number[]
-  /** not ok: when asking again can succeed; NEVER (-1) when waiting cannot help; 0 when unknown (slots) */
+  /**
+   * not ok: when asking again can succeed; NEVER (-1) when waiting cannot help; 0 when unknown (slots).
+   * ok with a line granted less than its `want`: when one more unit can be had
+   */
   retryAfterMs: number
-  /** not ok: the bucket that said no (the longest wait among those that did) */
+  /** not ok: the bucket that said no (the longest wait among those that did); ok: the one that cut a line short */
   limitedBy?: Bucket
 }
 
@@ -105,10 +108,22 @@ export class MemoryLimitStore implements LimitStore {
       })
     })
     if (!ok) return { ok, granted: lines.map(() => 0), retryAfterMs, limitedBy }
+    // granted less than wanted (coalesced decisions): which bucket, and when one more
+    lines.forEach((line, l) => {
+      if (granted[l]! >= line.want) return
+      line.buckets.forEach((b, i) => {
+        if (Math.floor(avail[l]![i]!) > granted[l]!) return
+        const wait = this.#wait(b, levels[l]![i]! - granted[l]!, 1, now)
+        if (limitedBy === undefined || wait === NEVER || (retryAfterMs !== NEVER && wait > retryAfterMs)) {
+          retryAfterMs = wait
+          limitedBy = b
+        }
+      })
+    })
     lines.forEach((line, l) => {
       line.buckets.forEach((b, i) => this.#store(b, levels[l]![i]!, granted[l]!, now))
     })
-    return { ok, granted, retryAfterMs: 0 }
+    return { ok, granted, retryAfterMs, limitedBy }
   }
 
   putNow (puts: readonly Put[]): void {
