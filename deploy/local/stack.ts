@@ -307,8 +307,18 @@ async function main (args: string[]): Promise<void> {
     process.exitCode = 2
     return
   }
-  const kafka = new KafkaBroker({ port: Number(argValue(args, '--kafka-port') ?? 9092) })
-  const redis = args.includes('--no-redis') ? undefined : new RedisServer({ port: Number(argValue(args, '--redis-port') ?? 6379) })
+  await stackUp({
+    kafkaPort: Number(argValue(args, '--kafka-port') ?? 9092),
+    redisPort: Number(argValue(args, '--redis-port') ?? 6379),
+    redis: !args.includes('--no-redis')
+  })
+}
+
+/** `stack up`: Kafka (and Redis) in the foreground until SIGINT or SIGTERM, which stop both. */
+export async function stackUp (options: { kafkaPort?: number, redisPort?: number, redis: boolean }): Promise<void> {
+  mkdirSync(cacheDir, { recursive: true })
+  const kafka = new KafkaBroker({ port: options.kafkaPort ?? 9092 })
+  const redis = options.redis ? new RedisServer({ port: options.redisPort ?? 6379 }) : undefined
   const stop = async () => {
     log('stopping')
     await Promise.allSettled([kafka.destroy(), redis?.stop()])
@@ -323,7 +333,7 @@ async function main (args: string[]): Promise<void> {
     await redis.start()
     log(`Redis ${redis.url} ready`)
   }
-  log('Ctrl-C stops both')
+  log(redis ? 'Ctrl-C stops both' : 'Ctrl-C stops it')
 }
 
 if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {

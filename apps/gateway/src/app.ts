@@ -2,7 +2,7 @@
 // order of the request path (DESIGN.md): health → kafka/redis → auth → policy →
 // rate limit → hub → routes. Building the app is separate from starting it
 // (server.ts), so tests build it with any config and drive it with inject().
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import health from '@sluice/health'
 import metrics from '@sluice/metrics'
 import kafka, { KafkaClient } from '@sluice/kafka'
@@ -38,6 +38,23 @@ export interface BuildOptions {
   onRoute?: (this: FastifyInstance, route: RouteOptions) => void
   /** the OpenAPI documents' directory (default: the repository's openapi/) */
   openapiDir?: string
+  /**
+   * The level of Fastify's per-request lines ("incoming request", "request completed").
+   * Dev mode says debug: at info they bury its banner under a line per portal asset.
+   */
+  requestLogLevel?: 'info' | 'debug'
+}
+
+/** Fastify's per-request lines at debug instead of info; a failed request is still an error. */
+class DebugRequestLogs extends LogController {
+  override incomingRequest (request: FastifyRequest): void {
+    request.log.debug({ req: request }, 'incoming request')
+  }
+
+  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) super.requestCompleted(error, request, reply)
+    else reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed')
+  }
 }
 
 async function openapiDocument (app: FastifyInstance, dir: string, admin: boolean): Promise<OpenApiDocument | undefined> {
@@ -59,9 +76,10 @@ function streamServer (config: GatewayConfig): { host: string, protocol: 'ws' | 
 }
 
 export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const logController = options.requestLogLevel === 'debug' ? new DebugRequestLogs() : undefined
   const app: FastifyInstance = options.logger
-    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true })
-    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true })
+    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true, logController })
+    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true, logController })
   enforceHandshakeDeadline(app.server, config.server.handshakeTimeoutMs)
   if (options.onRoute) app.addHook('onRoute', options.onRoute)
 

@@ -1,20 +1,40 @@
-// Dev mode, the README's first command (`npm run dev`): a local Kafka broker,
-// the demo feed, and the gateway on :8080, with a dev credential and a
-// copy-paste connect command printed. Ctrl-C stops everything it started.
+// Dev mode, the README's first command (`npm run dev`, `sluice dev`): a local
+// Kafka broker and Redis, the demo feed, and the gateway on :8080 with
+// everything on as in production (API keys, shared limits, quotas, the admin
+// API), a dev credential, an API key and the admin token printed with a
+// copy-paste connect command. Ctrl-C (or SIGTERM to any wrapper) stops
+// everything it started.
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { KafkaBroker, freePort } from '../../../deploy/local/stack.ts'
+import { resolve as resolvePath } from 'node:path'
+import { KafkaBroker, RedisServer, freePort } from '../../../deploy/local/stack.ts'
 import { KafkaClient } from '@sluice/kafka/core'
 import { ConfigError } from '@sluice/config'
 import { loadGatewayConfig } from './config.ts'
-import { startGateway } from './server.ts'
+import { startGateway, type RunningGateway } from './server.ts'
 import { DEMO_TOPIC, DemoTicker } from './demo-feed.ts'
+import { DevPortInUseError } from './errors.ts'
 
 const KAFKA_PORT = 9092
+const REDIS_PORT = 6379
+const GATEWAY_PORT = 8080
 // the topic the dev credential may publish to under policies/example.yaml (orders.{sub}, sub = dev)
 const DEV_ORDERS_TOPIC = 'orders.dev'
 // the repository's commented example policy: demo.ticks for every subject, dev included
 const POLICY_DIR = fileURLToPath(new URL('../../../policies/', import.meta.url))
+// the API key printed at start: the example policy's tenant-orders rule (demo on pro) for subject dev
+const DEV_KEY = { owner: 'dev', product: 'demo', plan: 'pro' }
+// a dev key lives a day: long enough for a working session, short enough not to linger in a Redis kept for later
+const DEV_KEY_TTL_MS = 24 * 3600 * 1000
+
+export interface DevOptions {
+  /** false: no Redis (in-process limits, no API keys, no admin key routes) */
+  redis: boolean
+  /** the gateway's port (8080) */
+  port?: number
+  out?: NodeJS.WritableStream
+  err?: NodeJS.WritableStream
+}
 
 async function portFree (port: number): Promise<boolean> {
   const { createServer } = await import('node:net')
@@ -25,24 +45,55 @@ async function portFree (port: number): Promise<boolean> {
   })
 }
 
-async function main (): Promise<void> {
-  const started = Date.now()
-  const broker = new KafkaBroker({ port: (await portFree(KAFKA_PORT)) ? KAFKA_PORT : await freePort() })
-  const stops: Array<() => Promise<unknown>> = [() => broker.destroy()]
-  let stopping = false
-  const stop = async (code: number) => {
-    if (stopping) return
-    stopping = true
-    process.stderr.write('\nsluice dev: stopping\n')
-    for (const fn of stops.reverse()) await fn().catch(() => {})
-    process.exit(code)
-  }
-  process.once('SIGINT', () => { stop(0) })
-  process.once('SIGTERM', () => { stop(0) })
+/** The banner: one screen (under 24 lines of at most 100 columns), what a newcomer needs and nothing else. */
+export function banner (info: { seconds: number, port: number, brokers: string[], redis?: string, token: string, apiKey?: string, adminToken?: string }): string {
+  const { port, token } = info
+  const ws = `ws://localhost:${port}/v1/stream?topics=${DEMO_TOPIC}`
+  return [
+    '',
+    `Sluice dev gateway ready in ${info.seconds.toFixed(1)} s`,
+    `  gateway     http://localhost:${port}   (portal: /portal, health: /healthz, /readyz)`,
+    `  kafka       ${info.brokers.join(',')}   (demo feed -> ${DEMO_TOPIC}; ${DEV_ORDERS_TOPIC} takes your publishes)`,
+    `  redis       ${info.redis ?? 'off (--no-redis): in-process limits, no API keys'}`,
+    `  policy      ${POLICY_DIR}   (the gateway reloads it on save)`,
+    `  credential  ${token}`,
+    ...(info.apiKey ? [`  api key     ${info.apiKey}   (${DEV_KEY.product} on ${DEV_KEY.plan}, subject ${DEV_KEY.owner})`] : []),
+    ...(info.adminToken ? [`  admin       ${info.adminToken}   (Authorization: Bearer, on /admin)`] : []),
+    '',
+    'Connect (a header, as servers and mobile apps do):',
+    `  npx -y wscat -H "Authorization: Bearer ${token}" -c '${ws}'`,
+    ...(info.apiKey ? [`  npx -y wscat -H "X-API-Key: ${info.apiKey}" -c '${ws}'`] : []),
+    'or from a browser console (query parameter, as browsers must):',
+    `  new WebSocket('${ws}&access_token=${token}').onmessage = e => console.log(e.data)`,
+    '',
+    'Ctrl-C stops the gateway, the feed, Kafka and Redis.',
+    ''
+  ].join('\n')
+}
 
+/** Starts the dev stack and the gateway; resolves once the banner is printed, with a stop function. */
+export async function runDev (options: DevOptions): Promise<{ stop: () => Promise<void>, gateway: RunningGateway }> {
+  const out = options.out ?? process.stdout
+  const err = options.err ?? process.stderr
+  const started = Date.now()
+  const port = options.port ?? GATEWAY_PORT
+  if (!await portFree(port)) {
+    throw new DevPortInUseError(port)
+  }
+  const broker = new KafkaBroker({ port: (await portFree(KAFKA_PORT)) ? KAFKA_PORT : await freePort() })
+  const redis = options.redis ? new RedisServer({ port: (await portFree(REDIS_PORT)) ? REDIS_PORT : await freePort() }) : undefined
+  const stops: Array<() => Promise<unknown>> = [() => broker.destroy()]
+  if (redis) stops.push(() => redis.stop())
+  let stopped: Promise<void> | undefined
+  const stop = () => {
+    stopped ??= (async () => {
+      for (const fn of stops.reverse()) await fn().catch(() => {})
+    })()
+    return stopped
+  }
   try {
-    process.stderr.write('sluice dev: starting a local Kafka broker\n')
-    await broker.start()
+    err.write(`sluice dev: starting a local Kafka broker${redis ? ' and Redis' : ''}\n`)
+    await Promise.all([broker.start(), redis?.start()])
     const kafka = new KafkaClient({ brokers: broker.brokers, clientId: 'sluice-dev-feed' })
     stops.push(() => kafka.close())
     // 3 partitions: enough to show per-partition offsets and resume cursors. orders.dev: the dev
@@ -50,48 +101,61 @@ async function main (): Promise<void> {
     await kafka.ensureTopics([{ topic: DEMO_TOPIC, partitions: 3 }, { topic: DEV_ORDERS_TOPIC, partitions: 1 }])
 
     const token = process.env.SLUICE_DEV_TOKEN ?? randomBytes(24).toString('base64url')
+    const adminToken = process.env.SLUICE_ADMIN_TOKEN ?? randomBytes(24).toString('base64url')
     const config = loadGatewayConfig({
       env: process.env,
       base: {
         kafka: { brokers: broker.brokers },
         dev: { token },
-        server: { host: '127.0.0.1' },
+        server: { host: '127.0.0.1', port },
         policy: { dir: POLICY_DIR },
+        admin: { token: adminToken },
+        ...(redis ? { redis: { url: redis.url } } : {}),
         // the printed browser snippet runs in whatever page the developer has open
         auth: { origins: ['*'] }
       }
     })
-    const gateway = await startGateway(config)
+    const gateway = await startGateway(config, { requestLogLevel: 'debug' })
     stops.push(() => gateway.shutdown('SIGINT'))
 
+    let apiKey: string | undefined
+    const store = gateway.app.credentials.apiKeys
+    if (store) apiKey = (await store.issue({ ...DEV_KEY, expiresAt: Date.now() + DEV_KEY_TTL_MS })).key
+
     const ticker = new DemoTicker(kafka)
-    ticker.onError = err => gateway.app.log.warn({ err }, 'demo feed could not produce')
+    ticker.onError = error => gateway.app.log.warn({ err: error }, 'demo feed could not produce')
     ticker.start()
     stops.push(() => ticker.stop())
 
-    const port = config.server.port
-    const ws = `ws://localhost:${port}/v1/stream?topics=${DEMO_TOPIC}`
-    process.stdout.write([
-      '',
-      `Sluice dev gateway ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-      `  gateway     http://localhost:${port}   (health: /healthz, readiness: /readyz)`,
-      `  portal      http://localhost:${port}/portal   (the products, their AsyncAPI, a live console: paste the credential)`,
-      `  kafka       ${broker.brokers.join(',')}   (demo feed -> ${DEMO_TOPIC}, 4 batches/s; ${DEV_ORDERS_TOPIC} takes your publishes)`,
-      `  policy      ${POLICY_DIR}   (edit it: the gateway reloads on save)`,
-      `  credential  ${token}`,
-      '',
-      'Connect (a header, as servers and mobile apps do):',
-      `  npx -y wscat -H "Authorization: Bearer ${token}" -c '${ws}'`,
-      'or from a browser console (query parameter, as browsers must):',
-      `  new WebSocket('${ws}&access_token=${token}').onmessage = e => console.log(e.data)`,
-      '',
-      'Ctrl-C stops the gateway, the feed and Kafka.',
-      ''
-    ].join('\n'))
-  } catch (err) {
-    process.stderr.write(`sluice dev: ${err instanceof ConfigError ? err.message : (err as Error).stack}\n`)
-    await stop(1)
+    out.write(banner({ seconds: (Date.now() - started) / 1000, port, brokers: broker.brokers, redis: redis?.url, token, apiKey, adminToken }))
+    return { stop, gateway }
+  } catch (error) {
+    await stop()
+    throw error
   }
 }
 
-main()
+/** The process: runs dev mode until SIGINT or SIGTERM, then stops everything it started. */
+export function devMain (options: DevOptions): void {
+  const running = runDev(options)
+  let stopping = false
+  const onSignal = () => {
+    if (stopping) return
+    stopping = true
+    process.stderr.write('\nsluice dev: stopping\n')
+    // a signal during start-up waits for it: what started (a broker's JVM) must not outlive the process
+    running.then(r => r.stop(), () => {}).finally(() => process.exit(0))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  running.catch(error => {
+    // a bad config or a busy port is the user's to fix: the message, not a stack
+    const known = error instanceof ConfigError || (error as { code?: string }).code === 'SLUICE_DEV_PORT_IN_USE'
+    process.stderr.write(`sluice dev: ${known ? (error as Error).message : (error as Error).stack}\n`)
+    process.exit(1)
+  })
+}
+
+if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  devMain({ redis: !process.argv.includes('--no-redis') })
+}

@@ -6,7 +6,7 @@ import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { closeWithin, configFileFrom, runEntry } from '@sluice/config/entry'
-import { buildApp } from './app.ts'
+import { buildApp, type BuildOptions } from './app.ts'
 import { loadGatewayConfig, type GatewayConfig } from './config.ts'
 
 export interface RunningGateway {
@@ -17,8 +17,8 @@ export interface RunningGateway {
   shutdown (signal?: string): Promise<boolean>
 }
 
-export async function startGateway (config: GatewayConfig): Promise<RunningGateway> {
-  const app = await buildApp(config)
+export async function startGateway (config: GatewayConfig, options: BuildOptions = {}): Promise<RunningGateway> {
+  const app = await buildApp(config, options)
   const address = await app.listen({ host: config.server.host, port: config.server.port })
   const shutdown = closeWithin({
     log: app.log,
@@ -42,5 +42,5 @@ export async function startGateway (config: GatewayConfig): Promise<RunningGatew
 }
 
 if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  runEntry('sluice gateway', () => loadGatewayConfig({ file: configFileFrom(process.argv, process.env), env: process.env }), startGateway)
+  runEntry('sluice gateway', () => loadGatewayConfig({ file: configFileFrom(process.argv, process.env), env: process.env }), config => startGateway(config))
 }

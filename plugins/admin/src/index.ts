@@ -13,8 +13,10 @@ import { compilePolicy, loadPolicyDir, errors as policyErrors, type PolicyFile }
 import type { Identity } from '@sluice/auth/identity'
 import {
   AdminApiKeysUnavailableError, AdminBadRequestError, AdminInternalError, AdminNotFoundError, AdminRedisUnavailableError,
-  AdminUnauthorizedError, AdminUnknownPlanError, AdminUnknownProductError
+  AdminUnauthorizedError, AdminUnknownPlanError, AdminUnknownProductError, AdminTopicNotInProductError
 } from './errors.ts'
+import { productTopics } from '@sluice/policy/product-topics'
+import '@sluice/kafka'
 
 export * as errors from './errors.ts'
 
@@ -28,6 +30,13 @@ export const DEFAULT_KEY_TTL_S = 90 * 24 * 3600
 export const MAX_KEY_TTL_S = 366 * 24 * 3600
 // a page of sessions or keys; one response stays well under a megabyte
 export const MAX_PAGE = 1000
+// topics: a product's topics at once; 3 partitions as `sluice topics create` and dev mode make them;
+// Kafka's own ceilings are far above what one gateway product needs (a replication factor beyond the
+// brokers is refused by Kafka itself, with its message)
+const MAX_TOPICS_PER_CREATE = 100
+const DEFAULT_PARTITIONS = 3
+const MAX_PARTITIONS = 10_000
+const MAX_REPLICATION = 32
 // the policy sent for validation: as many files and bytes as a policy directory may hold (plugins/policy)
 const MAX_VALIDATE_FILES = 100
 const VALIDATE_BODY_LIMIT = 4 * 1024 * 1024
@@ -213,6 +222,44 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
     return reply.code(204).send()
   })
 
+  // ---- topics -------------------------------------------------------------
+  // Brokers run with auto-create off: a product's topics are made here (or with `sluice topics create`),
+  // and only a product's: a topic the policy does not name would serve nobody
+  fastify.post('/topics', {
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['topics'],
+        properties: {
+          topics: { type: 'array', minItems: 1, maxItems: MAX_TOPICS_PER_CREATE, uniqueItems: true, items: { type: 'string', pattern: '^[a-zA-Z0-9._-]{1,249}$' } },
+          partitions: { type: 'integer', minimum: 1, maximum: MAX_PARTITIONS },
+          replicationFactor: { type: 'integer', minimum: 1, maximum: MAX_REPLICATION }
+        }
+      },
+      response: {
+        200: {
+          type: 'object',
+          required: ['topics'],
+          properties: {
+            topics: { type: 'array', items: { type: 'object', required: ['topic', 'product', 'created'], properties: { topic: { type: 'string' }, product: { type: 'string' }, created: { type: 'boolean' } } } }
+          }
+        }
+      }
+    }
+  }, async request => {
+    const body = request.body as { topics: string[], partitions?: number, replicationFactor?: number }
+    const document = fastify.policy.document
+    const products = document ? productTopics(document) : undefined
+    const owned = body.topics.map(topic => ({ topic, product: products?.productOf(topic) }))
+    const outside = owned.filter(o => o.product === undefined).map(o => o.topic)
+    if (outside.length > 0) throw new AdminTopicNotInProductError(outside.slice(0, 10).join(', '))
+    const existing = new Set(await fastify.kafka.listTopics())
+    await fastify.kafka.ensureTopics(body.topics.map(topic => ({ topic, partitions: body.partitions ?? DEFAULT_PARTITIONS, replicationFactor: body.replicationFactor })))
+    request.log.info({ topics: body.topics }, 'topics created')
+    return { topics: owned.map(o => ({ topic: o.topic, product: o.product!, created: !existing.has(o.topic) })) }
+  })
+
   // ---- policy -------------------------------------------------------------
   const problem = { $ref: 'sluiceProblem#' }
   fastify.get('/policy', {
@@ -341,4 +388,4 @@ async function admin (fastify: FastifyInstance, opts: AdminOptions): Promise<voi
   await fastify.register(adminRoutes, { ...opts, prefix: '/admin' })
 }
 
-export default fp(admin, { fastify: '5.x', name: 'sluice-admin', dependencies: ['sluice-auth', 'sluice-policy'] })
+export default fp(admin, { fastify: '5.x', name: 'sluice-admin', dependencies: ['sluice-auth', 'sluice-policy', 'sluice-kafka'] })

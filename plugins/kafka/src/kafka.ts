@@ -88,6 +88,8 @@ export interface PartitionOffsets {
 export interface TopicSpec {
   topic: string
   partitions?: number
+  /** copies of each partition; the broker's default.replication.factor when absent */
+  replicationFactor?: number
   config?: Record<string, string>
 }
 
@@ -127,17 +129,32 @@ const PRODUCER_RETRY = { retries: 4, initialRetryTime: 100, maxRetryTime: 2000 }
 
 const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 
+// kafkajs logs some ordinary events at error level: a protocol error it retries itself
+// ("Response GroupCoordinator ...: The group coordinator is not available" on a broker's first
+// group, "leader moved") and a rebalance it rejoins on its own. An operator reading error lines
+// must see only failures: these go to debug and info.
+const ROUTINE: Array<{ namespace?: string, message: RegExp, level: 'debug' | 'info' }> = [
+  { namespace: 'Connection', message: /^(\[Connection\] )?Response /, level: 'debug' },
+  { message: /^The group is rebalancing, re-joining/, level: 'info' },
+  { message: /^The coordinator is not aware of this member, re-joining/, level: 'info' }
+]
+
+/** The level a kafkajs entry is logged at here (see ROUTINE). */
+export function kafkaLogLevel (level: number, namespace: string, message: string): 'debug' | 'info' | 'warn' | 'error' | undefined {
+  if (level === logLevel.ERROR || level === logLevel.WARN) {
+    const routine = ROUTINE.find(r => (r.namespace === undefined || r.namespace === namespace) && r.message.test(message))
+    if (routine) return routine.level
+    return level === logLevel.ERROR ? 'error' : 'warn'
+  }
+  if (level === logLevel.INFO) return 'debug'
+  return undefined
+}
+
 function logCreator (logger: Logger) {
-  return () => ({ level, log }: LogEntry) => {
+  return () => ({ level, namespace, log }: LogEntry) => {
     const { message, ...rest } = log
-    const entry = { kafka: rest, namespace: log.namespace }
-    if (level === logLevel.ERROR) {
-      // "[Connection] Response ..." entries are protocol errors kafkajs retries
-      // itself (coordinator loading, leader moved); they are not ours to alarm on.
-      if (message.startsWith('[Connection] Response')) logger.debug(entry, message)
-      else logger.error(entry, message)
-    } else if (level === logLevel.WARN) logger.warn(entry, message)
-    else if (level === logLevel.INFO) logger.debug(entry, message)
+    const at = kafkaLogLevel(level, namespace, message)
+    if (at !== undefined) logger[at]({ kafka: rest, namespace }, message)
   }
 }
 
@@ -326,6 +343,7 @@ export class KafkaClient {
           topics: missing.map(t => ({
             topic: t.topic,
             numPartitions: t.partitions ?? 1,
+            ...(t.replicationFactor === undefined ? {} : { replicationFactor: t.replicationFactor }),
             configEntries: Object.entries(t.config ?? {}).map(([name, value]) => ({ name, value }))
           }))
         })
