@@ -136,7 +136,9 @@ const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} 
 const ROUTINE: Array<{ namespace?: string, message: RegExp, level: 'debug' | 'info' }> = [
   { namespace: 'Connection', message: /^(\[Connection\] )?Response /, level: 'debug' },
   { message: /^The group is rebalancing, re-joining/, level: 'info' },
-  { message: /^The coordinator is not aware of this member, re-joining/, level: 'info' }
+  { message: /^The coordinator is not aware of this member, re-joining/, level: 'info' },
+  // PRODUCER_RETRY limits retries on purpose (a publisher hears UNAVAILABLE in bounded time); kafkajs warns at every start
+  { namespace: 'Producer', message: /^Limiting retries for the idempotent producer/, level: 'debug' }
 ]
 
 /** The level a kafkajs entry is logged at here (see ROUTINE). */
