@@ -98,6 +98,20 @@ export function catalogue (document: PolicyDocument | undefined): Catalogue {
 const limitSchema = { type: 'integer', minimum: 0 }
 const text = { type: 'string' }
 
+/** A plan and its limits, as the catalogue and GET /v1/me show it. */
+export const planSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'title', 'limits'],
+  properties: {
+    name: text,
+    title: text,
+    description: text,
+    // the policy's own list of limits: a limit added there cannot go missing here
+    limits: planLimitsSchema(limitSchema)
+  }
+} as const
+
 /** The response schema of GET /v1/products (Fastify serializes with it; openapi/ documents it). */
 export const catalogueSchema = {
   type: 'object',
@@ -114,21 +128,7 @@ export const catalogueSchema = {
           name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' },
           title: text,
           description: text,
-          plans: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['name', 'title', 'limits'],
-              properties: {
-                name: text,
-                title: text,
-                description: text,
-                // the policy's own list of limits: a limit added there cannot go missing here
-                limits: planLimitsSchema(limitSchema)
-              }
-            }
-          },
+          plans: { type: 'array', items: planSchema },
           topics: {
             type: 'array',
             items: {

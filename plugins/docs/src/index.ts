@@ -5,7 +5,9 @@
 // when LivePolicy reports a reload, so the portal always shows what the
 // gateway serves. Given the OpenAPI document (openapi.ts composes it from
 // openapi/), also GET /openapi.json and its interactive UI at /docs
-// (@fastify/swagger-ui, whose assets come from node_modules: no CDN).
+// (@fastify/swagger-ui, whose assets come from node_modules: no CDN), with
+// Sluice's mark (brand.ts). GET /v1/me, for a credential, says what the
+// policy grants it (reader.ts).
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -14,11 +16,15 @@ import type { LivePolicy } from '@sluice/policy'
 import { asyncapiDocument, type AsyncApiDocument, type AsyncApiOptions } from './asyncapi.ts'
 import { catalogue, catalogueSchema, type Catalogue } from './catalogue.ts'
 import { NotFoundError } from './errors.ts'
+import { ICON_SVG, LOGO_SVG, THEME_CSS } from './brand.ts'
+import { reader, readerSchema } from './reader.ts'
 import type { OpenApiDocument } from './openapi.ts'
 
 export { asyncapiDocument, securitySchemes } from './asyncapi.ts'
 export type { AsyncApiDocument, AsyncApiOptions } from './asyncapi.ts'
-export { catalogue, catalogueProduct, catalogueSchema } from './catalogue.ts'
+export { catalogue, catalogueProduct, catalogueSchema, planSchema } from './catalogue.ts'
+export { reader, readerSchema } from './reader.ts'
+export type { Reader, ReaderProduct } from './reader.ts'
 export type { Catalogue, CatalogueProduct, CataloguePlan, CatalogueTopic, CatalogueAccess } from './catalogue.ts'
 export { exampleFor } from './example.ts'
 export { composeOpenApi, loadOpenApi, HTTP_METHODS } from './openapi.ts'
@@ -93,6 +99,16 @@ async function docs (fastify: FastifyInstance, opts: DocsOptions): Promise<void>
     return current().catalogue
   })
 
+  // what the policy grants the credential that asks: the portal's console shows it once connected
+  fastify.get('/v1/me', {
+    config: { auth: true },
+    schema: { response: { 200: readerSchema } }
+  }, async (request, reply) => {
+    // per credential: no shared cache may keep it
+    reply.header('cache-control', 'no-store')
+    return reader(live.current, request.identity!)
+  })
+
   fastify.get('/asyncapi.json', async (_request, reply) => {
     reply.header('cache-control', 'no-cache')
     return current().asyncapi
@@ -133,9 +149,16 @@ async function docs (fastify: FastifyInstance, opts: DocsOptions): Promise<void>
       staticCSP: DOCS_CSP,
       // swagger-ui would otherwise ask validator.swagger.io for a badge
       validatorUrl: false,
-      uiConfig: { deepLinking: true }
+      uiConfig: { deepLinking: true },
+      // Sluice's mark and name, not Fastify's (the logo is inlined as a data: URL, which DOCS_CSP's img-src allows)
+      logo: { type: 'image/svg+xml', content: Buffer.from(LOGO_SVG), href: DOCS_PREFIX, target: '_self' },
+      theme: {
+        title: 'Sluice gateway REST API',
+        css: [{ filename: 'sluice.css', content: THEME_CSS }],
+        favicon: [{ filename: 'sluice.svg', rel: 'icon', sizes: 'any', type: 'image/svg+xml', content: Buffer.from(ICON_SVG) }]
+      }
     })
   }
 }
 
-export default fp(docs, { fastify: '5.x', name: 'sluice-docs', dependencies: ['sluice-policy'] })
+export default fp(docs, { fastify: '5.x', name: 'sluice-docs', dependencies: ['sluice-policy', 'sluice-auth'] })

@@ -113,3 +113,23 @@ export function compilePattern (source: string, options: { templates: boolean })
     }
   }
 }
+
+/**
+ * The pattern as one identity reads it, as text: each `{claim}` replaced by
+ * the claim's value under the same rule as `resolve` (a plain segment), or
+ * undefined when `resolve` would be. What a reader is shown ("you may publish
+ * on orders.dev"); the matcher stays `resolve`.
+ */
+export function fillClaims (source: string, claims: Record<string, unknown>): string | undefined {
+  let out = ''
+  for (const token of tokenize(source)) {
+    if ('literal' in token) out += token.literal
+    else if ('star' in token) out += '*'.repeat(token.star)
+    else {
+      const value = claimSegment(claims, token.claim)
+      if (value === undefined) return undefined
+      out += value
+    }
+  }
+  return out
+}

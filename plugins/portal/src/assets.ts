@@ -52,14 +52,17 @@ export interface Asset {
   etag: string
 }
 
+/** A body to serve, with its ETag: a digest of its bytes. */
+export function toAsset (body: Buffer, type: string): Asset {
+  return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` }
+}
+
 /** Every servable file of `dir` (not its subfolders), by name. */
 export async function loadAssets (dir: string = PUBLIC_DIR): Promise<Map<string, Asset>> {
   const assets = new Map<string, Asset>()
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (!entry.isFile() || !ASSET_NAME.test(entry.name)) continue
-    const body = await readFile(join(dir, entry.name))
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`
-    assets.set(entry.name, { body, type: TYPES[extname(entry.name)]!, etag })
+    assets.set(entry.name, toAsset(await readFile(join(dir, entry.name)), TYPES[extname(entry.name)]!))
   }
   if (!assets.has('index.html')) throw new Error(`the portal has no index.html in ${dir}`)
   return assets

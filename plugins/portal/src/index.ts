@@ -2,14 +2,17 @@
 // hand-written page, its stylesheet and browser ES modules from this package,
 // with no CDN and nothing fetched from elsewhere at run time. The page reads
 // the catalogue (/v1/products) and each product's AsyncAPI from this gateway
-// and opens /v1/stream with the reader's own credential.
+// and opens /v1/stream with the reader's own credential. GET /favicon.ico is
+// the portal's mark, drawn in code (favicon.ts).
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { loadAssets, ASSET_NAME, SECURITY_HEADERS, type Asset } from './assets.ts'
+import { loadAssets, toAsset, ASSET_NAME, SECURITY_HEADERS, type Asset } from './assets.ts'
 import { PortalNotFoundError } from './errors.ts'
+import { faviconIco } from './favicon.ts'
 
 export { loadAssets, CONTENT_SECURITY_POLICY, SECURITY_HEADERS, PUBLIC_DIR } from './assets.ts'
 export { PortalNotFoundError } from './errors.ts'
+export { faviconIco, faviconPng } from './favicon.ts'
 
 export interface PortalOptions {
   /** the folder of files to serve (default: this package's public/) */
@@ -43,6 +46,10 @@ async function portal (fastify: FastifyInstance, opts: PortalOptions): Promise<v
     }
     return send(reply, asset, request.headers['if-none-match'])
   })
+
+  // browsers ask every origin for it, whatever the page links (the portal links favicon.svg)
+  const favicon = toAsset(faviconIco(), 'image/x-icon')
+  fastify.get('/favicon.ico', page, async (request, reply) => send(reply, favicon, request.headers['if-none-match']))
 }
 
 export default fp(portal, { fastify: '5.x', name: 'sluice-portal' })
