@@ -1,7 +1,7 @@
 // The catalogue: the products of GET /v1/products (plans, topics, who may do
 // what) and each product's AsyncAPI document (/asyncapi/<name>.json) rendered
 // for reading: channels, the operations allowed, payload schemas, examples.
-import { el, jsonBlock, prose, count, bytes, isObject, text } from './dom.js'
+import { el, jsonBlock, prose, plural, bytes, isObject, text } from './dom.js'
 
 // A product's asyncapi path as the catalogue gives it; anything else is not fetched.
 const ASYNCAPI_PATH = /^\/asyncapi\/[A-Za-z0-9._-]{1,128}\.json$/
@@ -11,9 +11,21 @@ const MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 const MAX_PRODUCTS = 100
 const MAX_ITEMS = 200
 
+// A JSON Schema is shown as a table down to this depth (a.b.c.d); deeper, the JSON below the table says it.
+const MAX_SCHEMA_DEPTH = 4
+
 /**
  * @typedef {{ fillSubscribe (topic: string): void, fillPublish (topic: string, value: unknown): void }} ConsoleHooks
+ * @typedef {{ name: string, title: string, plans: string[], subscribe: string[], publish: string[] }} ReaderProduct
+ * @typedef {{ subject: string, kind: string, plan?: { name: string, title: string, description?: string, limits: Record<string, number> }, products: ReaderProduct[] }} Reader
  */
+
+/**
+ * Who the reader is to this gateway (GET /v1/me), once the console has
+ * connected: the catalogue marks their plan and fills examples with their own topics.
+ * @type {Reader | undefined}
+ */
+let reader
 
 /**
  * GET a JSON document of this gateway, bounded in size.
@@ -55,12 +67,12 @@ function entries (value) {
 
 /** A plan's limits in words. */
 const LIMIT_WORDS = {
-  connections: (/** @type {number} */ n) => `${count(n)} concurrent connection${n === 1 ? '' : 's'}`,
-  connectsPerMinute: (/** @type {number} */ n) => `${count(n)} new connection${n === 1 ? '' : 's'} a minute`,
-  deliveredPerSecond: (/** @type {number} */ n) => `${count(n)} message${n === 1 ? '' : 's'} delivered a second`,
-  publishedPerSecond: (/** @type {number} */ n) => n === 0 ? 'no publishing' : `${count(n)} message${n === 1 ? '' : 's'} published a second`,
+  connections: (/** @type {number} */ n) => `${plural(n, 'concurrent connection')}`,
+  connectsPerMinute: (/** @type {number} */ n) => `${plural(n, 'new connection')} a minute`,
+  deliveredPerSecond: (/** @type {number} */ n) => `${plural(n, 'message')} delivered a second`,
+  publishedPerSecond: (/** @type {number} */ n) => n === 0 ? 'no publishing' : `${plural(n, 'message')} published a second`,
   bytesPerSecond: (/** @type {number} */ n) => `${bytes(n)} delivered a second`,
-  dailyQuota: (/** @type {number} */ n) => `${count(n)} message${n === 1 ? '' : 's'} delivered a day (UTC)`
+  dailyQuota: (/** @type {number} */ n) => `${plural(n, 'message')} delivered a day (UTC)`
 }
 
 /**
@@ -113,19 +125,47 @@ export function mayOverlap (a, b) {
 }
 
 /**
+ * Whether `topic` is a name `pattern` (`*` one segment, `**` any characters) stands for.
+ * @param {string} topic
+ * @param {string} pattern
+ */
+export function matches (topic, pattern) {
+  const source = pattern.split(/(\*\*|\*)/).map(part => part === '**' ? '.+' : part === '*' ? '[^.]+' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('')
+  return new RegExp(`^${source}$`).test(topic)
+}
+
+/**
+ * The topic "Publish the example" fills in for a product topic: an exact name
+ * as it is; else, once the reader is known, a topic of theirs it stands for
+ * (orders.* is orders.dev for the dev credential); else the rule's pattern,
+ * whose {sub} the console asks the reader to fill in.
+ * @param {string} pattern the product topic
+ * @param {string[]} rulePatterns what the product's rules let publish, as written
+ * @param {string} product
+ * @param {Reader | undefined} who
+ */
+export function publishTarget (pattern, rulePatterns, product, who) {
+  if (EXACT_TOPIC.test(pattern)) return pattern
+  const mine = who?.products.find(p => p.name === product)?.publish ?? []
+  const own = mine.find(t => EXACT_TOPIC.test(t) && matches(t, pattern))
+  if (own !== undefined) return own
+  return rulePatterns.find(p => mayOverlap(p, pattern)) ?? pattern
+}
+
+/**
  * @param {Record<string, unknown>} topic
- * @param {Set<string>} publishable patterns some rule lets publish
+ * @param {string[]} publishable patterns some rule lets publish
+ * @param {string} product
  * @param {ConsoleHooks} hooks
  */
-function topicItem (topic, publishable, hooks) {
+function topicItem (topic, publishable, product, hooks) {
   const pattern = text(topic.pattern)
   const buttons = []
+  // a pattern too: /v1/stream subscribes to every topic it reaches that the credential may read
   buttons.push(el('button', { type: 'button', class: 'small', onclick: () => hooks.fillSubscribe(pattern) }, 'Subscribe in the console'))
-  const publishTo = [...publishable].find(p => mayOverlap(p, pattern))
-  if (publishTo !== undefined) {
-    // an exact topic as it is; else the rule's pattern, whose {sub} the reader fills in
-    const target = EXACT_TOPIC.test(pattern) ? pattern : publishTo
-    buttons.push(el('button', { type: 'button', class: 'small', onclick: () => hooks.fillPublish(target, topic.example) }, 'Publish the example'))
+  if (publishable.some(p => mayOverlap(p, pattern))) {
+    // decided on click: the reader may have connected since the page loaded
+    buttons.push(el('button', { type: 'button', class: 'small', onclick: () => hooks.fillPublish(publishTarget(pattern, publishable, product, reader), topic.example) }, 'Publish the example'))
   }
   return el('li', { class: 'topic', 'data-topic': pattern },
     el('h5', {}, el('code', {}, pattern), EXACT_TOPIC.test(pattern) ? null : el('span', { class: 'tag' }, 'pattern')),
@@ -133,7 +173,7 @@ function topicItem (topic, publishable, hooks) {
     el('ul', { class: 'facts' },
       el('li', { 'data-encoding': text(topic.encoding) }, 'Encoding: ', word(ENCODING_WORDS, topic.encoding)),
       el('li', {}, 'Slow clients: ', word(SLOW_CLIENT_WORDS, topic.slowClient))),
-    topic.schema !== undefined ? el('details', {}, el('summary', {}, 'Message schema'), jsonBlock(topic.schema)) : null,
+    topic.schema !== undefined ? el('div', { class: 'payload' }, el('span', { class: 'label' }, 'Message fields'), schemaView(topic.schema, topic.schema)) : null,
     topic.example !== undefined ? el('div', { class: 'example' }, el('span', { class: 'label' }, 'Example value'), jsonBlock(topic.example)) : null,
     el('div', { class: 'actions' }, buttons))
 }
@@ -163,20 +203,21 @@ function accessItem (access) {
  */
 function productArticle (product, hooks) {
   const name = text(product.name)
-  const publishable = new Set(list(product.access).flatMap(a => isObject(a) ? list(a.publish).map(String) : []))
+  const publishable = [...new Set(list(product.access).flatMap(a => isObject(a) ? list(a.publish).map(String) : []))]
   const asyncapi = text(product.asyncapi)
   const docs = el('section', { class: 'asyncapi', 'data-asyncapi': asyncapi }, el('p', { class: 'loading' }, 'Loading the AsyncAPI document…'))
   const article = el('article', { class: 'product', id: `product-${name}`, 'data-product': name },
     el('h3', {}, text(product.title, name), ' ', el('code', { class: 'name' }, name)),
     product.description ? el('p', { class: 'description' }, text(product.description)) : null,
     el('h4', {}, 'Plans'),
+    el('p', { class: 'yours', hidden: true }),
     el('ul', { class: 'plans' }, list(product.plans).filter(isObject).map(plan =>
       el('li', { class: 'plan', 'data-plan': text(plan.name) },
         el('strong', {}, text(plan.title, text(plan.name))),
         plan.description ? ` — ${text(plan.description)}` : '',
         el('ul', { class: 'limits' }, limitsInWords(plan.limits))))),
     el('h4', {}, 'Topics'),
-    el('ul', { class: 'topics' }, list(product.topics).filter(isObject).map(topic => topicItem(topic, publishable, hooks))),
+    el('ul', { class: 'topics' }, list(product.topics).filter(isObject).map(topic => topicItem(topic, publishable, name, hooks))),
     el('h4', {}, 'Who may do what'),
     el('ul', { class: 'access-list' }, list(product.access).filter(isObject).map(accessItem)),
     el('h4', {}, 'AsyncAPI ', ASYNCAPI_PATH.test(asyncapi) ? el('a', { href: asyncapi }, asyncapi) : null),
@@ -215,6 +256,93 @@ export function deref (root, value) {
   return current
 }
 
+/**
+ * A schema's type in words: `string`, `integer or null`, `array of number`, `one of "buy", "sell"`.
+ * @param {unknown} doc
+ * @param {Record<string, unknown>} schema
+ * @param {number} [depth]
+ * @returns {string}
+ */
+function typeWords (doc, schema, depth = 0) {
+  if (Object.hasOwn(schema, 'const')) return `always ${JSON.stringify(schema.const)}`
+  if (Array.isArray(schema.enum)) return `one of ${schema.enum.slice(0, 20).map(v => JSON.stringify(v)).join(', ')}`
+  const alternatives = list(schema.oneOf ?? schema.anyOf).map(a => deref(doc, a)).filter(isObject)
+  if (alternatives.length > 0 && depth < 2) return alternatives.map(a => typeWords(doc, a, depth + 1)).join(' or ')
+  const types = (Array.isArray(schema.type) ? schema.type : [schema.type]).filter(t => typeof t === 'string')
+  let words = types.length
+    ? types.map(t => {
+      const items = deref(doc, schema.items)
+      return t === 'array' && isObject(items) && depth < 2 ? `array of ${typeWords(doc, items, depth + 1)}` : t
+    }).join(' or ')
+    : (isObject(schema.properties) ? 'object' : 'any JSON value')
+  const format = text(schema.format) || text(schema.contentEncoding)
+  if (format) words += ` (${format})`
+  return words
+}
+
+/**
+ * What a field means and may hold: its description, bounds and examples.
+ * @param {Record<string, unknown>} schema
+ */
+function aboutWords (schema) {
+  const parts = []
+  if (schema.description) parts.push(text(schema.description))
+  /** @type {Array<[string, string]>} */
+  const bounds = [['minimum', 'at least'], ['maximum', 'at most'], ['minLength', 'at least (characters)'], ['maxLength', 'at most (characters)'], ['pattern', 'matches']]
+  for (const [key, words] of bounds) if (schema[key] !== undefined) parts.push(`${words} ${String(schema[key])}`)
+  const examples = list(schema.examples)
+  if (examples.length) parts.push(`e.g. ${examples.slice(0, 3).map(v => JSON.stringify(v)).join(', ')}`)
+  return parts.join('; ')
+}
+
+/**
+ * Rows of the fields table: the schema's properties, nested ones as `a.b`, an array's item fields as `a[].b`.
+ * @param {unknown} doc
+ * @param {unknown} schema
+ * @param {string} path
+ * @param {boolean} required
+ * @param {number} depth
+ * @param {HTMLElement[]} rows
+ */
+function fieldRows (doc, schema, path, required, depth, rows) {
+  const s = deref(doc, schema)
+  if (!isObject(s) || rows.length >= MAX_ITEMS) return
+  const properties = entries(s.properties)
+  const items = deref(doc, s.items)
+  // the value itself gets a row when it has no fields to list (a string topic, any JSON)
+  if (path || properties.length === 0) {
+    rows.push(el('tr', { 'data-field': path || '(value)' },
+      el('td', {}, el('code', {}, path || '(the value)')),
+      el('td', { class: 'type' }, typeWords(doc, s)),
+      el('td', { class: 'required' }, path ? (required ? 'yes' : 'no') : ''),
+      el('td', {}, aboutWords(s))))
+  }
+  if (depth >= MAX_SCHEMA_DEPTH) return
+  const requiredNames = new Set(list(s.required).map(String))
+  for (const [name, property] of properties) fieldRows(doc, property, path ? `${path}.${name}` : name, requiredNames.has(name), depth + 1, rows)
+  if (isObject(items) && isObject(items.properties)) {
+    const itemRequired = new Set(list(items.required).map(String))
+    for (const [name, property] of entries(items.properties)) fieldRows(doc, property, `${path || '(each item)'}[].${name}`, itemRequired.has(name), depth + 1, rows)
+  }
+}
+
+/**
+ * A JSON Schema for reading: a table of its fields, their types, whether
+ * they are required and what they hold; the schema itself folded below.
+ * @param {unknown} doc the document its local $refs point into
+ * @param {unknown} schema
+ */
+export function schemaView (doc, schema) {
+  /** @type {HTMLElement[]} */
+  const rows = []
+  fieldRows(doc, schema, '', true, 0, rows)
+  return el('div', { class: 'schema' },
+    el('table', { class: 'fields' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'Field'), el('th', {}, 'Type'), el('th', {}, 'Required'), el('th', {}, 'About'))),
+      el('tbody', {}, rows)),
+    el('details', {}, el('summary', {}, 'JSON Schema'), jsonBlock(deref(doc, schema))))
+}
+
 const ACTION_WORDS = { receive: 'Subscribe (receive)', send: 'Publish (send)' }
 
 /**
@@ -227,7 +355,7 @@ function messageView (doc, message) {
   return el('div', { class: 'message-doc', 'data-message': text(m.name) },
     el('h6', {}, text(m.title, text(m.name, 'message')), m.contentType ? el('span', { class: 'tag' }, text(m.contentType)) : null),
     m.summary ? el('p', {}, text(m.summary)) : null,
-    m.payload !== undefined ? el('div', { class: 'payload' }, el('span', { class: 'label' }, 'Payload schema'), jsonBlock(deref(doc, m.payload))) : null,
+    m.payload !== undefined ? el('div', { class: 'payload' }, el('span', { class: 'label' }, 'Payload schema'), schemaView(doc, m.payload)) : null,
     list(m.examples).filter(isObject).map(example =>
       el('div', { class: 'example' },
         el('span', { class: 'label' }, `Example${example.name ? ` "${text(example.name)}"` : ''}${example.summary ? `: ${text(example.summary)}` : ''}`),
@@ -259,7 +387,7 @@ export function asyncapiView (doc) {
           return el('li', { class: 'operation', 'data-operation': opId, 'data-action': text(o.action) },
             el('strong', {}, word(ACTION_WORDS, o.action)),
             o.title ? ` — ${text(o.title)}` : '',
-            plans.length ? el('span', { class: 'tag' }, `plan${plans.length > 1 ? 's' : ''} ${plans.join(', ')}`) : null,
+            plans.length ? el('span', { class: 'tag' }, `${plans.length === 1 ? 'plan' : 'plans'} ${plans.join(', ')}`) : null,
             o.summary ? prose(text(o.summary)) : null,
             o.description ? prose(text(o.description)) : null)
         }))
@@ -307,9 +435,39 @@ export async function showCatalogue (hooks) {
   status.dataset.state = 'loaded'
   status.textContent = products.length === 0
     ? 'This gateway offers no product yet.'
-    : `${count(products.length)} product${products.length === 1 ? '' : 's'}${products.length > shown.length ? `, the first ${shown.length} shown` : ''}.`
+    : `${plural(products.length, 'product')}${products.length > shown.length ? `, the first ${shown.length} shown` : ''}.`
   const topics = new Set(shown.flatMap(p => list(p.topics).filter(isObject).map(t => text(t.pattern))).filter(t => EXACT_TOPIC.test(t)))
   suggestions.replaceChildren(...[...topics].sort().map(t => el('option', { value: t })))
   const nav = document.getElementById('product-nav')
   if (nav) nav.replaceChildren(...shown.map(p => el('li', {}, el('a', { href: `#product-${text(p.name)}` }, text(p.title, text(p.name))))))
+}
+
+/**
+ * The reader is known (the console connected and asked GET /v1/me): mark
+ * the plan their credential gets in every product that sells it, say what
+ * it may use in each product, and let "Publish the example" fill their own
+ * topics. Undefined forgets them.
+ * @param {Reader | undefined} who
+ */
+export function showReader (who) {
+  reader = who
+  for (const article of document.querySelectorAll('#products article.product')) {
+    const name = article.getAttribute('data-product')
+    for (const plan of article.querySelectorAll('li.plan')) {
+      const yours = who?.plan?.name === plan.getAttribute('data-plan')
+      plan.classList.toggle('yours', yours)
+      plan.querySelector(':scope > .tag')?.remove()
+      if (yours) plan.querySelector(':scope > strong')?.after(' ', el('span', { class: 'tag' }, 'your plan'))
+    }
+    const line = /** @type {HTMLElement | null} */ (article.querySelector('p.yours'))
+    if (!line) continue
+    const mine = who?.products.find(p => p.name === name)
+    line.hidden = !who
+    if (!who) continue
+    /** @param {string[]} topics */
+    const codes = topics => topics.length ? topics.flatMap((t, i) => [i > 0 ? ', ' : '', el('code', {}, t)]) : ['nothing']
+    line.replaceChildren(...(mine
+      ? [`Your credential (${who.subject}) gets plan `, el('strong', {}, who.plan ? who.plan.title : 'none'), ': it may subscribe to ', ...codes(mine.subscribe), ' and publish on ', ...codes(mine.publish), '.']
+      : [`Your credential (${who.subject}) is granted nothing in this product.`]))
+  }
 }

@@ -1,8 +1,9 @@
 // The live console: one WebSocket to this gateway's /v1/stream with the
 // reader's own credential. It subscribes, shows messages as they arrive,
 // publishes, and explains every error frame and close code in words.
-import { el, append, count, isObject, text } from './dom.js'
+import { el, append, count, plural, isObject, text } from './dom.js'
 import { ERROR_CODES, CLOSE_CODES, REFUSAL_CODES, explain, duration } from './explain.js'
+import { limitsInWords, matches } from './catalogue.js'
 
 // What the console keeps on screen. A feed of a few messages a second fills
 // this in about a minute; more rows than a reader can follow only slow the tab.
@@ -18,6 +19,32 @@ const MAX_TOPICS = 100
 // What a WebSocket subprotocol may hold (RFC 6455 §4.1: an RFC 7230 token).
 const SUBPROTOCOL_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/
+// A pattern /v1/stream takes in subscribe and unsubscribe (plugins/stream/README.md "Patterns"):
+// `*` within one dot-separated segment, `**` across dots
+const PATTERN = /^[A-Za-z0-9._*-]{1,249}$/
+// A claim value that fills a `{claim}` of a rule (plugins/policy: a plain segment)
+const CLAIM_SEGMENT = /^[A-Za-z0-9_-]{1,128}$/
+
+/** How the console names a credential's kind. */
+const KIND_WORDS = { dev: 'the dev credential', jwt: 'a JWT', 'api-key': 'an API key' }
+
+/**
+ * Why `topic` is not something the gateway takes in a frame, or '' when it is.
+ * Subscribe and unsubscribe take patterns with the gateway's own rules: at
+ * most one `**` in a pattern, one wildcard between two dots, no `***`.
+ * @param {string} topic
+ * @param {boolean} patterns
+ */
+export function topicProblem (topic, patterns) {
+  if (topic.includes('{')) return `"${topic.slice(0, 64)}": {sub} and other {claims} are filled from your credential (orders.{sub} is orders.<your subject>); connect and the console fills them in`
+  if (TOPIC.test(topic)) return ''
+  if (!patterns) return `"${topic.slice(0, 64)}": publish takes one topic name, 1 to 249 of A-Z a-z 0-9 . _ -${topic.includes('*') ? ', not a pattern' : ''}`
+  if (!PATTERN.test(topic)) return `"${topic.slice(0, 64)}": topic names are 1 to 249 of A-Z a-z 0-9 . _ -, and patterns add * (one segment) and ** (any characters)`
+  if ((topic.match(/\*\*/g) ?? []).length > 1) return `"${topic.slice(0, 64)}": at most one ** in a pattern`
+  if (/\*{3}/.test(topic)) return `"${topic.slice(0, 64)}": at most two * in a row`
+  if (topic.split('.').some(segment => (segment.match(/\*+/g) ?? []).length > 1)) return `"${topic.slice(0, 64)}": at most one wildcard between two dots`
+  return ''
+}
 
 /**
  * @typedef {{ op: string, id?: string, [field: string]: unknown }} Frame
@@ -99,6 +126,15 @@ export class StreamConsole {
   #positions = new Map()
   /** @type {{ credential: string, mode: Exclude<CredentialMode, 'auto'> } | undefined} */
   #last
+  /** per pattern subscribed, the topics it reached */
+  /** @type {Map<string, Set<string>>} */
+  #reached = new Map()
+  /** who the credential is to the gateway (GET /v1/me), once connected */
+  /** @type {import('./catalogue.js').Reader | undefined} */
+  reader
+  /** hears the reader once the console knows them (the catalogue marks their plan) */
+  /** @type {(reader: import('./catalogue.js').Reader) => void} */
+  onReader = () => {}
 
   constructor () {
     this.credential = /** @type {HTMLInputElement} */ (byId('credential'))
@@ -117,6 +153,7 @@ export class StreamConsole {
     this.messages = byId('messages')
     this.messageCount = byId('message-count')
     this.cursor = byId('cursor')
+    this.identity = byId('identity')
 
     byId('connect-form').addEventListener('submit', event => { event.preventDefault(); this.connect() })
     this.disconnectButton.addEventListener('click', () => this.disconnect())
@@ -158,6 +195,8 @@ export class StreamConsole {
     this.#ws = ws
     this.#opened = false
     this.#last = { credential, mode: request.mode }
+    // another credential may be someone else: shown again once the gateway says
+    this.identity.hidden = true
     this.#setStatus('connecting', `Connecting (credential sent as ${request.mode === 'subprotocol' ? 'the bearer.<token> subprotocol' : `the ${request.mode} query parameter`})…`)
     this.connectButton.disabled = true
     this.disconnectButton.disabled = false
@@ -166,6 +205,7 @@ export class StreamConsole {
       this.#opened = true
       this.#setConnected(true)
       this.#setStatus('connected', `Connected to /v1/stream (protocol ${ws.protocol || 'none'}).`)
+      this.#whoAmI(ws)
     })
     ws.addEventListener('message', event => {
       if (this.#ws !== ws) return
@@ -177,6 +217,7 @@ export class StreamConsole {
       const opened = this.#opened
       this.#setConnected(false)
       this.#subscriptions.clear()
+      this.#reached.clear()
       this.#showSubscriptions()
       const code = event.code
       const what = explain(CLOSE_CODES, code, code >= 4000 ? 'A code of this gateway the console does not know.' : 'A WebSocket close code the console does not know.')
@@ -195,20 +236,20 @@ export class StreamConsole {
 
   subscribe () {
     const topics = topicsOf(this.subscribeTopic.value)
-    if (!this.#checkTopics(topics)) return
+    if (!this.#checkTopics(topics, true)) return
     const from = this.subscribeFrom.value.trim() || 'latest'
     this.#send({ op: 'subscribe', id: this.#nextId('s'), topics, from })
   }
 
   /** @param {string[]} topics */
   unsubscribe (topics) {
-    if (!this.#checkTopics(topics)) return
+    if (!this.#checkTopics(topics, true)) return
     this.#send({ op: 'unsubscribe', id: this.#nextId('u'), topics })
   }
 
   publish () {
     const topic = this.publishTopic.value.trim()
-    if (!this.#checkTopics([topic])) return
+    if (!this.#checkTopics([topic], false)) return
     const raw = this.publishValue.value
     let value
     try {
@@ -230,8 +271,11 @@ export class StreamConsole {
     return `${prefix}${this.#frameId}`
   }
 
-  /** @param {string[]} topics */
-  #checkTopics (topics) {
+  /**
+   * @param {string[]} topics
+   * @param {boolean} patterns whether the frame takes patterns (subscribe, unsubscribe)
+   */
+  #checkTopics (topics, patterns) {
     if (topics.length === 0) {
       this.#event('error', 'No topic', 'Name a topic (or several, separated by commas).')
       return false
@@ -240,10 +284,12 @@ export class StreamConsole {
       this.#event('error', 'Too many topics', `At most ${MAX_TOPICS} per frame.`)
       return false
     }
-    const bad = topics.find(t => !TOPIC.test(t))
-    if (bad !== undefined) {
-      this.#event('error', 'Not a topic name', `"${bad.slice(0, 64)}": topic names are 1 to 249 of A-Z a-z 0-9 . _ - (a pattern such as orders.{sub} must be filled in: orders.<your subject>).`)
-      return false
+    for (const topic of topics) {
+      const problem = topicProblem(topic, patterns)
+      if (problem) {
+        this.#event('error', patterns ? 'Not a topic name or pattern' : 'Not a topic name', `${problem}.`)
+        return false
+      }
     }
     return true
   }
@@ -276,12 +322,30 @@ export class StreamConsole {
     switch (frame.op) {
       case 'message': return this.#onMessage(frame)
       case 'subscribed': {
-        for (const topic of stringList(frame.topics)) this.#subscriptions.add(topic)
+        const topics = stringList(frame.topics)
+        const pattern = text(frame.pattern)
+        if (pattern) {
+          // a topic created later that a pattern of this socket reaches
+          for (const topic of topics) this.#reached.get(pattern)?.add(topic)
+          this.#showSubscriptions()
+          return this.#event('subscribed', `Subscribed to ${topics.join(', ')}`, `A new topic that ${pattern} reaches.`)
+        }
+        const matched = stringList(frame.matched)
+        for (const topic of topics) {
+          this.#subscriptions.add(topic)
+          if (topic.includes('*')) this.#reached.set(topic, new Set(matched.filter(m => matches(m, topic))))
+        }
         this.#showSubscriptions()
-        return this.#event('subscribed', `Subscribed ${id}`, `to ${stringList(frame.topics).join(', ')}`)
+        const reach = Array.isArray(frame.matched)
+          ? `; the ${topics.length === 1 ? 'pattern reaches' : 'patterns reach'} ${matched.length ? matched.join(', ') : 'no topic yet (one created later is subscribed as it appears)'}`
+          : ''
+        return this.#event('subscribed', `Subscribed ${id}`, `to ${topics.join(', ')}${reach}`)
       }
       case 'unsubscribed': {
-        for (const topic of stringList(frame.topics)) this.#subscriptions.delete(topic)
+        for (const topic of stringList(frame.topics)) {
+          this.#subscriptions.delete(topic)
+          this.#reached.delete(topic)
+        }
         this.#showSubscriptions()
         return this.#event('unsubscribed', `Unsubscribed ${id}`, `from ${stringList(frame.topics).join(', ')}`)
       }
@@ -292,10 +356,9 @@ export class StreamConsole {
       }
       case 'lagging': {
         const topic = text(frame.topic)
-        this.#subscriptions.delete(topic)
-        this.#showSubscriptions()
+        this.#forget(topic)
         const resume = text(frame.resume)
-        const row = this.#event('lagging', `Lagging on ${topic}: ${count(Number(frame.dropped))} dropped`,
+        const row = this.#event('lagging', `Lagging on ${topic}: ${plural(Number(frame.dropped), 'message')} dropped`,
           'This socket did not read fast enough, so the gateway dropped messages for it and ended the subscription. Subscribe again from the resume cursor to replay exactly what was missed.')
         append(row, [el('button', { type: 'button', onclick: () => { this.subscribeTopic.value = topic; this.subscribeFrom.value = resume } }, 'Resume from ', el('code', {}, resume))])
         return
@@ -303,8 +366,7 @@ export class StreamConsole {
       case 'error': {
         const code = text(frame.code, 'unknown')
         const topics = stringList(frame.topics)
-        for (const topic of topics) this.#subscriptions.delete(topic)
-        if (topics.length > 0) this.#showSubscriptions()
+        for (const topic of topics) this.#forget(topic)
         let words = explain(ERROR_CODES, code, 'An error code the console does not know.')
         if (typeof frame.retryAfterMs === 'number') words += ` Retry after ${duration(frame.retryAfterMs)}.`
         if (topics.length > 0) words += ` Not about a frame of yours: a policy change withdrew ${topics.join(', ')}, and the gateway ended those subscriptions.`
@@ -330,19 +392,22 @@ export class StreamConsole {
       this.#showCursor()
     }
     const encoding = text(frame.valueEncoding)
-    const row = el('li', { class: 'message', 'data-topic': topic, 'data-partition': partition, 'data-offset': offset },
+    const value = shortJson(frame.value)
+    // one line a message, so that a screen holds many; the whole value is the row's tooltip
+    const row = el('li', { class: 'message', 'data-topic': topic, 'data-partition': partition, 'data-offset': offset, title: value },
+      // what a reader scans first comes first; the key and the time may be cut off at the row's end
       el('span', { class: 'where' }, `${topic} #${partition} @${offset}`),
-      typeof frame.timestamp === 'number' ? el('time', { datetime: new Date(frame.timestamp).toISOString() }, new Date(frame.timestamp).toISOString().slice(11, 23)) : null,
-      frame.key !== undefined && frame.key !== null ? el('span', { class: 'key' }, `key ${shortJson(frame.key)}`) : null,
       encoding ? el('span', { class: 'encoding' }, `${encoding}: not what the topic declares, shown as sent`) : null,
-      el('code', { class: 'value' }, shortJson(frame.value)))
+      el('code', { class: 'value' }, value),
+      frame.key !== undefined && frame.key !== null ? el('span', { class: 'key' }, ` key ${shortJson(frame.key)}`) : null,
+      typeof frame.timestamp === 'number' ? el('time', { datetime: new Date(frame.timestamp).toISOString() }, new Date(frame.timestamp).toISOString().slice(11, 23)) : null)
     prepend(this.messages, row, MAX_MESSAGES)
     this.#showCount()
   }
 
   #showCount () {
     const shown = this.messages.children.length
-    this.messageCount.textContent = `${count(this.#received)} received, the last ${count(shown)} shown (at most ${MAX_MESSAGES})`
+    this.messageCount.textContent = `${plural(this.#received, 'message')} received, the last ${count(shown)} shown (at most ${MAX_MESSAGES})`
   }
 
   #showCursor () {
@@ -353,11 +418,83 @@ export class StreamConsole {
     this.cursor.textContent = parts.join(';')
   }
 
+  /**
+   * A topic the gateway stopped (lagging, a policy change): gone from the list, and from the pattern that reached it.
+   * @param {string} topic
+   */
+  #forget (topic) {
+    this.#subscriptions.delete(topic)
+    for (const reached of this.#reached.values()) reached.delete(topic)
+    this.#showSubscriptions()
+  }
+
   #showSubscriptions () {
-    this.subscriptionList.replaceChildren(...[...this.#subscriptions].sort().map(topic =>
-      el('li', { 'data-topic': topic }, el('code', {}, topic), ' ',
-        el('button', { type: 'button', class: 'small', onclick: () => this.unsubscribe([topic]) }, 'Unsubscribe'))))
+    this.subscriptionList.replaceChildren(...[...this.#subscriptions].sort().map(topic => {
+      const reached = this.#reached.get(topic)
+      return el('li', { 'data-topic': topic }, el('code', {}, topic), ' ',
+        reached ? el('span', { class: 'tag' }, 'pattern') : null, ' ',
+        el('button', { type: 'button', class: 'small', onclick: () => this.unsubscribe([topic]) }, 'Unsubscribe'),
+        reached ? el('span', { class: 'reached' }, reached.size ? ` reaches ${[...reached].sort().join(', ')}` : ' reaches no topic yet') : null)
+    }))
     if (this.#subscriptions.size === 0) this.subscriptionList.replaceChildren(el('li', { class: 'none' }, 'No subscription.'))
+  }
+
+  /**
+   * Headers that carry the last credential over plain HTTP, as the upgrade took it.
+   * @returns {Record<string, string>}
+   */
+  #credentialHeaders () {
+    const last = this.#last
+    if (!last) return {}
+    return last.mode === 'api_key' ? { 'x-api-key': last.credential } : { authorization: `Bearer ${last.credential}` }
+  }
+
+  /**
+   * Asks the gateway who this credential is (GET /v1/me, decided by the
+   * policy that authorizes every frame) and shows it: the subject, the plan,
+   * what it may subscribe to and publish on.
+   * @param {WebSocket} ws the socket this is for: a later connect makes the answer stale
+   */
+  async #whoAmI (ws) {
+    /** @type {unknown} */
+    let me
+    try {
+      const response = await fetch('/v1/me', { headers: { accept: 'application/json', ...this.#credentialHeaders() }, cache: 'no-store', credentials: 'omit' })
+      me = await response.json()
+      if (!response.ok) throw new Error(`HTTP ${response.status}${isObject(me) && isObject(me.error) ? ` ${text(me.error.code)}` : ''}`)
+    } catch (err) {
+      if (this.#ws !== ws) return
+      this.identity.hidden = false
+      this.identity.replaceChildren(el('p', { class: 'bad' }, `Could not ask the gateway who you are: ${/** @type {Error} */ (err).message}`))
+      return
+    }
+    if (this.#ws !== ws || !isObject(me) || typeof me.subject !== 'string' || !Array.isArray(me.products)) return
+    const reader = /** @type {import('./catalogue.js').Reader} */ (me)
+    this.reader = reader
+    this.#showReader(reader)
+    // a topic filled in before the reader was known: {sub} is their subject
+    if (this.publishTopic.value.includes('{sub}') && CLAIM_SEGMENT.test(reader.subject)) {
+      this.publishTopic.value = this.publishTopic.value.replaceAll('{sub}', reader.subject)
+    }
+    this.onReader(reader)
+  }
+
+  /** @param {import('./catalogue.js').Reader} reader */
+  #showReader (reader) {
+    const plan = reader.plan
+    /** @param {string[]} topics */
+    const codes = topics => topics.length ? topics.flatMap((t, i) => [i > 0 ? ', ' : '', el('code', {}, t)]) : ['nothing']
+    const products = reader.products.slice(0, 100)
+    this.identity.hidden = false
+    this.identity.replaceChildren()
+    append(this.identity, [
+      el('p', { class: 'who' }, 'You are ', el('strong', { id: 'identity-subject' }, reader.subject),
+        ` (${explain(KIND_WORDS, reader.kind, reader.kind)}), on plan `,
+        el('strong', { id: 'identity-plan', 'data-plan': plan?.name }, plan ? plan.title : 'none'),
+        plan ? '' : ': no access rule grants this credential anything'),
+      plan ? el('details', { class: 'plan-limits' }, el('summary', {}, `What plan ${plan.title} allows you`), el('ul', { class: 'limits' }, limitsInWords(plan.limits))) : null,
+      el('ul', { class: 'grants' }, products.map(p => el('li', { 'data-product': p.name },
+        el('strong', {}, p.title), ': subscribe ', ...codes(p.subscribe), '; publish ', ...codes(p.publish))))])
   }
 
   /** @param {boolean} connected */
@@ -402,10 +539,8 @@ export class StreamConsole {
    * passes (then the Origin or a connection limit refused the socket).
    */
   async #diagnose () {
-    const last = this.#last
-    if (!last) return
-    /** @type {Record<string, string>} */
-    const headers = last.mode === 'api_key' ? { 'x-api-key': last.credential } : { authorization: `Bearer ${last.credential}` }
+    if (!this.#last) return
+    const headers = this.#credentialHeaders()
     try {
       const response = await fetch('/v1/stream', { headers, cache: 'no-store', credentials: 'omit' })
       /** @type {unknown} */

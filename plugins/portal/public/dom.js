@@ -67,6 +67,17 @@ export function count (n) {
 }
 
 /**
+ * A count and its noun, singular for exactly one: every count the page shows
+ * goes through here ("1 product", "2 products", "1 message delivered").
+ * @param {number} n
+ * @param {string} one the singular
+ * @param {string} [many] the plural, when it is not the singular and an s
+ */
+export function plural (n, one, many = `${one}s`) {
+  return `${count(n)} ${n === 1 ? one : many}`
+}
+
+/**
  * Bytes in the unit a reader thinks in: 65536 → "64 KiB".
  * @param {number} n
  */
@@ -74,7 +85,7 @@ export function bytes (n) {
   if (!Number.isFinite(n)) return String(n)
   if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${count(n / (1024 * 1024))} MiB`
   if (n >= 1024 && n % 1024 === 0) return `${count(n / 1024)} KiB`
-  return `${count(n)} bytes`
+  return plural(n, 'byte')
 }
 
 /**

@@ -37,10 +37,10 @@ test('the page and its files, with the security headers', async t => {
   t.notMatch(html, /\son[a-z]+=/i, 'no inline event handler')
   t.notMatch(html, /<style/i, 'no inline style block')
   const linked = [...html.matchAll(/(?:src|href)="(\/portal\/[^"]+)"/g)].map(m => m[1]!)
-  t.same(linked.sort(), ['/portal/portal.css', '/portal/portal.js'])
-  const types: Record<string, RegExp> = { css: /^text\/css/, js: /^text\/javascript/ }
+  t.same([...new Set(linked)].sort(), ['/portal/favicon.svg', '/portal/portal.css', '/portal/portal.js'])
+  const types: Record<string, RegExp> = { css: /^text\/css/, js: /^text\/javascript/, svg: /^image\/svg\+xml/ }
   for (const name of await readdir(PUBLIC_DIR)) {
-    if (!/\.(css|js)$/.test(name)) continue
+    if (!/\.(css|js|svg)$/.test(name)) continue
     const res = await fastify.inject({ url: `/portal/${name}` })
     t.equal(res.statusCode, 200, name)
     t.match(res.headers['content-type'], types[name.split('.').pop()!]!, `${name}: its own type (nosniff needs it)`)
