@@ -54,9 +54,10 @@ export const FRAMES: Record<(typeof CLIENT_FRAMES)[number] | (typeof SERVER_FRAM
     topics: topicsOrPatterns,
     group: { const: true, description: 'Present in consumer-group mode' },
     matched: { type: 'array', items: topic, description: 'In the reply to a subscribe with patterns: the topics they reached' },
-    pattern: { type: 'string', description: 'A topic created later that a pattern reached: `topics` names it' }
+    pattern: { type: 'string', description: 'A topic created later that a pattern reached: `topics` names it' },
+    cursor: { ...cursor, description: 'Where the subscription starts on every partition of its topics (not in group mode). Keep it, advance each partition past every message received, and reconnect with from=<cursor>: the gap is replayed exactly, even on partitions no message came from yet' }
   }),
-  { op: 'subscribed', id: 'c1', topics: ['prices.btc'] }),
+  { op: 'subscribed', id: 'c1', topics: ['prices.btc'], cursor: 'prices.btc@0:42,1:17' }),
   unsubscribed: message('unsubscribed', 'Subscriptions ended', frame('unsubscribed', ['topics'], { id, topics: topicsOrPatterns }),
     { op: 'unsubscribed', id: 'c2', topics: ['prices.btc'] }),
   message: message('message', 'A record of a subscribed topic',

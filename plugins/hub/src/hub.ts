@@ -374,13 +374,19 @@ export class Hub {
    * every record written to the topic after that is delivered. Throws
    * SLUICE_KAFKA_UNKNOWN_TOPIC for a topic that does not exist.
    */
-  async subscribe (outlet: Outlet, topic: string, terms: SubscriptionTerms, from: StartPosition = { kind: 'latest' }): Promise<void> {
+  /**
+   * Subscribes `outlet` to `topic` from `from`. Resolves with where the socket starts on every
+   * partition of the topic (a subscribed frame carries it: a client can then resume exactly, even
+   * on partitions it never heard from), or undefined when the outlet closed meanwhile.
+   */
+  async subscribe (outlet: Outlet, topic: string, terms: SubscriptionTerms, from: StartPosition = { kind: 'latest' }): Promise<Positions | undefined> {
     if (this.#closed) throw new HubClosedError()
     if (outlet.admitReady) await outlet.admitReady
     let subs = this.#byOutlet.get(outlet)
-    if (subs?.has(topic)) return
+    const existing = subs?.get(topic)
+    if (existing) return new Map(existing.next)
     const feed = await this.#feed(topic)
-    if (outlet.closed) return
+    if (outlet.closed) return undefined
     // the feed's copy of the name: one string per topic, not one per socket
     const sub = new Subscription(outlet, feed.topic, terms)
     subs = this.#byOutlet.get(outlet)
@@ -388,7 +394,8 @@ export class Hub {
       subs = new Map()
       this.#byOutlet.set(outlet, subs)
     }
-    if (subs.has(topic)) return
+    const raced = subs.get(topic)
+    if (raced) return new Map(raced.next)
     subs.set(feed.topic, sub)
     clearTimeout(feed.graceTimer)
     feed.graceTimer = undefined
@@ -409,8 +416,10 @@ export class Hub {
         }
       }
     }
+    const start = new Map(sub.next)
     feed.subs.add(sub)
     if (behind.size > 0) this.#catchUp(feed, sub, behind)
+    return start
   }
 
   unsubscribe (outlet: Outlet, topic: string): boolean {

@@ -5,7 +5,7 @@
 // limit, publish backpressure) is in socket-session.ts.
 import type { RawData } from 'ws'
 import type { AccessDecision } from '@sluice/policy/access'
-import { nativeFormat, parseCursor, type FrameFormat, type StartPosition } from '@sluice/hub'
+import { formatCursor, nativeFormat, parseCursor, type Cursor, type FrameFormat, type Positions, type StartPosition } from '@sluice/hub'
 import { compileClientPattern, isTopicPattern, parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
 import { SETTLED, SocketSession, type SessionDeps, type SessionStart as SocketStart } from './socket-session.ts'
@@ -141,6 +141,7 @@ export class StreamSession extends SocketSession {
       decisions.set(topic, decision)
     }
     const done: string[] = []
+    const starts: Cursor = new Map()
     try {
       for (const [topic, decision] of decisions) {
         let from: StartPosition = { kind: 'latest' }
@@ -150,7 +151,8 @@ export class StreamSession extends SocketSession {
           // a topic the cursor does not name was never read by this client: it starts live
           if (positions) from = { kind: 'cursor', positions }
         }
-        await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
+        const start = await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
+        if (start) starts.set(topic, start)
         this.usedProduct(decision.product)
         done.push(topic)
       }
@@ -159,7 +161,9 @@ export class StreamSession extends SocketSession {
       for (const topic of done) this.deps.hub.unsubscribe(this, topic)
       throw err
     }
-    this.#send({ op: 'subscribed', id: op.id, topics: op.topics })
+    // where the socket starts on every partition: with the offsets of the messages that follow, a
+    // client can resume exactly, even on partitions it has not heard from yet
+    this.#send({ op: 'subscribed', id: op.id, topics: op.topics, cursor: formatCursor(starts) })
   }
 
   /**
@@ -185,19 +189,24 @@ export class StreamSession extends SocketSession {
     if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parseCursor(op.from)
     const names = await this.deps.hub.topicNames()
     const matched: string[] = []
+    const starts: Cursor = new Map()
     for (const pattern of patterns) {
       for (const topic of names) {
         let from: StartPosition = { kind: 'latest' }
         if (op.from === 'earliest') from = { kind: 'earliest' }
         else if (cursor?.get(topic)) from = { kind: 'cursor', positions: cursor.get(topic)! }
-        if (await this.#patternTopic(pattern, topic, from)) matched.push(topic)
+        const start = await this.#patternTopic(pattern, topic, from)
+        if (start) {
+          matched.push(topic)
+          starts.set(topic, start)
+        }
       }
     }
-    this.#send({ op: 'subscribed', id: op.id, topics: patterns, matched })
+    this.#send({ op: 'subscribed', id: op.id, topics: patterns, matched, ...(starts.size > 0 ? { cursor: formatCursor(starts) } : {}) })
   }
 
-  /** Subscribes `topic` for `pattern` when it matches and is granted; true when it did. */
-  async #patternTopic (pattern: string, topic: string, from: StartPosition): Promise<boolean> {
+  /** Subscribes `topic` for `pattern` when it matches and is granted; where it starts when it did, else false. */
+  async #patternTopic (pattern: string, topic: string, from: StartPosition): Promise<Positions | false> {
     const sub = this.#patterns.get(pattern)
     if (!sub || this.closed || INTERNAL_TOPIC.test(topic) || !sub.matcher.test(topic) || sub.topics.has(topic)) return false
     if (this.deps.hub.topicsOf(this).includes(topic)) return false
@@ -213,22 +222,23 @@ export class StreamSession extends SocketSession {
     const decision = this.#authorize('subscribe', topic)
     if (!decision.allowed) return false
     sub.topics.add(topic)
+    let start: Positions | undefined
     try {
-      await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
+      start = await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
     } catch (err) {
       sub.topics.delete(topic)
       throw err
     }
     this.usedProduct(decision.product)
-    return true
+    return start ?? false
   }
 
   #topicsAppeared (added: string[]): void {
     for (const pattern of this.#patterns.keys()) {
       for (const topic of added) {
         // a new topic: everything in it was written after the pattern was subscribed
-        this.#patternTopic(pattern, topic, { kind: 'earliest' }).then(done => {
-          if (done) this.#send({ op: 'subscribed', topics: [topic], pattern })
+        this.#patternTopic(pattern, topic, { kind: 'earliest' }).then(start => {
+          if (start) this.#send({ op: 'subscribed', topics: [topic], pattern, cursor: formatCursor(new Map([[topic, start]])) })
         }, err => this.sendError(err))
       }
     }
