@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { test, type Test } from 'tap'
 import type { PlanLimits } from '@sluice/policy'
 import { RateLimiter } from '../plugins/rate-limit/src/limiter.ts'
+import { DEFAULT_HTTP } from '../plugins/rate-limit/src/index.ts'
 import { createRedis } from '../plugins/redis/src/redis.ts'
 import { bearer, policyDir, prefix } from '../plugins/rate-limit/test/gateway.ts'
 import { startCluster } from './cluster-harness.ts'
@@ -114,6 +115,9 @@ test(`${BURST} upgrades at once from one address against a gateway process: ${PE
   const errors = Number(/^sluice_rate_limit_redis_errors_total (\S+)$/m.exec(metrics)?.[1])
   t.equal(errors, 0, `no Redis error or timeout: no decision fell back to the node's own limits (${Math.round(ms)} ms for the burst)`)
   t.equal(statuses.filter(s => s === 429).length, BURST - switched, 'every other upgrade hears 429')
+  // the address's HTTP counter (600 upgrades a minute by default), counted N at a time, refuses exactly the rest
+  const httpLimited = Number(/^sluice_rate_limit_limited_total\{limit="http"\} (\S+)$/m.exec(metrics)?.[1])
+  t.equal(httpLimited, BURST - DEFAULT_HTTP.upgrade.max, `${httpLimited} refused by the address's upgrade limit, the others by the plan`)
   // the bucket refills 100/60 tokens a second: a burst slowed by a loaded machine may see one more
   const refilled = Math.floor(ms * PER_MINUTE / 60_000)
   t.ok(switched >= PER_MINUTE && switched <= PER_MINUTE + refilled, `${switched} switched protocols: the plan's ${PER_MINUTE} connects per minute (+ ${refilled} refilled during the burst)`)

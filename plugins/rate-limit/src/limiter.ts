@@ -140,6 +140,7 @@ export class RateLimiter {
   readonly #leaseMs: number
   readonly #ttlMs: number
   readonly #leaseTtlMs: number
+  readonly #renewEveryMs: number
   readonly #connections = new Map<string, ConnectionCount>()
   readonly #connectBatches = new Map<string, ConnectBatch>()
   readonly #leases = new Map<string, { lease: DeliveryLease, users: number }>()
@@ -175,6 +176,8 @@ export class RateLimiter {
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
     this.#ttlMs = options.connectionTtlMs ?? DEFAULT_CONNECTION_TTL_MS
     this.#leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
+    // a record is renewed three times in its life: one lost or late renewal does not let it expire
+    this.#renewEveryMs = Math.max(100, Math.floor(this.#leaseTtlMs / 3))
     this.#mode = this.#currentMode()
     if (this.#redis) {
       this.#redis.on('ready', this.#onReady)
@@ -183,7 +186,7 @@ export class RateLimiter {
     }
     this.#refreshTimer = setInterval(() => { this.#refreshConnections() }, Math.max(100, Math.floor(this.#ttlMs / 3)))
     this.#refreshTimer.unref()
-    this.#renewTimer = setInterval(() => { this.#renewLeases() }, Math.max(100, Math.floor(this.#leaseTtlMs / 3)))
+    this.#renewTimer = setInterval(() => { this.#renewLeases() }, this.#renewEveryMs)
     this.#renewTimer.unref()
   }
 
@@ -408,6 +411,8 @@ export class RateLimiter {
     }
     // the lease's record in Redis: this node's, expiring unless renewed
     const id = `${this.node}:${++this.#leaseSeq}`
+    // when Redis last heard what this lease holds (a refill renews its record as a renewal does)
+    let reportedAt = 0
     const buckets = (held = 0): { messages: RateBucket, bytes: RateBucket, daily: DailyBucket } => {
       const l = limits()
       const lease: DailyLease = { id, ttlMs: this.#leaseTtlMs, held }
@@ -436,6 +441,7 @@ export class RateLimiter {
         ]
         const decided = await this.#exec(store => store.take(lines))
         if (decided === UNAVAILABLE) return { ok: false, limit: 'unavailable', retryAfterMs: this.#probeMs }
+        if (decided.source === 'redis') reportedAt = this.now()
         const result = decided.value
         if (result.ok) return { ok: true, messages: result.granted[0]!, bytes: result.granted[1]!, source: decided.source }
         const limit: DeliveryLimit = result.limitedBy === b.daily ? 'dailyQuota' : result.limitedBy === b.bytes ? 'bytes' : 'delivered'
@@ -454,8 +460,9 @@ export class RateLimiter {
         if (source === 'local') this.#local.putNow([{ bucket: b.messages, amount: messages }, { bucket: b.daily, amount: messages }, { bucket: b.bytes, amount: bytes }])
       }
     })
-    // renewed only while Redis granted its last refill and no refill is on its way (whose grant the count would miss)
-    this.#renewals.set(lease, () => lease.grantedBy === 'redis' && !lease.refilling
+    // renewed only while Redis granted its last refill, no refill is on its way (whose grant the count would
+    // miss), and no refill reported to Redis within the renewal interval (a busy lease renews itself)
+    this.#renewals.set(lease, () => lease.grantedBy === 'redis' && !lease.refilling && this.now() - reportedAt >= this.#renewEveryMs
       ? { bucket: buckets().daily, amount: Math.max(0, Math.floor(lease.messages)), absolute: true }
       : undefined)
     this.#leases.set(key, { lease, users: 1 })
