@@ -12,7 +12,7 @@ import { Counter, Gauge } from 'prom-client'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import {
-  CLOSE, DEFAULT_LIMITS, groupIdFor, isRefusal, keepSessionsAlive, releaseUpgradeRequest, TopicGate, WIRE_CODES,
+  CLOSE, closeAfterError, DEFAULT_LIMITS, groupIdFor, isRefusal, keepSessionsAlive, releaseUpgradeRequest, TopicGate, WIRE_CODES,
   type AllowedDecision, type Refusal, type SessionLimits, type StreamGuard
 } from '@sluice/stream'
 import type { Subprotocol } from './codec.ts'
@@ -145,7 +145,8 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
     const raw = (request.raw.socket ?? (socket as unknown as { _socket: Duplex })._socket) as Duplex
     releaseUpgradeRequest(socket, raw, err => {
       log.debug({ err }, 'socket error')
-      socket.terminate()
+      // ws has sent the close frame with the error's code: terminating now can lose it to a RST
+      closeAfterError(socket)
     })
     const session = new CompatSession({
       socket,

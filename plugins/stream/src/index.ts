@@ -12,7 +12,7 @@ import type {} from '@fastify/websocket'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
-import { releaseUpgradeRequest } from './release-upgrade.ts'
+import { closeAfterError, releaseUpgradeRequest } from './release-upgrade.ts'
 import { MAX_PATTERNS, StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
 import { compileClientPattern, isTopicPattern, MAX_TOPICS_PER_FRAME } from './protocol.ts'
 import { SocketSession } from './socket-session.ts'
@@ -24,7 +24,7 @@ export type { SessionLimits, StreamGuard, DeliveryBudget } from './session.ts'
 export { SocketSession } from './socket-session.ts'
 export type { SessionDeps, SessionStart } from './socket-session.ts'
 export { TopicGate, topicList, isRefusal } from './upgrade-checks.ts'
-export { releaseUpgradeRequest } from './release-upgrade.ts'
+export { closeAfterError, ERROR_CLOSE_DEADLINE_MS, releaseUpgradeRequest } from './release-upgrade.ts'
 export type { Refusal, AllowedDecision } from './upgrade-checks.ts'
 export { CLOSE, wireCode, WIRE_CODES } from './errors.ts'
 export type { WireErrorCode } from './errors.ts'
@@ -167,7 +167,8 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     const raw = (request.raw.socket ?? (socket as unknown as { _socket: Duplex })._socket) as Duplex
     releaseUpgradeRequest(socket, raw, err => {
       deps.log.debug({ err }, 'socket error')
-      socket.terminate()
+      // ws has sent the close frame with the error's code: terminating now can lose it to a RST
+      closeAfterError(socket)
     })
     const session = new StreamSession({
       socket,
