@@ -583,12 +583,16 @@ export class Hub {
       let stop = count
       // the usual case, no delivery budget and room for the rest of the batch, needs no walk over its frames
       if (admit !== undefined || joined.length - from > room) {
+        // A write to an empty queue takes frames larger than the bound whatever their size, and
+        // does not count them against it: such a frame would otherwise never fit, and a socket
+        // that keeps up would hear `lagging` for it and for its neighbours in the batch. What
+        // this lets past the bound is bounded by the batch (Kafka's max.partition.fetch.bytes).
+        let credit = 0
         for (let i = first; i < count; i++) {
           const bytes = starts[i + 1]! - starts[i]!
           if (bytes === 0) continue // filtered out: nothing to send, the position still moves past it
-          // an empty queue takes the write's first frame whatever its size: a frame larger than
-          // the bound would otherwise never fit, and a socket that keeps up would hear `lagging`
-          const fits = starts[i + 1]! - from <= room || (queued === 0 && starts[i] === from)
+          if (queued === 0 && bytes > outlet.maxQueueBytes) credit += bytes
+          const fits = starts[i + 1]! - from - credit <= room
           if (!fits || (admit !== undefined && !admit(bytes))) {
             stop = i
             break

@@ -111,6 +111,21 @@ test('live: a frame larger than the queue bound goes whole to an empty queue, an
   t.equal(hub.subscribers('t'), 2, 'both still subscribed')
 })
 
+test('live: the records around a large one in the same batch are not dropped because of it', async t => {
+  const { kafka, batch } = fakeKafka()
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 0 })
+  t.teardown(() => hub.close())
+  const s = socket(t, 0, 1_000_000)
+  await hub.subscribe(s.outlet, 't', TERMS)
+  await batch(batchOf(record(0, LARGE), record(1), record(2)))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  await batch(batchOf(record(3), record(4, LARGE), record(5)))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.same(s.writes.flatMap(w => w.offsets), [0, 1, 2, 3, 4, 5], 'every record, a large one first or in the middle of its batch')
+  t.same(s.lagged, [], 'no lagging')
+  t.equal(hub.stats.drops, 0)
+})
+
 test('live: the bound still holds for a queue that is not empty: the large frame is dropped, then lagging', async t => {
   const { kafka, batch } = fakeKafka()
   const hub = new Hub({ kafka, nodeId: 'n', graceMs: 0 })
