@@ -5,7 +5,7 @@
 // validate all run loadPolicyDir / compilePolicy.
 import { createHash } from 'node:crypto'
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { parseYaml, validate, type ConfigProblem } from '@sluice/config'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
@@ -45,7 +45,7 @@ export interface LoadResult {
   policy?: Policy
   problems: ConfigProblem[]
   files: string[]
-  /** sha256 of the files' names and contents: what a reload compares to skip unchanged files */
+  /** sha256 of the files' names (within the directory) and contents: what a reload compares to skip unchanged files */
   fingerprint: string
 }
 
@@ -84,9 +84,14 @@ export async function readPolicyDir (dir: string): Promise<{ files: PolicyFile[]
   return { files, problems }
 }
 
+/**
+ * The policy's version: its files' names within the directory and their contents, and nothing of how the
+ * directory was spelled (`policies/`, its absolute path, a symlink to it), so that `policy check`, /readyz
+ * and every node name the same files the same version.
+ */
 export function fingerprint (files: PolicyFile[]): string {
   const hash = createHash('sha256')
-  for (const f of files) hash.update(f.file).update('\0').update(f.text).update('\0')
+  for (const f of files) hash.update(basename(f.file)).update('\0').update(f.text).update('\0')
   return hash.digest('hex')
 }
 

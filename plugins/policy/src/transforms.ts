@@ -130,7 +130,9 @@ export async function loadTransforms (specs: TransformSpec[]): Promise<{ problem
     const result = await loadOne(spec)
     if (result.problem) problems.push(result.problem)
     spec.loaded = result.loaded
-    hash.update(spec.file).update('\0').update(result.digest).update('\0')
+    // the contents only, in the policy's order: the reference itself is in the policy file's text, and the
+    // resolved path changes with how the directory was spelled (a relative path, a symlink)
+    hash.update(result.digest).update('\0')
   }
   return { problems, digest: specs.length === 0 ? '' : hash.digest('hex') }
 }

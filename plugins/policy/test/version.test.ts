@@ -1,0 +1,87 @@
+// The policy's version names its files' contents, not the way the directory is
+// spelled: `policy check policies/`, a gateway started with the absolute path
+// and one whose ConfigMap mount is a symlink all report the same version.
+import { test } from 'tap'
+import { cpSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { Writable } from 'node:stream'
+import { LivePolicy, loadPolicyDir } from '../src/index.ts'
+import { main as policyCli } from '../src/cli.ts'
+
+// a product with an output transform, so that the transform module's digest is part of the version too
+const POLICY = `
+version: 1
+plans:
+  free:
+    limits: { connections: 5, connectsPerMinute: 60, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100000, dailyQuota: 1000000 }
+products:
+  market:
+    plans: [free]
+    topics:
+      - pattern: prices.*
+        encoding: json
+    transforms:
+      output: ./stamp.ts
+rules:
+  - name: everyone
+    product: market
+    plan: free
+    subscribe: ['prices.*']
+`
+const TRANSFORM = 'export default function stamp (message) { return message }\n'
+
+function policyDir (): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-version-'))
+  writeFileSync(join(dir, 'policy.yaml'), POLICY)
+  writeFileSync(join(dir, 'stamp.ts'), TRANSFORM)
+  return dir
+}
+
+async function cliVersion (dir: string): Promise<string | undefined> {
+  let text = ''
+  const out = new Writable({ write (chunk, _encoding, done) { text += String(chunk); done() } })
+  const code = await policyCli(['check', dir], out, new Writable({ write (_c, _e, done) { done() } }))
+  return code === 0 ? /\(version ([0-9a-f]{12})\)/.exec(text)?.[1] : undefined
+}
+
+async function liveVersion (dir: string): Promise<string | undefined> {
+  const live = new LivePolicy(dir)
+  await live.reload()
+  return live.status().version
+}
+
+test('one directory through a relative path, an absolute path and a symlink has one version', async t => {
+  const dir = policyDir()
+  const link = join(mkdtempSync(join(tmpdir(), 'sluice-version-link-')), 'policies')
+  symlinkSync(dir, link)
+  const spellings = [relative(process.cwd(), dir), dir, dir + '/', link, link + '/']
+  t.notOk(spellings[0]!.startsWith('/'), 'the first spelling is relative')
+
+  const fingerprints = await Promise.all(spellings.map(async d => (await loadPolicyDir(d)).fingerprint))
+  t.same(new Set(fingerprints).size, 1, `one fingerprint for ${spellings.join(', ')}`)
+  const versions = [...await Promise.all(spellings.map(cliVersion)), ...await Promise.all(spellings.map(liveVersion))]
+  t.ok(versions.every(v => v === fingerprints[0]!.slice(0, 12)), `policy check and the live policy agree: ${versions.join(' ')}`)
+
+  // the same files copied elsewhere are the same policy: the version travels with the contents
+  const copy = mkdtempSync(join(tmpdir(), 'sluice-version-copy-'))
+  cpSync(dir, copy, { recursive: true })
+  t.equal((await loadPolicyDir(copy)).fingerprint, fingerprints[0], 'a copy of the directory has the same version')
+})
+
+test('a changed policy file, a changed transform module or a renamed file gives another version', async t => {
+  const dir = policyDir()
+  const first = (await loadPolicyDir(dir)).fingerprint
+
+  writeFileSync(join(dir, 'policy.yaml'), POLICY.replace('connections: 5', 'connections: 6'))
+  const edited = (await loadPolicyDir(dir)).fingerprint
+  t.not(edited, first, 'an edited policy file')
+
+  writeFileSync(join(dir, 'stamp.ts'), TRANSFORM + '// a comment is an edit too\n')
+  const transformEdited = (await loadPolicyDir(dir)).fingerprint
+  t.not(transformEdited, edited, 'an edited transform module')
+
+  renameSync(join(dir, 'policy.yaml'), join(dir, 'market.yaml'))
+  const renamed = (await loadPolicyDir(dir)).fingerprint
+  t.not(renamed, transformEdited, 'a renamed policy file (the names within the directory count)')
+})
