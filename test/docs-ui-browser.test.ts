@@ -55,6 +55,24 @@ test('/docs renders the OpenAPI document, tries GET /v1/products, and fetches no
   t.ok(await page.locator('#operations-operations-getReadiness').count() === 1, 'and the operations routes')
   t.match(await page.locator('.info .title').textContent(), /Sluice gateway REST API/)
 
+  // Sluice's mark, name and icon, not Fastify's; no note meant for the repository's readers
+  t.equal(await page.title(), 'Sluice gateway REST API', 'the tab says Sluice, not Swagger UI')
+  const logo = page.locator('.topbar img')
+  await logo.waitFor({ timeout: WAIT_MS })
+  const src = String(await logo.getAttribute('src'))
+  t.match(src, /^data:image\/svg\+xml;base64,/, 'the top bar\'s logo is an inline SVG')
+  const svg = Buffer.from(src.replace(/^data:[^,]*,/, ''), 'base64').toString('utf8')
+  t.match(svg, /<title>Sluice<\/title>/, 'and it is Sluice\'s')
+  t.notMatch(svg, /fastify/i, 'not Fastify\'s logo')
+  // the link swagger-ui puts its own logo in (an inline svg) holds ours alone
+  const home = page.locator('.topbar-wrapper > a')
+  t.same([await home.locator('img').count(), await home.locator('svg').count()], [1, 0], 'the bar\'s logo link holds our image alone')
+  const icons = await page.locator('link[rel="icon"]').evaluateAll(links => links.map(l => l.getAttribute('href')))
+  t.ok(icons.length > 0 && icons.every(href => /\/theme\/sluice\.svg$/.test(String(href))), `the favicon is Sluice's: ${icons.join(', ')}`)
+  const description = await page.locator('.info .description').innerText()
+  t.match(description, /Only \/v1\/me needs a credential/)
+  t.notMatch(description, /test\/|\.ts\b|hand-written|\.yaml/, 'no internal note (test files, source files) in the visible description')
+
   await products.locator('.opblock-summary').click()
   await products.getByRole('button', { name: 'Try it out' }).click()
   await products.getByRole('button', { name: 'Execute' }).click()

@@ -13,7 +13,7 @@ showCatalogue({
   },
   fillPublish (topic, value) {
     streamConsole.fillPublish(topic, value)
-    document.getElementById('publish-form')?.scrollIntoView({ block: 'center' })
+    document.getElementById('publish-form')?.scrollIntoView({ block: 'nearest' })
   }
 })
 document.documentElement.dataset.ready = 'true'
