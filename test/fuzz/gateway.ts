@@ -1,0 +1,181 @@
+// The process under fuzz (not a test file): apps/gateway/src/server.ts as
+// shipped -- JWT auth, a policy directory, Redis-backed limits, the run's
+// Kafka -- in a child process of its own, so that a crash is seen as an exit
+// (code, signal and the last of its output), not as a failure of the suite.
+// Also what the invariants watch from outside: /healthz latency (probed from
+// another process, healthz-probe.ts, so that the fuzzer's own busy event loop
+// never shows up as the gateway's), RSS and open file descriptors from /proc.
+import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { freePort } from '../../deploy/local/stack.ts'
+import { nowSeconds, signJwt } from '../jwks-server.ts'
+import { kafkaBrokers, redisUrl } from '../helpers.ts'
+
+const ROOT = resolve(import.meta.dirname, '..', '..')
+const ENTRY = join(ROOT, 'apps', 'gateway', 'src', 'server.ts')
+export const POLICY_DIR = join(import.meta.dirname, 'policy')
+export const JWT_SECRET = 'fuzz-suites-hs256-secret-0123456789abcdef'
+export const ISSUER = 'fuzz'
+// a crash's stack and the warnings before it are at the end: 64 KiB of output keeps them
+const LOG_TAIL_BYTES = 64 * 1024
+// a gateway boots in 2-5 s on this machine (Kafka metadata, Redis, policy); 40 s is cluster-harness's bound too
+const READY_TIMEOUT_MS = 40_000
+
+export interface Exit { code: number | null, signal: NodeJS.Signals | null, at: number }
+
+export interface Resources { rssKb: number, fds: number }
+
+/** `down`: refused connections (no process listening: after a crash, until the restart) */
+export interface HealthReport { samples: number, maxMs: number, over: number, failures: number, down: number, worst: Array<{ at: string, ms: number }> }
+
+export function jwt (sub: string, claims: Record<string, unknown> = {}, ttlSeconds = 3600): string {
+  return signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: ISSUER, aud: 'sluice', sub, exp: nowSeconds() + ttlSeconds, ...claims }, JWT_SECRET)
+}
+
+/** /proc/<pid>/status VmRSS (KiB) and the entries of /proc/<pid>/fd. */
+export function resourcesOf (pid: number): Resources {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const rss = /^VmRSS:\s+(\d+) kB/m.exec(status)
+  return { rssKb: rss ? Number(rss[1]) : NaN, fds: readdirSync(`/proc/${pid}/fd`).length }
+}
+
+export class FuzzGateway {
+  readonly name: string
+  port = 0
+  child: ChildProcess | undefined
+  exits: Exit[] = []
+  /** how many gateway processes this suite started (a restart follows a crash) */
+  starts = 0
+  #log = ''
+  #stderr = ''
+  #configFile = ''
+  #probe: ChildProcess | undefined
+
+  constructor (name: string) {
+    this.name = name
+  }
+
+  get pid (): number {
+    return this.child!.pid!
+  }
+
+  get alive (): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  get streamUrl (): string { return `ws://127.0.0.1:${this.port}/v1/stream` }
+  get brokerUrl (): string { return `ws://127.0.0.1:${this.port}/v2/broker/` }
+
+  /** the last of the process's stdout and stderr */
+  log (): string {
+    return this.#log
+  }
+
+  async start (): Promise<void> {
+    // a restart after a crash keeps the port: the /healthz probe goes on with the new process
+    if (this.port === 0) this.port = await freePort()
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-fuzz-'))
+    this.#configFile = join(dir, 'gateway.yaml')
+    // JSON is YAML: the file an operator would write, with the limits the fuzzer needs lifted
+    writeFileSync(this.#configFile, JSON.stringify({
+      server: { host: '127.0.0.1', port: this.port, drainMs: 0, shutdownTimeoutMs: 5000 },
+      log: { level: 'warn' },
+      kafka: { brokers: kafkaBrokers() },
+      redis: { url: redisUrl() },
+      policy: { dir: POLICY_DIR, watch: false },
+      auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: ISSUER, algorithms: ['HS256'], secret: JWT_SECRET }] } },
+      stream: { nodeId: `fuzz-${this.name}` },
+      rateLimit: {
+        // the suite's own buckets in the shared Redis
+        prefix: `sluice:fuzz:${randomBytes(4).toString('hex')}:`,
+        // one upgrade per property run from one address: 600 a minute (the default) is seconds of fuzzing
+        http: { upgrade: { max: 10_000_000 } }
+      }
+    }, null, 2))
+    this.#log = ''
+    this.#stderr = ''
+    // as `npm start` runs it (deploy/local/node.sh): the young generation capped at 8 MiB per semi-space
+    const child = spawn(process.execPath, ['--max-semi-space-size=8', '--disable-warning=TimeoutNegativeWarning', ENTRY, '--config', this.#configFile], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    this.child = child
+    this.starts++
+    const keep = (chunk: Buffer) => {
+      this.#log += chunk.toString()
+      if (this.#log.length > LOG_TAIL_BYTES * 2) this.#log = this.#log.slice(-LOG_TAIL_BYTES)
+    }
+    child.stdout!.on('data', keep)
+    child.stderr!.on('data', keep)
+    // Node writes an uncaught exception's stack to stderr; pino's JSON lines go to stdout
+    child.stderr!.on('data', (chunk: Buffer) => {
+      this.#stderr += chunk.toString()
+      if (this.#stderr.length > LOG_TAIL_BYTES * 2) this.#stderr = this.#stderr.slice(-LOG_TAIL_BYTES)
+    })
+    child.once('exit', (code, signal) => { this.exits.push({ code, signal, at: Date.now() }) })
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    for (;;) {
+      if (!this.alive) throw new Error(`the gateway exited while starting (${child.exitCode ?? child.signalCode}): ${this.#log.slice(-2000)}`)
+      const res = await fetch(`http://127.0.0.1:${this.port}/readyz`).catch(() => undefined)
+      if (res?.status === 200) return
+      if (Date.now() > deadline) throw new Error(`the gateway was not ready within ${READY_TIMEOUT_MS} ms: ${this.#log.slice(-2000)}`)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }
+
+  /** Waits up to `ms` for the process to exit: a crash by an unhandled rejection comes a tick after the socket closed. */
+  async exitedWithin (ms: number): Promise<boolean> {
+    if (!this.alive) return true
+    const child = this.child!
+    return await new Promise<boolean>(resolve => {
+      const timer = setTimeout(() => { child.off('exit', onExit); resolve(false) }, ms)
+      const onExit = () => { clearTimeout(timer); resolve(true) }
+      child.once('exit', onExit)
+    })
+  }
+
+  /** The cause of the last exit, for a report: how it ended and the output before it. */
+  crashReport (): string {
+    const exit = this.exits.at(-1)
+    const lines = (text: string, n: number) => text.split('\n').filter(line => line.length > 0 && !line.includes('TimeoutNegativeWarning')).slice(-n).join('\n')
+    return `the gateway exited (code ${exit?.code ?? '-'}, signal ${exit?.signal ?? '-'}); its stderr:\n${lines(this.#stderr, 14)}`
+  }
+
+  resources (): Resources {
+    return resourcesOf(this.pid)
+  }
+
+  /** Starts polling /healthz every 100 ms from a process of its own. */
+  startProbe (): void {
+    this.#probe = fork(join(import.meta.dirname, 'healthz-probe.ts'), [`http://127.0.0.1:${this.port}/healthz`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  }
+
+  /** What the probe saw since it started (and it stops). */
+  async stopProbe (): Promise<HealthReport | undefined> {
+    const probe = this.#probe
+    this.#probe = undefined
+    if (!probe || probe.exitCode !== null) return undefined
+    const report = await new Promise<HealthReport | undefined>(resolve => {
+      const timer = setTimeout(() => resolve(undefined), 5000)
+      probe.once('message', m => { clearTimeout(timer); resolve(m as HealthReport) })
+      probe.send('report')
+    })
+    probe.kill()
+    return report
+  }
+
+  async stop (): Promise<void> {
+    await this.stopProbe()
+    const child = this.child
+    if (!child || !this.alive) return
+    const exited = new Promise(resolve => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 6000)
+    await exited
+    clearTimeout(timer)
+  }
+}

@@ -1,0 +1,285 @@
+// What must hold whatever a client sends (not a test file), and the runner
+// that drives a fast-check property against the gateway process within the
+// fuzz budget, prints its seed, and turns a counterexample into a tap
+// failure that says which invariant broke, with the seed to replay it.
+//
+//   FUZZ_SECONDS=600 /tmp/t.sh test/fuzz/*.test.ts     the 10-minute run (default: 40 s over the three files)
+//   FUZZ_SEED=1234 ...                                  replay: every property of the run starts from this seed
+//   FUZZ_SEED=1234 FUZZ_PATH=17 ...                     replay one run of a property (the path a failure names)
+//   FUZZ_SHRINK=1 ...                                   stop at the first counterexample and shrink it (restarting the gateway after a crash)
+import fc from 'fast-check'
+import type { Test } from 'tap'
+import { KafkaClient, type ConsumedRecord, type TopicConsumer } from '@sluice/kafka/core'
+import { kafkaBrokers, unique } from '../helpers.ts'
+import type { FuzzGateway, HealthReport, Resources } from './gateway.ts'
+
+// ---- the budget ------------------------------------------------------------------------
+
+// 40 s of fuzzing over the three files keeps the whole fuzz suite (boot, warm-up, settle
+// included: 10-15 s a file, measured) within the 90 s it may add to `npm test`
+export const FUZZ_SECONDS = Number(process.env.FUZZ_SECONDS ?? 40)
+export const FUZZ_SEED = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED)
+export const SHRINK = process.env.FUZZ_SHRINK === '1'
+export const FUZZ_PATH = process.env.FUZZ_PATH
+// FUZZ_DEBUG=1 prints every run that took over a second, and every violation
+const DEBUG = process.env.FUZZ_DEBUG === '1'
+
+/** This file's share of the budget, in ms. */
+export function budgetMs (share: number): number {
+  return Math.max(1000, Math.round(FUZZ_SECONDS * 1000 * share))
+}
+
+// ---- invariants ----------------------------------------------------------------------
+
+/** DESIGN.md's close codes, and those ws sends for protocol errors (1002, 1003, 1007, 1009). */
+export const DOCUMENTED_CLOSE = new Set([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4003, 4008, 4029])
+
+// a reply to a frame comes in milliseconds (an ack waits for Kafka: tens, a 1 MiB one hundreds); 2 s is a frame left unanswered
+export const REPLY_WAIT_MS = 2000
+// the close handshake: the server's close frame answers the client's at once
+export const CLOSE_WAIT_MS = 5000
+// the brief's bound on /healthz while fuzzed
+export const HEALTHZ_MS = 200
+// RSS and descriptors come back to within 5 % of the warm baseline
+export const RESOURCE_SLACK = 0.05
+// how long the gateway may take to settle after the run (sockets closed, timers fired, idle GC)
+export const SETTLE_MS = 15_000
+
+export class Violation extends Error {
+  readonly invariant: string
+  constructor (invariant: string, detail: string) {
+    super(`${invariant}: ${detail}`)
+    this.invariant = invariant
+  }
+}
+
+/** A short, printable form of a frame for a report (1 MiB strings and 10,000 brackets summarised). */
+export function preview (data: string | Uint8Array, max = 200): string {
+  const text = typeof data === 'string' ? data : `<${data.length} bytes ${Buffer.from(data.subarray(0, 48)).toString('hex')}${data.length > 48 ? '…' : ''}>`
+  if (text.length <= max) return JSON.stringify(text)
+  return `${JSON.stringify(text.slice(0, max / 2))}…(${text.length} chars)…${JSON.stringify(text.slice(-max / 4))}`
+}
+
+export function checkClose (code: number, allowed: Set<number>, what: string): void {
+  if (!allowed.has(code)) throw new Violation('documented close code', `${what} ended with ${code}`)
+}
+
+/** The id a frame's reply must name: a string of 1 to 128 characters in a JSON object (DESIGN.md's ids). */
+export function readableId (text: string): string | undefined {
+  let frame: unknown
+  try {
+    frame = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return undefined
+  const id = (frame as { id?: unknown }).id
+  return typeof id === 'string' && id.length >= 1 && id.length <= 128 ? id : undefined
+}
+
+/** A server text frame: valid JSON (else a violation), parsed. */
+export function serverJson (text: string, route: string): Record<string, unknown> {
+  try {
+    return JSON.parse(text) as Record<string, unknown>
+  } catch {
+    throw new Violation('error frames are JSON', `${route} sent a text frame that is not JSON: ${preview(text)}`)
+  }
+}
+
+// ---- the crash watch -------------------------------------------------------------------
+
+/** Throws when the gateway is gone: waits a moment first, as an unhandled rejection ends it a tick after the socket. */
+export async function checkAlive (gw: FuzzGateway, waitMs = 0): Promise<void> {
+  if (waitMs > 0) await gw.exitedWithin(waitMs)
+  if (!gw.alive) throw new Violation('the gateway never exits', gw.crashReport())
+}
+
+// ---- read back from Kafka --------------------------------------------------------------
+
+/** Every record of one topic from its beginning, looked up by partition and offset as acks name them. */
+export class TopicReader {
+  readonly kafka: KafkaClient
+  readonly topic: string
+  readonly records = new Map<string, ConsumedRecord>()
+  #consumer: TopicConsumer | undefined
+  #waiters: Array<() => void> = []
+
+  constructor (topic: string) {
+    this.topic = topic
+    this.kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'fuzz-reader' })
+  }
+
+  /** Creates the topic and starts reading it (the group join takes the broker's 3 s initial rebalance delay). */
+  async start (partitions = 2): Promise<void> {
+    await this.kafka.ensureTopics([{ topic: this.topic, partitions }])
+    this.#consumer = this.kafka.consumer({
+      groupId: unique('fuzz-reader'),
+      topics: [this.topic],
+      fromBeginning: true,
+      onBatch: async batch => {
+        for (const r of batch.records) this.records.set(`${r.partition}:${r.offset}`, r)
+        const waiters = this.#waiters
+        this.#waiters = []
+        for (const w of waiters) w()
+      }
+    })
+    await this.#consumer.start()
+  }
+
+  /** The record at partition:offset, or undefined after `ms`. */
+  async record (partition: number, offset: string, ms = REPLY_WAIT_MS): Promise<ConsumedRecord | undefined> {
+    const key = `${partition}:${offset}`
+    const deadline = Date.now() + ms
+    while (!this.records.has(key) && Date.now() < deadline) {
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()))
+        this.#waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+    return this.records.get(key)
+  }
+
+  /** Every record up to the topic's end offsets, within `ms`. */
+  async all (ms = REPLY_WAIT_MS * 2): Promise<ConsumedRecord[]> {
+    const offsets = await this.kafka.topicOffsets(this.topic)
+    const expected = offsets.reduce((sum, p) => sum + Number(BigInt(p.high) - BigInt(p.low)), 0)
+    const deadline = Date.now() + ms
+    while (this.records.size < expected && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+    return [...this.records.values()]
+  }
+
+  async stop (): Promise<void> {
+    await this.#consumer?.stop().catch(() => {})
+    await this.kafka.close()
+  }
+}
+
+// ---- resources -------------------------------------------------------------------------
+
+/** Waits for RSS and descriptors to come back within the slack of `baseline`; returns the last sample. */
+export async function settledResources (gw: FuzzGateway, baseline: Resources): Promise<Resources> {
+  const deadline = Date.now() + SETTLE_MS
+  let now = gw.resources()
+  while (Date.now() < deadline && (now.rssKb > baseline.rssKb * (1 + RESOURCE_SLACK) || now.fds > Math.floor(baseline.fds * (1 + RESOURCE_SLACK)))) {
+    await new Promise(resolve => setTimeout(resolve, 500))
+    now = gw.resources()
+  }
+  return now
+}
+
+// ---- the property runner ---------------------------------------------------------------
+
+export interface FuzzStats {
+  /** the test file, for the replay command */
+  file: string
+  seeds: number[]
+  runs: number
+  frames: number
+  findings: string[]
+}
+
+export function newStats (file: string): FuzzStats {
+  return { file, seeds: [], runs: 0, frames: 0, findings: [] }
+}
+
+export interface PropertyOptions<T> {
+  name: string
+  arbitrary: fc.Arbitrary<T>
+  /** one run: throws a Violation when an invariant breaks */
+  run: (value: T) => Promise<void>
+  /** for the report: the value as frames */
+  describe: (value: T) => string
+  ms: number
+}
+
+interface Broken {
+  invariant: string
+  count: number
+  /** the first run that broke it: its index is fast-check's path under the seed */
+  path: string
+  message: string
+  example: string
+}
+
+/**
+ * Runs a property against the gateway for `ms` (fast-check's time limit: the
+ * runs it completes count) and reports each invariant that broke as one
+ * failed assertion, with how often, the first counterexample, its seed and
+ * its path (FUZZ_SEED and FUZZ_PATH replay exactly that run). A broken
+ * invariant does not end the property: a fuzz run reports everything it
+ * finds, one defect does not hide the next. A gateway that died is started
+ * again before the next run. FUZZ_SHRINK=1 instead stops at the first
+ * counterexample and lets fast-check shrink it.
+ */
+export async function fuzzProperty<T> (t: Test, gw: FuzzGateway, stats: FuzzStats, options: PropertyOptions<T>): Promise<boolean> {
+  const seed = FUZZ_SEED ?? (Math.random() * 2 ** 31) | 0
+  stats.seeds.push(seed)
+  t.comment(`fuzz ${options.name}: seed ${seed} (replay: FUZZ_SEED=${seed}), ${options.ms} ms${FUZZ_PATH ? `, path ${FUZZ_PATH}` : ''}`)
+  let runs = 0
+  let inflight: Promise<void> = Promise.resolve()
+  const broken = new Map<string, Broken>()
+  const property = fc.asyncProperty(options.arbitrary, async value => {
+    const index = runs++
+    const started = Date.now()
+    // the whole run, a restart included: the next property waits for it
+    const run = (async () => {
+      if (!gw.alive) {
+        t.comment(`fuzz ${options.name}: the gateway is down; starting it again`)
+        await gw.start()
+      }
+      await options.run(value)
+    })()
+    inflight = run.catch(() => {})
+    try {
+      await run
+    } catch (err) {
+      if (SHRINK) throw err
+      const violation = err instanceof Violation ? err : new Violation('the run itself', String((err as Error)?.stack ?? err))
+      if (DEBUG) t.comment(`run ${index}: ${violation.message.slice(0, 400)}`)
+      const seen = broken.get(violation.invariant)
+      if (seen) seen.count++
+      else broken.set(violation.invariant, { invariant: violation.invariant, count: 1, path: FUZZ_PATH ?? String(index), message: violation.message, example: options.describe(value) })
+    } finally {
+      if (DEBUG && Date.now() - started > 1000) t.comment(`slow run (${Date.now() - started} ms): ${options.describe(value)}`)
+    }
+  })
+  const details = await fc.check(property, {
+    seed,
+    numRuns: FUZZ_PATH ? 1 : 1_000_000,
+    ...(FUZZ_PATH ? { path: FUZZ_PATH } : {}),
+    endOnFailure: !SHRINK,
+    // a replay is one run, however long it takes
+    plugins: FUZZ_PATH ? [] : [fc.interruptAfterTimeLimit(options.ms)]
+  })
+  // fast-check stops waiting at its time limit, not the run in flight: it finishes before the next property
+  await inflight
+  stats.runs += runs
+  // failed with no error: fast-check's own bookkeeping of an interrupted run, not a counterexample
+  if (details.failed && details.errorInstance !== null) {
+    const err = details.errorInstance
+    broken.set('shrunk', {
+      invariant: err instanceof Violation ? err.invariant : 'the run itself',
+      count: 1,
+      path: details.counterexamplePath ?? '-',
+      message: err instanceof Error ? err.message : String(err),
+      example: details.counterexample ? options.describe((details.counterexample as [T])[0]) : '-'
+    })
+  }
+  if (broken.size === 0) {
+    t.pass(`${options.name}: ${runs} runs, every invariant held`)
+    return true
+  }
+  for (const b of broken.values()) {
+    const finding = `${options.name}: "${b.invariant}" broken in ${b.count} of ${runs} runs; seed ${seed}, path ${b.path}`
+    stats.findings.push(finding)
+    t.fail(`${finding}\n  ${b.message.split('\n').join('\n  ')}\n  counterexample: ${b.example}\n  replay: FUZZ_SEED=${seed} FUZZ_PATH=${b.path} /tmp/t.sh ${stats.file}`)
+  }
+  return false
+}
+
+/** The summary line every fuzz file ends with. */
+export function summary (t: Test, name: string, stats: FuzzStats, health: HealthReport | undefined, resources: string): void {
+  const seeds = stats.seeds.length ? `${Math.min(...stats.seeds)}..${Math.max(...stats.seeds)}` : '-'
+  const h = health ? `healthz max ${health.maxMs} ms over ${health.samples} probes (${health.over} over ${HEALTHZ_MS} ms, ${health.failures} failed)` : 'healthz not probed'
+  t.comment(`fuzz summary ${name}: ${stats.runs} runs, ${stats.frames} frames; seed range ${seeds}; ${h}; ${resources}; findings: ${stats.findings.length ? stats.findings.join(' | ') : 'none'}`)
+}

@@ -1,0 +1,179 @@
+// Fuzzing /v1/stream with generated frames of every op (subscribe,
+// unsubscribe, publish, ping, auth), valid and near-valid, and frames that are
+// not JSON at all, against a real gateway process on the run's Kafka and
+// Redis. Whatever is sent: the process never exits, /healthz answers within
+// 200 ms, each socket ends with a documented close code, every reply is JSON
+// and names the id of the frame it answers, no client input is answered
+// INTERNAL, an acked publish is in Kafka as the exact text of its value, and
+// RSS and descriptors come back to where they were.
+import { test } from 'tap'
+import { randomBytes } from 'node:crypto'
+import fc from 'fast-check'
+import { FuzzGateway, jwt, type Resources } from './gateway.ts'
+import { FuzzClient } from './client.ts'
+import { FRESH_ID, renderMembers, streamMalformedFrame, streamObjectFrame, type Member, type StreamContext, type StreamFrame } from './arbitraries.ts'
+import {
+  budgetMs, checkAlive, checkClose, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, HEALTHZ_MS, newStats, preview, readableId,
+  REPLY_WAIT_MS, RESOURCE_SLACK, serverJson, settledResources, summary, TopicReader, Violation
+} from './invariants.ts'
+
+const FILE = 'test/fuzz/stream-frames.test.ts'
+// this file's share of FUZZ_SECONDS (the broker and wire files have the rest)
+const SHARE = 0.45
+const READ_ONLY = 'demo.ticks'
+const WARMUP_RUNS = 40
+
+interface Run { query: string, frames: StreamFrame[] }
+
+interface Sent {
+  text: string
+  binary: boolean
+  id?: string
+  /** a publish JSON.parse reads: the exact text of its (last) value, and its key */
+  publish?: { raw: string, key?: string, topic: unknown }
+}
+
+test('/v1/stream: generated frames of every op break no invariant', async t => {
+  const sub = `fuzz-${randomBytes(4).toString('hex')}`
+  const own = `orders.${sub}`
+  const token = jwt(sub)
+  const reader = new TopicReader(own)
+  const gw = new FuzzGateway('stream')
+  t.teardown(async () => { await gw.stop(); await reader.stop() })
+  await Promise.all([reader.start(), gw.start()])
+  await reader.kafka.ensureTopics([{ topic: READ_ONLY, partitions: 1 }])
+  const stats = newStats(FILE)
+  const ctx: StreamContext = { own, readOnly: READ_ONLY, renewal: () => jwt(sub), foreign: () => jwt(`${sub}-other`) }
+  let runNo = 0
+
+  /** One socket: the frames as fast as ws sends them, then the replies, then a clean close. */
+  async function run ({ query, frames }: Run): Promise<void> {
+    await checkAlive(gw)
+    const r = runNo++
+    const client = new FuzzClient(gw.streamUrl + query, [], { authorization: `Bearer ${token}` })
+    await client.opened
+    const sent: Sent[] = []
+    // replies owed: id -> how many frames carried it
+    const owed = new Map<string, number>()
+    frames.forEach((frame, i) => {
+      let s: Sent
+      if (frame.kind === 'binary') s = { text: '', binary: true }
+      else {
+        const text = frame.kind === 'text' ? frame.text : renderMembers(frame.members, frame.space, () => `r${r}f${i}`)
+        s = { text, binary: false, id: readableId(text), publish: frame.kind === 'object' ? publishOf(text, frame.members) : undefined }
+      }
+      sent.push(s)
+      if (s.id !== undefined) owed.set(s.id, (owed.get(s.id) ?? 0) + 1)
+      client.send(frame.kind === 'binary' ? Buffer.from(frame.bytes) : s.text, frame.kind === 'binary')
+      stats.frames++
+    })
+    const answered = () => {
+      const left = new Map(owed)
+      for (const text of client.texts) {
+        const id = readableId(text)
+        if (id !== undefined && left.has(id)) left.set(id, left.get(id)! - 1)
+      }
+      return [...left].filter(([, n]) => n > 0).map(([id]) => id)
+    }
+    const t0 = Date.now()
+    await client.until(() => answered().length === 0, REPLY_WAIT_MS)
+    const t1 = Date.now()
+    const code = await client.close(CLOSE_WAIT_MS)
+    if (process.env.FUZZ_DEBUG === '1' && Date.now() - t0 > 1000) t.comment(`phases: replies ${t1 - t0} ms (unanswered ${answered().join(',')}), close ${Date.now() - t1} ms, code ${code}`)
+    await checkAlive(gw, code === 1006 || code === undefined ? 200 : 0)
+    if (code === undefined) throw new Violation('every socket ends', `no close frame within ${CLOSE_WAIT_MS} ms of the client's`)
+    checkClose(code, DOCUMENTED_CLOSE, `a /v1/stream socket (${client.serverClosed ? 'closed by the server' : 'closed by the client'})`)
+    // a socket the server closed (a flood of invalid frames, a frame over 1 MiB) owes no more replies
+    const unanswered = client.serverClosed ? [] : answered()
+    if (unanswered.length > 0) {
+      const frame = sent.find(s => s.id === unanswered[0])
+      throw new Violation('replies name the frame\'s id', `no reply named "${unanswered[0]}" within ${REPLY_WAIT_MS} ms; the frame: ${preview(frame?.text ?? '')}; replies: ${client.texts.map(x => preview(x, 120)).join(', ')}`)
+    }
+    const byId = new Map(sent.filter(s => s.id !== undefined).map(s => [s.id!, s]))
+    for (const text of client.texts) {
+      const reply = serverJson(text, '/v1/stream')
+      if (reply.op === 'error' && reply.code === 'INTERNAL') {
+        const frame = typeof reply.id === 'string' ? byId.get(reply.id) : undefined
+        throw new Violation('no INTERNAL for client input', `${preview(text)} for ${frame ? preview(frame.text) : 'a frame without a readable id (frames: ' + sent.map(s => preview(s.text, 80)).join(', ') + ')'}`)
+      }
+      if (reply.op === 'ack') await checkAck(reply, typeof reply.id === 'string' ? byId.get(reply.id) : undefined)
+    }
+  }
+
+  /** An acked publish is in Kafka at the partition and offset of the ack, as the exact text of its value. */
+  async function checkAck (ack: Record<string, unknown>, frame: Sent | undefined): Promise<void> {
+    if (!frame?.publish) return
+    const record = await reader.record(ack.partition as number, String(ack.offset))
+    if (!record) throw new Violation('acked publishes are in Kafka', `no record at ${ack.topic}/${ack.partition}@${ack.offset} for ${preview(frame.text)}`)
+    const want = Buffer.from(frame.publish.raw, 'utf8')
+    // a JSON null is a Kafka tombstone (a record without value), which the protocol delivers as null again
+    const same = record.value === null ? frame.publish.raw === 'null' : record.value.equals(want)
+    if (!same) {
+      throw new Violation('acked publishes are in Kafka byte for byte', `value ${preview(frame.publish.raw)} was stored as ${preview(record.value?.toString('utf8') ?? 'null')} (frame ${preview(frame.text)})`)
+    }
+    if (frame.publish.key && !(record.key ?? Buffer.alloc(0)).equals(Buffer.from(frame.publish.key, 'utf8'))) {
+      throw new Violation('acked publishes are in Kafka byte for byte', `key ${preview(frame.publish.key)} was stored as ${preview(record.key?.toString('utf8') ?? 'null')}`)
+    }
+  }
+
+  const describe = ({ query, frames }: Run) => `query ${JSON.stringify(query)}, ${frames.length} frames: ` +
+    frames.map((f, i) => f.kind === 'binary' ? preview(f.bytes) : preview(f.kind === 'text' ? f.text : renderMembers(f.members, f.space, () => `f${i}`))).join(', ')
+  const query = fc.constantFrom('', '', `?topics=${own}`, `?topics=${READ_ONLY}`, `?topics=${own}&from=earliest`)
+  const runs = (frame: fc.Arbitrary<StreamFrame>) => fc.record({ query, frames: fc.array(frame, { minLength: 1, maxLength: 8 }) })
+
+  // warm-up: valid frames, so that the baseline holds what any gateway in use holds (JIT code, pools, the topic's consumer)
+  for (let i = 0; i < WARMUP_RUNS; i++) {
+    const valid: Array<Member[]> = [
+      [['op', '"ping"'], ['id', FRESH_ID]],
+      [['op', '"subscribe"'], ['id', FRESH_ID], ['topics', JSON.stringify([own])]],
+      [['op', '"publish"'], ['id', FRESH_ID], ['topic', JSON.stringify(own)], ['value', `{"n":${i},"s":"warm"}`]],
+      [['op', '"unsubscribe"'], ['id', FRESH_ID], ['topics', JSON.stringify([own])]],
+      // large frames too (under the 1 MiB bound): the allocator's high-water mark belongs in the baseline
+      ...(i % 8 === 0 ? [[['op', '"publish"'], ['id', FRESH_ID], ['topic', JSON.stringify(own)], ['value', `"${'w'.repeat(900 * 1024)}"`]] as Member[]] : [])
+    ]
+    await run({ query: i % 2 ? `?topics=${READ_ONLY}` : '', frames: valid.map(members => ({ kind: 'object', members, space: '' })) }).catch(() => {})
+  }
+  // the warm-up's own findings are the properties' to report; a gateway it crashed starts again
+  if (!gw.alive) await gw.start()
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  const baseline: Resources = gw.resources()
+  const firstPid = gw.pid
+  gw.startProbe()
+
+  const total = budgetMs(SHARE)
+  const properties: Array<{ name: string, frame: fc.Arbitrary<StreamFrame>, share: number }> = [
+    { name: 'ping and auth (in-band renewal) frames', frame: streamObjectFrame(ctx, ['ping', 'auth']), share: 0.15 },
+    { name: 'publish frames', frame: streamObjectFrame(ctx, ['publish']), share: 0.3 },
+    { name: 'subscribe and unsubscribe frames', frame: streamObjectFrame(ctx, ['subscribe', 'unsubscribe']), share: 0.25 },
+    { name: 'frames of every op mixed with malformed ones', frame: fc.oneof(streamObjectFrame(ctx, ['subscribe', 'unsubscribe', 'publish', 'ping', 'auth']), streamMalformedFrame(ctx)), share: 0.3 }
+  ]
+  for (const p of properties) {
+    await fuzzProperty(t, gw, stats, { name: p.name, arbitrary: runs(p.frame), run, describe, ms: Math.round(total * p.share) })
+  }
+
+  const health = await gw.stopProbe()
+  t.ok(health && health.failures === 0 && health.maxMs <= HEALTHZ_MS, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})`)
+  t.ok(gw.alive, gw.alive ? 'the gateway is still running' : gw.crashReport())
+  let resources = 'resources not compared: the gateway was restarted after a crash'
+  if (gw.alive && gw.pid === firstPid) {
+    const after = await settledResources(gw, baseline)
+    resources = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, fds ${baseline.fds} -> ${after.fds}`
+    t.ok(after.rssKb <= baseline.rssKb * (1 + RESOURCE_SLACK), `RSS came back within 5 % of the warm baseline (${resources})`)
+    t.ok(after.fds <= Math.floor(baseline.fds * (1 + RESOURCE_SLACK)), `open descriptors came back within 5 % (${baseline.fds} -> ${after.fds})`)
+  }
+  summary(t, 'stream-frames', stats, health, resources)
+})
+
+/** For a frame JSON.parse reads as a publish: the exact text of its value (the last `value` member, as JSON.parse keeps the last) and its key. */
+function publishOf (text: string, members: Member[]): Sent['publish'] {
+  let frame: Record<string, unknown>
+  try {
+    frame = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+  if (typeof frame !== 'object' || frame === null || frame.op !== 'publish') return undefined
+  const value = members.filter(([k]) => k === 'value').at(-1)
+  if (!value || value[1] === FRESH_ID) return undefined
+  return { raw: value[1], key: typeof frame.key === 'string' ? frame.key : undefined, topic: frame.topic }
+}
