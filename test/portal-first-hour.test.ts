@@ -9,6 +9,7 @@
 //   - "Subscribe in the console" on the pattern topic (orders.*) subscribes
 //     to the pattern, and the record just published arrives through it;
 //   - the messages pane is at least 15 rows tall on screen;
+//   - the AsyncAPI section reads as tables of fields, not raw JSON;
 //   - /favicon.ico answers, no count reads "1 products".
 // A screenshot is saved under .artifacts/portal/ (git-ignored).
 import { test } from 'tap'
@@ -92,6 +93,18 @@ test('the first hour: identity, plan, a pattern subscription and the example pub
   await demo.waitFor({ timeout: WAIT_MS })
   const ordersTopic = demo.locator(`.topic[data-topic="${orders}.*"]`)
   t.match(await ordersTopic.locator('.tag').textContent(), /pattern/, 'the order topics are a pattern product topic')
+
+  // the AsyncAPI document for reading: per channel its address, operations, a table of the payload's fields, an example
+  const ticks = demo.locator(`.channel[data-address="demo.ticks-${suffix}"]`)
+  await ticks.waitFor({ timeout: WAIT_MS })
+  t.match(await ticks.locator('.operation').first().textContent(), /Subscribe \(receive\)/)
+  const field = async (name: string) => (await ticks.locator(`table.fields tr[data-field="${name}"] td`).allTextContents()).map(s => s.trim())
+  t.same((await field('symbol')).slice(0, 3), ['symbol', 'string', 'yes'], 'a field, its type, required')
+  t.same((await field('side')).slice(0, 3), ['side', 'one of "buy", "sell"', 'yes'], 'an enum in words')
+  t.match((await field('ts'))[3], /ms since the epoch/, 'and its description')
+  t.match(await ticks.locator('.example').first().textContent(), /"symbol": "BTC-USD"/, 'an example')
+  t.equal(await ticks.locator('.schema details').first().getAttribute('open'), null, 'the raw JSON Schema is folded away')
+  t.same((await demo.locator(`.topic[data-topic="demo.ticks-${suffix}"] table.fields tr[data-field="price"] td`).allTextContents()).slice(0, 2), ['price', 'number'], 'the catalogue\'s topics too')
 
   // before connecting, the page does not know the subject: the rule's template, to be filled in
   await ordersTopic.getByRole('button', { name: 'Publish the example' }).click()

@@ -281,18 +281,34 @@ function typeWords (doc, schema, depth = 0) {
 }
 
 /**
- * What a field means and may hold: its description, bounds and examples.
- * @param {Record<string, unknown>} schema
+ * A range in words: "1 to 128 characters", "at least 0", "at most 10 items".
+ * @param {unknown} min
+ * @param {unknown} max
+ * @param {string} unit
  */
-function aboutWords (schema) {
-  const parts = []
-  if (schema.description) parts.push(text(schema.description))
-  /** @type {Array<[string, string]>} */
-  const bounds = [['minimum', 'at least'], ['maximum', 'at most'], ['minLength', 'at least (characters)'], ['maxLength', 'at most (characters)'], ['pattern', 'matches']]
-  for (const [key, words] of bounds) if (schema[key] !== undefined) parts.push(`${words} ${String(schema[key])}`)
-  const examples = list(schema.examples)
-  if (examples.length) parts.push(`e.g. ${examples.slice(0, 3).map(v => JSON.stringify(v)).join(', ')}`)
-  return parts.join('; ')
+function range (min, max, unit) {
+  const suffix = unit ? ` ${unit}` : ''
+  if (typeof min === 'number' && typeof max === 'number') return `${min} to ${max}${suffix}`
+  if (typeof min === 'number') return `at least ${min}${suffix}`
+  if (typeof max === 'number') return `at most ${max}${suffix}`
+  return ''
+}
+
+/**
+ * What a field means and may hold: its description (its `code` marks kept), bounds and examples.
+ * @param {Record<string, unknown>} schema
+ * @returns {HTMLElement}
+ */
+function aboutView (schema) {
+  const parts = [
+    range(schema.minimum, schema.maximum, ''),
+    range(schema.minLength, schema.maxLength, 'characters'),
+    range(schema.minItems, schema.maxItems, 'items'),
+    typeof schema.pattern === 'string' ? `matches ${schema.pattern}` : '',
+    list(schema.examples).length ? `e.g. ${list(schema.examples).slice(0, 3).map(v => JSON.stringify(v)).join(', ')}` : ''
+  ].filter(Boolean)
+  const description = text(schema.description)
+  return prose([description, parts.join('; ')].filter(Boolean).join('. '))
 }
 
 /**
@@ -315,7 +331,7 @@ function fieldRows (doc, schema, path, required, depth, rows) {
       el('td', {}, el('code', {}, path || '(the value)')),
       el('td', { class: 'type' }, typeWords(doc, s)),
       el('td', { class: 'required' }, path ? (required ? 'yes' : 'no') : ''),
-      el('td', {}, aboutWords(s))))
+      el('td', {}, aboutView(s))))
   }
   if (depth >= MAX_SCHEMA_DEPTH) return
   const requiredNames = new Set(list(s.required).map(String))
