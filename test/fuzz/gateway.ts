@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { WebSocket } from 'ws'
 import { freePort } from '../../deploy/local/stack.ts'
 import { nowSeconds, signJwt } from '../jwks-server.ts'
 import { kafkaBrokers, redisUrl } from '../helpers.ts'
@@ -45,6 +46,8 @@ export function resourcesOf (pid: number): Resources {
 export class FuzzGateway {
   readonly name: string
   port = 0
+  /** where the inspector listens once SIGUSR1 wakes it (forceGc) */
+  inspectPort = 0
   child: ChildProcess | undefined
   exits: Exit[] = []
   /** how many gateway processes this suite started (a restart follows a crash) */
@@ -77,6 +80,7 @@ export class FuzzGateway {
   async start (): Promise<void> {
     // a restart after a crash keeps the port: the /healthz probe goes on with the new process
     if (this.port === 0) this.port = await freePort()
+    this.inspectPort = await freePort()
     const dir = mkdtempSync(join(tmpdir(), 'sluice-fuzz-'))
     this.#configFile = join(dir, 'gateway.yaml')
     // JSON is YAML: the file an operator would write, with the limits the fuzzer needs lifted
@@ -98,7 +102,8 @@ export class FuzzGateway {
     this.#log = ''
     this.#stderr = ''
     // as `npm start` runs it (deploy/local/node.sh): the young generation capped at 8 MiB per semi-space
-    const child = spawn(process.execPath, ['--max-semi-space-size=8', '--disable-warning=TimeoutNegativeWarning', ENTRY, '--config', this.#configFile], {
+    // --inspect-port does nothing until SIGUSR1 (forceGc): the process runs as shipped until then
+    const child = spawn(process.execPath, ['--max-semi-space-size=8', '--disable-warning=TimeoutNegativeWarning', `--inspect-port=127.0.0.1:${this.inspectPort}`, ENTRY, '--config', this.#configFile], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '' },
       stdio: ['ignore', 'pipe', 'pipe']
@@ -147,6 +152,29 @@ export class FuzzGateway {
 
   resources (): Resources {
     return resourcesOf(this.pid)
+  }
+
+  /**
+   * A full garbage collection in the gateway, through its inspector (woken by SIGUSR1; it then listens
+   * for good, and its socket is in the baseline): without it, buffers nobody holds any more still count
+   * in RSS until V8 next needs the room, and an idle gateway never does.
+   */
+  async forceGc (): Promise<void> {
+    process.kill(this.pid, 'SIGUSR1')
+    let target: string | undefined
+    for (let i = 0; i < 50 && target === undefined; i++) {
+      const list = await fetch(`http://127.0.0.1:${this.inspectPort}/json/list`).then(res => res.json() as Promise<Array<{ webSocketDebuggerUrl: string }>>, () => undefined)
+      target = list?.[0]?.webSocketDebuggerUrl
+      if (target === undefined) await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    if (target === undefined) throw new Error('the gateway\'s inspector did not answer')
+    const ws = new WebSocket(target)
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+    await new Promise<void>(resolve => {
+      ws.on('message', data => { if ((JSON.parse(data.toString()) as { id?: number }).id === 1) resolve() })
+      ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }))
+    })
+    await new Promise(resolve => { ws.once('close', resolve); ws.close() })
   }
 
   /** Starts polling /healthz every 100 ms from a process of its own. */

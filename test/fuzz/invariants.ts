@@ -53,6 +53,15 @@ export class Violation extends Error {
   }
 }
 
+/**
+ * Text as tap may print it: control characters, line separators and lone surrogates escaped (a
+ * generated id with a carriage return in it, printed raw, once cut a suite's TAP output short).
+ */
+export function printable (text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return Buffer.from(text).toString().replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+}
+
 /** A short, printable form of a frame for a report (1 MiB strings and 10,000 brackets summarised). */
 export function preview (data: string | Uint8Array, max = 200): string {
   const text = typeof data === 'string' ? data : `<${data.length} bytes ${Buffer.from(data.subarray(0, 48)).toString('hex')}${data.length > 48 ? '…' : ''}>`
@@ -64,7 +73,11 @@ export function checkClose (code: number, allowed: Set<number>, what: string): v
   if (!allowed.has(code)) throw new Violation('documented close code', `${what} ended with ${code}`)
 }
 
-/** The id a frame's reply must name: a string of 1 to 128 characters in a JSON object (DESIGN.md's ids). */
+/**
+ * The id a frame's reply must name: a string of 1 to 128 characters in a JSON object (DESIGN.md's ids),
+ * as JSON.parse reads the frame (the last of two ids), that is well-formed Unicode (a lone surrogate
+ * cannot be echoed as UTF-8 text).
+ */
 export function readableId (text: string): string | undefined {
   let frame: unknown
   try {
@@ -74,7 +87,7 @@ export function readableId (text: string): string | undefined {
   }
   if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return undefined
   const id = (frame as { id?: unknown }).id
-  return typeof id === 'string' && id.length >= 1 && id.length <= 128 ? id : undefined
+  return typeof id === 'string' && id.length >= 1 && id.length <= 128 && Buffer.from(id).toString() === id ? id : undefined
 }
 
 /** A server text frame: valid JSON (else a violation), parsed. */
@@ -156,13 +169,19 @@ export class TopicReader {
 
 // ---- resources -------------------------------------------------------------------------
 
-/** Waits for RSS and descriptors to come back within the slack of `baseline`; returns the last sample. */
+/** RSS and descriptors after a full GC: what the gateway holds, not garbage it has not needed to collect yet. */
+export async function collectedResources (gw: FuzzGateway): Promise<Resources> {
+  await gw.forceGc()
+  return gw.resources()
+}
+
+/** Waits for RSS and descriptors (after a full GC) to come back within the slack of `baseline`; returns the last sample. */
 export async function settledResources (gw: FuzzGateway, baseline: Resources): Promise<Resources> {
   const deadline = Date.now() + SETTLE_MS
-  let now = gw.resources()
+  let now = await collectedResources(gw)
   while (Date.now() < deadline && (now.rssKb > baseline.rssKb * (1 + RESOURCE_SLACK) || now.fds > Math.floor(baseline.fds * (1 + RESOURCE_SLACK)))) {
-    await new Promise(resolve => setTimeout(resolve, 500))
-    now = gw.resources()
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    now = await collectedResources(gw)
   }
   return now
 }
@@ -235,12 +254,12 @@ export async function fuzzProperty<T> (t: Test, gw: FuzzGateway, stats: FuzzStat
     } catch (err) {
       if (SHRINK) throw err
       const violation = err instanceof Violation ? err : new Violation('the run itself', String((err as Error)?.stack ?? err))
-      if (DEBUG) t.comment(`run ${index}: ${violation.message.slice(0, 400)}`)
+      if (DEBUG) t.comment(`run ${index}: ${printable(violation.message.slice(0, 400))}`)
       const seen = broken.get(violation.invariant)
       if (seen) seen.count++
       else broken.set(violation.invariant, { invariant: violation.invariant, count: 1, path: FUZZ_PATH ?? String(index), message: violation.message, example: options.describe(value) })
     } finally {
-      if (DEBUG && Date.now() - started > 1000) t.comment(`slow run (${Date.now() - started} ms): ${options.describe(value)}`)
+      if (DEBUG && Date.now() - started > 1000) t.comment(`slow run (${Date.now() - started} ms): ${printable(options.describe(value))}`)
     }
   })
   const details = await fc.check(property, {
@@ -272,7 +291,7 @@ export async function fuzzProperty<T> (t: Test, gw: FuzzGateway, stats: FuzzStat
   for (const b of broken.values()) {
     const finding = `${options.name}: "${b.invariant}" broken in ${b.count} of ${runs} runs; seed ${seed}, path ${b.path}`
     stats.findings.push(finding)
-    t.fail(`${finding}\n  ${b.message.split('\n').join('\n  ')}\n  counterexample: ${b.example}\n  replay: FUZZ_SEED=${seed} FUZZ_PATH=${b.path} /tmp/t.sh ${stats.file}`)
+    t.fail(`${finding}\n  ${b.message.split('\n').map(printable).join('\n  ')}\n  counterexample: ${printable(b.example)}\n  replay: FUZZ_SEED=${seed} FUZZ_PATH=${b.path} /tmp/t.sh ${stats.file}`)
   }
   return false
 }

@@ -15,14 +15,14 @@ import { FuzzGateway, jwt, type Resources } from './gateway.ts'
 import { wireSteps, type WireStep } from './arbitraries.ts'
 import { encodeFrame, OP, RawClient } from './wire.ts'
 import {
-  budgetMs, checkAlive, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, HEALTHZ_MS, newStats, preview,
-  RESOURCE_SLACK, serverJson, settledResources, summary, Violation
+  budgetMs, checkAlive, printable, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, HEALTHZ_MS, newStats, preview,
+  RESOURCE_SLACK, serverJson, collectedResources, settledResources, summary, Violation
 } from './invariants.ts'
 
 const FILE = 'test/fuzz/websocket-wire.test.ts'
 // this file's share of FUZZ_SECONDS (the stream and broker files have the rest)
 const SHARE = 0.3
-const WARMUP_RUNS = 30
+const WARMUP_RUNS = 16
 
 interface Run { path: string, steps: WireStep[], chunks: number[] | undefined }
 
@@ -109,10 +109,15 @@ test('WebSocket frames broken at the byte level break no invariant', async t => 
   // and the property's own inputs (a fixed sample): 1.2 MiB fragmented messages and refused 1 MiB frames
   // set the allocator's high-water mark, which RSS keeps; the baseline must hold it for the comparison to mean a leak
   for (const value of fc.sample(arbitrary, { numRuns: WARMUP_RUNS, seed: 1 })) await run(value).catch(() => {})
+  const heaviest: WireStep[] = [
+    { kind: 'frame', spec: { fin: false, opcode: OP.TEXT, payload: Buffer.alloc(600 * 1024, 0x20) }, note: '600 KiB text fragment' },
+    { kind: 'frame', spec: { opcode: OP.CONTINUATION, payload: Buffer.alloc(600 * 1024, 0x20) }, note: '600 KiB continuation' }
+  ]
+  for (let i = 0; i < 8; i++) await run({ path: i % 2 ? '/v1/stream' : '/v2/broker/', steps: heaviest, chunks: undefined }).catch(() => {})
   // the warm-up's own findings are the properties' to report; a gateway it crashed starts again
   if (!gw.alive) await gw.start()
-  await new Promise(resolve => setTimeout(resolve, 2000))
-  const baseline: Resources = gw.resources()
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const baseline: Resources = await collectedResources(gw)
   const firstPid = gw.pid
   gw.startProbe()
 
@@ -120,7 +125,7 @@ test('WebSocket frames broken at the byte level break no invariant', async t => 
 
   const health = await gw.stopProbe()
   t.ok(health && health.failures === 0 && health.maxMs <= HEALTHZ_MS, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})`)
-  t.ok(gw.alive, gw.alive ? 'the gateway is still running' : gw.crashReport())
+  t.ok(gw.alive, gw.alive ? 'the gateway is still running' : printable(gw.crashReport()))
   let resources = 'resources not compared: the gateway was restarted after a crash'
   if (gw.alive && gw.pid === firstPid) {
     const after = await settledResources(gw, baseline)
