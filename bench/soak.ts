@@ -9,7 +9,7 @@
 // cycles/s. Not a test: it prints figures.
 //
 //   bash deploy/local/node.sh bench/soak.ts [--cycles 200000] [--concurrency 50] [--warmup 2000]
-//       [--quiet-ms 5000] [--every 30] [--max-minutes 40] [--no-gc]
+//       [--quiet-ms 5000] [--every 30] [--max-minutes 40] [--no-gc] [--heap-diff]
 //
 // Kafka and Redis: KAFKA_BROKERS and REDIS_URL when set (a running stack),
 // otherwise a broker and a Redis of its own (deploy/local/stack.ts).
@@ -19,10 +19,18 @@
 // collected), then the cycles/s of the whole run, the failures by kind, a
 // table of RSS, open fds and heap after GC: start, end, drift in %, end/start,
 // and how many warn/error lines the gateway logged. A leak shows as an
-// end/start that grows with --cycles; a one-off growth (JIT code, pools, the
-// hub's recent-records window filling) does not. A 5,000-cycle run here (2
-// shared cores, 2026-12-04): 1,059 cycles/s, RSS 114.2 -> 121.6 MiB (1.065),
-// 36 -> 37 fds, heap after GC 26.1 -> 27.3 MiB (1.044), 0 failed.
+// end/start that grows with --cycles; a one-off growth does not (JIT-compiled
+// code: 0.9 MiB of the 1.1 MiB a 3,000-cycle run grew, by --heap-diff).
+//
+// Runs here (2 cores shared with other work, load average 4-16; 2026-12-04), 0 failed in each:
+//   cycles   cycles/s  RSS start -> end        fds      heap after GC
+//   5,000    1,059     114.2 -> 121.6 (1.065)  36 -> 37  26.1 -> 27.3 MiB (1.044)  one GC
+//   200,000  456       131.9 -> 140.6 (1.066)  38 -> 35  27.3 -> 31.2 MiB (1.145)  one GC
+//   200,000  433       (snapshotted)           36 -> 35  27.0 -> 27.1 MiB (1.002)  --heap-diff: +0.7 MiB, 478 KiB of it 150 arrays; no named constructor over 12 KiB
+//   50,000   340       121.6 -> 127.0 (1.044)  36 -> 35  27.3 -> 27.0 MiB (0.990)  three GCs
+// One GC left up to 4 MiB that more collections free; since then three are made.
+// The gateway's CPU per cycle stayed 0.5-0.9 ms through the 200,000: the
+// cycles/s moved with the machine's load, not with the gateway.
 //
 // What differs from a production gateway, and why:
 // - the policy is bench/soak-policy/: one subject makes every connection, and the
@@ -33,7 +41,9 @@
 // - the gateway runs with --inspect on 127.0.0.1 (an ephemeral port) so that the
 //   heap is read after a full GC (HeapProfiler.collectGarbage): without one, the
 //   heap figure is mostly the garbage of the last few seconds. --no-gc leaves it out
-//   and reads RSS and descriptors only.
+//   and reads RSS and descriptors only. --heap-diff also takes a heap snapshot
+//   at the start and the end and prints what grew, by constructor (the start's
+//   snapshot grows the RSS: the RSS row of such a run is not a figure).
 //
 // Bounded: every cycle has a 15 s deadline, every phase one too, and the whole
 // run stops at --max-minutes (the figures are then those of the cycles done).
@@ -65,7 +75,8 @@ const { values: args } = parseArgs({
     'quiet-ms': { type: 'string', default: '5000' },
     every: { type: 'string', default: '30' },
     'max-minutes': { type: 'string', default: '40' },
-    'no-gc': { type: 'boolean', default: false }
+    'no-gc': { type: 'boolean', default: false },
+    'heap-diff': { type: 'boolean', default: false }
   }
 })
 const CYCLES = Number(args.cycles)
@@ -76,6 +87,7 @@ const QUIET_MS = Number(args['quiet-ms'])
 const EVERY_MS = Number(args.every) * 1000
 const DEADLINE = Date.now() + Number(args['max-minutes']) * 60_000
 const GC = !args['no-gc']
+const HEAP_DIFF = GC && args['heap-diff']
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 const say = (line: string) => process.stdout.write(`${line}\n`)
@@ -135,12 +147,14 @@ class Inspector {
   readonly #ws: WebSocket
   #id = 0
   readonly #waiting = new Map<number, (result: Record<string, unknown>) => void>()
+  #chunks: string[] = []
 
   private constructor (ws: WebSocket) {
     this.#ws = ws
     ws.on('message', data => {
-      const msg = JSON.parse(data.toString()) as { id?: number, result?: Record<string, unknown> }
+      const msg = JSON.parse(data.toString()) as { id?: number, result?: Record<string, unknown>, method?: string, params?: { chunk?: string } }
       if (msg.id !== undefined) this.#waiting.get(msg.id)?.(msg.result ?? {})
+      else if (msg.method === 'HeapProfiler.addHeapSnapshotChunk') this.#chunks.push(msg.params!.chunk!)
     })
   }
 
@@ -156,17 +170,40 @@ class Inspector {
     return new Inspector(ws)
   }
 
-  call (method: string): Promise<Record<string, unknown>> {
+  call (method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<Record<string, unknown>> {
     const id = ++this.#id
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`inspector: no answer to ${method}`)), 30_000)
+      const timer = setTimeout(() => reject(new Error(`inspector: no answer to ${method}`)), timeoutMs)
       this.#waiting.set(id, result => { clearTimeout(timer); this.#waiting.delete(id); resolve(result) })
-      this.#ws.send(JSON.stringify({ id, method }))
+      this.#ws.send(JSON.stringify({ id, method, params }))
     })
   }
 
+  /** A heap snapshot (it collects first), summed by node type and constructor name. */
+  async snapshot (): Promise<Map<string, { count: number, bytes: number }>> {
+    this.#chunks = []
+    await this.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false }, 120_000)
+    const snap = JSON.parse(this.#chunks.join('')) as { snapshot: { meta: { node_fields: string[], node_types: [string[]] } }, nodes: number[], strings: string[] }
+    this.#chunks = []
+    const fields = snap.snapshot.meta.node_fields
+    const types = snap.snapshot.meta.node_types[0]
+    const [TYPE, NAME, SIZE] = [fields.indexOf('type'), fields.indexOf('name'), fields.indexOf('self_size')]
+    const sums = new Map<string, { count: number, bytes: number }>()
+    for (let i = 0; i < snap.nodes.length; i += fields.length) {
+      const type = types[snap.nodes[i + TYPE]!]!
+      // strings and code are summed by type: their names are their contents
+      const key = type === 'object' || type === 'closure' ? `${type} ${snap.strings[snap.nodes[i + NAME]!]}` : `(${type})`
+      const sum = sums.get(key) ?? { count: 0, bytes: 0 }
+      sum.count++
+      sum.bytes += snap.nodes[i + SIZE]!
+      sums.set(key, sum)
+    }
+    return sums
+  }
+
   async heapAfterGc (): Promise<number> {
-    await this.call('HeapProfiler.collectGarbage')
+    // three full collections: what one frees can let the next free more (weak maps, finalizers, aged bytecode)
+    for (let i = 0; i < 3; i++) await this.call('HeapProfiler.collectGarbage')
     return (await this.call('Runtime.getHeapUsage')).usedSize as number
   }
 
@@ -179,12 +216,19 @@ class Inspector {
   }
 }
 
-interface Reading { rss: number, fds: number, heap?: number }
+interface Reading { rss: number, fds: number, cpuMs: number, heap?: number }
+
+// /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (USER_HZ)
+const TICKS_PER_S = 100
 
 function readProc (pid: number): Reading {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024
-  return { rss, fds: readdirSync(`/proc/${pid}/fd`).length }
+  // the fields after the command's closing parenthesis: utime and stime are the 12th and 13th
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const cpuMs = (Number(after[11]) + Number(after[12])) * 1000 / TICKS_PER_S
+  return { rss, fds: readdirSync(`/proc/${pid}/fd`).length, cpuMs }
 }
 
 // ---- the clients ----------------------------------------------------------------------
@@ -330,7 +374,7 @@ async function main (): Promise<void> {
     const token = jwt(`soak-${runId}`)
     say(`soak: ${CYCLES} cycles (connect, subscribe, receive one record, close 1000), ${CONCURRENCY} at a time, after ${WARMUP} warm-up cycles; one record every ${PRODUCE_EVERY_MS} ms on ${topic}`)
     say(`gateway: apps/gateway/src/server.ts pid ${pid} (JWT auth, Redis rate limits, default queues); policy ${POLICY_DIR}: plan "soak" allows 1,000,000 connects a minute (the example policy's highest, pro, allows 120); per-address upgrade limit raised to 10,000,000 a minute (one client address)`)
-    say(`heap: ${GC ? 'V8 heap used after a full GC (inspector HeapProfiler.collectGarbage)' : 'not read (--no-gc)'}; start and end are read after ${QUIET_MS} ms without sockets`)
+    say(`heap: ${GC ? 'V8 heap used after three full GCs (inspector HeapProfiler.collectGarbage)' : 'not read (--no-gc)'}; start and end are read after ${QUIET_MS} ms without sockets`)
 
     const warm = await cycles(WARMUP, url, token)
     const measure = async (): Promise<Reading> => {
@@ -339,32 +383,47 @@ async function main (): Promise<void> {
       return { ...readProc(pid), heap }
     }
     const start = await measure()
+    // after the start's RSS is read: a snapshot makes the gateway's RSS grow
+    const startHeap = HEAP_DIFF ? await inspector!.snapshot() : undefined
     say(`start (after ${warm.done} warm-up cycles, ${[...warm.failures.values()].reduce((a, b) => a + b, 0)} failed): RSS ${mib(start.rss)}, ${start.fds} fds${start.heap ? `, heap ${mib(start.heap)}` : ''}`)
 
     const startedAt = performance.now()
-    let last = { at: startedAt, done: 0 }
+    let last = { at: startedAt, done: 0, cpuMs: start.cpuMs }
     const run = await cycles(CYCLES, url, token, async done => {
       const now = performance.now()
       const r = readProc(pid)
       const heap = await inspector?.heap()
-      say(`  ${((now - startedAt) / 1000).toFixed(0).padStart(5)} s  ${String(done).padStart(7)} cycles  ${((done - last.done) / ((now - last.at) / 1000)).toFixed(0).padStart(5)} cycles/s  RSS ${mib(r.rss)} (${pct(r.rss, start.rss)})  ${r.fds} fds${heap ? `  heap ${mib(heap)} (not collected)` : ''}`)
-      last = { at: now, done }
+      // the gateway's CPU per cycle tells a slower gateway from a busier machine
+      const cpuPerCycle = (r.cpuMs - last.cpuMs) / Math.max(1, done - last.done)
+      say(`  ${((now - startedAt) / 1000).toFixed(0).padStart(5)} s  ${String(done).padStart(7)} cycles  ${((done - last.done) / ((now - last.at) / 1000)).toFixed(0).padStart(5)} cycles/s  gateway CPU ${cpuPerCycle.toFixed(2)} ms/cycle  RSS ${mib(r.rss)} (${pct(r.rss, start.rss)})  ${r.fds} fds${heap ? `  heap ${mib(heap)} (not collected)` : ''}`)
+      last = { at: now, done, cpuMs: r.cpuMs }
     })
     const seconds = (performance.now() - startedAt) / 1000
     const end = await measure()
+    const endHeap = HEAP_DIFF ? await inspector!.snapshot() : undefined
     production.on = false
     await producer
 
     const failed = [...run.failures.values()].reduce((a, b) => a + b, 0)
     say('')
-    say(`${run.done} cycles in ${seconds.toFixed(1)} s: ${(run.done / seconds).toFixed(1)} cycles/s; ${failed} failed${run.stoppedByTime ? `; stopped at --max-minutes ${args['max-minutes']}` : ''}`)
+    say(`${run.done} cycles in ${seconds.toFixed(1)} s: ${(run.done / seconds).toFixed(1)} cycles/s, gateway CPU ${((end.cpuMs - start.cpuMs) / Math.max(1, run.done)).toFixed(2)} ms/cycle; ${failed} failed${run.stoppedByTime ? `; stopped at --max-minutes ${args['max-minutes']}` : ''}`)
     for (const [kind, n] of run.failures) say(`  ${n} x ${kind}`)
     say(`${'gateway'.padEnd(18)}${'start'.padStart(12)}${'end'.padStart(12)}${'drift'.padStart(10)}${'end/start'.padStart(11)}`)
     const row = (name: string, s: number, e: number, show: (n: number) => string) =>
       say(`${name.padEnd(18)}${show(s).padStart(12)}${show(e).padStart(12)}${pct(e, s).padStart(10)}${(e / s).toFixed(3).padStart(11)}`)
-    row('RSS', start.rss, end.rss, mib)
+    // a snapshot at the start grows the gateway's RSS by the snapshot's size: the end's RSS then says nothing
+    row(HEAP_DIFF ? 'RSS (snapshotted)' : 'RSS', start.rss, end.rss, mib)
     row('open fds', start.fds, end.fds, String)
-    if (start.heap && end.heap) row('heap after GC', start.heap, end.heap, mib)
+    if (start.heap && end.heap) row('heap after GCs', start.heap, end.heap, mib)
+    if (startHeap && endHeap) {
+      // what grew: a leak is a count that grows with --cycles
+      const grown = [...endHeap].map(([key, e]) => {
+        const s = startHeap.get(key) ?? { count: 0, bytes: 0 }
+        return { key, count: e.count - s.count, bytes: e.bytes - s.bytes }
+      }).sort((a, b) => b.bytes - a.bytes).slice(0, 12)
+      say('heap snapshot, end minus start, by self size (top 12):')
+      for (const g of grown) say(`  ${(g.bytes / 1024).toFixed(0).padStart(8)} KiB ${String(g.count).padStart(8)} nodes  ${g.key.slice(0, 100)}`)
+    }
     say(`gateway warn/error lines: ${gateway.problems.length}${gateway.problems.length ? `; the last: ${gateway.problems.at(-1)!.slice(0, 300)}` : ''}`)
     say(`records produced: ${production.records}`)
   } finally {
