@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import { formatProblems } from '@sluice/config'
 import { LivePolicy } from './live-policy.ts'
+import { checkPolicyDir } from './policy.ts'
 import { PolicyWatcher } from './watch.ts'
 import { withdrawAccess, type PolicySession } from './withdraw.ts'
 
@@ -15,7 +16,7 @@ export { loadTransforms, TRANSFORM_EXTENSIONS, MAX_TRANSFORM_FILE_BYTES } from '
 export type { LoadedTransform, ProductTransforms, TransformDirection, TransformFunction, TransformMessage, TransformSpec } from './transforms.ts'
 export { LivePolicy } from './live-policy.ts'
 export type { PolicyStatus, ReloadResult } from './live-policy.ts'
-export { Policy, compilePolicy, loadPolicyDir, readPolicyDir } from './policy.ts'
+export { Policy, checkPolicyDir, compilePolicy, loadPolicyDir, readPolicyDir } from './policy.ts'
 export type { PolicyDocument, PolicyFile } from './policy.ts'
 export type { PlanLimits } from './schema.ts'
 export { withdrawAccess, CLOSE_ACCESS_WITHDRAWN } from './withdraw.ts'
@@ -38,6 +39,8 @@ declare module 'fastify' {
 }
 
 async function policy (fastify: FastifyInstance, opts: PolicyPluginOptions): Promise<void> {
+  // a mistyped path would boot a gateway that refuses every client while it looks up: refuse to start instead
+  await checkPolicyDir(opts.dir)
   const metrics = fastify.hasDecorator('metrics') ? fastify.metrics : undefined
   const registers = metrics ? [metrics] : []
   const reloads = new Counter({ name: 'sluice_policy_reloads_total', help: 'Policy reloads that found changed files, by outcome (applied, invalid)', labelNames: ['outcome'], registers })

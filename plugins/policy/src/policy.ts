@@ -5,10 +5,11 @@
 // validate all run loadPolicyDir / compilePolicy.
 import { createHash } from 'node:crypto'
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { basename, join } from 'node:path'
+import { basename, isAbsolute, join, resolve } from 'node:path'
 import { parseYaml, validate, type ConfigProblem } from '@sluice/config'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
+import { PolicyDirMissingError } from './errors.ts'
 import { compilePattern, isTopicName, type TopicPattern } from './topics.ts'
 import { loadTransforms, transformSpec, type ProductTransforms, type TransformSpec } from './transforms.ts'
 import {
@@ -53,6 +54,22 @@ export interface LoadResult {
  * Reads the *.yaml / *.yml files of a directory (following symlinks, as a
  * Kubernetes ConfigMap mount needs; names starting with a dot are skipped).
  */
+/**
+ * Throws SLUICE_POLICY_DIR_MISSING, naming the path as given and as resolved, unless `dir` is a directory
+ * (a symlink to one is). A gateway started on a mistyped path would otherwise serve with no policy, refusing
+ * every client while it looks up.
+ */
+export async function checkPolicyDir (dir: string): Promise<void> {
+  const shown = `"${dir}"${isAbsolute(dir) ? '' : ` (${resolve(dir)})`}`
+  let info
+  try {
+    info = await stat(dir)
+  } catch (err) {
+    throw new PolicyDirMissingError(shown, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (err as Error).message)
+  }
+  if (!info.isDirectory()) throw new PolicyDirMissingError(shown, 'it is not a directory')
+}
+
 export async function readPolicyDir (dir: string): Promise<{ files: PolicyFile[], problems: ConfigProblem[] }> {
   const problems: ConfigProblem[] = []
   let names: string[]
