@@ -1,0 +1,225 @@
+// Publish benchmark: acked publishes per second over /v1/stream, and the
+// gateway's CPU µs per publish, against a bare kafkajs producer (one record
+// per request, and batches of 100) in the same run, on the same topic.
+//
+//   KAFKA_BROKERS=127.0.0.1:19092 REDIS_URL=redis://127.0.0.1:16379 bash deploy/local/node.sh bench/publish.ts
+//
+// The gateway is as shipped (buildApp: JWT auth, a policy, Redis-backed
+// limits) and runs in this process; the WebSocket clients and the bare
+// producer run in a child process, so that their work is not counted as the
+// gateway's. A second gateway with rate limits off runs in the same process
+// too, to show what the per-publish Redis round trip costs. Uses the Kafka
+// and Redis it is given (loopback); starts none. Bounded: each phase sends for
+// PHASE_MS, then waits for its answers, with a deadline. Not a test: it prints figures.
+import { fork, type ChildProcess } from 'node:child_process'
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { WebSocket } from 'ws'
+
+const SECRET = 'publish-bench-hs256-secret-0123456789'
+// 5 s per phase: long enough for thousands of round trips, short enough that the
+// whole run (7 phases and a warm-up) stays under a minute on a shared machine
+const PHASE_MS = Number(process.env.PHASE_MS ?? 5000)
+// the stream route's default maxInflightPublishes: a client pipelining as far as the gateway lets it
+const WINDOW = 64
+const SOCKETS = 20
+// a phase that has not been answered this long after it stopped sending is stuck: fail, do not hang
+const DRAIN_DEADLINE_MS = 30_000
+// far above the load, so that the figures are the cost of checking, not of refusing
+const PLAN = { connections: 1000, connectsPerMinute: 10_000, deliveredPerSecond: 1_000_000, publishedPerSecond: 1_000_000, bytesPerSecond: 1_000_000_000, dailyQuota: 1_000_000_000 }
+// a small trade, as clients publish: about 70 bytes of JSON
+const VALUE = '{"sym":"BTC-USD","px":97123.45,"qty":0.0123,"side":"buy"}'
+
+const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',')
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:16379'
+
+function jwt (sub: string): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'bench', aud: 'sluice', sub, exp: Math.floor(Date.now() / 1000) + 3600 })}`
+  return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`
+}
+
+type Command =
+  | { cmd: 'sockets', url: string, topic: string, sockets: number }
+  | { cmd: 'bare', topic: string, batch: number }
+
+interface Outcome { acked: number, refused: number, ms: number }
+
+// ---- the clients and the bare producer (child process) -----------------------------
+
+async function clients (): Promise<void> {
+  const { Kafka, Partitioners, logLevel } = await import('kafkajs')
+  const kafka = new Kafka({ brokers, clientId: 'bench-bare', logLevel: logLevel.NOTHING })
+  // the gateway's producer settings (plugins/kafka/src/kafka.ts before the batcher)
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
+  await producer.connect()
+  const run = (command: Command): Promise<Outcome> => command.cmd === 'bare' ? bare(command) : sockets(command)
+
+  const bare = async ({ topic, batch }: { topic: string, batch: number }): Promise<Outcome> => {
+    const value = Buffer.from(VALUE)
+    const messages = Array.from({ length: batch }, () => ({ value }))
+    let acked = 0
+    const started = Date.now()
+    while (Date.now() - started < PHASE_MS) {
+      await producer.send({ topic, acks: -1, messages })
+      acked += batch
+    }
+    return { acked, refused: 0, ms: Date.now() - started }
+  }
+
+  const sockets = async ({ url, topic, sockets: count }: { url: string, topic: string, sockets: number }): Promise<Outcome> => {
+    const sub = `bench-${randomBytes(4).toString('hex')}`
+    const open = (onMessage: (data: Buffer) => void): Promise<WebSocket> => new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url}/v1/stream`, ['sluice.v1'], { headers: { authorization: `Bearer ${jwt(sub)}` }, perMessageDeflate: false })
+      ws.on('message', onMessage)
+      ws.once('open', () => resolve(ws))
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)))
+      ws.once('error', reject)
+    })
+    let acked = 0
+    let refused = 0
+    let stopAt = Infinity
+    const finished: Array<Promise<void>> = []
+    const starts: Array<() => void> = []
+    const opened: WebSocket[] = []
+    for (let s = 0; s < count; s++) {
+      let sent = 0
+      let answered = 0
+      let done: () => void = () => {}
+      finished.push(new Promise<void>(resolve => { done = resolve }))
+      const next = () => {
+        if (Date.now() < stopAt) ws.send(`{"op":"publish","id":"${sent++}","topic":"${topic}","value":${VALUE}}`)
+        else if (answered === sent) done()
+      }
+      const ws = await open(data => {
+        if (data.toString().startsWith('{"op":"ack"')) acked++
+        else if (refused++ === 0) process.stderr.write(`first refusal: ${data.toString()}\n`)
+        answered++
+        next()
+      })
+      opened.push(ws)
+      starts.push(() => { for (let i = 0; i < WINDOW; i++) next() })
+    }
+    const started = Date.now()
+    stopAt = started + PHASE_MS
+    for (const start of starts) start()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all(finished),
+      new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('publishes unanswered past the deadline')), PHASE_MS + DRAIN_DEADLINE_MS) })
+    ]).finally(() => clearTimeout(timer))
+    const ms = Date.now() - started
+    for (const ws of opened) ws.terminate()
+    return { acked, refused, ms }
+  }
+
+  process.on('message', (command: Command) => {
+    run(command).then(outcome => process.send!({ outcome }), err => process.send!({ error: String((err as Error).stack) }))
+  })
+  process.send!({ started: true })
+}
+
+// ---- the gateways and the measurements (this process) ------------------------------
+
+async function main (): Promise<void> {
+  const { buildApp } = await import('../apps/gateway/src/app.ts')
+  const { loadGatewayConfig } = await import('../apps/gateway/src/config.ts')
+
+  let child: ChildProcess | undefined
+  const apps: Array<{ close (): Promise<unknown> }> = []
+  const cleanup = async () => {
+    child?.kill()
+    await Promise.allSettled(apps.map(a => a.close()))
+  }
+  process.once('SIGINT', () => { cleanup().finally(() => process.exit(130)) })
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-publish-'))
+    writeFileSync(join(dir, 'policy.yaml'), JSON.stringify({
+      version: 1,
+      plans: { bench: { limits: PLAN } },
+      products: { bench: { plans: ['bench'], topics: [{ pattern: 'bench.*' }] } },
+      rules: [{ name: 'all', product: 'bench', plan: 'bench', subscribe: ['bench.*'], publish: ['bench.*'] }]
+    }))
+    const gatewayFor = async (enabled: boolean) => {
+      const app = await buildApp(loadGatewayConfig({
+        base: {
+          kafka: { brokers },
+          redis: { url: redisUrl },
+          log: { level: 'warn' },
+          policy: { dir, watch: false },
+          auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'bench', algorithms: ['HS256'], secret: SECRET }] } },
+          rateLimit: { enabled, http: { upgrade: { max: 100_000 } } }
+        }
+      }))
+      apps.push(app)
+      const url = (await app.listen({ host: '127.0.0.1', port: 0 })).replace('http', 'ws')
+      return { app, url }
+    }
+    const on = await gatewayFor(true)
+    const off = await gatewayFor(false)
+    const topic = `bench.publish-${randomBytes(4).toString('hex')}`
+    await on.app.kafka.ensureTopics([{ topic, partitions: 3 }])
+
+    child = fork(fileURLToPath(import.meta.url), ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, KAFKA_BROKERS: brokers.join(',') } })
+    const replies: Array<Record<string, unknown>> = []
+    let wake: () => void = () => {}
+    child.on('message', m => { replies.push(m as Record<string, unknown>); wake() })
+    const reply = async (): Promise<Record<string, unknown>> => {
+      const deadline = Date.now() + PHASE_MS + DRAIN_DEADLINE_MS + 10_000
+      for (;;) {
+        const r = replies.shift()
+        if (r) return r
+        if (Date.now() > deadline) throw new Error('the child did not answer in time')
+        await new Promise<void>(resolve => { wake = resolve; setTimeout(resolve, 100) })
+      }
+    }
+    await reply()
+
+    const phase = async (command: Command): Promise<Outcome & { cpuUs: number }> => {
+      const cpuBefore = process.cpuUsage()
+      child!.send(command)
+      const answer = await reply()
+      const cpu = process.cpuUsage(cpuBefore)
+      if (answer.error) throw new Error(answer.error as string)
+      const outcome = answer.outcome as Outcome
+      if (outcome.refused > 0) throw new Error(`${outcome.refused} publishes refused: the plan must be above the load`)
+      return { ...outcome, cpuUs: cpu.user + cpu.system }
+    }
+
+    // warm-up: JIT, the producer's first metadata, the limiter's script load
+    await phase({ cmd: 'sockets', url: on.url, topic, sockets: 2 })
+    await phase({ cmd: 'sockets', url: off.url, topic, sockets: 2 })
+    const rows: Array<{ name: string, rate: number, cpu?: number }> = []
+    const record = (name: string, r: Outcome & { cpuUs: number }, gateway: boolean) => {
+      rows.push({ name, rate: r.acked / r.ms * 1000, ...(gateway ? { cpu: r.cpuUs / r.acked } : {}) })
+    }
+    record('bare kafkajs, 1 record per request', await phase({ cmd: 'bare', topic, batch: 1 }), false)
+    record('bare kafkajs, batches of 100', await phase({ cmd: 'bare', topic, batch: 100 }), false)
+    record(`gateway, 1 socket × ${WINDOW} in flight`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: 1 }), true)
+    record(`gateway, ${SOCKETS} sockets × ${WINDOW} in flight`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: SOCKETS }), true)
+    record(`gateway limits off, 1 socket × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: 1 }), true)
+    record(`gateway limits off, ${SOCKETS} sockets × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: SOCKETS }), true)
+
+    const single = rows[0]!.rate
+    const batched = rows[1]!.rate
+    const lines = [`acked publishes/s, ${PHASE_MS} ms per phase, topic of 3 partitions, ${VALUE.length}-byte JSON values (2 shared cores: figures move with others' load)`]
+    for (const row of rows) {
+      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(0)} µs/publish`}`)
+    }
+    const cpuOn = rows[3]!.cpu!
+    const cpuOff = rows[5]!.cpu!
+    lines.push(`  limits on/off CPU per publish, ${SOCKETS} sockets: ${cpuOn.toFixed(0)} / ${cpuOff.toFixed(0)} µs (the limiter's share ${((1 - cpuOff / cpuOn) * 100).toFixed(0)} %)`)
+    process.stdout.write(lines.join('\n') + '\n')
+  } finally {
+    await cleanup()
+  }
+}
+
+if (process.argv.includes('--clients')) {
+  clients().catch(err => { process.stderr.write(`${(err as Error).stack}\n`); process.exit(1) })
+} else {
+  main().then(() => process.exit(0), err => { process.stderr.write(`${(err as Error).stack}\n`); process.exit(1) })
+}
