@@ -35,18 +35,19 @@ const CATALOGUE_GLOBS = ['plugins/*/src/errors.ts', 'apps/*/src/errors.ts']
 const OWN_VARIABLE = /^(SLUICE|KAFKA|REDIS)_[A-Z0-9_]+$/
 
 // The catalogues whose errors can reach a /v1/stream socket after the upgrade (its session, the hub, Kafka,
-// the policy, and the rate-limit and auth guards it is given): only their codes have a wire code.
-const FRAME_CATALOGUES = new Set(['stream', 'hub', 'kafka', 'policy', 'rate-limit', 'auth'].map(p => `plugins/${p}/src/errors.ts`))
+// and the rate-limit and auth guards it is given): only their codes have a wire code. The policy's errors
+// answer the admin API and stop a start; a frame the policy refuses is the stream's SLUICE_STREAM_FORBIDDEN.
+const FRAME_CATALOGUES = new Set(['stream', 'hub', 'kafka', 'rate-limit', 'auth'].map(p => `plugins/${p}/src/errors.ts`))
 
 // Close codes have names in plugins/stream/src/errors.ts; their meanings (DESIGN.md) are written here once.
 // A close code without a meaning here stops the generator, so the table is never missing one.
 const CLOSE_MEANINGS: Record<string, string> = {
   NORMAL: 'normal closure',
   GOING_AWAY: 'the node is going away (drain, shutdown): reconnect with your cursor',
-  POLICY_VIOLATION: 'policy violation: too many invalid frames, an unknown subprotocol',
+  POLICY_VIOLATION: 'policy violation: too many invalid frames; an admin kicked the socket',
   TOO_LARGE: 'a frame over stream.maxFrameBytes',
   INTERNAL: 'internal error',
-  TRY_LATER: 'overloaded (or rate limits failing closed): try again later',
+  TRY_LATER: 'try again later: rate limits failing closed, a subscription Kafka could not serve',
   CREDENTIALS: 'credentials expired or revoked',
   ACCESS_WITHDRAWN: 'access withdrawn by a policy change',
   TOO_SLOW: 'too slow: evicted (the product\'s slowClient is evict)',
@@ -377,7 +378,9 @@ export async function catalogueEntries (): Promise<CatalogueEntry[]> {
         if (file === catalogue) return false
         if (text.includes(`'${err.code}'`)) return true
         if (!word.test(text)) return false
-        return file.startsWith(pkgDir + '/') || (imported?.test(text) ?? false)
+        if (file.startsWith(pkgDir + '/') || (imported?.test(text) ?? false)) return true
+        // through the package's `errors` namespace: import { errors as policyErrors } ... policyErrors.PolicyInvalidError
+        return pkg !== undefined && text.includes(`from '${pkg}`) && new RegExp(`\\.${name}\\b`).test(text)
       }).map(s => s.file)
       entries.push({ code: err.code, status: err.statusCode, message: err.message, name, catalogue, raisedIn })
     }
