@@ -15,6 +15,7 @@ import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { kafkaBrokers } from './helpers.ts'
 import { nowSeconds, signJwt } from './jwks-server.ts'
+import { AGENTS } from './autobahn-report.ts'
 
 /** the gateway's default stream.maxFrameBytes (apps/gateway/src/config.ts) */
 export const MAX_PAYLOAD = 1024 * 1024
@@ -96,8 +97,6 @@ export async function gateway (): Promise<{ url: string, token: string, close: (
     }
   }
 }
-
-export const AGENTS = { bare: 'ws', stream: 'sluice-v1-stream', broker: 'sluice-v2-broker' } as const
 
 /** The three testees, started; `close` stops them. */
 export async function startTestees (): Promise<Testees> {

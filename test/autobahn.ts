@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { homedir } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { AGENTS, byCaseId, conformanceMarkdown, differences, readOutcomes } from './autobahn-report.ts'
 
 const root = resolvePath(import.meta.dirname, '..')
 const toolsDir = join(root, '.cache', 'tools')
@@ -88,8 +89,8 @@ export const EXCLUDED_CASES = ['12.*', '13.*', '9.1.1', '9.1.2', '9.1.3', '9.2.1
 // Each testee's cases are split over this many wstest processes, run at once:
 // a case that gets no echo waits 1 s (10 s for 1.1.6 to 1.1.8, 1.2.6 to 1.2.8
 // and 10.1.1) before Autobahn gives up on it, so one process per testee needs
-// about 150 s; the processes mostly sleep on those timers.
-const SHARDS = 3
+// about 150 s (measured); the processes mostly sleep on those timers.
+const SHARDS = 6
 
 export interface TesteeUrl {
   /** the agent name in the reports */
@@ -128,25 +129,25 @@ function wstestRun (bin: string, specFile: string, logFile: string): Promise<voi
 }
 
 /**
- * Runs the fuzzing client against every testee at once (SHARDS processes
- * each) and merges the shards' reports into `outDir`/<agent>/: the case
- * reports and one index.json, as a single wstest run would leave them.
+ * One pass of the fuzzing client over `cases`, against every testee at once
+ * (up to SHARDS processes each); the shards' reports are merged into
+ * `outDir`/<agent>/ (one JSON per case and an index.json), a case run again
+ * replacing its earlier report.
  */
-export async function runFuzzingClient (testees: TesteeUrl[], outDir: string = REPORTS_DIR, bin: string = wstest()): Promise<void> {
-  const cases = expandCases(bin)
-  rmSync(outDir, { recursive: true, force: true })
-  mkdirSync(outDir, { recursive: true })
+async function runPass (bin: string, testees: TesteeUrl[], cases: string[], outDir: string, pass: number): Promise<void> {
+  const shards = Math.min(SHARDS, cases.length)
   const runs: Array<Promise<void>> = []
+  const shardDir = (agent: string, shard: number): string => join(outDir, 'passes', String(pass), `${agent}-${shard}`)
   for (const testee of testees) {
-    for (let shard = 0; shard < SHARDS; shard++) {
-      const dir = join(outDir, 'shards', `${testee.agent}-${shard}`)
+    for (let shard = 0; shard < shards; shard++) {
+      const dir = shardDir(testee.agent, shard)
       mkdirSync(dir, { recursive: true })
       const spec = {
         outdir: join(dir, 'reports'),
         // RFC 6455
         servers: [{ agent: testee.agent, url: testee.url, options: { version: 18 } }],
         // round robin: the 10 s cases sit next to each other in the list
-        cases: cases.filter((_id, i) => i % SHARDS === shard),
+        cases: cases.filter((_id, i) => i % shards === shard),
         'exclude-cases': [],
         'exclude-agent-cases': {}
       }
@@ -158,11 +159,12 @@ export async function runFuzzingClient (testees: TesteeUrl[], outDir: string = R
   const failed = settled.find(s => s.status === 'rejected')
   if (failed) throw (failed as PromiseRejectedResult).reason
   for (const testee of testees) {
-    const merged: Record<string, unknown> = {}
     const agentDir = join(outDir, testee.agent)
     mkdirSync(agentDir, { recursive: true })
-    for (let shard = 0; shard < SHARDS; shard++) {
-      const reports = join(outDir, 'shards', `${testee.agent}-${shard}`, 'reports')
+    const indexFile = join(agentDir, 'index.json')
+    const merged = existsSync(indexFile) ? JSON.parse(readFileSync(indexFile, 'utf8')) as Record<string, unknown> : {}
+    for (let shard = 0; shard < shards; shard++) {
+      const reports = join(shardDir(testee.agent, shard), 'reports')
       const index = JSON.parse(readFileSync(join(reports, 'index.json'), 'utf8'))[testee.agent] as Record<string, { reportfile: string }>
       for (const [id, entry] of Object.entries(index)) {
         const report = readFileSync(join(reports, entry.reportfile.replace(/\.html$/, '.json')), 'utf8')
@@ -170,8 +172,68 @@ export async function runFuzzingClient (testees: TesteeUrl[], outDir: string = R
         merged[id] = { ...entry, reportfile: `${id}.json` }
       }
     }
-    writeFileSync(join(agentDir, 'index.json'), JSON.stringify(merged, null, 2))
+    writeFileSync(indexFile, JSON.stringify(merged, null, 2))
   }
+}
+
+// Autobahn gives a testee 0.5 s to fail a connection on invalid UTF-8 (6.*),
+// 1 s elsewhere, and 1 s to answer a close; on a loaded machine (load
+// averages of 14 to 18 on 2 cores while other suites ran) a route missed those
+// in 2 or 3 of 271 cases a run where bare ws, in the same process, did not,
+// and bare ws once missed one that the routes met (7.9.7). A case where a
+// timer ran out on one side only runs again, twice at most; any other
+// difference stands as found, and one that persists counts.
+const RERUNS = 2
+
+export interface RunSummary {
+  seconds: number
+  /** per rerun, the cases run again because one of Autobahn's timers ran out on one side only */
+  reruns: string[][]
+}
+
+/**
+ * Runs every case against every testee and leaves the reports in `outDir`;
+ * runs again the cases where one of Autobahn's timers ran out on one side only (RERUNS).
+ */
+export async function runFuzzingClient (testees: TesteeUrl[], outDir: string = REPORTS_DIR, bin: string = wstest()): Promise<RunSummary> {
+  const started = Date.now()
+  const cases = expandCases(bin)
+  rmSync(outDir, { recursive: true, force: true })
+  mkdirSync(outDir, { recursive: true })
+  await runPass(bin, testees, cases, outDir, 0)
+  const bare = testees.find(t => t.agent === AGENTS.bare)
+  if (!bare) throw new Error(`no testee ${AGENTS.bare}: the routes are compared with it`)
+  const reruns: string[][] = []
+  for (let pass = 1; pass <= RERUNS; pass++) {
+    const late = new Set<string>()
+    const bareOutcomes = readOutcomes(outDir, bare.agent)
+    for (const route of testees) {
+      if (route === bare) continue
+      for (const d of differences(bareOutcomes, readOutcomes(outDir, route.agent))) if (d.late) late.add(d.id)
+    }
+    if (late.size === 0) break
+    const ids = [...late].sort(byCaseId)
+    reruns.push(ids)
+    await runPass(bin, testees, ids, outDir, pass)
+  }
+  const seconds = (Date.now() - started) / 1000
+  writeFileSync(join(outDir, 'run.json'), JSON.stringify({ seconds, cases: cases.length, excluded: EXCLUDED_CASES, reruns }, null, 2))
+  return { seconds, reruns }
+}
+
+/** docs/conformance.md from the reports in `reportsDir`. */
+export function writeConformanceDoc (reportsDir: string = REPORTS_DIR, file: string = join(root, 'docs', 'conformance.md')): void {
+  const run = JSON.parse(readFileSync(join(reportsDir, 'run.json'), 'utf8')) as { seconds: number, excluded: string[], reruns: string[][] }
+  const wsVersion = (JSON.parse(readFileSync(join(root, 'node_modules', 'ws', 'package.json'), 'utf8')) as { version: string }).version
+  const markdown = conformanceMarkdown(
+    { title: 'bare ws', outcomes: readOutcomes(reportsDir, AGENTS.bare) },
+    [
+      { title: '/v1/stream', outcomes: readOutcomes(reportsDir, AGENTS.stream) },
+      { title: '/v2/broker/', outcomes: readOutcomes(reportsDir, AGENTS.broker) }
+    ],
+    { autobahnVersion: AUTOBAHN_TESTSUITE_VERSION, wsVersion, excluded: run.excluded, seconds: run.seconds, reruns: run.reruns }
+  )
+  writeFileSync(file, markdown)
 }
 
 if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -185,13 +247,16 @@ if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.met
     const { startTestees } = await import('./autobahn-testees.ts')
     const bin = wstest()
     const testees = await startTestees()
-    const started = Date.now()
+    let summary
     try {
-      await runFuzzingClient(testees.testees, REPORTS_DIR, bin)
+      summary = await runFuzzingClient(testees.testees, REPORTS_DIR, bin)
     } finally {
       await testees.close()
     }
-    process.stderr.write(`Autobahn run: ${((Date.now() - started) / 1000).toFixed(1)} s; reports in ${REPORTS_DIR}\n`)
+    process.stderr.write(`Autobahn run: ${summary.seconds.toFixed(1)} s, ${summary.reruns.length} rerun(s) ${JSON.stringify(summary.reruns)}; reports in ${REPORTS_DIR}\n`)
+  } else if (command === 'report') {
+    writeConformanceDoc()
+    process.stderr.write('wrote docs/conformance.md\n')
   } else {
     process.stderr.write('usage: node test/autobahn.ts fetch|run|report\n')
     process.exit(2)
