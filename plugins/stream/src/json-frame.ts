@@ -60,8 +60,14 @@ function hex4 (text: string, i: number): number {
 const isHigh = (u: number) => u >= 0xd800 && u <= 0xdbff
 const isLow = (u: number) => u >= 0xdc00 && u <= 0xdfff
 
-/** The end of the string starting at `i` (a '"'), or a reason. Lone surrogates, raw or escaped, are refused: no UTF-8 can hold them. */
-function scanString (text: string, i: number): number | string {
+/** Where a scan found a frame outside its bounds: the first reason, the scan going on to find the frame's members. */
+interface Faults { first?: string }
+
+/**
+ * The end of the string starting at `i` (a '"'), or why it is not JSON. A lone
+ * surrogate, raw or escaped, is a fault (no UTF-8 can hold it) noted in `faults`.
+ */
+function scanString (text: string, i: number, faults: Faults): number | string {
   const n = text.length
   let j = i + 1
   while (j < n) {
@@ -73,14 +79,16 @@ function scanString (text: string, i: number): number | string {
       if (e === 0x75) {
         const u = hex4(text, j + 2)
         if (u < 0) return 'a \\u escape needs 4 hex digits'
-        if (isLow(u)) return 'a lone surrogate (\\u' + text.slice(j + 2, j + 6) + ') cannot be stored as UTF-8'
+        const lone = () => { faults.first ??= `a lone surrogate (\\u${text.slice(j + 2, j + 6)}) cannot be stored as UTF-8 (at character ${j})` }
         if (isHigh(u)) {
           const low = text.charCodeAt(j + 6) === 0x5c && text.charCodeAt(j + 7) === 0x75 ? hex4(text, j + 8) : -1
-          if (!isLow(low)) return 'a lone surrogate (\\u' + text.slice(j + 2, j + 6) + ') cannot be stored as UTF-8'
-          j += 12
-        } else {
-          j += 6
+          if (isLow(low)) {
+            j += 12
+            continue
+          }
         }
+        if (isHigh(u) || isLow(u)) lone()
+        j += 6
         continue
       }
       // " \ / b f n r t
@@ -90,19 +98,18 @@ function scanString (text: string, i: number): number | string {
       }
       return 'an unknown escape in a string'
     }
-    if (isHigh(c)) {
-      if (!isLow(text.charCodeAt(j + 1))) return 'a lone surrogate cannot be stored as UTF-8'
+    if (isHigh(c) && isLow(text.charCodeAt(j + 1))) {
       j += 2
       continue
     }
-    if (isLow(c)) return 'a lone surrogate cannot be stored as UTF-8'
+    if (isHigh(c) || isLow(c)) faults.first ??= `a lone surrogate cannot be stored as UTF-8 (at character ${j})`
     j++
   }
   return 'a string is not closed'
 }
 
 /** The end of the number starting at `i`, or a reason (JSON's grammar: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?). */
-function scanNumber (text: string, i: number, maxLength: number): number | string {
+function scanNumber (text: string, i: number): number | string {
   let j = i
   if (text.charCodeAt(j) === 0x2d) j++
   const first = text.charCodeAt(j)
@@ -122,7 +129,6 @@ function scanNumber (text: string, i: number, maxLength: number): number | strin
     if (!isDigit(text.charCodeAt(j))) return 'a number needs digits in its exponent'
     while (isDigit(text.charCodeAt(j))) j++
   }
-  if (j - i > maxLength) return `a number literal longer than ${maxLength} characters`
   return j
 }
 
@@ -135,6 +141,12 @@ function scanNumber (text: string, i: number, maxLength: number): number | strin
 export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): FrameScan {
   const members = new Map<string, Span>()
   const fail = (reason: string, at: number): FrameScan => ({ ok: false, reason: `${reason} (at character ${at})`, members })
+  // A frame outside a bound (too deep, too many entries, a long number, a lone surrogate, a field
+  // twice) is refused too, but the scan reads on to the end: a route can then still find the
+  // frame's id, wherever it is, and name it in its error. Only what breaks JSON's grammar stops it.
+  const faults: Faults = {}
+  const twice = new Set<string>()
+  const fault = (reason: string, at: number) => { faults.first ??= `${reason} (at character ${at})` }
   const n = text.length
   const kinds: number[] = []
   const entries: number[] = []
@@ -153,12 +165,19 @@ export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): Fra
     const depth = kinds.length
     if (expectKey) {
       if (text.charCodeAt(i) !== 0x22) return fail('a member name must be a string', i)
-      const end = scanString(text, i)
+      const end = scanString(text, i, faults)
       if (typeof end === 'string') return fail(end, i)
       if (depth === 1) {
         const raw = text.slice(i + 1, end - 1)
-        member = raw.includes('\\') ? JSON.parse(text.slice(i, end)) as string : raw
-        if (members.has(member)) return fail(`the field "${member.slice(0, 64)}" appears twice`, i)
+        // a name with a lone surrogate escape is a fault already: read it raw, never decode it
+        member = raw.includes('\\') && faults.first === undefined ? JSON.parse(text.slice(i, end)) as string : raw
+        if (members.has(member) || twice.has(member)) {
+          // which of the two a route would read is a guess: neither is reported
+          fault(`the field "${member.slice(0, 64)}" appears twice`, i)
+          members.delete(member)
+          twice.add(member)
+          member = undefined
+        }
       }
       i = end
       while (i < n && isWhitespace(text.charCodeAt(i))) i++
@@ -172,7 +191,7 @@ export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): Fra
     // a value starts at i
     const c = text.charCodeAt(i)
     if (c === 0x7b || c === 0x5b) {
-      if (depth >= bounds.maxDepth) return fail(`nesting deeper than ${bounds.maxDepth} levels`, i)
+      if (depth >= bounds.maxDepth) fault(`nesting deeper than ${bounds.maxDepth} levels`, i)
       kinds.push(c === 0x7b ? OBJECT : ARRAY)
       entries.push(0)
       i++
@@ -188,12 +207,13 @@ export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): Fra
         continue
       }
     } else if (c === 0x22) {
-      const end = scanString(text, i)
+      const end = scanString(text, i, faults)
       if (typeof end === 'string') return fail(end, i)
       i = end
     } else if (c === 0x2d || isDigit(c)) {
-      const end = scanNumber(text, i, bounds.maxNumberLength)
+      const end = scanNumber(text, i)
       if (typeof end === 'string') return fail(end, i)
+      if (end - i > bounds.maxNumberLength) fault(`a number literal longer than ${bounds.maxNumberLength} characters`, i)
       i = end
     } else if (text.startsWith('true', i)) {
       i += 4
@@ -213,6 +233,7 @@ export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): Fra
       if (kinds.length === 0) {
         while (i < n && isWhitespace(text.charCodeAt(i))) i++
         if (i < n) return fail('more after the frame\'s object', i)
+        if (faults.first !== undefined) return { ok: false, reason: faults.first, members }
         return { ok: true, members }
       }
       while (i < n && isWhitespace(text.charCodeAt(i))) i++
@@ -220,7 +241,7 @@ export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): Fra
       const kind = kinds[kinds.length - 1]
       if (d === 0x2c) {
         const count = ++entries[entries.length - 1]!
-        if (count > bounds.maxEntries) return fail(`more than ${bounds.maxEntries} entries in one ${kind === OBJECT ? 'object' : 'array'}`, i)
+        if (count === bounds.maxEntries + 1) fault(`more than ${bounds.maxEntries} entries in one ${kind === OBJECT ? 'object' : 'array'}`, i)
         i++
         expectKey = kind === OBJECT
         break

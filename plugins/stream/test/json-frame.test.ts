@@ -112,3 +112,23 @@ test('entries per container are bounded', async t => {
   t.equal(scanFrame('{"v":[1,2,3,4]}', bounds).ok, false)
   t.equal(scanFrame('{"a":1,"b":2,"c":3,"d":4}', bounds).ok, false, 'the frame\'s own members too')
 })
+
+test('a frame outside a bound is still read to its end: members after the fault are found, so an error can name the id', async t => {
+  const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`
+  for (const [what, frame] of [
+    ['too deep', `{"value":${deep},"id":"late","op":"publish"}`],
+    ['a lone surrogate', '{"value":"\\ud800","id":"late"}'],
+    ['a long number', `{"value":${'1'.repeat(300)},"id":"late"}`]
+  ] as const) {
+    const scan = scanFrame(frame)
+    t.equal(scan.ok, false, what)
+    const id = scan.members?.get('id')
+    t.equal(id && frame.slice(id.start, id.end), '"late"', `${what}: the id after it is found`)
+  }
+  const twice = scanFrame('{"id":"a","op":"ping","id":"b"}')
+  t.equal(twice.ok, false)
+  t.equal(twice.members?.has('id'), false, 'an id given twice is neither')
+  const broken = scanFrame('{"value":[1,,2],"id":"late"}')
+  t.equal(broken.ok, false)
+  t.equal(broken.members?.has('id'), false, 'past a grammar error nothing is read')
+})
