@@ -215,7 +215,9 @@ Autobahn|Testsuite ${meta.autobahnVersion} runs as a fuzzing client, side by sid
   limits (\`maxPayload\` 1 MiB, permessage-deflate off) that reads every message and
   answers none;
 - **/v1/stream** and **/v2/broker/** of a real gateway (\`buildApp\`, default
-  configuration, a JWT in \`?access_token=\`: the fuzzing client cannot set headers).
+  configuration but for a plan and an upgrade rate limit far above the run's
+  ~300 connections per route, a JWT in \`?access_token=\`: the fuzzing client
+  cannot set headers).
 
 Neither the routes nor bare ws echo: a case that expects an echo reports
 FAILED or NON-STRICT for all three alike. The routes answer a text or binary
