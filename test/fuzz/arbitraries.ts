@@ -274,7 +274,8 @@ export function brokerTextFrame (ctx: BrokerContext, topic?: string): fc.Arbitra
   return fc.tuple(
     topic === undefined ? brokerTopicText(ctx) : fc.constant(JSON.stringify(topic)),
     fc.oneof({ arbitrary: messageText, weight: 12 }, { arbitrary: fc.constant(undefined), weight: 1 }),
-    fc.option(fc.oneof(stringText, fc.constantFrom('""', 'null', '1', '{}')), { nil: undefined }),
+    // keys as /v1/stream bounds them (16 KiB) and far past it: Kafka's partitioner hashes every byte
+    fc.option(fc.oneof({ arbitrary: stringText, weight: 6 }, { arbitrary: fc.constantFrom('""', 'null', '1', '{}'), weight: 2 }, { arbitrary: longStringText, weight: 1 }), { nil: undefined }),
     fc.option(fc.tuple(fc.constantFrom('topic', 'message', 'key', 'extra', 'partition'), hostileText), { nil: undefined }),
     fc.boolean()
   ).map(([t, message, key, extra, reverse]): BrokerFrame => {

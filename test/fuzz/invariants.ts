@@ -3,10 +3,18 @@
 // fuzz budget, prints its seed, and turns a counterexample into a tap
 // failure that says which invariant broke, with the seed to replay it.
 //
-//   FUZZ_SECONDS=600 /tmp/t.sh test/fuzz/*.test.ts     the 10-minute run (default: 40 s over the three files)
-//   FUZZ_SEED=1234 ...                                  replay: every property of the run starts from this seed
-//   FUZZ_SEED=1234 FUZZ_PATH=17 ...                     replay one run of a property (the path a failure names)
-//   FUZZ_SHRINK=1 ...                                   stop at the first counterexample and shrink it (restarting the gateway after a crash)
+//   npm test -- test/fuzz/stream-frames.test.ts     one file, in the default budget (FUZZ_SECONDS=40 over the three files)
+//   FUZZ_SEED=1234 ...                              replay: every property of the run starts from this seed
+//   FUZZ_SEED=1234 FUZZ_PATH=17 ...                 replay one run of a property (the path a failure names)
+//   FUZZ_SHRINK=1 ...                               stop at the first counterexample and shrink it (restarting the gateway after a crash)
+//   FUZZ_CPU_PROF=/tmp/prof ...                     the gateway writes a CPU profile there when it exits (what a stall spent its time on)
+//
+// The 10-minute run: 600 s over the three files, two at a time, against a Kafka and a Redis already
+// running (`bash deploy/local/node.sh deploy/local/stack.ts up`), with tap's per-file timeout raised past the stream file's 270 s:
+//
+//   FUZZ_SECONDS=600 KAFKA_BROKERS=127.0.0.1:9092 REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh \
+//     node_modules/tap/dist/esm/run.mjs --disable-coverage --allow-empty-coverage '--plugin=!@tapjs/typescript' \
+//     --timeout=900 --jobs=2 test/fuzz/*.test.ts
 import fc from 'fast-check'
 import type { Test } from 'tap'
 import { KafkaClient, type ConsumedRecord, type TopicConsumer } from '@sluice/kafka/core'
