@@ -10,8 +10,10 @@ import {
   type Consumer as KjsConsumer,
   type LogEntry,
   type Producer,
+  type ICustomPartitioner,
   type IHeaders
 } from 'kafkajs'
+import { PublishBatcher } from './publish-batcher.ts'
 import {
   KafkaClosedError,
   KafkaTimeoutError,
@@ -185,6 +187,24 @@ export function classifyError (err: unknown, topic?: string): Error {
   return new KafkaUnavailableError(message)
 }
 
+/**
+ * kafkajs 2's default partitioner (murmur2 of the key, as the Java client; round robin
+ * without a key), which also writes its choice on the message: the publish batcher reads
+ * each record's partition there, and a retry inside kafkajs, which partitions the same
+ * messages again, finds it and rebuilds the same request (the broker dedups it by sequence
+ * number) instead of sending a keyless record to another partition.
+ */
+const pinningPartitioner: ICustomPartitioner = () => {
+  const choose = Partitioners.DefaultPartitioner()
+  return args => {
+    const message = args.message
+    if (typeof message.partition === 'number') return message.partition
+    const partition = choose(args)
+    message.partition = partition
+    return partition
+  }
+}
+
 function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
@@ -204,6 +224,12 @@ export class KafkaClient {
   readonly #consumers = new Set<KjsConsumer>()
   // sends the producer has not answered yet: close() lets them finish before it disconnects (a drain flushes publishes)
   readonly #sends = new Set<Promise<unknown>>()
+  // every publish of the node, from all its sockets, in few requests (publish-batcher.ts)
+  readonly #batcher = new PublishBatcher({
+    send: topicMessages => this.#producer!.sendBatch({ topicMessages, acks: -1 }),
+    classify: classifyError
+  })
+
   #closed = false
 
   constructor (options: KafkaOptions) {
@@ -236,8 +262,8 @@ export class KafkaClient {
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
         retry: PRODUCER_RETRY,
-        // kafkajs 2's default (murmur2, as the Java client); named so that kafkajs stops warning about the v1 change
-        createPartitioner: Partitioners.DefaultPartitioner
+        // kafkajs 2's default (murmur2, as the Java client), writing its choice on the message (see pinningPartitioner)
+        createPartitioner: pinningPartitioner
       })
       try {
         await producer.connect()
@@ -253,26 +279,24 @@ export class KafkaClient {
 
   /**
    * Writes one record and resolves with where Kafka stored it, after Kafka acked
-   * it (acks=all). One record per request, so the partition and offset are exact.
+   * it (acks=all). The record shares a produce request with the node's other
+   * publishes (publish-batcher.ts); its partition and offset are its own, exact.
    */
   async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
-    const producer = await this.#sharedProducer()
-    try {
-      const [result] = await this.#tracked(producer.send({ topic, acks: -1, messages: [record] }))
-      if (!result) throw new KafkaUnavailableError('no produce response')
-      return { topic, partition: result.partition, offset: result.baseOffset ?? '-1' }
-    } catch (err) {
-      throw classifyError(err, topic)
-    }
+    // handed to the batcher in the call's own turn once connected: records of two calls keep the calls' order
+    if (!this.#producer || this.#closed) await this.#sharedProducer()
+    return this.#tracked(this.#batcher.publish(topic, record))
   }
 
   /** Writes many records in one request per broker; resolves when all are acked. */
   async produceBatch (topic: string, records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return
     const producer = await this.#sharedProducer()
+    // copies: the partitioner pins each one's partition on it (pinningPartitioner), not on the caller's records
+    const messages = records.map(r => ({ ...r }))
     let acked
     try {
-      acked = await this.#tracked(producer.send({ topic, acks: -1, messages: records }))
+      acked = await this.#tracked(producer.send({ topic, acks: -1, messages }))
     } catch (err) {
       throw classifyError(err, topic)
     }
@@ -280,7 +304,7 @@ export class KafkaClient {
     // metadata does not know yet (one just added): it returns no result for
     // them. Never report those as written.
     const answered = new Set(acked.map(r => r.partition))
-    const lost = records.find(r => r.partition !== undefined && !answered.has(r.partition))
+    const lost = messages.find(r => r.partition !== undefined && !answered.has(r.partition))
     if (lost) throw new KafkaUnavailableError(`partition ${lost.partition} of "${topic}" is not in the producer's metadata yet; nothing of this batch was acked for it`)
   }
 

@@ -1,0 +1,272 @@
+// Fastify-free and kafkajs-free: the node's publishes, from all its sockets,
+// gathered into few produce requests, each caller told exactly where Kafka
+// wrote its own record.
+//
+// One record per request cost a round trip and kafkajs's whole per-request
+// path each: measured before this file (bench/publish.ts), a bare kafkajs
+// producer wrote 27× more records per second in batches of 100 than one at a
+// time. Here the records of a node wait in one FIFO lane; one request is in
+// flight at a time and carries what arrived while the previous one was out
+// (group commit), so at low load a record waits one event-loop turn and at
+// high load requests grow by themselves. One at a time is no loss: kafkajs's
+// idempotent producer holds a lock per broker around every produce request
+// (eosManager.acquireBrokerLock), so it never has two in flight to a broker
+// whatever maxInFlightRequests says; and one at a time keeps each partition's
+// records in the order they were handed in, which concurrent sends do not
+// (seen: the last two of 200 swapped).
+//
+// Where each record went: the send function pins every message's partition
+// on the message before its request is built (kafka.ts's partitioner does:
+// murmur2 of the key, as the Java client, or round robin without one), so a
+// retry inside kafkajs rebuilds the same request and the broker's idempotence
+// dedups it. Kafka appends a partition's records of one request in order, so
+// a record's offset is its partition's base offset plus its index among that
+// partition's records in the request.
+//
+// What one bad record must not do to the others:
+// - kafkajs fails a whole request when one partition of it is refused, and
+//   then rolls back every partition's sequence numbers, although the broker
+//   wrote the others: a record too large for its topic must never share a
+//   request. So a record of SOLO_BYTES or more goes alone, and a shared
+//   request holds at most MAX_BYTES of records, a quarter of Kafka's default
+//   max.message.bytes (1 MiB): topics configured below that could still
+//   refuse a shared request whole.
+// - a topic Kafka does not have fails only after kafkajs's metadata retries
+//   (about 1.5 s with the shared producer's retry settings), and would hold
+//   the whole lane that long: a topic joins the lane only once a request to it
+//   succeeded. Until then its first record goes alone, beside the lane, and
+//   the topic's next records wait for that answer (then join the lane, in
+//   order, or try again in a request of their own).
+import type { OutgoingRecord, RecordMetadata } from './kafka.ts'
+import { KafkaUnavailableError } from './errors.ts'
+
+/** A record as the send function gets it: the send sets `partition` before the request is built. */
+export type BatchMessage = OutgoingRecord
+
+export interface TopicMessages {
+  topic: string
+  messages: BatchMessage[]
+}
+
+/** What a produce response says for one partition of the request. */
+export interface PartitionAck {
+  topicName: string
+  partition: number
+  /** the offset of that partition's first record in the request */
+  baseOffset?: string
+}
+
+export interface PublishBatcherOptions {
+  /** one produce request with acks from all in-sync replicas (kafkajs: producer.sendBatch) */
+  send (topicMessages: TopicMessages[]): Promise<PartitionAck[]>
+  /** a failed request's error, as the callers of `topic` hear it */
+  classify (err: unknown, topic: string): Error
+  /** records per request */
+  maxRecords?: number
+  /** record bytes (key, value, headers) per request */
+  maxBytes?: number
+  /** a record at least this large goes in a request of its own */
+  soloBytes?: number
+}
+
+// 256 records: bare kafkajs gained 27× from 1 to 100 records per request; past a few
+// hundred little is left to gain, and kafkajs encodes a request in one synchronous step
+// that the event loop waits for
+export const MAX_RECORDS = 256
+// 256 KiB: a quarter of Kafka's default max.message.bytes (1,048,588), which bounds each
+// partition's batch: a shared request fits it even when all its records hash to one partition
+export const MAX_BYTES = 256 * 1024
+// 64 KiB: a record this large is rarely one of many, and alone it can be refused alone
+export const SOLO_BYTES = 64 * 1024
+
+interface Entry {
+  topic: string
+  message: BatchMessage
+  bytes: number
+  resolve (metadata: RecordMetadata): void
+  reject (err: Error): void
+}
+
+function byteLength (data: Buffer | string | null | undefined): number {
+  if (data === null || data === undefined) return 0
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.length
+}
+
+/** What a record weighs in a request, framing aside. */
+export function recordBytes (record: OutgoingRecord): number {
+  let bytes = byteLength(record.key) + byteLength(record.value)
+  for (const [name, value] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(name) + byteLength(value)
+  return bytes
+}
+
+export class PublishBatcher {
+  readonly #send: PublishBatcherOptions['send']
+  readonly #classify: PublishBatcherOptions['classify']
+  readonly #maxRecords: number
+  readonly #maxBytes: number
+  readonly #soloBytes: number
+  /** records of topics known to Kafka, in the order they were handed in */
+  readonly #lane: Entry[] = []
+  readonly #known = new Set<string>()
+  /** topics whose first request is out: their records that came meanwhile */
+  readonly #probing = new Map<string, Entry[]>()
+  #sending = false
+  #scheduled = false
+
+  constructor (options: PublishBatcherOptions) {
+    this.#send = options.send
+    this.#classify = options.classify
+    this.#maxRecords = options.maxRecords ?? MAX_RECORDS
+    this.#maxBytes = options.maxBytes ?? MAX_BYTES
+    this.#soloBytes = options.soloBytes ?? SOLO_BYTES
+  }
+
+  /** records handed in and not yet sent */
+  get waiting (): number {
+    let count = this.#lane.length
+    for (const entries of this.#probing.values()) count += entries.length
+    return count
+  }
+
+  /** Resolves with where Kafka wrote `record`, once Kafka acked it; rejects with the classified error of its request. */
+  publish (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
+    return new Promise((resolve, reject) => {
+      // a copy: the send pins the partition on it
+      const entry: Entry = { topic, message: { ...record }, bytes: recordBytes(record), resolve, reject }
+      if (this.#known.has(topic)) {
+        this.#lane.push(entry)
+        this.#schedule()
+        return
+      }
+      const waiting = this.#probing.get(topic)
+      if (waiting) {
+        waiting.push(entry)
+        return
+      }
+      this.#probing.set(topic, [])
+      this.#probe(topic, [entry])
+    })
+  }
+
+  // the records read in the same turn of the event loop (a socket's TCP chunk, several sockets' frames) go together
+  #schedule (): void {
+    if (this.#sending || this.#scheduled || this.#lane.length === 0) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      this.#drain()
+    })
+  }
+
+  async #drain (): Promise<void> {
+    if (this.#sending) return
+    this.#sending = true
+    try {
+      while (this.#lane.length > 0) {
+        const batch = this.#take(this.#lane)
+        const err = await this.#request(batch)
+        // a topic deleted since: its next records try on their own again, without holding the lane
+        if ((err as { code?: string } | undefined)?.code === 'SLUICE_KAFKA_UNKNOWN_TOPIC' || err instanceof SharedUnknownTopic) {
+          for (const entry of batch) this.#known.delete(entry.topic)
+        }
+      }
+    } finally {
+      this.#sending = false
+    }
+  }
+
+  /** A topic's first requests, beside the lane, until one of them shows Kafka has the topic. */
+  async #probe (topic: string, batch: Entry[]): Promise<void> {
+    for (;;) {
+      const err = await this.#request(batch)
+      const waiting = this.#probing.get(topic)!
+      // too large: the topic exists, the record did not fit
+      if (!err || (err as { code?: string }).code === 'SLUICE_KAFKA_TOO_LARGE') {
+        this.#probing.delete(topic)
+        this.#known.add(topic)
+        this.#lane.push(...waiting)
+        this.#schedule()
+        return
+      }
+      if (waiting.length === 0) {
+        this.#probing.delete(topic)
+        return
+      }
+      batch = this.#take(waiting)
+    }
+  }
+
+  /** The first records of `list` that fit one request (removed from it): a large one alone. */
+  #take (list: Entry[]): Entry[] {
+    if (list[0]!.bytes >= this.#soloBytes) return list.splice(0, 1)
+    let count = 0
+    let bytes = 0
+    while (count < list.length && count < this.#maxRecords) {
+      const next = list[count]!
+      if (next.bytes >= this.#soloBytes || bytes + next.bytes > this.#maxBytes) break
+      bytes += next.bytes
+      count++
+    }
+    return list.splice(0, count)
+  }
+
+  /** Sends one request and answers each of its records; the request's error, if it failed. */
+  async #request (batch: Entry[]): Promise<Error | undefined> {
+    const byTopic = new Map<string, Entry[]>()
+    for (const entry of batch) {
+      let entries = byTopic.get(entry.topic)
+      if (!entries) {
+        entries = []
+        byTopic.set(entry.topic, entries)
+      }
+      entries.push(entry)
+    }
+    let acks: PartitionAck[]
+    try {
+      acks = await this.#send([...byTopic].map(([topic, entries]) => ({ topic, messages: entries.map(e => e.message) })))
+    } catch (err) {
+      let first: Error | undefined
+      for (const [topic, entries] of byTopic) {
+        let error = this.#classify(err, topic)
+        // kafkajs does not say which topic it could not find: none of them is blamed for it
+        if (byTopic.size > 1 && (error as { code?: string }).code === 'SLUICE_KAFKA_UNKNOWN_TOPIC') error = new SharedUnknownTopic()
+        first ??= error
+        for (const entry of entries) entry.reject(error)
+      }
+      return first
+    }
+    const bases = new Map<string, Map<number, bigint>>()
+    for (const ack of acks) {
+      if (ack.baseOffset === undefined) continue
+      let partitions = bases.get(ack.topicName)
+      if (!partitions) {
+        partitions = new Map()
+        bases.set(ack.topicName, partitions)
+      }
+      partitions.set(ack.partition, BigInt(ack.baseOffset))
+    }
+    for (const [topic, entries] of byTopic) {
+      const next = new Map<number, bigint>()
+      for (const entry of entries) {
+        const partition = entry.message.partition
+        const base = partition === undefined ? undefined : bases.get(topic)?.get(partition)
+        // kafkajs leaves out, without an error, the records of a partition its metadata does not know yet
+        if (partition === undefined || base === undefined || base < 0n) {
+          entry.reject(new KafkaUnavailableError(`partition ${partition ?? '?'} of "${topic}" was not in the producer's metadata; the record was not written`))
+          continue
+        }
+        const offset = next.get(partition) ?? base
+        next.set(partition, offset + 1n)
+        entry.resolve({ topic, partition, offset: offset.toString() })
+      }
+    }
+    return undefined
+  }
+}
+
+/** A shared request failed because one of its topics is unknown, and kafkajs does not say which. */
+class SharedUnknownTopic extends KafkaUnavailableError {
+  constructor () {
+    super('a produce request shared with a topic Kafka does not have failed; the record may be sent again')
+  }
+}
