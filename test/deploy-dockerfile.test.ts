@@ -142,7 +142,8 @@ test('the Dockerfile: stages on Node 24, production dependencies, a numeric non-
   const cmd = last(final, 'CMD')?.exec
   t.ok(cmd, 'CMD in exec form: node is PID 1 and gets SIGTERM itself')
   const entry = cmd?.find(a => a.endsWith('.ts'))
-  t.equal(entry, 'apps/gateway/src/server.ts', 'the gateway entry')
+  t.equal(entry, 'apps/cli/src/main.ts', 'the sluice command')
+  t.equal(cmd?.[cmd.indexOf(entry!) + 1], 'gateway', 'running the gateway')
   t.ok(existsSync(join(root, entry ?? '')), 'which exists in the repository')
   const start = /deploy\/local\/node\.sh (.*)$/.exec(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts?.start ?? '')
   if (start) t.same(cmd?.slice(1), words(start[1]!), 'the same node flags and entry as npm start')

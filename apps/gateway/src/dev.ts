@@ -76,7 +76,7 @@ export async function runDev (options: DevOptions): Promise<{ stop: () => Promis
   const out = options.out ?? process.stdout
   const err = options.err ?? process.stderr
   const started = Date.now()
-  const port = options.port ?? GATEWAY_PORT
+  const port = options.port ?? (process.env.SLUICE_PORT ? Number(process.env.SLUICE_PORT) : GATEWAY_PORT)
   if (!await portFree(port)) {
     throw new DevPortInUseError(port)
   }
@@ -102,8 +102,11 @@ export async function runDev (options: DevOptions): Promise<{ stop: () => Promis
 
     const token = process.env.SLUICE_DEV_TOKEN ?? randomBytes(24).toString('base64url')
     const adminToken = process.env.SLUICE_ADMIN_TOKEN ?? randomBytes(24).toString('base64url')
+    // the local stack is dev mode's own: a KAFKA_BROKERS or REDIS_URL left in the shell (or a test's) must
+    // not send the gateway elsewhere while the demo feed and the topics are here
+    const { KAFKA_BROKERS: _k, REDIS_URL: _r, SLUICE_PORT: _p, SLUICE_HOST: _h, ...env } = process.env
     const config = loadGatewayConfig({
-      env: process.env,
+      env,
       base: {
         kafka: { brokers: broker.brokers },
         dev: { token },
