@@ -64,6 +64,7 @@ const DIRECT_MEANINGS: Record<string, string> = {
   SLUICE_JWT_SECRET: 'the HS256 secret `sluice token` signs with (the gateway issuer\'s `secret`)',
   SLUICE_JWT_ISSUER: 'the `iss` of tokens `sluice token` signs (default `sluice-dev`)',
   SLUICE_DEV_TOKEN: 'dev mode: the dev credential (default: random, printed at start)',
+  SLUICE_PORT: 'dev mode: the gateway\'s port when `--port` is not given (default 8080)',
   SLUICE_ADMIN_TOKEN: 'dev mode: the admin token (default: random, printed at start); `sluice keys`: the token it sends',
   KAFKA_BROKERS: '`sluice topics`: the brokers (default `localhost:9092`)'
 }
