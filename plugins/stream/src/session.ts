@@ -5,6 +5,7 @@
 // limit, publish backpressure) is in socket-session.ts.
 import type { RawData } from 'ws'
 import type { AccessDecision } from '@sluice/policy/access'
+import type { OutgoingRecord } from '@sluice/kafka/core'
 import { formatCursor, nativeFormat, parseCursor, type Cursor, type FrameFormat, type Positions, type StartPosition } from '@sluice/hub'
 import { compileClientPattern, isTopicPattern, parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
@@ -266,16 +267,27 @@ export class StreamSession extends SocketSession {
   }
 
   /**
-   * Publishes run one after another, in the order the frames came: concurrent
-   * sends through kafkajs's shared producer can land out of order (seen: the
-   * last two of 200 swapped), and a client reads its acks' offsets as order.
-   * Past maxInflightPublishes waiting, the socket is not read until half drained.
+   * A socket's publishes are pipelined: each frame is checked as it comes
+   * (ACL, value, the plan's rate limit, which may be a Redis round trip),
+   * concurrently with the frames before it, and its record is handed to the
+   * node's publish batcher in the order the frames came (inOrder), which
+   * writes each partition's records in the order handed in; the answers (ack
+   * or error) go out in frame order too, so a client still reads its acks'
+   * offsets as order. Nothing waits for an ack before the next record goes.
+   * Past maxInflightPublishes read and unanswered, the socket is not read
+   * until half of them are answered.
    */
   #enqueuePublish (op: PublishOp): void {
     const limit = this.deps.limits.maxInflightPublishes
     this.#queuedPublishes++
     if (this.#queuedPublishes >= limit && !this.socket.isPaused) this.socket.pause()
-    this.#publishes = this.#publishes.then(() => this.#publish(op)).catch(err => {
+    const written = this.inOrder(this.#check(op)).then(record => this.produce(op.topic, record))
+    // handled where it is made: it may fail while an earlier frame's answer still waits
+    written.catch(() => {})
+    this.#publishes = this.#publishes.then(() => written).then(ack => {
+      this.deps.publishes?.acked()
+      this.#send({ op: 'ack', id: op.id, topic: ack.topic, partition: ack.partition, offset: ack.offset })
+    }, err => {
       this.deps.publishes?.failed(wireCode(err))
       this.sendError(err, op.id)
     }).finally(() => {
@@ -284,7 +296,8 @@ export class StreamSession extends SocketSession {
     })
   }
 
-  async #publish (op: PublishOp): Promise<void> {
+  /** The record a publish frame asks for, or why it is refused. */
+  async #check (op: PublishOp): Promise<OutgoingRecord> {
     const decision = this.#authorize('publish', op.topic)
     if (!decision.allowed) throw new ForbiddenTopicError('publish to', op.topic, decision.reason)
     this.usedProduct(decision.product)
@@ -292,9 +305,7 @@ export class StreamSession extends SocketSession {
     if (value instanceof Error) throw value
     const limited = await this.publishLimited(decision)
     if (limited) throw Object.assign(new RateLimitedError(), { retryAfterMs: limited.retryAfterMs })
-    const ack = await this.produce(op.topic, { key: op.key ?? null, value, headers: op.headers })
-    this.deps.publishes?.acked()
-    this.#send({ op: 'ack', id: op.id, topic: ack.topic, partition: ack.partition, offset: ack.offset })
+    return { key: op.key ?? null, value, headers: op.headers }
   }
 
   /**
