@@ -15,7 +15,7 @@ import { FuzzClient } from './client.ts'
 import { allowedThenRefused, brokerBinaryFrame, brokerMalformedFrame, brokerTextFrame, renderBroker, type BrokerContext, type BrokerFrame } from './arbitraries.ts'
 import {
   budgetMs, checkAlive, printable, checkClose, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, HEALTHZ_MS, newStats, preview,
-  RESOURCE_SLACK, serverJson, collectedResources, settledResources, summary, TopicReader, Violation
+  serverJson, checkResources, collectedResources, summary, TopicReader, Violation
 } from './invariants.ts'
 
 const FILE = 'test/fuzz/broker-frames.test.ts'
@@ -142,12 +142,6 @@ test('/v2/broker/: generated kafka-text and kafka-binary frames break no invaria
   t.ok(records.length > 0, `the fuzzer's topic has records (${records.length})`)
   t.same(altered.map(r => `${r.partition}@${r.offset}: ${preview(r.value ?? 'null')}`).slice(0, 5), [], `every one of the ${records.length} records is the payload of a frame sent, byte for byte`)
 
-  let resources = 'resources not compared: the gateway was restarted after a crash'
-  if (gw.alive && gw.pid === firstPid) {
-    const after = await settledResources(gw, baseline)
-    resources = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, fds ${baseline.fds} -> ${after.fds}`
-    t.ok(after.rssKb <= baseline.rssKb * (1 + RESOURCE_SLACK), `RSS came back within 5 % of the warm baseline (${resources})`)
-    t.ok(after.fds <= Math.floor(baseline.fds * (1 + RESOURCE_SLACK)), `open descriptors came back within 5 % (${baseline.fds} -> ${after.fds})`)
-  }
+  const resources = await checkResources(t, gw, baseline, firstPid)
   summary(t, 'broker-frames', stats, health, resources)
 })

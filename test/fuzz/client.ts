@@ -6,6 +6,8 @@ import { Violation } from './invariants.ts'
 
 // the client reads whatever the server sends: its own bound is not the subject
 const CLIENT_MAX_PAYLOAD = 64 * 1024 * 1024
+// an upgrade is answered in milliseconds (a JWT check, a Redis round trip); 5 s is a stuck gateway
+const HANDSHAKE_TIMEOUT_MS = 5000
 
 export class FuzzClient {
   readonly ws: WebSocket
@@ -21,7 +23,7 @@ export class FuzzClient {
   #listeners: Array<() => void> = []
 
   constructor (url: string, protocols: string[], headers: Record<string, string>) {
-    this.ws = new WebSocket(url, protocols, { headers, perMessageDeflate: false, maxPayload: CLIENT_MAX_PAYLOAD })
+    this.ws = new WebSocket(url, protocols, { headers, perMessageDeflate: false, maxPayload: CLIENT_MAX_PAYLOAD, handshakeTimeout: HANDSHAKE_TIMEOUT_MS })
     this.ws.on('message', (data, isBinary) => {
       if (isBinary) this.binaries.push(Buffer.from(data as Buffer))
       else this.texts.push(data.toString())
@@ -31,7 +33,7 @@ export class FuzzClient {
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve())
       this.ws.once('unexpected-response', (_req, res) => reject(new Violation('the upgrade is accepted', `${url.replace(/\?.*/, '')} answered ${res.statusCode}`)))
-      this.ws.once('error', err => reject(err))
+      this.ws.once('error', err => reject(err.message.includes('handshake has timed out') ? new Violation('the upgrade is answered', `no answer within ${HANDSHAKE_TIMEOUT_MS} ms`) : err))
     })
     this.opened.catch(() => {})
     this.closed = new Promise(resolve => {

@@ -27,7 +27,8 @@ const READY_TIMEOUT_MS = 40_000
 
 export interface Exit { code: number | null, signal: NodeJS.Signals | null, at: number }
 
-export interface Resources { rssKb: number, fds: number }
+/** `heapKb`: the JS heap in use plus external memory (Buffers), after a full GC, when the inspector answered */
+export interface Resources { rssKb: number, fds: number, heapKb?: number }
 
 /** `down`: refused connections (no process listening: after a crash, until the restart) */
 export interface HealthReport { samples: number, maxMs: number, over: number, failures: number, down: number, worst: Array<{ at: string, ms: number }> }
@@ -146,8 +147,27 @@ export class FuzzGateway {
   /** The cause of the last exit, for a report: how it ended and the output before it. */
   crashReport (): string {
     const exit = this.exits.at(-1)
-    const lines = (text: string, n: number) => text.split('\n').filter(line => line.length > 0 && !line.includes('TimeoutNegativeWarning')).slice(-n).join('\n')
-    return `the gateway exited (code ${exit?.code ?? '-'}, signal ${exit?.signal ?? '-'}); its stderr:\n${lines(this.#stderr, 14)}`
+    const lines = this.#stderr.split('\n').filter(line => line.length > 0 && !line.includes('TimeoutNegativeWarning'))
+    // Node's crash dump: the source line, a caret, then `SomeError: message` and its stack; show from the error on
+    const error = lines.findLastIndex(line => /^\w*(Error|Exception)\b|^Uncaught/.test(line))
+    const shown = error >= 0 ? lines.slice(Math.max(0, error - 3), error + 8) : lines.slice(-14)
+    return `the gateway exited (code ${exit?.code ?? '-'}, signal ${exit?.signal ?? '-'}); its stderr:\n${shown.join('\n')}`
+  }
+
+  /** Whether /healthz answers within `ms`: a process that is alive but does not is stuck. */
+  async responsive (ms = 2000): Promise<boolean> {
+    if (!this.alive) return false
+    const res = await fetch(`http://127.0.0.1:${this.port}/healthz`, { signal: AbortSignal.timeout(ms) }).catch(() => undefined)
+    return res?.status === 200
+  }
+
+  /** Ends a stuck process (SIGKILL), so that the next run starts a fresh one. */
+  async kill (): Promise<void> {
+    const child = this.child
+    if (!child || !this.alive) return
+    const exited = new Promise(resolve => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
   }
 
   resources (): Resources {
@@ -159,7 +179,7 @@ export class FuzzGateway {
    * for good, and its socket is in the baseline): without it, buffers nobody holds any more still count
    * in RSS until V8 next needs the room, and an idle gateway never does.
    */
-  async forceGc (): Promise<void> {
+  async forceGc (): Promise<{ heapKb: number }> {
     process.kill(this.pid, 'SIGUSR1')
     let target: string | undefined
     for (let i = 0; i < 50 && target === undefined; i++) {
@@ -169,12 +189,24 @@ export class FuzzGateway {
     }
     if (target === undefined) throw new Error('the gateway\'s inspector did not answer')
     const ws = new WebSocket(target)
-    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-    await new Promise<void>(resolve => {
-      ws.on('message', data => { if ((JSON.parse(data.toString()) as { id?: number }).id === 1) resolve() })
+    try {
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+      // the collection runs on the main thread: a stuck gateway never answers
+      const answer = new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the gateway did not collect garbage within 10 s')), 10_000)
+        ws.on('message', data => {
+          const reply = JSON.parse(data.toString()) as { id?: number, result?: { result?: { value?: string } } }
+          if (reply.id === 2) { clearTimeout(timer); resolve(reply.result?.result?.value ?? '{}') }
+        })
+      })
       ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }))
-    })
-    await new Promise(resolve => { ws.once('close', resolve); ws.close() })
+      // then what JavaScript still holds: a leak of objects or Buffers shows here, an allocator keeping freed pages does not
+      ws.send(JSON.stringify({ id: 2, method: 'Runtime.evaluate', params: { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true } }))
+      const usage = JSON.parse(await answer) as { heapUsed: number, external: number }
+      return { heapKb: Math.round((usage.heapUsed + usage.external) / 1024) }
+    } finally {
+      ws.terminate()
+    }
   }
 
   /** Starts polling /healthz every 100 ms from a process of its own. */

@@ -14,7 +14,7 @@ import { FuzzClient } from './client.ts'
 import { FRESH_ID, renderMembers, streamMalformedFrame, streamObjectFrame, type Member, type StreamContext, type StreamFrame } from './arbitraries.ts'
 import {
   budgetMs, checkAlive, printable, checkClose, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, HEALTHZ_MS, newStats, preview, readableId,
-  REPLY_WAIT_MS, RESOURCE_SLACK, serverJson, collectedResources, settledResources, summary, TopicReader, Violation
+  REPLY_WAIT_MS, serverJson, checkResources, collectedResources, summary, TopicReader, Violation
 } from './invariants.ts'
 
 const FILE = 'test/fuzz/stream-frames.test.ts'
@@ -22,6 +22,8 @@ const FILE = 'test/fuzz/stream-frames.test.ts'
 const SHARE = 0.45
 const READ_ONLY = 'demo.ticks'
 const WARMUP_RUNS = 16
+// sampled fuzz inputs after the valid warm-up: about 6 s
+const WARMUP_SAMPLE = 40
 
 interface Run { query: string, frames: StreamFrame[] }
 
@@ -60,7 +62,9 @@ test('/v1/stream: generated frames of every op break no invariant', async t => {
       if (frame.kind === 'binary') s = { text: '', binary: true }
       else {
         const text = frame.kind === 'text' ? frame.text : renderMembers(frame.members, frame.space, () => `r${r}f${i}`)
-        s = { text, binary: false, id: readableId(text), publish: frame.kind === 'object' ? publishOf(text, frame.members) : undefined }
+        // a frame with two ids names neither for sure (JSON.parse keeps the last, a strict parser refuses both)
+        const twoIds = frame.kind === 'object' ? frame.members.filter(([k]) => k === 'id').length > 1 : (text.match(/"id"\s*:/g) ?? []).length > 1
+        s = { text, binary: false, id: twoIds ? undefined : readableId(text), publish: frame.kind === 'object' ? publishOf(text, frame.members) : undefined }
       }
       sent.push(s)
       if (s.id !== undefined) owed.set(s.id, (owed.get(s.id) ?? 0) + 1)
@@ -133,6 +137,19 @@ test('/v1/stream: generated frames of every op break no invariant', async t => {
     ]
     await run({ query: i % 2 ? `?topics=${READ_ONLY}` : '', frames: valid.map(members => ({ kind: 'object', members, space: '' })) }).catch(() => {})
   }
+  // then the properties' own inputs (a fixed sample), sent without waiting for replies: RSS grows over the
+  // first hundreds of fuzzed sockets to the allocator's high-water mark and stays there (measured: 124.5,
+  // 131, 136, 137.3, 137.4, 137.6 MB after each 60 runs), and the baseline must hold it for the
+  // comparison to mean a leak
+  const mixed = runs(fc.oneof(streamObjectFrame(ctx, ['subscribe', 'unsubscribe', 'publish', 'ping', 'auth']), streamMalformedFrame(ctx)))
+  for (const { query: q, frames } of fc.sample(mixed, { numRuns: WARMUP_SAMPLE, seed: 1 })) {
+    if (!gw.alive) await gw.start()
+    const client = new FuzzClient(gw.streamUrl + q, [], { authorization: `Bearer ${token}` })
+    if (!(await client.opened.then(() => true, () => false))) continue
+    frames.forEach((f, i) => client.send(f.kind === 'binary' ? Buffer.from(f.bytes) : f.kind === 'text' ? f.text : renderMembers(f.members, f.space, () => `w${i}`), f.kind === 'binary'))
+    await client.until(() => false, 100)
+    await client.close(CLOSE_WAIT_MS)
+  }
   // the warm-up's own findings are the properties' to report; a gateway it crashed starts again
   if (!gw.alive) await gw.start()
   await new Promise(resolve => setTimeout(resolve, 1000))
@@ -154,13 +171,7 @@ test('/v1/stream: generated frames of every op break no invariant', async t => {
   const health = await gw.stopProbe()
   t.ok(health && health.failures === 0 && health.maxMs <= HEALTHZ_MS, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})`)
   t.ok(gw.alive, gw.alive ? 'the gateway is still running' : printable(gw.crashReport()))
-  let resources = 'resources not compared: the gateway was restarted after a crash'
-  if (gw.alive && gw.pid === firstPid) {
-    const after = await settledResources(gw, baseline)
-    resources = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, fds ${baseline.fds} -> ${after.fds}`
-    t.ok(after.rssKb <= baseline.rssKb * (1 + RESOURCE_SLACK), `RSS came back within 5 % of the warm baseline (${resources})`)
-    t.ok(after.fds <= Math.floor(baseline.fds * (1 + RESOURCE_SLACK)), `open descriptors came back within 5 % (${baseline.fds} -> ${after.fds})`)
-  }
+  const resources = await checkResources(t, gw, baseline, firstPid)
   summary(t, 'stream-frames', stats, health, resources)
 })
 

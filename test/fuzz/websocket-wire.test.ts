@@ -16,7 +16,7 @@ import { wireSteps, type WireStep } from './arbitraries.ts'
 import { encodeFrame, OP, RawClient } from './wire.ts'
 import {
   budgetMs, checkAlive, printable, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, HEALTHZ_MS, newStats, preview,
-  RESOURCE_SLACK, serverJson, collectedResources, settledResources, summary, Violation
+  serverJson, checkResources, collectedResources, summary, Violation
 } from './invariants.ts'
 
 const FILE = 'test/fuzz/websocket-wire.test.ts'
@@ -126,12 +126,6 @@ test('WebSocket frames broken at the byte level break no invariant', async t => 
   const health = await gw.stopProbe()
   t.ok(health && health.failures === 0 && health.maxMs <= HEALTHZ_MS, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})`)
   t.ok(gw.alive, gw.alive ? 'the gateway is still running' : printable(gw.crashReport()))
-  let resources = 'resources not compared: the gateway was restarted after a crash'
-  if (gw.alive && gw.pid === firstPid) {
-    const after = await settledResources(gw, baseline)
-    resources = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, fds ${baseline.fds} -> ${after.fds}`
-    t.ok(after.rssKb <= baseline.rssKb * (1 + RESOURCE_SLACK), `RSS came back within 5 % of the warm baseline (${resources})`)
-    t.ok(after.fds <= Math.floor(baseline.fds * (1 + RESOURCE_SLACK)), `open descriptors came back within 5 % (${baseline.fds} -> ${after.fds})`)
-  }
+  const resources = await checkResources(t, gw, baseline, firstPid)
   summary(t, 'websocket-wire', stats, health, resources)
 })

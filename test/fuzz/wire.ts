@@ -104,11 +104,15 @@ export class RawClient {
       '', ''
     ].join('\r\n')
     await new Promise<void>((resolve, reject) => {
+      // an upgrade is answered in milliseconds; 5 s is a stuck server
+      const timer = setTimeout(() => { socket.destroy(); reject(new Error('upgrade not answered within 5000 ms')) }, 5000)
+      socket.once('close', () => clearTimeout(timer))
       let head = Buffer.alloc(0)
       const onData = (chunk: Buffer) => {
         head = Buffer.concat([head, chunk])
         const end = head.indexOf('\r\n\r\n')
         if (end < 0) return
+        clearTimeout(timer)
         socket.off('data', onData)
         socket.off('error', reject)
         const status = head.subarray(0, head.indexOf('\r\n')).toString()
