@@ -68,6 +68,8 @@ export interface KafkaBrokerOptions {
   dataDir?: string
   /** -Xmx for the broker; 512 MiB serves the tests and the benchmarks here */
   heap?: string
+  /** leave group.initial.rebalance.delay.ms at Kafka's default (3 s), as a production broker has: benchmarks of group joins */
+  productionGroupSettings?: boolean
 }
 
 export class KafkaBroker {
@@ -78,12 +80,14 @@ export class KafkaBroker {
   #exited: Promise<void> | undefined
   readonly #heap: string
   readonly #ownsDir: boolean
+  readonly #productionGroupSettings: boolean
 
   constructor (options: KafkaBrokerOptions = {}) {
     this.#ownsDir = options.dataDir === undefined
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-kafka-'))
     this.port = options.port ?? 0
     this.#heap = options.heap ?? '512m'
+    this.#productionGroupSettings = options.productionGroupSettings ?? false
   }
 
   get brokers (): string[] {
@@ -117,7 +121,7 @@ export class KafkaBroker {
       'offsets.topic.num.partitions=4',
       'transaction.state.log.num.partitions=4',
       // groups form at once instead of after 3 s: tests and dev mode join many short-lived groups
-      'group.initial.rebalance.delay.ms=0',
+      ...(this.#productionGroupSettings ? [] : ['group.initial.rebalance.delay.ms=0']),
       // topics are created on purpose (dev mode, admin); a typo must not create one
       'auto.create.topics.enable=false',
       'num.partitions=1',
