@@ -161,3 +161,17 @@ test('a shared request never holds more than maxBytes of records', async t => {
   await Promise.all(Array.from({ length: 10 }, (_, i) => batcher.publish('t', { key: 'k', value: `${i}`.padEnd(299, '.') })))
   t.same(fake.requests.slice(1).map(r => r[0]!.messages.length), [3, 3, 3, 1])
 })
+
+test('a topic deleted after it was known fails its shared request, then tries alone again without holding the others', async t => {
+  const topics = ['a', 'b']
+  const fake = fakeProducer({ topics })
+  const batcher = new PublishBatcher({ send: fake.send, classify: classifyError })
+  await Promise.all([batcher.publish('a', { value: 'warm' }), batcher.publish('b', { value: 'warm' })])
+  topics.pop()
+  const shared = await Promise.allSettled([batcher.publish('a', { value: 'a-1' }), batcher.publish('b', { value: 'b-1' })])
+  // kafkajs does not say which topic it did not find: neither record is blamed for it, both may be sent again
+  t.match(shared, [{ status: 'rejected', reason: { code: 'SLUICE_KAFKA_UNAVAILABLE' } }, { status: 'rejected', reason: { code: 'SLUICE_KAFKA_UNAVAILABLE' } }])
+  const after = await Promise.allSettled([batcher.publish('a', { value: 'a-2' }), batcher.publish('b', { value: 'b-2' })])
+  t.match(after, [{ status: 'fulfilled', value: { topic: 'a' } }, { status: 'rejected', reason: { code: 'SLUICE_KAFKA_UNKNOWN_TOPIC' } }])
+  t.same(fake.requests.at(-1)!.map(r => r.topic), ['b'], 'the deleted topic went alone')
+})
