@@ -258,7 +258,9 @@ export class KafkaClient {
     this.#producerReady ??= (async () => {
       const producer = this.#kafka.producer({
         idempotent: true,
-        // idempotence keeps order with up to 5 in flight (KIP-98); kafkajs asks for 1 to be safe across its retries
+        // idempotence keeps order with up to 5 in flight (KIP-98), but kafkajs 2.2.4 would not use them: its
+        // idempotent producer locks each broker around every produce request (eosManager.acquireBrokerLock)
+        // whatever this says. The publish batcher sends one request at a time and fills it instead.
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
         retry: PRODUCER_RETRY,
