@@ -109,3 +109,32 @@ test('an unknown topic and a record too large, in the same turn as good records,
   }
   t.equal(records.length, 131, 'nothing else was written')
 })
+
+test('records that only together exceed a small topic limit do not wedge the producer: later publishes on every topic are acked', async t => {
+  const small = unique('batched-small')
+  const other = unique('batched-other')
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'test-batched-small-limit' })
+  t.teardown(() => kafka.close())
+  // an operator's topic of 100 kB records at most; each record below is 40 kB, under the batcher's solo
+  // threshold, so three of them share a request whose batch for that topic is over its limit
+  await kafka.ensureTopics([{ topic: small, partitions: 1, config: { 'max.message.bytes': '100000' } }, { topic: other, partitions: 2 }])
+  await kafka.produce(small, { value: 'warm' })
+  await kafka.produce(other, { value: 'warm' })
+  const outcome = (p: Promise<RecordMetadata>) => p.then(meta => meta, (err: { code: string }) => err.code)
+  const first = await Promise.all([
+    ...Array.from({ length: 3 }, () => outcome(kafka.produce(small, { value: Buffer.alloc(40_000, 1) }))),
+    ...Array.from({ length: 10 }, (_, i) => outcome(kafka.produce(other, { key: `k${i}`, value: `shared-${i}` })))
+  ])
+  t.ok(first.every(o => typeof o !== 'string' || ['SLUICE_KAFKA_TOO_LARGE', 'SLUICE_KAFKA_UNAVAILABLE'].includes(o)), `refusals are TOO_LARGE or UNAVAILABLE: ${first.filter(o => typeof o === 'string').join(', ')}`)
+  // what matters: the node goes on publishing, on both topics, and each ack is exact
+  const after = await Promise.all([
+    ...Array.from({ length: 20 }, (_, i) => outcome(kafka.produce(other, { key: `k${i}`, value: `after-${i}` }))),
+    ...Array.from({ length: 3 }, () => outcome(kafka.produce(small, { value: Buffer.alloc(40_000, 2) })))
+  ])
+  t.same(after.filter(o => typeof o === 'string'), [], 'every later publish is acked')
+  const records = await readAll(t, other, 1 + first.slice(3).filter(o => typeof o !== 'string').length + 20)
+  const at = new Map(records.map(r => [`${r.partition}/${r.offset}`, r.value?.toString()]))
+  for (const [i, meta] of after.slice(0, 20).entries()) {
+    if (typeof meta === 'string' || at.get(`${meta.partition}/${meta.offset}`) !== `after-${i}`) t.fail(`after-${i} is not where its ack says`)
+  }
+})

@@ -226,8 +226,9 @@ export class KafkaClient {
   readonly #sends = new Set<Promise<unknown>>()
   // every publish of the node, from all its sockets, in few requests (publish-batcher.ts)
   readonly #batcher = new PublishBatcher({
-    send: topicMessages => this.#producer!.sendBatch({ topicMessages, acks: -1 }),
-    classify: classifyError
+    send: async topicMessages => (await this.#sharedProducer()).sendBatch({ topicMessages, acks: -1 }),
+    classify: classifyError,
+    recover: () => this.#replaceProducer()
   })
 
   #closed = false
@@ -277,6 +278,20 @@ export class KafkaClient {
       return producer
     })()
     return this.#producerReady
+  }
+
+  /**
+   * A new producer in place of the shared one: after a request that failed across partitions
+   * kafkajs has rolled back sequence numbers the broker had accepted, and the old producer's
+   * next request to those partitions would be refused for good. A new producer id starts over.
+   */
+  async #replaceProducer (): Promise<void> {
+    const old = this.#producer
+    this.#producer = undefined
+    this.#producerReady = undefined
+    this.#logger.warn({}, 'a shared produce request failed across partitions: the producer is replaced')
+    await old?.disconnect().catch(() => {})
+    if (!this.#closed) await this.#sharedProducer().catch(() => {})
   }
 
   /**

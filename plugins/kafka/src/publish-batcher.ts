@@ -67,6 +67,13 @@ export interface PublishBatcherOptions {
   maxBytes?: number
   /** a record at least this large goes in a request of its own */
   soloBytes?: number
+  /**
+   * After a request that failed across several partitions, before the next is sent: kafkajs
+   * has rolled back every partition's sequence numbers although the broker wrote some of
+   * them, and the producer's next request to those partitions would fail for good (seen:
+   * every later publish refused). kafka.ts replaces the producer (a new producer id).
+   */
+  recover? (): Promise<void>
 }
 
 // 256 records: bare kafkajs gained 27× from 1 to 100 records per request; past a few
@@ -108,6 +115,13 @@ export class PublishBatcher {
   /** records of topics known to Kafka, in the order they were handed in */
   readonly #lane: Entry[] = []
   readonly #known = new Set<string>()
+  /**
+   * Topics whose records together were too large for them in a shared request (a topic
+   * configured with max.message.bytes below MAX_BYTES): from then on each of their records
+   * goes alone, so that they can only be refused one by one, each for itself.
+   */
+  readonly #solo = new Set<string>()
+  readonly #recover: (() => Promise<void>) | undefined
   /** topics whose first request is out: their records that came meanwhile */
   readonly #probing = new Map<string, Entry[]>()
   #sending = false
@@ -119,6 +133,7 @@ export class PublishBatcher {
     this.#maxRecords = options.maxRecords ?? MAX_RECORDS
     this.#maxBytes = options.maxBytes ?? MAX_BYTES
     this.#soloBytes = options.soloBytes ?? SOLO_BYTES
+    this.#recover = options.recover
   }
 
   /** records handed in and not yet sent */
@@ -198,12 +213,12 @@ export class PublishBatcher {
 
   /** The first records of `list` that fit one request (removed from it): a large one alone. */
   #take (list: Entry[]): Entry[] {
-    if (list[0]!.bytes >= this.#soloBytes) return list.splice(0, 1)
+    if (list[0]!.bytes >= this.#soloBytes || this.#solo.has(list[0]!.topic)) return list.splice(0, 1)
     let count = 0
     let bytes = 0
     while (count < list.length && count < this.#maxRecords) {
       const next = list[count]!
-      if (next.bytes >= this.#soloBytes || bytes + next.bytes > this.#maxBytes) break
+      if (next.bytes >= this.#soloBytes || this.#solo.has(next.topic) || bytes + next.bytes > this.#maxBytes) break
       bytes += next.bytes
       count++
     }
@@ -226,13 +241,23 @@ export class PublishBatcher {
       acks = await this.#send([...byTopic].map(([topic, entries]) => ({ topic, messages: entries.map(e => e.message) })))
     } catch (err) {
       let first: Error | undefined
+      const shared = batch.length > 1
       for (const [topic, entries] of byTopic) {
         let error = this.#classify(err, topic)
+        const code = (error as { code?: string }).code
         // kafkajs does not say which topic it could not find: none of them is blamed for it
-        if (byTopic.size > 1 && (error as { code?: string }).code === 'SLUICE_KAFKA_UNKNOWN_TOPIC') error = new SharedUnknownTopic()
+        if (byTopic.size > 1 && code === 'SLUICE_KAFKA_UNKNOWN_TOPIC') error = new SharedUnknownTopic()
+        // records under the solo size, too large only together: none of them is too large on its
+        // own, and their topics' records go alone from now on (a retry is then judged by itself)
+        if (shared && code === 'SLUICE_KAFKA_TOO_LARGE') {
+          for (const t of byTopic.keys()) this.#solo.add(t)
+          error = new SharedTooLarge()
+        }
         first ??= error
         for (const entry of entries) entry.reject(error)
       }
+      const partitions = new Set(batch.map(entry => `${entry.topic}/${entry.message.partition}`))
+      if (partitions.size > 1 && this.#recover) await this.#recover().catch(() => {})
       return first
     }
     const bases = new Map<string, Map<number, bigint>>()
@@ -261,6 +286,13 @@ export class PublishBatcher {
       }
     }
     return undefined
+  }
+}
+
+/** A shared request was refused as too large for a topic, though no record of it is large alone. */
+class SharedTooLarge extends KafkaUnavailableError {
+  constructor () {
+    super('records sharing a produce request were together too large for a topic; this one was not acked and may be sent again')
   }
 }
 

@@ -175,3 +175,29 @@ test('a topic deleted after it was known fails its shared request, then tries al
   t.match(after, [{ status: 'fulfilled', value: { topic: 'a' } }, { status: 'rejected', reason: { code: 'SLUICE_KAFKA_UNKNOWN_TOPIC' } }])
   t.same(fake.requests.at(-1)!.map(r => r.topic), ['b'], 'the deleted topic went alone')
 })
+
+test('records too large only together: none is told TOO_LARGE, the producer is recovered, and their topics\' records go alone from then on', async t => {
+  const requests: TopicMessages[][] = []
+  let recovered = 0
+  let refuse = true
+  const send = async (request: TopicMessages[]): Promise<PartitionAck[]> => {
+    requests.push(request)
+    for (const { messages } of request) messages.forEach((m, i) => { m.partition = i % 2 })
+    if (refuse && request.some(r => r.topic === 'small') && request.reduce((n, r) => n + r.messages.length, 0) > 1) {
+      refuse = false
+      throw Object.assign(new Error('The request included message batch larger than the configured segment size on the server'), { type: 'MESSAGE_TOO_LARGE' })
+    }
+    return request.flatMap(({ topic, messages }) => [...new Set(messages.map(m => m.partition!))].map(partition => ({ topicName: topic, partition, baseOffset: '0' })))
+  }
+  const batcher = new PublishBatcher({ send, classify: classifyError, recover: async () => { recovered++ } })
+  await batcher.publish('small', { value: 'warm' })
+  await batcher.publish('other', { value: 'warm' })
+  requests.length = 0
+  const codes = await Promise.all(['small', 'small', 'other'].map(topic => batcher.publish(topic, { value: 'x' }).then(() => 'ok', (err: { code: string }) => err.code)))
+  t.same(codes, ['SLUICE_KAFKA_UNAVAILABLE', 'SLUICE_KAFKA_UNAVAILABLE', 'SLUICE_KAFKA_UNAVAILABLE'], 'not acked, and none blamed as too large')
+  t.equal(recovered, 1, 'the producer was recovered once, before the next request')
+  requests.length = 0
+  const again = await Promise.all(['small', 'small', 'other'].map(topic => batcher.publish(topic, { value: 'y' }).then(() => 'ok', () => 'refused')))
+  t.same(again, ['ok', 'ok', 'ok'], 'sent again, they are acked')
+  t.same(requests.map(r => r.map(m => `${m.topic}:${m.messages.length}`).join(' ')), ['small:1', 'small:1', 'other:1'], 'each record alone')
+})
