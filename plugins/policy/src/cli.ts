@@ -25,8 +25,9 @@ export async function main (argv: string[], out: NodeJS.WritableStream = process
     return 1
   }
   const doc = result.policy.document
-  out.write(`policy check: ${dir} is valid: ${Object.keys(doc.products).length} products, ${Object.keys(doc.plans).length} plans, ` +
-    `${doc.rules.length} rules in ${result.files.length} file${result.files.length === 1 ? '' : 's'} (version ${result.fingerprint.slice(0, 12)})\n`)
+  const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`
+  out.write(`policy check: ${dir} is valid: ${count(Object.keys(doc.products).length, 'product')}, ${count(Object.keys(doc.plans).length, 'plan')}, ` +
+    `${count(doc.rules.length, 'rule')} in ${count(result.files.length, 'file')} (version ${result.fingerprint.slice(0, 12)})\n`)
   return 0
 }
 

@@ -16,7 +16,7 @@ function run (...args: string[]) {
 test('the shipped example is valid', async t => {
   const { code, out } = run('check', 'policies/')
   t.equal(code, 0)
-  t.match(out, /policies\/ is valid: 1 products, 2 plans, 2 rules in 1 file/)
+  t.match(out, /policies\/ is valid: 1 product, 2 plans, 2 rules in 1 file/)
 })
 
 test('an invalid directory: exit 1 and every problem, one a line', async t => {
