@@ -48,11 +48,16 @@ export function fetchKafka (): string {
   if (needed.length > 0) aptInstall(needed)
   log('fetching the Kafka broker jars from Maven Central (once)')
   rmSync(libsDir, { recursive: true, force: true })
+  // mvn's output is kept and shown only on failure: even with -q -B it writes bare ANSI resets
+  // (ESC[0m, measured with -Dstyle.color=never too) into a newcomer's first `npm run dev`
   const result = spawnSync('mvn', [
     '-q', '-B', '-f', join(here, 'kafka', 'pom.xml'),
     'dependency:copy-dependencies', `-DoutputDirectory=${libsDir}`, '-DincludeScope=runtime'
-  ], { stdio: ['ignore', 'inherit', 'inherit'] })
-  if (result.status !== 0) throw new Error(`mvn could not fetch the Kafka jars (exit ${result.status})`)
+  ], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+  if (result.status !== 0) {
+    process.stderr.write(`${result.stdout ?? ''}${result.stderr ?? ''}`)
+    throw new Error(`mvn could not fetch the Kafka jars (exit ${result.status})`)
+  }
   writeFileSync(marker, new Date().toISOString() + '\n')
   return libsDir
 }
