@@ -129,6 +129,13 @@ export async function checkAlive (gw: FuzzGateway, waitMs = 0): Promise<void> {
   if (!gw.alive) throw new Violation('the gateway never exits', gw.crashReport())
 }
 
+/** Before a warm-up run: a gateway that died or stopped answering /healthz is replaced by a fresh one. */
+export async function serving (gw: FuzzGateway): Promise<void> {
+  if (gw.alive && await gw.responsive()) return
+  await gw.kill()
+  await gw.start()
+}
+
 // ---- read back from Kafka --------------------------------------------------------------
 
 /** Every record of one topic from its beginning, looked up by partition and offset as acks name them. */
@@ -239,10 +246,12 @@ export interface FuzzStats {
   runs: number
   frames: number
   findings: string[]
+  /** when each run ran, to name the runs a slow /healthz answer overlapped */
+  timeline: Array<{ start: number, end: number, property: string, seed: number, index: number, describe: () => string }>
 }
 
 export function newStats (file: string): FuzzStats {
-  return { file, seeds: [], runs: 0, frames: 0, findings: [] }
+  return { file, seeds: [], runs: 0, frames: 0, findings: [], timeline: [] }
 }
 
 export interface PropertyOptions<T> {
@@ -308,6 +317,7 @@ export async function fuzzProperty<T> (t: Test, gw: FuzzGateway, stats: FuzzStat
       if (seen) seen.count++
       else broken.set(violation.invariant, { invariant: violation.invariant, count: 1, path: FUZZ_PATH ?? String(index), message: violation.message, example: options.describe(value) })
     } finally {
+      stats.timeline.push({ start: started, end: Date.now(), property: options.name, seed, index, describe: () => options.describe(value) })
       if (DEBUG && Date.now() - started > 1000) t.comment(`slow run (${Date.now() - started} ms): ${printable(options.describe(value))}`)
     }
   })
@@ -343,6 +353,21 @@ export async function fuzzProperty<T> (t: Test, gw: FuzzGateway, stats: FuzzStat
     t.fail(`${finding}\n  ${b.message.split('\n').map(printable).join('\n  ')}\n  counterexample: ${printable(b.example)}\n  replay: FUZZ_SEED=${seed} FUZZ_PATH=${b.path} /tmp/t.sh ${stats.file}`)
   }
   return false
+}
+
+/** The /healthz invariant over the whole run, naming the runs that overlapped its slowest answers. */
+export function checkHealth (t: Test, stats: FuzzStats, health: HealthReport | undefined): void {
+  const ok = health !== undefined && health.failures === 0 && health.maxMs <= HEALTHZ_MS
+  let suspects = ''
+  if (health && !ok) {
+    const runs = new Set<FuzzStats['timeline'][number]>()
+    for (const w of health.worst) {
+      const end = Date.parse(w.at)
+      for (const r of stats.timeline) if (r.start <= end && r.end >= end - w.ms) runs.add(r)
+    }
+    suspects = [...runs].slice(0, 3).map(r => `\n  during ${r.property} run ${r.index} (FUZZ_SEED=${r.seed} FUZZ_PATH=${r.index}): ${printable(r.describe().slice(0, 600))}`).join('')
+  }
+  t.ok(ok, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})${suspects}`)
 }
 
 /** The summary line every fuzz file ends with. */
