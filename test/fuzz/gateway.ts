@@ -7,7 +7,7 @@
 // never shows up as the gateway's), RSS and open file descriptors from /proc.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { WebSocket } from 'ws'
@@ -30,8 +30,11 @@ export interface Exit { code: number | null, signal: NodeJS.Signals | null, at: 
 /** `heapKb`: the JS heap in use plus external memory (Buffers), after a full GC, when the inspector answered */
 export interface Resources { rssKb: number, fds: number, heapKb?: number }
 
-/** `down`: refused connections (no process listening: after a crash, until the restart) */
-export interface HealthReport { samples: number, maxMs: number, over: number, failures: number, down: number, worst: Array<{ at: string, ms: number }> }
+/**
+ * `down`: refused connections (no process listening: after a crash, until the restart); `starved`: slow
+ * answers while the probe itself got no CPU for 100 ms (the machine's load, not the gateway's), not counted
+ */
+export interface HealthReport { samples: number, maxMs: number, over: number, failures: number, down: number, starved: number, worst: Array<{ at: string, ms: number }> }
 
 export function jwt (sub: string, claims: Record<string, unknown> = {}, ttlSeconds = 3600): string {
   return signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: ISSUER, aud: 'sluice', sub, exp: nowSeconds() + ttlSeconds, ...claims }, JWT_SECRET)
@@ -56,6 +59,8 @@ export class FuzzGateway {
   #log = ''
   #stderr = ''
   #configFile = ''
+  /** the config files' folders, one per start, removed at stop */
+  #dirs: string[] = []
   #probe: ChildProcess | undefined
 
   constructor (name: string) {
@@ -83,6 +88,7 @@ export class FuzzGateway {
     if (this.port === 0) this.port = await freePort()
     this.inspectPort = await freePort()
     const dir = mkdtempSync(join(tmpdir(), 'sluice-fuzz-'))
+    this.#dirs.push(dir)
     this.#configFile = join(dir, 'gateway.yaml')
     // JSON is YAML: the file an operator would write, with the limits the fuzzer needs lifted
     writeFileSync(this.#configFile, JSON.stringify({
@@ -230,6 +236,7 @@ export class FuzzGateway {
 
   async stop (): Promise<void> {
     await this.stopProbe()
+    for (const dir of this.#dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
     const child = this.child
     if (!child || !this.alive) return
     const exited = new Promise(resolve => child.once('exit', resolve))

@@ -6,7 +6,7 @@
 // no frame, and connections the fuzzer cuts. Whatever is sent: the process
 // never exits, /healthz answers within 200 ms, each connection ends with a
 // documented close code (1006 only where the fuzzer cut it), every text frame
-// the server sends is JSON and none says INTERNAL, and RSS and descriptors
+// the server sends is JSON and none says INTERNAL, and memory and descriptors
 // come back to where they were.
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
@@ -15,8 +15,8 @@ import { FuzzGateway, jwt, type Resources } from './gateway.ts'
 import { wireSteps, type WireStep } from './arbitraries.ts'
 import { encodeFrame, OP, RawClient } from './wire.ts'
 import {
-  budgetMs, checkAlive, printable, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, newStats, preview,
-  serverJson, checkHealth, checkResources, collectedResources, serving, summary, Violation
+  budgetMs, checkAlive, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, newStats, preview,
+  serverJson, checkHealth, checkRanThroughout, checkResources, collectedResources, serving, summary, Violation
 } from './invariants.ts'
 
 const FILE = 'test/fuzz/websocket-wire.test.ts'
@@ -139,7 +139,7 @@ test('WebSocket frames broken at the byte level break no invariant', async t => 
 
   const health = await gw.stopProbe()
   checkHealth(t, stats, health)
-  t.ok(gw.alive, gw.alive ? 'the gateway is still running' : printable(gw.crashReport()))
+  checkRanThroughout(t, gw)
   const resources = await checkResources(t, gw, baseline, firstPid)
   summary(t, 'websocket-wire', stats, health, resources)
 })
