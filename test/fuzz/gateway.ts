@@ -56,6 +56,8 @@ export class FuzzGateway {
   exits: Exit[] = []
   /** how many gateway processes this suite started (a restart follows a crash) */
   starts = 0
+  /** crashReport() of the last process that ended */
+  lastExitReport = ''
   #log = ''
   #stderr = ''
   #configFile = ''
@@ -128,7 +130,11 @@ export class FuzzGateway {
       this.#stderr += chunk.toString()
       if (this.#stderr.length > LOG_TAIL_BYTES * 2) this.#stderr = this.#stderr.slice(-LOG_TAIL_BYTES)
     })
-    child.once('exit', (code, signal) => { this.exits.push({ code, signal, at: Date.now() }) })
+    child.once('exit', (code, signal) => {
+      this.exits.push({ code, signal, at: Date.now() })
+      // kept: a restart clears the output this report is made from
+      this.lastExitReport = this.crashReport()
+    })
     const deadline = Date.now() + READY_TIMEOUT_MS
     for (;;) {
       if (!this.alive) throw new Error(`the gateway exited while starting (${child.exitCode ?? child.signalCode}): ${this.#log.slice(-2000)}`)

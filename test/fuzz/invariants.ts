@@ -373,7 +373,7 @@ export function checkHealth (t: Test, stats: FuzzStats, health: HealthReport | u
 /** The process ran from start to end: no exit (a crash, or our SIGKILL of a stuck process) during the whole file. */
 export function checkRanThroughout (t: Test, gw: FuzzGateway): void {
   const exits = gw.exits.map(e => e.signal ?? `code ${e.code}`)
-  t.ok(exits.length === 0 && gw.alive, exits.length === 0 ? 'the gateway ran throughout' : `the gateway ended ${exits.length} times (${exits.join(', ')}) and was started again; the last: ${printable(gw.crashReport())}`)
+  t.ok(exits.length === 0 && gw.alive, exits.length === 0 ? 'the gateway ran throughout' : `the gateway ended ${exits.length} times (${exits.join(', ')}) and was started again; the last: ${printable(gw.lastExitReport)}`)
 }
 
 /** The summary line every fuzz file ends with. */
