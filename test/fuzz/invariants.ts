@@ -229,7 +229,13 @@ export async function settledResources (gw: FuzzGateway, baseline: Resources): P
  */
 export async function checkResources (t: Test, gw: FuzzGateway, baseline: Resources, firstPid: number): Promise<string> {
   if (!gw.alive || gw.pid !== firstPid) return 'resources not compared: the gateway was restarted after a crash'
-  const after = await settledResources(gw, baseline)
+  let after: Resources
+  try {
+    after = await settledResources(gw, baseline)
+  } catch (err) {
+    // /proc/<pid> is gone: the process ended while it was measured (its exit is reported on its own)
+    return `resources not compared: ${(err as Error).message}`
+  }
   const figures = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, JS heap and Buffers ${baseline.heapKb ?? '?'} -> ${after.heapKb ?? '?'} KiB, fds ${baseline.fds} -> ${after.fds}`
   const rss = within5(after.rssKb, baseline.rssKb)
   t.ok(rss || within5(after.heapKb, baseline.heapKb), `memory came back within 5 % of the warm baseline${rss ? '' : ' (RSS did not: the allocator keeps its pages; JavaScript holds no more)'} (${figures})`)
@@ -301,15 +307,19 @@ export async function fuzzProperty<T> (t: Test, gw: FuzzGateway, stats: FuzzStat
       }
       await within(options.run(value), RUN_DEADLINE_MS, 'every run ends', `the run took over ${RUN_DEADLINE_MS} ms`)
     })()
-    inflight = run.catch(() => {})
-    try {
-      await run
-    } catch (err) {
-      // a gateway that stopped answering is stuck: it is ended, and the next run starts a fresh one
+    // a gateway that stopped answering is stuck: it is ended, and the next run starts a fresh one
+    const outcome = run.catch(async (err: unknown) => {
       if (gw.alive && !(await gw.responsive())) {
         t.comment(`fuzz ${options.name}: the gateway does not answer /healthz within 2 s after run ${index}; ending it`)
         await gw.kill()
       }
+      throw err
+    })
+    // the run and that clean-up: what the next property (or the file's end checks) waits for
+    inflight = outcome.catch(() => {})
+    try {
+      await outcome
+    } catch (err) {
       if (SHRINK) throw err
       const violation = err instanceof Violation ? err : new Violation('the run itself', String((err as Error)?.stack ?? err))
       if (DEBUG) t.comment(`run ${index}: ${printable(violation.message.slice(0, 400))}`)
