@@ -35,6 +35,9 @@ function policyDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-version-'))
   writeFileSync(join(dir, 'policy.yaml'), POLICY)
   writeFileSync(join(dir, 'stamp.ts'), TRANSFORM)
+  // the module is an ES module: say so, as compat-harness.ts does, rather than leave Node to detect it from
+  // whatever package.json it finds above the temp directory
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n')
   return dir
 }
 
