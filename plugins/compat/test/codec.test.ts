@@ -75,3 +75,10 @@ test('kafka-text: the bytes a publish stores, per encoding', async t => {
   const payload = Buffer.from([1, 2, 3])
   t.equal(valueBytes({ kind: 'binary', topic: 't', key: null, payload }, 'base64'), payload, 'a binary frame\'s payload as is')
 })
+
+test('a kafka-text key is at most 16 KiB, as on /v1/stream', async t => {
+  const at = parseTextFrame(JSON.stringify({ topic: 't', key: 'k'.repeat(16 * 1024), message: 'm' }))
+  t.notOk(at instanceof Error, '16 KiB')
+  const over = parseTextFrame(JSON.stringify({ topic: 't', key: 'k'.repeat(16 * 1024 + 1), message: 'm' }))
+  t.equal((over as { code?: string }).code, 'SLUICE_COMPAT_BAD_FIELD', 'one character more')
+})

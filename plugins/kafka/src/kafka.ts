@@ -14,6 +14,7 @@ import {
   type IHeaders
 } from 'kafkajs'
 import { PublishBatcher } from './publish-batcher.ts'
+import { murmur2 } from './murmur2.ts'
 import {
   KafkaClosedError,
   KafkaTimeoutError,
@@ -199,7 +200,12 @@ const pinningPartitioner: ICustomPartitioner = () => {
   return args => {
     const message = args.message
     if (typeof message.partition === 'number') return message.partition
-    const partition = choose(args)
+    // a keyed record: the default partitioner's rule (murmur2 of the key modulo the partitions) with
+    // our 32-bit murmur2, which gives the same hash without kafkajs's cost on long keys (murmur2.ts)
+    const key = message.key
+    const partition = key !== null && key !== undefined
+      ? (murmur2(key) & 0x7fffffff) % args.partitionMetadata.length
+      : choose(args)
     message.partition = partition
     return partition
   }
