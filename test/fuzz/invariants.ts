@@ -50,6 +50,12 @@ export const CLOSE_WAIT_MS = 5000
 export const HEALTHZ_MS = 200
 // RSS and descriptors come back to within 5 % of the warm baseline
 export const RESOURCE_SLACK = 0.05
+// ...and descriptors within 4 of it at least: at a baseline of ~45, 5 % is 2, and the node's own Kafka
+// connections (the admin client a pattern's topic listing opens, a producer connection to a partition
+// leader, a consumer whose stop is pending) come and go one at a time: seen 45 -> 47 on a clean run.
+// A leak of one per socket, with hundreds of sockets per run, is far past either bound.
+export const FD_SLACK_MIN = 4
+const fdBound = (baseline: number) => Math.max(Math.floor(baseline * (1 + RESOURCE_SLACK)), baseline + FD_SLACK_MIN)
 // how long the gateway may take to settle after the run (sockets closed, timers fired, idle GC): the
 // hub keeps a topic's consumer 5 s after its last socket (stream.consumerGraceMs) and a kafkajs consumer's
 // stop waits out its fetch; one clean-clone CI run still had 8 descriptors more than the baseline (45 -> 53)
@@ -214,7 +220,7 @@ const within5 = (now: number | undefined, start: number | undefined) => now !== 
 export async function settledResources (gw: FuzzGateway, baseline: Resources): Promise<Resources> {
   const deadline = Date.now() + SETTLE_MS
   let now = await collectedResources(gw)
-  const settled = () => now.fds <= Math.floor(baseline.fds * (1 + RESOURCE_SLACK)) && (within5(now.rssKb, baseline.rssKb) || within5(now.heapKb, baseline.heapKb))
+  const settled = () => now.fds <= fdBound(baseline.fds) && (within5(now.rssKb, baseline.rssKb) || within5(now.heapKb, baseline.heapKb))
   while (Date.now() < deadline && !settled()) {
     await new Promise(resolve => setTimeout(resolve, 1000))
     now = await collectedResources(gw)
@@ -242,7 +248,7 @@ export async function checkResources (t: Test, gw: FuzzGateway, baseline: Resour
   const figures = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, JS heap and Buffers ${baseline.heapKb ?? '?'} -> ${after.heapKb ?? '?'} KiB, fds ${baseline.fds} -> ${after.fds}`
   const rss = within5(after.rssKb, baseline.rssKb)
   t.ok(rss || within5(after.heapKb, baseline.heapKb), `memory came back within 5 % of the warm baseline${rss ? '' : ' (RSS did not: the allocator keeps its pages; JavaScript holds no more)'} (${figures})`)
-  t.ok(after.fds <= Math.floor(baseline.fds * (1 + RESOURCE_SLACK)), `open descriptors came back within 5 % (${baseline.fds} -> ${after.fds})`)
+  t.ok(after.fds <= fdBound(baseline.fds), `open descriptors came back within 5 % or ${FD_SLACK_MIN} (${baseline.fds} -> ${after.fds})`)
   return figures
 }
 
