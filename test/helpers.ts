@@ -1,6 +1,8 @@
 // Shared by the integration suites: where the run's Kafka and Redis are
 // (test/run.ts starts them and passes their addresses), and unique names.
 import { randomBytes } from 'node:crypto'
+import type { Test } from 'tap'
+import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
 
 export function kafkaBrokers (): string[] {
   const brokers = process.env.KAFKA_BROKERS
@@ -69,4 +71,32 @@ export function samplesOf (text: string, name: string, labels: Record<string, st
 /** The sum of those samples: 0 when there is none (a labelled series appears with its first event). */
 export function metricSum (text: string, name: string, labels: Record<string, string> = {}): number {
   return samplesOf(text, name, labels).reduce((sum, s) => sum + s.value, 0)
+}
+
+/**
+ * The first `count` records of `topic`, read from its beginning by a plain consumer of the run's
+ * Kafka (what any other client would read); fails after 60 s naming how many came.
+ */
+export async function readRecords (t: Test, topic: string, count: number): Promise<ConsumedRecord[]> {
+  const reader = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'test-plain-consumer' })
+  t.teardown(() => reader.close())
+  const seen: ConsumedRecord[] = []
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`read ${seen.length} of ${count} records of ${topic}`)), 60_000)
+    const consumer = reader.consumer({
+      groupId: unique('plain'),
+      topics: [topic],
+      fromBeginning: true,
+      async onBatch (batch) {
+        seen.push(...batch.records)
+        if (seen.length >= count) {
+          clearTimeout(timer)
+          resolve()
+        }
+      }
+    })
+    t.teardown(() => consumer.stop())
+    consumer.start().catch(reject)
+  })
+  return seen
 }

@@ -3,33 +3,9 @@
 // partition and offset must be where a plain consumer reads its own record, a
 // partition must hold its records in the order they were handed in, and a bad
 // record (a topic Kafka does not have, one too large) fails alone.
-import { test, type Test } from 'tap'
-import { KafkaClient, type ConsumedRecord, type RecordMetadata } from '@sluice/kafka/core'
-import { kafkaBrokers, unique } from './helpers.ts'
-
-async function readAll (t: Test, topic: string, count: number): Promise<ConsumedRecord[]> {
-  const reader = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'test-plain-consumer' })
-  t.teardown(() => reader.close())
-  const seen: ConsumedRecord[] = []
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`read ${seen.length} of ${count} records of ${topic}`)), 60_000)
-    const consumer = reader.consumer({
-      groupId: unique('plain'),
-      topics: [topic],
-      fromBeginning: true,
-      async onBatch (batch) {
-        seen.push(...batch.records)
-        if (seen.length >= count) {
-          clearTimeout(timer)
-          resolve()
-        }
-      }
-    })
-    t.teardown(() => consumer.stop())
-    consumer.start().catch(reject)
-  })
-  return seen
-}
+import { test } from 'tap'
+import { KafkaClient, type RecordMetadata } from '@sluice/kafka/core'
+import { kafkaBrokers, readRecords, unique } from './helpers.ts'
 
 test('2,000 publishes from 20 publishers at once: each ack is where its own record is, in order per partition', async t => {
   const topic = unique('batched')
@@ -48,7 +24,7 @@ test('2,000 publishes from 20 publishers at once: each ack is where its own reco
     }
   }
   const acks = await Promise.all(calls)
-  const records = await readAll(t, topic, PUBLISHERS * EACH)
+  const records = await readRecords(t, topic, PUBLISHERS * EACH)
   const at = new Map(records.map(r => [`${r.partition}/${r.offset}`, r]))
   let misplaced = 0
   for (const { publisher, i, meta } of acks) {
@@ -101,7 +77,7 @@ test('an unknown topic and a record too large, in the same turn as good records,
   // after the refusals the producer is healthy on every partition (kafkajs rolls sequence numbers back on a failed request)
   const after = await Promise.all(Array.from({ length: 30 }, (_, i) => outcome(kafka.produce(topic, { key: `k${i % 5}`, value: `after-${i}` }))))
   t.equal(after.filter(a => typeof a === 'string').length, 0, 'publishes after them are acked')
-  const records = await readAll(t, topic, 131)
+  const records = await readRecords(t, topic, 131)
   const at = new Map(records.map(r => [`${r.partition}/${r.offset}`, r.value?.toString()]))
   for (const [i, meta] of [...acked, ...after].entries()) {
     const expected = i < 100 ? `good-${i}` : `after-${i - 100}`
@@ -132,7 +108,7 @@ test('records that only together exceed a small topic limit do not wedge the pro
     ...Array.from({ length: 3 }, () => outcome(kafka.produce(small, { value: Buffer.alloc(40_000, 2) })))
   ])
   t.same(after.filter(o => typeof o === 'string'), [], 'every later publish is acked')
-  const records = await readAll(t, other, 1 + first.slice(3).filter(o => typeof o !== 'string').length + 20)
+  const records = await readRecords(t, other, 1 + first.slice(3).filter(o => typeof o !== 'string').length + 20)
   const at = new Map(records.map(r => [`${r.partition}/${r.offset}`, r.value?.toString()]))
   for (const [i, meta] of after.slice(0, 20).entries()) {
     if (typeof meta === 'string' || at.get(`${meta.partition}/${meta.offset}`) !== `after-${i}`) t.fail(`after-${i} is not where its ack says`)

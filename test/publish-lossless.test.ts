@@ -4,12 +4,11 @@
 // 1.2345678901234568e+29, 9007199254740993 as ...992, 1e400 as null, -0 as 0,
 // 1.10 as 1.1; duplicate keys collapsed, keys were reordered, and a lone
 // surrogate became U+FFFD. On kafka-text, a numeric 1e400 was stored as "Infinity".
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { WebSocket } from 'ws'
-import type { KafkaClient } from '@sluice/kafka/core'
 import { Client, streamApp } from './stream-harness.ts'
 import { gateway, LegacyClient, policyYaml } from './compat-harness.ts'
-import { unique } from './helpers.ts'
+import { readRecords, unique } from './helpers.ts'
 
 const LITERALS = [
   '123456789012345678901234567890',
@@ -23,27 +22,9 @@ const LITERALS = [
   '[1.0e+2,-1E-2,true,false,null,{}]'
 ]
 
-/** The record at (partition, offset), read back from the start of the topic. */
-async function readBack (kafka: KafkaClient, topic: string, count: number): Promise<Map<string, Buffer | null>> {
-  const seen = new Map<string, Buffer | null>()
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${seen.size} of ${count} records read back within 20 s`)), 20_000)
-    const consumer = kafka.consumer({
-      groupId: unique('lossless-reader'),
-      topics: [topic],
-      fromBeginning: true,
-      async onBatch (batch) {
-        for (const r of batch.records) seen.set(`${r.partition}:${r.offset}`, r.value)
-        if (seen.size >= count) {
-          clearTimeout(timer)
-          resolve()
-          setImmediate(() => { consumer.stop().catch(() => {}) })
-        }
-      }
-    })
-    consumer.start().catch(reject)
-  })
-  return seen
+/** The records of `topic` by partition and offset, read back by a plain consumer. */
+async function readBack (t: Test, topic: string, count: number): Promise<Map<string, Buffer | null>> {
+  return new Map((await readRecords(t, topic, count)).map(r => [`${r.partition}:${r.offset}`, r.value]))
 }
 
 test('every literal published over /v1/stream is stored byte for byte', async t => {
@@ -59,7 +40,7 @@ test('every literal published over /v1/stream is stored byte for byte', async t 
     client.send(`{"op":"publish","id":"p${i}","topic":"${topic}","value":${literal}}`)
     acks.push(await client.next(f => f.id === `p${i}`))
   }
-  const records = await readBack(kafka, topic, LITERALS.length)
+  const records = await readBack(t, topic, LITERALS.length)
   for (const [i, literal] of LITERALS.entries()) {
     const ack = acks[i]!
     t.equal(ack.op, 'ack', `${literal} acked`)
@@ -104,7 +85,7 @@ test('kafka-text keeps a numeric message and key as their literal text, as the J
     `{"topic":"${topic}","message":true}`
   ]
   for (const frame of frames) client.ws.send(frame)
-  const records = await readBack(gw.kafka, topic, frames.length)
+  const records = await readBack(t, topic, frames.length)
   const values = [...records.values()].map(v => v?.toString('utf8')).sort()
   t.same(values, ['1.10', '1e400', 'text \u00e9', 'true'].sort(), 'the literal text of each message')
   t.equal(client.received.length, 0, 'and no error frame')

@@ -3,34 +3,9 @@
 // acks naming exactly where a plain consumer reads their own records; each
 // socket's records are in Kafka in its order; and a bad record (a topic Kafka
 // does not have, one too large for its topic) among them fails alone.
-import { test, type Test } from 'tap'
-import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
+import { test } from 'tap'
 import { Client, streamApp, type Frame } from './stream-harness.ts'
-import { kafkaBrokers, unique } from './helpers.ts'
-
-async function readAll (t: Test, topic: string, count: number): Promise<ConsumedRecord[]> {
-  const reader = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'test-plain-consumer' })
-  t.teardown(() => reader.close())
-  const seen: ConsumedRecord[] = []
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`read ${seen.length} of ${count} records of ${topic}`)), 60_000)
-    const consumer = reader.consumer({
-      groupId: unique('plain'),
-      topics: [topic],
-      fromBeginning: true,
-      async onBatch (batch) {
-        seen.push(...batch.records)
-        if (seen.length >= count) {
-          clearTimeout(timer)
-          resolve()
-        }
-      }
-    })
-    t.teardown(() => consumer.stop())
-    consumer.start().catch(reject)
-  })
-  return seen
-}
+import { readRecords, unique } from './helpers.ts'
 
 async function answers (client: Client, count: number): Promise<Frame[]> {
   const deadline = Date.now() + 60_000
@@ -63,7 +38,7 @@ test('2,000 publishes from 20 sockets at once: each ack, in sending order, is wh
     }
   }
   const all = await Promise.all(clients.map(client => answers(client, EACH)))
-  const records = await readAll(t, topic, SOCKETS * EACH)
+  const records = await readRecords(t, topic, SOCKETS * EACH)
   const at = new Map(records.map(r => [`${r.partition}/${r.offset}`, r]))
   for (const [s, frames] of all.entries()) {
     t.equal(frames.filter(f => f.op === 'ack').length, EACH, `socket ${s}: every publish acked`)
@@ -114,7 +89,7 @@ test('a publish to a missing topic and one too large, among other sockets\' publ
   for (let i = 0; i < 20; i++) large.send({ op: 'publish', id: `after${i}`, topic: small, key: `k${i % 5}`, value: i })
   const after = await answers(large, 21)
   t.same(after.slice(1).filter(f => f.op !== 'ack'), [], 'publishes after the refusals are acked')
-  const records = await readAll(t, small, 1 + 100 + 20)
+  const records = await readRecords(t, small, 1 + 100 + 20)
   const at = new Map(records.map(r => [`${r.partition}/${r.offset}`, r.value?.toString()]))
   for (const ack of [...b, ...after.slice(1)]) {
     const i = String(ack.id).replace(/^(b|after)/, '')
