@@ -38,7 +38,9 @@ export const DEFAULT_LIMITS: SessionLimits = {
   // a buggy client gets 20 errors to notice; a hostile one is cut off after them
   invalidFrameBurst: 20,
   invalidFramesPerSecond: 1,
-  // kafkajs sends one produce at a time per broker: 64 queued publishes is already seconds of backlog
+  // a socket's publishes share the node's produce requests (plugins/kafka/src/publish-batcher.ts): 64 read and
+  // unanswered per socket keep one request well filled (bench/publish.ts: 9,478/s over one socket) and bound
+  // what a client that stops reading its acks can make the node hold
   maxInflightPublishes: 64,
   // the shared producer gives up after ~5 s of retries; 10 s covers that and a slow acks=all
   publishTimeoutMs: 10_000,
