@@ -152,8 +152,16 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.#product ??= product
   }
 
+  /**
+   * Closed, or closing: ws stops a socket on a protocol error (a frame over
+   * maxPayload, invalid UTF-8) by sending its close frame and ending the TCP
+   * connection itself, without a word to the session. Nothing may be written
+   * after that: a write after the end is a socket error, on which ws destroys
+   * the socket, and the peer, still writing, meets a RST and loses the close
+   * frame (1006 instead of 1009: the fuzz suite's publish frames, seed 20696639).
+   */
   get closed (): boolean {
-    return this.#closed
+    return this.#closed || this.socket.readyState !== this.socket.OPEN
   }
 
   // ---- the route's protocol -----------------------------------------------------------
@@ -213,7 +221,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
   }
 
   write (frame: Buffer, onWritten?: (err?: Error | null) => void): void {
-    if (this.#closed) {
+    if (this.closed) {
       onWritten?.(new Error('socket closed'))
       return
     }
@@ -221,10 +229,10 @@ export abstract class SocketSession implements LiveSession, Outlet {
   }
 
   drained (bytes = this.maxQueueBytes / 2): Promise<void> {
-    if (this.#closed || this.raw.writableLength <= bytes) return Promise.resolve()
+    if (this.closed || this.raw.writableLength <= bytes) return Promise.resolve()
     return new Promise(resolve => {
       const check = () => {
-        if (this.#closed || this.raw.writableLength <= bytes) resolve()
+        if (this.closed || this.raw.writableLength <= bytes) resolve()
         else this.#awaitDrain(check)
       }
       this.#awaitDrain(check)
@@ -241,7 +249,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
    */
   #awaitDrain (wake: () => void): void {
     this.#drainWaiters.push(wake)
-    if (this.#flushMarked || this.raw.writableNeedDrain || !this.raw.writable) return
+    if (this.#flushMarked || this.raw.writableNeedDrain || !this.raw.writable || this.closed) return
     this.#flushMarked = true
     this.raw.write(EMPTY, () => {
       this.#flushMarked = false
@@ -391,7 +399,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
 
   /** A text frame through ws, if the socket is still open. */
   protected sendText (text: string): void {
-    if (this.#closed || this.socket.readyState !== this.socket.OPEN) return
+    if (this.closed) return
     this.socket.send(text)
   }
 
