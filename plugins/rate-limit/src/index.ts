@@ -37,7 +37,7 @@ export interface HttpLimit {
 }
 
 /** The limiter's own options (documented on RateLimiterOptions), plus what the plugin wires. */
-export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'connectionTtlMs' | 'leaseTtlMs'> {
+export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'publishLeaseMs' | 'connectionTtlMs' | 'leaseTtlMs'> {
   /** where plans come from: the live policy */
   policy: { readonly current: Policy | undefined, plan (name: string): PlanLimits | undefined }
   /** limits of a subject no rule grants anything */
@@ -94,6 +94,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     decisionTimeoutMs: opts.decisionTimeoutMs,
     probeIntervalMs: opts.probeIntervalMs,
     leaseMs: opts.leaseMs,
+    publishLeaseMs: opts.publishLeaseMs,
     connectionTtlMs: opts.connectionTtlMs,
     leaseTtlMs: opts.leaseTtlMs,
     onModeChange (mode: Mode, previous: Mode, err?: Error) {

@@ -11,7 +11,7 @@ import type { PlanLimits } from '@sluice/policy'
 import { MemoryLimitStore, type LimitStore, type Line, type Put, type TakeResult } from './store.ts'
 import { RedisLimitStore } from './script.ts'
 import { NEVER, type Bucket, type DailyBucket, type DailyLease, type RateBucket, type SlotBucket } from './token-bucket.ts'
-import { DeliveryLease, type DeliveryLimit, type LeaseBatch, type LeaseGrant } from './lease.ts'
+import { DeliveryLease, PublishLease, type DeliveryLimit, type LeaseBatch, type LeaseGrant, type PublishGrant, type PublishTake } from './lease.ts'
 
 export type FailureMode = 'fail-open' | 'fail-closed'
 /** memory: no Redis configured; shared: Redis; local / closed: Redis unreachable, failing open / closed */
@@ -49,6 +49,8 @@ export interface RateLimiterOptions {
   probeIntervalMs?: number
   /** a delivery lease holds this much of the plan's per-second rates */
   leaseMs?: number
+  /** a publish lease holds this much of the plan's publish rate (lease.ts says what it costs in accuracy across nodes) */
+  publishLeaseMs?: number
   /** a node's connection count expires this long after its last refresh (it refreshes every third of it) */
   connectionTtlMs?: number
   /** a delivery lease's record in Redis expires this long after its last refill or renewal (renewed every third of it): a dead node's unused quota comes back then */
@@ -72,6 +74,13 @@ const DEFAULT_DECISION_TIMEOUT_MS = 300
 const DEFAULT_PROBE_INTERVAL_MS = 1000
 // half a second of the plan's rate per lease: a node hoards at most that, and a plan of 10/s still leases 5 at a time
 const DEFAULT_LEASE_MS = 500
+// 100 ms of a plan's publish rate per node: N nodes can exceed the plan by N × 0.1 s of its rate in any window
+// (lease.ts), and a node publishing at 20,000/s asks Redis about 20 times a second instead of 20,000. A plan
+// under 10/s leases one token at a time: one Redis call per publish, as before leases, costs nothing at that rate
+const DEFAULT_PUBLISH_LEASE_MS = 100
+// a publish lease unused this long, or granted this long ago, goes back to Redis: a subject that stopped
+// publishing holds nothing on this node after a second, and no token is spent more than ~2 s after Redis granted it
+const PUBLISH_LEASE_RETURN_MS = 1000
 // a dead node's connections are free again within 30 s; live nodes refresh every 10 s
 const DEFAULT_CONNECTION_TTL_MS = 30_000
 // a dead node's unused daily quota comes back within 30 s, as its connections do; live nodes renew every 10 s.
@@ -138,6 +147,7 @@ export class RateLimiter {
   readonly #timeoutMs: number
   readonly #probeMs: number
   readonly #leaseMs: number
+  readonly #publishLeaseMs: number
   readonly #ttlMs: number
   readonly #leaseTtlMs: number
   readonly #renewEveryMs: number
@@ -145,6 +155,9 @@ export class RateLimiter {
   readonly #connectBatches = new Map<string, ConnectBatch>()
   readonly #leases = new Map<string, { lease: DeliveryLease, users: number }>()
   readonly #leaseKeys = new WeakMap<DeliveryLease, string>()
+  /** per subject and plan with publishes on this node lately: the lease, and the plan its last publish named */
+  readonly #publishLeases = new Map<string, { lease: PublishLease, plan: PlanRef }>()
+  #publishTimer: NodeJS.Timeout | undefined
   /** per lease, how to renew its record in Redis */
   readonly #renewals = new WeakMap<DeliveryLease, () => Put | undefined>()
   /** leases given back and not yet answered: close() waits for them */
@@ -174,6 +187,7 @@ export class RateLimiter {
     this.#timeoutMs = options.decisionTimeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS
     this.#probeMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
+    this.#publishLeaseMs = options.publishLeaseMs ?? DEFAULT_PUBLISH_LEASE_MS
     this.#ttlMs = options.connectionTtlMs ?? DEFAULT_CONNECTION_TTL_MS
     this.#leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
     // a record is renewed three times in its life: one lost or late renewal does not let it expire
@@ -188,6 +202,8 @@ export class RateLimiter {
     this.#refreshTimer.unref()
     this.#renewTimer = setInterval(() => { this.#renewLeases() }, this.#renewEveryMs)
     this.#renewTimer.unref()
+    this.#publishTimer = setInterval(() => { this.#returnPublishLeases(false) }, PUBLISH_LEASE_RETURN_MS)
+    this.#publishTimer.unref()
   }
 
   get mode (): Mode {
@@ -383,17 +399,81 @@ export class RateLimiter {
 
   // ---- publish --------------------------------------------------------------------------
 
-  /** One publish: one token of the plan's per-second publish bucket. */
-  async publish (subject: string, plan: PlanRef): Promise<{ ok: true } | Refused> {
-    const bucket: RateBucket = { kind: 'rate', key: this.key(subject, plan.name, 'pub'), capacity: plan.limits.publishedPerSecond, perSecond: plan.limits.publishedPerSecond }
-    const decided = await this.#exec(store => store.take([{ buckets: [bucket], want: 1, min: 1 }]))
-    if (decided === UNAVAILABLE) return { ok: false, limit: 'unavailable', retryAfterMs: CONNECTION_RETRY_MS }
-    if (!decided.value.ok) {
-      this.stats.limited.publishedPerSecond++
-      return { ok: false, limit: 'publishedPerSecond', retryAfterMs: retryMs(decided.value, 1000) }
+  /**
+   * One publish: one token of the plan's per-second publish bucket, from this
+   * node's lease on it (lease.ts): at once while the lease holds tokens, else
+   * after a refill shared with the other publishes waiting on this node.
+   */
+  publish (subject: string, plan: PlanRef): { ok: true } | Refused | Promise<{ ok: true } | Refused> {
+    // failing closed refuses every publish while Redis is out, as before leases: tokens leased before do not outlive it
+    if (this.#redis && this.failure === 'fail-closed' && this.#currentMode() !== 'shared') {
+      this.#checkMode()
+      return { ok: false, limit: 'unavailable', retryAfterMs: CONNECTION_RETRY_MS }
     }
-    this.stats.allowed.publishedPerSecond++
-    return { ok: true }
+    const key = this.key(subject, plan.name, 'pub')
+    let held = this.#publishLeases.get(key)
+    if (held) held.plan = plan
+    else {
+      held = { lease: this.#publishLease(key, plan), plan }
+      this.#publishLeases.set(key, held)
+    }
+    const taken = held.lease.take()
+    return taken instanceof Promise ? taken.then(t => this.#published(t)) : this.#published(taken)
+  }
+
+  #published (taken: PublishTake): { ok: true } | Refused {
+    if (taken.ok) {
+      this.stats.allowed.publishedPerSecond++
+      return taken
+    }
+    if (taken.unavailable) return { ok: false, limit: 'unavailable', retryAfterMs: CONNECTION_RETRY_MS }
+    this.stats.limited.publishedPerSecond++
+    return { ok: false, limit: 'publishedPerSecond', retryAfterMs: taken.retryAfterMs }
+  }
+
+  #publishLease (key: string, first: PlanRef): PublishLease {
+    const planOf = (): PlanRef => this.#publishLeases.get(key)?.plan ?? first
+    const bucket = (): RateBucket => {
+      const limits = planOf().limits
+      return { kind: 'rate', key, capacity: limits.publishedPerSecond, perSecond: limits.publishedPerSecond }
+    }
+    return new PublishLease({
+      now: this.now,
+      slice: () => {
+        const rate = planOf().limits.publishedPerSecond
+        return Math.max(1, Math.min(rate, Math.ceil(rate * this.#publishLeaseMs / 1000)))
+      },
+      refill: async (tokens): Promise<PublishGrant> => {
+        const decided = await this.#exec(store => store.take([{ buckets: [bucket()], want: tokens, min: 1 }]))
+        if (decided === UNAVAILABLE) return { ok: false, unavailable: true, retryAfterMs: CONNECTION_RETRY_MS }
+        const result = decided.value
+        if (result.ok) return { ok: true, tokens: result.granted[0]!, source: decided.source, retryAfterMs: result.retryAfterMs > 0 ? result.retryAfterMs : 0 }
+        return { ok: false, unavailable: false, retryAfterMs: retryMs(result, 1000) }
+      },
+      giveBack: async (tokens, source) => {
+        const put: Put = { bucket: bucket(), amount: tokens }
+        if (source === 'local') this.#local.putNow([put])
+        else if (this.#shared && this.#currentMode() === 'shared') await this.#shared.put([put])
+      }
+    })
+  }
+
+  /** Publish leases idle or granted over PUBLISH_LEASE_RETURN_MS ago (all of them: `all`) give their tokens back. */
+  #returnPublishLeases (all: boolean): void {
+    const now = this.now()
+    for (const [key, { lease }] of this.#publishLeases) {
+      if (!all && (lease.refilling || lease.waiting > 0)) continue
+      if (!all && now - lease.usedAt < PUBLISH_LEASE_RETURN_MS && now - lease.grantedAt < PUBLISH_LEASE_RETURN_MS) continue
+      // out of the map first: the next publish of the subject starts a new lease, never takes from this one
+      this.#publishLeases.delete(key)
+      const closing = lease.close().catch(() => {}).finally(() => { this.#closing.delete(closing) })
+      this.#closing.add(closing)
+    }
+  }
+
+  /** Subjects with a publish lease on this node (tests read it). */
+  get publishLeases (): number {
+    return this.#publishLeases.size
   }
 
   // ---- delivery -------------------------------------------------------------------------
@@ -505,6 +585,8 @@ export class RateLimiter {
   async close (): Promise<void> {
     clearInterval(this.#refreshTimer)
     clearInterval(this.#renewTimer)
+    clearInterval(this.#publishTimer)
+    this.#returnPublishLeases(true)
     for (const { lease } of this.#leases.values()) this.#closeLease(lease)
     this.#leases.clear()
     await Promise.all([...this.#closing])
