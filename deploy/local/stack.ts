@@ -1,9 +1,12 @@
 // The local dev stack without Docker: a real Apache Kafka 4.x broker (KRaft,
-// single node) run from its Maven Central jars, and Debian's redis-server.
+// single node) run from its Maven Central jars, and Debian's redis-server; or
+// a cluster of N such nodes (KafkaCluster: replication factor N, production
+// group settings) for the suites that kill a partition leader.
 // Used by dev mode, the test runner and CI; importable, and a CLI:
 //
-//   node deploy/local/stack.ts up [--kafka-port 9092] [--redis-port 6379] [--no-redis]
-//        starts both in the foreground, prints where they are, stops them on Ctrl-C
+//   node deploy/local/stack.ts up [--kafka-port 9092] [--redis-port 6379] [--no-redis] [--brokers N]
+//        starts both in the foreground, prints where they are, stops them on Ctrl-C;
+//        --brokers 3 starts a three-node cluster on ports kafka-port, +1, +2
 //   node deploy/local/stack.ts fetch      only fetches the broker jars (CI warms the cache)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -75,6 +78,19 @@ export interface KafkaBrokerOptions {
   heap?: string
   /** leave group.initial.rebalance.delay.ms at Kafka's default (3 s), as a production broker has: benchmarks of group joins */
   productionGroupSettings?: boolean
+  /** one node of a KafkaCluster; a lone broker is its own quorum otherwise */
+  member?: ClusterMember
+}
+
+/** What a cluster tells each of its nodes: who it is, the quorum, how many copies. */
+export interface ClusterMember {
+  nodeId: number
+  controllerPort: number
+  /** controller.quorum.voters: every node's id@host:controller-port */
+  voters: string
+  clusterId: string
+  /** the cluster's size: the replication factor of every topic, internal ones included */
+  replicas: number
 }
 
 export class KafkaBroker {
@@ -86,13 +102,26 @@ export class KafkaBroker {
   readonly #heap: string
   readonly #ownsDir: boolean
   readonly #productionGroupSettings: boolean
+  readonly #member: ClusterMember | undefined
 
   constructor (options: KafkaBrokerOptions = {}) {
     this.#ownsDir = options.dataDir === undefined
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-kafka-'))
     this.port = options.port ?? 0
     this.#heap = options.heap ?? '512m'
-    this.#productionGroupSettings = options.productionGroupSettings ?? false
+    this.#member = options.member
+    this.controllerPort = options.member?.controllerPort ?? 0
+    // a cluster runs as production does: its suites are about what users see
+    this.#productionGroupSettings = options.productionGroupSettings ?? options.member !== undefined
+  }
+
+  get nodeId (): number {
+    return this.#member?.nodeId ?? 1
+  }
+
+  /** the JVM's process id while it runs */
+  get pid (): number | undefined {
+    return this.#child?.pid
   }
 
   get brokers (): string[] {
@@ -106,22 +135,37 @@ export class KafkaBroker {
   #writeConfig (): string {
     const logDirs = join(this.dataDir, 'data')
     const file = join(this.dataDir, 'server.properties')
+    const member = this.#member
     writeFileSync(file, [
       'process.roles=broker,controller',
-      'node.id=1',
-      `controller.quorum.voters=1@127.0.0.1:${this.controllerPort}`,
+      `node.id=${this.nodeId}`,
+      `controller.quorum.voters=${member?.voters ?? `1@127.0.0.1:${this.controllerPort}`}`,
       `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`,
       `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}`,
       'controller.listener.names=CONTROLLER',
       'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
       'inter.broker.listener.name=PLAINTEXT',
       `log.dirs=${logDirs}`,
-      // one node: every internal topic has one replica
-      'offsets.topic.replication.factor=1',
-      'transaction.state.log.replication.factor=1',
-      'transaction.state.log.min.isr=1',
-      'share.coordinator.state.topic.replication.factor=1',
-      'share.coordinator.state.topic.min.isr=1',
+      ...(member && member.replicas > 1
+        ? [
+            // a cluster keeps every partition on every node, and an acked write on two of them: one node
+            // can die without losing an acked record or refusing a write (what a production cluster of 3 does)
+            `default.replication.factor=${member.replicas}`,
+            `min.insync.replicas=${member.replicas - 1}`,
+            `offsets.topic.replication.factor=${member.replicas}`,
+            `transaction.state.log.replication.factor=${member.replicas}`,
+            `transaction.state.log.min.isr=${member.replicas - 1}`,
+            `share.coordinator.state.topic.replication.factor=${member.replicas}`,
+            `share.coordinator.state.topic.min.isr=${member.replicas - 1}`
+          ]
+        : [
+            // one node: every internal topic has one replica
+            'offsets.topic.replication.factor=1',
+            'transaction.state.log.replication.factor=1',
+            'transaction.state.log.min.isr=1',
+            'share.coordinator.state.topic.replication.factor=1',
+            'share.coordinator.state.topic.min.isr=1'
+          ]),
       // 4 instead of 50 partitions: the first group join creates them, and 50 take seconds here
       'offsets.topic.num.partitions=4',
       'transaction.state.log.num.partitions=4',
@@ -144,16 +188,18 @@ export class KafkaBroker {
     const config = this.#writeConfig()
     const classpath = join(libs, '*')
     if (!existsSync(join(this.dataDir, 'data', 'meta.properties'))) {
-      const format = spawnSync(java(), ['-cp', classpath, 'kafka.tools.StorageTool', 'format',
-        '-t', kafkaClusterId(), '-c', config], { encoding: 'utf8' })
-      if (format.status !== 0) throw new Error(`kafka storage format failed: ${format.stderr || format.stdout}`)
+      // asynchronous: a cluster's nodes format side by side (a JVM start each, ~1.5 s here)
+      const format = await runJava(['-cp', classpath, 'kafka.tools.StorageTool', 'format',
+        '-t', this.#member?.clusterId ?? kafkaClusterId(), '-c', config])
+      if (format.status !== 0) throw new Error(`kafka storage format failed: ${format.output}`)
     }
     const out = createWriteStream(join(this.dataDir, 'broker.log'), { flags: 'a' })
-    const child = spawn(java(), [
+    const [command, ...args] = dieWithParent([java(),
       `-Xmx${this.#heap}`, '-Xms128m', '-XX:+UseG1GC', '-Djava.awt.headless=true',
       `-Dlog4j2.configurationFile=${join(here, 'kafka', 'log4j2.properties')}`,
       '-cp', classpath, 'kafka.Kafka', config
-    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    ])
+    const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout?.pipe(out)
     child.stderr?.pipe(out)
     this.#child = child
@@ -193,11 +239,118 @@ export class KafkaBroker {
     clearTimeout(timer)
   }
 
+  /** Kills the broker at once (SIGKILL: no controlled shutdown, no flush), as a crashed machine; keeps its store for a restart. */
+  async kill (): Promise<void> {
+    const child = this.#child
+    if (!child) return
+    child.kill('SIGKILL')
+    await this.#exited
+  }
+
   /** Stops the broker and removes its store if this object made it. */
   async destroy (): Promise<void> {
     await this.stop()
     if (this.#ownsDir) rmSync(this.dataDir, { recursive: true, force: true })
   }
+}
+
+export interface KafkaClusterOptions {
+  /** how many nodes, each broker and controller (the KRaft quorum has as many voters); 3 unless given */
+  brokers?: number
+  /** the first node's client port, the next ones following it; free ports unless given */
+  port?: number
+  /** -Xmx of each node: three of them fit beside the suites on a 2-core machine */
+  heap?: string
+}
+
+/**
+ * N Kafka nodes, each broker and controller, as a production cluster: every topic has N replicas,
+ * an acked write is on N-1 of them (min.insync.replicas), Kafka's default group settings. Nodes
+ * can be killed and restarted one at a time; their stores live in one temp dir.
+ */
+export class KafkaCluster {
+  readonly nodes: KafkaBroker[] = []
+  readonly dataDir: string
+  readonly #options: KafkaClusterOptions
+
+  constructor (options: KafkaClusterOptions = {}) {
+    this.#options = options
+    this.dataDir = mkdtempSync(join(tmpdir(), 'sluice-kafka-cluster-'))
+  }
+
+  /** every node's client address: a client bootstraps from any that is up */
+  get brokers (): string[] {
+    return this.nodes.map(n => `127.0.0.1:${n.port}`)
+  }
+
+  /** the node with this id (1..N) */
+  node (nodeId: number): KafkaBroker {
+    const node = this.nodes.find(n => n.nodeId === nodeId)
+    if (!node) throw new Error(`no node ${nodeId} in this cluster`)
+    return node
+  }
+
+  /** Starts every node (formatting the stores on first start) and waits until each answers metadata. */
+  async start (): Promise<void> {
+    if (this.nodes.length === 0) {
+      const count = this.#options.brokers ?? 3
+      const ports: number[] = []
+      for (let i = 0; i < count; i++) ports.push(this.#options.port ? this.#options.port + i : await freePort())
+      const controllerPorts: number[] = []
+      while (controllerPorts.length < count) {
+        const port = await freePort()
+        if (!ports.includes(port) && !controllerPorts.includes(port)) controllerPorts.push(port)
+      }
+      const voters = controllerPorts.map((port, i) => `${i + 1}@127.0.0.1:${port}`).join(',')
+      const clusterId = kafkaClusterId()
+      for (let i = 0; i < count; i++) {
+        const dataDir = join(this.dataDir, `node-${i + 1}`)
+        mkdirSync(dataDir, { recursive: true })
+        this.nodes.push(new KafkaBroker({
+          port: ports[i],
+          dataDir,
+          heap: this.#options.heap ?? '512m',
+          member: { nodeId: i + 1, controllerPort: controllerPorts[i]!, voters, clusterId, replicas: count }
+        }))
+      }
+    }
+    // side by side: a node answers only once the quorum has elected a controller, which takes a majority
+    const started = await Promise.allSettled(this.nodes.map(n => n.start()))
+    const failed = started.find(r => r.status === 'rejected')
+    if (failed) throw (failed as PromiseRejectedResult).reason
+  }
+
+  /**
+   * Kills every node and removes the stores. Not a clean stop: nothing is kept, and nodes stopped
+   * together wait on each other's controlled shutdown (a SIGINT of `stack up --brokers 3` took ~10 s).
+   */
+  async destroy (): Promise<void> {
+    await Promise.allSettled(this.nodes.map(n => n.kill()))
+    rmSync(this.dataDir, { recursive: true, force: true })
+  }
+}
+
+async function runJava (args: string[]): Promise<{ status: number | null, output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(java(), args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', chunk => { output += chunk })
+    child.stderr.on('data', chunk => { output += chunk })
+    child.once('error', reject)
+    child.once('close', status => resolve({ status, output }))
+  })
+}
+
+let setpriv: string | null | undefined
+
+/**
+ * The command run so that the kernel kills the JVM when this process dies (util-linux's setpriv
+ * sets PR_SET_PDEATHSIG, kept across exec): a test process killed by its timeout, or a Ctrl-C
+ * that never reached a handler, leaves no broker behind holding 500 MiB and its ports.
+ */
+function dieWithParent (command: string[]): string[] {
+  setpriv ??= found('setpriv') ?? null
+  return setpriv ? [setpriv, '--pdeathsig', 'KILL', '--', ...command] : command
 }
 
 export function kafkaClusterId (): string {
@@ -312,21 +465,26 @@ async function main (args: string[]): Promise<void> {
     return
   }
   if (command !== 'up') {
-    process.stderr.write('usage: stack.ts up [--kafka-port N] [--redis-port N] [--no-redis] | fetch\n')
+    process.stderr.write('usage: stack.ts up [--kafka-port N] [--redis-port N] [--no-redis] [--brokers N] | fetch\n')
     process.exitCode = 2
     return
   }
   await stackUp({
     kafkaPort: Number(argValue(args, '--kafka-port') ?? 9092),
     redisPort: Number(argValue(args, '--redis-port') ?? 6379),
-    redis: !args.includes('--no-redis')
+    redis: !args.includes('--no-redis'),
+    brokers: Number(argValue(args, '--brokers') ?? 1)
   })
 }
 
 /** `stack up`: Kafka (and Redis) in the foreground until SIGINT or SIGTERM, which stop both. */
-export async function stackUp (options: { kafkaPort?: number, redisPort?: number, redis: boolean }): Promise<void> {
+export async function stackUp (options: { kafkaPort?: number, redisPort?: number, redis: boolean, brokers?: number }): Promise<void> {
   mkdirSync(cacheDir, { recursive: true })
-  const kafka = new KafkaBroker({ port: options.kafkaPort ?? 9092 })
+  const brokers = options.brokers ?? 1
+  if (!Number.isInteger(brokers) || brokers < 1) throw new Error(`--brokers takes a whole number from 1, not ${options.brokers}`)
+  const kafka = brokers === 1
+    ? new KafkaBroker({ port: options.kafkaPort ?? 9092 })
+    : new KafkaCluster({ brokers, port: options.kafkaPort ?? 9092 })
   const redis = options.redis ? new RedisServer({ port: options.redisPort ?? 6379 }) : undefined
   const stop = async () => {
     log('stopping')

@@ -4,7 +4,7 @@
 // others: it imports their process entries through their package exports.
 //
 //   sluice gateway [--config FILE]        sluice ingest --config FILE
-//   sluice dev [--no-redis] [--port N]     sluice stack up [--kafka-port N] [--redis-port N] [--no-redis]
+//   sluice dev [--no-redis] [--port N]     sluice stack up [--kafka-port N] [--redis-port N] [--no-redis] [--brokers N]
 //   sluice policy check DIR                sluice topics create|list|describe ...
 //   sluice keys issue|list|revoke ...      sluice token ...
 //
@@ -21,8 +21,9 @@ export const USAGE = `usage: sluice <command> [options]
   gateway [--config FILE]          run the gateway (SLUICE_CONFIG also names the file)
   ingest --config FILE             run the WebSocket source connector
   dev [--no-redis] [--port N]      local Kafka, Redis, the demo feed and the gateway on :8080
-  stack up [--kafka-port N] [--redis-port N] [--no-redis]
-                                   local Kafka and Redis in the foreground
+  stack up [--kafka-port N] [--redis-port N] [--no-redis] [--brokers N]
+                                   local Kafka and Redis in the foreground (--brokers 3: a
+                                   three-node Kafka cluster on kafka-port, +1, +2)
   policy check DIR                 validate a policy directory (exit 1 with every problem)
   topics create [TOPIC...] [--policy DIR] [--partitions N] [--replication N] [--brokers LIST]
                                    create topics (named, or every exact topic of the policy's products)
@@ -111,10 +112,10 @@ export async function run (argv: string[], io: Io): Promise<number | undefined> 
       return undefined
     }
     case 'stack': {
-      const { values, positionals } = parse('stack', args, { 'kafka-port': { type: 'string' }, 'redis-port': { type: 'string' }, 'no-redis': { type: 'boolean' } }, { min: 1, max: 1 })
+      const { values, positionals } = parse('stack', args, { 'kafka-port': { type: 'string' }, 'redis-port': { type: 'string' }, 'no-redis': { type: 'boolean' }, brokers: { type: 'string' } }, { min: 1, max: 1 })
       if (positionals[0] !== 'up') throw new UsageError(`sluice stack: unknown subcommand "${positionals[0]}" (up)`)
       const { stackUp } = await import('../../../deploy/local/stack.ts')
-      await stackUp({ kafkaPort: integer('stack', 'kafka-port', values['kafka-port']), redisPort: integer('stack', 'redis-port', values['redis-port']), redis: values['no-redis'] !== true })
+      await stackUp({ kafkaPort: integer('stack', 'kafka-port', values['kafka-port']), redisPort: integer('stack', 'redis-port', values['redis-port']), redis: values['no-redis'] !== true, brokers: integer('stack', 'brokers', values.brokers) })
       return undefined
     }
     case 'policy': {
