@@ -1,0 +1,481 @@
+// Resume from memory (issue 14). Each live feed keeps, per partition, the
+// records it dispatched lately, with their frames: a resume or `earliest` whose
+// gap starts inside that window is written from memory, with no Kafka request
+// (a catch-up reader costs at least a fetch round trip, and a consumer group
+// join of 3 s on a broker with Kafka's default group settings).
+//
+// A partition's window covers [start, end), end being the live feed's
+// position: it holds every record the live feed dispatched from start on, in
+// offset order. Offsets the live feed never saw (transaction markers,
+// compacted records) are not records, so a window is contiguous even where
+// offsets skip, exactly as the live feed is. A read from inside the window
+// returns exactly the records from there to the live position, or says the
+// window does not cover it, never part of it.
+//
+// Appends are whole fetch batches ("chunks"), kept as the batch's own arrays
+// (no copy; O(batch) to size them), with the frames the live dispatch already
+// built for them. A format and encoding no live socket used is framed on the
+// first read that needs it and kept, so a burst of resumes frames each record
+// once per format and encoding, as the live dispatch does.
+//
+// Bounds, all by whole chunk and oldest first: per topic, bytes (records and
+// frames, all partitions) and age (since the live feed dispatched the batch);
+// per node, one byte budget shared by every topic's window. Every append goes
+// to the end of one node-wide queue in arrival order, so the oldest chunk on the
+// node is at its head, and it is also the oldest of its partition: over the
+// budget, the node evicts from the head, whichever topic it belongs to. Chunks
+// evicted otherwise (a topic's own bounds) are skipped there, and the queue is
+// compacted once they are half of it, so it costs O(1) amortized per chunk.
+import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ValueEncoding } from '@sluice/policy/access'
+import type { FrameFormat } from './frame.ts'
+import { cacheKeyOf, frameBatch, type FramedBatch } from './framed-batch.ts'
+
+/** How much of a topic's recent records the node keeps. */
+export interface WindowBounds {
+  /** bytes of records and their frames, over all partitions of the topic; 0 keeps none */
+  maxBytes: number
+  /** how long a batch stays after the live feed dispatched it */
+  maxAgeMs: number
+}
+
+/**
+ * 1 MiB is four times a socket's default send queue (256 KiB): a socket that
+ * hears `lagging` and resumes at once, or one that reconnects, finds what its
+ * queue held and what arrived while it was away, at a topic's usual rate (at
+ * 200 records/s of ~1 KiB framed, 5 s). 60 s outlasts a node's drain (10 s by
+ * default, server.drainMs) and the reconnect backoff of clients that follow
+ * it; past a minute, a resume may pay for one Kafka fetch.
+ */
+export const DEFAULT_WINDOW_BOUNDS: Readonly<WindowBounds> = { maxBytes: 1024 * 1024, maxAgeMs: 60_000 }
+
+/**
+ * 256 MiB per node: 256 busy topics at their full window, or a few thousand
+ * quiet ones; a quarter of a 1 GiB container, the rest left to sockets' send
+ * queues (256 KiB each by default) and the heap's own needs.
+ */
+export const DEFAULT_NODE_WINDOW_BYTES = 256 * 1024 * 1024
+
+// Measured: 441 bytes of heap per record held with a key and a value (views into the fetch
+// response), its offset and timestamp strings and its BigInt offset; the values' bytes are added
+const RECORD_OVERHEAD = 440
+// a chunk's object, its frames map and its place in the queues
+const CHUNK_OVERHEAD = 160
+// per record of a framed batch: its entries in starts and framesBefore
+const FRAME_INDEX_BYTES = 16
+
+/** Records [first, offsets.length) of one batch, framed for one format and encoding: what a read returns, batch by batch. */
+export interface WindowSlice {
+  framed: FramedBatch
+  offsets: readonly bigint[]
+  /** index in the batch of the slice's first record */
+  first: number
+}
+
+export interface WindowRead {
+  /** the records from the offset read to the live position, in order; empty when there is none */
+  slices: WindowSlice[]
+  /** the offset after the last record: the live feed's position on the partition */
+  end: bigint
+}
+
+/** The bytes of a slice, end to end, and how many frames they hold. */
+export function sliceFrames (slice: WindowSlice): { bytes: Buffer, frames: number } {
+  const { framed, first } = slice
+  const count = slice.offsets.length
+  const from = framed.starts[first]!
+  const bytes = from === 0 ? framed.joined : framed.joined.subarray(from, framed.starts[count])
+  return { bytes, frames: framed.framesBefore[count]! - framed.framesBefore[first]! }
+}
+
+function recordBytes (record: ConsumedRecord): number {
+  let bytes = RECORD_OVERHEAD + (record.key?.length ?? 0) + (record.value?.length ?? 0)
+  const headers = record.headers
+  for (const name in headers) bytes += name.length + headers[name]!.length
+  return bytes
+}
+
+function framedBytes (framed: FramedBatch, records: number): number {
+  return framed.joined.length + FRAME_INDEX_BYTES * records
+}
+
+class Chunk {
+  readonly ring: Ring
+  records: readonly ConsumedRecord[]
+  offsets: readonly bigint[]
+  /** records [0, first) were below the window when the batch came (a batch that repeated records) */
+  readonly first: number
+  /** the offset after the chunk's last record */
+  readonly end: bigint
+  /** when it was appended, on the budget's clock */
+  readonly at: number
+  /** the node-wide append order */
+  readonly seq: number
+  frames: Map<string, FramedBatch>
+  bytes = CHUNK_OVERHEAD
+  evicted = false
+
+  constructor (ring: Ring, records: readonly ConsumedRecord[], offsets: readonly bigint[], first: number, frames: Map<string, FramedBatch>, at: number, seq: number) {
+    this.ring = ring
+    this.records = records
+    this.offsets = offsets
+    this.first = first
+    this.end = offsets[offsets.length - 1]! + 1n
+    this.frames = frames
+    this.at = at
+    this.seq = seq
+  }
+}
+
+/** One partition's chunks, oldest first. */
+class Ring {
+  readonly window: TopicWindow
+  readonly partition: number
+  readonly chunks: Array<Chunk | undefined> = []
+  head = 0
+  start: bigint
+  end: bigint
+
+  constructor (window: TopicWindow, partition: number, at: bigint) {
+    this.window = window
+    this.partition = partition
+    this.start = at
+    this.end = at
+  }
+
+  get oldest (): Chunk | undefined {
+    return this.chunks[this.head]
+  }
+
+  get size (): number {
+    return this.chunks.length - this.head
+  }
+
+  shift (): Chunk {
+    const chunk = this.chunks[this.head]!
+    this.chunks[this.head++] = undefined
+    // the array is cut when its dead front is over half of it: O(1) amortized
+    if (this.head > 64 && this.head * 2 > this.chunks.length) {
+      this.chunks.splice(0, this.head)
+      this.head = 0
+    }
+    return chunk
+  }
+}
+
+/** Why chunks left windows, counted in chunks. */
+export interface WindowEvictions {
+  age: number
+  topicBytes: number
+  nodeBytes: number
+}
+
+export interface WindowBudgetOptions {
+  /** bytes all windows of the node may hold together; 0 keeps none */
+  maxBytes?: number
+  /** milliseconds, monotonic; tests pass their own */
+  now?: () => number
+}
+
+/** The node-wide memory budget of every topic's window, and the windows' clock. */
+export class WindowBudget {
+  readonly maxBytes: number
+  readonly now: () => number
+  readonly evictions: WindowEvictions = { age: 0, topicBytes: 0, nodeBytes: 0 }
+  #bytes = 0
+  #seq = 0
+  /** every chunk held, in append order; evicted ones are skipped when they reach the head */
+  #queue: Array<Chunk | undefined> = []
+  #head = 0
+  #dead = 0
+  readonly #windows = new Set<TopicWindow>()
+
+  constructor (options: WindowBudgetOptions = {}) {
+    this.maxBytes = options.maxBytes ?? DEFAULT_NODE_WINDOW_BYTES
+    this.now = options.now ?? (() => performance.now())
+  }
+
+  /** Bytes held by every window of the node. */
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  /** Chunks held by every window of the node. */
+  get chunks (): number {
+    return this.#queue.length - this.#head - this.#dead
+  }
+
+  /** A window for a topic's live feed; close() it when the feed stops. */
+  window (topic: string, bounds: WindowBounds = DEFAULT_WINDOW_BOUNDS): TopicWindow {
+    const window = new TopicWindow(this, topic, bounds)
+    this.#windows.add(window)
+    return window
+  }
+
+  /** Drops what is past its age in every window: a topic gone quiet keeps nothing past its maxAgeMs for longer than the sweep period. */
+  sweep (): void {
+    for (const window of this.#windows) window.expire()
+  }
+
+  /** @internal */
+  nextSeq (): number {
+    return this.#seq++
+  }
+
+  /** @internal */
+  added (chunk: Chunk): void {
+    this.#queue.push(chunk)
+  }
+
+  /** @internal */
+  grew (bytes: number): void {
+    this.#bytes += bytes
+  }
+
+  /** @internal a chunk left its window for its own topic's reasons: its queue entry is now dead */
+  released (chunk: Chunk): void {
+    this.#bytes -= chunk.bytes
+    this.#dead++
+    if (this.#dead > 64 && this.#dead * 2 > this.#queue.length - this.#head) {
+      this.#queue = this.#queue.slice(this.#head).filter(c => c !== undefined && !c.evicted)
+      this.#head = 0
+      this.#dead = 0
+    }
+  }
+
+  /** @internal over the budget: the node's oldest chunks go first, whatever their topic */
+  trim (): void {
+    while (this.#bytes > this.maxBytes && this.#head < this.#queue.length) {
+      const chunk = this.#queue[this.#head]!
+      this.#queue[this.#head++] = undefined
+      if (chunk.evicted) {
+        this.#dead--
+        continue
+      }
+      // the node's oldest chunk is its partition's oldest: appends come in order on both
+      this.#bytes -= chunk.bytes
+      this.evictions.nodeBytes++
+      chunk.ring.window.drop(chunk)
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /** @internal */
+  closed (window: TopicWindow): void {
+    this.#windows.delete(window)
+  }
+}
+
+/** One topic's window: per partition, the records its live feed dispatched lately. */
+export class TopicWindow {
+  readonly topic: string
+  readonly bounds: WindowBounds
+  readonly #budget: WindowBudget
+  readonly #rings = new Map<number, Ring>()
+  #bytes = 0
+  #closed = false
+
+  constructor (budget: WindowBudget, topic: string, bounds: WindowBounds) {
+    this.#budget = budget
+    this.topic = topic
+    this.bounds = bounds
+  }
+
+  /** Bytes held by this topic's window. */
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  /** The first offset the window covers on a partition (undefined: it knows nothing of it yet). */
+  start (partition: number): bigint | undefined {
+    const ring = this.#rings.get(partition)
+    if (ring) this.#expire(ring, this.#budget.now())
+    return ring?.start
+  }
+
+  /** The live position the window reaches on a partition. */
+  end (partition: number): bigint | undefined {
+    return this.#rings.get(partition)?.end
+  }
+
+  /**
+   * The live feed is at `at` on a partition and has dispatched nothing yet: a
+   * resume from there is covered (with nothing to replay) before the first
+   * batch, even one that starts past it. A partition already known keeps its window.
+   */
+  open (partition: number, at: bigint): void {
+    if (this.#closed || this.#rings.has(partition)) return
+    this.#rings.set(partition, new Ring(this, partition, at))
+  }
+
+  /**
+   * A batch the live feed dispatched on a partition, in offset order. Records
+   * below the window's end (a consumer that repeated what it had) are not added
+   * twice. `offsets`: the records' offsets as BigInts, when the caller has
+   * them; `framed`: frames already built for the batch, by cache key, kept.
+   */
+  append (partition: number, records: readonly ConsumedRecord[], offsets?: readonly bigint[], framed?: Map<string, FramedBatch>): void {
+    const count = records.length
+    if (this.#closed || count === 0) return
+    if (offsets === undefined) {
+      const parsed = new Array<bigint>(count)
+      for (let i = 0; i < count; i++) parsed[i] = BigInt(records[i]!.offset)
+      offsets = parsed
+    }
+    let ring = this.#rings.get(partition)
+    if (!ring) {
+      ring = new Ring(this, partition, offsets[0]!)
+      this.#rings.set(partition, ring)
+    }
+    let first = 0
+    while (first < count && offsets[first]! < ring.end) first++
+    if (first === count) return
+    const budget = this.#budget
+    const now = budget.now()
+    const chunk = new Chunk(ring, records, offsets, first, framed ?? new Map(), now, budget.nextSeq())
+    budget.added(chunk)
+    let bytes = chunk.bytes
+    for (let i = first; i < count; i++) bytes += recordBytes(records[i]!)
+    for (const frames of chunk.frames.values()) bytes += framedBytes(frames, count)
+    chunk.bytes = bytes
+    ring.chunks.push(chunk)
+    ring.end = chunk.end
+    this.#bytes += bytes
+    budget.grew(bytes)
+    this.#expire(ring, now)
+    this.#trim()
+    budget.trim()
+  }
+
+  /** Whether a read from `from` on a partition is served from memory: start <= from <= end. */
+  covers (partition: number, from: bigint): boolean {
+    const ring = this.#rings.get(partition)
+    if (!ring) return false
+    this.#expire(ring, this.#budget.now())
+    return from >= ring.start && from <= ring.end
+  }
+
+  /**
+   * The records of a partition from `from` to the live position, framed for
+   * `format` and `encoding` (built now for a batch that has no such frames yet,
+   * then kept); undefined when the window does not cover `from`.
+   */
+  read (partition: number, from: bigint, format: FrameFormat, encoding: ValueEncoding): WindowRead | undefined {
+    if (!this.covers(partition, from)) return undefined
+    const ring = this.#rings.get(partition)!
+    const slices: WindowSlice[] = []
+    const chunks = ring.chunks
+    // the first chunk that ends past `from`
+    let lo = ring.head
+    let hi = chunks.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (chunks[mid]!.end <= from) lo = mid + 1
+      else hi = mid
+    }
+    const key = cacheKeyOf(format.key, encoding)
+    let grew = 0
+    for (let c = lo; c < chunks.length; c++) {
+      const chunk = chunks[c]!
+      const offsets = chunk.offsets
+      let first = chunk.first
+      if (c === lo && offsets[first]! < from) {
+        let a = first
+        let b = offsets.length
+        while (a < b) {
+          const mid = (a + b) >>> 1
+          if (offsets[mid]! < from) a = mid + 1
+          else b = mid
+        }
+        first = a
+      }
+      let framed = chunk.frames.get(key)
+      if (!framed) {
+        framed = frameBatch(chunk.records, format, encoding)
+        chunk.frames.set(key, framed)
+        const bytes = framedBytes(framed, chunk.records.length)
+        chunk.bytes += bytes
+        grew += bytes
+      }
+      slices.push({ framed, offsets, first })
+    }
+    const end = ring.end
+    if (grew > 0) {
+      // the frames built count from now on; what was read stays valid for the caller whatever goes
+      this.#bytes += grew
+      this.#budget.grew(grew)
+      this.#trim()
+      this.#budget.trim()
+    }
+    return { slices, end }
+  }
+
+  /** Drops what is past its age on every partition. */
+  expire (): void {
+    const now = this.#budget.now()
+    for (const ring of this.#rings.values()) this.#expire(ring, now)
+  }
+
+  /** The feed stopped: everything goes. */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const ring of this.#rings.values()) while (ring.size > 0) this.#evict(ring)
+    this.#rings.clear()
+    this.#budget.closed(this)
+  }
+
+  /** @internal the budget evicted the oldest chunk of a partition (and counted its bytes) */
+  drop (chunk: Chunk): void {
+    const ring = chunk.ring
+    if (ring.shift() !== chunk) throw new Error('the node evicted a chunk that is not its partition\'s oldest')
+    ring.start = chunk.end
+    this.#bytes -= chunk.bytes
+    chunk.evicted = true
+    release(chunk)
+  }
+
+  #expire (ring: Ring, now: number): void {
+    const oldest = now - this.bounds.maxAgeMs
+    for (let chunk = ring.oldest; chunk !== undefined && chunk.at <= oldest; chunk = ring.oldest) {
+      this.#budget.evictions.age++
+      this.#evict(ring)
+    }
+  }
+
+  /** Over the topic's bytes: its oldest chunk goes, whichever partition holds it. */
+  #trim (): void {
+    while (this.#bytes > this.bounds.maxBytes) {
+      let oldest: Ring | undefined
+      for (const ring of this.#rings.values()) {
+        const chunk = ring.oldest
+        if (chunk && (!oldest || chunk.seq < oldest.oldest!.seq)) oldest = ring
+      }
+      if (!oldest) return
+      this.#budget.evictions.topicBytes++
+      this.#evict(oldest)
+    }
+  }
+
+  #evict (ring: Ring): void {
+    const chunk = ring.shift()
+    ring.start = chunk.end
+    this.#bytes -= chunk.bytes
+    chunk.evicted = true
+    this.#budget.released(chunk)
+    release(chunk)
+  }
+}
+
+// an evicted chunk may wait in the node's queue until it reaches the head: it holds nothing meanwhile
+const NO_RECORDS: readonly ConsumedRecord[] = []
+const NO_OFFSETS: readonly bigint[] = []
+const NO_FRAMES = new Map<string, FramedBatch>()
+function release (chunk: Chunk): void {
+  chunk.records = NO_RECORDS
+  chunk.offsets = NO_OFFSETS
+  chunk.frames = NO_FRAMES
+}

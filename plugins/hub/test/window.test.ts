@@ -1,0 +1,329 @@
+// The resume window's bookkeeping: what it keeps per partition, what it
+// evicts (a topic's bytes and age, the node's budget), and that a read returns
+// exactly the records from an offset to the live position, framed once per
+// format and encoding. Pure logic over hand-made records; the hub's resume
+// from the window runs on the broker in test/.
+import { test } from 'tap'
+import fc from 'fast-check'
+import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ValueEncoding } from '@sluice/policy/access'
+import { nativeFormat, type FrameFormat } from '../src/frame.ts'
+import { cacheKeyOf, frameBatch, type FramedBatch } from '../src/framed-batch.ts'
+import { sliceFrames, WindowBudget, type TopicWindow, type WindowRead } from '../src/window.ts'
+
+const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31)
+
+/** records of `topic`/`partition` at the given offsets; each value is its offset, padded to 8 bytes so that all weigh the same */
+function recordsAt (offsets: number[], partition = 0, topic = 't'): ConsumedRecord[] {
+  return offsets.map(o => ({ topic, partition, offset: String(o), timestamp: '0', key: null, value: Buffer.from(String(o).padStart(8, '0')), headers: {} }))
+}
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_v, i) => from + i)
+
+/** the offsets a read returns, from the frames' bytes (what a socket would get), and from its offsets arrays */
+function offsetsOf (read: WindowRead | undefined): { framed: number[], listed: number[], frames: number } | undefined {
+  if (!read) return undefined
+  const parts = read.slices.map(sliceFrames)
+  const text = Buffer.concat(parts.map(p => p.bytes)).toString('latin1')
+  return {
+    framed: [...text.matchAll(/"offset":"(\d+)"/g)].map(m => Number(m[1])),
+    listed: read.slices.flatMap(s => s.offsets.slice(s.first).map(Number)),
+    frames: parts.reduce((n, p) => n + p.frames, 0)
+  }
+}
+
+/** a clock the test moves */
+function clock () {
+  let now = 0
+  return { now: () => now, advance (ms: number) { now += ms } }
+}
+
+/** the bytes one chunk of `n` same-sized records weighs in a window (no frames) */
+function chunkBytes (n: number): number {
+  const budget = new WindowBudget()
+  const window = budget.window('probe', { maxBytes: Infinity, maxAgeMs: Infinity })
+  window.append(0, recordsAt(range(0, n)))
+  return window.bytes
+}
+
+/** a format that counts the records it frames */
+function countingFormat (key = 'counting') {
+  const calls = { n: 0 }
+  const format: FrameFormat = { key, frame: (r, e) => { calls.n++; return nativeFormat.frame(r, e) } }
+  return { format, calls }
+}
+
+test('a read from inside the window returns the records from there to the live position, in order, framed', async t => {
+  const budget = new WindowBudget()
+  const window = budget.window('t')
+  window.append(0, recordsAt(range(100, 110)))
+  window.append(0, recordsAt(range(110, 115)))
+  t.equal(window.start(0), 100n)
+  t.equal(window.end(0), 115n)
+  const read = offsetsOf(window.read(0, 104n, nativeFormat, 'json'))
+  t.same(read?.framed, range(104, 115), 'the frames, from the offset asked on')
+  t.same(read?.listed, range(104, 115))
+  t.equal(read?.frames, 11)
+  const frame = sliceFrames(window.read(0, 114n, nativeFormat, 'json')!.slices[0]!).bytes
+  t.same(frame, nativeFormat.frame(recordsAt([114])[0]!, 'json'), 'a native message frame, as the live feed writes')
+})
+
+test('at the edges: the window start is covered, the live position is covered with nothing to replay, below or past them is not', async t => {
+  const budget = new WindowBudget()
+  const window = budget.window('t')
+  window.append(0, recordsAt(range(10, 20)))
+  t.ok(window.covers(0, 10n), 'from == start')
+  t.same(offsetsOf(window.read(0, 10n, nativeFormat, 'json'))?.framed, range(10, 20), 'all of it')
+  t.ok(window.covers(0, 20n), 'from == live')
+  const atLive = window.read(0, 20n, nativeFormat, 'json')
+  t.same(atLive?.slices, [], 'nothing to replay')
+  t.equal(atLive?.end, 20n)
+  t.notOk(window.covers(0, 9n), 'below the window')
+  t.equal(window.read(0, 9n, nativeFormat, 'json'), undefined, 'not part of it: undefined')
+  t.notOk(window.covers(0, 21n), 'past the live position')
+  t.notOk(window.covers(1, 0n), 'a partition it has not seen')
+})
+
+test('open(): a partition whose live feed has dispatched nothing yet is covered at its live position', async t => {
+  const window = new WindowBudget().window('t')
+  window.open(0, 50n)
+  t.ok(window.covers(0, 50n))
+  t.notOk(window.covers(0, 49n))
+  // offsets 50 and 51 were transaction markers: the live feed never saw records there, nor does a resume
+  window.append(0, recordsAt([52, 53]))
+  t.same(offsetsOf(window.read(0, 50n, nativeFormat, 'json'))?.framed, [52, 53])
+  window.open(0, 90n)
+  t.equal(window.start(0), 50n, 'a partition already known keeps its window')
+})
+
+test('offsets that skip (compaction, markers) leave the window contiguous: a read from a missing offset starts at the next record', async t => {
+  const window = new WindowBudget().window('t')
+  window.append(0, recordsAt([1, 2, 5, 9]))
+  window.append(0, recordsAt([12, 13]))
+  t.same(offsetsOf(window.read(0, 3n, nativeFormat, 'json'))?.framed, [5, 9, 12, 13])
+  t.same(offsetsOf(window.read(0, 10n, nativeFormat, 'json'))?.framed, [12, 13])
+})
+
+test('a batch that repeats records the window has (a restarted consumer) adds only the new ones', async t => {
+  const window = new WindowBudget().window('t')
+  window.append(0, recordsAt(range(0, 10)))
+  window.append(0, recordsAt(range(5, 15)))
+  window.append(0, recordsAt(range(0, 15)))
+  t.same(offsetsOf(window.read(0, 0n, nativeFormat, 'json'))?.framed, range(0, 15), 'no duplicate, no gap')
+  t.same(offsetsOf(window.read(0, 7n, nativeFormat, 'json'))?.framed, range(7, 15))
+})
+
+test('a topic\'s bytes bound evicts its oldest batches first, whichever partition holds them', async t => {
+  const one = chunkBytes(1)
+  const budget = new WindowBudget()
+  const window = budget.window('t', { maxBytes: Math.floor(one * 3.5), maxAgeMs: Infinity })
+  window.append(0, recordsAt([0], 0))
+  window.append(1, recordsAt([0], 1))
+  window.append(0, recordsAt([1], 0))
+  t.equal(window.bytes, 3 * one, 'three batches fit')
+  window.append(1, recordsAt([1], 1))
+  t.equal(window.bytes, 3 * one, 'the fourth pushed one out')
+  t.equal(window.start(0), 1n, 'the oldest, partition 0\'s first')
+  t.equal(window.start(1), 0n, 'partition 1 kept its own')
+  window.append(1, recordsAt([2], 1))
+  t.equal(window.start(1), 1n, 'then partition 1\'s first, the next oldest')
+  t.notOk(window.covers(1, 0n))
+  t.equal(budget.evictions.topicBytes, 2)
+  t.equal(budget.bytes, window.bytes, 'the node counts what the topic holds')
+  t.same(offsetsOf(window.read(1, 1n, nativeFormat, 'json'))?.listed, [1, 2], 'a read returns what it covered')
+  t.ok(window.bytes <= window.bounds.maxBytes, 'though the frames it built pushed batches out')
+})
+
+test('a batch larger than the topic\'s bound empties the window up to the live position', async t => {
+  const window = new WindowBudget().window('t', { maxBytes: chunkBytes(5), maxAgeMs: Infinity })
+  window.append(0, recordsAt(range(0, 5)))
+  window.append(0, recordsAt(range(5, 20)))
+  t.equal(window.bytes, 0)
+  t.equal(window.start(0), 20n)
+  t.ok(window.covers(0, 20n), 'the live position still is')
+  t.notOk(window.covers(0, 19n))
+})
+
+test('frames the window builds count against its bounds', async t => {
+  const budget = new WindowBudget()
+  const window = budget.window('t', { maxBytes: Infinity, maxAgeMs: Infinity })
+  window.append(0, recordsAt(range(0, 10)))
+  const before = window.bytes
+  const read = window.read(0, 0n, nativeFormat, 'json')!
+  t.equal(window.bytes - before, read.slices[0]!.framed.joined.length + 16 * 10, 'the joined frames and their index')
+  t.equal(budget.bytes, window.bytes)
+})
+
+test('age: a batch leaves the window maxAgeMs after it came, also on a topic gone quiet (sweep)', async t => {
+  const time = clock()
+  const budget = new WindowBudget({ now: time.now })
+  const window = budget.window('t', { maxBytes: Infinity, maxAgeMs: 60_000 })
+  window.append(0, recordsAt(range(0, 10)))
+  time.advance(30_000)
+  window.append(0, recordsAt(range(10, 20)))
+  time.advance(29_999)
+  t.ok(window.covers(0, 0n), 'at 59.999 s, still there')
+  time.advance(1)
+  t.notOk(window.covers(0, 0n), 'at 60 s, gone')
+  t.ok(window.covers(0, 10n), 'the younger batch stays')
+  time.advance(30_000)
+  const bytes = budget.bytes
+  t.ok(bytes > 0, 'nothing asked since: held until a sweep')
+  budget.sweep()
+  t.equal(budget.bytes, 0, 'a sweep gives it back')
+  t.equal(window.start(0), 20n)
+  t.ok(window.covers(0, 20n))
+  t.equal(budget.evictions.age, 2)
+})
+
+test('the node budget evicts the node\'s oldest batches first, whatever their topic', async t => {
+  const one = chunkBytes(1)
+  const budget = new WindowBudget({ maxBytes: Math.floor(one * 4.5) })
+  const bounds = { maxBytes: Infinity, maxAgeMs: Infinity }
+  const a = budget.window('a', bounds)
+  const b = budget.window('b', bounds)
+  a.append(0, recordsAt([0], 0, 'a'))
+  a.append(0, recordsAt([1], 0, 'a'))
+  b.append(0, recordsAt([0], 0, 'b'))
+  b.append(0, recordsAt([1], 0, 'b'))
+  t.equal(budget.bytes, 4 * one)
+  b.append(0, recordsAt([2], 0, 'b'))
+  t.equal(budget.bytes, 4 * one, 'within the budget')
+  t.equal(a.start(0), 1n, 'the oldest on the node was topic a\'s, though b appended')
+  t.equal(b.start(0), 0n)
+  b.append(0, recordsAt([3], 0, 'b'))
+  b.append(0, recordsAt([4], 0, 'b'))
+  t.equal(a.bytes, 0, 'then a\'s second')
+  t.equal(b.start(0), 1n, 'then b\'s first')
+  t.equal(budget.evictions.nodeBytes, 3)
+  t.equal(budget.bytes, a.bytes + b.bytes)
+  t.equal(budget.chunks, 4)
+})
+
+test('a closed window gives its bytes back to the node', async t => {
+  const budget = new WindowBudget()
+  const a = budget.window('a')
+  const b = budget.window('b')
+  a.append(0, recordsAt(range(0, 10)))
+  b.append(0, recordsAt(range(0, 10)))
+  a.close()
+  t.equal(budget.bytes, b.bytes)
+  a.append(0, recordsAt(range(10, 20)))
+  t.equal(budget.bytes, b.bytes, 'a closed window takes nothing more')
+  t.notOk(a.covers(0, 10n))
+})
+
+test('frames are built once per format and encoding, on first need, and kept: a burst of resumes frames each record once', async t => {
+  const window = new WindowBudget().window('t')
+  const { format, calls } = countingFormat()
+  window.append(0, recordsAt(range(0, 10)))
+  window.append(0, recordsAt(range(10, 20)))
+  for (let i = 0; i < 100; i++) window.read(0, BigInt(i % 20), format, 'json')
+  t.equal(calls.n, 20, 'each record framed once for 100 reads')
+  window.read(0, 0n, format, 'base64')
+  t.equal(calls.n, 40, 'another encoding is another set of frames')
+  window.read(0, 5n, format, 'base64')
+  t.equal(calls.n, 40)
+  window.append(0, recordsAt(range(20, 25)))
+  window.read(0, 0n, format, 'json')
+  t.equal(calls.n, 45, 'a new batch is framed when first read')
+})
+
+test('frames the live dispatch built for a batch are kept with it and not built again', async t => {
+  const window = new WindowBudget().window('t')
+  const { format, calls } = countingFormat()
+  const records = recordsAt(range(0, 10))
+  const framed = new Map<string, FramedBatch>([[cacheKeyOf(format.key, 'json'), frameBatch(records, format, 'json')]])
+  t.equal(calls.n, 10)
+  window.append(0, records, records.map(r => BigInt(r.offset)), framed)
+  const read = window.read(0, 3n, format, 'json')!
+  t.equal(calls.n, 10, 'no framing on read')
+  t.equal(read.slices[0]!.framed, framed.get(cacheKeyOf(format.key, 'json')), 'the same buffer the live sockets were written')
+  t.same(offsetsOf(read)?.framed, range(3, 10))
+})
+
+test('a format that sends nothing for some records: a read skips them, and covers the offsets past them', async t => {
+  const window = new WindowBudget().window('t')
+  const evens: FrameFormat = { key: 'evens', frame: (r, e) => Number(r.offset) % 2 === 0 ? nativeFormat.frame(r, e) : undefined }
+  window.append(0, recordsAt(range(0, 7)))
+  const read = window.read(0, 1n, evens, 'json')
+  t.same(offsetsOf(read)?.framed, [2, 4, 6])
+  t.equal(offsetsOf(read)?.frames, 3)
+  t.same(offsetsOf(read)?.listed, range(1, 7), 'the positions still move past them')
+})
+
+// The property: whatever is appended (several partitions and topics, repeats, skipped offsets),
+// whatever the bounds evict (bytes, age, the node's budget, frames built on read), a read returns
+// exactly the records the live feed dispatched from its offset on, in order, or undefined when the
+// offset is outside [start, live]; and the bounds hold after every step.
+const partitionArb = fc.integer({ min: 0, max: 2 })
+const topicArb = fc.integer({ min: 0, max: 1 })
+const op = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('append' as const), topic: topicArb, partition: partitionArb, steps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 6 }), repeat: fc.integer({ min: 0, max: 4 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 40_000 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('read' as const), topic: topicArb, partition: partitionArb, back: fc.integer({ min: -2, max: 40 }), encoding: fc.constantFrom<ValueEncoding>('json', 'text', 'base64') }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('sweep' as const) }) }
+)
+
+test('property: a read returns exactly the dispatched records [from, live) in order, or says not covered; the bounds hold', async t => {
+  t.comment(`seed ${seed}`)
+  const one = chunkBytes(1)
+  fc.assert(fc.property(
+    fc.array(op, { maxLength: 80 }),
+    fc.integer({ min: 0, max: 30 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 90_000 }),
+    (ops, topicChunks, nodeChunks, maxAgeMs) => {
+      const time = clock()
+      const budget = new WindowBudget({ maxBytes: nodeChunks * one * 2, now: time.now })
+      const windows: TopicWindow[] = [0, 1].map(n => budget.window(`t${n}`, { maxBytes: topicChunks * one * 2, maxAgeMs }))
+      // per topic and partition: every offset the live feed dispatched, in order
+      const dispatched = windows.map(() => new Map<number, number[]>())
+      const check = (topic: number, partition: number, from: number, encoding: ValueEncoding) => {
+        const window = windows[topic]!
+        const all = dispatched[topic]!.get(partition) ?? []
+        const end = all.length > 0 ? all[all.length - 1]! + 1 : undefined
+        const covered = window.covers(partition, BigInt(from))
+        const read = window.read(partition, BigInt(from), nativeFormat, encoding)
+        if (!read) {
+          const start = window.start(partition)
+          if (covered || (start !== undefined && from >= start && end !== undefined && from <= end)) throw new Error(`${from} is inside the window but was not read`)
+          return
+        }
+        if (!covered) throw new Error('read what covers() said was not covered')
+        const got = offsetsOf(read)!
+        const want = all.filter(o => o >= from)
+        if (JSON.stringify(got.listed) !== JSON.stringify(want)) throw new Error(`from ${from}: ${got.listed} instead of ${want}`)
+        if (JSON.stringify(got.framed) !== JSON.stringify(want)) throw new Error(`from ${from}: frames ${got.framed} instead of ${want}`)
+        if (end !== undefined && read.end !== BigInt(end)) throw new Error(`end ${read.end} instead of ${end}`)
+      }
+      for (const o of ops) {
+        if (o.kind === 'tick') time.advance(o.ms)
+        else if (o.kind === 'sweep') budget.sweep()
+        else if (o.kind === 'append') {
+          const seen = dispatched[o.topic]!.get(o.partition) ?? []
+          dispatched[o.topic]!.set(o.partition, seen)
+          const next = seen.length > 0 ? seen[seen.length - 1]! + 1 : 0
+          // a batch may start with records the feed had (a repeat) and skip offsets (markers, compaction)
+          let at = o.repeat > 0 && seen.length > 0 ? seen[Math.max(0, seen.length - o.repeat)]! : next
+          const offsets: number[] = []
+          for (const step of o.steps) {
+            offsets.push(at)
+            at += step
+          }
+          windows[o.topic]!.append(o.partition, recordsAt(offsets, o.partition, `t${o.topic}`))
+          for (const offset of offsets) if (offset >= next) seen.push(offset)
+        } else {
+          const all = dispatched[o.topic]!.get(o.partition) ?? []
+          const end = all.length > 0 ? all[all.length - 1]! + 1 : 0
+          check(o.topic, o.partition, Math.max(0, end - o.back), o.encoding)
+        }
+        for (const w of windows) if (w.bytes > w.bounds.maxBytes) throw new Error(`topic over its bound: ${w.bytes}`)
+        if (budget.bytes > budget.maxBytes) throw new Error(`node over its budget: ${budget.bytes}`)
+        if (budget.bytes !== windows[0]!.bytes + windows[1]!.bytes) throw new Error('the node counts other than its windows')
+      }
+      // and every offset of every partition, at the end
+      for (const [topic, partitions] of dispatched.entries()) {
+        for (const [partition, all] of partitions) for (const from of [...all, (all.at(-1) ?? 0) + 1]) check(topic, partition, from, 'json')
+      }
+      return true
+    }), { seed, numRuns: 400 })
+  t.pass('held')
+})
