@@ -1,7 +1,9 @@
-// The one module that imports the Kafka client library (kafkajs). Everything
-// else sees only the types below, so the client can be measured against another
-// and swapped by rewriting this file alone. Fastify-free: the gateway, the
-// ingest app, the local stack script and the benchmarks all import it.
+// The one module, with reader.ts, that imports the Kafka client libraries: kafkajs
+// (producer, admin, group consumers) and @platformatic/kafka (group-less reads,
+// reader.ts: kafkajs has no assign-style consumer). Everything else sees only the
+// types below, so a client can be measured against another and swapped here alone.
+// Fastify-free: the gateway, the ingest app, the local stack script and the
+// benchmarks all import it.
 import {
   Kafka,
   Partitioners,
@@ -14,6 +16,7 @@ import {
   type IHeaders
 } from 'kafkajs'
 import { PublishBatcher } from './publish-batcher.ts'
+import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
 import { murmur2 } from './murmur2.ts'
 import {
   KafkaClosedError,
@@ -22,6 +25,8 @@ import {
   KafkaUnavailableError,
   KafkaUnknownTopicError
 } from './errors.ts'
+
+export type { ReaderOptions, TopicReader } from './reader.ts'
 
 export interface Logger {
   debug (obj: object, msg?: string): void
@@ -237,6 +242,9 @@ export class KafkaClient {
     recover: () => this.#replaceProducer()
   })
 
+  // every group-less reader of the node, in few fetch requests over two connections per broker (reader.ts)
+  #fetcher: Fetcher | undefined
+
   #closed = false
 
   constructor (options: KafkaOptions) {
@@ -442,6 +450,28 @@ export class KafkaClient {
     return groups.map(g => g.groupId)
   }
 
+  /**
+   * Reads a topic's partitions at offsets the caller gives, with no consumer group
+   * (no join, no commit, nothing left on the broker): the hub's live feeds and
+   * catch-up readers. All readers of this client share one fetcher.
+   */
+  reader (options: ReaderOptions): TopicReader {
+    if (this.#closed) throw new KafkaClosedError()
+    this.#fetcher ??= new Fetcher({
+      brokers: this.options.brokers,
+      clientId: this.options.clientId,
+      connectionTimeoutMs: this.options.connectionTimeoutMs,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      logger: this.#logger
+    })
+    return this.#fetcher.reader(options)
+  }
+
+  /** Clients the group-less fetcher holds (each a connection per broker it reads from); tests count them. */
+  get readerClients (): number {
+    return this.#fetcher?.clients ?? 0
+  }
+
   /** A consumer in group `groupId`; nothing is fetched until `start()`. */
   consumer (options: ConsumerOptions): TopicConsumer {
     if (this.#closed) throw new KafkaClosedError()
@@ -533,6 +563,7 @@ export class KafkaClient {
     this.#consumers.clear()
     if (producer) pending.push(flushed.then(() => producer.disconnect()))
     if (admin) pending.push(admin.disconnect())
+    if (this.#fetcher) pending.push(this.#fetcher.close())
     await Promise.allSettled(pending)
   }
 }

@@ -1,0 +1,715 @@
+// Group-less reads: partitions read at explicit offsets, with no consumer group,
+// no join and no commit (issue 14). A node's readers all share one Fetcher: per
+// broker, one fetch in flight carrying every partition of every topic that broker
+// leads (a KIP-227 fetch session keeps the requests small), plus a second client,
+// the start lane, whose fetches return at once: a reader added while the main
+// fetch is parked in its long poll would otherwise wait for it (bench/README.md:
+// p50 505 ms against 2 ms with the lane). Two clients, so two connections per
+// broker, whatever the number of topics (a kafkajs group consumer kept two per topic).
+//
+// Everything a group consumer's client did for us is done here: partitions are
+// grouped by leader; records of a batch below the fetch offset are skipped (a
+// batch comes whole) and so are control batches; NOT_LEADER_OR_FOLLOWER and its
+// kin re-read the metadata and regroup; OFFSET_OUT_OF_RANGE moves the partition
+// to the log start (or the end, when the log was truncated below it); new
+// partitions are found by re-reading the metadata every metadataMaxAgeMs.
+//
+// The only module that imports @platformatic/kafka; kafka.ts exposes it as
+// KafkaClient.reader() and nothing else sees the client library.
+import { Consumer } from '@platformatic/kafka'
+import type { ConsumedRecord, Logger, RecordBatch } from './kafka.ts'
+import { KafkaClosedError, KafkaUnavailableError, KafkaUnknownTopicError } from './errors.ts'
+
+type PltFetchResponse = Awaited<ReturnType<Consumer['fetch']>>
+type PltFetchTopic = Parameters<Consumer['fetch']>[0]['topics'][number]
+type PltPartitionResponse = PltFetchResponse['responses'][number]['partitions'][number]
+
+export interface ReaderOptions {
+  topic: string
+  /**
+   * Called with each partition's new records, in offset order. A promise holds
+   * that partition (and the reader's next batches, which wait their turn) until it
+   * settles; a handler that returns nothing holds nothing (the hub's live feed).
+   */
+  onBatch (batch: RecordBatch): void | Promise<void>
+  /**
+   * Read partitions that appear after start() (from their first offset), found by
+   * re-reading the metadata every metadataMaxAgeMs. A catch-up reader reads only
+   * the partitions it was given.
+   */
+  followNewPartitions?: boolean
+  /** how often the topic's metadata is re-read (new partitions, moved leaders); 30 s */
+  metadataMaxAgeMs?: number
+  /** told what the reader cannot get past on its own (the topic was deleted, a handler threw) */
+  onError? (error: Error): void
+}
+
+export interface TopicReader {
+  readonly topic: string
+  /** Starts reading each partition at its offset (the next record wanted); resolves once leaders are known. */
+  start (positions: Map<number, bigint | string>): Promise<void>
+  stop (): Promise<void>
+  pause (partitions?: number[]): void
+  resume (partitions?: number[]): void
+  /** Reads `partition` from `offset` on; a batch in flight from elsewhere is not delivered. */
+  seek (partition: number, offset: bigint | string): void
+}
+
+export interface FetcherOptions {
+  brokers: string[]
+  clientId: string
+  connectionTimeoutMs: number
+  requestTimeoutMs: number
+  logger: Logger
+}
+
+// How long the broker may hold the main fetch when it has nothing to return: a
+// parked node sends 2 requests/s per broker, and a partition moving from the start
+// lane waits at most this for its place in it (it is polled by the lane meanwhile).
+const MAIN_MAX_WAIT_MS = 500
+// The start lane's wait once every partition in it has caught up and waits for the
+// main fetch to take it: short, as a new reader's first fetch queues behind it.
+const LANE_IDLE_WAIT_MS = 20
+// kafkajs's defaults, so a fetch brings what a group consumer's did
+const MAX_BYTES = 10 * 1024 * 1024
+const MAX_BYTES_PER_PARTITION = 1024 * 1024
+// after a failed fetch or metadata request: 100 ms doubling to 2 s, as kafkajs's consumer retried
+const BACKOFF_MIN_MS = 100
+const BACKOFF_MAX_MS = 2000
+const DEFAULT_METADATA_MAX_AGE_MS = 30_000
+// record batch attributes (Kafka's DefaultRecordBatch): bit 5 a control batch (transaction markers), bit 3 log-append time
+const CONTROL_BATCH = 0x20
+const LOG_APPEND_TIME = 0x08
+// Kafka protocol error codes the reader answers itself
+const OFFSET_OUT_OF_RANGE = 1
+// no handler has a reader's batch: the next one runs at once
+const RESOLVED: Promise<void> = Promise.resolve()
+
+interface TopicState {
+  name: string
+  id: string | undefined
+  partitions: Map<number, TopicPartition>
+  /** readers of this topic (a live feed, catch-up readers) */
+  readers: Set<Reader>
+}
+
+interface TopicPartition {
+  topic: TopicState
+  partition: number
+  /** broker node id of the leader; -1 until metadata names one */
+  leader: number
+  /** the last high watermark a fetch reported */
+  high: bigint | undefined
+  parts: Set<Part>
+}
+
+/** One reader's position in one partition. */
+interface Part {
+  reader: Reader
+  tp: TopicPartition
+  next: bigint
+  /** in the start lane: fetched at once until caught up, then taken by the main fetch */
+  lane: boolean
+  paused: boolean
+  /** the reader's handler has this partition's last batch */
+  busy: boolean
+  /** when a fetch last carried this part's offset: parts of one partition take turns */
+  servedAt: number
+}
+
+interface Sent {
+  tp: TopicPartition
+  fetchOffset: bigint
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null
+}
+
+/** The partition errors of a failed fetch, and the response they came in (the other partitions' records are good). */
+function responseOf (error: unknown): PltFetchResponse | undefined {
+  // ResponseError carries the response; a retried one is wrapped in MultipleErrors (errors[])
+  const seen = new Set<unknown>()
+  const stack = [error]
+  while (stack.length > 0) {
+    const e = stack.pop()
+    if (!isRecord(e) || seen.has(e)) continue
+    seen.add(e)
+    const response = e.response
+    if (isRecord(response) && Array.isArray(response.responses)) return response as unknown as PltFetchResponse
+    if (Array.isArray(e.errors)) stack.push(...e.errors)
+  }
+  return undefined
+}
+
+function errorText (error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+class Reader implements TopicReader {
+  readonly topic: string
+  readonly options: ReaderOptions
+  readonly #fetcher: Fetcher
+  readonly parts = new Map<number, Part>()
+  /** handlers run one at a time per reader, in the order their batches came */
+  chain: Promise<void> = RESOLVED
+  stopped = false
+  started = false
+  /** start() has its leaders: errors from now on are the reader's to hear */
+  resolved = false
+
+  constructor (fetcher: Fetcher, options: ReaderOptions) {
+    this.#fetcher = fetcher
+    this.options = options
+    this.topic = options.topic
+  }
+
+  async start (positions: Map<number, bigint | string>): Promise<void> {
+    if (this.started) return
+    this.started = true
+    await this.#fetcher.add(this, positions)
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    this.#fetcher.remove(this)
+  }
+
+  pause (partitions?: number[]): void {
+    for (const part of this.#select(partitions)) part.paused = true
+  }
+
+  resume (partitions?: number[]): void {
+    for (const part of this.#select(partitions)) part.paused = false
+    this.#fetcher.kick()
+  }
+
+  seek (partition: number, offset: bigint | string): void {
+    const part = this.parts.get(partition)
+    if (!part) return
+    part.next = BigInt(offset)
+    part.lane = true
+    this.#fetcher.kick()
+  }
+
+  #select (partitions?: number[]): Part[] {
+    if (!partitions) return [...this.parts.values()]
+    return partitions.map(p => this.parts.get(p)).filter(p => p !== undefined)
+  }
+}
+
+/** Every group-less read of one KafkaClient: see the header. */
+export class Fetcher {
+  readonly #options: FetcherOptions
+  readonly #log: Logger
+  #main: Consumer | undefined
+  #lane: Consumer | undefined
+  readonly #topics = new Map<string, TopicState>()
+  readonly #byId = new Map<string, TopicState>()
+  /** nodes with a main fetch in flight, and with a lane fetch in flight */
+  readonly #mainInFlight = new Set<number>()
+  readonly #laneInFlight = new Set<number>()
+  /** nodes whose next fetch waits out a backoff */
+  readonly #backoff = new Map<number, { ms: number, timer: NodeJS.Timeout | undefined }>()
+  readonly #pending = new Set<string>()
+  #resolving: Promise<void> | undefined
+  #refreshTimer: NodeJS.Timeout | undefined
+  #refreshing = false
+  #closed = false
+  /** failed fetches and metadata requests, for tests and logs */
+  errors = 0
+
+  constructor (options: FetcherOptions) {
+    this.#options = options
+    this.#log = options.logger
+  }
+
+  /** Broker connections this fetcher holds (tests: many topics share few). */
+  get clients (): number {
+    return (this.#main ? 1 : 0) + (this.#lane ? 1 : 0)
+  }
+
+  #client (which: 'main' | 'lane'): Consumer {
+    if (this.#closed) throw new KafkaClosedError()
+    let client = which === 'main' ? this.#main : this.#lane
+    if (client) return client
+    client = new Consumer({
+      clientId: `${this.#options.clientId}-${which}`,
+      bootstrapBrokers: this.#options.brokers,
+      // required by the constructor and never sent: no consume(), joinGroup() or commit() is called
+      groupId: `${this.#options.clientId}.no-group`,
+      autocommit: false,
+      connectTimeout: this.#options.connectionTimeoutMs,
+      timeout: this.#options.requestTimeoutMs,
+      // the fetcher retries itself, with the metadata re-read in between (the client would repeat the same request)
+      retries: 0
+    })
+    if (which === 'main') this.#main = client
+    else this.#lane = client
+    return client
+  }
+
+  reader (options: ReaderOptions): TopicReader {
+    if (this.#closed) throw new KafkaClosedError()
+    return new Reader(this, options)
+  }
+
+  async add (reader: Reader, positions: Map<number, bigint | string>): Promise<void> {
+    if (this.#closed) throw new KafkaClosedError()
+    if (reader.stopped) return
+    const topic = this.#topic(reader.topic)
+    topic.readers.add(reader)
+    for (const [partition, offset] of positions) this.#addPart(reader, topic, partition, BigInt(offset))
+    if (topic.id === undefined || [...reader.parts.values()].some(p => p.tp.leader < 0)) {
+      // readers added in the same tick share one Metadata request
+      this.#pending.add(topic.name)
+      this.#resolving ??= new Promise(resolve => setImmediate(resolve)).then(() => this.#resolve())
+      await this.#resolving
+      if (topic.id === undefined) {
+        this.remove(reader)
+        throw new KafkaUnknownTopicError(topic.name)
+      }
+    }
+    reader.resolved = true
+    this.#scheduleRefresh()
+    this.kick()
+  }
+
+  remove (reader: Reader): void {
+    const topic = this.#topics.get(reader.topic)
+    for (const part of reader.parts.values()) part.tp.parts.delete(part)
+    reader.parts.clear()
+    if (!topic) return
+    topic.readers.delete(reader)
+    if (topic.readers.size === 0) {
+      this.#topics.delete(topic.name)
+      if (topic.id !== undefined) this.#byId.delete(topic.id)
+    }
+  }
+
+  #topic (name: string): TopicState {
+    let topic = this.#topics.get(name)
+    if (!topic) {
+      topic = { name, id: undefined, partitions: new Map(), readers: new Set() }
+      this.#topics.set(name, topic)
+    }
+    return topic
+  }
+
+  #addPart (reader: Reader, topic: TopicState, partition: number, next: bigint): void {
+    let tp = topic.partitions.get(partition)
+    if (!tp) {
+      tp = { topic, partition, leader: -1, high: undefined, parts: new Set() }
+      topic.partitions.set(partition, tp)
+    }
+    const part: Part = { reader, tp, next, lane: true, paused: false, busy: false, servedAt: 0 }
+    reader.parts.set(partition, part)
+    tp.parts.add(part)
+  }
+
+  async #resolve (): Promise<void> {
+    const names = [...this.#pending]
+    this.#pending.clear()
+    this.#resolving = undefined
+    await this.#readMetadata(names, false)
+  }
+
+  /**
+   * Reads the metadata of `names` (on the lane's connection: on the main one it
+   * would queue behind a parked fetch) and records topic ids and leaders; a
+   * following reader gets the partitions it has not seen. A topic the broker does
+   * not know any more is reported to its readers, which stop.
+   */
+  async #readMetadata (names: string[], forceUpdate: boolean): Promise<void> {
+    if (names.length === 0 || this.#closed) return
+    let metadata
+    try {
+      metadata = await this.#client('lane').metadata({ topics: names, forceUpdate, autocreateTopics: false })
+    } catch (err) {
+      if (this.#closed) return
+      this.errors++
+      // one request for several topics fails whole on one unknown topic: ask for each alone
+      if (names.length > 1) {
+        await Promise.all(names.map(name => this.#readMetadata([name], forceUpdate)))
+        return
+      }
+      const name = names[0]!
+      const message = errorText(err)
+      const unknown = /UNKNOWN_TOPIC|does not host this topic|unknown topic/i.test(message) || JSON.stringify(responseOf(err) ?? {}).includes('"errorCode":3')
+      this.#log.debug({ err, topic: name }, 'group-less reader: metadata request failed')
+      if (unknown || this.#unknownTopic(err)) this.#topicGone(name)
+      return
+    }
+    for (const name of names) {
+      const topic = this.#topics.get(name)
+      const meta = metadata.topics.get(name)
+      if (!topic) continue
+      if (!meta) {
+        this.#topicGone(name)
+        continue
+      }
+      if (topic.id !== meta.id) {
+        if (topic.id !== undefined) this.#byId.delete(topic.id)
+        topic.id = meta.id
+        this.#byId.set(meta.id, topic)
+      }
+      meta.partitions.forEach((pm, partition) => {
+        let tp = topic.partitions.get(partition)
+        if (!tp) {
+          // a partition added since the readers started: all of it is new to those that follow
+          for (const reader of topic.readers) {
+            if (reader.options.followNewPartitions && !reader.parts.has(partition)) this.#addPart(reader, topic, partition, 0n)
+          }
+          tp = topic.partitions.get(partition)
+          if (!tp) return
+        }
+        tp.leader = pm?.leader ?? -1
+      })
+    }
+  }
+
+  #unknownTopic (err: unknown): boolean {
+    const seen = new Set<unknown>()
+    const stack = [err]
+    while (stack.length > 0) {
+      const e = stack.pop()
+      if (!isRecord(e) || seen.has(e)) continue
+      seen.add(e)
+      if (e.apiId === 'UNKNOWN_TOPIC_OR_PARTITION' || e.apiId === 'UNKNOWN_TOPIC_ID') return true
+      if (Array.isArray(e.errors)) stack.push(...e.errors)
+      if (e.cause) stack.push(e.cause)
+    }
+    return false
+  }
+
+  #topicGone (name: string): void {
+    const topic = this.#topics.get(name)
+    if (!topic) return
+    for (const reader of [...topic.readers]) {
+      this.remove(reader)
+      if (!reader.resolved) continue // its start() throws instead
+      reader.stopped = true
+      reader.options.onError?.(new KafkaUnknownTopicError(name))
+    }
+  }
+
+  /** Re-reads every topic's metadata every metadataMaxAgeMs (the shortest a reader asks for) while any is read. */
+  #scheduleRefresh (): void {
+    if (this.#refreshTimer || this.#closed || this.#topics.size === 0) return
+    let age = DEFAULT_METADATA_MAX_AGE_MS
+    for (const topic of this.#topics.values()) {
+      for (const reader of topic.readers) age = Math.min(age, reader.options.metadataMaxAgeMs ?? DEFAULT_METADATA_MAX_AGE_MS)
+    }
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined
+      this.#refresh(true).finally(() => this.#scheduleRefresh())
+    }, age)
+    this.#refreshTimer.unref()
+  }
+
+  async #refresh (forceUpdate: boolean): Promise<void> {
+    if (this.#refreshing || this.#closed) return
+    this.#refreshing = true
+    try {
+      await this.#readMetadata([...this.#topics.keys()], forceUpdate)
+    } finally {
+      this.#refreshing = false
+    }
+    this.kick()
+  }
+
+  /** Sends a fetch to every node that has partitions to read and none in flight. */
+  kick (): void {
+    if (this.#closed) return
+    const main = new Set<number>()
+    const lane = new Set<number>()
+    for (const topic of this.#topics.values()) {
+      if (topic.id === undefined) continue
+      for (const tp of topic.partitions.values()) {
+        if (tp.leader < 0) continue
+        for (const part of tp.parts) {
+          if (part.paused || part.busy) continue
+          if (part.lane) lane.add(tp.leader)
+          else main.add(tp.leader)
+          // a caught-up lane part is the main fetch's to take
+          if (part.lane && this.#caughtUp(part)) main.add(tp.leader)
+        }
+      }
+    }
+    for (const node of lane) if (!this.#laneInFlight.has(node) && !this.#backoff.has(node)) this.#fetch(node, true)
+    for (const node of main) if (!this.#mainInFlight.has(node) && !this.#backoff.has(node)) this.#fetch(node, false)
+  }
+
+  #caughtUp (part: Part): boolean {
+    return part.tp.high !== undefined && part.next >= part.tp.high
+  }
+
+  /**
+   * The request for one node: each partition once (a fetch cannot name one twice),
+   * at the offset of the part whose turn it is; parts of the same partition at
+   * other offsets get theirs in the next requests.
+   */
+  #request (node: number, lane: boolean): { topics: PltFetchTopic[], sent: Sent[], behind: boolean } {
+    const topics: PltFetchTopic[] = []
+    const sent: Sent[] = []
+    let behind = false
+    for (const topic of this.#topics.values()) {
+      if (topic.id === undefined) continue
+      let request: PltFetchTopic | undefined
+      for (const tp of topic.partitions.values()) {
+        if (tp.leader !== node) continue
+        let turn: Part | undefined
+        for (const part of tp.parts) {
+          if (part.paused || part.busy) continue
+          // the main fetch takes lane parts that have caught up; the lane keeps them until then
+          const wanted = lane ? part.lane : (!part.lane || this.#caughtUp(part))
+          if (!wanted) continue
+          if (!turn || part.servedAt < turn.servedAt) turn = part
+        }
+        if (!turn) continue
+        if (!lane) {
+          for (const part of tp.parts) if (part.lane && this.#caughtUp(part)) part.lane = false
+        } else if (!this.#caughtUp(turn)) {
+          behind = true
+        }
+        request ??= { topicId: topic.id, partitions: [] }
+        request.partitions.push({ partition: tp.partition, fetchOffset: turn.next, partitionMaxBytes: MAX_BYTES_PER_PARTITION, currentLeaderEpoch: -1, lastFetchedEpoch: -1 })
+        sent.push({ tp, fetchOffset: turn.next })
+      }
+      if (request) topics.push(request)
+    }
+    return { topics, sent, behind }
+  }
+
+  #fetch (node: number, lane: boolean): void {
+    if (this.#closed) return
+    const { topics, sent, behind } = this.#request(node, lane)
+    if (topics.length === 0) return
+    const inFlight = lane ? this.#laneInFlight : this.#mainInFlight
+    inFlight.add(node)
+    let client: Consumer
+    try {
+      client = this.#client(lane ? 'lane' : 'main')
+    } catch {
+      inFlight.delete(node)
+      return
+    }
+    // the lane answers at once while a part in it is behind; caught-up parts wait there briefly for the main fetch
+    const maxWaitTime = lane ? (behind ? 0 : LANE_IDLE_WAIT_MS) : MAIN_MAX_WAIT_MS
+    client.fetch({ node, topics, maxWaitTime, minBytes: 1, maxBytes: MAX_BYTES }, (err, response) => {
+      inFlight.delete(node)
+      if (this.#closed) return
+      if (err) {
+        this.#failed(node, sent, err)
+        return
+      }
+      this.#backoff.delete(node)
+      this.#deliver(response, sent)
+      this.kick()
+    })
+  }
+
+  #failed (node: number, sent: Sent[], err: unknown): void {
+    this.errors++
+    const response = responseOf(err)
+    let refresh = response === undefined
+    const outOfRange: Array<{ tp: TopicPartition, fetchOffset: bigint }> = []
+    if (response) {
+      // partitions without an error carry good records: deliver them
+      this.#deliver(response, sent)
+      for (const { topicId, partitions } of response.responses) {
+        const topic = this.#byId.get(topicId)
+        if (!topic) continue
+        for (const p of partitions) {
+          if (p.errorCode === 0) continue
+          const tp = topic.partitions.get(p.partitionIndex)
+          const at = sent.find(s => s.tp === tp)
+          if (!tp || !at) continue
+          if (p.errorCode === OFFSET_OUT_OF_RANGE) outOfRange.push({ tp, fetchOffset: at.fetchOffset })
+          else refresh = true
+        }
+      }
+      if (response.errorCode !== 0) refresh = true
+    }
+    this.#log.debug({ err, node, refresh, outOfRange: outOfRange.length }, 'group-less fetch failed')
+    const state = this.#backoff.get(node)
+    const ms = refresh ? Math.min(BACKOFF_MAX_MS, state ? state.ms * 2 : BACKOFF_MIN_MS) : 0
+    if (state?.timer) clearTimeout(state.timer)
+    const entry: { ms: number, timer: NodeJS.Timeout | undefined } = { ms, timer: undefined }
+    this.#backoff.set(node, entry)
+    const work = Promise.all([
+      outOfRange.length > 0 ? this.#reposition(outOfRange) : undefined,
+      // leadership moved, a topic went or a connection broke: re-read where partitions are (forced, not cached)
+      refresh ? this.#refresh(true) : undefined
+    ])
+    const retry = () => {
+      if (this.#backoff.get(node) === entry) this.#backoff.delete(node)
+      this.kick()
+    }
+    work.finally(() => {
+      if (this.#closed) return
+      entry.timer = setTimeout(retry, ms)
+      entry.timer.unref()
+    }).catch(() => {})
+  }
+
+  /**
+   * OFFSET_OUT_OF_RANGE: the records asked for are gone (retention) or were never
+   * written (a log truncated by an unclean election). Parts below the log start
+   * restart there; parts past the end restart at the end.
+   */
+  async #reposition (partitions: Array<{ tp: TopicPartition, fetchOffset: bigint }>): Promise<void> {
+    const byTopic = new Map<string, number[]>()
+    for (const { tp } of partitions) {
+      const list = byTopic.get(tp.topic.name) ?? []
+      list.push(tp.partition)
+      byTopic.set(tp.topic.name, list)
+    }
+    const topics = [...byTopic.keys()]
+    const partitionsOf = Object.fromEntries(byTopic)
+    try {
+      const lane = this.#client('lane')
+      const [earliest, latest] = await Promise.all([
+        lane.listOffsets({ topics, partitions: partitionsOf, timestamp: -2n }),
+        lane.listOffsets({ topics, partitions: partitionsOf, timestamp: -1n })
+      ])
+      for (const { tp, fetchOffset } of partitions) {
+        const low = earliest.get(tp.topic.name)?.[tp.partition]
+        const high = latest.get(tp.topic.name)?.[tp.partition]
+        if (low === undefined || high === undefined) continue
+        for (const part of tp.parts) {
+          if (part.next !== fetchOffset) continue
+          const to = part.next < low ? low : (part.next > high ? high : part.next)
+          this.#log.warn({ topic: tp.topic.name, partition: tp.partition, from: part.next.toString(), to: to.toString() }, 'offset out of range: the reader moves to what the log holds')
+          part.next = to
+          part.lane = true
+        }
+      }
+    } catch (err) {
+      this.errors++
+      this.#log.debug({ err }, 'group-less reader: listOffsets after OFFSET_OUT_OF_RANGE failed')
+    }
+  }
+
+  #deliver (response: PltFetchResponse | undefined, sent: Sent[]): void {
+    if (!response) return
+    for (const { topicId, partitions } of response.responses) {
+      const topic = this.#byId.get(topicId)
+      if (!topic) continue
+      for (const p of partitions) {
+        if (p.errorCode !== 0) continue
+        const tp = topic.partitions.get(p.partitionIndex)
+        if (!tp) continue
+        const at = sent.find(s => s.tp === tp)
+        if (!at) continue
+        this.#deliverPartition(tp, at.fetchOffset, p)
+      }
+    }
+    // a partition a fetch session left out of the response had nothing new: its parts had their turn
+    const now = performance.now()
+    for (const { tp, fetchOffset } of sent) {
+      for (const part of tp.parts) if (part.next === fetchOffset) part.servedAt = now
+    }
+  }
+
+  #deliverPartition (tp: TopicPartition, fetchOffset: bigint, p: PltPartitionResponse): void {
+    if (p.highWatermark >= 0n && (tp.high === undefined || p.highWatermark > tp.high)) tp.high = p.highWatermark
+    let records: ConsumedRecord[] | undefined
+    let offsets: bigint[] | undefined
+    let end = fetchOffset
+    for (const batch of p.records ?? []) {
+      const batchEnd = batch.firstOffset + BigInt(batch.lastOffsetDelta) + 1n
+      if (batchEnd > end) end = batchEnd
+      // transaction markers are no records of anyone's
+      if ((batch.attributes & CONTROL_BATCH) !== 0) continue
+      const logAppend = (batch.attributes & LOG_APPEND_TIME) !== 0
+      for (const r of batch.records) {
+        const offset = batch.firstOffset + BigInt(r.offsetDelta)
+        // a batch comes whole: records before the fetch offset were delivered already
+        if (offset < fetchOffset) continue
+        const headers: Record<string, Buffer> = {}
+        // a header repeated in the record: the last wins, as Kafka's own clients' lastHeader()
+        for (const [name, value] of r.headers) if (name !== null && value !== null) headers[name.toString()] = value
+        records ??= []
+        offsets ??= []
+        offsets.push(offset)
+        records.push({
+          topic: tp.topic.name,
+          partition: tp.partition,
+          offset: offset.toString(),
+          timestamp: (logAppend ? batch.maxTimestamp : batch.firstTimestamp + r.timestampDelta).toString(),
+          key: r.key,
+          value: r.value,
+          headers
+        })
+      }
+    }
+    if (end <= fetchOffset) return
+    const highWatermark = (tp.high ?? end).toString()
+    for (const part of [...tp.parts]) {
+      // the batch serves every part that waits somewhere inside it (several resumes of one partition)
+      if (part.next < fetchOffset || part.next >= end || part.paused || part.busy || part.reader.stopped) continue
+      let mine: ConsumedRecord[] = []
+      if (records && offsets) {
+        let first = 0
+        while (first < offsets.length && offsets[first]! < part.next) first++
+        mine = first === 0 ? records : records.slice(first)
+      }
+      part.next = end
+      if (mine.length === 0) continue
+      this.#hand(part, { topic: tp.topic.name, partition: tp.partition, highWatermark, records: mine })
+    }
+  }
+
+  #hand (part: Part, batch: RecordBatch): void {
+    const reader = part.reader
+    let result: void | Promise<void>
+    try {
+      // handlers of one reader run in turn: a batch waits for the one before it
+      result = reader.chain === RESOLVED ? reader.options.onBatch(batch) : undefined
+    } catch (err) {
+      reader.options.onError?.(err as Error)
+      return
+    }
+    if (reader.chain !== RESOLVED) {
+      part.busy = true
+      reader.chain = reader.chain.then(() => reader.stopped ? undefined : reader.options.onBatch(batch))
+      this.#settle(part, reader.chain)
+      return
+    }
+    if (result && typeof (result as Promise<void>).then === 'function') {
+      part.busy = true
+      reader.chain = result
+      this.#settle(part, result)
+    }
+  }
+
+  #settle (part: Part, done: Promise<void>): void {
+    const reader = part.reader
+    const finish = () => {
+      part.busy = false
+      if (reader.chain === done) reader.chain = RESOLVED
+      this.kick()
+    }
+    done.then(finish, err => {
+      reader.options.onError?.(err instanceof Error ? err : new KafkaUnavailableError(errorText(err)))
+      finish()
+    })
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearTimeout(this.#refreshTimer)
+    for (const state of this.#backoff.values()) clearTimeout(state.timer)
+    this.#backoff.clear()
+    const clients = [this.#main, this.#lane]
+    this.#main = undefined
+    this.#lane = undefined
+    this.#topics.clear()
+    this.#byId.clear()
+    // force: a fetch parked in its long poll would otherwise hold close() for up to MAIN_MAX_WAIT_MS
+    await Promise.allSettled(clients.map(c => c?.close(true)))
+  }
+}
