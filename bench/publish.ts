@@ -8,9 +8,13 @@
 // limits) and runs in this process; the WebSocket clients and the bare
 // producer run in a child process, so that their work is not counted as the
 // gateway's. A second gateway with rate limits off runs in the same process
-// too, to show what the per-publish Redis round trip costs. Uses the Kafka
-// and Redis it is given (loopback); starts none. Bounded: each phase sends for
-// PHASE_MS, then waits for its answers, with a deadline. Not a test: it prints figures.
+// too, to show what the rate limits cost. Phases: the bare producer; the
+// gateway with 1 socket × 64 in flight; 20 sockets paced together at 1 %,
+// 10 % and 50 % of the bare producer's batched rate of the same run (ack
+// latency p50 / p99 beside the CPU); 20 sockets × 64 in flight (max); and the
+// limits-off gateway. Uses the Kafka and Redis it is given (loopback); starts
+// none. Bounded: 11 phases of PHASE_MS (5 s), each then waits for its answers
+// with a deadline of 30 s: about 1.5 minutes. Not a test: it prints figures.
 import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -21,7 +25,7 @@ import { WebSocket } from 'ws'
 
 const SECRET = 'publish-bench-hs256-secret-0123456789'
 // 5 s per phase: long enough for thousands of round trips, short enough that the
-// whole run (7 phases and a warm-up) stays under a minute on a shared machine
+// whole run (9 phases and a warm-up of 2) stays near a minute and a half on a shared machine
 const PHASE_MS = Number(process.env.PHASE_MS ?? 5000)
 // the stream route's default maxInflightPublishes: a client pipelining as far as the gateway lets it
 const WINDOW = 64
@@ -43,10 +47,16 @@ function jwt (sub: string): string {
 }
 
 type Command =
-  | { cmd: 'sockets', url: string, topic: string, sockets: number }
+  | { cmd: 'sockets', url: string, topic: string, sockets: number, rate?: number }
   | { cmd: 'bare', topic: string, batch: number }
 
-interface Outcome { acked: number, refused: number, ms: number }
+/** `latency`: ms from send to ack, p50 and p99 (sockets only) */
+interface Outcome { acked: number, refused: number, ms: number, latency?: { p50: number, p99: number } }
+
+// paced phases: the 20 sockets together at these shares of the bare producer's batched rate in the same run
+const PACED = [0.01, 0.1, 0.5]
+// a paced phase sends every 5 ms what its rate owes since the last tick (at most WINDOW in flight per socket)
+const TICK_MS = 5
 
 // ---- the clients and the bare producer (child process) -----------------------------
 
@@ -70,7 +80,7 @@ async function clients (): Promise<void> {
     return { acked, refused: 0, ms: Date.now() - started }
   }
 
-  const sockets = async ({ url, topic, sockets: count }: { url: string, topic: string, sockets: number }): Promise<Outcome> => {
+  const sockets = async ({ url, topic, sockets: count, rate }: { url: string, topic: string, sockets: number, rate?: number }): Promise<Outcome> => {
     const sub = `bench-${randomBytes(4).toString('hex')}`
     const open = (onMessage: (data: Buffer) => void): Promise<WebSocket> => new Promise((resolve, reject) => {
       const ws = new WebSocket(`${url}/v1/stream`, ['sluice.v1'], { headers: { authorization: `Bearer ${jwt(sub)}` }, perMessageDeflate: false })
@@ -85,27 +95,60 @@ async function clients (): Promise<void> {
     const finished: Array<Promise<void>> = []
     const starts: Array<() => void> = []
     const opened: WebSocket[] = []
+    const latencies: number[] = []
+    const ticks: NodeJS.Timeout[] = []
     for (let s = 0; s < count; s++) {
       let sent = 0
       let answered = 0
+      let owed = 0
+      const sentAt: number[] = []
       let done: () => void = () => {}
       finished.push(new Promise<void>(resolve => { done = resolve }))
+      const send = () => {
+        sentAt.push(performance.now())
+        ws.send(`{"op":"publish","id":"${sent++}","topic":"${topic}","value":${VALUE}}`)
+      }
+      // unpaced: a publish for each answer, WINDOW in flight; paced: what the rate owes, within the window
       const next = () => {
-        if (Date.now() < stopAt) ws.send(`{"op":"publish","id":"${sent++}","topic":"${topic}","value":${VALUE}}`)
-        else if (answered === sent) done()
+        if (Date.now() >= stopAt) {
+          if (answered === sent) done()
+          return
+        }
+        if (rate === undefined) send()
+        else {
+          const room = Math.min(Math.floor(owed), WINDOW - (sent - answered))
+          for (let i = 0; i < room; i++) send()
+          if (room > 0) owed -= room
+        }
       }
       const ws = await open(data => {
-        if (data.toString().startsWith('{"op":"ack"')) acked++
-        else if (refused++ === 0) process.stderr.write(`first refusal: ${data.toString()}\n`)
+        const text = data.toString()
+        if (text.startsWith('{"op":"ack"')) {
+          acked++
+          const id = Number(JSON.parse(text).id)
+          latencies.push(performance.now() - sentAt[id]!)
+        } else if (refused++ === 0) process.stderr.write(`first refusal: ${text}\n`)
         answered++
         next()
       })
       opened.push(ws)
-      starts.push(() => { for (let i = 0; i < WINDOW; i++) next() })
+      if (rate === undefined) starts.push(() => { for (let i = 0; i < WINDOW; i++) next() })
+      else {
+        starts.push(() => {
+          let last = performance.now()
+          ticks.push(setInterval(() => {
+            const now = performance.now()
+            owed = Math.min(owed + (now - last) * rate / count / 1000, WINDOW)
+            last = now
+            next()
+          }, TICK_MS))
+        })
+      }
     }
     const started = Date.now()
     stopAt = started + PHASE_MS
     for (const start of starts) start()
+    setTimeout(() => { for (const tick of ticks) clearInterval(tick) }, PHASE_MS + TICK_MS)
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
       Promise.all(finished),
@@ -113,7 +156,9 @@ async function clients (): Promise<void> {
     ]).finally(() => clearTimeout(timer))
     const ms = Date.now() - started
     for (const ws of opened) ws.terminate()
-    return { acked, refused, ms }
+    latencies.sort((a, b) => a - b)
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+    return { acked, refused, ms, latency: { p50: at(0.5), p99: at(0.99) } }
   }
 
   process.on('message', (command: Command) => {
@@ -178,40 +223,46 @@ async function main (): Promise<void> {
     }
     await reply()
 
-    const phase = async (command: Command): Promise<Outcome & { cpuUs: number }> => {
+    const phase = async (command: Command): Promise<Outcome & { cpuUs: number, elu: number }> => {
       const cpuBefore = process.cpuUsage()
+      const eluBefore = performance.eventLoopUtilization()
       child!.send(command)
       const answer = await reply()
       const cpu = process.cpuUsage(cpuBefore)
+      const elu = performance.eventLoopUtilization(eluBefore).utilization
       if (answer.error) throw new Error(answer.error as string)
       const outcome = answer.outcome as Outcome
       if (outcome.refused > 0) throw new Error(`${outcome.refused} publishes refused: the plan must be above the load`)
-      return { ...outcome, cpuUs: cpu.user + cpu.system }
+      return { ...outcome, cpuUs: cpu.user + cpu.system, elu }
     }
 
     // warm-up: JIT, the producer's first metadata, the limiter's script load
     await phase({ cmd: 'sockets', url: on.url, topic, sockets: 2 })
     await phase({ cmd: 'sockets', url: off.url, topic, sockets: 2 })
-    const rows: Array<{ name: string, rate: number, cpu?: number }> = []
-    const record = (name: string, r: Outcome & { cpuUs: number }, gateway: boolean) => {
-      rows.push({ name, rate: r.acked / r.ms * 1000, ...(gateway ? { cpu: r.cpuUs / r.acked } : {}) })
+    const rows: Array<{ name: string, rate: number, cpu?: number, elu?: number, latency?: Outcome['latency'] }> = []
+    const record = (name: string, r: Outcome & { cpuUs: number, elu: number }, gateway: boolean) => {
+      rows.push({ name, rate: r.acked / r.ms * 1000, latency: r.latency, ...(gateway ? { cpu: r.cpuUs / r.acked, elu: r.elu } : {}) })
+      return rows.at(-1)!
     }
-    record('bare kafkajs, 1 record per request', await phase({ cmd: 'bare', topic, batch: 1 }), false)
-    record('bare kafkajs, batches of 100', await phase({ cmd: 'bare', topic, batch: 100 }), false)
+    const single = record('bare kafkajs, 1 record per request', await phase({ cmd: 'bare', topic, batch: 1 }), false).rate
+    const batched = record('bare kafkajs, batches of 100', await phase({ cmd: 'bare', topic, batch: 100 }), false).rate
     record(`gateway, 1 socket × ${WINDOW} in flight`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: 1 }), true)
-    record(`gateway, ${SOCKETS} sockets × ${WINDOW} in flight`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: SOCKETS }), true)
+    // paced: the 20 sockets together at a share of what the bare producer sent in batches, this run
+    for (const share of PACED) {
+      const rate = Math.round(batched * share)
+      record(`gateway, ${SOCKETS} sockets at ${share * 100} % (${rate}/s)`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: SOCKETS, rate }), true)
+    }
+    const max = record(`gateway, ${SOCKETS} sockets × ${WINDOW} in flight (max)`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: SOCKETS }), true)
     record(`gateway limits off, 1 socket × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: 1 }), true)
-    record(`gateway limits off, ${SOCKETS} sockets × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: SOCKETS }), true)
+    const off20 = record(`gateway limits off, ${SOCKETS} sockets × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: SOCKETS }), true)
 
-    const single = rows[0]!.rate
-    const batched = rows[1]!.rate
     const lines = [`acked publishes/s, ${PHASE_MS} ms per phase, topic of 3 partitions, ${VALUE.length}-byte JSON values (2 shared cores: figures move with others' load)`]
     for (const row of rows) {
-      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(0)} µs/publish`}`)
+      const latency = row.latency ? `  ack p50 ${row.latency.p50.toFixed(1)} / p99 ${row.latency.p99.toFixed(1)} ms` : ''
+      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(1)} µs/publish, event loop ${(row.elu! * 100).toFixed(0)} % busy`}${latency}`)
     }
-    const cpuOn = rows[3]!.cpu!
-    const cpuOff = rows[5]!.cpu!
-    lines.push(`  limits on/off CPU per publish, ${SOCKETS} sockets: ${cpuOn.toFixed(0)} / ${cpuOff.toFixed(0)} µs (the limiter's share ${((1 - cpuOff / cpuOn) * 100).toFixed(0)} %)`)
+    lines.push(`  limits on/off CPU per publish, ${SOCKETS} sockets: ${max.cpu!.toFixed(1)} / ${off20.cpu!.toFixed(1)} µs (the limiter's share ${((1 - off20.cpu! / max.cpu!) * 100).toFixed(0)} %)`)
+    lines.push(`  target (issue 14): ${SOCKETS} sockets × ${WINDOW} ≥ 0.5 of bare batches: ×${(max.rate / batched).toFixed(3)}; ≤ 20 µs of gateway CPU per publish: ${max.cpu!.toFixed(1)} µs`)
     process.stdout.write(lines.join('\n') + '\n')
   } finally {
     await cleanup()

@@ -7,13 +7,22 @@
 // producer wrote 27× more records per second in batches of 100 than one at a
 // time. Here the records of a node wait in one FIFO lane; one request is in
 // flight at a time and carries what arrived while the previous one was out
-// (group commit), so at low load a record waits one event-loop turn and at
-// high load requests grow by themselves. One at a time is no loss: kafkajs's
-// idempotent producer holds a lock per broker around every produce request
-// (eosManager.acquireBrokerLock), so it never has two in flight to a broker
-// whatever maxInFlightRequests says; and one at a time keeps each partition's
-// records in the order they were handed in, which concurrent sends do not
-// (seen: the last two of 200 swapped).
+// (group commit), so at low load a record waits one event-loop turn (the
+// linger: setImmediate, no timer) and at high load requests grow by
+// themselves. One at a time is no loss: kafkajs's idempotent producer holds a
+// lock per broker around every produce request (eosManager.acquireBrokerLock),
+// so it never has two in flight to a broker whatever maxInFlightRequests says;
+// and one at a time keeps each partition's records in the order they were
+// handed in, which concurrent sends do not (seen: the last two of 200
+// swapped; and a request kafkajs retries would let the one queued behind it
+// at the lock take its sequence numbers and be written first). Measured
+// (bench/publish.ts, 20 sockets × 64 in flight, 2026-12-04, runs interleaved
+// on a machine at load 8-10): two requests handed to kafkajs at once gave
+// 16.0, 14.6, 19.6 thousand acked/s against 13.7, 28.0, 19.3 with one, and the
+// gateway's event loop was 92-97 % busy either way: at the maximum the rate is
+// bound by the gateway's CPU per publish, not by requests in flight. Kafka's
+// 5 in flight per idempotent producer would need a client without that lock
+// (or one producer per group of partitions: kafka.ts has one producer).
 //
 // Where each record went: the send function pins every message's partition
 // on the message before its request is built (kafka.ts's partitioner does:
@@ -78,7 +87,11 @@ export interface PublishBatcherOptions {
 
 // 256 records: bare kafkajs gained 27× from 1 to 100 records per request; past a few
 // hundred little is left to gain, and kafkajs encodes a request in one synchronous step
-// that the event loop waits for
+// that the event loop waits for (and groups a topic's records by partition in time
+// quadratic in their number: groupMessagesPerPartition copies the array per record).
+// Measured at 20 sockets × 64 in flight, 2026-12-04: 64 and 128 gave less (17.6 / 10.2 and
+// 24.0 / 13.7 thousand acked/s against 37.1 / 21.1 for 256, interleaved); 512 and 1,024
+// no clear gain (18.4 / 14.7 and 40.7 / 25.7 against 39.6 / 30.9 for 256), on a loaded machine
 export const MAX_RECORDS = 256
 // 256 KiB: a quarter of Kafka's default max.message.bytes (1,048,588), which bounds each
 // partition's batch: a shared request fits it even when all its records hash to one partition
