@@ -179,6 +179,13 @@ export interface PublishSource {
 }
 
 const GRANTED: PublishTake = { ok: true }
+// a refusal is answered locally for at most this long before the store is asked again: a limit of 0 says
+// "never" (the limiter answers 60 s), and a policy reload may raise it meanwhile
+const REFUSAL_KEPT_MS = 1000
+
+function refusal (now: number, waitMs: number): { until: number, askAt: number } {
+  return { until: now + waitMs, askAt: now + Math.min(waitMs, REFUSAL_KEPT_MS) }
+}
 // a publish waiting for tokens asks this many refills at most before it is refused (each may be cut
 // short by other waiters of the same node, for whom it was also asked)
 const MAX_REFILLS_PER_PUBLISH = 3
@@ -194,7 +201,8 @@ export class PublishLease {
   #scheduled = false
   /** publishes waiting for a refill: the next refill asks for them too */
   #waiting = 0
-  #refusal: { until: number } | undefined
+  /** `until`: what the store said; `askAt`: when to ask it again anyway (a policy reload may have raised a limit of 0) */
+  #refusal: { until: number, askAt: number } | undefined
   #grantedBy = ''
 
   constructor (source: PublishSource) {
@@ -216,14 +224,14 @@ export class PublishLease {
     if (this.tokens >= 1) {
       this.tokens--
       // ahead of need: the next slice arrives before this one runs out (a slice of 1 is a plan too slow to gain from it)
-      if (this.tokens * 2 < this.#source.slice() && this.tokens > 0) this.#refillAhead(now)
+      if (this.tokens * 2 < this.#source.slice() && this.tokens > 0) this.#refillAhead()
       return GRANTED
     }
     return this.#wait()
   }
 
-  #refillAhead (now: number): void {
-    if (this.refilling || (this.#refusal && now < this.#refusal.until)) return
+  #refillAhead (): void {
+    if (this.refilling || this.#refused()) return
     this.#startRefill()
   }
 
@@ -249,8 +257,9 @@ export class PublishLease {
   #refused (): PublishTake | undefined {
     const refusal = this.#refusal
     if (!refusal) return undefined
-    const left = refusal.until - this.#source.now()
-    if (left <= 0) return undefined
+    const now = this.#source.now()
+    const left = refusal.until - now
+    if (left <= 0 || now >= refusal.askAt) return undefined
     return { ok: false, unavailable: false, retryAfterMs: Math.ceil(left) }
   }
 
@@ -277,15 +286,15 @@ export class PublishLease {
         this.grantedAt = now
         this.#grantedBy = grant.source
         // fewer than asked: the bucket is empty now, and the publishes this grant leaves out wait what Redis says
-        this.#refusal = grant.tokens < want && grant.retryAfterMs > 0 ? { until: now + grant.retryAfterMs } : undefined
+        this.#refusal = grant.tokens < want && grant.retryAfterMs > 0 ? refusal(now, grant.retryAfterMs) : undefined
         return undefined
       }
       if (grant.unavailable) return { ok: false, unavailable: true, retryAfterMs: grant.retryAfterMs }
-      this.#refusal = { until: now + Math.max(1, grant.retryAfterMs) }
+      this.#refusal = refusal(now, Math.max(1, grant.retryAfterMs))
       return undefined
     } catch {
       // a store error the limiter did not turn into a decision: publishes are refused for a moment, not failed
-      this.#refusal = { until: this.#source.now() + RETRY_ON_ERROR_MS }
+      this.#refusal = refusal(this.#source.now(), RETRY_ON_ERROR_MS)
       return undefined
     } finally {
       this.#refilling = undefined

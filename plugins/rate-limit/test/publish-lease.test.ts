@@ -85,6 +85,20 @@ test('a slice of one token does not lease ahead: a slow plan holds nothing betwe
   t.same(s.asked, [1, 1, 1, 1, 1])
 })
 
+test('a long refusal (a limit of 0: a minute) is answered locally for a second, then the store is asked again', async t => {
+  const s = source(1)
+  s.answer(() => ({ ok: false, unavailable: false, retryAfterMs: 60_000 }))
+  const lease = new PublishLease(s.src)
+  t.same(await lease.take(), { ok: false, unavailable: false, retryAfterMs: 60_000 })
+  s.advance(500)
+  t.same(await lease.take(), { ok: false, unavailable: false, retryAfterMs: 59_500 }, 'within the second: locally')
+  t.equal(s.asked.length, 1)
+  s.advance(500)
+  s.answer(tokens => ({ ok: true, tokens, source: 'redis', retryAfterMs: 0 }))
+  t.same(await lease.take(), { ok: true }, 'after it the store is asked, and a reload that raised the limit applies')
+  t.equal(s.asked.length, 2)
+})
+
 test('an unavailable store refuses as unavailable and is asked again at the next publish', async t => {
   const s = source(10)
   s.answer(() => ({ ok: false, unavailable: true, retryAfterMs: 5000 }))
