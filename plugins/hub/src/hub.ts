@@ -1,4 +1,4 @@
-// The fan-out hub. Per node, one Kafka consumer per topic, started by the
+// The fan-out hub. Per node, one Kafka reader per topic, started by the
 // first subscriber and stopped a grace period after the last leaves; each
 // record is framed once per protocol and the same bytes are written to every
 // subscribed socket. The consumer never waits for a socket: a socket whose
@@ -11,13 +11,18 @@
 // reads the gap with its own catch-up reader and joins the live feed, partition
 // by partition, at the moment it reaches the hub's position.
 //
+// Neither reader is a consumer group member (KafkaClient.reader(): no join, no
+// commit, nothing left on the broker): a group join waits out the broker's
+// group.initial.rebalance.delay.ms, 3 s by Kafka's default, at every first
+// subscriber and every resume. Positions come from the high watermarks at start
+// and from cursors. Group mode (joinGroup) alone still joins a real group.
+//
 // Any record Kafka holds is deliverable, whatever its size against a socket's
 // queue bound (records up to 1 MiB by Kafka's default message.max.bytes, a
 // 256 KiB queue by default): a frame larger than the bound is written to an
 // empty queue, alone. The bound holds for the bytes queued ahead of a frame,
 // not for the frame itself (README.md: the largest record).
-import { randomUUID } from 'node:crypto'
-import type { ConsumedRecord, KafkaClient, Logger, PartitionOffsets, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
+import type { ConsumedRecord, KafkaClient, Logger, PartitionOffsets, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka/core'
 import type { SlowClientPolicy, ValueEncoding } from '@sluice/policy/access'
 import { formatPositions, type Positions } from './cursor.ts'
 import { HubClosedError } from './errors.ts'
@@ -76,11 +81,11 @@ export type StartPosition =
 
 export interface HubOptions {
   kafka: KafkaClient
-  /** names this node's consumer groups, so operators can tell nodes apart */
+  /** this node's name in the hub's logs */
   nodeId: string
   /** how long a topic's consumer outlives its last subscriber; 5 s absorbs reconnect storms */
   graceMs?: number
-  /** how often a consumer re-reads topic metadata, which is how it finds new partitions (kafkajs then rejoins and reads them from their start) */
+  /** how often a live reader re-reads topic metadata, which is how it finds new partitions (read from their start) and moved leaders */
   metadataMaxAgeMs?: number
   /** how often the topic list is read while pattern subscriptions watch it: a new matching topic is picked up within this */
   topicRefreshMs?: number
@@ -100,8 +105,6 @@ export interface HubStats {
 }
 
 const DEFAULT_GRACE_MS = 5000
-// the hub's progress is committed at most this often: a restarted consumer then repeats at most 5 s, which the per-subscription offsets filter out
-const HUB_COMMIT_INTERVAL_MS = 5000
 const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 // a reader of one socket's own (catch-up, group) over its plan waits for the lease to refill: 100 ms is a fifth of a lease
 const ADMIT_RETRY_MS = 100
@@ -145,7 +148,7 @@ class Subscription {
   readonly catchingUp = new Set<number>()
   /** set once the socket overflowed: records not delivered since */
   lag: { dropped: number } | undefined
-  reader: TopicConsumer | undefined
+  reader: TopicReader | undefined
   ended = false
 
   constructor (outlet: Outlet, topic: string, terms: SubscriptionTerms) {
@@ -218,19 +221,18 @@ function noteHighWatermark (feed: TopicFeed, batch: RecordBatch): void {
 
 class TopicFeed {
   readonly topic: string
-  readonly groupId: string
   /** per partition, the offset of the next record the hub will dispatch */
   readonly live: Positions = new Map()
   /** per partition, the highest high watermark seen: at start, then in every fetched batch (no extra request) */
   readonly high: Positions = new Map()
   readonly subs = new Set<Subscription>()
-  consumer: TopicConsumer | undefined
+  /** the topic's live reader (group-less) */
+  consumer: TopicReader | undefined
   ready: Promise<void> | undefined
   graceTimer: NodeJS.Timeout | undefined
 
-  constructor (topic: string, groupId: string) {
+  constructor (topic: string) {
     this.topic = topic
-    this.groupId = groupId
   }
 }
 
@@ -309,16 +311,11 @@ export class Hub {
     this.#topicTimer = timer
   }
 
-  /** Topics with a running consumer on this node. */
+  /** Topics with a running live reader on this node. */
   get consumers (): number {
     let n = 0
     for (const feed of this.#feeds.values()) if (feed.consumer) n++
     return n
-  }
-
-  /** The consumer group of a topic's live consumer on this node (tests ask the broker about it). */
-  groupOf (topic: string): string | undefined {
-    return this.#feeds.get(topic)?.groupId
   }
 
   /**
@@ -470,7 +467,7 @@ export class Hub {
   async #feed (topic: string): Promise<TopicFeed> {
     let feed = this.#feeds.get(topic)
     if (!feed) {
-      const created = new TopicFeed(topic, `sluice-hub.${this.#nodeId}.${topic}.${randomUUID().slice(0, 8)}`)
+      const created = new TopicFeed(topic)
       feed = created
       this.#feeds.set(topic, created)
       created.ready = this.#startFeed(created).catch(err => {
@@ -500,29 +497,30 @@ export class Hub {
   }
 
   async #startFeed (feed: TopicFeed): Promise<void> {
-    // The live position is fixed here: the consumer is sent to today's end of
-    // each partition before its first fetch (kafkajs discards a batch fetched
-    // while a seek is pending). Partitions added later start at their
-    // beginning: all of them is new.
+    // The live position is fixed here: the reader starts at today's end of each
+    // partition. Partitions added later start at their beginning: all of them is new.
     const offsets = await this.#topicOffsets(feed.topic)
     for (const o of offsets) {
       feed.live.set(o.partition, BigInt(o.high))
       feed.high.set(o.partition, BigInt(o.high))
     }
-    const consumer = this.#kafka.consumer({
-      groupId: feed.groupId,
-      topics: [feed.topic],
-      fromBeginning: true,
-      autoCommit: true,
-      autoCommitIntervalMs: HUB_COMMIT_INTERVAL_MS,
+    const reader = this.#kafka.reader({
+      topic: feed.topic,
+      followNewPartitions: true,
       metadataMaxAgeMs: this.#metadataMaxAgeMs,
-      onBatch: async batch => { this.#dispatch(feed, batch) },
-      onCrash: (error, restarting) => this.#log.warn({ err: error, topic: feed.topic, restarting }, 'hub consumer crashed')
+      // synchronous: the reader goes on fetching while sockets drain
+      onBatch: batch => { this.#dispatch(feed, batch) },
+      onError: err => this.#log.warn({ err, topic: feed.topic }, 'hub reader failed')
     })
-    feed.consumer = consumer
-    await consumer.start()
-    for (const o of offsets) consumer.seek(feed.topic, o.partition, o.high)
-    this.#log.debug({ topic: feed.topic, groupId: feed.groupId }, 'hub consumer started')
+    feed.consumer = reader
+    try {
+      await reader.start(new Map(offsets.map(o => [o.partition, o.high])))
+    } catch (err) {
+      feed.consumer = undefined
+      await reader.stop()
+      throw err
+    }
+    this.#log.debug({ topic: feed.topic, node: this.#nodeId }, 'hub reader started')
   }
 
   #stopFeed (feed: TopicFeed): void {
@@ -530,7 +528,7 @@ export class Hub {
     this.#feeds.delete(feed.topic)
     const consumer = feed.consumer
     feed.consumer = undefined
-    consumer?.stop().catch(err => this.#log.warn({ err, topic: feed.topic }, 'hub consumer did not stop cleanly'))
+    consumer?.stop().catch(err => this.#log.warn({ err, topic: feed.topic }, 'hub reader did not stop cleanly'))
   }
 
   /**
@@ -611,7 +609,7 @@ export class Hub {
         sub.next.set(p, end)
       }
     }
-    // never backwards: a restarted consumer may repeat records the subscriptions already have
+    // never backwards: a reader moved back (out of range, a leader's truncated log) may repeat records the subscriptions already have
     if (end > (feed.live.get(p) ?? 0n)) feed.live.set(p, end)
   }
 
@@ -637,7 +635,6 @@ export class Hub {
   /** Replays [start, live) of each partition in `behind`, then hands each partition to the live feed. */
   #catchUp (feed: TopicFeed, sub: Subscription, behind: Positions): void {
     this.stats.catchUps++
-    const groupId = `sluice-catchup.${this.#nodeId}.${feed.topic}.${randomUUID().slice(0, 8)}`
     const outlet = sub.outlet
     const finish = () => {
       const reader = sub.reader
@@ -677,21 +674,7 @@ export class Hub {
         }
       }
     }
-    const start = async () => {
-      if (sub.ended) return
-      const reader = this.#kafka.consumer({ groupId, topics: [feed.topic], fromBeginning: true, autoCommit: false, onBatch })
-      sub.reader = reader
-      try {
-        await reader.start()
-      } finally {
-        // the subscription ended while the reader was joining: #end stopped it mid-start, and a
-        // consumer stopped mid-start keeps its broker connections (seen: two per socket closed early)
-        if (sub.reader !== reader) await reader.stop().catch(() => {})
-      }
-      if (sub.reader !== reader) return
-      for (const [partition, offset] of behind) reader.seek(feed.topic, partition, offset.toString())
-    }
-    start().catch(err => {
+    const fail = (err: unknown) => {
       this.#log.warn({ err, topic: feed.topic }, 'catch-up reader failed')
       // the socket cannot be given its gap: end the subscription and say where to resume
       if (!sub.ended && !outlet.closed) {
@@ -699,7 +682,17 @@ export class Hub {
         this.#end(sub)
         outlet.lagging(sub.topic, 0, resume)
       }
-    })
+    }
+    const start = async () => {
+      if (sub.ended) return
+      // group-less, and only the partitions behind: no join to wait for, nothing left on the broker
+      const reader = this.#kafka.reader({ topic: feed.topic, onBatch, onError: fail })
+      sub.reader = reader
+      await reader.start(behind)
+      // the subscription ended while the reader was starting: #end stopped it, and stopping again is harmless
+      if (sub.reader !== reader) await reader.stop()
+    }
+    start().catch(fail)
   }
 
   /**

@@ -1,27 +1,42 @@
-// A Kafka client that only hands the hub's consumers batches made by hand:
+// A Kafka client that only hands the hub's readers and consumers batches made by hand:
 // for tests of the hub's pure logic (dispatch, lag, admission, waits). The
 // suites in test/ run the hub against the real broker.
-import type { ConsumedRecord, ConsumerOptions, KafkaClient, RecordBatch, TopicConsumer } from '@sluice/kafka/core'
+import type { ConsumedRecord, ConsumerOptions, KafkaClient, ReaderOptions, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka/core'
 
 export interface FakeKafka {
   kafka: KafkaClient
-  /** a batch to the hub's live consumer of topic t */
+  /** a batch to the hub's live reader of topic t */
   batch (b: Omit<RecordBatch, 'topic'>): Promise<void>
-  /** a batch to the newest consumer whose group id starts with `group`: 'sluice-catchup.' for a catch-up reader, a group socket's own group */
+  /**
+   * A batch to the newest reader of a kind: 'sluice-hub.' the live reader (it follows new
+   * partitions), 'sluice-catchup.' a catch-up reader; else the newest group consumer whose
+   * group id starts with `group` (a group socket's own group).
+   */
   batchTo (group: string, b: Omit<RecordBatch, 'topic'>): Promise<void>
 }
 
 /** `high`: partition 0's high watermark when the hub's consumer starts */
 export function fakeKafka (high = '0'): FakeKafka {
   const consumers: ConsumerOptions[] = []
+  const readers: ReaderOptions[] = []
   const kafka = {
     async topicOffsets () { return [{ partition: 0, low: '0', high }] },
+    reader (options: ReaderOptions): TopicReader {
+      readers.push(options)
+      return { topic: options.topic, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {} }
+    },
     consumer (options: ConsumerOptions): TopicConsumer {
       consumers.push(options)
       return { groupId: options.groupId, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {}, async commit () {} }
     }
   }
-  const batchTo = (group: string, b: Omit<RecordBatch, 'topic'>) => {
+  const batchTo = async (group: string, b: Omit<RecordBatch, 'topic'>) => {
+    if (group === 'sluice-hub.' || group === 'sluice-catchup.') {
+      const live = group === 'sluice-hub.'
+      const reader = readers.findLast(r => (r.followNewPartitions ?? false) === live)
+      if (!reader) throw new Error(`no ${live ? 'live' : 'catch-up'} reader`)
+      return reader.onBatch({ topic: 't', ...b })
+    }
     const consumer = consumers.findLast(c => c.groupId.startsWith(group))
     if (!consumer) throw new Error(`no consumer of a group ${group}*`)
     return consumer.onBatch({ topic: 't', ...b })
