@@ -9,7 +9,7 @@
 //        --brokers 3 starts a three-node cluster on ports kafka-port, +1, +2
 //   node deploy/local/stack.ts fetch      only fetches the broker jars (CI warms the cache)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve as resolvePath } from 'node:path'
@@ -275,7 +275,10 @@ export class KafkaCluster {
 
   constructor (options: KafkaClusterOptions = {}) {
     this.#options = options
-    this.dataDir = mkdtempSync(join(tmpdir(), 'sluice-kafka-cluster-'))
+    removeOrphanStores()
+    this.dataDir = mkdtempSync(join(tmpdir(), CLUSTER_DIR_PREFIX))
+    // whose it is: a process killed outright (SIGKILL) takes its JVMs along (dieWithParent) but not its stores
+    writeFileSync(join(this.dataDir, 'owner.pid'), String(process.pid))
   }
 
   /** every node's client address: a client bootstraps from any that is up */
@@ -327,6 +330,27 @@ export class KafkaCluster {
   async destroy (): Promise<void> {
     await Promise.allSettled(this.nodes.map(n => n.kill()))
     rmSync(this.dataDir, { recursive: true, force: true })
+  }
+}
+
+const CLUSTER_DIR_PREFIX = 'sluice-kafka-cluster-'
+
+/** Removes the stores of clusters whose process is gone (killed outright: no teardown ran). */
+function removeOrphanStores (): void {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(CLUSTER_DIR_PREFIX)) continue
+    const dir = join(tmpdir(), name)
+    let owner: number
+    try {
+      owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8'))
+    } catch {
+      continue
+    }
+    try {
+      process.kill(owner, 0)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') rmSync(dir, { recursive: true, force: true })
+    }
   }
 }
 
