@@ -13,8 +13,8 @@
 // 10 % and 50 % of the bare producer's batched rate of the same run (ack
 // latency p50 / p99 beside the CPU); 20 sockets × 64 in flight (max); and the
 // limits-off gateway. Uses the Kafka and Redis it is given (loopback); starts
-// none. Bounded: 11 phases of PHASE_MS (5 s), each then waits for its answers
-// with a deadline of 30 s: about 1.5 minutes. Not a test: it prints figures.
+// none. Bounded: 12 phases of PHASE_MS (5 s), each then waits for its answers
+// with a deadline of 30 s: about a minute, 9 at most. Not a test: it prints figures.
 import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -25,7 +25,7 @@ import { WebSocket } from 'ws'
 
 const SECRET = 'publish-bench-hs256-secret-0123456789'
 // 5 s per phase: long enough for thousands of round trips, short enough that the
-// whole run (9 phases and a warm-up of 2) stays near a minute and a half on a shared machine
+// whole run (10 phases and a warm-up of 2) stays near a minute on a shared machine
 const PHASE_MS = Number(process.env.PHASE_MS ?? 5000)
 // the stream route's default maxInflightPublishes: a client pipelining as far as the gateway lets it
 const WINDOW = 64
@@ -253,6 +253,9 @@ async function main (): Promise<void> {
       record(`gateway, ${SOCKETS} sockets at ${share * 100} % (${rate}/s)`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: SOCKETS, rate }), true)
     }
     const max = record(`gateway, ${SOCKETS} sockets × ${WINDOW} in flight (max)`, await phase({ cmd: 'sockets', url: on.url, topic, sockets: SOCKETS }), true)
+    // the bare producer again right after the maximum: others' load on a shared machine moves between phases,
+    // and the target's ratio is taken against the mean of the bare runs on either side of it
+    const batchedAfter = record('bare kafkajs, batches of 100 (again)', await phase({ cmd: 'bare', topic, batch: 100 }), false).rate
     record(`gateway limits off, 1 socket × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: 1 }), true)
     const off20 = record(`gateway limits off, ${SOCKETS} sockets × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: SOCKETS }), true)
 
@@ -262,7 +265,8 @@ async function main (): Promise<void> {
       lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(1)} µs/publish, event loop ${(row.elu! * 100).toFixed(0)} % busy`}${latency}`)
     }
     lines.push(`  limits on/off CPU per publish, ${SOCKETS} sockets: ${max.cpu!.toFixed(1)} / ${off20.cpu!.toFixed(1)} µs (the limiter's share ${((1 - off20.cpu! / max.cpu!) * 100).toFixed(0)} %)`)
-    lines.push(`  target (issue 14): ${SOCKETS} sockets × ${WINDOW} ≥ 0.5 of bare batches: ×${(max.rate / batched).toFixed(3)}; ≤ 20 µs of gateway CPU per publish: ${max.cpu!.toFixed(1)} µs`)
+    const around = (batched + batchedAfter) / 2
+    lines.push(`  target (issue 14): ${SOCKETS} sockets × ${WINDOW} ≥ 0.5 of bare batches: ×${(max.rate / around).toFixed(3)} (of the mean of the bare runs before and after, ${around.toFixed(0)}/s); ≤ 20 µs of gateway CPU per publish: ${max.cpu!.toFixed(1)} µs`)
     process.stdout.write(lines.join('\n') + '\n')
   } finally {
     await cleanup()
