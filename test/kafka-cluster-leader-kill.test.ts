@@ -112,6 +112,8 @@ t.test('a partition leader killed during fan-out to 200 sockets: every subscribe
   const publisher = new Publisher(url, topic)
   t.teardown(() => publisher.client.ws.terminate())
   await publisher.start(RATE)
+  // the phase before the kill counts from the first ack: the gateway's producer connects on the first publish
+  await eventually(() => publisher.acked().length > 0, 30_000, 'a first publish acked')
   await sleep(PHASE_MS)
   const kill = await killLeader(publisher, topic, async () => {}, () => sleep(PHASE_MS))
   await sleep(PHASE_MS)
@@ -215,6 +217,8 @@ t.test('a partition leader killed during 50 resumes: every resuming socket recei
   const publisher = new Publisher(url, topic)
   t.teardown(() => publisher.client.ws.terminate())
   await publisher.start(RATE)
+  // the phase before the kill counts from the first ack: the gateway's producer connects on the first publish
+  await eventually(() => publisher.acked().length > 0, 30_000, 'a first publish acked')
   const rounds: number[] = []
   const round = async () => {
     const started = Date.now()
@@ -224,8 +228,9 @@ t.test('a partition leader killed during 50 resumes: every resuming socket recei
   await sleep(PHASE_MS)
   await round()
   await sleep(PHASE_MS)
-  // 50 resumes the moment the leader dies (their gaps include partition 0's), and 50 more once another leads it
-  const kill = await killLeader(publisher, topic, round, round)
+  // 50 resumes the moment the leader dies (their gaps include partition 0's), and 50 more once another leads it;
+  // 'during' lasts a phase past the election: publishes sent while no node led partition 0 mostly time out
+  const kill = await killLeader(publisher, topic, round, async () => { await round(); await sleep(PHASE_MS) })
   await sleep(PHASE_MS)
   await round()
   await sleep(PHASE_MS)
