@@ -144,7 +144,12 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
 
   // the fan-out hub, then the WebSocket routes it serves
   const streamConfig = config.stream
-  await app.register(hub, { nodeId, graceMs: streamConfig.consumerGraceMs, topicRefreshMs: streamConfig.topicRefreshMs })
+  await app.register(hub, {
+    nodeId,
+    graceMs: streamConfig.consumerGraceMs,
+    topicRefreshMs: streamConfig.topicRefreshMs,
+    window: { maxBytes: streamConfig.resumeWindowBytes, maxAgeMs: streamConfig.resumeWindowMs, nodeMaxBytes: streamConfig.resumeWindowNodeBytes }
+  })
   await app.register(websocket, {
     options: {
       maxPayload: streamConfig.maxFrameBytes,

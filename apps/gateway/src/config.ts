@@ -4,6 +4,7 @@ import { createPublicKey } from 'node:crypto'
 import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding, type ReferenceField } from '@sluice/config'
 import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { TrustedIssuers } from '@sluice/auth'
+import { DEFAULT_NODE_WINDOW_BYTES, DEFAULT_WINDOW_BOUNDS } from '@sluice/hub/window'
 
 export interface GatewayConfig {
   server: { host: string, port: number, shutdownTimeoutMs: number, drainMs: number, handshakeTimeoutMs: number }
@@ -52,6 +53,9 @@ export interface GatewayConfig {
     publishTimeoutMs: number
     consumerGraceMs: number
     topicRefreshMs: number
+    resumeWindowBytes: number
+    resumeWindowMs: number
+    resumeWindowNodeBytes: number
   }
 }
 
@@ -285,7 +289,14 @@ export const gatewayConfigSchema = {
         publishTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 },
         consumerGraceMs: { type: 'integer', minimum: 0, maximum: 600_000, default: 5000 },
         // how soon a new topic reaches pattern subscriptions: one Metadata request per node per period
-        topicRefreshMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 5000 }
+        topicRefreshMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 5000 },
+        // bytes of each topic's window of recent records, which a resume or earliest inside it is served from
+        // with no Kafka request (plugins/hub/src/window.ts gives the defaults' reasons); 0 keeps none
+        resumeWindowBytes: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * 1024, default: DEFAULT_WINDOW_BOUNDS.maxBytes },
+        // how long a record stays in its topic's window after the live feed dispatched it
+        resumeWindowMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_WINDOW_BOUNDS.maxAgeMs },
+        // all topics' windows together on one node: past it, the node's oldest records go first, whatever their topic
+        resumeWindowNodeBytes: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024 * 1024, default: DEFAULT_NODE_WINDOW_BYTES }
       }
     }
   }

@@ -9,7 +9,10 @@
 // offset it expects. Live dispatch writes only records at or past it; a
 // subscription that starts behind the live position (a cursor, `earliest`)
 // reads the gap with its own catch-up reader and joins the live feed, partition
-// by partition, at the moment it reaches the hub's position.
+// by partition, at the moment it reaches the hub's position. A gap the feed's
+// window covers (window.ts: what the feed dispatched lately, with its frames)
+// is written from memory instead, with no Kafka request, and the socket joins
+// the live feed in the same turn as it reads the window's end.
 //
 // Neither reader is a consumer group member (KafkaClient.reader(): no join, no
 // commit, nothing left on the broker): a group join waits out the broker's
@@ -27,6 +30,8 @@ import type { SlowClientPolicy, ValueEncoding } from '@sluice/policy/access'
 import { formatPositions, type Positions } from './cursor.ts'
 import { HubClosedError } from './errors.ts'
 import type { FrameFormat } from './frame.ts'
+import { cacheKeyOf, frameBatch, type FramedBatch } from './framed-batch.ts'
+import { DEFAULT_WINDOW_BOUNDS, WindowBudget, type TopicWindow, type WindowBounds, type WindowRead } from './window.ts'
 
 /** One socket as the hub sees it. */
 export interface Outlet {
@@ -90,6 +95,12 @@ export interface HubOptions {
   /** how often the topic list is read while pattern subscriptions watch it: a new matching topic is picked up within this */
   topicRefreshMs?: number
   logger?: Logger
+  /**
+   * Each live feed's window of recent records (window.ts): a resume or `earliest` whose gap it
+   * covers is written from memory, with no Kafka request. Per topic, bytes (1 MiB) and age (60 s);
+   * per node, nodeMaxBytes (256 MiB) over all topics. maxBytes or nodeMaxBytes 0 turns it off.
+   */
+  window?: Partial<WindowBounds> & { nodeMaxBytes?: number }
 }
 
 /** Told the topics that appeared since the topic list was last read. */
@@ -101,6 +112,8 @@ export interface HubStats {
   evictions: number
   laggingNotices: number
   catchUps: number
+  /** resumes and `earliest` served from a feed's window, wholly or in part */
+  windowReplays: number
   groupSessions: number
 }
 
@@ -108,6 +121,8 @@ const DEFAULT_GRACE_MS = 5000
 const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 // a reader of one socket's own (catch-up, group) over its plan waits for the lease to refill: 100 ms is a fifth of a lease
 const ADMIT_RETRY_MS = 100
+// a topic gone quiet gives its window back within a second of its age bound; a sweep visits each partition once
+const WINDOW_SWEEP_MS = 1000
 
 /**
  * For readers that serve one socket (catch-up, group): resolves once a frame
@@ -144,11 +159,12 @@ class Subscription {
   readonly cacheKey: string
   /** per partition, the next offset this socket is to receive */
   readonly next: Positions = new Map()
-  /** partitions still being replayed by the catch-up reader */
+  /** partitions still being replayed, by a catch-up reader or from the window: the live feed skips them */
   readonly catchingUp = new Set<number>()
   /** set once the socket overflowed: records not delivered since */
   lag: { dropped: number } | undefined
-  reader: TopicReader | undefined
+  /** catch-up readers: one per resume, and one per partition whose window part went while the socket was full */
+  readonly readers = new Set<TopicReader>()
   ended = false
 
   constructor (outlet: Outlet, topic: string, terms: SubscriptionTerms) {
@@ -159,18 +175,6 @@ class Subscription {
   }
 }
 
-// A few formats times three encodings: one shared string per pair, not a concatenation per subscription.
-const cacheKeys = new Map<string, string>()
-function cacheKeyOf (format: string, encoding: string): string {
-  const joined = `${format}/${encoding}`
-  let key = cacheKeys.get(joined)
-  if (key === undefined) {
-    key = joined
-    cacheKeys.set(joined, key)
-  }
-  return key
-}
-
 interface GroupReader {
   reader: TopicConsumer
   topics: number
@@ -178,42 +182,6 @@ interface GroupReader {
 }
 
 /** Keeps the highest high watermark seen for a partition: one BigInt per batch, never per record. */
-/** A batch's frames for one protocol and encoding, end to end in one buffer. */
-interface FramedBatch {
-  joined: Buffer
-  /** record i's frame is joined[starts[i], starts[i + 1]); empty when the format sends nothing for it */
-  starts: number[]
-  /** how many of records [0, i) have a frame: what a write of [starts[a], starts[b]) delivers is framesBefore[b] - framesBefore[a] */
-  framesBefore: number[]
-}
-
-function frameBatch (records: ConsumedRecord[], format: FrameFormat, encoding: ValueEncoding): FramedBatch {
-  const count = records.length
-  const frames = new Array<Buffer | undefined>(count)
-  const starts = new Array<number>(count + 1)
-  const framesBefore = new Array<number>(count + 1)
-  let length = 0
-  let framed = 0
-  for (let i = 0; i < count; i++) {
-    starts[i] = length
-    framesBefore[i] = framed
-    const frame = format.frame(records[i]!, encoding)
-    frames[i] = frame
-    if (frame !== undefined && frame.length > 0) {
-      length += frame.length
-      framed++
-    }
-  }
-  starts[count] = length
-  framesBefore[count] = framed
-  if (count === 1) return { joined: frames[0] ?? EMPTY, starts, framesBefore }
-  const joined = Buffer.allocUnsafe(length)
-  for (let i = 0; i < count; i++) frames[i]?.copy(joined, starts[i])
-  return { joined, starts, framesBefore }
-}
-
-const EMPTY = Buffer.alloc(0)
-
 function noteHighWatermark (feed: TopicFeed, batch: RecordBatch): void {
   const high = BigInt(batch.highWatermark)
   if (high > (feed.high.get(batch.partition) ?? -1n)) feed.high.set(batch.partition, high)
@@ -226,18 +194,26 @@ class TopicFeed {
   /** per partition, the highest high watermark seen: at start, then in every fetched batch (no extra request) */
   readonly high: Positions = new Map()
   readonly subs = new Set<Subscription>()
+  /** the records this feed dispatched lately, per partition, with their frames */
+  readonly window: TopicWindow
   /** the topic's live reader (group-less) */
   consumer: TopicReader | undefined
   ready: Promise<void> | undefined
   graceTimer: NodeJS.Timeout | undefined
 
-  constructor (topic: string) {
+  constructor (topic: string, window: TopicWindow) {
     this.topic = topic
+    this.window = window
   }
 }
 
 export class Hub {
-  readonly stats: HubStats = { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, groupSessions: 0 }
+  readonly stats: HubStats = { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, windowReplays: 0, groupSessions: 0 }
+  /** the memory every feed's window holds, against the node's budget */
+  readonly windows: WindowBudget
+  /** each topic's window bounds */
+  readonly windowBounds: Readonly<WindowBounds>
+  readonly #windowSweep: NodeJS.Timeout
   readonly #kafka: KafkaClient
   readonly #nodeId: string
   readonly #graceMs: number
@@ -261,6 +237,10 @@ export class Hub {
     // 5 s: one Metadata request per node per 5 s, however many sockets watch patterns
     this.#topicRefreshMs = options.topicRefreshMs ?? 5000
     this.#log = options.logger ?? silent
+    const { nodeMaxBytes, ...bounds } = options.window ?? {}
+    this.windows = new WindowBudget({ maxBytes: nodeMaxBytes })
+    this.windowBounds = { ...DEFAULT_WINDOW_BOUNDS, ...bounds }
+    this.#windowSweep = setInterval(() => { this.windows.sweep() }, WINDOW_SWEEP_MS).unref()
   }
 
   /**
@@ -415,6 +395,15 @@ export class Hub {
     }
     const start = new Map(sub.next)
     feed.subs.add(sub)
+    // the gaps the feed's window covers are written from memory; the others are read from Kafka
+    const fromWindow: number[] = []
+    for (const [p, offset] of behind) {
+      if (feed.window.covers(p, offset)) {
+        fromWindow.push(p)
+        behind.delete(p)
+      }
+    }
+    if (fromWindow.length > 0) this.#replay(feed, sub, fromWindow)
     if (behind.size > 0) this.#catchUp(feed, sub, behind)
     return start
   }
@@ -445,11 +434,8 @@ export class Hub {
     const subs = this.#byOutlet.get(sub.outlet)
     subs?.delete(sub.topic)
     if (subs?.size === 0) this.#byOutlet.delete(sub.outlet)
-    if (sub.reader) {
-      const reader = sub.reader
-      sub.reader = undefined
-      reader.stop().catch(err => this.#log.warn({ err }, 'catch-up reader did not stop cleanly'))
-    }
+    for (const reader of sub.readers) reader.stop().catch(err => this.#log.warn({ err }, 'catch-up reader did not stop cleanly'))
+    sub.readers.clear()
     const feed = this.#feeds.get(sub.topic)
     if (!feed) return
     feed.subs.delete(sub)
@@ -467,11 +453,12 @@ export class Hub {
   async #feed (topic: string): Promise<TopicFeed> {
     let feed = this.#feeds.get(topic)
     if (!feed) {
-      const created = new TopicFeed(topic)
+      const created = new TopicFeed(topic, this.windows.window(topic, this.windowBounds))
       feed = created
       this.#feeds.set(topic, created)
       created.ready = this.#startFeed(created).catch(err => {
         if (this.#feeds.get(topic) === created) this.#feeds.delete(topic)
+        created.window.close()
         throw err
       })
     }
@@ -503,6 +490,7 @@ export class Hub {
     for (const o of offsets) {
       feed.live.set(o.partition, BigInt(o.high))
       feed.high.set(o.partition, BigInt(o.high))
+      feed.window.open(o.partition, BigInt(o.high))
     }
     const reader = this.#kafka.reader({
       topic: feed.topic,
@@ -526,6 +514,7 @@ export class Hub {
   #stopFeed (feed: TopicFeed): void {
     if (feed.subs.size > 0 || this.#feeds.get(feed.topic) !== feed) return
     this.#feeds.delete(feed.topic)
+    feed.window.close()
     const consumer = feed.consumer
     feed.consumer = undefined
     consumer?.stop().catch(err => this.#log.warn({ err, topic: feed.topic }, 'hub reader did not stop cleanly'))
@@ -609,6 +598,8 @@ export class Hub {
         sub.next.set(p, end)
       }
     }
+    // kept for resumes, with the frames built for the live sockets (the window skips what it has)
+    feed.window.append(p, records, offsets, framed)
     // never backwards: a reader moved back (out of range, a leader's truncated log) may repeat records the subscriptions already have
     if (end > (feed.live.get(p) ?? 0n)) feed.live.set(p, end)
   }
@@ -632,24 +623,114 @@ export class Hub {
     }, () => {})
   }
 
+  /**
+   * Replays the gap of each partition in `partitions` from the feed's window, then hands it to
+   * the live feed: the window reaches the live position, so the socket joins it with no gap and
+   * no duplicate. Written on the next turn, after subscribe() resolved, so the subscribed frame
+   * goes first. What the socket's queue or delivery budget does not take now waits for them, as
+   * a catch-up reader does (this socket's alone: it waits instead of dropping), and is read from
+   * the window again; a part the window let go meanwhile is read from Kafka.
+   */
+  #replay (feed: TopicFeed, sub: Subscription, partitions: number[]): void {
+    this.stats.windowReplays++
+    const outlet = sub.outlet
+    const run = async () => {
+      for (const p of partitions) {
+        for (;;) {
+          if (sub.ended || outlet.closed) return
+          const next = sub.next.get(p) ?? 0n
+          const read = feed.window.read(p, next, outlet.format, sub.terms.encoding)
+          if (!read || read.end !== (feed.live.get(p) ?? 0n)) {
+            this.#catchUp(feed, sub, new Map([[p, next]]))
+            break
+          }
+          const held = this.#writeReplay(sub, p, read)
+          if (held === undefined) {
+            // at the live position, in the same turn as the read: the live feed's from here
+            sub.catchingUp.delete(p)
+            break
+          }
+          if (held.admit) await new Promise(resolve => setTimeout(resolve, ADMIT_RETRY_MS))
+          else await roomFor(outlet, held.bytes)
+        }
+      }
+    }
+    setImmediate(() => {
+      run().catch(err => {
+        this.#log.warn({ err, topic: feed.topic }, 'replay from the window failed')
+        if (!sub.ended && !outlet.closed) {
+          const resume = formatPositions(sub.topic, sub.next)
+          this.#end(sub)
+          outlet.lagging(sub.topic, 0, resume)
+        }
+      })
+    })
+  }
+
+  /**
+   * Writes a window read to the socket, one write per batch, as far as its queue room and
+   * delivery budget reach (the live dispatch's rule: a frame larger than the bound goes to an
+   * empty queue). Returns what held it (the next frame's size; the budget or the room), or
+   * undefined once the socket has all of it.
+   */
+  #writeReplay (sub: Subscription, p: number, read: WindowRead): { bytes: number, admit: boolean } | undefined {
+    const outlet = sub.outlet
+    const admit = outlet.admit
+    for (const { framed, offsets, first } of read.slices) {
+      const { joined, starts, framesBefore } = framed
+      const count = offsets.length
+      const queued = outlet.queuedBytes()
+      const room = outlet.maxQueueBytes - queued
+      const from = starts[first]!
+      let stop = count
+      let held: { bytes: number, admit: boolean } | undefined
+      let credit = 0
+      for (let i = first; i < count; i++) {
+        const bytes = starts[i + 1]! - starts[i]!
+        if (bytes === 0) continue
+        if (queued === 0 && bytes > outlet.maxQueueBytes) credit += bytes
+        if (starts[i + 1]! - from - credit > room) held = { bytes, admit: false }
+        else if (admit !== undefined && !admit(bytes)) held = { bytes, admit: true }
+        if (held) {
+          stop = i
+          break
+        }
+      }
+      const to = starts[stop]!
+      if (to > from) {
+        outlet.write(from === 0 && to === joined.length ? joined : joined.subarray(from, to))
+        this.stats.deliveries += framesBefore[stop]! - framesBefore[first]!
+      }
+      sub.next.set(p, stop < count ? offsets[stop]! : offsets[count - 1]! + 1n)
+      if (held) return held
+    }
+    sub.next.set(p, read.end)
+    return undefined
+  }
+
   /** Replays [start, live) of each partition in `behind`, then hands each partition to the live feed. */
   #catchUp (feed: TopicFeed, sub: Subscription, behind: Positions): void {
     this.stats.catchUps++
     const outlet = sub.outlet
+    // this reader's partitions: others of the subscription may be replayed from the window meanwhile
+    const pending = new Set(behind.keys())
+    let reader: TopicReader | undefined
     const finish = () => {
-      const reader = sub.reader
-      sub.reader = undefined
       // stopping inside the batch handler would wait for that handler: stop after it
-      if (reader) setImmediate(() => { reader.stop().catch(() => {}) })
+      if (reader && sub.readers.delete(reader)) {
+        const done = reader
+        setImmediate(() => { done.stop().catch(() => {}) })
+      }
     }
     const handOver = (p: number) => {
       sub.catchingUp.delete(p)
-      if (sub.catchingUp.size === 0) finish()
+      pending.delete(p)
+      if (pending.size === 0) finish()
     }
     const onBatch = async (batch: RecordBatch) => {
       const p = batch.partition
       noteHighWatermark(feed, batch)
-      if (sub.ended || !sub.catchingUp.has(p)) return
+      if (sub.ended || !pending.has(p)) return
       for (const record of batch.records) {
         const offset = BigInt(record.offset)
         const next = sub.next.get(p) ?? 0n
@@ -686,11 +767,12 @@ export class Hub {
     const start = async () => {
       if (sub.ended) return
       // group-less, and only the partitions behind: no join to wait for, nothing left on the broker
-      const reader = this.#kafka.reader({ topic: feed.topic, onBatch, onError: fail })
-      sub.reader = reader
-      await reader.start(behind)
+      const started = this.#kafka.reader({ topic: feed.topic, onBatch, onError: fail })
+      reader = started
+      sub.readers.add(started)
+      await started.start(behind)
       // the subscription ended while the reader was starting: #end stopped it, and stopping again is harmless
-      if (sub.reader !== reader) await reader.stop()
+      if (!sub.readers.has(started)) await started.stop()
     }
     start().catch(fail)
   }
@@ -744,13 +826,15 @@ export class Hub {
 
   async close (): Promise<void> {
     this.#closed = true
+    clearInterval(this.#windowSweep)
     clearTimeout(this.#topicTimer)
     this.#topicTimer = undefined
     this.#topicWatchers.clear()
     const stopping: Array<Promise<void>> = []
     for (const feed of this.#feeds.values()) {
       clearTimeout(feed.graceTimer)
-      for (const sub of feed.subs) if (sub.reader) stopping.push(sub.reader.stop())
+      for (const sub of feed.subs) for (const reader of sub.readers) stopping.push(reader.stop())
+      feed.window.close()
       if (feed.consumer) stopping.push(feed.consumer.stop())
     }
     for (const group of this.#groupReaders.values()) stopping.push(group.reader.stop())

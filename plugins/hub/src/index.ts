@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Gauge, Counter } from 'prom-client'
-import { Hub } from './hub.ts'
+import { Hub, type HubOptions } from './hub.ts'
 import { SessionRegistry } from './sessions.ts'
 import { PublishCounts } from './publish-counts.ts'
 
@@ -13,6 +13,8 @@ export { PublishCounts, RoutePublishes } from './publish-counts.ts'
 export { parseCursor, formatCursor, formatPositions, isTopicName } from './cursor.ts'
 export type { Cursor, Positions } from './cursor.ts'
 export { nativeFormat, wireFrame, wireText, messageJson, encodeValue } from './frame.ts'
+export { DEFAULT_WINDOW_BOUNDS, DEFAULT_NODE_WINDOW_BYTES } from './window.ts'
+export type { WindowBounds } from './window.ts'
 export type { FrameFormat } from './frame.ts'
 
 declare module 'fastify' {
@@ -29,10 +31,12 @@ export interface HubPluginOptions {
   graceMs?: number
   metadataMaxAgeMs?: number
   topicRefreshMs?: number
+  /** each live feed's window of recent records, which resumes inside it are served from (HubOptions.window) */
+  window?: HubOptions['window']
 }
 
 async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Promise<void> {
-  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, topicRefreshMs: opts.topicRefreshMs, logger: fastify.log.child({ component: 'hub' }) })
+  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, topicRefreshMs: opts.topicRefreshMs, window: opts.window, logger: fastify.log.child({ component: 'hub' }) })
   const sessions = new SessionRegistry()
   fastify.decorate('hub', hub)
   fastify.decorate('sessions', sessions)
@@ -52,6 +56,7 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   counter('sluice_hub_evictions_total', 'Sockets closed with 4008 for being too slow', () => stats.evictions)
   counter('sluice_hub_lagging_total', 'lagging notices sent', () => stats.laggingNotices)
   counter('sluice_hub_catchups_total', 'Catch-up readers started (resume from a cursor or earliest)', () => stats.catchUps)
+  counter('sluice_hub_window_replays_total', 'Resumes and earliest served from a topic\'s window of recent records, with no Kafka reader (or with one only for what the window let go meanwhile)', () => stats.windowReplays)
   const gauge = (name: string, help: string, read: () => number) => new Gauge({
     name,
     help,
@@ -60,6 +65,7 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   })
   gauge('sluice_hub_consumers', 'Topics with a live Kafka consumer on this node', () => hub.consumers)
   gauge('sluice_hub_group_sessions', 'Sockets in consumer-group mode', () => stats.groupSessions)
+  gauge('sluice_hub_window_bytes', 'Bytes held by the windows of recent records of every topic on this node (records and their frames), against its budget', () => hub.windows.bytes)
   gauge('sluice_sessions', 'Open WebSocket sessions on this node', () => sessions.size)
 
   // Labelled gauges are computed at scrape time from the live sessions and feeds: a series
