@@ -85,18 +85,18 @@ async function checkDeliveries (t: Test, publisher: Publisher, end: Map<number, 
 /**
  * No subscription refused (1013) or cut short (`lagging`): the deliveries above hold either way,
  * because the subscribers do what the protocol asks, but a node serving the stream should need
- * neither. A TODO while the hub reads through kafkajs consumer groups: a group's first join on a
- * fresh cluster, and a catch-up reader's join, fail with kafkajs's "Consumer group was not
- * initialized, consumer#run must be called first" (issue 14: kafkajs restarts the consumer on
- * its own and the hub loses it); the group-less reader must make this pass.
+ * neither. Before the hub read group-less (3f36d39) this failed on kafkajs's "Consumer group was
+ * not initialized, consumer#run must be called first" (a first join on a fresh cluster, a catch-up
+ * reader's join: 200 of 200 first subscriptions, 67 of 200 resumes in one run). `todo` names what
+ * still fails, so that the file passes while it is open.
  */
-function noticesTodo (t: Test, subscribers: Subscriber[]): void {
+function noRefusals (t: Test, subscribers: Subscriber[], todo?: string): void {
   const refusals = subscribers.flatMap(s => s.refusals)
   const lagging = subscribers.flatMap(s => s.lagging)
-  const reasons = [...new Set(refusals)].join(' | ')
+  const reasons = [...new Set(refusals.map(r => r.replace(/127\.0\.0\.1:\d+/g, '<node>')))].join(' | ')
   t.same({ refused: refusals.length, lagging: lagging.length }, { refused: 0, lagging: 0 },
-    `no subscription refused or cut short${refusals.length ? `; refused: ${reasons}` : ''}${lagging.length ? `; lagging (dropped ${lagging.reduce((n, f) => n + Number(f.dropped), 0)})` : ''}`,
-    { todo: 'the hub reads through kafkajs consumer groups (issue 14)' })
+    `no subscription refused or cut short${refusals.length ? `; ${refusals.length} refused: ${reasons}` : ''}${lagging.length ? `; ${lagging.length} lagging (dropped ${lagging.reduce((n, f) => n + Number(f.dropped), 0)})` : ''}`,
+    todo ? { todo } : {})
 }
 
 t.test('a partition leader killed during fan-out to 200 sockets: every subscriber receives every record exactly once, in order per partition, and every acked publish', async t => {
@@ -122,7 +122,7 @@ t.test('a partition leader killed during fan-out to 200 sockets: every subscribe
 
   await checkDeliveries(t, publisher, end, subscribers)
   t.equal(subscribers.filter(s => s.client!.ws.readyState !== s.client!.ws.OPEN).length, 0, 'every socket stayed open through the kill')
-  noticesTodo(t, subscribers)
+  noRefusals(t, subscribers)
   t.comment(`node ${kill.victim} (leader of partition 0) killed: node ${kill.newLeader} leads after ${kill.electedMs} ms, node ${kill.victim} ${kill.back.ms ? `back after ${kill.back.ms} ms` : 'still starting'}; ` +
     `${publisher.publishes.length} publishes (${publisher.acked().length} acked, ${publisher.refused().length} refused: ${[...new Set(publisher.refused().map(p => p.refused))].join(',') || '-'}; ${publisher.skipped} ticks skipped at the in-flight bound), ` +
     `${total(new Map(), end)} records, ${total(new Map(), end) * subscribers.length} deliveries checked`)
@@ -189,13 +189,17 @@ class Subscriber {
     }
   }
 
-  /** Drops the connection (no close handshake) and reconnects from the last frame received on each partition. */
-  async resume (): Promise<void> {
+  /**
+   * Drops the connection (no close handshake) and reconnects, `awayMs` later, from the last frame
+   * received on each partition.
+   */
+  async resume (awayMs = 0): Promise<void> {
     const client = this.client!
     client.ws.terminate()
     await client.closed
     this.#keep(client)
     this.resumes++
+    if (awayMs > 0) await sleep(awayMs)
     await this.connect()
   }
 
@@ -220,17 +224,19 @@ t.test('a partition leader killed during 50 resumes: every resuming socket recei
   // the phase before the kill counts from the first ack: the gateway's producer connects on the first publish
   await eventually(() => publisher.acked().length > 0, 30_000, 'a first publish acked')
   const rounds: number[] = []
-  const round = async () => {
+  const round = async (awayMs = 0) => {
     const started = Date.now()
-    await Promise.all(resumers.map(r => r.resume()))
+    await Promise.all(resumers.map(r => r.resume(awayMs)))
     rounds.push(Date.now() - started)
   }
   await sleep(PHASE_MS)
   await round()
   await sleep(PHASE_MS)
   // 50 resumes the moment the leader dies (their gaps include partition 0's), and 50 more once another leads it;
-  // 'during' lasts a phase past the election: publishes sent while no node led partition 0 mostly time out
-  const kill = await killLeader(publisher, topic, round, async () => { await round(); await sleep(PHASE_MS) })
+  // the first ones come back after the node's grace (200 ms in streamApp) has stopped the topic's feed, as
+  // clients of a drained node arrive at one that does not carry the topic yet. 'During' lasts a phase past
+  // the election: publishes sent while no node led partition 0 mostly time out
+  const kill = await killLeader(publisher, topic, () => round(500), async () => { await round(); await sleep(PHASE_MS) })
   await sleep(PHASE_MS)
   await round()
   await sleep(PHASE_MS)
@@ -239,7 +245,7 @@ t.test('a partition leader killed during 50 resumes: every resuming socket recei
 
   await checkDeliveries(t, publisher, end, resumers)
   t.equal(resumers.reduce((n, r) => n + r.resumes, 0), 50 * rounds.length, 'every socket resumed in every round')
-  noticesTodo(t, resumers)
+  noRefusals(t, resumers, 'a topic\'s feed cannot start on a node while one of its partitions has no leader: hub.ts #startFeed asks KafkaClient.topicOffsets (kafkajs admin), which fails for the whole election, so the resume is refused with 1013 (issue 14)')
   t.comment(`node ${kill.victim} (leader of partition 0) killed: node ${kill.newLeader} leads after ${kill.electedMs} ms, node ${kill.victim} ${kill.back.ms ? `back after ${kill.back.ms} ms` : 'still starting'}; ` +
     `${rounds.length} rounds of 50 resumes, each round subscribed in ${rounds.join(', ')} ms; ` +
     `${publisher.publishes.length} publishes (${publisher.acked().length} acked, ${publisher.refused().length} refused: ${[...new Set(publisher.refused().map(p => p.refused))].join(',') || '-'}; ${publisher.skipped} ticks skipped), ` +
