@@ -472,6 +472,11 @@ export class KafkaClient {
     return this.#fetcher?.clients ?? 0
   }
 
+  /** Fetch requests the group-less fetcher has sent, main and start lane (tests and benches: an idle node's lane sends none). */
+  get readerRequests (): { main: number, lane: number } {
+    return { ...(this.#fetcher?.requests ?? { main: 0, lane: 0 }) }
+  }
+
   /** A consumer in group `groupId`; nothing is fetched until `start()`. */
   consumer (options: ConsumerOptions): TopicConsumer {
     if (this.#closed) throw new KafkaClosedError()

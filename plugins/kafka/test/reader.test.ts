@@ -132,6 +132,13 @@ test('readers of 60 topics share one fetcher: at most two connections to the bro
   const opened = brokerConnections() - before
   t.equal(kafka.readerClients, 2, 'a main and a start-lane client')
   t.ok(opened <= 3, `connections opened by 60 readers: ${opened} (two clients, and a bootstrap connection at most)`)
+  // once every reader has caught up, the start lane is quiet and the main fetch parks (500 ms long polls)
+  await new Promise(resolve => setTimeout(resolve, 1200))
+  const idle0 = kafka.readerRequests
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const idle = kafka.readerRequests
+  t.equal(idle.lane - idle0.lane, 0, 'no start-lane fetch while idle')
+  t.ok(idle.main - idle0.main <= 4, `main fetches in 1 s idle: ${idle.main - idle0.main} (one per 500 ms)`)
   const created = (await kafka.listGroups()).filter(g => !groupsBefore.has(g))
   t.same(created.filter(g => g.includes('reader-test')), [], 'no group of this client on the broker')
   await Promise.all(readers.map(r => r.reader.stop()))
