@@ -63,6 +63,14 @@ const RECORD_OVERHEAD = 440
 const CHUNK_OVERHEAD = 160
 // per record of a framed batch: its entries in starts and framesBefore
 const FRAME_INDEX_BYTES = 16
+// A record's key and value are views of the fetch response they came in (measured with the
+// group-less reader: 20 records of 66 bytes, views of one 1,722-byte buffer that held the whole
+// response), and frames under 32 KiB are views of Node's allocation pool (64 KiB slabs in Node 24).
+// Kept for a minute, a few records of a quiet topic would keep alive every response they shared
+// with busy topics, and a few frames whole slabs, far past what the window counts: bytes that keep
+// alive more than twice their size, and over 4 KiB more, are copied into a buffer of their own
+// (one allocation and one copy per batch). A batch that is most of its buffer is kept as it came.
+const PIN_SLACK = 4096
 
 /** Records [first, offsets.length) of one batch, framed for one format and encoding: what a read returns, batch by batch. */
 export interface WindowSlice {
@@ -97,6 +105,68 @@ function recordBytes (record: ConsumedRecord): number {
 
 function framedBytes (framed: FramedBatch, records: number): number {
   return framed.joined.length + FRAME_INDEX_BYTES * records
+}
+
+/** What the keys, values and header values of records [first, count) weigh, and what the buffers they are views of weigh. */
+function payloadOf (records: readonly ConsumedRecord[], first: number): { payload: number, backing: number } {
+  let payload = 0
+  let backing = 0
+  // consecutive records share their buffer: counted once (alternating buffers are counted again, which errs toward copying)
+  let last: ArrayBufferLike | undefined
+  const add = (bytes: Buffer) => {
+    payload += bytes.length
+    if (bytes.buffer !== last) {
+      last = bytes.buffer
+      backing += last.byteLength
+    }
+  }
+  for (let i = first; i < records.length; i++) {
+    const record = records[i]!
+    if (record.key !== null) add(record.key)
+    if (record.value !== null) add(record.value)
+    const headers = record.headers
+    for (const name in headers) add(headers[name]!)
+  }
+  return { payload, backing }
+}
+
+/** Copies bytes one after another into one buffer of `size` bytes, allocated outside Node's pool: one allocation per batch. */
+function store (size: number): (bytes: Buffer) => Buffer {
+  const buffer = Buffer.allocUnsafeSlow(size)
+  let at = 0
+  return bytes => {
+    bytes.copy(buffer, at)
+    const view = buffer.subarray(at, at + bytes.length)
+    at += bytes.length
+    return view
+  }
+}
+
+/** Whether bytes keep alive much more than themselves. */
+function pins (bytes: Buffer): boolean {
+  return bytes.buffer.byteLength > 2 * bytes.length + PIN_SLACK
+}
+
+/** Records [first, count) with their bytes copied by `own`. */
+function ownRecords (records: readonly ConsumedRecord[], first: number, own: (bytes: Buffer) => Buffer): ConsumedRecord[] {
+  const out = new Array<ConsumedRecord>(records.length - first)
+  for (let i = first; i < records.length; i++) {
+    const record = records[i]!
+    let headers = record.headers
+    const names = Object.keys(headers)
+    if (names.length > 0) {
+      headers = {}
+      for (const name of names) headers[name] = own(record.headers[name]!)
+    }
+    out[i - first] = { ...record, key: record.key === null ? null : own(record.key), value: record.value === null ? null : own(record.value), headers }
+  }
+  return out
+}
+
+/** The frames, in a buffer of their own when theirs keeps much more alive (a pool slab, a larger buffer). */
+function ownFrames (framed: FramedBatch, own?: (bytes: Buffer) => Buffer): FramedBatch {
+  if (!pins(framed.joined)) return framed
+  return { joined: (own ?? store(framed.joined.length))(framed.joined), starts: framed.starts, framesBefore: framed.framesBefore }
 }
 
 class Chunk {
@@ -333,13 +403,29 @@ export class TopicWindow {
     let first = 0
     while (first < count && offsets[first]! < ring.end) first++
     if (first === count) return
+    let frames = framed ?? new Map<string, FramedBatch>()
+    const { payload, backing } = payloadOf(records, first)
+    const copyRecords = backing > 2 * payload + PIN_SLACK
+    // a batch that repeated records keeps only the new ones, and frames built for all of them no longer line up
+    if (copyRecords && first > 0) frames = new Map()
+    let size = copyRecords ? payload : 0
+    for (const built of frames.values()) if (pins(built.joined)) size += built.joined.length
+    if (size > 0) {
+      const own = store(size)
+      if (copyRecords) {
+        records = ownRecords(records, first, own)
+        offsets = first > 0 ? offsets.slice(first) : offsets
+        first = 0
+      }
+      for (const [key, built] of frames) frames.set(key, ownFrames(built, own))
+    }
     const budget = this.#budget
     const now = budget.now()
-    const chunk = new Chunk(ring, records, offsets, first, framed ?? new Map(), now, budget.nextSeq())
+    const chunk = new Chunk(ring, records, offsets, first, frames, now, budget.nextSeq())
     budget.added(chunk)
     let bytes = chunk.bytes
-    for (let i = first; i < count; i++) bytes += recordBytes(records[i]!)
-    for (const frames of chunk.frames.values()) bytes += framedBytes(frames, count)
+    for (let i = first; i < records.length; i++) bytes += recordBytes(records[i]!)
+    for (const built of chunk.frames.values()) bytes += framedBytes(built, records.length)
     chunk.bytes = bytes
     ring.chunks.push(chunk)
     ring.end = chunk.end
@@ -394,7 +480,7 @@ export class TopicWindow {
       }
       let framed = chunk.frames.get(key)
       if (!framed) {
-        framed = frameBatch(chunk.records, format, encoding)
+        framed = ownFrames(frameBatch(chunk.records, format, encoding))
         chunk.frames.set(key, framed)
         const bytes = framedBytes(framed, chunk.records.length)
         chunk.bytes += bytes

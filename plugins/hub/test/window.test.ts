@@ -19,6 +19,17 @@ function recordsAt (offsets: number[], partition = 0, topic = 't'): ConsumedReco
 }
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_v, i) => from + i)
 
+/** the same records, their values views of one buffer of exactly their size: a batch that is all of its fetch response */
+function filling (records: ConsumedRecord[]): ConsumedRecord[] {
+  const store = Buffer.allocUnsafeSlow(records.reduce((n, r) => n + r.value!.length, 0))
+  let at = 0
+  return records.map(r => {
+    r.value!.copy(store, at)
+    at += r.value!.length
+    return { ...r, value: store.subarray(at - r.value!.length, at) }
+  })
+}
+
 /** the offsets a read returns, from the frames' bytes (what a socket would get), and from its offsets arrays */
 function offsetsOf (read: WindowRead | undefined): { framed: number[], listed: number[], frames: number } | undefined {
   if (!read) return undefined
@@ -231,14 +242,44 @@ test('frames are built once per format and encoding, on first need, and kept: a 
 test('frames the live dispatch built for a batch are kept with it and not built again', async t => {
   const window = new WindowBudget().window('t')
   const { format, calls } = countingFormat()
-  const records = recordsAt(range(0, 10))
-  const framed = new Map<string, FramedBatch>([[cacheKeyOf(format.key, 'json'), frameBatch(records, format, 'json')]])
+  const records = filling(recordsAt(range(0, 10)))
+  const built = frameBatch(records, format, 'json')
+  const framed = new Map<string, FramedBatch>([[cacheKeyOf(format.key, 'json'), built]])
   t.equal(calls.n, 10)
   window.append(0, records, records.map(r => BigInt(r.offset)), framed)
   const read = window.read(0, 3n, format, 'json')!
   t.equal(calls.n, 10, 'no framing on read')
-  t.equal(read.slices[0]!.framed, framed.get(cacheKeyOf(format.key, 'json')), 'the same buffer the live sockets were written')
+  t.same(read.slices[0]!.framed.joined, built.joined, 'the bytes the live sockets were written')
   t.same(offsetsOf(read)?.framed, range(3, 10))
+})
+
+test('bytes that keep a much larger buffer alive (a fetch response, a pool slab) are copied out; a batch that fills its buffer is kept as it came', async t => {
+  const window = new WindowBudget().window('t')
+  const seen: Array<{ offset: string, buffer: ArrayBufferLike }> = []
+  const capturing: FrameFormat = { key: 'capture', frame: (r, e) => { seen.push({ offset: r.offset, buffer: r.value!.buffer }); return nativeFormat.frame(r, e) } }
+  // one small record whose value is a view of a 1 MiB response
+  const response = Buffer.alloc(1024 * 1024)
+  response.write('00000000', 4096)
+  window.append(0, [{ ...recordsAt([0])[0]!, value: response.subarray(4096, 4104) }])
+  const full = filling(recordsAt(range(1, 101)))
+  window.append(0, full)
+  window.read(0, 0n, capturing, 'json')
+  t.ok(seen[0]!.buffer.byteLength < 1024, `the record of the 1 MiB response has its own ${seen[0]!.buffer.byteLength} bytes`)
+  t.equal(seen[1]!.buffer, full[0]!.value!.buffer, 'the batch that fills its buffer is kept as it came')
+  t.ok(window.bytes < 100 * 1024, 'and the window counts what it keeps')
+  // frames: a batch's frames under 32 KiB sit in Node's allocation pool (64 KiB slabs in Node 24); others have their own buffer
+  const small = recordsAt([101])
+  const smallFrames = frameBatch(small, nativeFormat, 'json')
+  t.ok(smallFrames.joined.buffer.byteLength >= 8192, `a pool slab (${smallFrames.joined.buffer.byteLength} bytes)`)
+  const large = filling(recordsAt(range(102, 402)))
+  const largeFrames = frameBatch(large, nativeFormat, 'json')
+  t.equal(largeFrames.joined.buffer.byteLength, largeFrames.joined.length, `a buffer of its own (${largeFrames.joined.length} bytes)`)
+  window.append(0, small, undefined, new Map([[cacheKeyOf(nativeFormat.key, 'json'), smallFrames]]))
+  window.append(0, large, undefined, new Map([[cacheKeyOf(nativeFormat.key, 'json'), largeFrames]]))
+  const read = window.read(0, 101n, nativeFormat, 'json')!
+  t.ok(read.slices[0]!.framed.joined.buffer.byteLength < 1024, `the small batch's frames were copied out of the slab, with its record (${read.slices[0]!.framed.joined.buffer.byteLength} bytes)`)
+  t.same(read.slices[0]!.framed.joined, smallFrames.joined, 'the same bytes')
+  t.equal(read.slices[1]!.framed, largeFrames, 'the large batch\'s are kept as they came')
 })
 
 test('a format that sends nothing for some records: a read skips them, and covers the offsets past them', async t => {
@@ -258,7 +299,7 @@ test('a format that sends nothing for some records: a read skips them, and cover
 const partitionArb = fc.integer({ min: 0, max: 2 })
 const topicArb = fc.integer({ min: 0, max: 1 })
 const op = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('append' as const), topic: topicArb, partition: partitionArb, steps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 6 }), repeat: fc.integer({ min: 0, max: 4 }) }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('append' as const), topic: topicArb, partition: partitionArb, steps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 6 }), repeat: fc.integer({ min: 0, max: 4 }), own: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 40_000 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('read' as const), topic: topicArb, partition: partitionArb, back: fc.integer({ min: -2, max: 40 }), encoding: fc.constantFrom<ValueEncoding>('json', 'text', 'base64') }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('sweep' as const) }) }
@@ -308,7 +349,9 @@ test('property: a read returns exactly the dispatched records [from, live) in or
             offsets.push(at)
             at += step
           }
-          windows[o.topic]!.append(o.partition, recordsAt(offsets, o.partition, `t${o.topic}`))
+          // a batch that is all of its buffer is kept as it came; one in a pool slab is copied out
+          const batch = recordsAt(offsets, o.partition, `t${o.topic}`)
+          windows[o.topic]!.append(o.partition, o.own ? filling(batch) : batch)
           for (const offset of offsets) if (offset >= next) seen.push(offset)
         } else {
           const all = dispatched[o.topic]!.get(o.partition) ?? []
