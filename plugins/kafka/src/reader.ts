@@ -120,10 +120,8 @@ interface Part {
   servedAt: number
 }
 
-interface Sent {
-  tp: TopicPartition
-  fetchOffset: bigint
-}
+/** What a request asked for: per partition, the offset fetched from */
+type Sent = Map<TopicPartition, bigint>
 
 function isRecord (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null
@@ -334,16 +332,15 @@ export class Fetcher {
     } catch (err) {
       if (this.#closed) return
       this.errors++
+      this.#log.debug({ err, topics: names.length }, 'group-less reader: metadata request failed')
+      // a broker down or moving: the fetches retry after their backoff, and read the metadata again then
+      if (!this.#unknownTopic(err) && !/UNKNOWN_TOPIC|unknown topic|does not host this topic/i.test(errorText(err))) return
       // one request for several topics fails whole on one unknown topic: ask for each alone
       if (names.length > 1) {
         await Promise.all(names.map(name => this.#readMetadata([name], forceUpdate)))
         return
       }
-      const name = names[0]!
-      const message = errorText(err)
-      const unknown = /UNKNOWN_TOPIC|does not host this topic|unknown topic/i.test(message) || JSON.stringify(responseOf(err) ?? {}).includes('"errorCode":3')
-      this.#log.debug({ err, topic: name }, 'group-less reader: metadata request failed')
-      if (unknown || this.#unknownTopic(err)) this.#topicGone(name)
+      this.#topicGone(names[0]!)
       return
     }
     for (const name of names) {
@@ -455,9 +452,9 @@ export class Fetcher {
    * at the offset of the part whose turn it is; parts of the same partition at
    * other offsets get theirs in the next requests.
    */
-  #request (node: number, lane: boolean): { topics: PltFetchTopic[], sent: Sent[], behind: boolean } {
+  #request (node: number, lane: boolean): { topics: PltFetchTopic[], sent: Sent, behind: boolean } {
     const topics: PltFetchTopic[] = []
-    const sent: Sent[] = []
+    const sent: Sent = new Map()
     let behind = false
     for (const topic of this.#topics.values()) {
       if (topic.id === undefined) continue
@@ -480,7 +477,7 @@ export class Fetcher {
         }
         request ??= { topicId: topic.id, partitions: [] }
         request.partitions.push({ partition: tp.partition, fetchOffset: turn.next, partitionMaxBytes: MAX_BYTES_PER_PARTITION, currentLeaderEpoch: -1, lastFetchedEpoch: -1 })
-        sent.push({ tp, fetchOffset: turn.next })
+        sent.set(tp, turn.next)
       }
       if (request) topics.push(request)
     }
@@ -516,7 +513,7 @@ export class Fetcher {
     })
   }
 
-  #failed (node: number, sent: Sent[], err: unknown): void {
+  #failed (node: number, sent: Sent, err: unknown): void {
     this.errors++
     const response = responseOf(err)
     let refresh = response === undefined
@@ -530,9 +527,9 @@ export class Fetcher {
         for (const p of partitions) {
           if (p.errorCode === 0) continue
           const tp = topic.partitions.get(p.partitionIndex)
-          const at = sent.find(s => s.tp === tp)
-          if (!tp || !at) continue
-          if (p.errorCode === OFFSET_OUT_OF_RANGE) outOfRange.push({ tp, fetchOffset: at.fetchOffset })
+          const at = tp && sent.get(tp)
+          if (!tp || at === undefined) continue
+          if (p.errorCode === OFFSET_OUT_OF_RANGE) outOfRange.push({ tp, fetchOffset: at })
           else refresh = true
         }
       }
@@ -598,32 +595,35 @@ export class Fetcher {
     }
   }
 
-  #deliver (response: PltFetchResponse | undefined, sent: Sent[]): void {
+  #deliver (response: PltFetchResponse | undefined, sent: Sent): void {
     if (!response) return
+    const answered = new Set<TopicPartition>()
     for (const { topicId, partitions } of response.responses) {
       const topic = this.#byId.get(topicId)
       if (!topic) continue
       for (const p of partitions) {
-        if (p.errorCode !== 0) continue
         const tp = topic.partitions.get(p.partitionIndex)
         if (!tp) continue
-        const at = sent.find(s => s.tp === tp)
-        if (!at) continue
-        this.#deliverPartition(tp, at.fetchOffset, p)
+        answered.add(tp)
+        if (p.errorCode !== 0) continue
+        const at = sent.get(tp)
+        if (at === undefined) continue
+        this.#deliverPartition(tp, at, p)
       }
     }
     // A partition a fetch session left out of the response had nothing new (KIP-227: no records,
     // no change of high watermark): its offset is the end. Its parts had their turn, and lane parts
     // have caught up (or the lane would ask for a partition it knows nothing of, at once, forever).
     const now = performance.now()
-    for (const { tp, fetchOffset } of sent) {
-      if (tp.high === undefined || tp.high < fetchOffset) tp.high = fetchOffset
+    for (const [tp, fetchOffset] of sent) {
+      if (!answered.has(tp)) tp.high = fetchOffset
       for (const part of tp.parts) if (part.next === fetchOffset) part.servedAt = now
     }
   }
 
   #deliverPartition (tp: TopicPartition, fetchOffset: bigint, p: PltPartitionResponse): void {
-    if (p.highWatermark >= 0n && (tp.high === undefined || p.highWatermark > tp.high)) tp.high = p.highWatermark
+    // the broker's latest word, not the highest seen: a leader's log can be truncated (unclean election)
+    if (p.highWatermark >= 0n) tp.high = p.highWatermark
     let records: ConsumedRecord[] | undefined
     let offsets: bigint[] | undefined
     let end = fetchOffset

@@ -178,3 +178,24 @@ test('a reader of a topic that does not exist fails to start with SLUICE_KAFKA_U
   const reader = kafka.reader({ topic: unique('reader.none'), onBatch: () => {} })
   await t.rejects(reader.start(new Map([[0, 0n]])), { code: 'SLUICE_KAFKA_UNKNOWN_TOPIC' })
 })
+
+test('a topic deleted while read is reported to its readers with SLUICE_KAFKA_UNKNOWN_TOPIC, and fetching it stops', async t => {
+  const kafka = client()
+  const admin = new Kafka({ brokers: kafkaBrokers(), clientId: 'reader-test-admin', logLevel: logLevel.NOTHING }).admin()
+  await admin.connect()
+  t.teardown(async () => {
+    await admin.disconnect()
+    await kafka.close()
+  })
+  const topic = unique('reader.deleted')
+  await kafka.ensureTopics([{ topic, partitions: 1 }])
+  const { errors, reader } = await collect(kafka, topic, new Map([[0, 0n]]), { metadataMaxAgeMs: 300 })
+  await admin.deleteTopics({ topics: [topic] })
+  await eventually(() => errors.length > 0, 15_000, 'the reader told')
+  t.match(errors[0], { code: 'SLUICE_KAFKA_UNKNOWN_TOPIC' })
+  const before = kafka.readerRequests
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const after = kafka.readerRequests
+  t.ok(after.main - before.main + after.lane - before.lane <= 1, 'no fetch for it any more')
+  await reader.stop()
+})
