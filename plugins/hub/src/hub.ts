@@ -637,7 +637,8 @@ export class Hub {
     const run = async () => {
       for (const p of partitions) {
         for (;;) {
-          if (sub.ended || outlet.closed) return
+          // the hub closing closed the windows too: nothing to read from Kafka for either
+          if (sub.ended || outlet.closed || this.#closed) return
           const next = sub.next.get(p) ?? 0n
           const read = feed.window.read(p, next, outlet.format, sub.terms.encoding)
           if (!read || read.end !== (feed.live.get(p) ?? 0n)) {

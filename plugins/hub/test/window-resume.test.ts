@@ -180,3 +180,20 @@ test('the window lets the socket\'s part go while it waits: the rest is read fro
   t.same(stuck.offsets, range(0, 95), 'what the window had, then Kafka, then live')
   t.same(stuck.lagged, [])
 })
+
+test('a replay waiting for the socket when the hub closes ends there: no Kafka reader, no lagging', async t => {
+  const { kafka, batch } = fakeKafka()
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 0 })
+  const live = socket(t)
+  await hub.subscribe(live.outlet, 't', TERMS)
+  for (let i = 0; i < 5; i++) await batch(batchOf(i * 20, i * 20 + 20))
+  // room for about four frames, drained slowly: the replay waits
+  const slow = socket(t, 600, 100)
+  await hub.subscribe(slow.outlet, 't', TERMS, { kind: 'cursor', positions: new Map([[0, 0n]]) })
+  await turn()
+  t.ok(slow.offsets.length < 100, 'waiting for room')
+  await hub.close()
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(hub.stats.catchUps, 0)
+  t.same(slow.lagged, [])
+})
