@@ -13,8 +13,9 @@
 // window does not cover it, never part of it.
 //
 // Appends are whole fetch batches ("chunks"), kept as the batch's own arrays
-// (no copy; O(batch) to size them), with the frames the live dispatch already
-// built for them. A format and encoding no live socket used is framed on the
+// with the frames the live dispatch already built for them (O(batch) to size
+// them; copied only when they would keep a much larger buffer alive, see
+// PIN_SLACK). A format and encoding no live socket used is framed on the
 // first read that needs it and kept, so a burst of resumes frames each record
 // once per format and encoding, as the live dispatch does.
 //
