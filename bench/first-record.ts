@@ -13,7 +13,7 @@
 //   bash deploy/local/node.sh bench/first-record.ts [--runs 10] [--topics 200] [--brokers host:port]
 //
 // Without --brokers it starts a broker of its own with Kafka's default group settings
-// (KafkaBroker({ productionGroupSettings: true }), ~10-20 s). With --brokers, that broker's
+// (KafkaBroker(), ~10-20 s). With --brokers, that broker's
 // settings are what is measured (comparing two trees on one broker: start it once, pass it to both).
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
@@ -70,7 +70,7 @@ async function main (): Promise<void> {
   if (values.brokers) {
     brokers = values.brokers.split(',')
   } else {
-    broker = new KafkaBroker({ productionGroupSettings: true })
+    broker = new KafkaBroker()
     const t = Date.now()
     await broker.start()
     brokers = broker.brokers

@@ -629,7 +629,7 @@ async function main (): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, topics: { type: 'string', default: '200' }, records: { type: 'string', default: '200000' } } })
   const options = { runs: Number(values.runs), topics: Number(values.topics) }
   const bulkRecords = Number(values.records)
-  const broker = new KafkaBroker({ productionGroupSettings: true })
+  const broker = new KafkaBroker()
   const started = Date.now()
   await broker.start()
   process.stderr.write(`[bench] broker ${broker.brokers[0]} (group.initial.rebalance.delay.ms at Kafka's default) ready in ${Date.now() - started} ms\n`)

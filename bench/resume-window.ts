@@ -44,7 +44,7 @@ async function main (): Promise<void> {
   if (values.brokers) {
     brokers = values.brokers.split(',')
   } else {
-    broker = new KafkaBroker({ productionGroupSettings: true })
+    broker = new KafkaBroker()
     await broker.start()
     brokers = broker.brokers
   }

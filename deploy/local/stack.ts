@@ -76,8 +76,6 @@ export interface KafkaBrokerOptions {
   dataDir?: string
   /** -Xmx for the broker; 512 MiB serves the tests and the benchmarks here */
   heap?: string
-  /** leave group.initial.rebalance.delay.ms at Kafka's default (3 s), as a production broker has: benchmarks of group joins */
-  productionGroupSettings?: boolean
   /** one node of a KafkaCluster; a lone broker is its own quorum otherwise */
   member?: ClusterMember
 }
@@ -101,7 +99,6 @@ export class KafkaBroker {
   #exited: Promise<void> | undefined
   readonly #heap: string
   readonly #ownsDir: boolean
-  readonly #productionGroupSettings: boolean
   readonly #member: ClusterMember | undefined
 
   constructor (options: KafkaBrokerOptions = {}) {
@@ -111,8 +108,6 @@ export class KafkaBroker {
     this.#heap = options.heap ?? '512m'
     this.#member = options.member
     this.controllerPort = options.member?.controllerPort ?? 0
-    // a cluster runs as production does: its suites are about what users see
-    this.#productionGroupSettings = options.productionGroupSettings ?? options.member !== undefined
   }
 
   get nodeId (): number {
@@ -169,8 +164,8 @@ export class KafkaBroker {
       // 4 instead of 50 partitions: the first group join creates them, and 50 take seconds here
       'offsets.topic.num.partitions=4',
       'transaction.state.log.num.partitions=4',
-      // groups form at once instead of after 3 s: tests and dev mode join many short-lived groups
-      ...(this.#productionGroupSettings ? [] : ['group.initial.rebalance.delay.ms=0']),
+      // group.initial.rebalance.delay.ms stays at Kafka's default (3 s), as on every production broker
+      // (Apache Kafka, MSK, Confluent Cloud): the suites and dev mode see the group joins users see
       // topics are created on purpose (dev mode, admin); a typo must not create one
       'auto.create.topics.enable=false',
       'num.partitions=1',
