@@ -39,7 +39,8 @@ export class LeanClient {
   #frames = 0
   #subscribed = false
 
-  constructor (url: string, protocol: string, sample: number, cb: LeanCallbacks) {
+  /** `headers`: more request headers for the handshake (a gateway as shipped wants `authorization`) */
+  constructor (url: string, protocol: string, sample: number, cb: LeanCallbacks, headers: Record<string, string> = {}) {
     const u = new URL(url)
     this.#cb = cb
     this.#sample = sample
@@ -54,7 +55,8 @@ export class LeanClient {
     })
     const key = randomBytes(16).toString('base64')
     this.#socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`)
+      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${protocol}\r\n` +
+      Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('') + '\r\n')
     this.#socket.on('error', err => cb.onError(err))
   }
 
