@@ -22,11 +22,24 @@ export function unique (prefix: string): string {
 }
 
 /** Polls `check` until it returns true, failing after `timeoutMs`. Not a timing assertion: a bound on waiting. */
+/**
+ * Waits until `check` holds. A check that throws counts as not yet, until the deadline, when its
+ * last error is thrown: a broker still loading answers admin requests with retriable errors
+ * (NOT_COORDINATOR for a group on a fresh broker's first minute) that kafkajs's admin does not retry.
+ */
 export async function eventually (check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`)
+    let failure: unknown
+    try {
+      if (await check()) return
+    } catch (err) {
+      failure = err
+    }
+    if (Date.now() > deadline) {
+      if (failure !== undefined) throw new Error(`not within ${timeoutMs} ms: ${what} (last: ${(failure as Error).message})`, { cause: failure })
+      throw new Error(`not within ${timeoutMs} ms: ${what}`)
+    }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
 }
