@@ -526,7 +526,7 @@ async function main (): Promise<void> {
   const kinds = (k >= 0 ? process.argv[k + 1]! : 'shipped,per-socket,sluice,raw,raw-frames').split(',')
   // Kafka's default group settings (a 3 s initial rebalance delay), as every real broker runs: the shipped
   // hub reads without a group; the per-socket peer's consumers and the floor consumer join one each
-  const broker = new KafkaBroker({ heap: '1g', productionGroupSettings: true })
+  const broker = new KafkaBroker({ heap: '1g' })
   await broker.start()
   // the limits' Redis: REDIS_URL, or one of this run's own (its CPU is not the gateway's: not counted)
   let redis: RedisServer | undefined
