@@ -11,6 +11,7 @@
 // as with the kafkajs consumer: nothing is committed automatically.
 import {
   Consumer,
+  consumerGroupDescribeV0,
   MessagesStreamFallbackModes,
   MessagesStreamModes,
   type Message,
@@ -72,6 +73,40 @@ export async function detectGroupProtocol (options: Omit<GroupReadersOptions, 'p
     throw new KafkaUnavailableError((err as Error).message)
   } finally {
     await probe.close(true).catch(() => {})
+  }
+}
+
+/**
+ * Members of a KIP-848 group, as its coordinator sees them (ConsumerGroupDescribe). The
+ * classic DescribeGroups, which kafkajs's admin sends, lists no members for such a group
+ * (seen on Kafka 4.4: the group is listed, with 0 members); a classic group answers
+ * GROUP_ID_NOT_FOUND here, so this gives undefined for it.
+ */
+export async function consumerGroupMembers (options: Omit<GroupReadersOptions, 'protocol' | 'logger'>, groupId: string): Promise<string[] | undefined> {
+  const client = new Consumer({
+    clientId: `${options.clientId}-describe`,
+    bootstrapBrokers: options.brokers,
+    // the group to find the coordinator of; the client never joins it
+    groupId,
+    connectTimeout: options.connectionTimeoutMs,
+    timeout: options.requestTimeoutMs,
+    retries: 2
+  })
+  try {
+    const node = await client.findGroupCoordinator()
+    const connection = (await client.connectToBrokers([node])).get(node)
+    if (!connection) throw new KafkaUnavailableError(`no connection to the coordinator of group ${groupId}`)
+    const response = await consumerGroupDescribeV0.api.async(connection, [groupId], false)
+    const group = response.groups.find(g => g.groupId === groupId)
+    if (!group || group.errorCode !== 0) return undefined
+    return group.members.map(m => m.memberId)
+  } catch (err) {
+    // the broker refuses the request for a group that is not a consumer-protocol group
+    const e = err as { errors?: Array<{ apiId?: string }>, apiId?: string }
+    if (e.apiId === 'GROUP_ID_NOT_FOUND' || e.errors?.some(x => x.apiId === 'GROUP_ID_NOT_FOUND')) return undefined
+    throw err instanceof KafkaUnavailableError ? err : new KafkaUnavailableError((err as Error).message)
+  } finally {
+    await client.close(true).catch(() => {})
   }
 }
 

@@ -4,13 +4,17 @@
 // starts after the group's last committed offset, as the hub's group mode needs.
 import { test } from 'tap'
 import { KafkaClient, type RecordBatch } from '../src/kafka.ts'
-import { GroupReaders, type GroupProtocol, type GroupReader } from '../src/group-reader.ts'
+import { consumerGroupMembers, GroupReaders, type GroupProtocol, type GroupReader } from '../src/group-reader.ts'
 import { eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
 
 const PARTITIONS = 4
 
+function connection () {
+  return { brokers: kafkaBrokers(), clientId: unique('group-reader-test'), connectionTimeoutMs: 3000, requestTimeoutMs: 10_000 }
+}
+
 function readers (protocol?: GroupProtocol): GroupReaders {
-  return new GroupReaders({ brokers: kafkaBrokers(), clientId: unique('group-reader-test'), connectionTimeoutMs: 3000, requestTimeoutMs: 10_000, protocol })
+  return new GroupReaders({ ...connection(), protocol })
 }
 
 interface Member { reader: GroupReader, seen: string[], assignments: Array<Record<string, number[]>> }
@@ -68,6 +72,9 @@ for (const protocol of ['consumer', 'classic'] as const) {
       owned(a, topic).length + owned(b, topic).length === PARTITIONS, 60_000, 'the partitions are split between the two')
     t.same([...owned(a, topic), ...owned(b, topic)].sort(), [0, 1, 2, 3], 'every partition has exactly one owner')
     t.ok(a.assignments.length >= 2 && b.assignments.length >= 1, 'onGroupJoin reported each assignment')
+    const members = await consumerGroupMembers(connection(), groupId)
+    if (protocol === 'consumer') t.equal(members?.length, 2, 'ConsumerGroupDescribe lists the two members')
+    else t.equal(members, undefined, 'a classic group is not a consumer-protocol group')
 
     const sent = await produce(kafka, topic, 0, 200)
     await eventually(() => a.seen.length + b.seen.length >= sent.length, 30_000, 'all 200 records delivered')
