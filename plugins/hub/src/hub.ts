@@ -485,13 +485,8 @@ export class Hub {
 
   async #startFeed (feed: TopicFeed): Promise<void> {
     // The live position is fixed here: the reader starts at today's end of each
-    // partition. Partitions added later start at their beginning: all of them is new.
-    const offsets = await this.#topicOffsets(feed.topic)
-    for (const o of offsets) {
-      feed.live.set(o.partition, BigInt(o.high))
-      feed.high.set(o.partition, BigInt(o.high))
-      feed.window.open(o.partition, BigInt(o.high))
-    }
+    // partition (topics started in the same tick share one Metadata and one
+    // ListOffsets request). Partitions added later start at their beginning: all of them is new.
     const reader = this.#kafka.reader({
       topic: feed.topic,
       followNewPartitions: true,
@@ -501,12 +496,19 @@ export class Hub {
       onError: err => this.#log.warn({ err, topic: feed.topic }, 'hub reader failed')
     })
     feed.consumer = reader
+    let start: Map<number, bigint>
     try {
-      await reader.start(new Map(offsets.map(o => [o.partition, o.high])))
+      start = await reader.start('latest')
     } catch (err) {
       feed.consumer = undefined
       await reader.stop()
       throw err
+    }
+    // before the reader's first batch, which comes with a fetch response (I/O), never in this turn
+    for (const [partition, high] of start) {
+      feed.live.set(partition, high)
+      feed.high.set(partition, high)
+      feed.window.open(partition, high)
     }
     this.#log.debug({ topic: feed.topic, node: this.#nodeId }, 'hub reader started')
   }

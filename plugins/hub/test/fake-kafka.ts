@@ -23,7 +23,16 @@ export function fakeKafka (high = '0'): FakeKafka {
     async topicOffsets () { return [{ partition: 0, low: '0', high }] },
     reader (options: ReaderOptions): TopicReader {
       readers.push(options)
-      return { topic: options.topic, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {} }
+      return {
+        topic: options.topic,
+        async start (positions) {
+          return positions === 'latest' ? new Map([[0, BigInt(high)]]) : new Map([...positions].map(([p, o]) => [p, BigInt(o)]))
+        },
+        async stop () {},
+        pause () {},
+        resume () {},
+        seek () {}
+      }
     },
     consumer (options: ConsumerOptions): TopicConsumer {
       consumers.push(options)

@@ -46,8 +46,15 @@ export interface ReaderOptions {
 
 export interface TopicReader {
   readonly topic: string
-  /** Starts reading each partition at its offset (the next record wanted); resolves once leaders are known. */
-  start (positions: Map<number, bigint | string>): Promise<void>
+  /**
+   * Starts reading each partition at its offset (the next record wanted), or every
+   * partition at its end with 'latest'; resolves with where each partition starts,
+   * once leaders are known. Readers started in the same tick share one Metadata
+   * request and, for 'latest', one ListOffsets request (a node whose 1,000 topics
+   * got their first subscriber at once asked the kafkajs admin 1,000 times, and
+   * some of those failed: "write after end").
+   */
+  start (positions: Map<number, bigint | string> | 'latest'): Promise<Map<number, bigint>>
   stop (): Promise<void>
   pause (partitions?: number[]): void
   resume (partitions?: number[]): void
@@ -80,6 +87,13 @@ const MAX_BYTES_PER_PARTITION = 1024 * 1024
 const BACKOFF_MIN_MS = 100
 const BACKOFF_MAX_MS = 2000
 const DEFAULT_METADATA_MAX_AGE_MS = 30_000
+// a start at 'latest' asks for the end offsets up to 5 times, 250 ms apart: about the second a
+// just-created topic may take to have leaders (the hub's own topicOffsets retry did the same)
+const LIST_OFFSETS_ATTEMPTS = 5
+const LIST_OFFSETS_RETRY_MS = 250
+// and the metadata of a topic it does not know, as often (the hub's topicOffsets retry did the same)
+const UNKNOWN_TOPIC_ATTEMPTS = 5
+const UNKNOWN_TOPIC_RETRY_MS = 250
 // record batch attributes (Kafka's DefaultRecordBatch): bit 5 a control batch (transaction markers), bit 3 log-append time
 const CONTROL_BATCH = 0x20
 const LOG_APPEND_TIME = 0x08
@@ -92,6 +106,8 @@ interface TopicState {
   name: string
   id: string | undefined
   partitions: Map<number, TopicPartition>
+  /** per partition, its leader at the last metadata read (for partitions no reader reads yet) */
+  leaders: number[]
   /** readers of this topic (a live feed, catch-up readers) */
   readers: Set<Reader>
 }
@@ -165,10 +181,10 @@ class Reader implements TopicReader {
     this.topic = options.topic
   }
 
-  async start (positions: Map<number, bigint | string>): Promise<void> {
-    if (this.started) return
+  async start (positions: Map<number, bigint | string> | 'latest'): Promise<Map<number, bigint>> {
+    if (this.started) return new Map([...this.parts].map(([p, part]) => [p, part.next]))
     this.started = true
-    await this.#fetcher.add(this, positions)
+    return this.#fetcher.add(this, positions)
   }
 
   async stop (): Promise<void> {
@@ -214,7 +230,9 @@ export class Fetcher {
   /** nodes whose next fetch waits out a backoff */
   readonly #backoff = new Map<number, { ms: number, timer: NodeJS.Timeout | undefined }>()
   readonly #pending = new Set<string>()
-  #resolving: Promise<void> | undefined
+  /** of #pending, the topics whose end offsets are wanted too */
+  readonly #latest = new Set<string>()
+  #resolving: Promise<Map<string, bigint[]>> | undefined
   #refreshTimer: NodeJS.Timeout | undefined
   #refreshing = false
   #closed = false
@@ -258,25 +276,43 @@ export class Fetcher {
     return new Reader(this, options)
   }
 
-  async add (reader: Reader, positions: Map<number, bigint | string>): Promise<void> {
-    if (this.#closed) throw new KafkaClosedError()
-    if (reader.stopped) return
-    const topic = this.#topic(reader.topic)
-    topic.readers.add(reader)
-    for (const [partition, offset] of positions) this.#addPart(reader, topic, partition, BigInt(offset))
-    if (topic.id === undefined || [...reader.parts.values()].some(p => p.tp.leader < 0)) {
-      // readers added in the same tick share one Metadata request
+  async add (reader: Reader, positions: Map<number, bigint | string> | 'latest'): Promise<Map<number, bigint>> {
+    const latest = positions === 'latest'
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) throw new KafkaClosedError()
+      const topic = this.#topic(reader.topic)
+      topic.readers.add(reader)
+      if (!latest) for (const [partition, offset] of positions) this.#addPart(reader, topic, partition, BigInt(offset))
+      if (!latest && topic.id !== undefined && [...reader.parts.values()].every(p => p.tp.leader >= 0)) break
+      // readers added in the same tick share one Metadata request (and one ListOffsets)
       this.#pending.add(topic.name)
+      if (latest) this.#latest.add(topic.name)
       this.#resolving ??= new Promise(resolve => setImmediate(resolve)).then(() => this.#resolve())
-      await this.#resolving
-      if (topic.id === undefined) {
+      let ends: Map<string, bigint[]>
+      try {
+        ends = await this.#resolving
+      } catch (err) {
         this.remove(reader)
-        throw new KafkaUnknownTopicError(topic.name)
+        throw err
       }
+      if (topic.id !== undefined && (!latest || ends.has(topic.name))) {
+        if (latest) ends.get(topic.name)!.forEach((end, partition) => this.#addPart(reader, topic, partition, end))
+        break
+      }
+      this.remove(reader)
+      // a topic created a moment ago can be unknown to the broker's metadata still: ask again for about a second
+      if (attempt === UNKNOWN_TOPIC_ATTEMPTS || reader.stopped) throw new KafkaUnknownTopicError(topic.name)
+      await new Promise(resolve => setTimeout(resolve, UNKNOWN_TOPIC_RETRY_MS))
+    }
+    const start = new Map([...reader.parts].map(([p, part]) => [p, part.next]))
+    if (reader.stopped) {
+      this.remove(reader)
+      return start
     }
     reader.resolved = true
     this.#scheduleRefresh()
     this.kick()
+    return start
   }
 
   remove (reader: Reader): void {
@@ -294,7 +330,7 @@ export class Fetcher {
   #topic (name: string): TopicState {
     let topic = this.#topics.get(name)
     if (!topic) {
-      topic = { name, id: undefined, partitions: new Map(), readers: new Set() }
+      topic = { name, id: undefined, partitions: new Map(), leaders: [], readers: new Set() }
       this.#topics.set(name, topic)
     }
     return topic
@@ -303,7 +339,7 @@ export class Fetcher {
   #addPart (reader: Reader, topic: TopicState, partition: number, next: bigint): void {
     let tp = topic.partitions.get(partition)
     if (!tp) {
-      tp = { topic, partition, leader: -1, high: undefined, parts: new Set() }
+      tp = { topic, partition, leader: topic.leaders[partition] ?? -1, high: undefined, parts: new Set() }
       topic.partitions.set(partition, tp)
     }
     const part: Part = { reader, tp, next, lane: true, paused: false, busy: false, servedAt: 0 }
@@ -311,11 +347,27 @@ export class Fetcher {
     tp.parts.add(part)
   }
 
-  async #resolve (): Promise<void> {
+  async #resolve (): Promise<Map<string, bigint[]>> {
     const names = [...this.#pending]
+    const latest = [...this.#latest].filter(name => this.#topics.get(name)?.readers.size)
     this.#pending.clear()
+    this.#latest.clear()
     this.#resolving = undefined
-    await this.#readMetadata(names, false)
+    const failed = await this.#readMetadata(names, false)
+    // not an unknown topic: the broker did not answer (starting readers hear it; running ones retry)
+    if (failed) throw failed
+    const known = latest.filter(name => this.#topics.get(name)?.id !== undefined)
+    if (known.length === 0) return new Map()
+    // a topic created a moment ago can lack a leader still: ask again, briefly, before failing its readers
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#client('lane').listOffsets({ topics: known, timestamp: -1n })
+      } catch (err) {
+        this.errors++
+        if (attempt === LIST_OFFSETS_ATTEMPTS || this.#closed) throw new KafkaUnavailableError(errorText(err))
+        await new Promise(resolve => setTimeout(resolve, LIST_OFFSETS_RETRY_MS))
+      }
+    }
   }
 
   /**
@@ -324,24 +376,24 @@ export class Fetcher {
    * following reader gets the partitions it has not seen. A topic the broker does
    * not know any more is reported to its readers, which stop.
    */
-  async #readMetadata (names: string[], forceUpdate: boolean): Promise<void> {
-    if (names.length === 0 || this.#closed) return
+  async #readMetadata (names: string[], forceUpdate: boolean): Promise<Error | undefined> {
+    if (names.length === 0 || this.#closed) return undefined
     let metadata
     try {
       metadata = await this.#client('lane').metadata({ topics: names, forceUpdate, autocreateTopics: false })
     } catch (err) {
-      if (this.#closed) return
+      if (this.#closed) return undefined
       this.errors++
       this.#log.debug({ err, topics: names.length }, 'group-less reader: metadata request failed')
       // a broker down or moving: the fetches retry after their backoff, and read the metadata again then
-      if (!this.#unknownTopic(err) && !/UNKNOWN_TOPIC|unknown topic|does not host this topic/i.test(errorText(err))) return
+      if (!this.#unknownTopic(err) && !/UNKNOWN_TOPIC|unknown topic|does not host this topic/i.test(errorText(err))) return new KafkaUnavailableError(errorText(err))
       // one request for several topics fails whole on one unknown topic: ask for each alone
       if (names.length > 1) {
-        await Promise.all(names.map(name => this.#readMetadata([name], forceUpdate)))
-        return
+        const errors = await Promise.all(names.map(name => this.#readMetadata([name], forceUpdate)))
+        return errors.find(e => e !== undefined)
       }
       this.#topicGone(names[0]!)
-      return
+      return undefined
     }
     for (const name of names) {
       const topic = this.#topics.get(name)
@@ -356,12 +408,14 @@ export class Fetcher {
         topic.id = meta.id
         this.#byId.set(meta.id, topic)
       }
+      topic.leaders = meta.partitions.map(pm => pm?.leader ?? -1)
       meta.partitions.forEach((pm, partition) => {
         let tp = topic.partitions.get(partition)
         if (!tp) {
           // a partition added since the readers started: all of it is new to those that follow
+          // (a reader still starting gets its partitions from its start)
           for (const reader of topic.readers) {
-            if (reader.options.followNewPartitions && !reader.parts.has(partition)) this.#addPart(reader, topic, partition, 0n)
+            if (reader.resolved && reader.options.followNewPartitions && !reader.parts.has(partition)) this.#addPart(reader, topic, partition, 0n)
           }
           tp = topic.partitions.get(partition)
           if (!tp) return

@@ -199,3 +199,26 @@ test('a topic deleted while read is reported to its readers with SLUICE_KAFKA_UN
   t.ok(after.main - before.main + after.lane - before.lane <= 1, 'no fetch for it any more')
   await reader.stop()
 })
+
+test('start(\'latest\') starts every partition at its end and says where; readers started together share the requests', async t => {
+  const kafka = client()
+  t.teardown(() => kafka.close())
+  const a = unique('reader.latest')
+  const b = unique('reader.latest')
+  await kafka.ensureTopics([{ topic: a, partitions: 3 }, { topic: b, partitions: 1 }])
+  await kafka.produceBatch(a, [{ value: 'old0', partition: 0 }, { value: 'old0b', partition: 0 }, { value: 'old2', partition: 2 }])
+  const seen: string[] = []
+  const onBatch = (batch: RecordBatch) => { for (const r of batch.records) seen.push(`${r.topic}:${r.partition}:${r.offset}`) }
+  const [startA, startB] = await Promise.all([
+    kafka.reader({ topic: a, onBatch }).start('latest'),
+    kafka.reader({ topic: b, onBatch }).start('latest')
+  ])
+  t.same([...startA].sort(), [[0, 2n], [1, 0n], [2, 1n]], 'the end of each partition of a')
+  t.same([...startB], [[0, 0n]])
+  await kafka.produce(a, { value: 'new', partition: 0 })
+  await kafka.produce(b, { value: 'new', partition: 0 })
+  await eventually(() => seen.length >= 2, 10_000, 'the two new records')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.same(seen.sort(), [`${a}:0:2`, `${b}:0:0`].sort(), 'only what was written after start')
+  await t.rejects(kafka.reader({ topic: unique('reader.none'), onBatch }).start('latest'), { code: 'SLUICE_KAFKA_UNKNOWN_TOPIC' })
+})
