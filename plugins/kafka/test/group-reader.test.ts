@@ -124,3 +124,38 @@ for (const protocol of ['consumer', 'classic'] as const) {
     }
   })
 }
+
+test('a kafkajs classic member (a node before this change) and a KIP-848 member share one group: the broker converts it and splits the partitions between them, each record to one', async t => {
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: unique('group-reader-test') })
+  const group = readers('consumer')
+  t.teardown(async () => { await group.close(); await kafka.close() })
+  const topic = unique('group-reader.mixed')
+  const groupId = unique('group-reader.m')
+  await kafka.ensureTopics([{ topic, partitions: PARTITIONS }])
+  const oldSeen: string[] = []
+  let oldOwned: number[] = []
+  const old = kafka.consumer({
+    groupId,
+    topics: [topic],
+    onBatch: async batch => {
+      for (const r of batch.records) oldSeen.push(r.value?.toString() ?? '')
+      const last = batch.records[batch.records.length - 1]
+      if (last) await old.commit([{ topic, partition: last.partition, offset: last.offset }])
+    },
+    onGroupJoin: assignment => { oldOwned = assignment[topic] ?? [] }
+  })
+  t.teardown(() => old.stop())
+  await old.start()
+  await eventually(() => oldOwned.length === PARTITIONS, 60_000, 'the classic member owns every partition')
+  const b = member(group, groupId, topic)
+  await b.reader.start()
+  await eventually(() => owned(b, topic).length > 0 && oldOwned.length + owned(b, topic).length === PARTITIONS, 60_000, 'the partitions are split between the two')
+  t.same([...oldOwned, ...owned(b, topic)].sort(), [0, 1, 2, 3], 'every partition has exactly one owner')
+  t.equal((await consumerGroupMembers(connection(), groupId))?.length, 2, 'one consumer-protocol group with both members')
+
+  const sent = await produce(kafka, topic, 0, 100)
+  await eventually(() => oldSeen.length + b.seen.length >= sent.length, 30_000, 'all 100 records delivered')
+  await new Promise(resolve => setTimeout(resolve, 500))
+  t.same([...oldSeen, ...b.seen.map(s => s.split(':')[2])].sort(), [...sent].sort(), 'each record to exactly one member')
+  t.ok(oldSeen.length > 0 && b.seen.length > 0, 'both members got a share')
+})
