@@ -183,6 +183,7 @@ export class GroupReader implements TopicConsumer {
   #draining = false
   #restartMs = RESTART_FIRST_MS
   #restartTimer: NodeJS.Timeout | undefined
+  #topics: string[] = []
   #assignment = ''
   // the last record handed out per partition, with its own commit (offset + 1, its leader epoch)
   readonly #handed = new Map<string, { offset: string, commit: () => Promise<void> }>()
@@ -219,6 +220,7 @@ export class GroupReader implements TopicConsumer {
       if (typeof t !== 'string') throw new KafkaUnavailableError(`topic patterns are not supported in group mode (${String(t)})`)
       return t
     })
+    this.#topics = topics
     this.#protocol = await this.#choose()
     await this.#join(topics)
   }
@@ -316,7 +318,8 @@ export class GroupReader implements TopicConsumer {
         await this.#deliver(messages)
       }
     }
-    run().catch(err => this.#crash(err as Error)).finally(() => {
+    // a handler that fails (a commit refused, a bug) gets a new member, as kafkajs restarts its consumer
+    run().catch(err => this.#crash(err as Error, this.#topics)).finally(() => {
       this.#draining = false
       // something arrived while the last round ran and its 'readable' found us draining
       if (!this.#stopped && stream === this.#stream && stream.readableLength > 0) this.#drain(stream)
@@ -428,7 +431,7 @@ export class GroupReader implements TopicConsumer {
       ready.push(...held)
       this.#held.delete(key)
     }
-    if (ready.length > 0) this.#deliver(ready).catch(err => this.#crash(err as Error))
+    if (ready.length > 0) this.#deliver(ready).catch(err => this.#crash(err as Error, this.#topics))
   }
 
   /** The partition's next record is `offset`; what was fetched before is dropped. */
@@ -456,6 +459,12 @@ export class GroupReader implements TopicConsumer {
     try {
       await Promise.all(pending)
     } catch (err) {
+      // a rebalance took the partition meanwhile: its new owner starts from the last commit
+      // that landed (at least once, as Kafka's own consumers), and this member goes on
+      if (offsets.some(o => !this.#owns(o.topic, o.partition))) {
+        this.#log.info({ err, groupId: this.groupId }, 'commit of a partition this member no longer owns refused')
+        return
+      }
       throw new KafkaUnavailableError((err as Error).message)
     }
   }

@@ -159,3 +159,34 @@ test('a kafkajs classic member (a node before this change) and a KIP-848 member 
   t.same([...oldSeen, ...b.seen.map(s => s.split(':')[2])].sort(), [...sent].sort(), 'each record to exactly one member')
   t.ok(oldSeen.length > 0 && b.seen.length > 0, 'both members got a share')
 })
+
+test('a handler that fails gets a new member, as kafkajs restarts its consumer: onCrash says it restarts, and the records after the last commit come again', async t => {
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: unique('group-reader-test') })
+  const group = readers('consumer')
+  t.teardown(async () => { await group.close(); await kafka.close() })
+  const topic = unique('group-reader.crash')
+  await kafka.ensureTopics([{ topic, partitions: 1 }])
+  await kafka.produceBatch(topic, [{ value: 'a' }, { value: 'b' }])
+  const seen: string[] = []
+  const crashes: boolean[] = []
+  let failed = false
+  const reader = group.reader({
+    groupId: unique('group-reader.crash'),
+    topics: [topic],
+    fromBeginning: true,
+    onBatch: async batch => {
+      for (const r of batch.records) seen.push(r.value?.toString() ?? '')
+      if (!failed) {
+        failed = true
+        throw new Error('the socket went away mid-batch')
+      }
+      const last = batch.records[batch.records.length - 1]!
+      await reader.commit([{ topic, partition: last.partition, offset: last.offset }])
+    },
+    onCrash: (_err, restarting) => { crashes.push(restarting) }
+  })
+  await reader.start()
+  await eventually(() => seen.length >= 4, 30_000, 'both records again after the restart')
+  t.same(crashes, [true], 'one crash, restarting')
+  t.same(seen, ['a', 'b', 'a', 'b'], 'nothing was committed by the failed batch: the new member reads it again')
+})
