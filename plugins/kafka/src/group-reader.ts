@@ -83,6 +83,11 @@ export async function detectGroupProtocol (options: Omit<GroupReadersOptions, 'p
  * GROUP_ID_NOT_FOUND here, so this gives undefined for it.
  */
 export async function consumerGroupMembers (options: Omit<GroupReadersOptions, 'protocol' | 'logger'>, groupId: string): Promise<string[] | undefined> {
+  return (await consumerGroupState(options, groupId))?.members
+}
+
+/** A KIP-848 group's state ('Stable' once every member has its target assignment) and members; undefined for a classic group. */
+export async function consumerGroupState (options: Omit<GroupReadersOptions, 'protocol' | 'logger'>, groupId: string): Promise<{ state: string, members: string[] } | undefined> {
   const client = new Consumer({
     clientId: `${options.clientId}-describe`,
     bootstrapBrokers: options.brokers,
@@ -99,7 +104,7 @@ export async function consumerGroupMembers (options: Omit<GroupReadersOptions, '
     const response = await consumerGroupDescribeV0.api.async(connection, [groupId], false)
     const group = response.groups.find(g => g.groupId === groupId)
     if (!group || group.errorCode !== 0) return undefined
-    return group.members.map(m => m.memberId)
+    return { state: group.groupState, members: group.members.map(m => m.memberId) }
   } catch (err) {
     // the broker refuses the request for a group that is not a consumer-protocol group
     const e = err as { errors?: Array<{ apiId?: string }>, apiId?: string }

@@ -4,7 +4,7 @@
 // starts after the group's last committed offset, as the hub's group mode needs.
 import { test } from 'tap'
 import { KafkaClient, type RecordBatch } from '../src/kafka.ts'
-import { consumerGroupMembers, GroupReaders, type GroupProtocol, type GroupReader } from '../src/group-reader.ts'
+import { consumerGroupMembers, consumerGroupState, GroupReaders, type GroupProtocol, type GroupReader } from '../src/group-reader.ts'
 import { eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
 
 const PARTITIONS = 4
@@ -73,8 +73,10 @@ for (const protocol of ['consumer', 'classic'] as const) {
     t.same([...owned(a, topic), ...owned(b, topic)].sort(), [0, 1, 2, 3], 'every partition has exactly one owner')
     t.ok(a.assignments.length >= 2 && b.assignments.length >= 1, 'onGroupJoin reported each assignment')
     const members = await consumerGroupMembers(connection(), groupId)
-    if (protocol === 'consumer') t.equal(members?.length, 2, 'ConsumerGroupDescribe lists the two members')
-    else t.equal(members, undefined, 'a classic group is not a consumer-protocol group')
+    if (protocol === 'consumer') {
+      t.equal(members?.length, 2, 'ConsumerGroupDescribe lists the two members')
+      t.equal((await consumerGroupState(connection(), groupId))?.state, 'Stable', 'and the group is stable once both have their partitions')
+    } else t.equal(members, undefined, 'a classic group is not a consumer-protocol group')
 
     const sent = await produce(kafka, topic, 0, 200)
     await eventually(() => a.seen.length + b.seen.length >= sent.length, 30_000, 'all 200 records delivered')
