@@ -366,6 +366,8 @@ export class Fetcher {
         this.errors++
         if (attempt === LIST_OFFSETS_ATTEMPTS || this.#closed) throw new KafkaUnavailableError(errorText(err))
         await new Promise(resolve => setTimeout(resolve, LIST_OFFSETS_RETRY_MS))
+        // a leader gone (killed, moved): the client would ask the cached one again; the next attempt asks the new one
+        await this.#client('lane').metadata({ topics: known, forceUpdate: true, autocreateTopics: false }).catch(() => {})
       }
     }
   }
