@@ -20,7 +20,9 @@ test('two sockets in one group, on two nodes, receive each record exactly once',
   const groupId = (await a.kafka.listGroups()).find(g => g.endsWith(`.${group}`))
   t.ok(groupId, 'the group exists on the broker, namespaced by subject')
   await eventually(async () => (await a.kafka.groupMembers(groupId!)).length === 2, 30_000, 'two members')
-  // let the rebalance settle before producing
+  // let the rebalance settle before producing: a KIP-848 group (Kafka 4) gives the second member its
+  // partitions at its next heartbeat, 5 s by the broker's default, and is Stable once both own theirs
+  await eventually(async () => (await a.kafka.groupState(groupId!)).state === 'Stable', 30_000, 'the group stable')
   await new Promise(resolve => setTimeout(resolve, 1000))
 
   const RECORDS = 2000

@@ -789,7 +789,7 @@ export class Hub {
   async joinGroup (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms): Promise<void> {
     if (this.#closed) throw new HubClosedError()
     if (outlet.admitReady) await outlet.admitReady
-    const reader = this.#kafka.consumer({
+    const reader = this.#kafka.groupReader({
       groupId,
       topics,
       fromBeginning: false,

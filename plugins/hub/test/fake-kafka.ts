@@ -37,6 +37,9 @@ export function fakeKafka (high = '0'): FakeKafka {
     consumer (options: ConsumerOptions): TopicConsumer {
       consumers.push(options)
       return { groupId: options.groupId, async start () {}, async stop () {}, pause () {}, resume () {}, seek () {}, async commit () {} }
+    },
+    groupReader (options: ConsumerOptions): TopicConsumer {
+      return kafka.consumer(options)
     }
   }
   const batchTo = async (group: string, b: Omit<RecordBatch, 'topic'>) => {

@@ -1,6 +1,7 @@
-// The one module, with reader.ts, that imports the Kafka client libraries: kafkajs
-// (producer, admin, group consumers) and @platformatic/kafka (group-less reads,
-// reader.ts: kafkajs has no assign-style consumer). Everything else sees only the
+// The one module, with reader.ts and group-reader.ts, that imports the Kafka client
+// libraries: kafkajs (producer, admin, classic group consumers) and @platformatic/kafka
+// (group-less reads, reader.ts: kafkajs has no assign-style consumer; group mode,
+// group-reader.ts: KIP-848). Everything else sees only the
 // types below, so a client can be measured against another and swapped here alone.
 // Fastify-free: the gateway, the ingest app, the local stack script and the
 // benchmarks all import it.
@@ -17,6 +18,7 @@ import {
 } from 'kafkajs'
 import { PublishBatcher } from './publish-batcher.ts'
 import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
+import { consumerGroupState, GroupReaders, type GroupProtocol } from './group-reader.ts'
 import { murmur2 } from './murmur2.ts'
 import {
   KafkaClosedError,
@@ -27,6 +29,7 @@ import {
 } from './errors.ts'
 
 export type { ReaderOptions, TopicReader } from './reader.ts'
+export type { GroupProtocol } from './group-reader.ts'
 
 export interface Logger {
   debug (obj: object, msg?: string): void
@@ -49,6 +52,8 @@ export interface KafkaOptions {
    * (the ingest connector) sets fewer, so that an outage shows in seconds.
    */
   clusterRetry?: { retries: number, initialRetryTime: number, maxRetryTime: number }
+  /** group mode's protocol; unset: KIP-848 where the broker offers it (Kafka 4 does), classic otherwise */
+  groupProtocol?: GroupProtocol
   logger?: Logger
 }
 
@@ -225,7 +230,7 @@ function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
 }
 
 export class KafkaClient {
-  readonly options: Required<Omit<KafkaOptions, 'logger' | 'clusterRetry'>>
+  readonly options: Required<Omit<KafkaOptions, 'logger' | 'clusterRetry' | 'groupProtocol'>>
   readonly #kafka: Kafka
   readonly #logger: Logger
   #producer: Producer | undefined
@@ -244,6 +249,9 @@ export class KafkaClient {
 
   // every group-less reader of the node, in few fetch requests over two connections per broker (reader.ts)
   #fetcher: Fetcher | undefined
+  // group mode's members on @platformatic/kafka (group-reader.ts); made on first use
+  #groupReaders: GroupReaders | undefined
+  readonly #groupProtocol: GroupProtocol | undefined
 
   #closed = false
 
@@ -255,6 +263,7 @@ export class KafkaClient {
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
     }
     this.#logger = options.logger ?? silentLogger
+    this.#groupProtocol = options.groupProtocol
     this.#kafka = new Kafka({
       brokers: this.options.brokers,
       clientId: this.options.clientId,
@@ -440,8 +449,19 @@ export class KafkaClient {
 
   /** Members of a consumer group, as the broker sees them. */
   async groupMembers (groupId: string, timeoutMs = 5000): Promise<string[]> {
+    return (await this.groupState(groupId, timeoutMs)).members
+  }
+
+  /**
+   * A consumer group's state ('Stable' once every member has its partitions) and members,
+   * whichever its protocol: a KIP-848 group by ConsumerGroupDescribe (kafkajs's DescribeGroups
+   * lists one with no members, group-reader.ts), a classic one by DescribeGroups.
+   */
+  async groupState (groupId: string, timeoutMs = 5000): Promise<{ state: string, members: string[] }> {
+    const modern = await withTimeout(consumerGroupState(this.options, groupId), timeoutMs)
+    if (modern) return modern
     const { groups } = await this.#adminCall(timeoutMs, admin => admin.describeGroups([groupId]))
-    return (groups[0]?.members ?? []).map(m => m.memberId)
+    return { state: groups[0]?.state ?? 'Dead', members: (groups[0]?.members ?? []).map(m => m.memberId) }
   }
 
   /** Every consumer group the cluster knows (tests and admin use it to count consumers). */
@@ -477,7 +497,25 @@ export class KafkaClient {
     return { ...(this.#fetcher?.requests ?? { main: 0, lane: 0 }) }
   }
 
-  /** A consumer in group `groupId`; nothing is fetched until `start()`. */
+  /**
+   * A member of group `groupId` on @platformatic/kafka (group-reader.ts): KIP-848's protocol
+   * where the broker offers it, classic otherwise (or as KafkaOptions.groupProtocol says).
+   * Group mode's sockets use it; nothing is fetched until `start()`.
+   */
+  groupReader (options: ConsumerOptions): TopicConsumer {
+    if (this.#closed) throw new KafkaClosedError()
+    this.#groupReaders ??= new GroupReaders({
+      brokers: this.options.brokers,
+      clientId: this.options.clientId,
+      connectionTimeoutMs: this.options.connectionTimeoutMs,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      logger: this.#logger,
+      ...(this.#groupProtocol ? { protocol: this.#groupProtocol } : {})
+    })
+    return this.#groupReaders.reader(options)
+  }
+
+  /** A consumer in group `groupId` on kafkajs (classic protocol); nothing is fetched until `start()`. */
   consumer (options: ConsumerOptions): TopicConsumer {
     if (this.#closed) throw new KafkaClosedError()
     const consumer = this.#kafka.consumer({
@@ -569,6 +607,7 @@ export class KafkaClient {
     if (producer) pending.push(flushed.then(() => producer.disconnect()))
     if (admin) pending.push(admin.disconnect())
     if (this.#fetcher) pending.push(this.#fetcher.close())
+    if (this.#groupReaders) pending.push(this.#groupReaders.close())
     await Promise.allSettled(pending)
   }
 }
