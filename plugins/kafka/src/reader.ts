@@ -87,10 +87,14 @@ const MAX_BYTES_PER_PARTITION = 1024 * 1024
 const BACKOFF_MIN_MS = 100
 const BACKOFF_MAX_MS = 2000
 const DEFAULT_METADATA_MAX_AGE_MS = 30_000
-// a start at 'latest' asks for the end offsets up to 5 times, 250 ms apart: about the second a
-// just-created topic may take to have leaders (the hub's own topicOffsets retry did the same)
-const LIST_OFFSETS_ATTEMPTS = 5
+// A start at 'latest' asks for the end offsets again, 250 ms doubling to 1 s apart, for up to 20 s
+// before its readers fail: a just-created topic lacks leaders for about a second, and a partition
+// whose leader was killed has none for the failover (Kafka's broker.session.timeout.ms, 9 s, then
+// the election: 8.0-12.7 s from the kill on the three-node suite). A subscribe waits that out and
+// is served, instead of a refusal (1013) that sends every client arriving meanwhile into backoff.
+const LIST_OFFSETS_DEADLINE_MS = 20_000
 const LIST_OFFSETS_RETRY_MS = 250
+const LIST_OFFSETS_RETRY_MAX_MS = 1000
 // and the metadata of a topic it does not know, as often (the hub's topicOffsets retry did the same)
 const UNKNOWN_TOPIC_ATTEMPTS = 5
 const UNKNOWN_TOPIC_RETRY_MS = 250
@@ -358,14 +362,15 @@ export class Fetcher {
     if (failed) throw failed
     const known = latest.filter(name => this.#topics.get(name)?.id !== undefined)
     if (known.length === 0) return new Map()
-    // a topic created a moment ago can lack a leader still: ask again, briefly, before failing its readers
-    for (let attempt = 1; ; attempt++) {
+    // a topic created a moment ago, or a partition whose leader is gone, lacks a leader still: ask again (LIST_OFFSETS_DEADLINE_MS)
+    const deadline = Date.now() + LIST_OFFSETS_DEADLINE_MS
+    for (let wait = LIST_OFFSETS_RETRY_MS; ; wait = Math.min(wait * 2, LIST_OFFSETS_RETRY_MAX_MS)) {
       try {
         return await this.#client('lane').listOffsets({ topics: known, timestamp: -1n })
       } catch (err) {
         this.errors++
-        if (attempt === LIST_OFFSETS_ATTEMPTS || this.#closed) throw new KafkaUnavailableError(errorText(err))
-        await new Promise(resolve => setTimeout(resolve, LIST_OFFSETS_RETRY_MS))
+        if (Date.now() + wait > deadline || this.#closed) throw new KafkaUnavailableError(errorText(err))
+        await new Promise(resolve => setTimeout(resolve, wait))
         // a leader gone (killed, moved): the client would ask the cached one again; the next attempt asks the new one
         await this.#client('lane').metadata({ topics: known, forceUpdate: true, autocreateTopics: false }).catch(() => {})
       }

@@ -1,7 +1,8 @@
 // The checks every WebSocket route runs on the topics a client names in its
 // upgrade request, before the upgrade (DESIGN.md: a rejected client never
 // holds a socket): a bounded list of valid names, the ACL per topic (403),
-// then that each topic exists (404; 503 when Kafka cannot say). A refusal is
+// then that each topic exists (404; 503 when Kafka cannot say and gave no list
+// in the last minute). A refusal is
 // returned, not thrown, and each route writes it in its own body.
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
@@ -24,6 +25,13 @@ export type AllowedDecision = AccessDecision & { allowed: true }
 const TOPIC_CACHE_MS = 2000
 // an upgrade waits at most this long for the topic list
 const LIST_TOPICS_TIMEOUT_MS = 2000
+// When Kafka cannot list its topics, the last list it gave serves for this long. A partition
+// leader killed makes the metadata request fail whenever it goes to that broker, for the whole
+// failover (Kafka's broker.session.timeout.ms, 9 s, then the election: 8.0-12.7 s from the kill
+// on the three-node suite), and a refusal then would send a whole drained node's clients into
+// backoff for a topic that exists. A minute covers a failover several times over; a topic deleted
+// within it passes this check and is refused by the hub's reader when it subscribes.
+const STALE_TOPICS_MS = 60_000
 
 export function isRefusal (value: unknown): value is Refusal {
   return typeof value === 'object' && value !== null && 'status' in value && 'code' in value
@@ -42,17 +50,29 @@ export class TopicGate {
   readonly #kafka: KafkaClient
   readonly #access: AccessControl
   #cache: { at: number, topics: Promise<Set<string>> } | undefined
+  /** the last list Kafka gave, and when: what an upgrade is checked against while Kafka cannot answer */
+  #lastKnown: { at: number, topics: Set<string> } | undefined
+  readonly #now: () => number
 
-  constructor (kafka: KafkaClient, access: AccessControl) {
+  constructor (kafka: KafkaClient, access: AccessControl, now: () => number = Date.now) {
     this.#kafka = kafka
     this.#access = access
+    this.#now = now
   }
 
   #known (): Promise<Set<string>> {
-    const now = Date.now()
+    const now = this.#now()
     if (!this.#cache || now - this.#cache.at > TOPIC_CACHE_MS) {
-      const topics = this.#kafka.listTopics(LIST_TOPICS_TIMEOUT_MS).then(list => new Set(list))
-      topics.catch(() => { this.#cache = undefined })
+      const topics = this.#kafka.listTopics(LIST_TOPICS_TIMEOUT_MS).then(list => {
+        const known = new Set(list)
+        this.#lastKnown = { at: now, topics: known }
+        return known
+      }, err => {
+        if (this.#cache?.topics === topics) this.#cache = undefined
+        const last = this.#lastKnown
+        if (last && this.#now() - last.at <= STALE_TOPICS_MS) return last.topics
+        throw err
+      })
       this.#cache = { at: now, topics }
     }
     return this.#cache.topics
