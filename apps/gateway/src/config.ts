@@ -276,7 +276,7 @@ export const gatewayConfigSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        // names this node's consumer groups (default: the host name)
+        // names this node in the hub's logs and in its rate-limit leases in Redis (default: the host name)
         nodeId: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
         // DESIGN.md: 1 MiB by default; a larger frame closes with 1009
         maxFrameBytes: { type: 'integer', minimum: 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 },
