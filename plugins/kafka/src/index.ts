@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { KafkaClient } from './kafka.ts'
 
 export { KafkaClient } from './kafka.ts'
-export { GroupReaders, GroupReader, detectGroupProtocol, type GroupProtocol } from './group-reader.ts'
+export { consumerGroupMembers, consumerGroupState, GroupReaders, GroupReader, detectGroupProtocol, type GroupProtocol } from './group-reader.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
