@@ -14,8 +14,9 @@
 // to the log start (or the end, when the log was truncated below it); new
 // partitions are found by re-reading the metadata every metadataMaxAgeMs.
 //
-// The only module that imports @platformatic/kafka; kafka.ts exposes it as
-// KafkaClient.reader() and nothing else sees the client library.
+// With group-reader.ts (group mode), the modules that import @platformatic/kafka;
+// kafka.ts exposes them as KafkaClient.reader() and groupReader(), and nothing
+// outside plugins/kafka sees the client library.
 import { Consumer } from '@platformatic/kafka'
 import type { ConsumedRecord, Logger, RecordBatch } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError, KafkaUnknownTopicError } from './errors.ts'
