@@ -67,14 +67,22 @@ test('a config key gets the comment written above it in the schema, and its defa
   t.match(text, /`\/feeds\/\*\/websocket\.reconnect\.interval\.ms` \| integer \| `5000` \|/)
 })
 
-test('the README links the reference from its configuration section', async t => {
+test('the README links the reference', async t => {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
   t.match(readme, '](docs/reference.md)')
 })
 
-test('the README\'s table of first variables quotes the bindings and defaults the gateway has', async t => {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
-  const section = readme.slice(readme.indexOf('## Configuration (gateway)'), readme.indexOf('docs/reference.md'))
+test('the operations guide links the reference from its configuration section', async t => {
+  const operations = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8')
+  const start = operations.indexOf('## Configuration (gateway)')
+  t.ok(start >= 0, 'docs/operations.md has a configuration section')
+  t.match(operations.slice(start, operations.indexOf('\n## ', start + 1)), '](reference.md)')
+})
+
+test('the operations guide\'s table of first variables quotes the bindings and defaults the gateway has', async t => {
+  const operations = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8')
+  const start = operations.indexOf('## Configuration (gateway)')
+  const section = operations.slice(start, operations.indexOf('](reference.md)', start))
   const rows = [...section.matchAll(/^\| `([A-Z_]+)`[^|]* \| `(\/[^`]+)` \| ([^|]+) \|$/gm)]
   t.ok(rows.length >= 5, `${rows.length} rows`)
   const config = loadGatewayConfig({ env: { KAFKA_BROKERS: '127.0.0.1:9092' } }) as unknown as Record<string, unknown>
