@@ -39,7 +39,7 @@ const OWN_VARIABLE = /^(SLUICE|KAFKA|REDIS)_[A-Z0-9_]+$/
 // answer the admin API and stop a start; a frame the policy refuses is the stream's SLUICE_STREAM_FORBIDDEN.
 const FRAME_CATALOGUES = new Set(['stream', 'hub', 'kafka', 'rate-limit', 'auth'].map(p => `plugins/${p}/src/errors.ts`))
 
-// Close codes have names in plugins/stream/src/errors.ts; their meanings (DESIGN.md) are written here once.
+// Close codes have names in plugins/stream/src/errors.ts; their meanings (docs/design.md) are written here once.
 // A close code without a meaning here stops the generator, so the table is never missing one.
 const CLOSE_MEANINGS: Record<string, string> = {
   NORMAL: 'normal closure',
@@ -482,7 +482,7 @@ function errorSection (entries: CatalogueEntry[], classes: Array<{ code: string,
     for (const c of classes) lines.push(`| ${code(c.code)} | ${code(c.name)} | ${code(c.file)} |`)
   }
   lines.push('', '### Wire codes (`/v1/stream` error frames)', '',
-    'DESIGN.md\'s codes; `wireCode()` in `plugins/stream/src/errors.ts` maps each catalogued error to one.', '',
+    'docs/design.md\'s codes; `wireCode()` in `plugins/stream/src/errors.ts` maps each catalogued error to one.', '',
     '| wire code | the catalogued codes it stands for |', '|---|---|')
   for (const wire of WIRE_CODES) {
     const codes = entries.filter(e => wireOf(e) === wire).map(e => code(e.code))

@@ -9,7 +9,7 @@ import { startGateway, type TestGateway } from '../plugins/auth/test/live-route.
 import { redisUrl, unique } from './helpers.ts'
 
 const ADMIN_TOKEN = 'admin-token-for-the-revocation-suite-0123'
-// DESIGN.md: a revocation reaches every node's sockets within 5 s
+// docs/design.md: a revocation reaches every node's sockets within 5 s
 const BOUND_MS = 5000
 
 async function node (t: Test, prefix: string, recheckIntervalMs: number): Promise<TestGateway> {

@@ -7,7 +7,7 @@ import { startGateway, type Client, type TestGateway } from '../plugins/auth/tes
 import { redisUrl, unique } from './helpers.ts'
 
 const SKEW_S = 1
-// DESIGN.md's bound: closed within 1 s of exp plus skew
+// docs/design.md's bound: closed within 1 s of exp plus skew
 const BOUND_MS = 1000
 
 async function gateway (t: Test, idp: JwksServer, extra: Record<string, unknown> = {}): Promise<TestGateway> {

@@ -169,7 +169,7 @@ export async function deliveryReport (cluster: Cluster, subscribers: Subscriber[
   return lines.join('\n')
 }
 
-/** The cursor that resumes after every message in `frames` (DESIGN.md: the next offset per partition). */
+/** The cursor that resumes after every message in `frames` (docs/design.md: the next offset per partition). */
 export function cursorOf (topic: string, frames: Frame[]): string | undefined {
   const next = new Map<number, bigint>()
   for (const f of frames) {
@@ -203,7 +203,7 @@ async function connect (t: Test, url: string, subject: string, refusals: number[
 /**
  * A subscriber that, when its socket closes with 1001 (going away) or 1006
  * (the node died), reconnects through the balancer with the cursor of what it
- * received, as a client following DESIGN.md does.
+ * received, as a client following docs/design.md does.
  */
 export class Subscriber {
   readonly subject: string

@@ -169,7 +169,7 @@ test('deliveries, publish acks and publish errors by route and code', async t =>
   const v2 = { route: '/v2/broker/' }
   const before = await gw.scrape()
   t.equal(metricSum(before, 'sluice_publish_errors_total', { ...v1, code: 'FORBIDDEN' }), 0, 'every code is shown at 0 before its first error')
-  t.equal(samplesOf(before, 'sluice_publish_errors_total', v1).length, 8, 'one series per DESIGN.md error code')
+  t.equal(samplesOf(before, 'sluice_publish_errors_total', v1).length, 8, 'one series per docs/design.md error code')
 
   const reader = gw.client('ann', `?topics=${ticks}`)
   await reader.next(f => f.op === 'subscribed')

@@ -13,7 +13,7 @@ import { startGateway, TEST_POLICY, type Client, type TestGateway } from '../plu
 import { DEFAULT_REUSE_MS } from '@sluice/health'
 
 const SECRET = 'hot-reload-suite-hs256-secret-0123456789'
-// DESIGN.md: a reload that withdraws access reaches live sockets within 2 s
+// docs/design.md: a reload that withdraws access reaches live sockets within 2 s
 const BOUND_MS = 2000
 
 const V2 = TEST_POLICY

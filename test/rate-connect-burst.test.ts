@@ -19,7 +19,7 @@ import { eventually, redisUrl, unique } from './helpers.ts'
 
 const BURST = 1000
 const PER_MINUTE = 100
-// the limiter's default: DESIGN.md's 500 ms less room for the decision itself
+// the limiter's default: docs/design.md's 500 ms less room for the decision itself
 const DECISION_TIMEOUT_MS = 300
 const LIMITS: PlanLimits = { connections: 10_000, connectsPerMinute: PER_MINUTE, deliveredPerSecond: 10, publishedPerSecond: 10, bytesPerSecond: 1000, dailyQuota: 1000 }
 

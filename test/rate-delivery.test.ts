@@ -23,7 +23,7 @@ test('the daily quota stops delivery at its number across nodes, and says so', a
   t.same(await Promise.all(clients.map(c => c.outcome)), ['open', 'open'])
   await Promise.all(clients.map(c => c.next(f => f.op === 'subscribed')))
   // near the end of a quota a lease holds a quarter of what is left, less than a burst: a cut subscription
-  // resumes from its cursor, as DESIGN.md's clients do
+  // resumes from its cursor, as docs/design.md's clients do
   for (const c of clients) {
     c.ws.on('message', data => {
       const frame = JSON.parse(data.toString()) as { op: string, resume?: string }

@@ -11,7 +11,7 @@ import { RedisServer } from '../deploy/local/stack.ts'
 import { eventually, unique } from './helpers.ts'
 import { gateway, policyDir, prefix, refusal, type Client, type Gateway } from '../plugins/rate-limit/test/gateway.ts'
 
-// DESIGN.md: the configured policy applies within 500 ms
+// docs/design.md: the configured policy applies within 500 ms
 const BOUND_MS = 500
 
 async function ownRedis (t: Test): Promise<RedisServer> {

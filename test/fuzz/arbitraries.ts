@@ -1,5 +1,5 @@
 // The fuzzers' generators (not a test file), built with fast-check from the
-// protocol grammars in DESIGN.md: /v1/stream's JSON frames of every op,
+// protocol grammars in docs/design.md: /v1/stream's JSON frames of every op,
 // /v2/broker/'s kafka-text and kafka-binary frames, and WebSocket frames at
 // the byte level. Each makes valid frames and near-valid ones: a field of the
 // wrong type, too deep, too long, a number JavaScript cannot hold, a key
@@ -28,7 +28,7 @@ export const TRICKY_STRINGS = [
 
 // the frame bound is 1 MiB (stream.maxFrameBytes): strings around it and far under it
 const LONG_LENGTHS = [129, 250, 1000, 16 * 1024 + 1, 65_536, 300_000, 1024 * 1024 + 1]
-// DESIGN.md asks the fuzzer for nesting up to 10,000 levels; 20,000 is past any bound a fix might choose
+// docs/design.md asks the fuzzer for nesting up to 10,000 levels; 20,000 is past any bound a fix might choose
 const DEPTHS = [2, 64, 100, 129, 1000, 5000, 10_000, 20_000]
 
 const space = fc.constantFrom('', '', '', '', ' ', '\n', '\t', ' \r\n ')

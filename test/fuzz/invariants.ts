@@ -39,7 +39,7 @@ export function budgetMs (share: number): number {
 
 // ---- invariants ----------------------------------------------------------------------
 
-/** DESIGN.md's close codes, and those ws sends for protocol errors (1002, 1003, 1007, 1009). */
+/** docs/design.md's close codes, and those ws sends for protocol errors (1002, 1003, 1007, 1009). */
 export const DOCUMENTED_CLOSE = new Set([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4003, 4008, 4029])
 
 // a reply to a frame comes in milliseconds (an ack waits for Kafka: tens, a 1 MiB one hundreds); 2 s is a frame left unanswered
@@ -105,7 +105,7 @@ export function checkClose (code: number, allowed: Set<number>, what: string): v
 }
 
 /**
- * The id a frame's reply must name: a string of 1 to 128 characters in a JSON object (DESIGN.md's ids),
+ * The id a frame's reply must name: a string of 1 to 128 characters in a JSON object (docs/design.md's ids),
  * as JSON.parse reads the frame (the last of two ids), that is well-formed Unicode (a lone surrogate
  * cannot be echoed as UTF-8 text).
  */

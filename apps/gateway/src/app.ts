@@ -1,5 +1,5 @@
 // The composition root: every plugin is registered here, explicitly, in the
-// order of the request path (DESIGN.md): health → kafka/redis → auth → policy →
+// order of the request path (docs/design.md): health → kafka/redis → auth → policy →
 // rate limit → hub → routes. Building the app is separate from starting it
 // (server.ts), so tests build it with any config and drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
@@ -153,7 +153,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   await app.register(websocket, {
     options: {
       maxPayload: streamConfig.maxFrameBytes,
-      // DESIGN.md: no compression on the fan-out path (frames are shared bytes; deflate is per socket and a known DoS vector)
+      // docs/design.md: no compression on the fan-out path (frames are shared bytes; deflate is per socket and a known DoS vector)
       perMessageDeflate: false,
       handleProtocols: selectProtocol
     },

@@ -156,7 +156,7 @@ export const gatewayConfigSchema = {
           properties: {
             // Redis key prefix, so that two gateways (or test suites) can share a Redis
             prefix: { type: 'string', pattern: '^[A-Za-z0-9:._-]{0,64}$', default: 'sluice:' },
-            // the safety net behind pub/sub revocation; 4 s keeps DESIGN.md's 5 s bound when a message is lost
+            // the safety net behind pub/sub revocation; 4 s keeps docs/design.md's 5 s bound when a message is lost
             recheckIntervalMs: { type: 'integer', minimum: 500, maximum: 60_000, default: 4000 }
           }
         }
@@ -170,7 +170,7 @@ export const gatewayConfigSchema = {
         // relative to the working directory
         dir: { type: 'string', minLength: 1, default: 'policies' },
         watch: { type: 'boolean', default: true },
-        // the poll behind inotify; 1 s keeps a withdrawal within DESIGN.md's 2 s when no event arrives
+        // the poll behind inotify; 1 s keeps a withdrawal within docs/design.md's 2 s when no event arrives
         pollIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 }
       }
     },
@@ -204,7 +204,7 @@ export const gatewayConfigSchema = {
         // fail-closed refuses (503 before the upgrade, 1013 after) until Redis answers again
         failure: { enum: ['fail-open', 'fail-closed'], default: 'fail-open' },
         prefix: { type: 'string', pattern: '^[A-Za-z0-9:._-]{0,64}$', default: 'sluice:rl:' },
-        // DESIGN.md: the failure mode applies within 500 ms; 300 leaves room for the decision itself
+        // docs/design.md: the failure mode applies within 500 ms; 300 leaves room for the decision itself
         decisionTimeoutMs: { type: 'integer', minimum: 20, maximum: 500, default: 300 },
         // after a Redis error decisions stay local this long, then Redis is asked again
         probeIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
@@ -278,7 +278,7 @@ export const gatewayConfigSchema = {
       properties: {
         // names this node in the hub's logs and in its rate-limit leases in Redis (default: the host name)
         nodeId: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
-        // DESIGN.md: 1 MiB by default; a larger frame closes with 1009
+        // docs/design.md: 1 MiB by default; a larger frame closes with 1009
         maxFrameBytes: { type: 'integer', minimum: 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 },
         // per-socket send queue; see DEFAULT_LIMITS in plugins/stream for the arithmetic
         maxQueueBytes: { type: 'integer', minimum: 16 * 1024, maximum: 64 * 1024 * 1024, default: 256 * 1024 },

@@ -3,7 +3,7 @@
 import type { FastifyRequest } from 'fastify'
 
 const CENSOR = '[REDACTED]'
-// query parameters that carry credentials (DESIGN.md: stream API)
+// query parameters that carry credentials (docs/design.md: stream API)
 const SECRET_QUERY_PARAMS = ['access_token', 'api_key', 'token']
 
 /** The URL with every credential-bearing query value replaced; the rest kept for debugging. */

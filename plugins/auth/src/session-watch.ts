@@ -17,10 +17,10 @@ export interface SessionSource {
 
 export const CLOSE_CREDENTIALS = 4001
 
-// DESIGN.md: an expired token closes within 1 s of exp plus skew; a sweep every
+// docs/design.md: an expired token closes within 1 s of exp plus skew; a sweep every
 // 250 ms stays well inside that and costs one pass over this node's sockets.
 export const DEFAULT_EXPIRY_INTERVAL_MS = 250
-// DESIGN.md: a revocation closes sockets within 5 s on every node. Pub/sub does
+// docs/design.md: a revocation closes sockets within 5 s on every node. Pub/sub does
 // it at once; this re-check bounds the delay at ~4 s when a message was lost.
 export const DEFAULT_RECHECK_INTERVAL_MS = 4000
 // one pipeline of EXISTS per batch: bounded Redis work however many keys are live

@@ -39,7 +39,7 @@ export const LaggingError = createError('SLUICE_COMPAT_LAGGING', 'This socket fe
 
 export const InternalError = createError('SLUICE_COMPAT_INTERNAL', 'internal error', 500)
 
-// publish refusals of this catalogue as DESIGN.md's codes, so that /metrics counts both routes' errors alike
+// publish refusals of this catalogue as docs/design.md's codes, so that /metrics counts both routes' errors alike
 const WIRE: Record<string, WireErrorCode> = {
   SLUICE_COMPAT_BAD_BASE64: 'BAD_REQUEST',
   SLUICE_COMPAT_FORBIDDEN: 'FORBIDDEN',
@@ -49,7 +49,7 @@ const WIRE: Record<string, WireErrorCode> = {
   SLUICE_COMPAT_TRANSFORM_DISABLED: 'UNAVAILABLE'
 }
 
-/** A publish refusal's code among DESIGN.md's (the Kafka module's codes map as on /v1/stream). */
+/** A publish refusal's code among docs/design.md's (the Kafka module's codes map as on /v1/stream). */
 export function publishWireCode (err: unknown): WireErrorCode {
   const code = (err as { code?: unknown })?.code
   return (typeof code === 'string' && WIRE[code]) || wireCode(err)

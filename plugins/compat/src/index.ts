@@ -1,5 +1,5 @@
 // GET /v2/broker/: the drop-in for clients of the Java kafka-websocket server
-// (DESIGN.md, "kafka-websocket compatibility"). Same credentials, ACL and rate
+// (docs/design.md, "kafka-websocket compatibility"). Same credentials, ACL and rate
 // limits as /v1/stream: the auth plugin's hook and the shared upgrade checks
 // run before the upgrade, so a refused client never holds a socket.
 import fp from 'fastify-plugin'

@@ -134,7 +134,7 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   })
   new Counter({
     name: 'sluice_publish_errors_total',
-    help: 'Client publishes refused (by the gateway or by Kafka), by route and error code (DESIGN.md\'s codes: FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ...)',
+    help: 'Client publishes refused (by the gateway or by Kafka), by route and error code (docs/design.md\'s codes: FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ...)',
     labelNames: ['route', 'code'],
     registers: [fastify.metrics],
     collect () {

@@ -15,7 +15,7 @@ export interface LiveSession {
   topics (): string[]
   /** server-side unsubscribe (e.g. a policy change withdrew these topics); the client is told */
   unsubscribe (topics: string[], code: string, message: string): void
-  /** closes the socket with a WebSocket close code (DESIGN.md: 4001, 4003, ...) */
+  /** closes the socket with a WebSocket close code (docs/design.md: 4001, 4003, ...) */
   close (code: number, reason: string): void
   /**
    * Closes once the publishes it already read are answered (acked or refused), waiting `waitMs` at most;

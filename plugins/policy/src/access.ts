@@ -7,7 +7,7 @@ export type { ProductTransforms, LoadedTransform, TransformFunction, TransformMe
 
 export type Action = 'subscribe' | 'publish'
 
-/** How a topic's record values become JSON in frames (DESIGN.md: no record silently altered). */
+/** How a topic's record values become JSON in frames (docs/design.md: no record silently altered). */
 export type ValueEncoding = 'json' | 'text' | 'base64'
 
 /** What a slow socket gets when its send queue is full. */

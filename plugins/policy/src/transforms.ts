@@ -1,4 +1,4 @@
-// Fastify-free: the transform modules a product names (DESIGN.md, the
+// Fastify-free: the transform modules a product names (docs/design.md, the
 // kafka-websocket compatibility section). They are JS/TS files the admin
 // points to, resolved against the policy file that names them and loaded when
 // the policy loads, so that a broken module is a policy problem (file, line,

@@ -12,7 +12,7 @@ import { watch, type FSWatcher } from 'node:fs'
 
 // an editor writes a file in several syscalls; 100 ms lets it finish before we read
 export const DEFAULT_DEBOUNCE_MS = 100
-// DESIGN.md: a withdrawal reaches live sockets within 2 s; a 1 s poll keeps that
+// docs/design.md: a withdrawal reaches live sockets within 2 s; a 1 s poll keeps that
 // bound even when no inotify event arrives
 export const DEFAULT_POLL_INTERVAL_MS = 1000
 

@@ -1,4 +1,4 @@
-// The developer portal (DESIGN.md "Admin and docs"): GET /portal serves a
+// The developer portal (docs/design.md "Admin and docs"): GET /portal serves a
 // hand-written page, its stylesheet and browser ES modules from this package,
 // with no CDN and nothing fetched from elsewhere at run time. The page reads
 // the catalogue (/v1/products) and each product's AsyncAPI from this gateway

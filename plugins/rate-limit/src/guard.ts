@@ -38,7 +38,7 @@ export interface RateGuardOptions {
   abuse: AbuseOptions
 }
 
-// DESIGN.md's close codes this file uses
+// docs/design.md's close codes this file uses
 const CLOSE_TRY_LATER = 1013
 // the name under which subjects without a plan are counted
 export const UNPLANNED = '_unplanned'

@@ -1,5 +1,5 @@
 // The rate-limit plugin: a plan's limits for every subject, in Redis token
-// buckets shared by every node (limiter.ts), applied where DESIGN.md's
+// buckets shared by every node (limiter.ts), applied where docs/design.md's
 // request path says:
 //   - before the upgrade, after auth and the route's own checks: concurrent
 //     connections and connects per minute of the subject's plan (429 with

@@ -68,7 +68,7 @@ export interface ConnectionTicket {
 }
 
 // Defaults, each with its reason:
-// 300 ms leaves room inside DESIGN.md's 500 ms for the decision itself
+// 300 ms leaves room inside docs/design.md's 500 ms for the decision itself
 const DEFAULT_DECISION_TIMEOUT_MS = 300
 // a dead Redis is asked again once a second: recovery is noticed fast, a hung one costs one slow decision per second
 const DEFAULT_PROBE_INTERVAL_MS = 1000

@@ -1,10 +1,10 @@
 // Fastify-free: how Sluice connects to Redis. Every setting here serves one
-// rule of DESIGN.md: when Redis is unreachable, nothing hangs.
+// rule of docs/design.md: when Redis is unreachable, nothing hangs.
 import { Redis } from 'ioredis'
 
 export interface RedisOptions {
   url: string
-  /** connect and command deadline; 500 ms is the budget DESIGN.md gives for falling back */
+  /** connect and command deadline; 500 ms is the budget docs/design.md gives for falling back */
   timeoutMs?: number
   onError? (err: Error): void
 }

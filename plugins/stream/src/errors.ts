@@ -1,18 +1,18 @@
 import createError from '@fastify/error'
 
 // The stream API's error catalogue. `wire` is the code a client sees in an
-// `error` frame (DESIGN.md's list); the SLUICE_ code names the exact cause.
+// `error` frame (docs/design.md's list); the SLUICE_ code names the exact cause.
 export const BadRequestError = createError('SLUICE_STREAM_BAD_REQUEST', '%s', 400)
 export const ForbiddenTopicError = createError('SLUICE_STREAM_FORBIDDEN', 'Not allowed to %s "%s": %s', 403)
 export const UnknownTopicError = createError('SLUICE_STREAM_UNKNOWN_TOPIC', 'Topic "%s" does not exist', 404)
 export const RateLimitedError = createError('SLUICE_STREAM_RATE_LIMITED', 'Rate limited: wait retryAfterMs before publishing again', 429)
 export const GroupModeError = createError('SLUICE_STREAM_GROUP_MODE', 'A group session subscribes to the topics it opened with; open another socket for other topics', 400)
 
-/** DESIGN.md's error codes, as clients see them in `error` frames. */
+/** docs/design.md's error codes, as clients see them in `error` frames. */
 export type WireErrorCode = 'BAD_REQUEST' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'UNKNOWN_TOPIC' | 'RATE_LIMITED' | 'TOO_LARGE' | 'UNAVAILABLE' | 'INTERNAL'
 export const WIRE_CODES: readonly WireErrorCode[] = ['BAD_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'UNKNOWN_TOPIC', 'RATE_LIMITED', 'TOO_LARGE', 'UNAVAILABLE', 'INTERNAL']
 
-/** Close codes (DESIGN.md). */
+/** Close codes (docs/design.md). */
 export const CLOSE = {
   NORMAL: 1000,
   GOING_AWAY: 1001,

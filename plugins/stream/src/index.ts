@@ -1,4 +1,4 @@
-// GET /v1/stream: the native WebSocket API (DESIGN.md). Everything that can
+// GET /v1/stream: the native WebSocket API (docs/design.md). Everything that can
 // reject a client runs in a preValidation hook, before the upgrade: a
 // rejected client gets an HTTP status and a JSON body and never holds a socket.
 import fp from 'fastify-plugin'

@@ -17,7 +17,7 @@ import type { FrameFormat, Hub, LiveSession, Outlet, RoutePublishes, SessionRegi
 import { CLOSE } from './errors.ts'
 
 export interface SessionLimits {
-  /** per-socket send queue bound; past it the hub drops or evicts (DESIGN.md: slow clients) */
+  /** per-socket send queue bound; past it the hub drops or evicts (docs/design.md: slow clients) */
   maxQueueBytes: number
   /** client frames that fail validation before the socket is closed with 1008 */
   invalidFrameBurst: number

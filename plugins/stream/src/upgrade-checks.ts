@@ -1,5 +1,5 @@
 // The checks every WebSocket route runs on the topics a client names in its
-// upgrade request, before the upgrade (DESIGN.md: a rejected client never
+// upgrade request, before the upgrade (docs/design.md: a rejected client never
 // holds a socket): a bounded list of valid names, the ACL per topic (403),
 // then that each topic exists (404; 503 when Kafka cannot say and gave no list
 // in the last minute). A refusal is
