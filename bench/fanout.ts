@@ -313,7 +313,7 @@ async function loadgenChild (): Promise<void> {
 // ---- the orchestrator ---------------------------------------------------------------
 
 // Every gateway kind runs with the V8 young-generation cap the gateway ships with
-// (README, "Memory"): `--semi-space 0` runs V8's default instead.
+// (docs/performance.md, "Memory"): `--semi-space 0` runs V8's default instead.
 const SEMI_SPACE_MB = arg('--semi-space', '8', n => n >= 0)[0]!
 // paced runs, as fractions of the first kind's maximum (e.g. --fractions 0.1,0.25), run by every kind
 const FRACTIONS = arg('--fractions', '0.01,0.05,0.25,0.5', x => x > 0 && x <= 1)
