@@ -1,0 +1,356 @@
+// A node drain (issue 14, target: 5,000 clients all live again within 2 s): 5,000 WebSocket
+// clients subscribed on gateway A to a topic (3 partitions) with a steady producer; A is killed
+// (SIGKILL: every socket drops at the same instant, as the last step of a drain does) and every
+// client reconnects at once to gateway B with `from=<cursor>`, the cursor it kept from the
+// `subscribed` frame and the messages it got. A client is live when it has B's `subscribed` frame
+// and every record acked before the drop on every partition; every message is checked on arrival
+// against the next offset of its partition (a gap or a duplicate is counted, never skipped over).
+// Two rounds: B cold (no socket on B reads the topic: the gaps come from Kafka) and then B warm
+// (one socket subscribed on the next node long before the drop: the gaps come from its window).
+// Each gateway is test/stream-harness.ts's streamApp (hub, /v1/stream, dev identity, no auth,
+// policy or rate limits) in a child process of its own; the clients are `ws` sockets in two more.
+//
+//   bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092 [--clients 5000] [--rate 20]
+//
+// The reads are group-less (plugins/kafka/src/reader.ts): the broker's group settings
+// (group.initial.rebalance.delay.ms) do not touch any of this.
+import { fork, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
+import { parseArgs } from 'node:util'
+import WebSocket from 'ws'
+import { KafkaClient } from '@sluice/kafka/core'
+import { allowAll, streamApp } from '../test/stream-harness.ts'
+
+const PARTITIONS = 3
+// a client process holds half the sockets: 2,500 sockets and their frames in one event loop
+const CLIENT_PROCS = 2
+// the bench gives up on a client that is not live this long after the drop
+const LIVE_TIMEOUT_MS = 30_000
+// after the last client is live, every socket keeps checking its offsets this long
+const AFTER_MS = 2_000
+
+type Msg = Record<string, unknown> & { type: string }
+
+const now = () => performance.timeOrigin + performance.now()
+
+function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000): Promise<Msg> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${reply} within ${timeoutMs} ms`)), timeoutMs)
+    const on = (m: Msg) => {
+      if (m.type !== reply) return
+      clearTimeout(timer)
+      child.off('message', on)
+      resolve(m)
+    }
+    child.on('message', on)
+    child.send(msg)
+  })
+}
+
+// ---- child: a gateway -----------------------------------------------------------------
+
+async function gatewayChild (brokers: string[], nodeId: string): Promise<void> {
+  const gw = await streamApp({ access: allowAll(), brokers, nodeId })
+  process.on('message', (m: Msg) => {
+    if (m.type === 'cpu') {
+      const c = process.cpuUsage()
+      process.send!({ type: 'cpu', us: c.user + c.system, rss: process.memoryUsage().rss })
+    }
+  })
+  process.send!({ type: 'ready', url: gw.url })
+}
+
+// ---- child: clients --------------------------------------------------------------------
+
+interface Sock {
+  next: number[]
+  subscribedAt: number
+  liveAt: number
+  gaps: number
+  dups: number
+  ws?: WebSocket
+  resumed: boolean
+  retries: number
+}
+
+const MESSAGE = /"partition":(\d+),"offset":"(\d+)"/
+const CURSOR = /"cursor":"([^"]+)"/
+
+function clientsChild (): void {
+  let socks: Sock[] = []
+  let topic = ''
+  let nextUrl = ''
+  let dropAt = 0
+  let targets: number[] | undefined
+  let errors = 0
+  const errorCodes: Record<string, number> = {}
+
+  const checkLive = (s: Sock) => {
+    if (s.liveAt > 0 || !s.resumed || s.subscribedAt === 0 || !targets) return
+    for (let p = 0; p < PARTITIONS; p++) if (s.next[p]! < targets[p]!) return
+    s.liveAt = now()
+  }
+
+  const open = (s: Sock, url: string, onSubscribed: () => void) => {
+    const ws = new WebSocket(url, ['sluice.v1'], { perMessageDeflate: false })
+    s.ws = ws
+    ws.on('message', (data: Buffer) => {
+      const text = data.toString('latin1')
+      const m = MESSAGE.exec(text)
+      if (m && text.startsWith('{"op":"message"')) {
+        const p = Number(m[1])
+        const o = Number(m[2])
+        if (o > s.next[p]!) s.gaps++
+        else if (o < s.next[p]!) s.dups++
+        if (o >= s.next[p]!) s.next[p] = o + 1
+        checkLive(s)
+      } else if (text.startsWith('{"op":"subscribed"')) {
+        const c = CURSOR.exec(text)
+        if (c && !s.resumed) {
+          // the starting position of every partition, even those that have sent nothing yet
+          for (const part of c[1]!.slice(c[1]!.indexOf('@') + 1).split(',')) {
+            const [p, o] = part.split(':')
+            s.next[Number(p)] = Number(o)
+          }
+        }
+        s.subscribedAt = now()
+        onSubscribed()
+        checkLive(s)
+      }
+    })
+    ws.on('error', (err: Error & { code?: string }) => {
+      errors++
+      const code = `${s.resumed ? 'on B' : 'on A'} ${err.code ?? err.message}`
+      errorCodes[code] = (errorCodes[code] ?? 0) + 1
+    })
+    ws.on('close', () => {
+      if (!nextUrl) return
+      if (s.resumed) {
+        // a resume that failed before B's subscribed frame: try again at once, as a client would
+        if (ws === s.ws && s.subscribedAt === 0) {
+          s.retries++
+          open(s, ws.url, () => {})
+        }
+        return
+      }
+      // the drop: reconnect at once, from where this socket is
+      s.resumed = true
+      s.subscribedAt = 0
+      const cursor = `${topic}@${s.next.map((o, p) => `${p}:${o}`).join(',')}`
+      open(s, `${nextUrl}&from=${encodeURIComponent(cursor)}`, () => {})
+    })
+  }
+
+  process.on('message', (m: Msg) => {
+    if (m.type === 'connect') {
+      topic = m.topic as string
+      const n = m.n as number
+      socks = Array.from({ length: n }, () => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0 }))
+      // 100 handshakes at a time: a listen backlog (511) is no part of what is measured here
+      let i = 0
+      let pending = 0
+      const more = () => {
+        while (pending < 100 && i < n) {
+          const s = socks[i++]!
+          pending++
+          open(s, m.url as string, () => {
+            pending--
+            if (i < n) more()
+            else if (pending === 0) process.send!({ type: 'connected', errors })
+          })
+        }
+      }
+      more()
+    } else if (m.type === 'next') {
+      nextUrl = m.url as string
+      // a new round: every socket drops and resumes again, counted afresh
+      targets = undefined
+      for (const s of socks) { s.resumed = false; s.liveAt = 0; s.gaps = 0; s.dups = 0; s.retries = 0 }
+      errors = 0
+      for (const k of Object.keys(errorCodes)) delete errorCodes[k]
+      process.send!({ type: 'next' })
+    } else if (m.type === 'targets') {
+      dropAt = m.dropAt as number
+      targets = m.targets as number[]
+      for (const s of socks) checkLive(s)
+      process.send!({ type: 'targets' })
+    } else if (m.type === 'progress') {
+      process.send!({ type: 'progress', live: socks.filter(s => s.liveAt > 0).length })
+    } else if (m.type === 'report') {
+      process.send!({
+        type: 'report',
+        live: socks.map(s => s.liveAt > 0 ? s.liveAt - dropAt : -1),
+        subscribed: socks.map(s => s.subscribedAt > 0 ? s.subscribedAt - dropAt : -1),
+        gaps: socks.reduce((a, s) => a + s.gaps, 0),
+        dups: socks.reduce((a, s) => a + s.dups, 0),
+        gapSockets: socks.filter(s => s.gaps + s.dups > 0).length,
+        retries: socks.reduce((a, s) => a + s.retries, 0),
+        errorCodes,
+        errors
+      })
+    } else if (m.type === 'close') {
+      nextUrl = ''
+      for (const s of socks) s.ws?.terminate()
+      process.send!({ type: 'close' })
+    }
+  })
+  process.send!({ type: 'ready' })
+}
+
+// ---- orchestrator ----------------------------------------------------------------------
+
+function pct (values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN
+}
+
+function summary (values: number[]): string {
+  // -1: never (NaN would reach here as null through IPC's JSON)
+  const ok = values.filter(v => v >= 0)
+  return `p50 ${Math.round(pct(ok, 50))} ms, p99 ${Math.round(pct(ok, 99))} ms, max ${Math.round(Math.max(...ok))} ms (n=${ok.length} of ${values.length})`
+}
+
+/** the machine's TCP counters (Linux): a reconnect storm past a listen backlog shows as overflows and SYN retransmits */
+function tcpCounters (): Record<string, number> {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter(l => l.startsWith('TcpExt:'))
+  const names = lines[0]!.split(' ').slice(1)
+  const counts = lines[1]!.split(' ').slice(1).map(Number)
+  const want = ['ListenOverflows', 'ListenDrops', 'TCPSynRetrans']
+  return Object.fromEntries(want.map(k => [k, counts[names.indexOf(k)]!]))
+}
+
+function errorsByCode (reports: Msg[]): Record<string, number> {
+  const all: Record<string, number> = {}
+  for (const r of reports) for (const [k, v] of Object.entries(r.errorCodes as Record<string, number>)) all[k] = (all[k] ?? 0) + v
+  return all
+}
+
+async function startGateway (brokers: string[], nodeId: string): Promise<{ child: ChildProcess, url: string }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--brokers', brokers.join(','), '--node', nodeId])
+  const ready = await new Promise<Msg>((resolve, reject) => {
+    child.once('message', resolve)
+    child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
+  })
+  return { child, url: ready.url as string }
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      role: { type: 'string', default: 'main' },
+      brokers: { type: 'string', default: '127.0.0.1:19092' },
+      node: { type: 'string', default: 'a' },
+      clients: { type: 'string', default: '5000' },
+      rate: { type: 'string', default: '20' },
+      rounds: { type: 'string', default: 'cold,warm' }
+    }
+  })
+  const brokers = values.brokers.split(',')
+  if (values.role === 'gateway') return await gatewayChild(brokers, values.node)
+  if (values.role === 'clients') return clientsChild()
+
+  const clients = Number(values.clients)
+  const rate = Number(values.rate)
+  const run = randomBytes(3).toString('hex')
+  const topic = `bench.drain.${run}`
+  const setup = new KafkaClient({ brokers, clientId: 'bench-setup' })
+  await setup.ensureTopics([{ topic, partitions: PARTITIONS }], 120_000)
+  const load0 = loadavg()
+  const children: ChildProcess[] = []
+  process.once('exit', () => { for (const c of children) c.kill('SIGKILL') })
+  const out: string[] = []
+
+  // the producer: one record every 1000/rate ms, partitions in turn, one at a time, so that the
+  // acked count of a partition is its next offset (a fresh topic)
+  const acked = new Array(PARTITIONS).fill(0)
+  const producing = { on: true }
+  let n = 0
+  const producer = (async () => {
+    const t0 = performance.now()
+    while (producing.on) {
+      const due = t0 + (n * 1000) / rate
+      const wait = due - performance.now()
+      if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+      const p = n % PARTITIONS
+      await setup.produceBatch(topic, [{ value: JSON.stringify({ n }), partition: p }])
+      acked[p]++
+      n++
+    }
+  })()
+
+  try {
+    let current = await startGateway(brokers, `a-${run}`)
+    children.push(current.child)
+    const procs: ChildProcess[] = []
+    for (let i = 0; i < CLIENT_PROCS; i++) {
+      const c = fork(import.meta.filename, ['--role', 'clients'])
+      children.push(c)
+      await new Promise(resolve => c.once('message', resolve))
+      procs.push(c)
+    }
+    const t = performance.now()
+    await Promise.all(procs.map((c, i) => ask(c, { type: 'connect', topic, n: Math.floor(clients / CLIENT_PROCS) + (i < clients % CLIENT_PROCS ? 1 : 0), url: `${current.url}/v1/stream?topics=${topic}` }, 'connected', 300_000)))
+    out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
+
+    for (const round of values.rounds.split(',')) {
+      const next = await startGateway(brokers, `${round}-${run}`)
+      children.push(next.child)
+      let holder: WebSocket | undefined
+      if (round === 'warm') {
+        // another client already reads the topic on B: its feed and window are there before the drop
+        holder = new WebSocket(`${next.url}/v1/stream?topics=${topic}`, ['sluice.v1'], { perMessageDeflate: false })
+        await new Promise(resolve => holder!.once('message', resolve))
+      }
+      // the sockets on A receive for a while first (their cursors move; a warm B's window fills)
+      await new Promise(resolve => setTimeout(resolve, 5_000))
+      await Promise.all(procs.map(c => ask(c, { type: 'next', url: `${next.url}/v1/stream?topics=${topic}` }, 'next')))
+      const cpu0 = (await ask(next.child, { type: 'cpu' }, 'cpu')).us as number
+      const tcp0 = tcpCounters()
+      const dropAt = now()
+      current.child.kill('SIGKILL')
+      const targets = [...acked]
+      // a round starts only once the last one ended: a warm round after a cold one that was not all live
+      // would count the cold round's unfinished reconnects (refused by the killed node) as its own
+      await Promise.all(procs.map(c => ask(c, { type: 'targets', dropAt, targets }, 'targets')))
+      let live = 0
+      const deadline = performance.now() + LIVE_TIMEOUT_MS
+      while (live < clients && performance.now() < deadline) {
+        await new Promise(resolve => setTimeout(resolve, 50))
+        live = (await Promise.all(procs.map(c => ask(c, { type: 'progress' }, 'progress')))).reduce((a, m) => a + (m.live as number), 0)
+      }
+      const allLive = now() - dropAt
+      const cpu1 = (await ask(next.child, { type: 'cpu' }, 'cpu'))
+      const tcp1 = tcpCounters()
+      await new Promise(resolve => setTimeout(resolve, AFTER_MS))
+      const reports = await Promise.all(procs.map(c => ask(c, { type: 'report' }, 'report')))
+      const liveMs = reports.flatMap(r => r.live as number[])
+      const subMs = reports.flatMap(r => r.subscribed as number[])
+      const sum = (k: string) => reports.reduce((a, r) => a + (r[k] as number), 0)
+      const cpuMs = ((cpu1.us as number) - cpu0) / 1000
+      out.push(`-- B ${round}: ${clients} clients dropped at once (node A SIGKILLed), all reconnect to B with from=<cursor>; producer ${rate} records/s, ${targets.reduce((a, b) => a + b, 0)} acked before the drop`)
+      out.push(`   live (B's subscribed + every record acked before the drop), per client from the drop: ${summary(liveMs)}`)
+      out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
+      out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
+      out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
+      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (Node listens with a backlog of 511)`)
+      holder?.terminate()
+      current = next
+    }
+    await Promise.all(procs.map(c => ask(c, { type: 'close' }, 'close')))
+  } finally {
+    producing.on = false
+    await producer.catch(() => {})
+    for (const c of children) c.kill('SIGKILL')
+    await setup.close()
+  }
+  const load1 = loadavg()
+  process.stdout.write(`\ndrain-resume bench: node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
+  for (const line of out) process.stdout.write(`${line}\n`)
+}
+
+main().catch(err => {
+  process.stderr.write(`[bench] ${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exit(1)
+})
