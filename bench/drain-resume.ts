@@ -17,6 +17,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { Server } from 'node:net'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
@@ -51,7 +52,16 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000)
 
 // ---- child: a gateway -----------------------------------------------------------------
 
-async function gatewayChild (brokers: string[], nodeId: string): Promise<void> {
+async function gatewayChild (brokers: string[], nodeId: string, backlog: number): Promise<void> {
+  if (backlog > 0) {
+    // streamApp listens with Node's default backlog (511); this tries a larger accept queue without
+    // touching the harness (the kernel caps it at net.core.somaxconn)
+    const listen = Server.prototype.listen
+    Server.prototype.listen = function (this: Server, ...args: unknown[]) {
+      if (typeof args[0] === 'object' && args[0] !== null) args[0] = { ...args[0], backlog }
+      return (listen as (...a: unknown[]) => Server).apply(this, args)
+    } as typeof listen
+  }
   const gw = await streamApp({ access: allowAll(), brokers, nodeId })
   process.on('message', (m: Msg) => {
     if (m.type === 'cpu') {
@@ -227,8 +237,8 @@ function errorsByCode (reports: Msg[]): Record<string, number> {
   return all
 }
 
-async function startGateway (brokers: string[], nodeId: string): Promise<{ child: ChildProcess, url: string }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--brokers', brokers.join(','), '--node', nodeId])
+async function startGateway (brokers: string[], nodeId: string, backlog: number): Promise<{ child: ChildProcess, url: string }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog)])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
@@ -244,11 +254,12 @@ async function main (): Promise<void> {
       node: { type: 'string', default: 'a' },
       clients: { type: 'string', default: '5000' },
       rate: { type: 'string', default: '20' },
-      rounds: { type: 'string', default: 'cold,warm' }
+      rounds: { type: 'string', default: 'cold,warm' },
+      backlog: { type: 'string', default: '0' }
     }
   })
   const brokers = values.brokers.split(',')
-  if (values.role === 'gateway') return await gatewayChild(brokers, values.node)
+  if (values.role === 'gateway') return await gatewayChild(brokers, values.node, Number(values.backlog))
   if (values.role === 'clients') return clientsChild()
 
   const clients = Number(values.clients)
@@ -281,7 +292,7 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(brokers, `a-${run}`)
+    let current = await startGateway(brokers, `a-${run}`, Number(values.backlog))
     children.push(current.child)
     const procs: ChildProcess[] = []
     for (let i = 0; i < CLIENT_PROCS; i++) {
@@ -295,7 +306,7 @@ async function main (): Promise<void> {
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(brokers, `${round}-${run}`)
+      const next = await startGateway(brokers, `${round}-${run}`, Number(values.backlog))
       children.push(next.child)
       let holder: WebSocket | undefined
       if (round === 'warm') {
@@ -334,7 +345,7 @@ async function main (): Promise<void> {
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
-      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (Node listens with a backlog of 511)`)
+      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : 'Node\'s default, 511'})`)
       holder?.terminate()
       current = next
     }
