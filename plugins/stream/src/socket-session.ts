@@ -79,6 +79,9 @@ const EMPTY = Buffer.alloc(0)
 
 // 10 s: a client draining a full queue (256 KiB) at even 50 KB/s reaches its close frame in time
 const CLOSE_GRACE_MS = 10_000
+// a socket closed for publishing while told to wait (4029) has its answers written first, for this long at
+// most: acks wait on Kafka (tens of ms); frames read meanwhile are not acted on, so the flood stops at once
+const RATE_LIMITED_CLOSE_WAIT_MS = 2000
 // how often a closing socket looks whether its publishes are answered: an ack takes a few ms, a drain lasts seconds
 const SETTLE_POLL_MS = 20
 
@@ -347,7 +350,10 @@ export abstract class SocketSession implements LiveSession, Outlet {
   protected async publishLimited (terms?: { plan: string }): Promise<{ retryAfterMs: number } | undefined> {
     const limited = await this.deps.guard?.publish(this, terms)
     if (!limited) return undefined
-    if (limited.close) this.close(CLOSE.RATE_LIMITED, 'rate limited')
+    // the publishes read before this one are answered first (their RATE_LIMITED included), so that the
+    // client hears why before the close: closed at once, a flood's first refusals still queued behind
+    // acks waiting on Kafka were never sent (seen with leased publish tokens, 5a589b8: 4029 after 0 errors)
+    if (limited.close) void this.closeSettled(CLOSE.RATE_LIMITED, 'rate limited', RATE_LIMITED_CLOSE_WAIT_MS)
     return { retryAfterMs: limited.retryAfterMs }
   }
 
