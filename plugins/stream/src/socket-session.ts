@@ -353,7 +353,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
     // the publishes read before this one are answered first (their RATE_LIMITED included), so that the
     // client hears why before the close: closed at once, a flood's first refusals still queued behind
     // acks waiting on Kafka were never sent (seen with leased publish tokens, 5a589b8: 4029 after 0 errors)
-    if (limited.close) void this.closeSettled(CLOSE.RATE_LIMITED, 'rate limited', RATE_LIMITED_CLOSE_WAIT_MS)
+    if (limited.close) this.closeSettled(CLOSE.RATE_LIMITED, 'rate limited', RATE_LIMITED_CLOSE_WAIT_MS).catch(err => this.deps.log.warn({ err, session: this.id }, 'closing a rate-limited socket failed'))
     return { retryAfterMs: limited.retryAfterMs }
   }
 
