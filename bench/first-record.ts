@@ -15,12 +15,12 @@
 // Without --brokers it starts a broker of its own with Kafka's default group settings
 // (KafkaBroker(), ~10-20 s). With --brokers, that broker's
 // settings are what is measured (comparing two trees on one broker: start it once, pass it to both).
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { KafkaClient } from '@sluice/kafka/core'
 import { KafkaBroker } from '../deploy/local/stack.ts'
 import { allowAll, Client, streamApp } from '../test/stream-harness.ts'
+import { connectionsTo } from '../test/helpers.ts'
 
 const PARTITIONS = 3
 // 300 per partition; a resume starts at 150 of each: 450 replayed
@@ -37,28 +37,6 @@ function pct (values: number[], p: number): number {
 function summary (values: number[]): string {
   const r = (n: number) => Math.round(n)
   return `p50 ${r(pct(values, 50))} ms, p99 ${r(pct(values, 99))} ms, min ${r(Math.min(...values))}, max ${r(Math.max(...values))} (n=${values.length})`
-}
-
-/** ESTABLISHED TCP connections of this process to `port`. */
-function connectionsTo (port: number): number {
-  const inodes = new Set<string>()
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
-      if (m) inodes.add(m[1]!)
-    } catch {}
-  }
-  let n = 0
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = ''
-    try { text = readFileSync(file, 'utf8') } catch { continue }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/)
-      if (cols.length < 10) continue
-      if (parseInt(cols[2]!.split(':')[1]!, 16) === port && cols[3] === '01' && inodes.has(cols[9]!)) n++
-    }
-  }
-  return n
 }
 
 async function main (): Promise<void> {

@@ -18,13 +18,13 @@
 //
 // Takes ~2 min 40 s here (kafkajs: 20 + 5 + 3 group joins of 3 s, 10 s idle per client). Figures: bench/README.md.
 import { fork, type ChildProcess } from 'node:child_process'
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Consumer, type FetchOptions } from '@platformatic/kafka'
 import { KafkaClient, type ConsumedRecord, type OutgoingRecord } from '@sluice/kafka/core'
 import { KafkaBroker } from '../deploy/local/stack.ts'
+import { connectionsTo } from '../test/helpers.ts'
 
 const self = fileURLToPath(import.meta.url)
 
@@ -353,29 +353,6 @@ function memory (): { rss: number, heap: number } {
   return { rss: m.rss, heap: m.heapUsed + m.external + m.arrayBuffers }
 }
 
-/** ESTABLISHED TCP sockets of this process to `port` (its fds' inodes in /proc/self/net/tcp). */
-function brokerSockets (port: number): number {
-  const inodes = new Set<string>()
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
-      if (m) inodes.add(m[1]!)
-    } catch {}
-  }
-  let n = 0
-  for (const file of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
-    let text = ''
-    try { text = readFileSync(file, 'utf8') } catch { continue }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/)
-      if (f.length < 10) continue
-      const remotePort = parseInt(f[2]!.split(':')[1]!, 16)
-      if (f[3] === '01' && remotePort === port && inodes.has(f[9]!)) n++
-    }
-  }
-  return n
-}
-
 function percentile (sorted: number[], q: number): number {
   // nearest rank: with 20 runs p99 is the slowest run
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
@@ -443,7 +420,7 @@ async function many (client: Client, topics: number, port: number): Promise<Reco
   await deadline(allReading, `many: ${topics} topics reading`)
   const allReadingMs = performance.now() - t0
   // all of the process's connections to the broker, the shared client's included
-  const sockets = brokerSockets(port)
+  const sockets = connectionsTo(port)
   const mem1 = memory()
   const cpu0 = cpuMicros()
   await sleep(IDLE_SECONDS * 1000)

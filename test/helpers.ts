@@ -1,6 +1,7 @@
 // Shared by the integration suites: where the run's Kafka and Redis are
 // (test/run.ts starts them and passes their addresses), and unique names.
 import { randomBytes } from 'node:crypto'
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import type { Test } from 'tap'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
 
@@ -112,4 +113,26 @@ export async function readRecords (t: Test, topic: string, count: number): Promi
     consumer.start().catch(reject)
   })
   return seen
+}
+
+/** ESTABLISHED TCP connections of this process to `port` (the socket inodes of its descriptors, found in /proc/net/tcp{,6}). */
+export function connectionsTo (port: number): number {
+  const inodes = new Set<string>()
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
+      if (m) inodes.add(m[1]!)
+    } catch {}
+  }
+  let n = 0
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try { text = readFileSync(file, 'utf8') } catch { continue }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/)
+      // remote address (hex port), state (01: ESTABLISHED), inode
+      if (cols.length >= 10 && parseInt(cols[2]!.split(':')[1]!, 16) === port && cols[3] === '01' && inodes.has(cols[9]!)) n++
+    }
+  }
+  return n
 }

@@ -1,11 +1,10 @@
 // The group-less reader (reader.ts) against the real broker: offsets inside a
 // batch, partitions added while reading, offsets out of range, and many topics
 // over the same few connections, with no consumer group left on the broker.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { test } from 'tap'
 import { Kafka, logLevel } from 'kafkajs'
 import { KafkaClient, type RecordBatch, type TopicReader } from '../src/kafka.ts'
-import { eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
+import { connectionsTo, eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
 
 function client (): KafkaClient {
   return new KafkaClient({ brokers: kafkaBrokers(), clientId: unique('reader-test') })
@@ -26,31 +25,6 @@ async function collect (kafka: KafkaClient, topic: string, positions: Map<number
   })
   await reader.start(positions)
   return { seen, errors, reader }
-}
-
-/** This process's TCP connections to the broker's port (socket inodes of our descriptors, found in /proc/net/tcp{,6}). */
-function brokerConnections (): number {
-  const port = Number(kafkaBrokers()[0]!.split(':').pop())
-  const inodes = new Set<string>()
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
-      if (m) inodes.add(m[1]!)
-    } catch {}
-  }
-  let n = 0
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = ''
-    try { text = readFileSync(file, 'utf8') } catch { continue }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/)
-      if (cols.length < 10) continue
-      const remotePort = parseInt(cols[2]!.split(':')[1]!, 16)
-      // 01: ESTABLISHED
-      if (remotePort === port && cols[3] === '01' && inodes.has(cols[9]!)) n++
-    }
-  }
-  return n
 }
 
 test('a read from the middle of a batch starts at its offset: the records before it in the same batch are skipped', async t => {
@@ -125,11 +99,11 @@ test('readers of 60 topics share one fetcher: at most two connections to the bro
   const topics = Array.from({ length: 60 }, (_v, i) => `${prefix}.${i}`)
   await kafka.ensureTopics(topics.map(topic => ({ topic, partitions: 1 })), 60_000)
   const groupsBefore = new Set(await kafka.listGroups())
-  const before = brokerConnections()
+  const before = connectionsTo(Number(kafkaBrokers()[0]!.split(':').pop()))
   const readers = await Promise.all(topics.map(topic => collect(kafka, topic, new Map([[0, 0n]]))))
   for (const topic of topics) await kafka.produce(topic, { value: topic, partition: 0 })
   await eventually(() => readers.every((r, i) => r.seen.includes(`0:0:${topics[i]}`)), 20_000, 'a record on every topic')
-  const opened = brokerConnections() - before
+  const opened = connectionsTo(Number(kafkaBrokers()[0]!.split(':').pop())) - before
   t.equal(kafka.readerClients, 2, 'a main and a start-lane client')
   t.ok(opened <= 3, `connections opened by 60 readers: ${opened} (two clients, and a bootstrap connection at most)`)
   // once every reader has caught up, the start lane is quiet and the main fetch parks (500 ms long polls)
