@@ -244,8 +244,7 @@ export class Subscriber {
     const client = await connect(this.#t, `${this.#url}?topics=${this.#topic}&from=${encodeURIComponent(from)}`, this.subject, this.refusals, this.refusalBodies)
     this.#client = client
     this.connections++
-    client.ws.on('message', data => {
-      const frame = JSON.parse(data.toString()) as Frame
+    const onFrame = (frame: Frame) => {
       if (frame.op === 'message') this.messages.push(frame)
       // the socket fell behind (its send queue filled; a loaded test machine does that): subscribe again from where it stopped
       if (frame.op === 'lagging') {
@@ -253,7 +252,12 @@ export class Subscriber {
         this.laggingFrames.push(frame)
         client.send({ op: 'subscribe', id: `lagging-${this.laggings}`, topics: [this.#topic], from: frame.resume })
       }
-    })
+    }
+    // Frames that came in the same read as the upgrade's answer were emitted before connect()
+    // resolved (ws emits them on the next tick, ahead of promise continuations): the Client kept
+    // them. A resume replayed from a node's window comes that fast on a loaded machine.
+    for (const frame of client.frames) onFrame(frame)
+    client.ws.on('message', data => { onFrame(JSON.parse(data.toString()) as Frame) })
     client.closed.then(({ code }) => {
       this.closes.push(code)
       if (this.#stopped || (code !== 1001 && code !== 1006)) return
