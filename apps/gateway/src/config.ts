@@ -7,7 +7,7 @@ import { TrustedIssuers } from '@sluice/auth'
 import { DEFAULT_NODE_WINDOW_BYTES, DEFAULT_WINDOW_BOUNDS } from '@sluice/hub/window'
 
 export interface GatewayConfig {
-  server: { host: string, port: number, shutdownTimeoutMs: number, drainMs: number, handshakeTimeoutMs: number }
+  server: { host: string, port: number, shutdownTimeoutMs: number, drainMs: number, handshakeTimeoutMs: number, listenBacklog: number }
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   kafka: { brokers: string[], clientId: string, connectionTimeoutMs: number, requestTimeoutMs: number }
   redis?: { url: string, timeoutMs: number }
@@ -73,7 +73,13 @@ export const gatewayConfigSchema = {
       // 1,000 reconnects a second on the other nodes rather than 10,000 at once; 0 closes them all at once
       drainMs: { type: 'integer', minimum: 0, maximum: 300_000, default: 10_000 },
       // a client has this long to send its request (or upgrade) headers: a real one needs milliseconds; a slowloris holds a socket
-      handshakeTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 }
+      handshakeTimeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000 },
+      // connections the kernel completes before the gateway accepts them. A node's clients reconnect at once when
+      // another node dies (SIGKILL, a crash: no drain spreads them): Node's default of 511 overflows and the
+      // rest wait for SYN retransmits (1 s, then 3 s). 4096 is Linux's net.core.somaxconn default since 5.4,
+      // which also caps it: past that sysctl the kernel quietly uses the sysctl's value. At most 65,535: older
+      // kernels kept it in 16 bits, where a larger one wrapped (262,144 became 0)
+      listenBacklog: { type: 'integer', minimum: 1, maximum: 65_535, default: 4096 }
     }),
     log: logSchema,
     kafka: kafkaSchema('sluice-gateway'),
@@ -307,6 +313,7 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_PORT: { path: '/server/port', type: 'integer' },
   SLUICE_SHUTDOWN_TIMEOUT_MS: { path: '/server/shutdownTimeoutMs', type: 'integer' },
   SLUICE_DRAIN_MS: { path: '/server/drainMs', type: 'integer' },
+  SLUICE_LISTEN_BACKLOG: { path: '/server/listenBacklog', type: 'integer' },
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
   KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
   KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },

@@ -19,7 +19,7 @@ export interface RunningGateway {
 
 export async function startGateway (config: GatewayConfig, options: BuildOptions = {}): Promise<RunningGateway> {
   const app = await buildApp(config, options)
-  const address = await app.listen({ host: config.server.host, port: config.server.port })
+  const address = await app.listen({ host: config.server.host, port: config.server.port, backlog: config.server.listenBacklog })
   const shutdown = closeWithin({
     log: app.log,
     // SIGTERM comes from an orchestrator: the sockets are spread over the drain window. SIGINT is someone at a
