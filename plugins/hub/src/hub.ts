@@ -31,7 +31,7 @@ import { formatPositions, type Positions } from './cursor.ts'
 import { HubClosedError } from './errors.ts'
 import type { FrameFormat } from './frame.ts'
 import { cacheKeyOf, frameBatch, type FramedBatch } from './framed-batch.ts'
-import { DEFAULT_WINDOW_BOUNDS, WindowBudget, type TopicWindow, type WindowBounds, type WindowRead } from './window.ts'
+import { boundsOf, DEFAULT_WINDOW_BOUNDS, WindowBudget, type ProductWindows, type TopicWindow, type WindowBounds, type WindowRead } from './window.ts'
 
 /** One socket as the hub sees it. */
 export interface Outlet {
@@ -211,9 +211,11 @@ export class Hub {
   readonly stats: HubStats = { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, windowReplays: 0, groupSessions: 0 }
   /** the memory every feed's window holds, against the node's budget */
   readonly windows: WindowBudget
-  /** each topic's window bounds */
+  /** a topic's window bounds where no product's `resume` says otherwise */
   readonly windowBounds: Readonly<WindowBounds>
   readonly #windowSweep: NodeJS.Timeout
+  #products: ProductWindows | undefined
+  #unwatchProducts: (() => void) | undefined
   readonly #kafka: KafkaClient
   readonly #nodeId: string
   readonly #graceMs: number
@@ -241,6 +243,27 @@ export class Hub {
     this.windows = new WindowBudget({ maxBytes: nodeMaxBytes })
     this.windowBounds = { ...DEFAULT_WINDOW_BOUNDS, ...bounds }
     this.#windowSweep = setInterval(() => { this.windows.sweep() }, WINDOW_SWEEP_MS).unref()
+  }
+
+  /**
+   * Sizes each topic's window from the products that serve it (`fastify.policy`): a product's
+   * `resume` over the node's bounds, the largest among a topic's products (window.ts boundsOf).
+   * Running feeds are resized now and after each change of the products, a smaller window evicting
+   * at once. Without it, every topic gets the node's bounds (HubOptions.window).
+   */
+  sizeWindowsBy (products: ProductWindows): void {
+    this.#unwatchProducts?.()
+    this.#products = products
+    this.#unwatchProducts = products.onChange(() => { this.#resizeWindows() })
+    this.#resizeWindows()
+  }
+
+  #resizeWindows (): void {
+    for (const feed of this.#feeds.values()) feed.window.resize(this.#windowBoundsOf(feed.topic))
+  }
+
+  #windowBoundsOf (topic: string): WindowBounds {
+    return boundsOf(this.#products?.resumeWindows(topic) ?? [], this.windowBounds)
   }
 
   /**
@@ -453,7 +476,7 @@ export class Hub {
   async #feed (topic: string): Promise<TopicFeed> {
     let feed = this.#feeds.get(topic)
     if (!feed) {
-      const created = new TopicFeed(topic, this.windows.window(topic, this.windowBounds))
+      const created = new TopicFeed(topic, this.windows.window(topic, this.#windowBoundsOf(topic)))
       feed = created
       this.#feeds.set(topic, created)
       created.ready = this.#startFeed(created).catch(err => {
@@ -830,6 +853,7 @@ export class Hub {
   async close (): Promise<void> {
     this.#closed = true
     clearInterval(this.#windowSweep)
+    this.#unwatchProducts?.()
     clearTimeout(this.#topicTimer)
     this.#topicTimer = undefined
     this.#topicWatchers.clear()

@@ -29,6 +29,7 @@
 // compacted once they are half of it, so it costs O(1) amortized per chunk.
 import type { ConsumedRecord } from '@sluice/kafka/core'
 import type { ValueEncoding } from '@sluice/policy/access'
+import type { ResumeWindowDocument } from '@sluice/policy/schema'
 import type { FrameFormat } from './frame.ts'
 import { cacheKeyOf, frameBatch, type FramedBatch } from './framed-batch.ts'
 
@@ -72,6 +73,36 @@ const FRAME_INDEX_BYTES = 16
 // alive more than twice their size, and over 4 KiB more, are copied into a buffer of their own
 // (one allocation and one copy per batch). A batch that is most of its buffer is kept as it came.
 const PIN_SLACK = 4096
+
+/**
+ * Where each topic's bounds come from: the products that serve it (a product's
+ * `resume` in the policy; `fastify.policy` is one), and when they change.
+ */
+export interface ProductWindows {
+  /** the `resume` of every product whose topics include `topic`, `{}` for one that sets none; empty when no product serves it */
+  resumeWindows (topic: string): readonly ResumeWindowDocument[]
+  /** called after each change of the products; returns the way to stop listening */
+  onChange (listener: () => void): () => void
+}
+
+/**
+ * A topic's bounds from the products that serve it: the largest bytes and the
+ * longest age among them, each product's unset bound being the node's default;
+ * the node's defaults when no product serves the topic. The largest, because
+ * the window is one per topic and node, shared by every product's sockets: a
+ * product that keeps less (or none, 0) gives its own sockets no more than any
+ * other's, and never takes from those of a product that keeps more.
+ */
+export function boundsOf (products: readonly ResumeWindowDocument[], defaults: Readonly<WindowBounds>): WindowBounds {
+  if (products.length === 0) return { ...defaults }
+  let maxBytes = 0
+  let maxAgeMs = 0
+  for (const { windowBytes, windowMs } of products) {
+    maxBytes = Math.max(maxBytes, windowBytes ?? defaults.maxBytes)
+    maxAgeMs = Math.max(maxAgeMs, windowMs ?? defaults.maxAgeMs)
+  }
+  return { maxBytes, maxAgeMs }
+}
 
 /** Records [first, offsets.length) of one batch, framed for one format and encoding: what a read returns, batch by batch. */
 export interface WindowSlice {
@@ -276,6 +307,12 @@ export class WindowBudget {
     return this.#queue.length - this.#head - this.#dead
   }
 
+  /** The open window of a topic, if its feed runs. */
+  of (topic: string): TopicWindow | undefined {
+    for (const window of this.#windows) if (window.topic === topic) return window
+    return undefined
+  }
+
   /** A window for a topic's live feed; close() it when the feed stops. */
   window (topic: string, bounds: WindowBounds = DEFAULT_WINDOW_BOUNDS): TopicWindow {
     const window = new TopicWindow(this, topic, bounds)
@@ -343,7 +380,7 @@ export class WindowBudget {
 /** One topic's window: per partition, the records its live feed dispatched lately. */
 export class TopicWindow {
   readonly topic: string
-  readonly bounds: WindowBounds
+  #bounds: Readonly<WindowBounds>
   readonly #budget: WindowBudget
   readonly #rings = new Map<number, Ring>()
   #bytes = 0
@@ -352,7 +389,23 @@ export class TopicWindow {
   constructor (budget: WindowBudget, topic: string, bounds: WindowBounds) {
     this.#budget = budget
     this.topic = topic
-    this.bounds = bounds
+    this.#bounds = { ...bounds }
+  }
+
+  get bounds (): Readonly<WindowBounds> {
+    return this.#bounds
+  }
+
+  /**
+   * New bounds (a policy reload changed the products that serve the topic).
+   * Smaller ones evict at once what no longer fits, oldest first; larger ones
+   * keep what is there and let the next batches stay longer.
+   */
+  resize (bounds: WindowBounds): void {
+    this.#bounds = { ...bounds }
+    if (this.#closed) return
+    this.expire()
+    this.#trim()
   }
 
   /** Bytes held by this topic's window. */
@@ -400,6 +453,12 @@ export class TopicWindow {
     if (!ring) {
       ring = new Ring(this, partition, offsets[0]!)
       this.#rings.set(partition, ring)
+    }
+    if (this.#bounds.maxBytes === 0 || this.#bounds.maxAgeMs === 0) {
+      // a window that keeps none covers the live position alone: as if the batch came and went, without copying or sizing it
+      const end = offsets[count - 1]! + 1n
+      if (end > ring.end) ring.start = ring.end = end
+      return
     }
     let first = 0
     while (first < count && offsets[first]! < ring.end) first++
@@ -526,7 +585,7 @@ export class TopicWindow {
   }
 
   #expire (ring: Ring, now: number): void {
-    const oldest = now - this.bounds.maxAgeMs
+    const oldest = now - this.#bounds.maxAgeMs
     for (let chunk = ring.oldest; chunk !== undefined && chunk.at <= oldest; chunk = ring.oldest) {
       this.#budget.evictions.age++
       this.#evict(ring)
@@ -535,7 +594,7 @@ export class TopicWindow {
 
   /** Over the topic's bytes: its oldest chunk goes, whichever partition holds it. */
   #trim (): void {
-    while (this.#bytes > this.bounds.maxBytes) {
+    while (this.#bytes > this.#bounds.maxBytes) {
       let oldest: Ring | undefined
       for (const ring of this.#rings.values()) {
         const chunk = ring.oldest

@@ -5,7 +5,7 @@ import type { ConfigProblem } from '@sluice/config'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
 import { loadPolicyDir, type Policy, type PolicyDocument } from './policy.ts'
-import type { PlanLimits } from './schema.ts'
+import type { PlanLimits, ResumeWindowDocument } from './schema.ts'
 
 export interface ReloadResult {
   /** applied: a new policy is in force; unchanged: same files as the last attempt; invalid: the last good one stays */
@@ -71,6 +71,11 @@ export class LivePolicy implements AccessControl {
 
   plan (name: string): PlanLimits | undefined {
     return this.#policy?.plan(name)
+  }
+
+  /** Policy.resumeWindows of the policy in force (none loaded: no product serves anything). */
+  resumeWindows (topic: string): ResumeWindowDocument[] {
+    return this.#policy?.resumeWindows(topic) ?? []
   }
 
   onChange (listener: () => void): () => void {

@@ -14,7 +14,7 @@ import { compilePattern, isTopicName, type TopicPattern } from './topics.ts'
 import { loadTransforms, transformSpec, type ProductTransforms, type TransformSpec } from './transforms.ts'
 import {
   policyFileSchema, type PlanDocument, type PlanLimits, type PolicyFileDocument, type ProductDocument,
-  type ProductTopicDocument, type RuleDocument
+  type ProductTopicDocument, type ResumeWindowDocument, type RuleDocument
 } from './schema.ts'
 
 // An admin-edited directory, not a data store: more than this is a mistake (or a mount of the wrong volume).
@@ -206,7 +206,8 @@ export function compilePolicy (files: PolicyFile[]): { policy?: Policy, problems
         transforms[direction] = transformSpec(direction, reference, file, at, locate(at))
       }
     }
-    compiledProducts.set(name, { name, plans: new Set(offered), topics, transforms })
+    const resume = isObject(product.resume) ? product.resume : undefined
+    compiledProducts.set(name, { name, plans: new Set(offered), topics, transforms, resume })
   }
 
   const compiledRules: CompiledRule[] = []
@@ -275,6 +276,7 @@ interface CompiledProduct {
   topics: CompiledTopic[]
   /** the modules the product names; `loaded` is set by loadTransforms before the policy is used */
   transforms: { input?: TransformSpec, output?: TransformSpec }
+  resume?: ResumeWindowDocument
 }
 
 interface CompiledRule {
@@ -314,11 +316,28 @@ export class Policy implements AccessControl {
   // identities live as long as their socket; their grants are computed once per policy
   readonly #grants = new WeakMap<Identity, Grant[]>()
   readonly #loaded = new WeakMap<CompiledProduct, ProductTransforms>()
+  readonly #resumeSet: boolean
 
   constructor (document: PolicyDocument, products: ReadonlyMap<string, CompiledProduct>, rules: CompiledRule[]) {
     this.document = document
     this.#products = products
     this.#rules = rules
+    this.#resumeSet = [...products.values()].some(p => p.resume !== undefined)
+  }
+
+  /**
+   * The `resume` of every product whose topics include `topic` ({} for one that sets none), which the hub
+   * sizes the topic's window from; empty when no product serves it. Asked when a topic's live feed starts and
+   * after each reload, never per frame.
+   */
+  resumeWindows (topic: string): ResumeWindowDocument[] {
+    // no product says anything: the gateway's defaults, with no pattern tested
+    if (!this.#resumeSet) return []
+    const out: ResumeWindowDocument[] = []
+    for (const product of this.#products.values()) {
+      if (product.topics.some(t => t.matcher.test(topic))) out.push(product.resume ?? {})
+    }
+    return out
   }
 
   plan (name: string): PlanLimits | undefined {

@@ -17,6 +17,12 @@ export const MAX_PRODUCTS = 1000
 export const MAX_RULES = 10_000
 export const MAX_TOPICS_PER_PRODUCT = 1000
 export const MAX_PATTERNS_PER_RULE = 100
+// A product's resume window (plugins/hub/src/window.ts), per topic and node; the same ceilings as the gateway's
+// stream.resumeWindowBytes and resumeWindowMs. 1 GiB is four times a node's whole default budget (256 MiB), which
+// bounds every window anyway: more is a typo (bits for bytes, a missing unit). An hour: a client away longer
+// resumes once, and one Kafka fetch (milliseconds) is nothing against that; a window kept longer only holds memory.
+export const MAX_RESUME_WINDOW_BYTES = 1024 * 1024 * 1024
+export const MAX_RESUME_WINDOW_MS = 3_600_000
 
 /** Every limit a plan sets, in the order documents list them; all required, so that no plan is unlimited by omission. */
 export const PLAN_LIMIT_NAMES = ['connections', 'connectsPerMinute', 'deliveredPerSecond', 'publishedPerSecond', 'bytesPerSecond', 'dailyQuota'] as const
@@ -80,6 +86,18 @@ export const productSchema = {
           // the message schema, shown in the portal and AsyncAPI; not enforced here
           schema: { type: 'object' }
         }
+      }
+    },
+    // how much of its topics' recent records each node keeps for resumes, written from memory with no Kafka
+    // request (plugins/hub/README.md); a bound left out is the gateway's (stream.resumeWindowBytes, resumeWindowMs)
+    resume: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        // bytes of records and their frames per topic, all partitions; 0 keeps none
+        windowBytes: { type: 'integer', minimum: 0, maximum: MAX_RESUME_WINDOW_BYTES },
+        // how long a record stays after the live feed dispatched it; 0 keeps none
+        windowMs: { type: 'integer', minimum: 0, maximum: MAX_RESUME_WINDOW_MS }
       }
     },
     // kafka-websocket compatibility (/v2/broker/): rewrite or discard messages on the way in and out
@@ -152,11 +170,18 @@ export interface ProductTopicDocument {
 
 export type TransformReferenceDocument = string | { module: string, options?: Record<string, unknown> }
 
+/** How much of a product's topics' recent records each node keeps for resumes; a bound left out is the gateway's. */
+export interface ResumeWindowDocument {
+  windowBytes?: number
+  windowMs?: number
+}
+
 export interface ProductDocument {
   title?: string
   description?: string
   plans: string[]
   topics: ProductTopicDocument[]
+  resume?: ResumeWindowDocument
   transforms?: { input?: TransformReferenceDocument, output?: TransformReferenceDocument }
 }
 
