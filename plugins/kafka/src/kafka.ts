@@ -1,25 +1,22 @@
-// The one module, with reader.ts and group-reader.ts, that imports the Kafka client
-// libraries: kafkajs (producer, admin, classic group consumers) and @platformatic/kafka
-// (group-less reads, reader.ts: kafkajs has no assign-style consumer; group mode,
-// group-reader.ts: KIP-848). Everything else sees only the
+// The one module, with producer.ts, reader.ts and group-reader.ts, that imports the Kafka
+// client libraries: kafkajs (admin, classic group consumers) and @platformatic/kafka
+// (the shared producer, producer.ts: less CPU per record; group-less reads, reader.ts:
+// kafkajs has no assign-style consumer; group mode, group-reader.ts: KIP-848). Everything else sees only the
 // types below, so a client can be measured against another and swapped here alone.
 // Fastify-free: the gateway, the ingest app, the local stack script and the
 // benchmarks all import it.
 import {
   Kafka,
-  Partitioners,
   logLevel,
   type Admin,
   type Consumer as KjsConsumer,
   type LogEntry,
-  type Producer,
-  type ICustomPartitioner,
   type IHeaders
 } from 'kafkajs'
 import { PublishBatcher } from './publish-batcher.ts'
+import { SharedProducer } from './producer.ts'
 import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
 import { consumerGroupState, GroupReaders, type GroupProtocol } from './group-reader.ts'
-import { murmur2 } from './murmur2.ts'
 import {
   KafkaClosedError,
   KafkaTimeoutError,
@@ -135,10 +132,11 @@ export interface TopicConsumer {
 
 const DEFAULT_CONNECTION_TIMEOUT_MS = 3000
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000
-// kafkajs retries with backoff; a produce that cannot reach a leader gives up
-// after about 5 s (100 ms doubling, capped at 2 s, 4 retries) rather than the
-// library default of ~30 s, so a publisher hears UNAVAILABLE in bounded time.
-const PRODUCER_RETRY = { retries: 4, initialRetryTime: 100, maxRetryTime: 2000 }
+// The producer retries with backoff; a produce that cannot reach a leader gives up
+// after about 5 s (100 ms doubling, capped at 2 s, 4 retries: 1.5 s of waits plus the
+// attempts) rather than @platformatic/kafka's default for an idempotent producer
+// (retries without end), so a publisher hears UNAVAILABLE in bounded time.
+const PRODUCER_RETRY = { retries: 4, initialRetryMs: 100, maxRetryMs: 2000 }
 
 const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 
@@ -186,39 +184,34 @@ function toHeaders (headers: IHeaders | undefined): Record<string, Buffer> {
   return out
 }
 
-/** Maps a client-library error to the module's catalogue. */
+/**
+ * Kafka's error names in an @platformatic/kafka error: on the error itself (apiId), in the
+ * errors it gathers (a failed request's retries, a response's partitions) and in its cause.
+ */
+function protocolErrors (err: unknown, into = new Set<string>(), depth = 0): Set<string> {
+  const e = err as { apiId?: unknown, errors?: unknown, cause?: unknown } | null | undefined
+  // a retried request nests one error per attempt: 8 levels is far more than any seen
+  if (!e || typeof e !== 'object' || depth > 8) return into
+  if (typeof e.apiId === 'string') into.add(e.apiId)
+  if (Array.isArray(e.errors)) for (const inner of e.errors) protocolErrors(inner, into, depth + 1)
+  if (e.cause) protocolErrors(e.cause, into, depth + 1)
+  return into
+}
+
+/** Maps a client-library error (kafkajs or @platformatic/kafka) to the module's catalogue. */
 export function classifyError (err: unknown, topic?: string): Error {
+  if ((err as { code?: string })?.code?.startsWith('SLUICE_KAFKA_')) return err as Error
   const e = err as { type?: string, name?: string, message?: string, originalError?: unknown, retriable?: boolean }
   const inner = e?.originalError as { type?: string } | undefined
-  const type = e?.type ?? inner?.type
+  const found = protocolErrors(err)
+  const type = e?.type ?? inner?.type ?? ['UNKNOWN_TOPIC_OR_PARTITION', 'MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE'].find(t => found.has(t))
   if (type === 'UNKNOWN_TOPIC_OR_PARTITION') return new KafkaUnknownTopicError(topic ?? '?')
   if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') return new KafkaTooLargeError(topic ?? '?')
   const message = e?.message ?? String(err)
   if (message.includes('This server does not host this topic-partition')) return new KafkaUnknownTopicError(topic ?? '?')
+  // @platformatic/kafka, after its metadata retries: "Unknown topic <name>." (a UserError, no Kafka error code)
+  if (message.startsWith('Unknown topic ')) return new KafkaUnknownTopicError(topic ?? '?')
   return new KafkaUnavailableError(message)
-}
-
-/**
- * kafkajs 2's default partitioner (murmur2 of the key, as the Java client; round robin
- * without a key), which also writes its choice on the message: the publish batcher reads
- * each record's partition there, and a retry inside kafkajs, which partitions the same
- * messages again, finds it and rebuilds the same request (the broker dedups it by sequence
- * number) instead of sending a keyless record to another partition.
- */
-const pinningPartitioner: ICustomPartitioner = () => {
-  const choose = Partitioners.DefaultPartitioner()
-  return args => {
-    const message = args.message
-    if (typeof message.partition === 'number') return message.partition
-    // a keyed record: the default partitioner's rule (murmur2 of the key modulo the partitions) with
-    // our 32-bit murmur2, which gives the same hash without kafkajs's cost on long keys (murmur2.ts)
-    const key = message.key
-    const partition = key !== null && key !== undefined
-      ? (murmur2(key) & 0x7fffffff) % args.partitionMetadata.length
-      : choose(args)
-    message.partition = partition
-    return partition
-  }
 }
 
 function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
@@ -233,18 +226,18 @@ export class KafkaClient {
   readonly options: Required<Omit<KafkaOptions, 'logger' | 'clusterRetry' | 'groupProtocol'>>
   readonly #kafka: Kafka
   readonly #logger: Logger
-  #producer: Producer | undefined
-  #producerReady: Promise<Producer> | undefined
+  #producer: SharedProducer | undefined
+  #producerReady: Promise<SharedProducer> | undefined
   #admin: Admin | undefined
   #adminReady: Promise<Admin> | undefined
   readonly #consumers = new Set<KjsConsumer>()
   // sends the producer has not answered yet: close() lets them finish before it disconnects (a drain flushes publishes)
   readonly #sends = new Set<Promise<unknown>>()
   // every publish of the node, from all its sockets, in few requests (publish-batcher.ts)
+  // (no recover: after a failed request @platformatic/kafka takes a new producer id itself, producer.ts)
   readonly #batcher = new PublishBatcher({
-    send: async topicMessages => (await this.#sharedProducer()).sendBatch({ topicMessages, acks: -1 }),
-    classify: classifyError,
-    recover: () => this.#replaceProducer()
+    send: async topicMessages => (await this.#sharedProducer()).send(topicMessages),
+    classify: classifyError
   })
 
   // every group-less reader of the node, in few fetch requests over two connections per broker (reader.ts)
@@ -275,46 +268,29 @@ export class KafkaClient {
     })
   }
 
-  /** The shared producer: idempotent, acks from all in-sync replicas; connected once, on first use. */
-  async #sharedProducer (): Promise<Producer> {
+  /** The shared producer (producer.ts): idempotent, acks from all in-sync replicas; connected once, on first use. */
+  async #sharedProducer (): Promise<SharedProducer> {
     if (this.#closed) throw new KafkaClosedError()
     if (this.#producer) return this.#producer
     this.#producerReady ??= (async () => {
-      const producer = this.#kafka.producer({
-        idempotent: true,
-        // idempotence keeps order with up to 5 in flight (KIP-98), but kafkajs 2.2.4 would not use them: its
-        // idempotent producer locks each broker around every produce request (eosManager.acquireBrokerLock)
-        // whatever this says. The publish batcher sends one request at a time and fills it instead.
-        maxInFlightRequests: 1,
-        allowAutoTopicCreation: false,
-        retry: PRODUCER_RETRY,
-        // kafkajs 2's default (murmur2, as the Java client), writing its choice on the message (see pinningPartitioner)
-        createPartitioner: pinningPartitioner
+      const producer = new SharedProducer({
+        brokers: this.options.brokers,
+        clientId: this.options.clientId,
+        connectionTimeoutMs: this.options.connectionTimeoutMs,
+        requestTimeoutMs: this.options.requestTimeoutMs,
+        ...PRODUCER_RETRY
       })
       try {
         await producer.connect()
       } catch (err) {
         this.#producerReady = undefined
+        await producer.close().catch(() => {})
         throw classifyError(err)
       }
       this.#producer = producer
       return producer
     })()
     return this.#producerReady
-  }
-
-  /**
-   * A new producer in place of the shared one: after a request that failed across partitions
-   * kafkajs has rolled back sequence numbers the broker had accepted, and the old producer's
-   * next request to those partitions would be refused for good. A new producer id starts over.
-   */
-  async #replaceProducer (): Promise<void> {
-    const old = this.#producer
-    this.#producer = undefined
-    this.#producerReady = undefined
-    this.#logger.warn({}, 'a shared produce request failed across partitions: the producer is replaced')
-    await old?.disconnect().catch(() => {})
-    if (!this.#closed) await this.#sharedProducer().catch(() => {})
   }
 
   /**
@@ -332,20 +308,18 @@ export class KafkaClient {
   async produceBatch (topic: string, records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return
     const producer = await this.#sharedProducer()
-    // copies: the partitioner pins each one's partition on it (pinningPartitioner), not on the caller's records
+    // copies: the producer pins each one's partition on it (producer.ts), not on the caller's records
     const messages = records.map(r => ({ ...r }))
     let acked
     try {
-      acked = await this.#tracked(producer.send({ topic, acks: -1, messages }))
+      acked = await this.#tracked(producer.send([{ topic, messages }]))
     } catch (err) {
       throw classifyError(err, topic)
     }
-    // kafkajs 2.2.4 silently skips records sent to a partition its cached
-    // metadata does not know yet (one just added): it returns no result for
-    // them. Never report those as written.
+    // every partition written to is answered: never report a record as written that no answer covers
     const answered = new Set(acked.map(r => r.partition))
-    const lost = messages.find(r => r.partition !== undefined && !answered.has(r.partition))
-    if (lost) throw new KafkaUnavailableError(`partition ${lost.partition} of "${topic}" is not in the producer's metadata yet; nothing of this batch was acked for it`)
+    const lost = messages.find(r => !answered.has(r.partition!))
+    if (lost) throw new KafkaUnavailableError(`partition ${lost.partition} of "${topic}" was not answered; nothing of this batch was acked for it`)
   }
 
   #tracked<T> (send: Promise<T>): Promise<T> {
@@ -599,12 +573,12 @@ export class KafkaClient {
       this.#producer ?? this.#producerReady?.catch(() => undefined),
       this.#admin ?? this.#adminReady?.catch(() => undefined)
     ])
-    // publishes in flight are answered (acked or refused) before the producer goes: kafkajs's own retries bound the wait
+    // publishes in flight are answered (acked or refused) before the producer goes: the producer's retries bound the wait
     const flushed = Promise.allSettled([...this.#sends])
     const pending: Array<Promise<void>> = []
     for (const consumer of this.#consumers) pending.push(consumer.disconnect())
     this.#consumers.clear()
-    if (producer) pending.push(flushed.then(() => producer.disconnect()))
+    if (producer) pending.push(flushed.then(() => producer.close()))
     if (admin) pending.push(admin.disconnect())
     if (this.#fetcher) pending.push(this.#fetcher.close())
     if (this.#groupReaders) pending.push(this.#groupReaders.close())
