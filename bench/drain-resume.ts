@@ -7,21 +7,27 @@
 // against the next offset of its partition (a gap or a duplicate is counted, never skipped over).
 // Two rounds: B cold (no socket on B reads the topic: the gaps come from Kafka) and then B warm
 // (one socket subscribed on the next node long before the drop: the gaps come from its window).
-// Each gateway is test/stream-harness.ts's streamApp (hub, /v1/stream, dev identity, no auth,
-// policy or rate limits) in a child process of its own; the clients are `ws` sockets in two more.
+// Each gateway is, by default, the gateway as shipped (`--gateway shipped`): its own process
+// (apps/gateway/src/server.ts, a YAML config), JWT auth (each client a subject with a Bearer token),
+// bench/drain-resume-policy, Redis-backed limits (REDIS_URL) and the default queues and listen backlog;
+// `--gateway harness` is test/stream-harness.ts's streamApp (hub, /v1/stream, dev identity, no auth,
+// policy or rate limits). The clients are `ws` sockets in two more processes.
 //
-//   bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092 [--clients 5000] [--rate 20]
+//   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
+//     [--clients 5000] [--rate 20] [--rounds cold,warm] [--gateway shipped|harness] [--backlog N]
 //
 // The reads are group-less (plugins/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
-import { fork, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { Server } from 'node:net'
-import { loadavg } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { KafkaClient } from '@sluice/kafka/core'
+import { freePort } from '../deploy/local/stack.ts'
 import { allowAll, streamApp } from '../test/stream-harness.ts'
 
 const PARTITIONS = 3
@@ -33,6 +39,27 @@ const LIVE_TIMEOUT_MS = 30_000
 const AFTER_MS = 2_000
 
 type Msg = Record<string, unknown> & { type: string }
+
+// The gateway as shipped: its own entry, a YAML config, JWT auth, bench/drain-resume-policy, Redis limits
+const GATEWAY_ENTRY = join(import.meta.dirname, '..', 'apps', 'gateway', 'src', 'server.ts')
+const POLICY_DIR = join(import.meta.dirname, 'drain-resume-policy')
+const JWT_SECRET = 'drain-resume-bench-hs256-secret-0123456789'
+function jwt (sub: string): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'bench', aud: 'sluice', sub, exp: Math.floor(Date.now() / 1000) + 6 * 3600 })}`
+  return `${body}.${createHmac('sha256', JWT_SECRET).update(body).digest('base64url')}`
+}
+
+/** CPU (µs) and RSS of another process of this machine, from /proc (Linux): the shipped gateway's own */
+function procUsage (pid: number): { us: number, rss: number } {
+  // fields after the command name (which may hold spaces): utime and stime are the 14th and 15th, in clock ticks
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // 100 ticks a second on Linux (getconf CLK_TCK): 10 ms resolution, against rounds of seconds
+  const tickUs = 10_000
+  const rssPages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1])
+  return { us: (Number(fields[11]) + Number(fields[12])) * tickUs, rss: rssPages * 4096 }
+}
 
 const now = () => performance.timeOrigin + performance.now()
 
@@ -52,6 +79,49 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000)
 
 // ---- child: a gateway -----------------------------------------------------------------
 
+async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number): Promise<void> {
+  const redisUrl = process.env.REDIS_URL
+  if (!redisUrl) throw new Error('--gateway shipped needs REDIS_URL (its connection limits live in Redis)')
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-drain-'))
+  const file = join(dir, 'gateway.yaml')
+  const port = await freePort()
+  // JSON is YAML: the file an operator would write. Not defaults: the per-address upgrade limit (600 a
+  // minute), since all the clients come from one address, and the listen backlog when --backlog says so
+  writeFileSync(file, JSON.stringify({
+    server: { host: '127.0.0.1', port, ...(backlog > 0 ? { listenBacklog: backlog } : {}) },
+    log: { level: 'warn' },
+    kafka: { brokers },
+    redis: { url: redisUrl },
+    policy: { dir: POLICY_DIR, watch: false },
+    auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'bench', algorithms: ['HS256'], secret: JWT_SECRET }] } },
+    stream: { nodeId },
+    rateLimit: { http: { upgrade: { max: 1_000_000 } } }
+  }, null, 2))
+  // as `npm start` runs it: no IPC, the environment cleared
+  const server = spawn(process.execPath, [GATEWAY_ENTRY, '--config', file], {
+    env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let log = ''
+  const keep = (chunk: Buffer) => { log = (log + chunk.toString()).slice(-4000) }
+  server.stdout!.on('data', keep)
+  server.stderr!.on('data', keep)
+  // the orchestrator kills the server itself (the drop); this child goes with it
+  server.once('exit', () => process.exit(0))
+  process.once('disconnect', () => server.kill('SIGKILL'))
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined)
+    if (res?.status === 200) break
+    if (Date.now() > deadline) throw new Error(`gateway ${nodeId} is not ready after 60 s: ${log}`)
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  process.on('message', (m: Msg) => {
+    if (m.type === 'cpu') process.send!({ type: 'cpu', ...procUsage(server.pid!) })
+  })
+  process.send!({ type: 'ready', url: `ws://127.0.0.1:${port}`, pid: server.pid })
+}
+
 async function gatewayChild (brokers: string[], nodeId: string, backlog: number): Promise<void> {
   if (backlog > 0) {
     // streamApp listens with Node's default backlog (511); this tries a larger accept queue without
@@ -69,7 +139,7 @@ async function gatewayChild (brokers: string[], nodeId: string, backlog: number)
       process.send!({ type: 'cpu', us: c.user + c.system, rss: process.memoryUsage().rss })
     }
   })
-  process.send!({ type: 'ready', url: gw.url })
+  process.send!({ type: 'ready', url: gw.url, pid: process.pid })
 }
 
 // ---- child: clients --------------------------------------------------------------------
@@ -77,12 +147,14 @@ async function gatewayChild (brokers: string[], nodeId: string, backlog: number)
 interface Sock {
   next: number[]
   subscribedAt: number
+  upgradedAt: number
   liveAt: number
   gaps: number
   dups: number
   ws?: WebSocket
   resumed: boolean
   retries: number
+  token?: string
 }
 
 const MESSAGE = /"partition":(\d+),"offset":"(\d+)"/
@@ -104,8 +176,11 @@ function clientsChild (): void {
   }
 
   const open = (s: Sock, url: string, onSubscribed: () => void) => {
-    const ws = new WebSocket(url, ['sluice.v1'], { perMessageDeflate: false })
+    const headers = s.token ? { authorization: `Bearer ${s.token}` } : undefined
+    const ws = new WebSocket(url, ['sluice.v1'], { perMessageDeflate: false, headers })
     s.ws = ws
+    // the 101: TCP accepted, and auth, policy and the connection limits passed
+    ws.once('upgrade', () => { if (s.resumed) s.upgradedAt = now() })
     ws.on('message', (data: Buffer) => {
       const text = data.toString('latin1')
       const m = MESSAGE.exec(text)
@@ -157,7 +232,9 @@ function clientsChild (): void {
     if (m.type === 'connect') {
       topic = m.topic as string
       const n = m.n as number
-      socks = Array.from({ length: n }, () => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0 }))
+      // the shipped gateway: each socket is a subject of its own, with its own Bearer token
+      const subjectPrefix = (m.subjectPrefix as string | undefined) ?? ''
+      socks = Array.from({ length: n }, (_, i) => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, upgradedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0, token: subjectPrefix ? jwt(`${subjectPrefix}${i}`) : undefined }))
       // 100 handshakes at a time: a listen backlog (511) is no part of what is measured here
       let i = 0
       let pending = 0
@@ -177,7 +254,7 @@ function clientsChild (): void {
       nextUrl = m.url as string
       // a new round: every socket drops and resumes again, counted afresh
       targets = undefined
-      for (const s of socks) { s.resumed = false; s.liveAt = 0; s.gaps = 0; s.dups = 0; s.retries = 0 }
+      for (const s of socks) { s.resumed = false; s.liveAt = 0; s.upgradedAt = 0; s.gaps = 0; s.dups = 0; s.retries = 0 }
       errors = 0
       for (const k of Object.keys(errorCodes)) delete errorCodes[k]
       process.send!({ type: 'next' })
@@ -193,6 +270,7 @@ function clientsChild (): void {
         type: 'report',
         live: socks.map(s => s.liveAt > 0 ? s.liveAt - dropAt : -1),
         subscribed: socks.map(s => s.subscribedAt > 0 ? s.subscribedAt - dropAt : -1),
+        upgraded: socks.map(s => s.upgradedAt > 0 ? s.upgradedAt - dropAt : -1),
         gaps: socks.reduce((a, s) => a + s.gaps, 0),
         dups: socks.reduce((a, s) => a + s.dups, 0),
         gapSockets: socks.filter(s => s.gaps + s.dups > 0).length,
@@ -219,7 +297,7 @@ function pct (values: number[], p: number): number {
 function summary (values: number[]): string {
   // -1: never (NaN would reach here as null through IPC's JSON)
   const ok = values.filter(v => v >= 0)
-  return `p50 ${Math.round(pct(ok, 50))} ms, p99 ${Math.round(pct(ok, 99))} ms, max ${Math.round(Math.max(...ok))} ms (n=${ok.length} of ${values.length})`
+  return `min ${Math.round(Math.min(...ok))} ms, p50 ${Math.round(pct(ok, 50))} ms, p99 ${Math.round(pct(ok, 99))} ms, max ${Math.round(Math.max(...ok))} ms (n=${ok.length} of ${values.length})`
 }
 
 /** the machine's TCP counters (Linux): a reconnect storm past a listen backlog shows as overflows and SYN retransmits */
@@ -237,13 +315,13 @@ function errorsByCode (reports: Msg[]): Record<string, number> {
   return all
 }
 
-async function startGateway (brokers: string[], nodeId: string, backlog: number): Promise<{ child: ChildProcess, url: string }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog)])
+async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number): Promise<{ child: ChildProcess, url: string, pid: number }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog)])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
   })
-  return { child, url: ready.url as string }
+  return { child, url: ready.url as string, pid: ready.pid as number }
 }
 
 async function main (): Promise<void> {
@@ -255,11 +333,16 @@ async function main (): Promise<void> {
       clients: { type: 'string', default: '5000' },
       rate: { type: 'string', default: '20' },
       rounds: { type: 'string', default: 'cold,warm' },
+      gateway: { type: 'string', default: 'shipped' },
       backlog: { type: 'string', default: '0' }
     }
   })
   const brokers = values.brokers.split(',')
-  if (values.role === 'gateway') return await gatewayChild(brokers, values.node, Number(values.backlog))
+  if (values.role === 'gateway') {
+    return values.gateway === 'shipped'
+      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog))
+      : await gatewayChild(brokers, values.node, Number(values.backlog))
+  }
   if (values.role === 'clients') return clientsChild()
 
   const clients = Number(values.clients)
@@ -270,7 +353,14 @@ async function main (): Promise<void> {
   await setup.ensureTopics([{ topic, partitions: PARTITIONS }], 120_000)
   const load0 = loadavg()
   const children: ChildProcess[] = []
-  process.once('exit', () => { for (const c of children) c.kill('SIGKILL') })
+  // the shipped gateways are processes of their own, under their child
+  const servers: number[] = []
+  const killAll = () => {
+    for (const c of children) c.kill('SIGKILL')
+    for (const pid of servers) { try { process.kill(pid, 'SIGKILL') } catch {} }
+  }
+  process.once('exit', killAll)
+  const shipped = values.gateway === 'shipped'
   const out: string[] = []
 
   // the producer: one record every 1000/rate ms, partitions in turn, one at a time, so that the
@@ -292,8 +382,9 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(brokers, `a-${run}`, Number(values.backlog))
+    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog))
     children.push(current.child)
+    servers.push(current.pid)
     const procs: ChildProcess[] = []
     for (let i = 0; i < CLIENT_PROCS; i++) {
       const c = fork(import.meta.filename, ['--role', 'clients'])
@@ -302,16 +393,18 @@ async function main (): Promise<void> {
       procs.push(c)
     }
     const t = performance.now()
-    await Promise.all(procs.map((c, i) => ask(c, { type: 'connect', topic, n: Math.floor(clients / CLIENT_PROCS) + (i < clients % CLIENT_PROCS ? 1 : 0), url: `${current.url}/v1/stream?topics=${topic}` }, 'connected', 300_000)))
+    await Promise.all(procs.map((c, i) => ask(c, { type: 'connect', topic, n: Math.floor(clients / CLIENT_PROCS) + (i < clients % CLIENT_PROCS ? 1 : 0), url: `${current.url}/v1/stream?topics=${topic}`, subjectPrefix: shipped ? `c-${run}-${i}-` : undefined }, 'connected', 300_000)))
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(brokers, `${round}-${run}`, Number(values.backlog))
+      const next = await startGateway(values.gateway, brokers, `${round}-${run}`, Number(values.backlog))
       children.push(next.child)
+      servers.push(next.pid)
       let holder: WebSocket | undefined
       if (round === 'warm') {
         // another client already reads the topic on B: its feed and window are there before the drop
-        holder = new WebSocket(`${next.url}/v1/stream?topics=${topic}`, ['sluice.v1'], { perMessageDeflate: false })
+        const headers = shipped ? { authorization: `Bearer ${jwt(`holder-${run}-${round}`)}` } : undefined
+        holder = new WebSocket(`${next.url}/v1/stream?topics=${topic}`, ['sluice.v1'], { perMessageDeflate: false, headers })
         await new Promise(resolve => holder!.once('message', resolve))
       }
       // the sockets on A receive for a while first (their cursors move; a warm B's window fills)
@@ -320,6 +413,7 @@ async function main (): Promise<void> {
       const cpu0 = (await ask(next.child, { type: 'cpu' }, 'cpu')).us as number
       const tcp0 = tcpCounters()
       const dropAt = now()
+      process.kill(current.pid, 'SIGKILL')
       current.child.kill('SIGKILL')
       const targets = [...acked]
       // a round starts only once the last one ended: a warm round after a cold one that was not all live
@@ -338,14 +432,16 @@ async function main (): Promise<void> {
       const reports = await Promise.all(procs.map(c => ask(c, { type: 'report' }, 'report')))
       const liveMs = reports.flatMap(r => r.live as number[])
       const subMs = reports.flatMap(r => r.subscribed as number[])
+      const upMs = reports.flatMap(r => r.upgraded as number[])
       const sum = (k: string) => reports.reduce((a, r) => a + (r[k] as number), 0)
       const cpuMs = ((cpu1.us as number) - cpu0) / 1000
       out.push(`-- B ${round}: ${clients} clients dropped at once (node A SIGKILLed), all reconnect to B with from=<cursor>; producer ${rate} records/s, ${targets.reduce((a, b) => a + b, 0)} acked before the drop`)
       out.push(`   live (B's subscribed + every record acked before the drop), per client from the drop: ${summary(liveMs)}`)
+      out.push(`   upgraded on B (the 101: accepted, auth, policy, limits), per client from the drop: ${summary(upMs)}`)
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
-      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : 'Node\'s default, 511'})`)
+      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'})`)
       holder?.terminate()
       current = next
     }
@@ -353,11 +449,11 @@ async function main (): Promise<void> {
   } finally {
     producing.on = false
     await producer.catch(() => {})
-    for (const c of children) c.kill('SIGKILL')
+    killAll()
     await setup.close()
   }
   const load1 = loadavg()
-  process.stdout.write(`\ndrain-resume bench: node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
+  process.stdout.write(`\ndrain-resume bench: gateway ${values.gateway}, node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
   for (const line of out) process.stdout.write(`${line}\n`)
 }
 
