@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import { WebSocket } from 'ws'
 import health from '@sluice/health'
+import sessions from '@sluice/sessions'
 import metrics from '@sluice/metrics'
 import kafkaPlugin, { KafkaClient } from '@sluice/kafka'
 import hub from '@sluice/hub'
@@ -41,6 +42,7 @@ export async function streamApp (options: StreamAppOptions = {}): Promise<{ app:
   const kafka = new KafkaClient({ brokers: options.brokers ?? kafkaBrokers(), clientId: 'test-gateway' })
   await app.register(metrics, { defaultMetrics: false })
   await app.register(health)
+  await app.register(sessions)
   await app.register(kafkaPlugin, { client: kafka })
   const identity = options.identity ?? DEV_IDENTITY
   app.addHook('onRequest', async request => { request.identity = identity })

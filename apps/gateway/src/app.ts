@@ -1,9 +1,10 @@
 // The composition root: every plugin is registered here, explicitly, in the
-// order of the request path (docs/design.md): health → kafka/redis → auth → policy →
-// rate limit → hub → routes. Building the app is separate from starting it
+// order of the request path (docs/design.md): health → sessions → kafka/redis → auth →
+// policy → rate limit → hub → routes. Building the app is separate from starting it
 // (server.ts), so tests build it with any config and drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import health from '@sluice/health'
+import sessions from '@sluice/sessions'
 import metrics from '@sluice/metrics'
 import kafka, { KafkaClient } from '@sluice/kafka'
 import redis from '@sluice/redis'
@@ -22,7 +23,7 @@ import { fileURLToPath } from 'node:url'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { enforceHandshakeDeadline } from './handshake-deadline.ts'
-import { enableDrain } from './drain.ts'
+import drain from './drain.ts'
 
 export type { GatewayConfig } from './config.ts'
 
@@ -85,9 +86,11 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
 
   await app.register(metrics)
   await app.register(health)
+  // every live socket of every route: auth, policy, admin and the drain act through it, so it comes before them
+  await app.register(sessions)
   // SIGTERM's drain: not ready, upgrades refused (before auth and rate limits look at them), sockets closed with 1001 over
   // server.drainMs, each after its publishes are answered (they give up after stream.publishTimeoutMs)
-  enableDrain(app, { windowMs: config.server.drainMs, settleMs: config.stream.publishTimeoutMs })
+  await app.register(drain, { windowMs: config.server.drainMs, settleMs: config.stream.publishTimeoutMs })
   await app.register(kafka, {
     client: new KafkaClient({
       brokers: config.kafka.brokers,

@@ -5,11 +5,11 @@
 // socket first answers the publishes it already read. The close that follows
 // (app.close) flushes what is still in flight to Kafka.
 //
-// The schedule is Fastify-free (`drainSessions`); `enableDrain` wires it to
-// the readiness report, the upgrade routes and the session registry of the app
-// (a function of the composition root, as handshake-deadline.ts is).
+// The schedule is Fastify-free (`drainSessions`); the plugin wires it to the
+// readiness report, the upgrade routes and the session registry of the app.
+import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { LiveSession } from '@sluice/hub'
+import type { LiveSession } from '@sluice/sessions'
 import { CLOSE } from '@sluice/stream'
 
 // 100 ms: fine enough that a slice of a 10 s window is 1 % of the sockets, coarse enough that timers cost nothing
@@ -101,8 +101,8 @@ function isSocketRoute (request: FastifyRequest): boolean {
   return request.headers.upgrade !== undefined || SOCKET_ROUTES.some(route => path === route || path.startsWith(route + '/'))
 }
 
-/** Decorates `app.drain()` and refuses socket routes once it started; call before auth registers its hooks. */
-export function enableDrain (fastify: FastifyInstance, opts: DrainSettings): void {
+/** Decorates `app.drain()` and refuses socket routes once it started; register before auth registers its hooks. */
+async function drainPlugin (fastify: FastifyInstance, opts: DrainSettings): Promise<void> {
   let running: Promise<DrainReport> | undefined
   fastify.decorate('draining', {
     getter: () => running !== undefined
@@ -110,10 +110,10 @@ export function enableDrain (fastify: FastifyInstance, opts: DrainSettings): voi
   fastify.decorate('drain', function drain (windowMs = opts.windowMs): Promise<DrainReport> {
     running ??= (async () => {
       fastify.readiness.drain('draining')
-      // the hub's registry: every socket of every route (absent in an app without WebSocket routes)
-      const registry = (fastify as unknown as { sessions?: { list (): LiveSession[] } }).sessions
-      fastify.log.info({ windowMs, sockets: registry?.list().length ?? 0 }, 'draining')
-      const report = await drainSessions(() => registry?.list() ?? [], {
+      // every socket of every route
+      const registry = fastify.sessions
+      fastify.log.info({ windowMs, sockets: registry.size }, 'draining')
+      const report = await drainSessions(() => registry.list(), {
         windowMs,
         sliceMs: opts.sliceMs,
         settleMs: opts.settleMs,
@@ -139,3 +139,5 @@ export function enableDrain (fastify: FastifyInstance, opts: DrainSettings): voi
     return reply.send({ error: { code: 'UNAVAILABLE', message: 'this node is shutting down: connect again, another node will answer' } })
   })
 }
+
+export default fp(drainPlugin, { fastify: '5.x', name: 'sluice-drain', dependencies: ['sluice-health', 'sluice-sessions'] })

@@ -17,6 +17,8 @@ import {
 } from './errors.ts'
 import { productTopics } from '@sluice/policy/product-topics'
 import '@sluice/kafka'
+// type-only: brings fastify.sessions into scope (the live sockets listed and kicked)
+import type {} from '@sluice/sessions'
 
 export * as errors from './errors.ts'
 
@@ -152,8 +154,7 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
     if (!store) throw new AdminApiKeysUnavailableError()
     return store
   }
-  const liveSessions = (): LiveSessionView[] =>
-    (fastify as unknown as { sessions?: { list (): LiveSessionView[] } }).sessions?.list() ?? []
+  const liveSessions = (): LiveSessionView[] => fastify.sessions.list()
 
   // ---- keys ---------------------------------------------------------------
   fastify.post('/keys', {
@@ -388,4 +389,4 @@ async function admin (fastify: FastifyInstance, opts: AdminOptions): Promise<voi
   await fastify.register(adminRoutes, { ...opts, prefix: '/admin' })
 }
 
-export default fp(admin, { fastify: '5.x', name: 'sluice-admin', dependencies: ['sluice-auth', 'sluice-policy', 'sluice-kafka'] })
+export default fp(admin, { fastify: '5.x', name: 'sluice-admin', dependencies: ['sluice-sessions', 'sluice-auth', 'sluice-policy', 'sluice-kafka'] })

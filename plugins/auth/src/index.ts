@@ -12,13 +12,15 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import { Counter } from 'prom-client'
+// type-only: brings fastify.sessions into scope (the live sockets whose credentials expire or are revoked)
+import type {} from '@sluice/sessions'
 import './identity.ts'
 import type { Identity } from './identity.ts'
 import { credentialFrom, looksLikeJwt, MAX_CREDENTIAL_LENGTH } from './credentials.ts'
 import { compileOrigins, originAllowed } from './origin.ts'
 import { TrustedIssuers, jwtIdentity, sameGrant, type JwtSettings } from './jwt.ts'
 import { ApiKeyStore, apiKeyIdentity } from './api-keys.ts'
-import { SessionWatch, type SessionSource } from './session-watch.ts'
+import { SessionWatch } from './session-watch.ts'
 import {
   AuthApiKeysDisabledError, AuthExpiredError, AuthInvalidApiKeyError, AuthInvalidTokenError,
   AuthOriginForbiddenError, AuthRenewRefusedError, AuthUnavailableError, AuthUntrustedIssuerError, isAuthError
@@ -135,7 +137,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
   const apiKeys = opts.apiKeys ? new ApiKeyStore(opts.apiKeys.redis, opts.apiKeys.prefix) : undefined
 
   const watch = new SessionWatch({
-    sessions: () => (fastify as unknown as { sessions?: SessionSource }).sessions,
+    sessions: () => fastify.sessions,
     jwtSkewMs: skewMs,
     expiryIntervalMs: opts.expiryIntervalMs,
     apiKeys,
@@ -253,4 +255,4 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
   })
 }
 
-export default fp(auth, { fastify: '5.x', name: 'sluice-auth' })
+export default fp(auth, { fastify: '5.x', name: 'sluice-auth', dependencies: ['sluice-sessions'] })

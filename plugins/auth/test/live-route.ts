@@ -1,6 +1,6 @@
 // Test support for the auth, policy and admin suites: the real gateway app
 // (buildApp with the real auth and policy plugins) plus a small WebSocket
-// route of our own that registers real sockets in the hub's SessionRegistry,
+// route of our own that registers real sockets in the app's SessionRegistry,
 // the way /v1/stream does, so revocation, expiry and policy withdrawal can be
 // shown on live sockets. Not a test file itself (no .test.ts).
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -13,7 +13,7 @@ import websocket from '@fastify/websocket'
 import type {} from '@fastify/websocket'
 import { WebSocket } from 'ws'
 import { pino } from 'pino'
-import { SessionRegistry, type LiveSession } from '@sluice/hub/sessions'
+import type { LiveSession, SessionRegistry } from '@sluice/sessions'
 import type { Identity } from '@sluice/auth/identity'
 import { buildApp } from '../../../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../../../apps/gateway/src/config.ts'
@@ -145,14 +145,13 @@ export async function startGateway (options: GatewayOptions = {}): Promise<TestG
   const app = await buildApp(config, { logger })
 
   // until /v1/stream is registered by buildApp, the suites bring what it would
-  if (!app.hasDecorator('sessions')) app.decorate('sessions', new SessionRegistry())
   if (!app.hasDecorator('websocketServer')) {
     await app.register(websocket, {
       // select sluice.v1, never the bearer.<jwt> credential
       options: { handleProtocols: (protocols: Set<string>) => protocols.has('sluice.v1') ? 'sluice.v1' : false }
     })
   }
-  const sessions = (app as unknown as { sessions: SessionRegistry }).sessions
+  const sessions = app.sessions
   let opened = 0
 
   const checkTopics = async (request: FastifyRequest, reply: FastifyReply) => {

@@ -2,14 +2,9 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Gauge, Counter } from 'prom-client'
 import { Hub, type HubOptions } from './hub.ts'
-import { SessionRegistry } from './sessions.ts'
-import { PublishCounts } from './publish-counts.ts'
 
 export { Hub } from './hub.ts'
 export type { Outlet, StartPosition, SubscriptionTerms, HubStats, TopicLag, TopicWatcher } from './hub.ts'
-export { SessionRegistry } from './sessions.ts'
-export type { LiveSession } from './sessions.ts'
-export { PublishCounts, RoutePublishes } from './publish-counts.ts'
 export { parseCursor, formatCursor, formatPositions, isTopicName } from './cursor.ts'
 export type { Cursor, Positions } from './cursor.ts'
 export { nativeFormat, wireFrame, wireText, messageJson, encodeValue } from './frame.ts'
@@ -20,9 +15,6 @@ export type { FrameFormat } from './frame.ts'
 declare module 'fastify' {
   interface FastifyInstance {
     hub: Hub
-    sessions: SessionRegistry
-    /** publish outcomes per WebSocket route, read by /metrics */
-    publishCounts: PublishCounts
   }
 }
 
@@ -37,11 +29,7 @@ export interface HubPluginOptions {
 
 async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Promise<void> {
   const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, topicRefreshMs: opts.topicRefreshMs, window: opts.window, logger: fastify.log.child({ component: 'hub' }) })
-  const sessions = new SessionRegistry()
   fastify.decorate('hub', hub)
-  fastify.decorate('sessions', sessions)
-  const publishes = new PublishCounts()
-  fastify.decorate('publishCounts', publishes)
 
   // Counters are read from the hub's plain numbers at scrape time: the hot path does no metric calls.
   const stats = hub.stats
@@ -66,29 +54,9 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   gauge('sluice_hub_consumers', 'Topics with a live Kafka consumer on this node', () => hub.consumers)
   gauge('sluice_hub_group_sessions', 'Sockets in consumer-group mode', () => stats.groupSessions)
   gauge('sluice_hub_window_bytes', 'Bytes held by the windows of recent records of every topic on this node (records and their frames), against its budget', () => hub.windows.bytes)
-  gauge('sluice_sessions', 'Open WebSocket sessions on this node', () => sessions.size)
 
-  // Labelled gauges are computed at scrape time from the live sessions and feeds: a series
-  // exists while its value is above zero, and a topic's goes away with its consumer.
+  // Labelled gauges are computed at scrape time from the live feeds: a topic's series goes away with its consumer.
   /* eslint-disable no-new */
-  new Gauge({
-    name: 'sluice_connections',
-    help: 'Open WebSocket connections on this node, by route and by product (of the first topic the socket subscribed or published to; "none" before that)',
-    labelNames: ['route', 'product'],
-    registers: [fastify.metrics],
-    collect () {
-      this.reset()
-      const counts = new Map<string, { route: string, product: string, n: number }>()
-      for (const session of sessions.list()) {
-        const product = session.product ?? 'none'
-        const key = `${session.route}\n${product}`
-        const entry = counts.get(key)
-        if (entry) entry.n++
-        else counts.set(key, { route: session.route, product, n: 1 })
-      }
-      for (const { route, product, n } of counts.values()) this.set({ route, product }, n)
-    }
-  })
   new Gauge({
     name: 'sluice_subscriptions',
     help: 'Topic subscriptions on this node, by product (a consumer-group socket counts once per topic of its group)',
@@ -110,36 +78,6 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
         this.set({ topic, reader: 'live' }, live)
         this.set({ topic, reader: 'catchup' }, catchUp)
       }
-    }
-  })
-  new Counter({
-    name: 'sluice_publish_acks_total',
-    help: 'Records published by clients and acknowledged by Kafka, by route',
-    labelNames: ['route'],
-    registers: [fastify.metrics],
-    collect () {
-      this.reset()
-      for (const [route, counts] of publishes.entries()) this.inc({ route }, counts.acks)
-    }
-  })
-  new Counter({
-    name: 'sluice_frame_failures_total',
-    help: 'Client frames whose handling failed inside the per-frame boundary and were answered INTERNAL (each one is a bug in the gateway), by route',
-    labelNames: ['route'],
-    registers: [fastify.metrics],
-    collect () {
-      this.reset()
-      for (const [route, counts] of publishes.entries()) this.inc({ route }, counts.frameFailures)
-    }
-  })
-  new Counter({
-    name: 'sluice_publish_errors_total',
-    help: 'Client publishes refused (by the gateway or by Kafka), by route and error code (docs/design.md\'s codes: FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ...)',
-    labelNames: ['route', 'code'],
-    registers: [fastify.metrics],
-    collect () {
-      this.reset()
-      for (const [route, counts] of publishes.entries()) for (const [code, n] of counts.errors) this.inc({ route, code }, n)
     }
   })
   /* eslint-enable no-new */

@@ -6,6 +6,8 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import { formatProblems } from '@sluice/config'
+// type-only: brings fastify.sessions into scope (the live sockets a reload withdraws access from)
+import type {} from '@sluice/sessions'
 import { LivePolicy } from './live-policy.ts'
 import { checkPolicyDir } from './policy.ts'
 import { PolicyWatcher } from './watch.ts'
@@ -61,7 +63,7 @@ async function policy (fastify: FastifyInstance, opts: PolicyPluginOptions): Pro
     }
   })
 
-  const sessions = (): PolicySession[] => (fastify as unknown as { sessions?: { list (): PolicySession[] } }).sessions?.list() ?? []
+  const sessions = (): PolicySession[] => fastify.sessions.list()
 
   live.onChange(() => {
     const { closed, unsubscribed } = withdrawAccess(sessions(), live)
@@ -94,4 +96,4 @@ async function policy (fastify: FastifyInstance, opts: PolicyPluginOptions): Pro
   }
 }
 
-export default fp(policy, { fastify: '5.x', name: 'sluice-policy', dependencies: ['sluice-health'] })
+export default fp(policy, { fastify: '5.x', name: 'sluice-policy', dependencies: ['sluice-health', 'sluice-sessions'] })

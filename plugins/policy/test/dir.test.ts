@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify from 'fastify'
 import health from '@sluice/health'
+import sessions from '@sluice/sessions'
 import policy, { checkPolicyDir } from '../src/index.ts'
 
 const POLICY = `
@@ -31,6 +32,7 @@ async function boot (dir: string): Promise<{ code?: string, message?: string }> 
   const app = Fastify({ logger: false })
   try {
     await app.register(health)
+    await app.register(sessions)
     await app.register(policy, { dir, watch: false })
     await app.ready()
     return {}

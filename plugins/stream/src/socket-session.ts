@@ -13,7 +13,8 @@ import type { WebSocket, RawData } from 'ws'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import type { KafkaClient, Logger, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
-import type { FrameFormat, Hub, LiveSession, Outlet, RoutePublishes, SessionRegistry } from '@sluice/hub'
+import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
+import type { LiveSession, RoutePublishes, SessionRegistry } from '@sluice/sessions'
 import { CLOSE } from './errors.ts'
 
 export interface SessionLimits {

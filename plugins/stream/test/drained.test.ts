@@ -8,7 +8,8 @@ import { createServer, connect, type Socket } from 'node:net'
 import { test, type Test } from 'tap'
 import type { WebSocket, RawData } from 'ws'
 import type { Duplex } from 'node:stream'
-import { SessionRegistry, type FrameFormat, type Hub } from '@sluice/hub'
+import type { FrameFormat, Hub } from '@sluice/hub'
+import { SessionRegistry } from '@sluice/sessions'
 import { SocketSession, type SessionDeps } from '../src/socket-session.ts'
 
 class FakeSocket extends EventEmitter {

@@ -5,7 +5,8 @@ import { EventEmitter } from 'node:events'
 import { test } from 'tap'
 import type { WebSocket, RawData } from 'ws'
 import type { Duplex } from 'node:stream'
-import { RoutePublishes, SessionRegistry, type FrameFormat, type Hub } from '@sluice/hub'
+import type { FrameFormat, Hub } from '@sluice/hub'
+import { RoutePublishes, SessionRegistry } from '@sluice/sessions'
 import { SocketSession, type SessionDeps } from '../src/socket-session.ts'
 
 class FakeSocket extends EventEmitter {

@@ -1,0 +1,94 @@
+// The node's live WebSocket sessions, whatever their route: the registry that
+// auth (expiry, revocation), policy (a reload's withdrawals), admin (list,
+// kick) and the drain act through, and what each route counts of its
+// publishes. Registered right after health, before every plugin that reads
+// it, so that they declare it as a dependency instead of probing for it.
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { Counter, Gauge } from 'prom-client'
+import { SessionRegistry } from './registry.ts'
+import { PublishCounts } from './publish-counts.ts'
+// type-only: brings fastify.metrics into scope
+import type {} from '@sluice/metrics'
+
+export { SessionRegistry } from './registry.ts'
+export type { LiveSession } from './registry.ts'
+export { PublishCounts, RoutePublishes } from './publish-counts.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sessions: SessionRegistry
+    /** publish outcomes per WebSocket route, read by /metrics */
+    publishCounts: PublishCounts
+  }
+}
+
+async function sessionsPlugin (fastify: FastifyInstance): Promise<void> {
+  const sessions = new SessionRegistry()
+  const publishes = new PublishCounts()
+  fastify.decorate('sessions', sessions)
+  fastify.decorate('publishCounts', publishes)
+
+  // Read at scrape time from the registry and the plain counts: the hot path does no metric calls.
+  // Without the metrics plugin (a suite's small app) they are kept nowhere, as auth's and policy's.
+  const registers = fastify.hasDecorator('metrics') ? [fastify.metrics] : []
+  /* eslint-disable no-new */
+  new Gauge({
+    name: 'sluice_sessions',
+    help: 'Open WebSocket sessions on this node',
+    registers,
+    collect () { this.set(sessions.size) }
+  })
+  // a series exists while its value is above zero
+  new Gauge({
+    name: 'sluice_connections',
+    help: 'Open WebSocket connections on this node, by route and by product (of the first topic the socket subscribed or published to; "none" before that)',
+    labelNames: ['route', 'product'],
+    registers,
+    collect () {
+      this.reset()
+      const counts = new Map<string, { route: string, product: string, n: number }>()
+      for (const session of sessions.list()) {
+        const product = session.product ?? 'none'
+        const key = `${session.route}\n${product}`
+        const entry = counts.get(key)
+        if (entry) entry.n++
+        else counts.set(key, { route: session.route, product, n: 1 })
+      }
+      for (const { route, product, n } of counts.values()) this.set({ route, product }, n)
+    }
+  })
+  new Counter({
+    name: 'sluice_publish_acks_total',
+    help: 'Records published by clients and acknowledged by Kafka, by route',
+    labelNames: ['route'],
+    registers,
+    collect () {
+      this.reset()
+      for (const [route, counts] of publishes.entries()) this.inc({ route }, counts.acks)
+    }
+  })
+  new Counter({
+    name: 'sluice_frame_failures_total',
+    help: 'Client frames whose handling failed inside the per-frame boundary and were answered INTERNAL (each one is a bug in the gateway), by route',
+    labelNames: ['route'],
+    registers,
+    collect () {
+      this.reset()
+      for (const [route, counts] of publishes.entries()) this.inc({ route }, counts.frameFailures)
+    }
+  })
+  new Counter({
+    name: 'sluice_publish_errors_total',
+    help: 'Client publishes refused (by the gateway or by Kafka), by route and error code (docs/design.md\'s codes: FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ...)',
+    labelNames: ['route', 'code'],
+    registers,
+    collect () {
+      this.reset()
+      for (const [route, counts] of publishes.entries()) for (const [code, n] of counts.errors) this.inc({ route, code }, n)
+    }
+  })
+  /* eslint-enable no-new */
+}
+
+export default fp(sessionsPlugin, { fastify: '5.x', name: 'sluice-sessions' })
