@@ -79,7 +79,7 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000)
 
 // ---- child: a gateway -----------------------------------------------------------------
 
-async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number): Promise<void> {
+async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, profileDir: string): Promise<void> {
   const redisUrl = process.env.REDIS_URL
   if (!redisUrl) throw new Error('--gateway shipped needs REDIS_URL (its connection limits live in Redis)')
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-drain-'))
@@ -98,7 +98,9 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
     rateLimit: { http: { upgrade: { max: 1_000_000 } } }
   }, null, 2))
   // as `npm start` runs it: no IPC, the environment cleared
-  const server = spawn(process.execPath, [GATEWAY_ENTRY, '--config', file], {
+  // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
+  const server = spawn(process.execPath, [...profile, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -315,8 +317,8 @@ function errorsByCode (reports: Msg[]): Record<string, number> {
   return all
 }
 
-async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number): Promise<{ child: ChildProcess, url: string, pid: number }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog)])
+async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, profileDir: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--profile', profileDir])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
@@ -334,13 +336,14 @@ async function main (): Promise<void> {
       rate: { type: 'string', default: '20' },
       rounds: { type: 'string', default: 'cold,warm' },
       gateway: { type: 'string', default: 'shipped' },
-      backlog: { type: 'string', default: '0' }
+      backlog: { type: 'string', default: '0' },
+      profile: { type: 'string', default: '' }
     }
   })
   const brokers = values.brokers.split(',')
   if (values.role === 'gateway') {
     return values.gateway === 'shipped'
-      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog))
+      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), values.profile)
       : await gatewayChild(brokers, values.node, Number(values.backlog))
   }
   if (values.role === 'clients') return clientsChild()
@@ -382,7 +385,7 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog))
+    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), values.profile)
     children.push(current.child)
     servers.push(current.pid)
     const procs: ChildProcess[] = []
@@ -397,7 +400,7 @@ async function main (): Promise<void> {
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(values.gateway, brokers, `${round}-${run}`, Number(values.backlog))
+      const next = await startGateway(values.gateway, brokers, `${round}-${run}`, Number(values.backlog), values.profile)
       children.push(next.child)
       servers.push(next.pid)
       let holder: WebSocket | undefined
@@ -446,6 +449,12 @@ async function main (): Promise<void> {
       current = next
     }
     await Promise.all(procs.map(c => ask(c, { type: 'close' }, 'close')))
+    if (values.profile && shipped) {
+      // the last B exits on SIGTERM (its sockets are gone: no drain to wait for), and V8 writes its profile
+      const exited = new Promise(resolve => current.child.once('exit', resolve))
+      process.kill(current.pid, 'SIGTERM')
+      await exited
+    }
   } finally {
     producing.on = false
     await producer.catch(() => {})
