@@ -37,6 +37,23 @@ const PLAIN_PAYLOADS: Record<Encoding, Schema> = {
   base64: { type: 'string', contentEncoding: 'base64', description: 'Bytes, sent base64-encoded in the frame\'s value' }
 }
 
+/** 65536 -> "64 KiB", 60000 -> "60 s": a product's resume window as a client developer reads it */
+function bytesText (bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`
+  return `${bytes} bytes`
+}
+const msText = (ms: number) => ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
+
+/** What a product's `resume` promises a client, or nothing when it sets none (the gateway's own window then). */
+function resumeText (resume: { windowBytes?: number, windowMs?: number } | undefined): string {
+  if (!resume || (resume.windowBytes === undefined && resume.windowMs === undefined)) return ''
+  if (resume.windowBytes === 0 || resume.windowMs === 0) return ' This product keeps none of its recent records in memory for resumes: a resume (`from=<cursor>`) is read from Kafka.'
+  const kept = [resume.windowBytes === undefined ? undefined : bytesText(resume.windowBytes), resume.windowMs === undefined ? undefined : msText(resume.windowMs)]
+  // another product serving the same topic may keep more: the node keeps the largest
+  return ` Each node keeps this topic's recent records in memory, up to ${kept.filter(Boolean).join(' and ')} (or more when another product serves the topic too): a resume (\`from=<cursor>\`) inside them is written from there, with no Kafka read.`
+}
+
 export const securitySchemes = {
   bearerJwt: {
     type: 'http',
@@ -106,7 +123,7 @@ function channelsOfProduct (document: PolicyDocument, productName: string, chann
       description: [
         topic.description,
         `Product **${product.title ?? productName}** (\`${productName}\`). ${topic.pattern.includes('*') ? 'A pattern: `*` is one or more characters within a dot-separated segment, `**` any characters, dots included. ' : ''}` +
-          `Values are \`${encoding}\` in the \`value\` of a \`message\` frame. A slow client ${(topic.slowClient ?? 'lagging') === 'evict' ? 'is closed with 4008' : 'gets a `lagging` frame with a resume cursor'}.`
+          `Values are \`${encoding}\` in the \`value\` of a \`message\` frame. A slow client ${(topic.slowClient ?? 'lagging') === 'evict' ? 'is closed with 4008' : 'gets a `lagging` frame with a resume cursor'}.${resumeText(product.resume)}`
       ].filter(Boolean).join('\n\n'),
       messages: {
         record: {
@@ -120,7 +137,9 @@ function channelsOfProduct (document: PolicyDocument, productName: string, chann
       tags: [{ name: productName }],
       'x-sluice-product': productName,
       'x-sluice-encoding': encoding,
-      'x-sluice-slow-client': topic.slowClient ?? 'lagging'
+      'x-sluice-slow-client': topic.slowClient ?? 'lagging',
+      // the product's resume window as the policy says it (windowBytes, windowMs); absent: the gateway's
+      ...(product.resume ? { 'x-sluice-resume-window': { ...product.resume } } : {})
     }
     const matcher = compiled(topic.pattern, false)
     return { id, topic, matcher: matcher?.resolve({}), sample: matcher?.sample, access: { receive: undefined as Access | undefined, send: undefined as Access | undefined } }
