@@ -149,6 +149,7 @@ async function gatewayChild (brokers: string[], nodeId: string, backlog: number)
 interface Sock {
   next: number[]
   subscribedAt: number
+  closedAt: number
   upgradedAt: number
   liveAt: number
   gaps: number
@@ -223,6 +224,7 @@ function clientsChild (): void {
         return
       }
       // the drop: reconnect at once, from where this socket is
+      s.closedAt = now()
       s.resumed = true
       s.subscribedAt = 0
       const cursor = `${topic}@${s.next.map((o, p) => `${p}:${o}`).join(',')}`
@@ -236,7 +238,7 @@ function clientsChild (): void {
       const n = m.n as number
       // the shipped gateway: each socket is a subject of its own, with its own Bearer token
       const subjectPrefix = (m.subjectPrefix as string | undefined) ?? ''
-      socks = Array.from({ length: n }, (_, i) => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, upgradedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0, token: subjectPrefix ? jwt(`${subjectPrefix}${i}`) : undefined }))
+      socks = Array.from({ length: n }, (_, i) => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, closedAt: 0, upgradedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0, token: subjectPrefix ? jwt(`${subjectPrefix}${i}`) : undefined }))
       // 100 handshakes at a time: a listen backlog (511) is no part of what is measured here
       let i = 0
       let pending = 0
@@ -256,7 +258,7 @@ function clientsChild (): void {
       nextUrl = m.url as string
       // a new round: every socket drops and resumes again, counted afresh
       targets = undefined
-      for (const s of socks) { s.resumed = false; s.liveAt = 0; s.upgradedAt = 0; s.gaps = 0; s.dups = 0; s.retries = 0 }
+      for (const s of socks) { s.resumed = false; s.liveAt = 0; s.closedAt = 0; s.upgradedAt = 0; s.gaps = 0; s.dups = 0; s.retries = 0 }
       errors = 0
       for (const k of Object.keys(errorCodes)) delete errorCodes[k]
       process.send!({ type: 'next' })
@@ -273,6 +275,7 @@ function clientsChild (): void {
         live: socks.map(s => s.liveAt > 0 ? s.liveAt - dropAt : -1),
         subscribed: socks.map(s => s.subscribedAt > 0 ? s.subscribedAt - dropAt : -1),
         upgraded: socks.map(s => s.upgradedAt > 0 ? s.upgradedAt - dropAt : -1),
+        closed: socks.map(s => s.closedAt > 0 ? s.closedAt - dropAt : -1),
         gaps: socks.reduce((a, s) => a + s.gaps, 0),
         dups: socks.reduce((a, s) => a + s.dups, 0),
         gapSockets: socks.filter(s => s.gaps + s.dups > 0).length,
@@ -436,10 +439,12 @@ async function main (): Promise<void> {
       const liveMs = reports.flatMap(r => r.live as number[])
       const subMs = reports.flatMap(r => r.subscribed as number[])
       const upMs = reports.flatMap(r => r.upgraded as number[])
+      const closedMs = reports.flatMap(r => r.closed as number[])
       const sum = (k: string) => reports.reduce((a, r) => a + (r[k] as number), 0)
       const cpuMs = ((cpu1.us as number) - cpu0) / 1000
       out.push(`-- B ${round}: ${clients} clients dropped at once (node A SIGKILLed), all reconnect to B with from=<cursor>; producer ${rate} records/s, ${targets.reduce((a, b) => a + b, 0)} acked before the drop`)
       out.push(`   live (B's subscribed + every record acked before the drop), per client from the drop: ${summary(liveMs)}`)
+      out.push(`   A's socket closed (the client saw the drop and reconnected), per client from the drop: ${summary(closedMs)}`)
       out.push(`   upgraded on B (the 101: accepted, auth, policy, limits), per client from the drop: ${summary(upMs)}`)
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
