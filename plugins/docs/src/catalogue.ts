@@ -22,6 +22,8 @@ export interface CatalogueTopic {
   schema?: Record<string, unknown>
   /** generated from the schema; without one, a value of the topic's encoding */
   example: unknown
+  /** the product's resume window (how much of the topic's recent records a node keeps for resumes), when it sets one */
+  resume?: { windowBytes?: number, windowMs?: number }
 }
 
 export interface CatalogueAccess {
@@ -71,7 +73,8 @@ export function catalogueProduct (document: PolicyDocument, name: string): Catal
     slowClient: topic.slowClient ?? 'lagging',
     ...(topic.description ? { description: topic.description } : {}),
     ...(topic.schema ? { schema: topic.schema } : {}),
-    example: topicExample(topic)
+    example: topicExample(topic),
+    ...(product.resume ? { resume: { ...product.resume } } : {})
   }))
   const access = document.rules.filter(rule => rule.product === name).map(rule => ({
     plan: rule.plan,
@@ -141,7 +144,13 @@ export const catalogueSchema = {
                 slowClient: { type: 'string', enum: ['lagging', 'evict'] },
                 description: text,
                 schema: { type: 'object', additionalProperties: true, description: 'The JSON Schema of the record values, as the product declares it' },
-                example: { description: 'An example value: from the schema when there is one, else a value of the encoding' }
+                example: { description: 'An example value: from the schema when there is one, else a value of the encoding' },
+                resume: {
+                  type: 'object',
+                  additionalProperties: false,
+                  description: 'How much of the topic\'s recent records each node keeps at least, as the product sets it: a resume inside them is written from memory; 0 keeps none; absent, the gateway\'s own window',
+                  properties: { windowBytes: { type: 'integer', minimum: 0 }, windowMs: { type: 'integer', minimum: 0 } }
+                }
               }
             }
           },

@@ -99,6 +99,21 @@ const SLOW_CLIENT_WORDS = {
 }
 
 /**
+ * What a product's resume window gives a client: "up to 2 MiB and 120 s".
+ * @param {Record<string, unknown>} resume
+ */
+function resumeWords (resume) {
+  const bytes = typeof resume.windowBytes === 'number' ? resume.windowBytes : undefined
+  const ms = typeof resume.windowMs === 'number' ? resume.windowMs : undefined
+  if (bytes === 0 || ms === 0) return 'none kept: a resume is read from Kafka'
+  const size = bytes === undefined
+    ? undefined
+    : bytes >= 1048576 && bytes % 1048576 === 0 ? `${bytes / 1048576} MiB` : bytes >= 1024 && bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} bytes`
+  const age = ms === undefined ? undefined : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
+  return `from a cursor within the last ${[size, age].filter(Boolean).join(' and ')} of records, replayed from the gateway's memory`
+}
+
+/**
  * @param {Record<string, string>} table
  * @param {unknown} key
  */
@@ -172,7 +187,8 @@ function topicItem (topic, publishable, product, hooks) {
     topic.description ? el('p', {}, text(topic.description)) : null,
     el('ul', { class: 'facts' },
       el('li', { 'data-encoding': text(topic.encoding) }, 'Encoding: ', word(ENCODING_WORDS, topic.encoding)),
-      el('li', {}, 'Slow clients: ', word(SLOW_CLIENT_WORDS, topic.slowClient))),
+      el('li', {}, 'Slow clients: ', word(SLOW_CLIENT_WORDS, topic.slowClient)),
+      typeof topic.resume === 'object' && topic.resume !== null ? el('li', { 'data-resume': '' }, 'Resume: ', resumeWords(/** @type {Record<string, unknown>} */ (topic.resume))) : null),
     topic.schema !== undefined ? el('div', { class: 'payload' }, el('span', { class: 'label' }, 'Message fields'), schemaView(topic.schema, topic.schema)) : null,
     topic.example !== undefined ? el('div', { class: 'example' }, el('span', { class: 'label' }, 'Example value'), jsonBlock(topic.example)) : null,
     el('div', { class: 'actions' }, buttons))
