@@ -223,25 +223,34 @@ async function main (): Promise<void> {
     }
     await reply()
 
-    const phase = async (command: Command): Promise<Outcome & { cpuUs: number, elu: number }> => {
+    // produce requests of both gateways' shared producers: the records each carried on average, per phase
+    const sent = () => {
+      const a = on.app.kafka.publishRequests
+      const b = off.app.kafka.publishRequests
+      return { requests: a.requests + b.requests, records: a.records + b.records }
+    }
+    const phase = async (command: Command): Promise<Outcome & { cpuUs: number, elu: number, perRequest: number }> => {
+      const sentBefore = sent()
       const cpuBefore = process.cpuUsage()
       const eluBefore = performance.eventLoopUtilization()
       child!.send(command)
       const answer = await reply()
       const cpu = process.cpuUsage(cpuBefore)
       const elu = performance.eventLoopUtilization(eluBefore).utilization
+      const sentAfter = sent()
+      const perRequest = (sentAfter.records - sentBefore.records) / Math.max(1, sentAfter.requests - sentBefore.requests)
       if (answer.error) throw new Error(answer.error as string)
       const outcome = answer.outcome as Outcome
       if (outcome.refused > 0) throw new Error(`${outcome.refused} publishes refused: the plan must be above the load`)
-      return { ...outcome, cpuUs: cpu.user + cpu.system, elu }
+      return { ...outcome, cpuUs: cpu.user + cpu.system, elu, perRequest }
     }
 
     // warm-up: JIT, the producer's first metadata, the limiter's script load
     await phase({ cmd: 'sockets', url: on.url, topic, sockets: 2 })
     await phase({ cmd: 'sockets', url: off.url, topic, sockets: 2 })
-    const rows: Array<{ name: string, rate: number, cpu?: number, elu?: number, latency?: Outcome['latency'] }> = []
-    const record = (name: string, r: Outcome & { cpuUs: number, elu: number }, gateway: boolean) => {
-      rows.push({ name, rate: r.acked / r.ms * 1000, latency: r.latency, ...(gateway ? { cpu: r.cpuUs / r.acked, elu: r.elu } : {}) })
+    const rows: Array<{ name: string, rate: number, cpu?: number, elu?: number, perRequest?: number, latency?: Outcome['latency'] }> = []
+    const record = (name: string, r: Outcome & { cpuUs: number, elu: number, perRequest: number }, gateway: boolean) => {
+      rows.push({ name, rate: r.acked / r.ms * 1000, latency: r.latency, ...(gateway ? { cpu: r.cpuUs / r.acked, elu: r.elu, perRequest: r.perRequest } : {}) })
       return rows.at(-1)!
     }
     const single = record('bare kafkajs, 1 record per request', await phase({ cmd: 'bare', topic, batch: 1 }), false).rate
@@ -262,7 +271,7 @@ async function main (): Promise<void> {
     const lines = [`acked publishes/s, ${PHASE_MS} ms per phase, topic of 3 partitions, ${VALUE.length}-byte JSON values (2 shared cores: figures move with others' load)`]
     for (const row of rows) {
       const latency = row.latency ? `  ack p50 ${row.latency.p50.toFixed(1)} / p99 ${row.latency.p99.toFixed(1)} ms` : ''
-      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(1)} µs/publish, event loop ${(row.elu! * 100).toFixed(0)} % busy`}${latency}`)
+      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(1)} µs/publish, event loop ${(row.elu! * 100).toFixed(0)} % busy, ${row.perRequest!.toFixed(0)} records/request`}${latency}`)
     }
     lines.push(`  limits on/off CPU per publish, ${SOCKETS} sockets: ${max.cpu!.toFixed(1)} / ${off20.cpu!.toFixed(1)} µs (the limiter's share ${((1 - off20.cpu! / max.cpu!) * 100).toFixed(0)} %)`)
     const around = (batched + batchedAfter) / 2

@@ -231,7 +231,8 @@ export class KafkaClient {
   #admin: Admin | undefined
   #adminReady: Promise<Admin> | undefined
   readonly #consumers = new Set<KjsConsumer>()
-  // sends the producer has not answered yet: close() lets them finish before it disconnects (a drain flushes publishes)
+  // produceBatch's sends the producer has not answered yet: close() lets them finish before it disconnects (a drain
+  // flushes publishes); the batcher's publishes are waited for as a whole (PublishBatcher.settled)
   readonly #sends = new Set<Promise<unknown>>()
   // every publish of the node, from all its sockets, in few requests (publish-batcher.ts)
   // (no recover: after a failed request @platformatic/kafka takes a new producer id itself, producer.ts)
@@ -301,7 +302,7 @@ export class KafkaClient {
   async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
     // handed to the batcher in the call's own turn once connected: records of two calls keep the calls' order
     if (!this.#producer || this.#closed) await this.#sharedProducer()
-    return this.#tracked(this.#batcher.publish(topic, record))
+    return this.#batcher.publish(topic, record)
   }
 
   /** Writes many records in one request per broker; resolves when all are acked. */
@@ -320,6 +321,11 @@ export class KafkaClient {
     const answered = new Set(acked.map(r => r.partition))
     const lost = messages.find(r => !answered.has(r.partition!))
     if (lost) throw new KafkaUnavailableError(`partition ${lost.partition} of "${topic}" was not answered; nothing of this batch was acked for it`)
+  }
+
+  /** produce requests the shared producer sent for publishes, and the records they carried (benches: records per request) */
+  get publishRequests (): { requests: number, records: number } {
+    return this.#batcher.sent
   }
 
   #tracked<T> (send: Promise<T>): Promise<T> {
@@ -574,7 +580,7 @@ export class KafkaClient {
       this.#admin ?? this.#adminReady?.catch(() => undefined)
     ])
     // publishes in flight are answered (acked or refused) before the producer goes: the producer's retries bound the wait
-    const flushed = Promise.allSettled([...this.#sends])
+    const flushed = Promise.allSettled([...this.#sends, this.#batcher.settled()])
     const pending: Array<Promise<void>> = []
     for (const consumer of this.#consumers) pending.push(consumer.disconnect())
     this.#consumers.clear()
