@@ -302,10 +302,12 @@ const op = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('append' as const), topic: topicArb, partition: partitionArb, steps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 6 }), repeat: fc.integer({ min: 0, max: 4 }), own: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 40_000 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('read' as const), topic: topicArb, partition: partitionArb, back: fc.integer({ min: -2, max: 40 }), encoding: fc.constantFrom<ValueEncoding>('json', 'text', 'base64') }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('sweep' as const) }) }
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('sweep' as const) }) },
+  // a policy reload: new bounds for a running window, 0 (keeps none) included
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('resize' as const), topic: topicArb, chunks: fc.integer({ min: 0, max: 30 }), maxAgeMs: fc.integer({ min: 0, max: 90_000 }) }) }
 )
 
-test('property: a read returns exactly the dispatched records [from, live) in order, or says not covered; the bounds hold', async t => {
+test('property: a read returns exactly the dispatched records [from, live) in order, or says not covered; the bounds hold, through resizes', async t => {
   t.comment(`seed ${seed}`)
   const one = chunkBytes(1)
   fc.assert(fc.property(
@@ -338,6 +340,7 @@ test('property: a read returns exactly the dispatched records [from, live) in or
       for (const o of ops) {
         if (o.kind === 'tick') time.advance(o.ms)
         else if (o.kind === 'sweep') budget.sweep()
+        else if (o.kind === 'resize') windows[o.topic]!.resize({ maxBytes: o.chunks * one * 2, maxAgeMs: o.maxAgeMs })
         else if (o.kind === 'append') {
           const seen = dispatched[o.topic]!.get(o.partition) ?? []
           dispatched[o.topic]!.set(o.partition, seen)
