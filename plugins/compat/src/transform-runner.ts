@@ -4,8 +4,14 @@
 // - A throw, or a result that is not a message, costs that one message: it is
 //   skipped, counted and logged (at most one log line per module per 10 s).
 // - Time: a transform is synchronous JS on the event loop, so a call cannot be
-//   interrupted; it is measured (performance.now()) and bounded by what
-//   follows from running over. A call over its budget (5 ms) counts as failed:
+//   interrupted; it is measured and bounded by what follows from running over.
+//   What counts is the CPU the call spent on the event loop's thread
+//   (process.threadCpuUsage), not the clock: on a busy machine the process is
+//   descheduled mid-call and a 50 us call reads 10-30 ms on the clock (the
+//   clean-clone suite at load average 12 lost a record to that: test/
+//   compat-transforms.test.ts). A call that blocks without spending CPU
+//   (synchronous I/O, Atomics.wait) is caught by the clock at WALL_LIMIT_MS.
+//   A call over its budget (5 ms) counts as failed:
 //   the message is skipped, exactly as if it had thrown, so there is one rule
 //   for every failure and a slow module shows in the drop counters at once.
 //   A module over its budget 10 times within a minute is disabled for a
@@ -43,6 +49,19 @@ export const DEFAULT_TRANSFORM_LIMITS: TransformLimits = {
   // long enough that a disabled module costs nothing for a while, short enough to recover without an admin
   disabledMs: 60_000
 }
+
+// A call blocked this long on the clock fails whatever its CPU: longer than any descheduling seen
+// on this 2-core machine at load 13 (/healthz took 413-476 ms there), short enough to catch a
+// module that waits on I/O or a lock
+const WALL_LIMIT_MS = 1000
+
+/** Milliseconds of CPU the calling thread has spent, or the clock where Node cannot tell (before 22.19 / 23.9). */
+const threadCpuMs: () => number = typeof process.threadCpuUsage === 'function'
+  ? () => {
+      const { user, system } = process.threadCpuUsage()
+      return (user + system) / 1000
+    }
+  : () => performance.now()
 
 // a module failing on every message must not write a log line per message
 const LOG_INTERVAL_MS = 10_000
@@ -138,13 +157,16 @@ export class TransformRunner {
     }
     let result: unknown
     const started = performance.now()
+    const startedCpu = threadCpuMs()
     try {
       result = this.transform.fn(message)
     } catch (err) {
       return this.#fail('threw', new TransformFailedError(this.direction, String((err as Error)?.message ?? err).slice(0, 200)), err)
     }
-    const elapsed = performance.now() - started
-    if (elapsed > this.#limits.budgetMs) {
+    const cpu = threadCpuMs() - startedCpu
+    const wall = performance.now() - started
+    if (cpu > this.#limits.budgetMs || wall > WALL_LIMIT_MS) {
+      const elapsed = Math.max(cpu, wall > WALL_LIMIT_MS ? wall : 0)
       this.#overrun(now)
       return this.#fail('slow', new TransformSlowError(this.direction, elapsed.toFixed(1), this.#limits.budgetMs))
     }

@@ -83,6 +83,23 @@ test('a call over its budget is skipped; a module that keeps running over is dis
   t.notOk(runner.disabled)
 })
 
+// the thread blocked without spending CPU: what a descheduled process looks like from inside the call
+function blocked (ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+}
+
+test('the budget is CPU spent, not the clock: a call descheduled on a busy machine keeps its message; one blocked past a second does not', async t => {
+  const { runner, failures } = setup(m => {
+    const v = m.value?.toString()
+    if (v === 'waits') blocked(DEFAULT_TRANSFORM_LIMITS.budgetMs * 6)
+    if (v === 'hangs') blocked(1100)
+    return m
+  })
+  t.match(runner.run(message('waits')), { ok: true }, '30 ms on the clock, ~0 of CPU: not over the budget')
+  t.match(runner.run(message('hangs')), { ok: false, error: { code: 'SLUICE_COMPAT_TRANSFORM_SLOW' } }, '1.1 s on the clock: over the wall limit')
+  t.same(failures, ['slow'])
+})
+
 test('output: once per record whatever the number of formats, on copies of its bytes', async t => {
   let calls = 0
   const { runner } = setup(m => {
