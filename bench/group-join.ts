@@ -22,7 +22,7 @@
 // Takes ~6 min with 5 runs (a broker start, a warm-up, then 3 clients x 5 runs of three rebalances).
 import { parseArgs } from 'node:util'
 import { KafkaClient, type RecordBatch, type TopicConsumer } from '@sluice/kafka/core'
-import { GroupReaders, type GroupProtocol } from '../plugins/kafka/src/group-reader.ts'
+import { GroupReaders, type GroupProtocol } from '@sluice/kafka/group-reader'
 import { KafkaBroker } from '../deploy/local/stack.ts'
 
 const TOPIC = 'bench.group'

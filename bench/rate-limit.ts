@@ -52,7 +52,7 @@ type Command =
 // ---- the clients and the producer (child process) ----------------------------------
 
 async function clients (): Promise<void> {
-  const { KafkaClient } = await import('../plugins/kafka/src/kafka.ts')
+  const { KafkaClient } = await import('@sluice/kafka/core')
   const send = (message: unknown) => process.send!(message)
   // `onMessage` is attached before the socket opens: a frame in the same packet as the 101 is emitted before open() resolves
   const open = (url: string, sub: string, onMessage: (data: Buffer) => void): Promise<WebSocket> => new Promise((resolve, reject) => {

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
-import { KafkaClient } from '../../plugins/kafka/src/kafka.ts'
+import { KafkaClient } from '@sluice/kafka/core'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolvePath(here, '../..')
