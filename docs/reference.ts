@@ -20,7 +20,8 @@ import ts from 'typescript'
 import { REFERENCE_SYNTAX, type EnvBinding } from '@sluice/config'
 import { gatewayConfigSchema, gatewayEnvBindings, gatewayReferenceFields, gatewaySecretFields } from '../apps/gateway/src/config.ts'
 import { CONNECT_KEYS, FEED_DEFAULTS, ingestConfigSchema, ingestEnvBindings } from '../apps/ingest/src/config.ts'
-import { CLOSE, WIRE_CODES, wireCode } from '../plugins/stream/src/errors.ts'
+import { CLOSE, WIRE_CODES } from '@sluice/sessions'
+import { wireCode } from '@sluice/stream'
 
 export const ROOT = resolvePath(dirname(fileURLToPath(import.meta.url)), '..')
 export const DEFAULT_OUT = 'docs/reference.md'
@@ -39,7 +40,7 @@ const OWN_VARIABLE = /^(SLUICE|KAFKA|REDIS)_[A-Z0-9_]+$/
 // answer the admin API and stop a start; a frame the policy refuses is the stream's SLUICE_STREAM_FORBIDDEN.
 const FRAME_CATALOGUES = new Set(['stream', 'hub', 'kafka', 'rate-limit', 'auth'].map(p => `plugins/${p}/src/errors.ts`))
 
-// Close codes have names in plugins/stream/src/errors.ts; their meanings (docs/design.md) are written here once.
+// Close codes have names in plugins/sessions/src/codes.ts; their meanings (docs/design.md) are written here once.
 // A close code without a meaning here stops the generator, so the table is never missing one.
 const CLOSE_MEANINGS: Record<string, string> = {
   NORMAL: 'normal closure',
@@ -488,7 +489,7 @@ function errorSection (entries: CatalogueEntry[], classes: Array<{ code: string,
     const codes = entries.filter(e => wireOf(e) === wire).map(e => code(e.code))
     lines.push(`| ${code(wire)} | ${codes.join(', ') || (wire === 'INTERNAL' ? 'any uncatalogued error (a bug)' : '')} |`)
   }
-  lines.push('', '### Close codes', '', 'From `CLOSE` in `plugins/stream/src/errors.ts`.', '', '| code | name | meaning |', '|---|---|---|')
+  lines.push('', '### Close codes', '', 'From `CLOSE` in `plugins/sessions/src/codes.ts`.', '', '| code | name | meaning |', '|---|---|---|')
   for (const [name, value] of Object.entries(CLOSE)) {
     const meaning = CLOSE_MEANINGS[name]
     if (meaning === undefined) throw new Error(`close code ${name} (${value}) has no meaning in docs/reference.ts CLOSE_MEANINGS`)

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { installedWstest, runFuzzingClient } from './autobahn.ts'
 import { AGENTS, differences, readOutcomes } from './autobahn-report.ts'
 import { startTestees } from './autobahn-testees.ts'
-import { ERROR_CLOSE_DEADLINE_MS } from '@sluice/stream'
+import { ERROR_CLOSE_DEADLINE_MS } from '@sluice/sessions'
 
 // the routes' protocol-error closes: 1002 protocol error, 1007 invalid UTF-8, 1009 too big
 const PROTOCOL_ERROR_CODES = new Set([1002, 1007, 1009])

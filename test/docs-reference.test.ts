@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { gatewayEnvBindings, loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { ingestEnvBindings } from '../apps/ingest/src/config.ts'
-import { CLOSE, WIRE_CODES } from '@sluice/stream'
+import { CLOSE, WIRE_CODES } from '@sluice/sessions'
 import { DEFAULT_OUT, ROOT, main, referenceMarkdown, variablesReadInCode } from '../docs/reference.ts'
 
 function sink (into: string[]): Writable {

@@ -9,8 +9,7 @@
 // readiness report, the upgrade routes and the session registry of the app.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { LiveSession } from '@sluice/sessions'
-import { CLOSE } from '@sluice/stream'
+import { CLOSE, type LiveSession } from '@sluice/sessions'
 
 // 100 ms: fine enough that a slice of a 10 s window is 1 % of the sockets, coarse enough that timers cost nothing
 export const DEFAULT_SLICE_MS = 100

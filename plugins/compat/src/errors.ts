@@ -1,5 +1,6 @@
 import createError from '@fastify/error'
-import { wireCode, type WireErrorCode } from '@sluice/stream'
+import type { WireErrorCode } from '@sluice/sessions'
+import { wireCode } from '@sluice/stream'
 
 // The compatibility route's error catalogue. Codes are never reused; tests
 // assert on `code`. After the upgrade a client hears them in an error frame,

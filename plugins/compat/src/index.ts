@@ -4,7 +4,6 @@
 // run before the upgrade, so a refused client never holds a socket.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
 import type {} from '@fastify/websocket'
@@ -12,9 +11,10 @@ import { Counter, Gauge } from 'prom-client'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import {
-  CLOSE, closeAfterError, DEFAULT_LIMITS, groupIdFor, isRefusal, keepSessionsAlive, releaseUpgradeRequest, TopicGate, WIRE_CODES,
+  acceptSession, CLOSE, DEFAULT_LIMITS, isRefusal, keepSessionsAlive, TopicGate, WIRE_CODES,
   type AllowedDecision, type Refusal, type SessionLimits, type StreamGuard
-} from '@sluice/stream'
+} from '@sluice/sessions'
+import { groupIdFor } from '@sluice/stream'
 import type { Subprotocol } from './codec.ts'
 import { brokerQuery } from './query.ts'
 import { CompatSession } from './session.ts'
@@ -142,13 +142,7 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
       socket.close(CLOSE.INTERNAL, 'no upgrade plan')
       return
     }
-    const raw = (request.raw.socket ?? (socket as unknown as { _socket: Duplex })._socket) as Duplex
-    releaseUpgradeRequest(socket, raw, err => {
-      log.debug({ err }, 'socket error')
-      // ws has sent the close frame with the error's code: terminating now can lose it to a RST
-      closeAfterError(socket)
-    })
-    const session = new CompatSession({
+    acceptSession(socket, request, log, raw => new CompatSession({
       socket,
       raw,
       identity: plan.identity,
@@ -158,12 +152,7 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
       topics: plan.topics,
       decisions: plan.decisions,
       groupId: plan.groupId
-    }, deps)
-    session.open().catch(err => {
-      // topics named at open that cannot be served end the session with the reason
-      log.info({ err, session: session.id }, 'could not subscribe at open')
-      session.close(CLOSE.TRY_LATER, 'could not subscribe: ' + String((err as Error).message).slice(0, 100))
-    })
+    }, deps), session => session.open())
   }
   const route = { websocket: true, config: { auth: true }, preValidation: checkUpgrade } as const
   fastify.get(BROKER_PATH, route, handler)
@@ -173,4 +162,4 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
   keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
 }
 
-export default fp(compat, { fastify: '5.x', name: 'sluice-compat', dependencies: ['sluice-hub', '@fastify/websocket'] })
+export default fp(compat, { fastify: '5.x', name: 'sluice-compat', dependencies: ['sluice-sessions', 'sluice-hub', '@fastify/websocket'] })

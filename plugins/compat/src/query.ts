@@ -8,7 +8,7 @@
 //   group.id=g      share the topics' records with the other sockets of group g (of the same
 //                   subject); absent or empty: this socket sees every record. Ignored without topics.
 // Anything else (access_token, api_key, parameters old clients add) is ignored here.
-import { topicList, type Refusal } from '@sluice/stream'
+import { topicList, type Refusal } from '@sluice/sessions'
 
 // Kafka takes any string as a group id; old clients used whatever they liked.
 // Printable ASCII keeps it safe in logs and metric labels; 128 characters as on /v1/stream.

@@ -6,7 +6,7 @@
 // comes from SocketSession.
 import type { RawData } from 'ws'
 import { isTopicName, type FrameFormat, type SubscriptionTerms } from '@sluice/hub'
-import { CLOSE, SocketSession, type AllowedDecision, type SessionDeps, type SessionStart } from '@sluice/stream'
+import { CLOSE, SocketSession, type AllowedDecision, type SessionDeps, type SessionStart } from '@sluice/sessions'
 import type { TransformMessage } from '@sluice/policy'
 import type { ValueEncoding } from '@sluice/policy/access'
 import { asBuffer, errorMessage, parseBinaryFrame, parseTextFrame, valueBytes, type ProduceRequest, type Subprotocol } from './codec.ts'

@@ -6,7 +6,7 @@
 // generous plan of the rules that match the subject).
 import type { Identity } from '@sluice/auth/identity'
 import type { PlanLimits } from '@sluice/policy'
-import type { DeliveryBudget, StreamGuard } from '@sluice/stream'
+import { CLOSE, type DeliveryBudget, type StreamGuard } from '@sluice/sessions'
 import type { LeaseHolder, Refusal } from './lease.ts'
 import type { LimitName, PlanRef, RateLimiter } from './limiter.ts'
 
@@ -38,8 +38,6 @@ export interface RateGuardOptions {
   abuse: AbuseOptions
 }
 
-// docs/design.md's close codes this file uses
-const CLOSE_TRY_LATER = 1013
 // the name under which subjects without a plan are counted
 export const UNPLANNED = '_unplanned'
 
@@ -88,7 +86,7 @@ export class RateGuard implements StreamGuard {
     if (decided.ok) return undefined
     if (decided.limit === 'unavailable') {
       // fail-closed after the upgrade: 1013, try again later
-      session.close(CLOSE_TRY_LATER, 'rate limits unavailable')
+      session.close(CLOSE.TRY_LATER, 'rate limits unavailable')
       return { retryAfterMs: decided.retryAfterMs }
     }
     if (!state) {
@@ -146,7 +144,7 @@ export class RateGuard implements StreamGuard {
 
   #refused (session: GuardedSession, plan: PlanRef, refusal: Refusal): void {
     if (refusal.limit === 'unavailable') {
-      session.close(CLOSE_TRY_LATER, 'rate limits unavailable')
+      session.close(CLOSE.TRY_LATER, 'rate limits unavailable')
       return
     }
     if (refusal.limit !== 'dailyQuota') return

@@ -3,6 +3,9 @@
 // kick) and the drain act through, and what each route counts of its
 // publishes. Registered right after health, before every plugin that reads
 // it, so that they declare it as a dependency instead of probing for it.
+// Beside it, what every route's socket shares: the session base class
+// (SocketSession), the upgrade checks (TopicGate), keepalive, the release of
+// the upgrade's request, and the codes clients and closers share.
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
@@ -14,6 +17,15 @@ import type {} from '@sluice/metrics'
 export { SessionRegistry } from './registry.ts'
 export type { LiveSession } from './registry.ts'
 export { PublishCounts, RoutePublishes } from './publish-counts.ts'
+export { CLOSE, WIRE_CODES } from './codes.ts'
+export type { WireErrorCode } from './codes.ts'
+export { DEFAULT_LIMITS, SETTLED, SocketSession } from './socket-session.ts'
+export type { DeliveryBudget, SessionDeps, SessionLimits, SessionStart, StreamGuard } from './socket-session.ts'
+export { isRefusal, MAX_TOPICS_PER_FRAME, TopicGate, topicList } from './topic-gate.ts'
+export type { AllowedDecision, Refusal } from './topic-gate.ts'
+export { closeAfterError, ERROR_CLOSE_DEADLINE_MS, releaseUpgradeRequest } from './release-upgrade.ts'
+export { keepSessionsAlive } from './keepalive.ts'
+export { acceptSession } from './accept.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { WireErrorCode } from '@sluice/sessions'
 
 // The stream API's error catalogue. `wire` is the code a client sees in an
 // `error` frame (docs/design.md's list); the SLUICE_ code names the exact cause.
@@ -7,24 +8,6 @@ export const ForbiddenTopicError = createError('SLUICE_STREAM_FORBIDDEN', 'Not a
 export const UnknownTopicError = createError('SLUICE_STREAM_UNKNOWN_TOPIC', 'Topic "%s" does not exist', 404)
 export const RateLimitedError = createError('SLUICE_STREAM_RATE_LIMITED', 'Rate limited: wait retryAfterMs before publishing again', 429)
 export const GroupModeError = createError('SLUICE_STREAM_GROUP_MODE', 'A group session subscribes to the topics it opened with; open another socket for other topics', 400)
-
-/** docs/design.md's error codes, as clients see them in `error` frames. */
-export type WireErrorCode = 'BAD_REQUEST' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'UNKNOWN_TOPIC' | 'RATE_LIMITED' | 'TOO_LARGE' | 'UNAVAILABLE' | 'INTERNAL'
-export const WIRE_CODES: readonly WireErrorCode[] = ['BAD_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'UNKNOWN_TOPIC', 'RATE_LIMITED', 'TOO_LARGE', 'UNAVAILABLE', 'INTERNAL']
-
-/** Close codes (docs/design.md). */
-export const CLOSE = {
-  NORMAL: 1000,
-  GOING_AWAY: 1001,
-  POLICY_VIOLATION: 1008,
-  TOO_LARGE: 1009,
-  INTERNAL: 1011,
-  TRY_LATER: 1013,
-  CREDENTIALS: 4001,
-  ACCESS_WITHDRAWN: 4003,
-  TOO_SLOW: 4008,
-  RATE_LIMITED: 4029
-} as const
 
 const BY_CODE: Record<string, WireErrorCode> = {
   SLUICE_STREAM_BAD_REQUEST: 'BAD_REQUEST',

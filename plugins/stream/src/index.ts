@@ -4,7 +4,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
-import type { Duplex } from 'node:stream'
 import { createHash } from 'node:crypto'
 import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
@@ -12,41 +11,18 @@ import type {} from '@fastify/websocket'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
-import { closeAfterError, releaseUpgradeRequest } from './release-upgrade.ts'
-import { MAX_PATTERNS, StreamSession, type SessionLimits, type StreamGuard } from './session.ts'
-import { compileClientPattern, isTopicPattern, MAX_TOPICS_PER_FRAME } from './protocol.ts'
-import { SocketSession } from './socket-session.ts'
-import { CLOSE, WIRE_CODES, type WireErrorCode } from './errors.ts'
-import { isRefusal, topicList, TopicGate } from './upgrade-checks.ts'
+import {
+  acceptSession, CLOSE, DEFAULT_LIMITS, isRefusal, keepSessionsAlive, MAX_TOPICS_PER_FRAME, TopicGate, topicList, WIRE_CODES,
+  type SessionLimits, type StreamGuard, type WireErrorCode
+} from '@sluice/sessions'
+import { MAX_PATTERNS, StreamSession } from './session.ts'
+import { compileClientPattern, isTopicPattern } from './protocol.ts'
 
 export { StreamSession } from './session.ts'
-export type { SessionLimits, StreamGuard, DeliveryBudget } from './session.ts'
-export { SocketSession } from './socket-session.ts'
-export type { SessionDeps, SessionStart } from './socket-session.ts'
-export { TopicGate, topicList, isRefusal } from './upgrade-checks.ts'
-export { closeAfterError, ERROR_CLOSE_DEADLINE_MS, releaseUpgradeRequest } from './release-upgrade.ts'
-export type { Refusal, AllowedDecision } from './upgrade-checks.ts'
-export { CLOSE, wireCode, WIRE_CODES } from './errors.ts'
-export type { WireErrorCode } from './errors.ts'
-export { parseClientFrame, MAX_TOPICS_PER_FRAME } from './protocol.ts'
+export { wireCode } from './errors.ts'
+export { parseClientFrame } from './protocol.ts'
 
 export const NATIVE_PROTOCOL = 'sluice.v1'
-
-export const DEFAULT_LIMITS: SessionLimits = {
-  // 256 KiB: about 1,000 frames of a 256-byte record; 10,000 stuck sockets then hold at most 2.5 GiB
-  maxQueueBytes: 256 * 1024,
-  // a buggy client gets 20 errors to notice; a hostile one is cut off after them
-  invalidFrameBurst: 20,
-  invalidFramesPerSecond: 1,
-  // a socket's publishes share the node's produce requests (plugins/kafka/src/publish-batcher.ts): 64 read and
-  // unanswered per socket keep one request well filled (bench/publish.ts: 9,478/s over one socket) and bound
-  // what a client that stops reading its acks can make the node hold
-  maxInflightPublishes: 64,
-  // the shared producer gives up after ~5 s of retries; 10 s covers that and a slow acks=all
-  publishTimeoutMs: 10_000,
-  // 5 minutes with nothing subscribed and nothing sent is a forgotten tab
-  idleTimeoutMs: 5 * 60_000
-}
 
 export interface StreamPluginOptions {
   access: AccessControl
@@ -166,47 +142,17 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
       socket.close(CLOSE.INTERNAL, 'no upgrade plan')
       return
     }
-    const raw = (request.raw.socket ?? (socket as unknown as { _socket: Duplex })._socket) as Duplex
-    releaseUpgradeRequest(socket, raw, err => {
-      deps.log.debug({ err }, 'socket error')
-      // ws has sent the close frame with the error's code: terminating now can lose it to a RST
-      closeAfterError(socket)
-    })
-    const session = new StreamSession({
+    acceptSession(socket, request, deps.log, raw => new StreamSession({
       socket,
       raw,
       identity: plan.identity,
       remoteAddress: request.ip,
       route: '/v1/stream',
       groupId: plan.groupId
-    }, deps)
-    session.open(plan.topics, plan.from, plan.decisions).catch(err => {
-      // topics named at open that cannot be served end the session with the reason
-      deps.log.info({ err, session: session.id }, 'could not subscribe at open')
-      session.close(CLOSE.TRY_LATER, 'could not subscribe: ' + String((err as Error).message).slice(0, 100))
-    })
+    }, deps), session => session.open(plan.topics, plan.from, plan.decisions))
   })
 
   keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
 }
 
-const kept = new WeakSet<object>()
-
-/**
- * One keepalive timer per app for every WebSocket session, whatever its route
- * (each route's plugin calls this; the first one's period is used).
- */
-export function keepSessionsAlive (fastify: FastifyInstance, ms: number): void {
-  if (kept.has(fastify.sessions)) return
-  kept.add(fastify.sessions)
-  const timer = setInterval(() => {
-    const now = Date.now()
-    for (const session of fastify.sessions.list()) {
-      if (session instanceof SocketSession) session.heartbeat(now)
-    }
-  }, ms)
-  timer.unref()
-  fastify.addHook('onClose', async () => { clearInterval(timer) })
-}
-
-export default fp(stream, { fastify: '5.x', name: 'sluice-stream', dependencies: ['sluice-hub', '@fastify/websocket'] })
+export default fp(stream, { fastify: '5.x', name: 'sluice-stream', dependencies: ['sluice-sessions', 'sluice-hub', '@fastify/websocket'] })

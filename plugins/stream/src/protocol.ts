@@ -1,6 +1,7 @@
 // The client half of the native protocol: one JSON object per text frame,
 // checked field by field. Everything here is hostile until it passes.
 import { isTopicName } from '@sluice/hub'
+import { MAX_TOPICS_PER_FRAME } from '@sluice/sessions'
 import { compilePattern } from '@sluice/policy/topics'
 import { BadRequestError } from './errors.ts'
 import { memberValue, scanFrame, type Span } from './json-frame.ts'
@@ -13,9 +14,6 @@ export interface PingOp { op: 'ping', id?: string }
 export interface AuthOp { op: 'auth', id?: string, token: string }
 export type ClientOp = SubscribeOp | UnsubscribeOp | PublishOp | PingOp | AuthOp
 
-// A subscribe names what one screen or one service follows; 100 topics is far
-// beyond that and keeps one frame's work (ACL checks, consumers) bounded.
-export const MAX_TOPICS_PER_FRAME = 100
 // ids are echoed back in every reply: 128 characters covers a UUID with room for a prefix
 const MAX_ID_LENGTH = 128
 // Kafka headers are metadata: 64 entries of 8 KiB is far more than any client sends

@@ -2,16 +2,14 @@
 // hub's outlet for it. Everything the client sends is checked again here
 // (shape, ACL per topic) even though the upgrade was already authorized. What
 // every route's socket shares (outlet, registry, close, keepalive, flood
-// limit, publish backpressure) is in socket-session.ts.
+// limit, publish backpressure) is @sluice/sessions' SocketSession.
 import type { RawData } from 'ws'
 import type { AccessDecision } from '@sluice/policy/access'
 import type { OutgoingRecord } from '@sluice/kafka/core'
 import { formatCursor, nativeFormat, parseCursor, type Cursor, type FrameFormat, type Positions, type StartPosition } from '@sluice/hub'
 import { compileClientPattern, isTopicPattern, parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
-import { SETTLED, SocketSession, type SessionDeps, type SessionStart as SocketStart } from './socket-session.ts'
-
-export type { SessionLimits, StreamGuard, DeliveryBudget, SessionDeps } from './socket-session.ts'
+import { SETTLED, SocketSession, type SessionDeps, type SessionStart as SocketStart } from '@sluice/sessions'
 
 export interface SessionStart extends SocketStart {
   /** group mode: the Kafka consumer group this socket joins */

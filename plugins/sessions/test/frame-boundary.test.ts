@@ -6,7 +6,8 @@ import { test } from 'tap'
 import type { WebSocket, RawData } from 'ws'
 import type { Duplex } from 'node:stream'
 import type { FrameFormat, Hub } from '@sluice/hub'
-import { RoutePublishes, SessionRegistry } from '@sluice/sessions'
+import { RoutePublishes } from '../src/publish-counts.ts'
+import { SessionRegistry } from '../src/registry.ts'
 import { SocketSession, type SessionDeps } from '../src/socket-session.ts'
 
 class FakeSocket extends EventEmitter {

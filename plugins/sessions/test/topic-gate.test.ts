@@ -6,7 +6,7 @@ import { test } from 'tap'
 import type { KafkaClient } from '@sluice/kafka/core'
 import type { AccessControl } from '@sluice/policy/access'
 import type { Identity } from '@sluice/auth/identity'
-import { isRefusal, TopicGate } from '../src/upgrade-checks.ts'
+import { isRefusal, TopicGate } from '../src/topic-gate.ts'
 
 const WHO: Identity = { kind: 'dev', subject: 'dev', claims: { sub: 'dev' } }
 const ALLOW: AccessControl = {

@@ -8,8 +8,7 @@ import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import type { KafkaClient } from '@sluice/kafka/core'
 import { isTopicName } from '@sluice/hub'
-import type { WireErrorCode } from './errors.ts'
-import { MAX_TOPICS_PER_FRAME } from './protocol.ts'
+import type { WireErrorCode } from './codes.ts'
 
 export interface Refusal {
   status: number
@@ -32,6 +31,10 @@ const LIST_TOPICS_TIMEOUT_MS = 2000
 // backoff for a topic that exists. A minute covers a failover several times over; a topic deleted
 // within it passes this check and is refused by the hub's reader when it subscribes.
 const STALE_TOPICS_MS = 60_000
+
+// A subscribe names what one screen or one service follows; 100 topics is far
+// beyond that and keeps one frame's work (ACL checks, consumers) bounded.
+export const MAX_TOPICS_PER_FRAME = 100
 
 export function isRefusal (value: unknown): value is Refusal {
   return typeof value === 'object' && value !== null && 'status' in value && 'code' in value

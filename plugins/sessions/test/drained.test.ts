@@ -9,7 +9,7 @@ import { test, type Test } from 'tap'
 import type { WebSocket, RawData } from 'ws'
 import type { Duplex } from 'node:stream'
 import type { FrameFormat, Hub } from '@sluice/hub'
-import { SessionRegistry } from '@sluice/sessions'
+import { SessionRegistry } from '../src/registry.ts'
 import { SocketSession, type SessionDeps } from '../src/socket-session.ts'
 
 class FakeSocket extends EventEmitter {

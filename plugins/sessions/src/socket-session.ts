@@ -14,8 +14,9 @@ import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import type { KafkaClient, Logger, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
 import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
-import type { LiveSession, RoutePublishes, SessionRegistry } from '@sluice/sessions'
-import { CLOSE } from './errors.ts'
+import type { LiveSession, SessionRegistry } from './registry.ts'
+import type { RoutePublishes } from './publish-counts.ts'
+import { CLOSE } from './codes.ts'
 
 export interface SessionLimits {
   /** per-socket send queue bound; past it the hub drops or evicts (docs/design.md: slow clients) */
@@ -30,6 +31,23 @@ export interface SessionLimits {
   publishTimeoutMs: number
   /** a socket with no subscription that sends nothing for this long is closed (1000) */
   idleTimeoutMs: number
+}
+
+/** Every route's defaults: /v1/stream's configuration (stream.*) applies to both routes. */
+export const DEFAULT_LIMITS: SessionLimits = {
+  // 256 KiB: about 1,000 frames of a 256-byte record; 10,000 stuck sockets then hold at most 2.5 GiB
+  maxQueueBytes: 256 * 1024,
+  // a buggy client gets 20 errors to notice; a hostile one is cut off after them
+  invalidFrameBurst: 20,
+  invalidFramesPerSecond: 1,
+  // a socket's publishes share the node's produce requests (plugins/kafka/src/publish-batcher.ts): 64 read and
+  // unanswered per socket keep one request well filled (bench/publish.ts: 9,478/s over one socket) and bound
+  // what a client that stops reading its acks can make the node hold
+  maxInflightPublishes: 64,
+  // the shared producer gives up after ~5 s of retries; 10 s covers that and a slow acks=all
+  publishTimeoutMs: 10_000,
+  // 5 minutes with nothing subscribed and nothing sent is a forgotten tab
+  idleTimeoutMs: 5 * 60_000
 }
 
 /** Rate limits as the WebSocket routes see them (the rate-limit plugin implements it). */
