@@ -1,10 +1,13 @@
 // Group-less reads: partitions read at explicit offsets, with no consumer group,
 // no join and no commit (issue 14). A node's readers all share one Fetcher: per
-// broker, one fetch in flight carrying every partition of every topic that broker
-// leads (a KIP-227 fetch session keeps the requests small), plus a second client,
-// the start lane, whose fetches return at once: a reader added while the main
-// fetch is parked in its long poll would otherwise wait for it (bench/README.md:
-// p50 505 ms against 2 ms with the lane). Two clients, so two connections per
+// broker, one main fetch carrying every partition of every topic that broker leads
+// (a KIP-227 fetch session keeps the requests small), parked up to 5 s in its long
+// poll, plus a start lane whose fetches return at once: a reader added while the
+// main fetch is parked would otherwise wait for it (bench/README.md: p50 505 ms
+// against 2 ms with the lane). A partition the parked fetch does not carry (one
+// that caught up in the lane, one resumed) is taken at once by a second main
+// client, whose fetch, carrying everything, becomes the main one; the parked one
+// is not sent again when it comes back. Three clients, so three connections per
 // broker, whatever the number of topics (a kafkajs group consumer kept two per topic).
 //
 // Everything a group consumer's client did for us is done here: partitions are
@@ -71,13 +74,15 @@ export interface FetcherOptions {
   logger: Logger
 }
 
-// How long the broker may hold the main fetch when it has nothing to return: a
-// parked node sends 2 requests/s per broker, and a partition moving from the start
-// lane waits at most this for its place in it (it is polled by the lane meanwhile).
-const MAIN_MAX_WAIT_MS = 500
-// The start lane's wait once every partition in it has caught up and waits for the
-// main fetch to take it (up to MAIN_MAX_WAIT_MS): short, as a new reader's first fetch
-// queues behind it. bench/first-record.ts, one resume, subscribed -> first replayed
+// How long the broker may hold the main fetch when it has nothing to return (kafkajs's
+// maxWaitTimeInMs): an idle node sends one request per broker per 5 s. Each walks every
+// partition the node reads, here and in the client's fetch session: 1,000 idle topics
+// cost 0.96 % of a core in fetches at 500 ms, 0.17 % at 5 s (bench/README.md). A part
+// the parked fetch does not carry does not wait for it: the other main client takes it.
+const MAIN_MAX_WAIT_MS = 5000
+// The start lane's wait once every partition in it has caught up and waits for a main
+// client to take it (only while both main clients are parked): short, as a new reader's
+// first fetch queues behind it. bench/first-record.ts, one resume, subscribed -> first replayed
 // record, p50: 23-47 ms at 20 ms here, 9-11 ms at 5 ms and at 2 ms; 5 ms keeps the
 // lane's polling while a partition waits for the main fetch at most ~200 requests/s.
 const LANE_IDLE_WAIT_MS = 5
@@ -104,6 +109,8 @@ const CONTROL_BATCH = 0x20
 const LOG_APPEND_TIME = 0x08
 // Kafka protocol error codes the reader answers itself
 const OFFSET_OUT_OF_RANGE = 1
+// FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH
+const FETCH_SESSION_ERRORS = new Set([70, 71])
 // no handler has a reader's batch: the next one runs at once
 const RESOLVED: Promise<void> = Promise.resolve()
 
@@ -225,12 +232,14 @@ class Reader implements TopicReader {
 export class Fetcher {
   readonly #options: FetcherOptions
   readonly #log: Logger
-  #main: Consumer | undefined
+  /** the two clients that take turns at the long poll (see the header), and the start lane */
+  readonly #mains: Array<Consumer | undefined> = [undefined, undefined]
   #lane: Consumer | undefined
   readonly #topics = new Map<string, TopicState>()
   readonly #byId = new Map<string, TopicState>()
-  /** nodes with a main fetch in flight, and with a lane fetch in flight */
-  readonly #mainInFlight = new Set<number>()
+  /** per node, the main clients' fetches in flight (what each asked for) and which of them is the current one */
+  readonly #mainInFlight = new Map<number, { current: number, sent: Array<Sent | undefined> }>()
+  /** nodes with a lane fetch in flight */
   readonly #laneInFlight = new Set<number>()
   /** nodes whose next fetch waits out a backoff */
   readonly #backoff = new Map<number, { ms: number, timer: NodeJS.Timeout | undefined }>()
@@ -243,25 +252,29 @@ export class Fetcher {
   #closed = false
   /** failed fetches and metadata requests, for tests and logs */
   errors = 0
-  /** fetch requests sent, per client: an idle node's lane sends none */
+  /** fetch requests sent, by the main clients and by the lane: an idle node's lane sends none */
   readonly requests = { main: 0, lane: 0 }
+  /** MAIN_MAX_WAIT_MS, or less when the request timeout would cut the long poll short */
+  readonly #mainWaitMs: number
 
   constructor (options: FetcherOptions) {
     this.#options = options
     this.#log = options.logger
+    this.#mainWaitMs = Math.min(MAIN_MAX_WAIT_MS, Math.floor(options.requestTimeoutMs / 2))
   }
 
   /** Broker connections this fetcher holds (tests: many topics share few). */
   get clients (): number {
-    return (this.#main ? 1 : 0) + (this.#lane ? 1 : 0)
+    return this.#mains.filter(c => c !== undefined).length + (this.#lane ? 1 : 0)
   }
 
-  #client (which: 'main' | 'lane'): Consumer {
+  /** the start lane, or main client 0 or 1 */
+  #client (which: 'lane' | number): Consumer {
     if (this.#closed) throw new KafkaClosedError()
-    let client = which === 'main' ? this.#main : this.#lane
+    let client = which === 'lane' ? this.#lane : this.#mains[which]
     if (client) return client
     client = new Consumer({
-      clientId: `${this.#options.clientId}-${which}`,
+      clientId: `${this.#options.clientId}-${which === 'lane' ? 'lane' : which === 0 ? 'main' : 'main-b'}`,
       bootstrapBrokers: this.#options.brokers,
       // required by the constructor and never sent: no consume(), joinGroup() or commit() is called
       groupId: `${this.#options.clientId}.no-group`,
@@ -271,8 +284,8 @@ export class Fetcher {
       // the fetcher retries itself, with the metadata re-read in between (the client would repeat the same request)
       retries: 0
     })
-    if (which === 'main') this.#main = client
-    else this.#lane = client
+    if (which === 'lane') this.#lane = client
+    else this.#mains[which] = client
     return client
   }
 
@@ -483,26 +496,66 @@ export class Fetcher {
     this.kick()
   }
 
-  /** Sends a fetch to every node that has partitions to read and none in flight. */
+  /**
+   * Sends a fetch to every node that has partitions to read and none in flight.
+   * A part the current main fetch does not carry (a lane part that caught up, a
+   * part resumed or done with its handler) is taken by the other main client,
+   * in a fetch that carries everything; that one becomes the current one, and
+   * the one it replaced is not sent again when it comes back. With both in
+   * flight, such parts wait in the start lane until one of them returns.
+   */
   kick (): void {
     if (this.#closed) return
     const main = new Set<number>()
     const lane = new Set<number>()
+    const uncovered = new Map<number, Part[]>()
     for (const topic of this.#topics.values()) {
       if (topic.id === undefined) continue
       for (const tp of topic.partitions.values()) {
         if (tp.leader < 0) continue
+        const state = this.#mainInFlight.get(tp.leader)
+        const current = state?.sent[state.current]
         for (const part of tp.parts) {
           if (part.paused || part.busy) continue
-          if (part.lane) lane.add(tp.leader)
-          else main.add(tp.leader)
-          // a caught-up lane part is the main fetch's to take
-          if (part.lane && this.#caughtUp(part)) main.add(tp.leader)
+          if (part.lane && !this.#caughtUp(part)) {
+            lane.add(tp.leader)
+            continue
+          }
+          main.add(tp.leader)
+          if (current === undefined) continue
+          // carried at or below its offset: the fetch in flight returns with its records
+          const at = current.get(tp)
+          if (at !== undefined && part.next >= at) continue
+          const parts = uncovered.get(tp.leader) ?? []
+          parts.push(part)
+          uncovered.set(tp.leader, parts)
         }
       }
     }
-    for (const node of lane) if (!this.#laneInFlight.has(node) && !this.#backoff.has(node)) this.#fetch(node, true)
-    for (const node of main) if (!this.#mainInFlight.has(node) && !this.#backoff.has(node)) this.#fetch(node, false)
+    for (const node of main) {
+      if (this.#backoff.has(node)) continue
+      let state = this.#mainInFlight.get(node)
+      if (!state) {
+        state = { current: 0, sent: [undefined, undefined] }
+        this.#mainInFlight.set(node, state)
+      }
+      if (state.sent[state.current] === undefined) {
+        this.#fetch(node, state.current)
+        continue
+      }
+      const waiting = uncovered.get(node)
+      if (!waiting) continue
+      const other = 1 - state.current
+      if (state.sent[other] === undefined) {
+        state.current = other
+        this.#fetch(node, other)
+        continue
+      }
+      // both parked: the lane polls these until a main client is free (at most MAIN_MAX_WAIT_MS)
+      for (const part of waiting) part.lane = true
+      lane.add(node)
+    }
+    for (const node of lane) if (!this.#laneInFlight.has(node) && !this.#backoff.has(node)) this.#fetch(node, 'lane')
   }
 
   #caughtUp (part: Part): boolean {
@@ -546,24 +599,27 @@ export class Fetcher {
     return { topics, sent, behind }
   }
 
-  #fetch (node: number, lane: boolean): void {
+  /** One fetch to `node`: on the start lane, or on main client 0 or 1. */
+  #fetch (node: number, which: 'lane' | number): void {
     if (this.#closed) return
+    const lane = which === 'lane'
     const { topics, sent, behind } = this.#request(node, lane)
     if (topics.length === 0) return
-    const inFlight = lane ? this.#laneInFlight : this.#mainInFlight
-    inFlight.add(node)
-    this.requests[lane ? 'lane' : 'main']++
     let client: Consumer
     try {
-      client = this.#client(lane ? 'lane' : 'main')
+      client = this.#client(which)
     } catch {
-      inFlight.delete(node)
       return
     }
-    // the lane answers at once while a part in it is behind; caught-up parts wait there briefly for the main fetch
-    const maxWaitTime = lane ? (behind ? 0 : LANE_IDLE_WAIT_MS) : MAIN_MAX_WAIT_MS
+    const state = this.#mainInFlight.get(node)
+    if (lane) this.#laneInFlight.add(node)
+    else state!.sent[which] = sent
+    this.requests[lane ? 'lane' : 'main']++
+    // the lane answers at once while a part in it is behind; caught-up parts wait there briefly for a main client
+    const maxWaitTime = lane ? (behind ? 0 : LANE_IDLE_WAIT_MS) : this.#mainWaitMs
     client.fetch({ node, topics, maxWaitTime, minBytes: 1, maxBytes: MAX_BYTES }, (err, response) => {
-      inFlight.delete(node)
+      if (lane) this.#laneInFlight.delete(node)
+      else if (state!.sent[which] === sent) state!.sent[which] = undefined
       if (this.#closed) return
       if (err) {
         this.#failed(node, sent, err)
@@ -595,7 +651,9 @@ export class Fetcher {
           else refresh = true
         }
       }
-      if (response.errorCode !== 0) refresh = true
+      // a fetch session the broker dropped (its cache full, or the main client unused past its 120 s
+      // eviction age): the client forgot it too, and the next fetch opens a new one; nothing moved
+      if (response.errorCode !== 0 && !FETCH_SESSION_ERRORS.has(response.errorCode)) refresh = true
     }
     this.#log.debug({ err, node, refresh, outOfRange: outOfRange.length }, 'group-less fetch failed')
     const state = this.#backoff.get(node)
@@ -775,8 +833,8 @@ export class Fetcher {
     clearTimeout(this.#refreshTimer)
     for (const state of this.#backoff.values()) clearTimeout(state.timer)
     this.#backoff.clear()
-    const clients = [this.#main, this.#lane]
-    this.#main = undefined
+    const clients = [...this.#mains, this.#lane]
+    this.#mains.fill(undefined)
     this.#lane = undefined
     this.#topics.clear()
     this.#byId.clear()

@@ -92,7 +92,7 @@ test('an offset below the log start restarts the partition at the log start; one
   t.notOk(seen.some(s => s.startsWith('1:0') || s.startsWith('1:1') || s.startsWith('1:2')), 'partition 1 restarted at its end, not its start')
 })
 
-test('readers of 60 topics share one fetcher: at most two connections to the broker, and no consumer group', async t => {
+test('readers of 60 topics share one fetcher: at most four connections to the broker, and no consumer group', async t => {
   const kafka = client()
   t.teardown(() => kafka.close())
   const prefix = unique('reader.many')
@@ -104,15 +104,15 @@ test('readers of 60 topics share one fetcher: at most two connections to the bro
   for (const topic of topics) await kafka.produce(topic, { value: topic, partition: 0 })
   await eventually(() => readers.every((r, i) => r.seen.includes(`0:0:${topics[i]}`)), 20_000, 'a record on every topic')
   const opened = connectionsTo(Number(kafkaBrokers()[0]!.split(':').pop())) - before
-  t.equal(kafka.readerClients, 2, 'a main and a start-lane client')
-  t.ok(opened <= 3, `connections opened by 60 readers: ${opened} (two clients, and a bootstrap connection at most)`)
-  // once every reader has caught up, the start lane is quiet and the main fetch parks (500 ms long polls)
+  t.ok(kafka.readerClients <= 3, `${kafka.readerClients} clients: two main clients and a start lane at most`)
+  t.ok(opened <= 4, `connections opened by 60 readers: ${opened} (three clients, and a bootstrap connection at most)`)
+  // once every reader has caught up, the start lane is quiet and the main fetch parks (5 s long polls)
   await new Promise(resolve => setTimeout(resolve, 1200))
   const idle0 = kafka.readerRequests
-  await new Promise(resolve => setTimeout(resolve, 1000))
+  await new Promise(resolve => setTimeout(resolve, 2000))
   const idle = kafka.readerRequests
   t.equal(idle.lane - idle0.lane, 0, 'no start-lane fetch while idle')
-  t.ok(idle.main - idle0.main <= 4, `main fetches in 1 s idle: ${idle.main - idle0.main} (one per 500 ms)`)
+  t.ok(idle.main - idle0.main <= 1, `main fetches in 2 s idle: ${idle.main - idle0.main} (one per 5 s)`)
   const created = (await kafka.listGroups()).filter(g => !groupsBefore.has(g))
   t.same(created.filter(g => g.includes('reader-test')), [], 'no group of this client on the broker')
   await Promise.all(readers.map(r => r.reader.stop()))
