@@ -19,6 +19,7 @@ import { productTopics } from '@sluice/policy/product-topics'
 import '@sluice/kafka'
 // type-only: brings fastify.sessions into scope (the live sockets listed and kicked)
 import type {} from '@sluice/sessions'
+import { CLOSE } from '@sluice/sessions/codes'
 
 export * as errors from './errors.ts'
 
@@ -42,8 +43,6 @@ const MAX_REPLICATION = 32
 // the policy sent for validation: as many files and bytes as a policy directory may hold (plugins/policy)
 const MAX_VALIDATE_FILES = 100
 const VALIDATE_BODY_LIMIT = 4 * 1024 * 1024
-// close code for a kicked socket: 1008 policy violation (RFC 6455 §7.4.1)
-export const CLOSE_KICKED = 1008
 
 // the same rules as the policy's names and the API key's owner (a subject)
 const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }
@@ -379,7 +378,8 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
     const { id } = request.params as { id: string }
     const target = liveSessions().find(s => s.id === id)
     if (!target) throw new AdminNotFoundError(`session ${id}`)
-    target.close(CLOSE_KICKED, 'closed by an administrator')
+    // a kick is the policy enforced by hand: 1008 policy violation (RFC 6455 §7.4.1)
+    target.close(CLOSE.POLICY_VIOLATION, 'closed by an administrator')
     request.log.info({ session: id, subject: target.identity.subject }, 'session kicked by an admin')
     return reply.code(204).send()
   })

@@ -2,11 +2,12 @@
 // the whole connection. This closes live sockets with 4001 when their token or
 // API key expires, and when an API key is revoked on any node (Redis pub/sub,
 // plus a periodic re-check in case a message was lost while disconnected).
+import { CLOSE } from '@sluice/sessions/codes'
 import type { Identity } from './identity.ts'
 import type { ApiKeyStore } from './api-keys.ts'
 
-// The registry of live sockets (plugins/hub SessionRegistry), seen structurally
-// so that auth does not depend on the hub package.
+// The registry of live sockets (@sluice/sessions SessionRegistry), seen structurally
+// so that this core stays Fastify-free and testable with plain objects.
 export interface WatchedSession {
   readonly identity: Identity
   close (code: number, reason: string): void
@@ -14,8 +15,6 @@ export interface WatchedSession {
 export interface SessionSource {
   list (): WatchedSession[]
 }
-
-export const CLOSE_CREDENTIALS = 4001
 
 // docs/design.md: an expired token closes within 1 s of exp plus skew; a sweep every
 // 250 ms stays well inside that and costs one pass over this node's sockets.
@@ -74,7 +73,7 @@ export class SessionWatch {
     for (const session of sessions) {
       if (this.#closing.has(session)) continue
       this.#closing.add(session)
-      session.close(CLOSE_CREDENTIALS, reason === 'expired' ? 'credentials expired' : 'credentials revoked')
+      session.close(CLOSE.CREDENTIALS, reason === 'expired' ? 'credentials expired' : 'credentials revoked')
       closed++
     }
     if (closed > 0) this.#options.onClosed?.(reason, closed)

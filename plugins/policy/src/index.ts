@@ -21,7 +21,7 @@ export type { PolicyStatus, ReloadResult } from './live-policy.ts'
 export { Policy, checkPolicyDir, compilePolicy, loadPolicyDir, readPolicyDir } from './policy.ts'
 export type { PolicyDocument, PolicyFile } from './policy.ts'
 export type { PlanLimits } from './schema.ts'
-export { withdrawAccess, CLOSE_ACCESS_WITHDRAWN } from './withdraw.ts'
+export { withdrawAccess } from './withdraw.ts'
 export { PolicyWatcher } from './watch.ts'
 export * as errors from './errors.ts'
 

@@ -2,12 +2,12 @@
 // policy gives. A socket whose identity no rule covers any more is closed with
 // 4003; one that lost some of its subscriptions is unsubscribed from those.
 import type { Identity } from '@sluice/auth/identity'
+import { CLOSE } from '@sluice/sessions/codes'
 import type { AccessDecision, Action } from './access.ts'
 
-export const CLOSE_ACCESS_WITHDRAWN = 4003
 export const WITHDRAWN_MESSAGE = 'access withdrawn by a policy change'
 
-// The registry's sessions (plugins/hub LiveSession), seen structurally.
+// The registry's sessions (@sluice/sessions LiveSession), seen structurally.
 export interface PolicySession {
   readonly identity: Identity
   topics (): string[]
@@ -25,7 +25,7 @@ export function withdrawAccess (sessions: Iterable<PolicySession>, access: Acces
   let unsubscribed = 0
   for (const session of sessions) {
     if (!access.hasAccess(session.identity)) {
-      session.close(CLOSE_ACCESS_WITHDRAWN, WITHDRAWN_MESSAGE)
+      session.close(CLOSE.ACCESS_WITHDRAWN, WITHDRAWN_MESSAGE)
       closed++
       continue
     }
