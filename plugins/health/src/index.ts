@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
+// type-only: brings fastify.metrics into scope (optional: a suite's small app has no /metrics)
+import type {} from '@sluice/metrics'
 import { Readiness, DEFAULT_CHECK_TIMEOUT_MS } from './readiness.ts'
 import { ResourceWatch, describe, type Resource, type ResourceReader, type ResourceState } from './resources.ts'
 
@@ -53,7 +55,7 @@ async function health (fastify: FastifyInstance, opts: HealthOptions): Promise<v
 
   // One gauge for every readiness check (kafka: a metadata request; redis: PING; policy: loaded),
   // asked when /metrics is scraped, with the same deadline as /readyz: an operator alerts on 0.
-  const metrics = (fastify as unknown as { metrics?: Registry }).metrics
+  const metrics = fastify.hasDecorator('metrics') ? fastify.metrics : undefined
   if (metrics) {
     // eslint-disable-next-line no-new
     new Gauge({
