@@ -1,5 +1,5 @@
 import neostandard from 'neostandard'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['node_modules/**', '.cache/**', '.tap/**', '.nx/**', 'test/artifacts/**'] })
+  ...neostandard({ ts: true, ignores: ['node_modules/**', '.cache/**', '.tap/**', 'test/artifacts/**'] })
 ]

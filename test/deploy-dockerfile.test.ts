@@ -19,7 +19,7 @@ const dockerfile = join(root, 'deploy', 'docker', 'Dockerfile')
 // BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile before the context's .dockerignore
 const dockerignore = join(root, 'deploy', 'docker', 'Dockerfile.dockerignore')
 // dev tools of the root package.json that must not reach the image
-const DEV_ONLY = ['typescript', 'tap', 'eslint', 'nx']
+const DEV_ONLY = ['typescript', 'tap', 'eslint', 'playwright-core']
 
 function stages (): Stage[] {
   return parseDockerfile(readFileSync(dockerfile, 'utf8'))
