@@ -143,7 +143,7 @@ test('refused before the upgrade, as /v1/stream refuses: credentials, ACL, unkno
     resolve(res.statusCode ?? 0)
   }))
   t.equal(refused, 401, 'no credential: 401 from the auth plugin, before the upgrade')
-  t.match(await status(`topics=${unique('legacy.missing')}`), { statusCode: 404, body: { error: { code: 'SLUICE_COMPAT_UNKNOWN_TOPIC' } } })
+  t.match(await status(`topics=${unique('legacy.missing')}`), { statusCode: 404, body: { error: { code: 'SLUICE_KAFKA_UNKNOWN_TOPIC' } } })
   t.match(await status(`topics=${unique('secret')}`), { statusCode: 403, body: { error: { code: 'SLUICE_COMPAT_FORBIDDEN' } } }, 'no rule grants it')
   t.match(await status(`topics=${allowed}&group.id=a&group.id=b`), { statusCode: 400, body: { error: { code: 'SLUICE_COMPAT_BAD_QUERY' } } })
   t.match(await status(`topics=${allowed},bad/name`), { statusCode: 400, body: { error: { code: 'SLUICE_COMPAT_BAD_QUERY' } } })

@@ -119,7 +119,7 @@ test('the catalogue lists products, topics, plans and what each rule grants, nev
 
   const unknown = await gw.app.inject('/asyncapi/nope.json')
   t.equal(unknown.statusCode, 404)
-  t.equal(unknown.json().error.code, 'SLUICE_NOT_FOUND')
+  t.equal(unknown.json().error.code, 'SLUICE_DOCS_NOT_FOUND')
   t.equal((await gw.app.inject('/asyncapi/constructor.json')).statusCode, 404, 'an inherited property is no product')
 })
 

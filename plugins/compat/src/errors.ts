@@ -11,7 +11,6 @@ import { wireCode } from '@sluice/stream'
 export const WebSocketOnlyError = createError('SLUICE_COMPAT_WEBSOCKET_ONLY', '/v2/broker/ speaks WebSocket only', 426)
 export const UnauthorizedError = createError('SLUICE_COMPAT_UNAUTHORIZED', 'Credentials required', 401)
 export const BadQueryError = createError('SLUICE_COMPAT_BAD_QUERY', '%s', 400)
-export const UnknownTopicError = createError('SLUICE_COMPAT_UNKNOWN_TOPIC', '%s', 404)
 export const UnavailableError = createError('SLUICE_COMPAT_UNAVAILABLE', '%s', 503)
 
 // ---- client frames ----

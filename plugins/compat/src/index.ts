@@ -14,11 +14,12 @@ import {
   acceptSession, CLOSE, DEFAULT_LIMITS, isRefusal, keepSessionsAlive, TopicGate, WIRE_CODES,
   type AllowedDecision, type Refusal, type SessionLimits, type StreamGuard
 } from '@sluice/sessions'
+import { KafkaUnknownTopicError } from '@sluice/kafka/errors'
 import { groupIdFor } from '@sluice/stream'
 import type { Subprotocol } from './codec.ts'
 import { brokerQuery } from './query.ts'
 import { CompatSession } from './session.ts'
-import { BadQueryError, ForbiddenError, InternalError, UnauthorizedError, UnavailableError, UnknownTopicError, WebSocketOnlyError } from './errors.ts'
+import { BadQueryError, ForbiddenError, InternalError, UnauthorizedError, UnavailableError, WebSocketOnlyError } from './errors.ts'
 import { DEFAULT_TRANSFORM_LIMITS, TransformRunners, type TransformLimits } from './transform-runner.ts'
 
 export { CompatSession } from './session.ts'
@@ -54,7 +55,8 @@ function refusal (r: Refusal): Error & { code: string, statusCode: number } {
   switch (r.code) {
     case 'BAD_REQUEST': return new BadQueryError(r.message)
     case 'FORBIDDEN': return new ForbiddenError(r.message)
-    case 'UNKNOWN_TOPIC': return new UnknownTopicError(r.message)
+    // the code a publish to a missing topic gets too: one code per meaning
+    case 'UNKNOWN_TOPIC': return new KafkaUnknownTopicError(r.topic ?? '?')
     case 'UNAVAILABLE': return new UnavailableError(r.message)
     default: return new InternalError()
   }

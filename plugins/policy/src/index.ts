@@ -12,6 +12,7 @@ import { LivePolicy } from './live-policy.ts'
 import { checkPolicyDir } from './policy.ts'
 import { PolicyWatcher } from './watch.ts'
 import { withdrawAccess, type PolicySession } from './withdraw.ts'
+import { PolicyNotLoadedError } from './errors.ts'
 
 export type { AccessControl, AccessDecision, Action, TopicTerms, ValueEncoding, SlowClientPolicy } from './access.ts'
 export { loadTransforms, TRANSFORM_EXTENSIONS, MAX_TRANSFORM_FILE_BYTES } from './transforms.ts'
@@ -78,7 +79,7 @@ async function policy (fastify: FastifyInstance, opts: PolicyPluginOptions): Pro
   fastify.readiness.add('policy', async () => {
     const { lastError, version } = live.status()
     const problems = lastError ? `${lastError.problems.length} problem(s), first: ${formatProblems(lastError.problems.slice(0, 1))}` : ''
-    if (!live.loaded) throw new Error(`no valid policy loaded from ${opts.dir}${problems ? `: ${problems}` : ''}`)
+    if (!live.loaded) throw new PolicyNotLoadedError(opts.dir, problems ? `: ${problems}` : '')
     // ready on the last good policy, but say that the files on disk are not it
     return lastError ? `serving policy ${version}; the last reload failed: ${problems}` : `policy ${version}`
   })

@@ -13,6 +13,7 @@ import type { WebSocket, RawData } from 'ws'
 import type { Identity } from '@sluice/auth/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import type { KafkaClient, Logger, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
+import { KafkaTimeoutError } from '@sluice/kafka/errors'
 import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
 import type { LiveSession, SessionRegistry } from './registry.ts'
 import type { RoutePublishes } from './publish-counts.ts'
@@ -400,7 +401,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
       return await Promise.race([
         write,
         new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(Object.assign(new Error(`Kafka did not ack within ${ms} ms; the record may still be written`), { code: 'SLUICE_KAFKA_TIMEOUT' })), ms)
+          timer = setTimeout(() => reject(new KafkaTimeoutError(ms)), ms)
         })
       ])
     } finally {

@@ -14,6 +14,8 @@ export interface Refusal {
   status: number
   code: WireErrorCode
   message: string
+  /** the topic Kafka does not have, for UNKNOWN_TOPIC */
+  topic?: string
   /** seconds, for a Retry-After header */
   retryAfter?: number
 }
@@ -97,7 +99,7 @@ export class TopicGate {
         return { status: 503, code: 'UNAVAILABLE', message: 'Kafka is unavailable; try again', retryAfter: 5 }
       }
       const missing = topics.find(t => !known.has(t))
-      if (missing !== undefined) return { status: 404, code: 'UNKNOWN_TOPIC', message: `topic "${missing}" does not exist` }
+      if (missing !== undefined) return { status: 404, code: 'UNKNOWN_TOPIC', message: `topic "${missing}" does not exist`, topic: missing }
     }
     return decisions
   }

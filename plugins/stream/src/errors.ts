@@ -5,7 +5,6 @@ import type { WireErrorCode } from '@sluice/sessions'
 // `error` frame (docs/design.md's list); the SLUICE_ code names the exact cause.
 export const BadRequestError = createError('SLUICE_STREAM_BAD_REQUEST', '%s', 400)
 export const ForbiddenTopicError = createError('SLUICE_STREAM_FORBIDDEN', 'Not allowed to %s "%s": %s', 403)
-export const UnknownTopicError = createError('SLUICE_STREAM_UNKNOWN_TOPIC', 'Topic "%s" does not exist', 404)
 export const RateLimitedError = createError('SLUICE_STREAM_RATE_LIMITED', 'Rate limited: wait retryAfterMs before publishing again', 429)
 export const GroupModeError = createError('SLUICE_STREAM_GROUP_MODE', 'A group session subscribes to the topics it opened with; open another socket for other topics', 400)
 
@@ -15,7 +14,6 @@ const BY_CODE: Record<string, WireErrorCode> = {
   SLUICE_HUB_BAD_CURSOR: 'BAD_REQUEST',
   SLUICE_STREAM_FORBIDDEN: 'FORBIDDEN',
   SLUICE_STREAM_RATE_LIMITED: 'RATE_LIMITED',
-  SLUICE_STREAM_UNKNOWN_TOPIC: 'UNKNOWN_TOPIC',
   SLUICE_KAFKA_UNKNOWN_TOPIC: 'UNKNOWN_TOPIC',
   SLUICE_KAFKA_TOO_LARGE: 'TOO_LARGE',
   SLUICE_KAFKA_UNAVAILABLE: 'UNAVAILABLE',
