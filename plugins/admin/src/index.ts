@@ -16,6 +16,7 @@ import {
   AdminUnauthorizedError, AdminUnknownPlanError, AdminUnknownProductError, AdminTopicNotInProductError
 } from './errors.ts'
 import { productTopics } from '@sluice/policy/product-topics'
+import { TOPIC_NAME_PATTERN } from '@sluice/policy/topics'
 import '@sluice/kafka'
 // type-only: brings fastify.sessions into scope (the live sockets listed and kicked)
 import type {} from '@sluice/sessions'
@@ -232,7 +233,7 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
         additionalProperties: false,
         required: ['topics'],
         properties: {
-          topics: { type: 'array', minItems: 1, maxItems: MAX_TOPICS_PER_CREATE, uniqueItems: true, items: { type: 'string', pattern: '^[a-zA-Z0-9._-]{1,249}$' } },
+          topics: { type: 'array', minItems: 1, maxItems: MAX_TOPICS_PER_CREATE, uniqueItems: true, items: { type: 'string', pattern: TOPIC_NAME_PATTERN } },
           partitions: { type: 'integer', minimum: 1, maximum: MAX_PARTITIONS },
           replicationFactor: { type: 'integer', minimum: 1, maximum: MAX_REPLICATION }
         }

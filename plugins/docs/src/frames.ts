@@ -2,17 +2,20 @@
 // plugins/stream/src/protocol.ts) as AsyncAPI messages: one JSON object per
 // text frame, `op` saying which. The limits repeat the parser's.
 
+import { TOPIC_NAME_PATTERN } from '@sluice/policy/topics'
+import { WIRE_CODES } from '@sluice/sessions/codes'
+
 type Schema = Record<string, unknown>
 
 const id = { type: 'string', minLength: 1, maxLength: 128, description: 'Chosen by the client, echoed in the reply' }
-const topic = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,249}$' }
+const topic = { type: 'string', pattern: TOPIC_NAME_PATTERN }
 const topics = { type: 'array', minItems: 1, maxItems: 100, items: topic }
 // subscribe and unsubscribe also take patterns: `*` within a dot-separated segment, `**` across dots
 const topicOrPattern = { type: 'string', minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._*-]+$' }
 const topicsOrPatterns = { type: 'array', minItems: 1, maxItems: 100, items: topicOrPattern }
 const offset = { type: 'string', pattern: '^[0-9]+$', description: 'A decimal string: Kafka offsets are 64-bit' }
 const cursor = { type: 'string', description: 'A resume cursor: topic@partition:offset[,partition:offset][;topic@…], the next offset per partition' }
-const code = { type: 'string', enum: ['BAD_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'UNKNOWN_TOPIC', 'RATE_LIMITED', 'TOO_LARGE', 'UNAVAILABLE', 'INTERNAL'] }
+const code = { type: 'string', enum: [...WIRE_CODES] }
 
 function frame (op: string, required: string[], properties: Schema): Schema {
   return {

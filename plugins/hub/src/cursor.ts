@@ -12,20 +12,21 @@
 // partition the cursor does not name (created after the cursor was made)
 // resumes from its earliest offset. A client builds its own cursor from the
 // frames it received: for each partition, the last `offset` plus one.
+import { isTopicName as isKafkaTopicName } from '@sluice/policy/topics'
 import { BadCursorError } from './errors.ts'
 
 export type Positions = Map<number, bigint>
 export type Cursor = Map<string, Positions>
 
-const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/
 const DECIMAL = /^\d{1,19}$/
 // a cursor longer than this is not a cursor: 64 topics of 64 partitions fit well within it
 const MAX_CURSOR_LENGTH = 64 * 1024
 // int64: Kafka offsets and partitions never exceed it
 const MAX_OFFSET = (1n << 63n) - 1n
 
+/** The policy's (Kafka's) rule for a topic name; a plain boolean, as callers also test strings with it. */
 export function isTopicName (name: unknown): boolean {
-  return typeof name === 'string' && TOPIC.test(name) && name !== '.' && name !== '..'
+  return isKafkaTopicName(name)
 }
 
 export function parseCursor (text: string): Cursor {
