@@ -1,6 +1,7 @@
 // @fastify/rate-limit's store for the gateway's HTTP routes (admin API,
-// upgrade requests): its own RedisStore (one Lua script, shared by every
-// node) while Redis is usable, its LocalStore while it is not and the gateway
+// upgrade requests): a counter in Redis (one Lua script, shared by every
+// node; the key and the counting are the plugin's own RedisStore's) while
+// Redis is usable, a counter in this process while it is not and the gateway
 // fails open, and SLUICE_RATE_UNAVAILABLE (503) when it fails closed. The
 // same failure mode and the same 500 ms bound as every other limit. On an
 // upgrade request a fail-closed store lets the request on instead: the
@@ -12,8 +13,11 @@
 // from one address costs a handful of calls, not 1,000, each of which had to
 // be answered within the decision timeout on a loop busy with the burst.
 // The counter and its key are RedisStore's own, so nodes that count one at a
-// time (an older version in a rolling deploy) count in the same key.
-import { createRequire } from 'node:module'
+// time (an older version in a rolling deploy) count in the same key. The
+// plugin's stores are not in its public entry point (only private files of
+// the package), so both counters are written here; the plugin's
+// continueExceeding and exponentialBackoff are not used by the gateway and
+// are refused rather than half supported.
 import type { ClientContext, Redis, Result } from 'ioredis'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import { RateUnavailableError } from './errors.ts'
@@ -21,16 +25,6 @@ import type { RateLimiter } from './limiter.ts'
 
 type Counted = { current: number, ttl: number }
 type Callback = (error: Error | null, result?: Counted) => void
-interface InnerStore {
-  incr (key: string, callback: Callback, timeWindow: number, max: number): void
-  child (routeOptions: unknown): InnerStore
-}
-type InnerCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, ...rest: unknown[]) => InnerStore
-
-// the plugin's own stores are not in its public entry point; they are plain CommonJS files of the package
-const require = createRequire(import.meta.url)
-const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as InnerCtor
-const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as InnerCtor
 
 // RedisStore's script with INCRBY n: the window starts with the key's first count
 const COUNT_SCRIPT = `
@@ -53,12 +47,34 @@ declare module 'ioredis' {
   }
 }
 
+// The plugin's LocalStore keeps 5,000 keys (client addresses on a route) and forgets the least
+// recently counted beyond: the same bound while Redis is down, so a scan of many addresses
+// cannot grow the process
+const LOCAL_KEYS = 5000
+
+/** Fixed windows in this process, as the plugin's LocalStore counts: the first count of a key starts its window. */
+class LocalCounter {
+  readonly #windows = new Map<string, { current: number, startedAt: number }>()
+
+  count (key: string, timeWindow: number, now = Date.now()): Counted {
+    let window = this.#windows.get(key)
+    if (window && window.startedAt + timeWindow > now) {
+      window.current++
+      // most recently counted last: the oldest is the first key of the map
+      this.#windows.delete(key)
+    } else {
+      window = { current: 1, startedAt: now }
+    }
+    this.#windows.set(key, window)
+    if (this.#windows.size > LOCAL_KEYS) this.#windows.delete(this.#windows.keys().next().value!)
+    return { current: window.current, ttl: window.startedAt + timeWindow - now }
+  }
+}
+
 /** Requests on one key waiting for the same INCRBY. */
 interface Batch {
   key: string
   timeWindow: number
-  max: number
-  local: InnerStore
   upgrade: boolean
   callbacks: Callback[]
 }
@@ -70,19 +86,19 @@ export function httpStore (limiter: RateLimiter, redis: Redis | undefined, prefi
     redis.defineCommand(COUNT_COMMAND, { lua: COUNT_SCRIPT })
   }
   const batches = new Map<string, Batch>()
+  // one counter for every route: its keys carry the route, as Redis's do
+  const local = new LocalCounter()
 
   function flush (batch: Batch): void {
     if (batches.get(batch.key) === batch) batches.delete(batch.key)
-    const { key, timeWindow, max, local, upgrade, callbacks } = batch
+    const { key, timeWindow, upgrade, callbacks } = batch
     const n = callbacks.length
     limiter.decide(
       async () => {
         const [current, ttl] = await redis!.sluiceHttpCount(1, key, timeWindow, n)
         return callbacks.map((_cb, i) => ({ current: Number(current) - n + 1 + i, ttl: Number(ttl) }))
       },
-      () => Promise.all(callbacks.map(() => new Promise<Counted>((resolve, reject) => {
-        local.incr(key, (err, result) => err ? reject(err) : resolve(result!), timeWindow, max)
-      })))
+      async () => callbacks.map(() => local.count(key, timeWindow))
     ).then(decided => {
       callbacks.forEach((callback, i) => {
         if (typeof decided === 'symbol') {
@@ -94,59 +110,40 @@ export function httpStore (limiter: RateLimiter, redis: Redis | undefined, prefi
   }
 
   class HttpStore implements FastifyRateLimitStore {
-    readonly #shared: InnerStore | undefined
-    readonly #local: InnerStore
     readonly #upgrade: boolean
     /** RedisStore's key for this route: counts coalesce under it */
     readonly #key: string
-    /** RedisStore's plain counter (no continueExceeding, no exponentialBackoff, the only ones configured): coalesced */
-    readonly #coalesce: boolean
 
-    constructor (params: Params, inner?: { shared: InnerStore | undefined, local: InnerStore, key: string }) {
-      const continueExceeding = params.continueExceeding ?? false
-      const exponentialBackoff = params.exponentialBackoff ?? false
+    constructor (params: Params, key = prefix) {
+      if (params.continueExceeding === true || params.exponentialBackoff === true) {
+        throw new Error('the gateway\'s HTTP rate-limit store counts fixed windows: continueExceeding and exponentialBackoff are not supported')
+      }
       this.#upgrade = params.routeInfo?.websocket === true
-      this.#shared = inner ? inner.shared : redis ? new RedisStore(continueExceeding, exponentialBackoff, redis, prefix) : undefined
-      this.#local = inner ? inner.local : new LocalStore(continueExceeding, exponentialBackoff)
-      this.#key = inner ? inner.key : prefix
-      this.#coalesce = !continueExceeding && !exponentialBackoff
+      this.#key = key
     }
 
-    incr (key: string, callback: Callback, timeWindow: number, max: number): void {
-      if (this.#shared && this.#coalesce) {
-        const full = this.#key + key
-        let batch = batches.get(full)
-        if (!batch || batch.timeWindow !== timeWindow) {
-          const fresh: Batch = { key: full, timeWindow, max, local: this.#local, upgrade: this.#upgrade, callbacks: [] }
-          batch = fresh
-          batches.set(full, fresh)
-          // after this turn's poll phase: every request it read is in the batch
-          setImmediate(() => flush(fresh))
-        }
-        batch.callbacks.push(callback)
+    incr (key: string, callback: Callback, timeWindow: number): void {
+      const full = this.#key + key
+      if (!redis) {
+        callback(null, local.count(full, timeWindow))
         return
       }
-      const shared = this.#shared
-      const local = this.#local
-      limiter.decide(
-        () => new Promise<Counted>((resolve, reject) => shared!.incr(key, (err, result) => err ? reject(err) : resolve(result!), timeWindow, max)),
-        () => new Promise<Counted>((resolve, reject) => local.incr(key, (err, result) => err ? reject(err) : resolve(result!), timeWindow, max))
-      ).then(decided => {
-        if (typeof decided === 'symbol') {
-          if (this.#upgrade) callback(null, { current: 0, ttl: timeWindow })
-          else callback(new RateUnavailableError())
-        } else callback(null, decided.value)
-      }, err => callback(err as Error))
+      let batch = batches.get(full)
+      if (!batch || batch.timeWindow !== timeWindow) {
+        const fresh: Batch = { key: full, timeWindow, upgrade: this.#upgrade, callbacks: [] }
+        batch = fresh
+        batches.set(full, fresh)
+        // after this turn's poll phase: every request it read is in the batch
+        setImmediate(() => flush(fresh))
+      }
+      batch.callbacks.push(callback)
     }
 
     child (routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): FastifyRateLimitStore {
-      const route = (routeOptions as Params).routeInfo ?? {}
-      return new HttpStore(routeOptions as never, {
-        shared: this.#shared?.child(routeOptions),
-        local: this.#local.child(routeOptions),
-        // RedisStore.child's key, so that both count in one key
-        key: `${this.#key}${route.method}${route.url}-`
-      })
+      const params = routeOptions as Params
+      const route = params.routeInfo ?? {}
+      // RedisStore.child's key, so that nodes of an older version count in the same key
+      return new HttpStore(params, `${this.#key}${route.method}${route.url}-`)
     }
   }
   return HttpStore as unknown as FastifyRateLimitStoreCtor
