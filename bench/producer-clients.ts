@@ -13,7 +13,8 @@
 // Uses the Kafka it is given (a topic of 3 partitions of its own); starts none.
 // Bounded: 40,000 records per client and batch size, a warm-up round first,
 // each send with the clients' own timeouts: well under a minute on loopback.
-// Not a test: it prints figures.
+// Not a test: it prints figures. On these figures the gateway's shared producer
+// moved to @platformatic/kafka (plugins/kafka/src/producer.ts; bench/README.md).
 import { randomBytes } from 'node:crypto'
 import { Kafka, Partitioners, logLevel } from 'kafkajs'
 import { Producer, ProduceAcks } from '@platformatic/kafka'

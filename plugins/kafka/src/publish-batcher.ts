@@ -1,47 +1,48 @@
-// Fastify-free and kafkajs-free: the node's publishes, from all its sockets,
+// Fastify-free and client-free: the node's publishes, from all its sockets,
 // gathered into few produce requests, each caller told exactly where Kafka
 // wrote its own record.
 //
-// One record per request cost a round trip and kafkajs's whole per-request
+// One record per request cost a round trip and the client's whole per-request
 // path each: measured before this file (bench/publish.ts), a bare kafkajs
 // producer wrote 27× more records per second in batches of 100 than one at a
 // time. Here the records of a node wait in one FIFO lane; one request is in
 // flight at a time and carries what arrived while the previous one was out
 // (group commit), so at low load a record waits one event-loop turn (the
 // linger: setImmediate, no timer) and at high load requests grow by
-// themselves. One at a time is no loss: kafkajs's idempotent producer holds a
-// lock per broker around every produce request (eosManager.acquireBrokerLock),
-// so it never has two in flight to a broker whatever maxInFlightRequests says;
-// and one at a time keeps each partition's records in the order they were
-// handed in, which concurrent sends do not (seen: the last two of 200
-// swapped; and a request kafkajs retries would let the one queued behind it
-// at the lock take its sequence numbers and be written first). Measured
-// (bench/publish.ts, 20 sockets × 64 in flight, 2026-12-04, runs interleaved
-// on a machine at load 8-10): two requests handed to kafkajs at once gave
-// 16.0, 14.6, 19.6 thousand acked/s against 13.7, 28.0, 19.3 with one, and the
-// gateway's event loop was 92-97 % busy either way: at the maximum the rate is
-// bound by the gateway's CPU per publish, not by requests in flight. Kafka's
-// 5 in flight per idempotent producer would need a client without that lock
-// (or one producer per group of partitions: kafka.ts has one producer).
+// themselves (210-248 records per request at the maximum of bench/publish.ts).
+// One at a time keeps each partition's records in the order they were handed
+// in, which concurrent sends do not: seen with kafkajs, the last two of 200
+// swapped; and @platformatic/kafka (the producer now, producer.ts), after a
+// request fails with OUT_OF_ORDER_SEQUENCE_NUMBER, takes a new producer id and
+// sends that request again, so one sent behind a request being retried could
+// be written before it. It is no loss at the maximum: there the gateway's
+// event loop is 92-98 % busy, so the rate is bound by its CPU per publish, not
+// by requests in flight. Measured with kafkajs (bench/publish.ts, 20 sockets ×
+// 64 in flight, 2026-12-04, runs interleaved on a machine at load 8-10): two
+// requests handed to the client at once gave 16.0, 14.6, 19.6 thousand
+// acked/s against 13.7, 28.0, 19.3 with one. Both clients send one request at
+// a time per connection when idempotent anyway (kafkajs 2.2.4 locks each
+// broker around a produce request; @platformatic/kafka 2.12.1 sets
+// maxInflights to 1).
 //
 // Where each record went: the send function pins every message's partition
-// on the message before its request is built (kafka.ts's partitioner does:
-// murmur2 of the key, as the Java client, or round robin without one), so a
-// retry inside kafkajs rebuilds the same request and the broker's idempotence
-// dedups it. Kafka appends a partition's records of one request in order, so
-// a record's offset is its partition's base offset plus its index among that
-// partition's records in the request.
+// on the message before its request is built (producer.ts does: murmur2 of the
+// key, as the Java client, or round robin without one), so a retry inside the
+// client resends the same records and the broker's idempotence dedups it.
+// Kafka appends a partition's records of one request in order, so a record's
+// offset is its partition's base offset plus its index among that partition's
+// records in the request.
 //
 // What one bad record must not do to the others:
-// - kafkajs fails a whole request when one partition of it is refused, and
-//   then rolls back every partition's sequence numbers, although the broker
-//   wrote the others: a record too large for its topic must never share a
-//   request. So a record of SOLO_BYTES or more goes alone, and a shared
+// - the client fails a whole request when one partition of it is refused
+//   (kafkajs then rolled back every partition's sequence numbers, although the
+//   broker wrote the others; @platformatic/kafka forgets its producer id): a
+//   record too large for its topic must never share a request. So a record of SOLO_BYTES or more goes alone, and a shared
 //   request holds at most MAX_BYTES of records, a quarter of Kafka's default
 //   max.message.bytes (1 MiB): topics configured below that could still
 //   refuse a shared request whole.
-// - a topic Kafka does not have fails only after kafkajs's metadata retries
-//   (about 1.5 s with the shared producer's retry settings), and would hold
+// - a topic Kafka does not have fails only after the client's metadata
+//   retries (1.5-1.7 s with the shared producer's retry settings), and would hold
 //   the whole lane that long: a topic joins the lane only once a request to it
 //   succeeded. Until then its first record goes alone, beside the lane, and
 //   the topic's next records wait for that answer (then join the lane, in
