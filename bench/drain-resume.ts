@@ -97,10 +97,10 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
     stream: { nodeId },
     rateLimit: { http: { upgrade: { max: 1_000_000 } } }
   }, null, 2))
-  // as `npm start` runs it: no IPC, the environment cleared
   // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
-  const server = spawn(process.execPath, [...profile, GATEWAY_ENTRY, '--config', file], {
+  // as `npm start` and the image run it: the shipped V8 flag (docs/performance.md, "Memory"), no IPC, the environment cleared
+  const server = spawn(process.execPath, ['--max-semi-space-size=8', ...profile, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
