@@ -13,6 +13,7 @@ import {
   type LogEntry,
   type IHeaders
 } from 'kafkajs'
+import type { Logger } from '@sluice/protocol/logger'
 import { PublishBatcher } from './publish-batcher.ts'
 import { SharedProducer } from './producer.ts'
 import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
@@ -28,12 +29,8 @@ import {
 export type { ReaderOptions, TopicReader } from './reader.ts'
 export type { GroupProtocol } from './group-reader.ts'
 
-export interface Logger {
-  debug (obj: object, msg?: string): void
-  info (obj: object, msg?: string): void
-  warn (obj: object, msg?: string): void
-  error (obj: object, msg?: string): void
-}
+// the logger contract is the shared vocabulary's; re-exported for the adapter's users
+export type { Logger } from '@sluice/protocol/logger'
 
 export interface KafkaOptions {
   brokers: string[]
@@ -298,11 +295,13 @@ export class KafkaClient {
    * Writes one record and resolves with where Kafka stored it, after Kafka acked
    * it (acks=all). The record shares a produce request with the node's other
    * publishes (publish-batcher.ts); its partition and offset are its own, exact.
+   * With `timeoutMs`, rejects with SLUICE_KAFKA_TIMEOUT once Kafka has not acked it by
+   * then (the record may still be written): one timer for all publishes, not one each.
    */
-  async produce (topic: string, record: OutgoingRecord): Promise<RecordMetadata> {
+  async produce (topic: string, record: OutgoingRecord, options?: { timeoutMs?: number }): Promise<RecordMetadata> {
     // handed to the batcher in the call's own turn once connected: records of two calls keep the calls' order
     if (!this.#producer || this.#closed) await this.#sharedProducer()
-    return this.#batcher.publish(topic, record)
+    return this.#batcher.publish(topic, record, options?.timeoutMs)
   }
 
   /** Writes many records in one request per broker; resolves when all are acked. */

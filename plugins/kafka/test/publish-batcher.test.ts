@@ -201,3 +201,40 @@ test('records too large only together: none is told TOO_LARGE, the producer is r
   t.same(again, ['ok', 'ok', 'ok'], 'sent again, they are acked')
   t.same(requests.map(r => r.map(m => `${m.topic}:${m.messages.length}`).join(' ')), ['small:1', 'small:1', 'other:1'], 'each record alone')
 })
+
+test('a publish with a timeout is answered SLUICE_KAFKA_TIMEOUT when Kafka has not acked it by then, by one timer for all', async t => {
+  let release: () => void = () => {}
+  const held = new Promise<void>(resolve => { release = resolve })
+  const fake = fakeProducer({ hold: () => held })
+  const batcher = new PublishBatcher({ send: fake.send, classify: classifyError })
+  // the batcher's timer does not hold the process open (a real request out holds its socket); the fake holds nothing
+  const alive = setInterval(() => {}, 1000)
+  t.teardown(() => clearInterval(alive))
+  // the topic's first request (its probe) is held: everything after waits behind it
+  const started = Date.now()
+  const outcome = (p: Promise<unknown>) => p.then(() => 'acked', (err: { code?: string }) => err.code)
+  const probe = outcome(batcher.publish('t', { value: 'probe' }, 150))
+  const short = Array.from({ length: 50 }, (_v, i) => outcome(batcher.publish('t', { value: `short-${i}` }, 150)))
+  const long = outcome(batcher.publish('t', { value: 'long' }, 60_000))
+  const none = outcome(batcher.publish('t', { value: 'none' }))
+  t.equal(await probe, 'SLUICE_KAFKA_TIMEOUT', 'the record in the held request times out')
+  const waited = Date.now() - started
+  t.ok(waited >= 140 && waited < 2000, `after its timeout (${waited} ms)`)
+  t.same(new Set(await Promise.all(short)), new Set(['SLUICE_KAFKA_TIMEOUT']), 'and so do the ones waiting behind it, with the same timeout')
+  release()
+  t.equal(await long, 'acked', 'a longer timeout is not cut short by the shorter ones')
+  t.equal(await none, 'acked', 'nor is a publish without one')
+  await batcher.settled()
+  // the timed-out records were still sent (the error says they may be written): the log has all 53
+  t.equal(fake.logs.get('t')!.flat().filter(v => v !== 'old').length, 53, 'every record still went to Kafka')
+})
+
+test('publishes acked within their timeout are never refused later', async t => {
+  const fake = fakeProducer()
+  const batcher = new PublishBatcher({ send: fake.send, classify: classifyError })
+  const acks = await Promise.all(Array.from({ length: 2000 }, (_v, i) => batcher.publish('t', { value: String(i) }, 50)))
+  t.equal(acks.length, 2000, 'all acked')
+  // past the timeout of every one of them: none is refused late (a promise settles once; nothing throws)
+  await new Promise(resolve => setTimeout(resolve, 120))
+  t.pass('no late refusal')
+})
