@@ -14,7 +14,7 @@
 // policy or rate limits). The clients are `ws` sockets in two more processes.
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
-//     [--clients 5000] [--rate 20] [--rounds cold,warm] [--gateway shipped|harness] [--backlog N]
+//     [--clients 5000] [--rate 20] [--rounds cold,warm] [--gateway shipped|harness] [--backlog N] [--profile DIR]
 //
 // The reads are group-less (plugins/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
