@@ -1,12 +1,16 @@
 // server.listenBacklog reaches the listening socket. The kernel shows a listening socket's accept-queue bound
-// as its Send-Q in `ss -ltn` (inet_diag; /proc/net/tcp shows 0 there), capped at net.core.somaxconn.
+// as its Send-Q in `ss -ltn` (inet_diag; /proc/net/tcp shows 0 there), capped at net.core.somaxconn; and it
+// decides how many connects of a burst the kernel completes while the gateway is not accepting.
 import { test, type Test } from 'tap'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
 import { ConfigError } from '@sluice/config'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { startGateway } from '../apps/gateway/src/server.ts'
-import { kafkaBrokers } from './helpers.ts'
+import { freePort } from '../deploy/local/stack.ts'
+import { eventually, kafkaBrokers } from './helpers.ts'
 
 const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))
 
@@ -49,4 +53,38 @@ test('a listen backlog outside 1 to 65,535 is refused with its path', async t =>
     }
     t.match(problems, [{ path: '/server/listenBacklog' }], `${value} is refused`)
   }
+})
+
+test('a burst past the accept queue waits in the kernel: with the gateway stopped, 9 of 40 connects complete at a backlog of 8', async t => {
+  // the gateway as a process of its own, so that it can be stopped (SIGSTOP) while this test connects
+  const port = await freePort()
+  const entry = join(import.meta.dirname, '..', 'apps', 'gateway', 'src', 'server.ts')
+  const child = spawn(process.execPath, [entry], {
+    env: { PATH: process.env.PATH ?? '', KAFKA_BROKERS: kafkaBrokers().join(','), SLUICE_HOST: '127.0.0.1', SLUICE_PORT: String(port), SLUICE_LISTEN_BACKLOG: '8', SLUICE_LOG_LEVEL: 'silent' },
+    stdio: 'ignore'
+  })
+  const sockets: Socket[] = []
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    child.kill('SIGCONT')
+    child.kill('SIGKILL')
+  })
+  await eventually(async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined)
+    return res?.status === 200
+  }, 20_000, 'the gateway answers /healthz')
+  t.equal(acceptQueueBound(port), 8, 'Send-Q is 8')
+
+  // stopped, the gateway accepts nothing: the kernel completes handshakes until its accept queue is full
+  // (Linux holds backlog + 1) and drops the SYNs past it; those clients retry after 1 s, and this test looks
+  // before that
+  child.kill('SIGSTOP')
+  let connected = 0
+  for (let i = 0; i < 40; i++) {
+    const s = connect(port, '127.0.0.1', () => { connected++ })
+    s.on('error', () => {})
+    sockets.push(s)
+  }
+  await new Promise(resolve => setTimeout(resolve, 500))
+  t.equal(connected, 9, '9 connects completed (backlog 8, plus one)')
 })
