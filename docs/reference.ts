@@ -20,7 +20,7 @@ import ts from 'typescript'
 import { REFERENCE_SYNTAX, type EnvBinding } from '@sluice/config'
 import { gatewayConfigSchema, gatewayEnvBindings, gatewayReferenceFields, gatewaySecretFields } from '../apps/gateway/src/config.ts'
 import { CONNECT_KEYS, FEED_DEFAULTS, ingestConfigSchema, ingestEnvBindings } from '../apps/ingest/src/config.ts'
-import { CLOSE, WIRE_CODES } from '@sluice/sessions'
+import { CLOSE, WIRE_CODES } from '@sluice/protocol/codes'
 import { wireCode } from '@sluice/stream'
 
 export const ROOT = resolvePath(dirname(fileURLToPath(import.meta.url)), '..')
@@ -30,7 +30,7 @@ const USAGE = 'usage: reference write|check [--out <file>]\n'
 // The schemas' own source, where each key's comment (its reason) is written.
 const SCHEMA_SOURCES = ['apps/gateway/src/config.ts', 'apps/ingest/src/config.ts', 'plugins/config/src/schemas.ts']
 // Where the code that runs lives: catalogues, and what reads the environment.
-const SOURCE_GLOBS = ['apps/*/src/**/*.ts', 'plugins/*/src/**/*.ts']
+const SOURCE_GLOBS = ['apps/*/src/**/*.ts', 'plugins/*/src/**/*.ts', 'packages/*/src/**/*.ts']
 const CATALOGUE_GLOBS = ['plugins/*/src/errors.ts', 'apps/*/src/errors.ts']
 // Variables of this project: what the code reads by name (PATH, HOME and the like are not its settings).
 const OWN_VARIABLE = /^(SLUICE|KAFKA|REDIS)_[A-Z0-9_]+$/
@@ -40,7 +40,7 @@ const OWN_VARIABLE = /^(SLUICE|KAFKA|REDIS)_[A-Z0-9_]+$/
 // answer the admin API and stop a start; a frame the policy refuses is the stream's SLUICE_STREAM_FORBIDDEN.
 const FRAME_CATALOGUES = new Set(['stream', 'hub', 'kafka', 'rate-limit', 'auth'].map(p => `plugins/${p}/src/errors.ts`))
 
-// Close codes have names in plugins/sessions/src/codes.ts; their meanings (docs/design.md) are written here once.
+// Close codes have names in packages/protocol/src/codes.ts; their meanings (docs/design.md) are written here once.
 // A close code without a meaning here stops the generator, so the table is never missing one.
 const CLOSE_MEANINGS: Record<string, string> = {
   NORMAL: 'normal closure',
@@ -489,7 +489,7 @@ function errorSection (entries: CatalogueEntry[], classes: Array<{ code: string,
     const codes = entries.filter(e => wireOf(e) === wire).map(e => code(e.code))
     lines.push(`| ${code(wire)} | ${codes.join(', ') || (wire === 'INTERNAL' ? 'any uncatalogued error (a bug)' : '')} |`)
   }
-  lines.push('', '### Close codes', '', 'From `CLOSE` in `plugins/sessions/src/codes.ts`.', '', '| code | name | meaning |', '|---|---|---|')
+  lines.push('', '### Close codes', '', 'From `CLOSE` in `packages/protocol/src/codes.ts`.', '', '| code | name | meaning |', '|---|---|---|')
   for (const [name, value] of Object.entries(CLOSE)) {
     const meaning = CLOSE_MEANINGS[name]
     if (meaning === undefined) throw new Error(`close code ${name} (${value}) has no meaning in docs/reference.ts CLOSE_MEANINGS`)

@@ -7,7 +7,7 @@ import { test, type Test } from 'tap'
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import { compilePolicy, LivePolicy, loadPolicyDir, MAX_TRANSFORM_FILE_BYTES, type TransformMessage } from '@sluice/policy'
 
 const DEV: Identity = { kind: 'dev', subject: 'dev', claims: { sub: 'dev' } }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { KafkaBroker, RedisServer } from '../deploy/local/stack.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const TEST_GLOBS = ['apps/*/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'test/**/*.test.ts']
+const TEST_GLOBS = ['apps/*/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'test/**/*.test.ts']
 // A suite that holds a whole broker restart plus its own assertions stays well
 // under this; anything slower is stuck, and tap kills it and reports it failed.
 const FILE_TIMEOUT_S = 180

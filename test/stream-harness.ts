@@ -11,7 +11,7 @@ import kafkaPlugin, { KafkaClient } from '@sluice/kafka'
 import hub from '@sluice/hub'
 import stream, { selectProtocol } from '@sluice/stream'
 import type { SessionLimits } from '@sluice/sessions'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, TopicTerms } from '@sluice/policy/access'
 import { kafkaBrokers } from './helpers.ts'
 

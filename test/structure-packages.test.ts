@@ -10,7 +10,7 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const SOURCES = globSync(['plugins/*/src/**/*.ts', 'apps/*/src/**/*.ts'], { cwd: ROOT }).sort()
+const SOURCES = globSync(['plugins/*/src/**/*.ts', 'apps/*/src/**/*.ts', 'packages/*/src/**/*.ts'], { cwd: ROOT }).sort()
 const RELATIVE_IMPORT = /(?:from|import)\s+'(\.{1,2}\/[^']+)'/g
 // the package folder a path is in: plugins/<name> or apps/<name>
 const PACKAGE = /^(plugins|apps)\/[^/]+/
@@ -54,7 +54,7 @@ test('every plugin that reads fastify.sessions declares sluice-sessions as a dep
 })
 
 test('close codes are declared once, in @sluice/sessions', async t => {
-  const redeclared = SOURCES.filter(file => file !== 'plugins/sessions/src/codes.ts')
+  const redeclared = SOURCES.filter(file => file !== 'packages/protocol/src/codes.ts')
     .flatMap(file => [...source(file).matchAll(/\bconst\s+(\w*CLOSE(?:_(?!MS\b)[A-Z]+)*)\s*(?::[^=]+)?=\s*(?:\{|[14]\d{3}\b)/g)].map(m => `${file}: ${m[1]}`))
-  t.same(redeclared, [], 'CLOSE from @sluice/sessions (or @sluice/sessions/codes) everywhere else')
+  t.same(redeclared, [], 'CLOSE from @sluice/protocol/codes (or @sluice/sessions, which re-exports it) everywhere else')
 })

@@ -10,17 +10,17 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ApiKeyRecord } from '@sluice/auth'
 import { compilePolicy, loadPolicyDir, errors as policyErrors, type PolicyFile } from '@sluice/policy'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import {
   AdminApiKeysUnavailableError, AdminBadRequestError, AdminInternalError, AdminNotFoundError, AdminRedisUnavailableError,
   AdminUnauthorizedError, AdminUnknownPlanError, AdminUnknownProductError, AdminTopicNotInProductError
 } from './errors.ts'
 import { productTopics } from '@sluice/policy/product-topics'
-import { TOPIC_NAME_PATTERN } from '@sluice/policy/topics'
+import { TOPIC_NAME_PATTERN } from '@sluice/protocol/topics'
 import '@sluice/kafka'
 // type-only: brings fastify.sessions into scope (the live sockets listed and kicked)
 import type {} from '@sluice/sessions'
-import { CLOSE } from '@sluice/sessions/codes'
+import { CLOSE } from '@sluice/protocol/codes'
 
 export * as errors from './errors.ts'
 

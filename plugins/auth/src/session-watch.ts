@@ -2,7 +2,7 @@
 // the whole connection. This closes live sockets with 4001 when their token or
 // API key expires, and when an API key is revoked on any node (Redis pub/sub,
 // plus a periodic re-check in case a message was lost while disconnected).
-import { CLOSE } from '@sluice/sessions/codes'
+import { CLOSE } from '@sluice/protocol/codes'
 import type { Identity } from './identity.ts'
 import type { ApiKeyStore } from './api-keys.ts'
 

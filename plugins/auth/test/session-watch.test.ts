@@ -2,7 +2,7 @@
 // once: pure logic over fake sessions (the live behaviour is in
 // test/auth-token-expiry.test.ts and test/auth-api-key-revocation.test.ts).
 import { test } from 'tap'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import { SessionWatch, type WatchedSession } from '../src/session-watch.ts'
 
 function session (identity: Identity): WatchedSession & { closes: Array<[number, string]> } {

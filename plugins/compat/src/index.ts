@@ -8,7 +8,7 @@ import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
 import type {} from '@fastify/websocket'
 import { Counter, Gauge } from 'prom-client'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import {
   acceptSession, CLOSE, DEFAULT_LIMITS, isRefusal, keepSessionsAlive, TopicGate, WIRE_CODES,

@@ -2,8 +2,8 @@
 // plugins/stream/src/protocol.ts) as AsyncAPI messages: one JSON object per
 // text frame, `op` saying which. The limits repeat the parser's.
 
-import { TOPIC_NAME_PATTERN } from '@sluice/policy/topics'
-import { WIRE_CODES } from '@sluice/sessions/codes'
+import { TOPIC_NAME_PATTERN } from '@sluice/protocol/topics'
+import { WIRE_CODES } from '@sluice/protocol/codes'
 
 type Schema = Record<string, unknown>
 

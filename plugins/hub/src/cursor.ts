@@ -12,7 +12,7 @@
 // partition the cursor does not name (created after the cursor was made)
 // resumes from its earliest offset. A client builds its own cursor from the
 // frames it received: for each partition, the last `offset` plus one.
-import { isTopicName as isKafkaTopicName } from '@sluice/policy/topics'
+import { isTopicName as isKafkaTopicName } from '@sluice/protocol/topics'
 import { BadCursorError } from './errors.ts'
 
 export type Positions = Map<number, bigint>

@@ -13,6 +13,7 @@ import {
   type LogEntry,
   type IHeaders
 } from 'kafkajs'
+import type { Logger } from '@sluice/protocol/logger'
 import { PublishBatcher } from './publish-batcher.ts'
 import { SharedProducer } from './producer.ts'
 import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
@@ -28,12 +29,8 @@ import {
 export type { ReaderOptions, TopicReader } from './reader.ts'
 export type { GroupProtocol } from './group-reader.ts'
 
-export interface Logger {
-  debug (obj: object, msg?: string): void
-  info (obj: object, msg?: string): void
-  warn (obj: object, msg?: string): void
-  error (obj: object, msg?: string): void
-}
+// the logger contract is the shared vocabulary's; re-exported for the adapter's users
+export type { Logger } from '@sluice/protocol/logger'
 
 export interface KafkaOptions {
   brokers: string[]

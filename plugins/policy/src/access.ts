@@ -1,6 +1,6 @@
 // The contract between the policy and the routes that use it: may this
 // identity subscribe to / publish on this topic, and under which product terms.
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { ProductTransforms } from './transforms.ts'
 
 export type { ProductTransforms, LoadedTransform, TransformFunction, TransformMessage } from './transforms.ts'

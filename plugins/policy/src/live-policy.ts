@@ -2,7 +2,7 @@
 // directory swaps the compiled policy and tells the listeners; an invalid one
 // keeps the last good policy and records why (logs, /readyz, metrics, admin).
 import type { ConfigProblem } from '@sluice/config'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
 import { loadPolicyDir, type Policy, type PolicyDocument } from './policy.ts'
 import type { PlanLimits, ResumeWindowDocument } from './schema.ts'

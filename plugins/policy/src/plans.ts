@@ -9,7 +9,7 @@
 // minute, delivered per second, bytes per second, published per second,
 // daily quota; the first that differs decides, and equal plans go to the
 // first matching rule. A subject no rule matches has no plan (undefined).
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { Policy } from './policy.ts'
 import type { PlanLimits } from './schema.ts'
 

@@ -9,16 +9,12 @@
 // ([A-Za-z0-9_-], 1-128 characters): a `sub` of "alice.*" or "a.b" matches
 // nothing, so no tenant can reach another tenant's topic through its claims.
 
-// Kafka's own rule for topic names (kafka.common.internals.Topic), the one declaration: JSON
-// Schemas (the admin API, the AsyncAPI frames) use the pattern, code uses isTopicName
-export const TOPIC_NAME_PATTERN = '^[A-Za-z0-9._-]{1,249}$'
-const TOPIC_NAME = new RegExp(TOPIC_NAME_PATTERN)
+import { isTopicName } from '@sluice/protocol/topics'
+
+// the name rule is Kafka's, declared once in @sluice/protocol
+export { isTopicName }
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
 export const CLAIM_SEGMENT = /^[A-Za-z0-9_-]{1,128}$/
-
-export function isTopicName (topic: unknown): topic is string {
-  return typeof topic === 'string' && TOPIC_NAME.test(topic) && topic !== '.' && topic !== '..'
-}
 
 type Token = { literal: string } | { star: 1 | 2 } | { claim: string }
 

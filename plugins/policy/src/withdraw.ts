@@ -1,8 +1,8 @@
 // Fastify-free: after a reload, live sockets keep only the access the new
 // policy gives. A socket whose identity no rule covers any more is closed with
 // 4003; one that lost some of its subscriptions is unsubscribed from those.
-import type { Identity } from '@sluice/auth/identity'
-import { CLOSE } from '@sluice/sessions/codes'
+import type { Identity } from '@sluice/protocol/identity'
+import { CLOSE } from '@sluice/protocol/codes'
 import type { AccessDecision, Action } from './access.ts'
 
 export const WITHDRAWN_MESSAGE = 'access withdrawn by a policy change'

@@ -1,7 +1,7 @@
 // Compiling policy files: every problem with file, line and path at once;
 // and the decisions of a compiled policy (who may do what, under which terms).
 import { test } from 'tap'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import { compilePolicy } from '../src/policy.ts'
 
 const LIMITS = '{ connections: 1, connectsPerMinute: 1, deliveredPerSecond: 1, publishedPerSecond: 1, bytesPerSecond: 1, dailyQuota: 1 }'

@@ -1,7 +1,7 @@
 // After a reload, which live sessions are unsubscribed and which closed:
 // pure logic over fake sessions (live sockets: test/policy-hot-reload.test.ts).
 import { test } from 'tap'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import { compilePolicy } from '../src/policy.ts'
 import { withdrawAccess, type PolicySession } from '../src/withdraw.ts'
 

@@ -4,7 +4,7 @@
 // (the topic's product decides it); for connections and delivery, the
 // subject's plan (plugins/policy plans.ts: an API key's plan, or the most
 // generous plan of the rules that match the subject).
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { PlanLimits } from '@sluice/policy'
 import { CLOSE, type DeliveryBudget, type StreamGuard } from '@sluice/sessions'
 import type { LeaseHolder, Refusal } from './lease.ts'

@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import { Counter, Gauge } from 'prom-client'
 import type { Policy, PlanLimits } from '@sluice/policy'
 import { subjectPlan } from '@sluice/policy/plans'
-import type {} from '@sluice/auth/identity'
+import type {} from '@sluice/protocol/identity'
 import { RateLimiter, LIMIT_NAMES, MODES, type Mode, type RateLimiterOptions } from './limiter.ts'
 import { RateGuard, type AbuseOptions } from './guard.ts'
 import { httpStore } from './http-store.ts'

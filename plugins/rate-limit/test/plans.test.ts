@@ -4,7 +4,7 @@
 import { test } from 'tap'
 import { compilePolicy } from '@sluice/policy'
 import { subjectPlan } from '@sluice/policy/plans'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 
 const POLICY = `
 version: 1

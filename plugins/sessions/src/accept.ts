@@ -4,8 +4,8 @@
 import type { Duplex } from 'node:stream'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import type { Logger } from '@sluice/kafka/core'
-import { CLOSE } from './codes.ts'
+import type { Logger } from '@sluice/protocol/logger'
+import { CLOSE } from '@sluice/protocol/codes'
 import { closeAfterError, releaseUpgradeRequest } from './release-upgrade.ts'
 import type { SocketSession } from './socket-session.ts'
 

@@ -1,7 +1,7 @@
 // Every live socket of this node, whatever its route (/v1/stream, /v2/broker/),
 // so that whoever withdraws access (a revoked key, an expired token, a policy
 // reload, an admin's kick) can find the sockets concerned and close them.
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 
 export interface LiveSession {
   readonly id: string

@@ -10,14 +10,15 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { WebSocket, RawData } from 'ws'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
-import type { KafkaClient, Logger, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
+import type { KafkaClient, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
+import type { Logger } from '@sluice/protocol/logger'
 import { KafkaTimeoutError } from '@sluice/kafka/errors'
 import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
 import type { LiveSession, SessionRegistry } from './registry.ts'
 import type { RoutePublishes } from './publish-counts.ts'
-import { CLOSE } from './codes.ts'
+import { CLOSE } from '@sluice/protocol/codes'
 
 export interface SessionLimits {
   /** per-socket send queue bound; past it the hub drops or evicts (docs/design.md: slow clients) */

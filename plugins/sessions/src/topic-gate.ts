@@ -4,11 +4,11 @@
 // then that each topic exists (404; 503 when Kafka cannot say and gave no list
 // in the last minute). A refusal is
 // returned, not thrown, and each route writes it in its own body.
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import type { KafkaClient } from '@sluice/kafka/core'
-import { isTopicName } from '@sluice/hub'
-import type { WireErrorCode } from './codes.ts'
+import { isTopicName } from '@sluice/protocol/topics'
+import type { WireErrorCode } from '@sluice/protocol/codes'
 
 export interface Refusal {
   status: number
@@ -46,7 +46,7 @@ export function isRefusal (value: unknown): value is Refusal {
 export function topicList (names: string[]): string[] | Refusal {
   const topics = [...new Set(names.filter(Boolean))]
   if (topics.length > MAX_TOPICS_PER_FRAME) return { status: 400, code: 'BAD_REQUEST', message: `at most ${MAX_TOPICS_PER_FRAME} topics` }
-  const badTopic = topics.find(t => !isTopicName(t))
+  const badTopic = topics.find((t): boolean => !isTopicName(t))
   if (badTopic !== undefined) return { status: 400, code: 'BAD_REQUEST', message: `"${badTopic.slice(0, 64)}" is not a topic name` }
   return topics
 }

@@ -5,7 +5,7 @@
 import { test } from 'tap'
 import type { KafkaClient } from '@sluice/kafka/core'
 import type { AccessControl } from '@sluice/policy/access'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import { isRefusal, TopicGate } from '../src/topic-gate.ts'
 
 const WHO: Identity = { kind: 'dev', subject: 'dev', claims: { sub: 'dev' } }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
 import type {} from '@fastify/websocket'
-import type { Identity } from '@sluice/auth/identity'
+import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
 import {
