@@ -10,12 +10,22 @@
 // The gateway is the test harness's app (test/stream-harness.ts: hub, /v1/stream, dev identity,
 // no auth, policy or rate limits) in this process, the clients too; loopback; bounded waits.
 //
-//   bash deploy/local/node.sh bench/first-record.ts [--runs 10] [--topics 200] [--brokers host:port]
+//   bash deploy/local/node.sh bench/first-record.ts [--runs 10] [--topics 200] [--brokers host:port] [--idle 5] [--profile idle.cpuprofile]
+//
+// --idle sets 5.'s idle seconds: the reader re-reads every topic's metadata every 30 s, so
+// a window of 30 s or more counts that in proportion (5 s catches it or not).
+// --profile writes a CPU profile of 5.'s idle seconds (open it in Chrome's DevTools): what an idle node
+// spends its CPU on; the sampling adds to the idle CPU figure, so take that from a run without it.
+// --expose-gc (a node flag, before the script) makes the RSS figure leave out garbage.
 //
 // Without --brokers it starts a broker of its own with Kafka's default group settings
 // (KafkaBroker(), ~10-20 s). With --brokers, that broker's
 // settings are what is measured (comparing two trees on one broker: start it once, pass it to both).
+// The topics a run creates stay on a broker passed with --brokers: --topics 1000 leaves 1,000+ a
+// run, and the shared dev broker (512 MiB of heap) ran out of it at ~12,000 partitions.
 import { randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
 import { parseArgs } from 'node:util'
 import { KafkaClient } from '@sluice/kafka/core'
 import { KafkaBroker } from '../deploy/local/stack.ts'
@@ -27,7 +37,6 @@ const PARTITIONS = 3
 const RESUME_RECORDS = 900
 const CONCURRENT_RESUMES = 50
 const WAIT_MS = 30_000
-const IDLE_MS = 5000
 
 function pct (values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -40,9 +49,10 @@ function summary (values: number[]): string {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '10' }, topics: { type: 'string', default: '200' }, brokers: { type: 'string' } } })
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '10' }, topics: { type: 'string', default: '200' }, brokers: { type: 'string' }, profile: { type: 'string' }, idle: { type: 'string', default: '5' } } })
   const runs = Number(values.runs)
   const topicCount = Number(values.topics)
+  const idleMs = Number(values.idle) * 1000
   let broker: KafkaBroker | undefined
   let brokers: string[]
   if (values.brokers) {
@@ -131,6 +141,10 @@ async function main (): Promise<void> {
 
     // 5. many topics x 1 subscriber (one socket each), all opened at once
     const before = connectionsTo(port)
+    // RSS the topics add: after a GC before and after, so garbage of 1-4 does not count
+    const gc = (globalThis as { gc?: () => void }).gc
+    gc?.()
+    const rss0 = process.memoryUsage().rss
     const t5 = performance.now()
     const sockets = many.map(topic => new Client(`${gw.url}/v1/stream?topics=${topic}`))
     await Promise.all(sockets.map(c => c.next(f => f.op === 'subscribed', 120_000)))
@@ -140,13 +154,33 @@ async function main (): Promise<void> {
     out['5. hub live readers'] = gw.app.hub.consumers
     // idle: the topics' live readers parked, nothing produced (kafkajs: a heartbeat and a 5 s fetch per topic)
     await new Promise(resolve => setTimeout(resolve, 1000))
+    gc?.()
+    const rss = process.memoryUsage().rss - rss0
+    out[`5. RSS added by ${topicCount} topics, their readers, sockets and clients (KiB per topic${gc ? '' : ', without --expose-gc'})`] = (rss / 1024 / topicCount).toFixed(1)
+    let session: Session | undefined
+    if (values.profile) {
+      session = new Session()
+      session.connect()
+      await session.post('Profiler.enable')
+      await session.post('Profiler.start')
+    }
     const cpu0 = process.cpuUsage()
+    const elu0 = performance.eventLoopUtilization()
     const requests0 = gw.kafka.readerRequests
-    await new Promise(resolve => setTimeout(resolve, IDLE_MS))
+    await new Promise(resolve => setTimeout(resolve, idleMs))
     const cpu = process.cpuUsage(cpu0)
+    const elu = performance.eventLoopUtilization(elu0)
     const requests = gw.kafka.readerRequests
-    out[`5. fetch requests while idle (main, start lane, over ${IDLE_MS / 1000} s)`] = `${requests.main - requests0.main}, ${requests.lane - requests0.lane}`
-    out[`5. process CPU while idle, ${topicCount} topics read (% of a core over ${IDLE_MS / 1000} s)`] = ((cpu.user + cpu.system) / 1000 / IDLE_MS * 100).toFixed(1)
+    if (session && values.profile) {
+      const { profile } = await session.post('Profiler.stop')
+      await writeFile(values.profile, JSON.stringify(profile))
+      session.disconnect()
+    }
+    out[`5. fetch requests while idle (main, start lane, over ${idleMs / 1000} s)`] = `${requests.main - requests0.main}, ${requests.lane - requests0.lane}`
+    out[`5. process CPU while idle, ${topicCount} topics read (% of a core over ${idleMs / 1000} s)`] = ((cpu.user + cpu.system) / 1000 / idleMs * 100).toFixed(1)
+    out['5. of which user / system (ms)'] = `${Math.round(cpu.user / 1000)} / ${Math.round(cpu.system / 1000)}`
+    // the main thread's share (JavaScript and its I/O callbacks); the rest is V8's and libuv's helper threads
+    out['5. event loop busy while idle (% of the time)'] = (elu.utilization * 100).toFixed(1)
     const groups = (await setup.listGroups()).filter(g => !groupsBefore.has(g))
     out['groups created on the broker during 1-5'] = groups.length
     for (const c of [...sockets, holder, burstHolder]) c.ws.terminate()
