@@ -100,6 +100,26 @@ export const productSchema = {
         windowMs: { type: 'integer', minimum: 0, maximum: MAX_RESUME_WINDOW_MS }
       }
     },
+    // MQTT (GET /mqtt, plugins/mqtt): which MQTT topics are which Kafka topic's records. `filter` is an MQTT topic
+    // name with {name} levels; `key` builds the record key from the same names (sensors/{device}/temp with key
+    // {device}: sensors/d1/temp is key d1 of sensors.temp); as many as a product may have topics
+    mqtt: {
+      type: 'array',
+      maxItems: MAX_TOPICS_PER_PRODUCT,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['filter', 'topic', 'key'],
+        properties: {
+          // levels of letters, digits, _ - . or one {name}; no wildcard, no leading $ (wildcards never match $-topics)
+          filter: { type: 'string', maxLength: 256, pattern: '^(?!\\$)([A-Za-z0-9_.-]+|\\{[a-z][a-z0-9_]{0,31}\\})(/([A-Za-z0-9_.-]+|\\{[a-z][a-z0-9_]{0,31}\\}))*$' },
+          // the Kafka topic a message to the MQTT topic is written to: a name, or one with {name} parts of the filter
+          // ('devices.{device}'), so that the rules' per-topic ACL ('devices.{sub}') reaches MQTT topics too
+          topic: { type: 'string', minLength: 1, maxLength: 249, pattern: '^([A-Za-z0-9._-]|\\{[a-z][a-z0-9_]{0,31}\\})+$' },
+          key: { type: 'string', minLength: 1, maxLength: 256 }
+        }
+      }
+    },
     // kafka-websocket compatibility (/v2/broker/): rewrite or discard messages on the way in and out
     transforms: {
       type: 'object',
@@ -183,6 +203,14 @@ export interface ProductDocument {
   topics: ProductTopicDocument[]
   resume?: ResumeWindowDocument
   transforms?: { input?: TransformReferenceDocument, output?: TransformReferenceDocument }
+  mqtt?: MqttMappingDocument[]
+}
+
+/** One MQTT topic pattern of a product and the Kafka topic (and key) its messages are. */
+export interface MqttMappingDocument {
+  filter: string
+  topic: string
+  key: string
 }
 
 export interface RuleDocument {
