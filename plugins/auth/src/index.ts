@@ -22,7 +22,7 @@ import { TrustedIssuers, jwtIdentity, sameGrant, type JwtSettings } from './jwt.
 import { ApiKeyStore, apiKeyIdentity } from './api-keys.ts'
 import { SessionWatch } from './session-watch.ts'
 import {
-  AuthApiKeysDisabledError, AuthExpiredError, AuthInvalidApiKeyError, AuthInvalidTokenError,
+  AuthApiKeysDisabledError, AuthExpiredError, AuthInvalidApiKeyError, AuthInvalidTokenError, AuthMalformedError,
   AuthOriginForbiddenError, AuthRenewRefusedError, AuthUnavailableError, AuthUntrustedIssuerError, isAuthError
 } from './errors.ts'
 
@@ -59,6 +59,11 @@ export interface Credentials {
    * then on; throws SLUICE_AUTH_* errors and leaves `current` untouched.
    */
   renew (current: Identity, token: string): Promise<Identity>
+  /**
+   * A credential given outside HTTP (an MQTT CONNECT's password): an issued API key, the dev token or a JWT,
+   * with the same checks as the hook's (no Origin: the connection has none). Throws SLUICE_AUTH_* errors.
+   */
+  verify (secret: string): Promise<Identity>
   /** undefined when Redis is not configured */
   readonly apiKeys: ApiKeyStore | undefined
   /** deletes the key, closes its sockets on this node now and, through Redis, on every other */
@@ -214,6 +219,15 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     return fresh
   }
 
+  async function verify (secret: string): Promise<Identity> {
+    if (typeof secret !== 'string' || secret.length === 0 || secret.length > MAX_CREDENTIAL_LENGTH) throw new AuthMalformedError()
+    if (secret.startsWith('sk_')) return apiKeyCheck(secret)
+    const dev = devIdentity(secret)
+    if (dev) return dev
+    if (!looksLikeJwt(secret)) throw new AuthInvalidTokenError()
+    return verifyJwt(secret)
+  }
+
   async function revokeApiKey (id: string): Promise<boolean> {
     if (!apiKeys) throw new AuthApiKeysDisabledError()
     const revoked = await apiKeys.revoke(id)
@@ -222,7 +236,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     return revoked
   }
 
-  const credentials: Credentials = { authenticate, renew, apiKeys, revokeApiKey, issuers, watch }
+  const credentials: Credentials = { authenticate, renew, verify, apiKeys, revokeApiKey, issuers, watch }
   fastify.decorate('credentials', credentials)
   fastify.decorateRequest('identity', undefined)
 
