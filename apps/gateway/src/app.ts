@@ -18,6 +18,7 @@ import hub from '@sluice/hub'
 import websocket from '@fastify/websocket'
 import stream, { selectProtocol } from '@sluice/stream'
 import compat from '@sluice/compat'
+import mqtt, { selectMqttProtocol } from '@sluice/mqtt'
 import { hostname } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { GatewayConfig } from './config.ts'
@@ -160,7 +161,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
       maxPayload: streamConfig.maxFrameBytes,
       // docs/design.md: no compression on the fan-out path (frames are shared bytes; deflate is per socket and a known DoS vector)
       perMessageDeflate: false,
-      handleProtocols: selectProtocol
+      handleProtocols: (protocols, request) => selectMqttProtocol(protocols, request) ?? selectProtocol(protocols, request)
     },
     // going away: every session hears 1001 (reconnect with your cursor) before the server closes
     preClose (done) {
@@ -189,6 +190,16 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     guard: limits.enabled ? app.streamGuard : undefined,
     keepaliveMs: streamConfig.keepaliveMs,
     limits: socketLimits
+  })
+  // MQTT over WebSocket at /mqtt: credentials in CONNECT, the policy's mqtt: mappings, the same ACL, hub and socket limits
+  await app.register(mqtt, {
+    access: app.policy,
+    mappings: app.policy,
+    verify: secret => app.credentials.verify(secret),
+    guard: limits.enabled ? app.streamGuard : undefined,
+    keepaliveMs: streamConfig.keepaliveMs,
+    limits: socketLimits,
+    maxPacketBytes: streamConfig.maxFrameBytes
   })
   return app
 }

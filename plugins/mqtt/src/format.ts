@@ -1,0 +1,83 @@
+// How records become MQTT PUBLISH packets for the hub: one QoS 0 packet per
+// record, in a binary WebSocket frame [MQTT-6.0.0-1], built once per record
+// and MQTT version and written as the same bytes to every MQTT socket that
+// takes it. Which socket takes it is the socket's own filter (MqttSession
+// picks the frames whose topic name matches one of its subscriptions out of
+// the hub's batch with `publishTopic`).
+import type { ConsumedRecord } from '@sluice/kafka/core'
+import { wireFrame, type FrameFormat } from '@sluice/hub'
+import type { Mappings } from './mapping.ts'
+
+const PUBLISH_QOS0 = 0x30
+
+/** MQTT's Variable Byte Integer (1.5.5): 7 bits a byte, at most 4 bytes. */
+function varint (n: number): number[] {
+  const out: number[] = []
+  do {
+    let byte = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) byte |= 0x80
+    out.push(byte)
+  } while (n > 0)
+  return out
+}
+
+/** A QoS 0 PUBLISH of `name` with `payload`; MQTT 5 adds the empty property list (3.3.2.3). */
+export function publishPacket (name: string, payload: Buffer, version: 4 | 5): Buffer {
+  const topic = Buffer.from(name, 'utf8')
+  const remaining = 2 + topic.length + (version === 5 ? 1 : 0) + payload.length
+  const header = varint(remaining)
+  const packet = Buffer.allocUnsafe(1 + header.length + remaining)
+  let at = 0
+  packet[at++] = PUBLISH_QOS0
+  for (const b of header) packet[at++] = b
+  packet.writeUInt16BE(topic.length, at)
+  at += 2
+  topic.copy(packet, at)
+  at += topic.length
+  if (version === 5) packet[at++] = 0
+  payload.copy(packet, at)
+  return packet
+}
+
+export function mqttFormat (mappings: Mappings, version: 4 | 5): FrameFormat {
+  return {
+    key: `mqtt.${version}`,
+    frame (record: ConsumedRecord): Buffer | undefined {
+      const name = mappings.toName(record.topic, record.key === null ? undefined : record.key.toString('utf8'))
+      // a record whose key no mapping of its topic rebuilds is no MQTT message: no socket gets it
+      if (name === undefined) return undefined
+      return wireFrame(publishPacket(name, record.value ?? Buffer.alloc(0), version), true)
+    }
+  }
+}
+
+/**
+ * The frames of a hub batch (unmasked server frames end to end, each one
+ * PUBLISH as `publishPacket` makes it), each with its MQTT topic name.
+ * Only the hub's own batches of this format come here.
+ */
+export function * framesOf (batch: Buffer): Generator<{ start: number, end: number, topic: string }> {
+  let at = 0
+  while (at < batch.length) {
+    const start = at
+    if (batch.length - at < 2) return
+    let length = batch[at + 1]! & 0x7f
+    at += 2
+    if (length === 126) {
+      length = batch.readUInt16BE(at)
+      at += 2
+    } else if (length === 127) {
+      length = Number(batch.readBigUInt64BE(at))
+      at += 8
+    }
+    const end = at + length
+    // the PUBLISH: fixed header, remaining length (1 to 4 bytes), topic length, topic
+    let p = at + 1
+    while (p < end && (batch[p]! & 0x80) !== 0) p++
+    p++
+    const topicLength = batch.readUInt16BE(p)
+    yield { start, end, topic: batch.toString('utf8', p + 2, p + 2 + topicLength) }
+    at = end
+  }
+}

@@ -1,0 +1,164 @@
+// GET /mqtt: MQTT 3.1.1 and 5.0 over WebSocket (subprotocol `mqtt`, as
+// MQTT.js and browsers ask for it) onto the products' Kafka topics, through
+// the policy's `mqtt:` mappings. The credentials are in the CONNECT packet,
+// not in the upgrade (an off-the-shelf MQTT client sends them there): the
+// upgrade is open, and the connection is authenticated before its first
+// byte of data, then served as a SocketSession like the other routes'.
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { WebSocket, RawData } from 'ws'
+// type-only: brings @fastify/websocket's route options into scope
+import type {} from '@fastify/websocket'
+import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet'
+import type { Identity } from '@sluice/protocol/identity'
+import type { AccessControl } from '@sluice/policy/access'
+import { acceptSession, CLOSE, DEFAULT_LIMITS, keepSessionsAlive, WIRE_CODES, type SessionLimits, type StreamGuard } from '@sluice/sessions'
+import { Mappings, type MappingSource } from './mapping.ts'
+import { MqttSession, parserHeld, REASON } from './session.ts'
+
+export { MqttSession, REASON } from './session.ts'
+export { Mappings, CompiledMapping, matches, validFilter, validName } from './mapping.ts'
+export { mqttFormat, publishPacket } from './format.ts'
+
+export const MQTT_PATH = '/mqtt'
+export const MQTT_PROTOCOL = 'mqtt'
+
+// a client sends its CONNECT right after the upgrade; 10 s is the gateway's handshake deadline for headers too
+const CONNECT_TIMEOUT_MS = 10_000
+
+export interface MqttPluginOptions {
+  access: AccessControl & { hasAccess?: (identity: Identity) => boolean }
+  /** where the products' `mqtt:` mappings are read (the live policy) */
+  mappings: MappingSource
+  /** the password of a CONNECT: an API key, the dev token or a JWT (the auth plugin's `credentials.verify`) */
+  verify: (secret: string) => Promise<Identity>
+  limits?: Partial<SessionLimits>
+  keepaliveMs?: number
+  guard?: StreamGuard
+  /** the WebSocket frame limit, announced as MQTT 5's maximum packet size */
+  maxPacketBytes?: number
+}
+
+/** ws's handleProtocols for /mqtt: `mqtt` when asked for it; other paths are someone else's. */
+export function selectMqttProtocol (protocols: Set<string>, request: IncomingMessage): string | false | undefined {
+  const path = (request.url ?? '').split('?')[0]
+  if (path !== MQTT_PATH) return undefined
+  return protocols.has(MQTT_PROTOCOL) ? MQTT_PROTOCOL : false
+}
+
+/** CONNACK refusal codes: MQTT 5 reason codes, and what 3.1.1's return codes say of the same. */
+const REFUSE = {
+  credentials: { 5: REASON.BAD_CREDENTIALS, 4: 0x04 },
+  notAuthorized: { 5: REASON.NOT_AUTHORIZED, 4: 0x05 },
+  unavailable: { 5: REASON.SERVER_UNAVAILABLE, 4: 0x03 },
+  unsupported: { 5: REASON.IMPLEMENTATION_SPECIFIC, 4: 0x03 }
+} as const
+
+async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise<void> {
+  const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits }
+  const log = fastify.log.child({ component: 'mqtt' })
+  const mappings = new Mappings(opts.mappings)
+  const maxPacketBytes = opts.maxPacketBytes ?? 1024 * 1024
+  const deps = {
+    hub: fastify.hub,
+    kafka: fastify.kafka,
+    access: opts.access,
+    sessions: fastify.sessions,
+    log,
+    limits,
+    guard: opts.guard,
+    publishes: fastify.publishCounts.route(MQTT_PATH, WIRE_CODES),
+    mappings,
+    maxPacketBytes
+  }
+
+  async function identify (connect: IConnectPacket): Promise<Identity | keyof typeof REFUSE> {
+    // this slice publishes no will: a CONNECT asking for one is refused rather than accepted and never honoured
+    if (connect.will) return 'unsupported'
+    const password = connect.password?.toString('utf8')
+    if (!password) return 'credentials'
+    let identity: Identity
+    try {
+      identity = await opts.verify(password)
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode
+      log.info({ code: (err as { code?: string }).code }, 'MQTT credentials refused')
+      return status === 503 ? 'unavailable' : 'credentials'
+    }
+    // a credential no rule grants anything is not authorized to connect
+    if (opts.access.hasAccess && !opts.access.hasAccess(identity)) return 'notAuthorized'
+    return identity
+  }
+
+  function handler (socket: WebSocket, request: FastifyRequest): void {
+    // until the session owns the socket, its errors are only logged (an unhandled 'error' would end the process)
+    socket.on('error', err => log.debug({ err }, 'MQTT socket error before CONNECT'))
+    const parser = mqttPacket.parser()
+    const pending: Packet[] = []
+    let connect: IConnectPacket | undefined
+    let done = false
+    const deadline = setTimeout(() => finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'no CONNECT')), CONNECT_TIMEOUT_MS)
+    deadline.unref()
+
+    const onMessage = (data: RawData, isBinary: boolean) => {
+      if (done) return
+      // [MQTT-6.0.0-1]: binary frames only
+      if (!isBinary) return finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'MQTT needs binary frames'))
+      parser.parse(data as Buffer)
+      if (!done && parserHeld(parser) > maxPacketBytes) finish(() => socket.close(CLOSE.TOO_LARGE, 'packet too large'))
+    }
+    function finish (then: () => void): void {
+      if (done) return
+      done = true
+      clearTimeout(deadline)
+      socket.off('message', onMessage)
+      then()
+    }
+    parser.on('error', () => finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'malformed packet')))
+    parser.on('packet', (packet: Packet) => {
+      if (done) return
+      if (connect) {
+        pending.push(packet)
+        return
+      }
+      // [MQTT-3.1.0-1]: the first packet is a CONNECT
+      if (packet.cmd !== 'connect') return finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'first packet is not CONNECT'))
+      connect = packet
+      // read no more until the credential is checked; packets already read wait in `pending`
+      socket.pause()
+      const version = packet.protocolVersion === 5 ? 5 : 4
+      identify(packet).then(identity => {
+        if (done || socket.readyState !== socket.OPEN) return finish(() => {})
+        if (typeof identity === 'string') {
+          const code = REFUSE[identity][version]
+          // [MQTT-3.2.2-6] / MQTT 5 3.2.2.2: a refusing CONNACK, then the connection is closed
+          socket.send(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: code, reasonCode: code }, { protocolVersion: version }))
+          return finish(() => socket.close(CLOSE.NORMAL, 'connect refused'))
+        }
+        finish(() => {
+          acceptSession(socket, request, log, raw => new MqttSession({
+            socket,
+            raw,
+            identity,
+            remoteAddress: request.ip,
+            route: MQTT_PATH,
+            connect: packet,
+            version,
+            parser,
+            pending
+          }, deps), session => session.open())
+        })
+      }).catch(err => {
+        log.error({ err }, 'MQTT CONNECT failed')
+        finish(() => socket.close(CLOSE.INTERNAL, 'internal error'))
+      })
+    })
+    socket.on('message', onMessage)
+  }
+
+  fastify.get(MQTT_PATH, { websocket: true }, handler)
+  keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
+}
+
+export default fp(mqtt, { fastify: '5.x', name: 'sluice-mqtt', dependencies: ['sluice-sessions', 'sluice-hub', '@fastify/websocket'] })

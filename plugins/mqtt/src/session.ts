@@ -1,0 +1,365 @@
+// One MQTT connection over WebSocket, after its CONNECT was authenticated:
+// a SocketSession like /v1/stream's and /v2/broker/'s, so that the drain, a
+// revoked key, a policy's withdrawal, an admin's kick and the metrics reach it.
+// MQTT packets may span WebSocket frames (MQTT 6.0: the frames are a byte
+// stream); mqtt-packet's parser reassembles them.
+import type { RawData } from 'ws'
+import { generate, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet'
+import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } from '@sluice/sessions'
+import type { FrameFormat } from '@sluice/hub'
+import { mqttFormat, framesOf } from './format.ts'
+import { matches, validFilter, validName, type Mappings } from './mapping.ts'
+
+/** MQTT 5 reason codes (2.4) this slice sends. */
+export const REASON = {
+  SUCCESS: 0x00,
+  NO_SUBSCRIPTION_EXISTED: 0x11,
+  UNSPECIFIED: 0x80,
+  MALFORMED: 0x81,
+  PROTOCOL_ERROR: 0x82,
+  IMPLEMENTATION_SPECIFIC: 0x83,
+  BAD_CREDENTIALS: 0x86,
+  NOT_AUTHORIZED: 0x87,
+  SERVER_UNAVAILABLE: 0x88,
+  SERVER_BUSY: 0x89,
+  SHUTTING_DOWN: 0x8B,
+  KEEP_ALIVE_TIMEOUT: 0x8D,
+  TOPIC_FILTER_INVALID: 0x8F,
+  TOPIC_NAME_INVALID: 0x90,
+  PACKET_TOO_LARGE: 0x95,
+  MESSAGE_RATE_TOO_HIGH: 0x96,
+  QUOTA_EXCEEDED: 0x97,
+  RETAIN_NOT_SUPPORTED: 0x9A,
+  QOS_NOT_SUPPORTED: 0x9B,
+  SHARED_NOT_SUPPORTED: 0x9E,
+  TOPIC_ALIAS_INVALID: 0x94
+} as const
+
+/** What a WebSocket close code of the shared vocabulary says as an MQTT 5 DISCONNECT. */
+function disconnectReason (code: number): number {
+  switch (code) {
+    case CLOSE.NORMAL: return REASON.SUCCESS
+    case CLOSE.GOING_AWAY: return REASON.SHUTTING_DOWN
+    case CLOSE.POLICY_VIOLATION: return REASON.PROTOCOL_ERROR
+    case CLOSE.TOO_LARGE: return REASON.PACKET_TOO_LARGE
+    case CLOSE.TRY_LATER: return REASON.SERVER_BUSY
+    case CLOSE.CREDENTIALS: return REASON.NOT_AUTHORIZED
+    case CLOSE.ACCESS_WITHDRAWN: return REASON.NOT_AUTHORIZED
+    case CLOSE.TOO_SLOW: return REASON.QUOTA_EXCEEDED
+    case CLOSE.RATE_LIMITED: return REASON.MESSAGE_RATE_TOO_HIGH
+    default: return REASON.UNSPECIFIED
+  }
+}
+
+export interface MqttDeps extends SessionDeps {
+  mappings: Mappings
+  /** the largest packet the gateway reads (announced in CONNACK); the WebSocket frame limit */
+  maxPacketBytes: number
+}
+
+export interface MqttStart extends SessionStart {
+  connect: IConnectPacket
+  version: 4 | 5
+  /** the parser that read the CONNECT, with whatever it holds of the packets after it */
+  parser: Parser
+  /** packets read after the CONNECT while it was authenticated */
+  pending: Packet[]
+}
+
+/** A refused publish, and what the client is told on 5.0. */
+interface Refused { reason: number, wire: string }
+
+export class MqttSession extends SocketSession {
+  readonly format: FrameFormat
+  readonly version: 4 | 5
+  readonly clientId: string
+  readonly #deps: MqttDeps
+  readonly #parser: Parser
+  #pending: Packet[]
+  /** filter → the Kafka topics it subscribed */
+  readonly #filters = new Map<string, string[]>()
+  /** Kafka topic → how many filters hold it */
+  readonly #topics = new Map<string, number>()
+  readonly #keepaliveMs: number
+  #lastPacketAt = Date.now()
+  #keepaliveTimer: NodeJS.Timeout | undefined
+  /** PUBACKs go out in the order of their PUBLISHes [MQTT-4.6.0-2] */
+  #acks: Promise<unknown> = SETTLED
+  /** the client's own maximum packet size (MQTT 5, 3.1.2.11.4): larger deliveries are not sent to it */
+  readonly #clientMaxPacket: number
+  #reason: number | undefined
+
+  constructor (start: MqttStart, deps: MqttDeps) {
+    super(start, deps)
+    this.#deps = deps
+    this.version = start.version
+    this.clientId = start.connect.clientId
+    this.format = mqttFormat(deps.mappings, start.version)
+    this.#parser = start.parser
+    this.#pending = start.pending
+    this.#clientMaxPacket = start.connect.properties?.maximumPacketSize ?? Infinity
+    // [MQTT-3.1.2-24]: nothing from the client within one and a half keep-alive periods closes the connection
+    this.#keepaliveMs = (start.connect.keepalive ?? 0) * 1500
+    this.#parser.removeAllListeners()
+    this.#parser.on('packet', (packet: Packet) => this.#packet(packet))
+    this.#parser.on('error', (err: Error) => {
+      this.deps.log.debug({ err, session: this.id }, 'malformed MQTT packet')
+      // a malformed packet closes the connection (MQTT 5 4.13: DISCONNECT 0x81 first)
+      this.#disconnect(REASON.MALFORMED, CLOSE.POLICY_VIOLATION, 'malformed packet')
+    })
+  }
+
+  /** CONNACK, then the packets read meanwhile, then the socket is read again. */
+  open (sessionPresent = false): Promise<void> {
+    const properties = this.version === 5
+      ? {
+          // this slice keeps no session: MQTT 5 lets the server say so (3.2.2.3.2)
+          sessionExpiryInterval: 0,
+          receiveMaximum: this.deps.limits.maxInflightPublishes,
+          maximumQoS: 1,
+          retainAvailable: false,
+          maximumPacketSize: this.#deps.maxPacketBytes,
+          topicAliasMaximum: 0,
+          wildcardSubscriptionAvailable: true,
+          subscriptionIdentifiersAvailable: false,
+          sharedSubscriptionAvailable: false,
+          ...(this.clientId === '' ? { assignedClientIdentifier: this.id } : {})
+        }
+      : undefined
+    this.#send({ cmd: 'connack', sessionPresent, reasonCode: 0, returnCode: 0, properties })
+    if (this.#keepaliveMs > 0) {
+      this.#keepaliveTimer = setInterval(() => {
+        if (Date.now() - this.#lastPacketAt > this.#keepaliveMs) this.#disconnect(REASON.KEEP_ALIVE_TIMEOUT, CLOSE.NORMAL, 'keep-alive timeout')
+      }, Math.max(250, this.#keepaliveMs / 3))
+      this.#keepaliveTimer.unref()
+    }
+    const pending = this.#pending
+    this.#pending = []
+    for (const packet of pending) this.#packet(packet)
+    if (this.socket.isPaused) this.socket.resume()
+    return SETTLED
+  }
+
+  // ---- the per-frame boundary's side ----------------------------------------------------
+
+  protected onFrame (data: RawData, isBinary: boolean): void {
+    // [MQTT-6.0.0-1]: MQTT travels in binary frames only; anything else closes the connection
+    if (!isBinary) {
+      this.#disconnect(REASON.MALFORMED, CLOSE.POLICY_VIOLATION, 'MQTT needs binary frames')
+      return
+    }
+    this.#parser.parse(data as Buffer)
+    // a packet spanning frames is bounded too: what the parser holds may not pass the announced maximum
+    if (parserHeld(this.#parser) > this.#deps.maxPacketBytes) this.#disconnect(REASON.PACKET_TOO_LARGE, CLOSE.TOO_LARGE, 'packet too large')
+  }
+
+  protected sendError (err: unknown): void {
+    this.deps.log.warn({ err, session: this.id }, 'MQTT packet failed')
+    this.#disconnect(REASON.UNSPECIFIED, CLOSE.INTERNAL, 'internal error')
+  }
+
+  topics (): string[] {
+    return [...this.#topics.keys()]
+  }
+
+  /** A policy change took a topic away: MQTT has no way to end one subscription from the server, so the connection ends. */
+  unsubscribe (_topics: string[], _code: string, message: string): void {
+    this.close(CLOSE.ACCESS_WITHDRAWN, message)
+  }
+
+  /** The hub dropped records for this socket: MQTT cannot say where to resume, so the connection ends (0x97). */
+  lagging (topic: string): void {
+    this.deps.log.info({ session: this.id, topic }, 'MQTT socket too slow')
+    this.close(CLOSE.TOO_SLOW, 'too slow')
+  }
+
+  override close (code: number, reason: string): void {
+    // MQTT 5's DISCONNECT says why before the WebSocket closes; 3.1.1 has no DISCONNECT from a server
+    if (!this.closed && this.version === 5) this.#send({ cmd: 'disconnect', reasonCode: this.#reason ?? disconnectReason(code), properties: { reasonString: reason.slice(0, 100) } })
+    super.close(code, reason)
+  }
+
+  protected override onCleanup (): void {
+    clearInterval(this.#keepaliveTimer)
+  }
+
+  /** Only the frames of the hub's batch whose topic name matches one of this connection's filters. */
+  override write (frame: Buffer, onWritten?: (err?: Error | null) => void): void {
+    let kept: Buffer[] | undefined
+    let all = true
+    for (const f of framesOf(frame)) {
+      const wanted = f.end - f.start <= this.#clientMaxPacket && this.#wants(f.topic)
+      if (wanted) (kept ??= []).push(frame.subarray(f.start, f.end))
+      else all = false
+    }
+    if (all) super.write(frame, onWritten)
+    else if (kept) super.write(kept.length === 1 ? kept[0]! : Buffer.concat(kept), onWritten)
+    else if (onWritten) process.nextTick(onWritten)
+  }
+
+  #wants (name: string): boolean {
+    for (const filter of this.#filters.keys()) if (matches(filter, name)) return true
+    return false
+  }
+
+  // ---- packets --------------------------------------------------------------------------
+
+  #packet (packet: Packet): void {
+    if (this.closed) return
+    this.#lastPacketAt = Date.now()
+    switch (packet.cmd) {
+      case 'publish': this.#publish(packet); return
+      case 'subscribe': this.#subscribe(packet).catch(err => this.sendError(err)); return
+      case 'unsubscribe': this.#unsubscribe(packet); return
+      case 'pingreq': this.#send({ cmd: 'pingresp' }); return
+      // a QoS 0 delivery has no acknowledgement: none is expected in this slice
+      case 'puback': return
+      case 'disconnect': this.close(CLOSE.NORMAL, 'client disconnected'); return
+      // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation
+      default: this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, `unexpected ${packet.cmd}`)
+    }
+  }
+
+  #send (packet: Packet): void {
+    if (this.closed) return
+    this.socket.send(generate(packet, { protocolVersion: this.version }))
+  }
+
+  /** Closes with `reason` in MQTT 5's DISCONNECT, more precise than what the close code maps to. */
+  #disconnect (reason: number, code: number, message: string): void {
+    this.#reason ??= reason
+    this.close(code, message)
+  }
+
+  /** Where a publish goes, or why it does not; the plan's publish limit is asked here, in the order of the packets. */
+  async #check (packet: IPublishPacket): Promise<{ topic: string, key: string } | Refused> {
+    if (!validName(packet.topic)) return { reason: REASON.TOPIC_NAME_INVALID, wire: 'BAD_REQUEST' }
+    const record = this.#deps.mappings.toRecord(packet.topic)
+    // a topic name no product maps is valid MQTT this gateway does not serve (5.0: 0x90 "not accepted by the Server")
+    if (!record) return { reason: REASON.TOPIC_NAME_INVALID, wire: 'UNKNOWN_TOPIC' }
+    const decision = this.deps.access.authorize(this.identity, 'publish', record.topic)
+    if (!decision.allowed) return { reason: REASON.NOT_AUTHORIZED, wire: 'FORBIDDEN' }
+    this.usedProduct(decision.product)
+    const limited = await this.publishLimited(decision)
+    if (limited) return { reason: REASON.QUOTA_EXCEEDED, wire: 'RATE_LIMITED' }
+    return record
+  }
+
+  #publish (packet: IPublishPacket): void {
+    if (packet.qos === 2) {
+      // maximum QoS 1 is announced: a QoS 2 PUBLISH is answered with DISCONNECT 0x9B (MQTT 5 3.2.2.3.4)
+      this.#disconnect(REASON.QOS_NOT_SUPPORTED, CLOSE.POLICY_VIOLATION, 'QoS 2 is not supported')
+      return
+    }
+    if (packet.properties?.topicAlias !== undefined) {
+      // topic alias maximum 0 is announced: an alias is a protocol error (MQTT 5 3.3.2.3.4, DISCONNECT 0x94)
+      this.#disconnect(REASON.TOPIC_ALIAS_INVALID, CLOSE.POLICY_VIOLATION, 'topic aliases are not supported')
+      return
+    }
+    if (packet.retain && this.version === 5) {
+      // retain available 0 is announced: 5.0 answers a retained PUBLISH with DISCONNECT 0x9A (3.2.2.3.5);
+      // 3.1.1 cannot say so, and the message goes as a plain one
+      this.#disconnect(REASON.RETAIN_NOT_SUPPORTED, CLOSE.POLICY_VIOLATION, 'retained messages are not supported')
+      return
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    const outcome: Promise<Refused | undefined> = this.inOrder(this.#check(packet))
+      .then(async checked => {
+        if ('reason' in checked) return checked
+        await this.produce(checked.topic, { key: checked.key, value: payload })
+        return undefined
+      })
+      .catch(err => {
+        this.deps.log.info({ err, session: this.id }, 'MQTT publish failed')
+        return { reason: REASON.UNSPECIFIED, wire: 'UNAVAILABLE' }
+      })
+    const answer = (refused: Refused | undefined) => {
+      if (refused) this.deps.publishes?.failed(refused.wire)
+      else this.deps.publishes?.acked()
+      if (refused && this.version === 4) {
+        // [MQTT-3.3.5-2]: 3.1.1 cannot refuse a PUBLISH; the connection is closed instead
+        this.close(refused.wire === 'FORBIDDEN' ? CLOSE.ACCESS_WITHDRAWN : CLOSE.TRY_LATER, 'publish refused: ' + refused.wire)
+        return
+      }
+      // QoS 1 is acknowledged once Kafka holds the record: the PUBACK transfers ownership (MQTT 4.3.2)
+      if (packet.qos === 1) this.#send({ cmd: 'puback', messageId: packet.messageId, reasonCode: refused?.reason ?? REASON.SUCCESS })
+    }
+    if (packet.qos === 1) this.#acks = this.#acks.then(() => outcome).then(answer)
+    else outcome.then(answer).catch(() => {})
+  }
+
+  async #subscribe (packet: ISubscribePacket): Promise<void> {
+    const granted: number[] = []
+    const refuse = (reason: number) => granted.push(this.version === 5 ? reason : 0x80)
+    for (const { topic: filter } of packet.subscriptions) {
+      if (!validFilter(filter)) {
+        refuse(REASON.TOPIC_FILTER_INVALID)
+        continue
+      }
+      if (filter.startsWith('$share/')) {
+        refuse(REASON.SHARED_NOT_SUPPORTED)
+        continue
+      }
+      const reached = this.#deps.mappings.reachedBy(filter)
+      const allowed = reached.topics.map(topic => ({ topic, decision: this.deps.access.authorize(this.identity, 'subscribe', topic) }))
+        .filter(t => t.decision.allowed)
+      if (reached.topics.length > 0 && allowed.length === 0) {
+        refuse(REASON.NOT_AUTHORIZED)
+        continue
+      }
+      if (allowed.length === 0 && reached.open) {
+        // a wildcard over the Kafka topic's own {name} (devices/+/x with devices.{device}) would be many topics: not in this slice
+        refuse(REASON.IMPLEMENTATION_SPECIFIC)
+        continue
+      }
+      const topics: string[] = []
+      try {
+        for (const { topic, decision } of allowed) {
+          if (!decision.allowed) continue
+          if (!this.#topics.has(topic)) {
+            await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product })
+            this.usedProduct(decision.product)
+          }
+          topics.push(topic)
+        }
+      } catch (err) {
+        this.deps.log.info({ err, session: this.id, filter }, 'MQTT subscription failed')
+        refuse(REASON.UNSPECIFIED)
+        continue
+      }
+      // [MQTT-3.8.4-3]: a subscription to the same filter replaces the previous one
+      this.#drop(filter)
+      this.#filters.set(filter, topics)
+      for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
+      // QoS 0 is granted: deliveries are frames shared by every MQTT socket, without per-socket packet ids
+      granted.push(0)
+    }
+    this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+  }
+
+  #drop (filter: string): boolean {
+    const topics = this.#filters.get(filter)
+    if (!topics) return false
+    this.#filters.delete(filter)
+    for (const topic of topics) {
+      const n = (this.#topics.get(topic) ?? 1) - 1
+      if (n > 0) {
+        this.#topics.set(topic, n)
+      } else {
+        this.#topics.delete(topic)
+        this.deps.hub.unsubscribe(this, topic)
+      }
+    }
+    return true
+  }
+
+  #unsubscribe (packet: IUnsubscribePacket): void {
+    const granted = packet.unsubscriptions.map(filter => this.#drop(filter) ? REASON.SUCCESS : REASON.NO_SUBSCRIPTION_EXISTED)
+    this.#send({ cmd: 'unsuback', messageId: packet.messageId, granted: this.version === 5 ? granted : [] })
+  }
+}
+
+/** The bytes mqtt-packet holds of a packet not yet complete. */
+export function parserHeld (parser: Parser): number {
+  return (parser as unknown as { _list: { length: number } })._list.length
+}
