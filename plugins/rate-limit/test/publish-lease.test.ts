@@ -129,12 +129,19 @@ function limiters (t: Test, count: number, failure: 'fail-open' | 'fail-closed' 
   return { prefix, nodes: out }
 }
 
+const TICK_MS = 10
+// a tick this late is a stall, not the timer's usual jitter
+const STALL_MS = 40
+
 test('two nodes publishing as fast as they are let stay within the plan plus their two slices in every window', async t => {
   const { nodes } = limiters(t, 2)
   await Promise.all(nodes.map(n => n.redis.ping()))
   const RUN_MS = 2500
   const admitted: number[][] = [[], []]
   let refused = 0
+  // this process's own clock: a 10 ms timer that fires late means the process was not running
+  const ticks: number[] = []
+  const ticker = setInterval(() => ticks.push(Date.now()), TICK_MS)
   const started = Date.now()
   await Promise.all(nodes.map(async ({ limiter }, n) => {
     // 32 publishes in flight per node, each sent again as soon as it is answered (refusals are not waited out:
@@ -172,16 +179,33 @@ test('two nodes publishing as fast as they are let stay within the plan plus the
     }
   }
   t.pass(`every window of 100 to 1,000 ms within the bucket + 2 slices (worst: ${worst} beyond the bucket)`)
-  // after the initial burst (the first second) the bucket is empty at every window's start: a window of a
-  // second admits about the rate, plus at most the slices the nodes held
+  // After the initial burst (the first second) the clients take every token as it comes, so the bucket is
+  // empty at a window's start: a window of a second admits about the rate, plus at most the slices the nodes
+  // held. Unless this process stood still before it (a loaded machine stalls it for 100-300 ms; the ticker
+  // says when): the bucket refilled meanwhile, by the rate times the time stalled in the second before.
+  clearInterval(ticker)
+  const stalledBefore = (at: number): number => {
+    let stalled = 0
+    for (let k = 1; k < ticks.length; k++) {
+      const gap = ticks[k]! - ticks[k - 1]!
+      if (gap > STALL_MS && ticks[k]! > at - 1000 && ticks[k - 1]! < at) stalled += gap - TICK_MS
+    }
+    return stalled
+  }
   const steady = all.filter(x => x >= started + 1200)
   let j = 0
-  let peak = 0
+  let over = -Infinity
+  let peak = ''
   for (let i = 0; i < steady.length; i++) {
     while (steady[j]! < steady[i]! - 1000) j++
-    peak = Math.max(peak, i - j + 1)
+    const stalled = stalledBefore(steady[j]!)
+    const allowed = RATE + 2 * SLICE + Math.ceil(RATE * stalled / 1000)
+    if (i - j + 1 - allowed > over) {
+      over = i - j + 1 - allowed
+      peak = `${i - j + 1} of ${allowed} allowed (rate ${RATE} + 2 slices ${2 * SLICE} + ${allowed - RATE - 2 * SLICE} refilled while this process stalled ${stalled} ms)`
+    }
   }
-  t.ok(peak <= RATE + 2 * SLICE, `steady state, a second's window: ${peak} (rate ${RATE} + 2 slices ${2 * SLICE} at most)`)
+  t.ok(over <= 0, `steady state, the fullest second's window: ${peak}`)
 })
 
 test('a lease unused for a second goes back to Redis; closing gives back at once', async t => {
