@@ -113,6 +113,9 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       done = true
       clearTimeout(deadline)
       socket.off('message', onMessage)
+      // read again (paused while the CONNECT was checked): a close needs the peer's close frame, and the session
+      // reads its packets from here on (its listener is attached before the next read)
+      if (socket.isPaused) socket.resume()
       then()
     }
     parser.on('error', () => finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'malformed packet')))
