@@ -57,6 +57,9 @@ export interface GatewayConfig {
     resumeWindowMs: number
     resumeWindowNodeBytes: number
   }
+  mqtt: {
+    tcpPort: number
+  }
 }
 
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
@@ -304,6 +307,17 @@ export const gatewayConfigSchema = {
         // all topics' windows together on one node: past it, the node's oldest records go first, whatever their topic
         resumeWindowNodeBytes: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024 * 1024, default: DEFAULT_NODE_WINDOW_BYTES }
       }
+    },
+    // MQTT (plugins/mqtt): GET /mqtt is always there; plain TCP only on a port of its own
+    mqtt: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // MQTT over plain TCP on this port (1883 is MQTT's registered one), on server.host; 0: no listener.
+        // TLS (8883) is the platform's, as for the other routes
+        tcpPort: { type: 'integer', minimum: 0, maximum: 65_535, default: 0 }
+      }
     }
   }
 } as const
@@ -326,7 +340,8 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_POLICY_WATCH: { path: '/policy/watch', type: 'boolean' },
   SLUICE_ADMIN_TOKEN: { path: '/admin/token', type: 'string' },
   SLUICE_PUBLIC_URL: { path: '/docs/publicUrl', type: 'string' },
-  SLUICE_RATE_LIMIT_FAILURE: { path: '/rateLimit/failure', type: 'string' }
+  SLUICE_RATE_LIMIT_FAILURE: { path: '/rateLimit/failure', type: 'string' },
+  SLUICE_MQTT_TCP_PORT: { path: '/mqtt/tcpPort', type: 'integer' }
 }
 
 // Where the file may say `${env:NAME}` (Kafka Connect's syntax, as the ingest app's feeds): each secret, and
