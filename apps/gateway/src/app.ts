@@ -191,7 +191,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     keepaliveMs: streamConfig.keepaliveMs,
     limits: socketLimits
   })
-  // MQTT over WebSocket at /mqtt: credentials in CONNECT, the policy's mqtt: mappings, the same ACL, hub and socket limits
+  // MQTT over WebSocket at /mqtt (and plain TCP on mqtt.tcpPort): credentials in CONNECT, the policy's mqtt: mappings, the same ACL, hub and socket limits
   await app.register(mqtt, {
     access: app.policy,
     mappings: app.policy,
@@ -199,7 +199,9 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     guard: limits.enabled ? app.streamGuard : undefined,
     keepaliveMs: streamConfig.keepaliveMs,
     limits: socketLimits,
-    maxPacketBytes: streamConfig.maxFrameBytes
+    maxPacketBytes: streamConfig.maxFrameBytes,
+    tcpPort: config.mqtt.tcpPort,
+    tcpHost: config.server.host
   })
   return app
 }

@@ -40,14 +40,18 @@ export function publishPacket (name: string, payload: Buffer, version: 4 | 5): B
   return packet
 }
 
-export function mqttFormat (mappings: Mappings, version: 4 | 5): FrameFormat {
+/** How MQTT reaches a client: in binary WebSocket frames, or as the bare byte stream of a TCP connection. */
+export type Transport = 'ws' | 'tcp'
+
+export function mqttFormat (mappings: Mappings, version: 4 | 5, transport: Transport = 'ws'): FrameFormat {
   return {
-    key: `mqtt.${version}`,
+    key: transport === 'ws' ? `mqtt.${version}` : `mqtt-tcp.${version}`,
     frame (record: ConsumedRecord): Buffer | undefined {
       const name = mappings.toName(record.topic, record.key === null ? undefined : record.key.toString('utf8'))
       // a record whose key no mapping of its topic rebuilds is no MQTT message: no socket gets it
       if (name === undefined) return undefined
-      return wireFrame(publishPacket(name, record.value ?? Buffer.alloc(0), version), true)
+      const packet = publishPacket(name, record.value ?? Buffer.alloc(0), version)
+      return transport === 'ws' ? wireFrame(packet, true) : packet
     }
   }
 }
@@ -57,21 +61,34 @@ export function mqttFormat (mappings: Mappings, version: 4 | 5): FrameFormat {
  * PUBLISH as `publishPacket` makes it), each with its MQTT topic name.
  * Only the hub's own batches of this format come here.
  */
-export function * framesOf (batch: Buffer): Generator<{ start: number, end: number, topic: string }> {
+export function * framesOf (batch: Buffer, transport: Transport = 'ws'): Generator<{ start: number, end: number, topic: string }> {
   let at = 0
   while (at < batch.length) {
     const start = at
     if (batch.length - at < 2) return
-    let length = batch[at + 1]! & 0x7f
-    at += 2
-    if (length === 126) {
-      length = batch.readUInt16BE(at)
+    let end: number
+    if (transport === 'ws') {
+      let length = batch[at + 1]! & 0x7f
       at += 2
-    } else if (length === 127) {
-      length = Number(batch.readBigUInt64BE(at))
-      at += 8
+      if (length === 126) {
+        length = batch.readUInt16BE(at)
+        at += 2
+      } else if (length === 127) {
+        length = Number(batch.readBigUInt64BE(at))
+        at += 8
+      }
+      end = at + length
+    } else {
+      // a bare PUBLISH: its remaining length says where the next one starts
+      let remaining = 0
+      let p = at + 1
+      for (let shift = 1; ; shift *= 128) {
+        const byte = batch[p++]!
+        remaining += (byte & 0x7f) * shift
+        if ((byte & 0x80) === 0) break
+      }
+      end = p + remaining
     }
-    const end = at + length
     // the PUBLISH: fixed header, remaining length (1 to 4 bytes), topic length, topic
     let p = at + 1
     while (p < end && (batch[p]! & 0x80) !== 0) p++

@@ -7,6 +7,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
+import { createServer } from 'node:net'
 import type { WebSocket, RawData } from 'ws'
 // type-only: brings @fastify/websocket's route options into scope
 import type {} from '@fastify/websocket'
@@ -15,7 +16,9 @@ import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import { acceptSession, CLOSE, DEFAULT_LIMITS, keepSessionsAlive, WIRE_CODES, type SessionLimits, type StreamGuard } from '@sluice/sessions'
 import { Mappings, type MappingSource } from './mapping.ts'
-import { MqttSession, parserHeld, REASON } from './session.ts'
+import { MqttSession, parserHeld, REASON, type MqttStart } from './session.ts'
+import type { Transport } from './format.ts'
+import { TcpConnection } from './tcp.ts'
 
 export { MqttSession, REASON } from './session.ts'
 export { Mappings, CompiledMapping, matches, validFilter, validName } from './mapping.ts'
@@ -23,6 +26,8 @@ export { mqttFormat, publishPacket } from './format.ts'
 
 export const MQTT_PATH = '/mqtt'
 export const MQTT_PROTOCOL = 'mqtt'
+/** the TCP listener's sessions, as the registry and /metrics name their route */
+export const MQTT_TCP_ROUTE = 'mqtt+tcp'
 
 // a client sends its CONNECT right after the upgrade; 10 s is the gateway's handshake deadline for headers too
 const CONNECT_TIMEOUT_MS = 10_000
@@ -38,6 +43,9 @@ export interface MqttPluginOptions {
   guard?: StreamGuard
   /** the WebSocket frame limit, announced as MQTT 5's maximum packet size */
   maxPacketBytes?: number
+  /** MQTT over plain TCP on this port; 0 or absent: no listener (TLS is the platform's, as for the other routes) */
+  tcpPort?: number
+  tcpHost?: string
 }
 
 /** ws's handleProtocols for /mqtt: `mqtt` when asked for it; other paths are someone else's. */
@@ -91,7 +99,11 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     return identity
   }
 
-  function handler (socket: WebSocket, request: FastifyRequest): void {
+  /**
+   * The connection until its CONNECT is authenticated: then `accept` makes its session, with the parser and
+   * the packets read meanwhile; refused, it hears its CONNACK and is closed.
+   */
+  function connectPhase (socket: WebSocket, transport: Transport, accept: (start: Omit<MqttStart, 'socket' | 'raw' | 'remoteAddress' | 'route'>) => void): void {
     // until the session owns the socket, its errors are only logged (an unhandled 'error' would end the process)
     socket.on('error', err => log.debug({ err }, 'MQTT socket error before CONNECT'))
     const parser = mqttPacket.parser()
@@ -139,19 +151,7 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
           socket.send(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: code, reasonCode: code }, { protocolVersion: version }))
           return finish(() => socket.close(CLOSE.NORMAL, 'connect refused'))
         }
-        finish(() => {
-          acceptSession(socket, request, log, raw => new MqttSession({
-            socket,
-            raw,
-            identity,
-            remoteAddress: request.ip,
-            route: MQTT_PATH,
-            connect: packet,
-            version,
-            parser,
-            pending
-          }, deps), session => session.open())
-        })
+        finish(() => accept({ identity, connect: packet, version, parser, pending, transport }))
       }).catch(err => {
         log.error({ err }, 'MQTT CONNECT failed')
         finish(() => socket.close(CLOSE.INTERNAL, 'internal error'))
@@ -160,8 +160,41 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     socket.on('message', onMessage)
   }
 
+  function handler (socket: WebSocket, request: FastifyRequest): void {
+    connectPhase(socket, 'ws', start => {
+      acceptSession(socket, request, log, raw => new MqttSession({ ...start, socket, raw, remoteAddress: request.ip, route: MQTT_PATH }, deps), session => session.open())
+    })
+  }
+
   fastify.get(MQTT_PATH, { websocket: true }, handler)
   keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
+
+  if (opts.tcpPort) {
+    const tcpDeps = { ...deps, publishes: fastify.publishCounts.route(MQTT_TCP_ROUTE, WIRE_CODES) }
+    const server = createServer({ noDelay: true }, raw => {
+      const socket = new TcpConnection(raw) as unknown as WebSocket
+      connectPhase(socket, 'tcp', start => {
+        const session = new MqttSession({ ...start, socket, raw, remoteAddress: raw.remoteAddress ?? '', route: MQTT_TCP_ROUTE }, tcpDeps)
+        session.open().catch(err => log.warn({ err }, 'MQTT session did not open'))
+      })
+    })
+    server.on('error', err => log.error({ err }, 'MQTT TCP listener failed'))
+    // with the HTTP server: a node that is not listening yet takes no MQTT client either
+    fastify.addHook('onListen', async () => {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ port: opts.tcpPort, host: opts.tcpHost }, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      log.info({ port: opts.tcpPort }, 'MQTT over TCP listening')
+    })
+    // the sessions are closed with the others (going away); the listener stops taking new ones
+    fastify.addHook('onClose', async () => {
+      if (server.listening) await new Promise(resolve => server.close(resolve))
+    })
+  }
 }
 
 export default fp(mqtt, { fastify: '5.x', name: 'sluice-mqtt', dependencies: ['sluice-sessions', 'sluice-hub', '@fastify/websocket'] })

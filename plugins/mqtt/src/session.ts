@@ -7,7 +7,7 @@ import type { RawData } from 'ws'
 import { generate, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet'
 import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } from '@sluice/sessions'
 import type { FrameFormat } from '@sluice/hub'
-import { mqttFormat, framesOf } from './format.ts'
+import { mqttFormat, framesOf, type Transport } from './format.ts'
 import { matches, validFilter, validName, type Mappings } from './mapping.ts'
 
 /** MQTT 5 reason codes (2.4) this slice sends. */
@@ -64,6 +64,7 @@ export interface MqttStart extends SessionStart {
   parser: Parser
   /** packets read after the CONNECT while it was authenticated */
   pending: Packet[]
+  transport: Transport
 }
 
 /** A refused publish, and what the client is told on 5.0. */
@@ -73,6 +74,7 @@ export class MqttSession extends SocketSession {
   readonly format: FrameFormat
   readonly version: 4 | 5
   readonly clientId: string
+  readonly transport: Transport
   readonly #deps: MqttDeps
   readonly #parser: Parser
   #pending: Packet[]
@@ -94,7 +96,8 @@ export class MqttSession extends SocketSession {
     this.#deps = deps
     this.version = start.version
     this.clientId = start.connect.clientId
-    this.format = mqttFormat(deps.mappings, start.version)
+    this.transport = start.transport
+    this.format = mqttFormat(deps.mappings, start.version, start.transport)
     this.#parser = start.parser
     this.#pending = start.pending
     this.#clientMaxPacket = start.connect.properties?.maximumPacketSize ?? Infinity
@@ -187,7 +190,7 @@ export class MqttSession extends SocketSession {
   override write (frame: Buffer, onWritten?: (err?: Error | null) => void): void {
     let kept: Buffer[] | undefined
     let all = true
-    for (const f of framesOf(frame)) {
+    for (const f of framesOf(frame, this.transport)) {
       const wanted = f.end - f.start <= this.#clientMaxPacket && this.#wants(f.topic)
       if (wanted) (kept ??= []).push(frame.subarray(f.start, f.end))
       else all = false

@@ -77,4 +77,9 @@ test('the PUBLISH frames are what mqtt-packet reads, for 3.1.1 and 5.0, and the 
   const batch = Buffer.concat(frames)
   t.same([...framesOf(batch)].map(f => f.topic), ['sensors/a/temp', 'sensors/b/temp', 'sensors/c/temp'])
   t.same([...framesOf(batch)].map(f => f.end - f.start), frames.map(f => f.length))
+  // over TCP the packets are bare, end to end, and split back the same way
+  const tcp = mqttFormat(mappings, 4, 'tcp')
+  const bare = [tcp.frame(record('a', Buffer.from('1')), 'json')!, tcp.frame(record('c', Buffer.alloc(70_000)), 'json')!, tcp.frame(record('b', Buffer.alloc(300)), 'json')!]
+  t.not(tcp.key, format.key, 'another frame cache than WebSocket sockets\' frames')
+  t.same([...framesOf(Buffer.concat(bare), 'tcp')].map(f => [f.topic, f.end - f.start]), [['sensors/a/temp', bare[0]!.length], ['sensors/c/temp', bare[1]!.length], ['sensors/b/temp', bare[2]!.length]])
 })

@@ -1,0 +1,151 @@
+// MQTT over plain TCP (mqtt.tcpPort) with Debian's mosquitto_sub and
+// mosquitto_pub and with MQTT.js, on the real gateway, Kafka and Redis: the
+// same sessions, mapping and ACL as /mqtt over WebSocket.
+import { randomBytes } from 'node:crypto'
+import { execFile, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { test, type Test } from 'tap'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../apps/gateway/src/app.ts'
+import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { policyDir } from '../plugins/auth/test/live-route.ts'
+import { nowSeconds, signJwt } from './jwks-server.ts'
+import { eventually, kafkaBrokers, readRecords, redisUrl, unique } from './helpers.ts'
+
+const DEV_TOKEN = 'mqtt-suite-dev-token-0123456789abcdef'
+const SECRET = 'mqtt-suite-hs256-secret-0123456789abcdef'
+const TEMP = unique('mqtt-temp')
+const HUM = unique('mqtt-hum')
+const READINGS = unique('mqtt-readings')
+const DEVICES = `mqtt-dev-${randomBytes(4).toString('hex')}`
+
+const POLICY = `
+version: 1
+plans:
+  basic:
+    limits: { connections: 50, connectsPerMinute: 600, deliveredPerSecond: 1000, publishedPerSecond: 100, bytesPerSecond: 1000000, dailyQuota: 10000000 }
+products:
+  iot:
+    plans: [basic]
+    topics:
+      - pattern: ${TEMP}
+      - pattern: ${HUM}
+      - pattern: ${READINGS}
+      - pattern: ${DEVICES}.*
+    mqtt:
+      - { filter: 'sensors/{device}/temp', topic: '${TEMP}', key: '{device}' }
+      - { filter: 'sensors/{device}/hum', topic: '${HUM}', key: '{device}' }
+      - { filter: 'readings/{device}', topic: '${READINGS}', key: '{device}' }
+      - { filter: 'devices/{device}/{kind}', topic: '${DEVICES}.{device}', key: '{kind}' }
+rules:
+  - name: devices
+    product: iot
+    plan: basic
+    match: { kinds: [jwt] }
+    subscribe: ['${DEVICES}.{sub}']
+    publish: ['${DEVICES}.{sub}']
+  - name: dashboards
+    product: iot
+    plan: basic
+    match: { kinds: [dev] }
+    subscribe: ['${TEMP}', '${HUM}']
+    publish: ['${TEMP}', '${READINGS}']
+`
+
+/** A port nothing listens on now (the listener is given a number, not 0, as operators do). */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+async function gateway (t: Test): Promise<{ app: FastifyInstance, url: string, port: number }> {
+  const tcpPort = await freePort()
+  const config = loadGatewayConfig({
+    base: {
+      server: { host: '127.0.0.1' },
+      mqtt: { tcpPort },
+      kafka: { brokers: kafkaBrokers() },
+      redis: { url: redisUrl() },
+      log: { level: 'silent' },
+      dev: { token: DEV_TOKEN },
+      policy: { dir: policyDir(POLICY) },
+      auth: {
+        apiKeys: { prefix: unique('sluice-mqtt') + ':' },
+        jwt: { audience: ['sluice'], issuers: [{ issuer: 'internal', algorithms: ['HS256'], secret: SECRET }] }
+      }
+    }
+  })
+  const app = await buildApp(config)
+  t.teardown(() => app.close())
+  await app.kafka.ensureTopics([{ topic: TEMP, partitions: 1 }, { topic: HUM, partitions: 1 }, { topic: READINGS, partitions: 1 }, { topic: `${DEVICES}.d1`, partitions: 1 }, { topic: `${DEVICES}.d2`, partitions: 1 }])
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { app, url: `mqtt://127.0.0.1:${tcpPort}`, port: tcpPort }
+}
+
+function deviceToken (sub: string): string {
+  return signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: 'internal', aud: 'sluice', sub, exp: nowSeconds() + 600 }, SECRET)
+}
+
+async function connect (t: Test, url: string, options: IClientOptions): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 20_000, username: 'any', ...options })
+  t.teardown(() => client.endAsync(true))
+  return client
+}
+
+/** The granted QoS or reason code of each filter (MQTT.js rejects a SUBACK holding a refusal, with the packet). */
+async function granted (client: MqttClient, filters: string | string[]): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filters)).map(g => g.qos)
+  } catch (err) {
+    const packet = (err as { packet?: { granted?: number[] } }).packet
+    if (!packet?.granted) throw err
+    return packet.granted
+  }
+}
+
+/** The reason code a refused operation of MQTT.js carries. */
+async function refusalCode (work: Promise<unknown>): Promise<number | undefined> {
+  try {
+    await work
+    return undefined
+  } catch (err) {
+    return (err as { code?: number }).code
+  }
+}
+
+test('mosquitto_sub over TCP receives a record under its MQTT name; mosquitto_pub -q 1 writes one to Kafka', async t => {
+  const { app, port } = await gateway(t)
+  const lines: string[] = []
+  // -C 2: exits after two messages; -W: a bound of its own whatever happens here
+  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv5', '-u', 'dash', '-P', DEV_TOKEN, '-t', 'sensors/+/temp', '-v', '-C', '2', '-W', '60'])
+  t.teardown(() => { sub.kill() })
+  sub.stdout.on('data', chunk => lines.push(...String(chunk).split('\n').filter(Boolean)))
+  await eventually(() => app.sessions.list().some(s => s.route === 'mqtt+tcp' && s.topics().includes(TEMP)), 30_000, 'mosquitto_sub subscribed')
+  await app.kafka.produce(TEMP, { key: 'd2', value: Buffer.from('19.0') })
+  await app.kafka.produce(HUM, { key: 'd2', value: Buffer.from('55') })
+  await app.kafka.produce(TEMP, { key: 'd1', value: Buffer.from('21.5') })
+  await eventually(() => lines.length >= 2, 30_000, 'mosquitto_sub printed two messages')
+  t.same(lines, ['sensors/d2/temp 19.0', 'sensors/d1/temp 21.5'])
+
+  const device = `d${randomBytes(3).toString('hex')}`
+  const code = await new Promise<number | null>(resolve => {
+    execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv311', '-u', 'dash', '-P', DEV_TOKEN, '-q', '1', '-t', `readings/${device}`, '-m', '7.5'], { timeout: 30_000 }, err => resolve(err ? (err as { code?: number }).code ?? 1 : 0))
+  })
+  t.equal(code, 0, 'mosquitto_pub got its PUBACK and exited 0')
+  const [record] = await readRecords(t, READINGS, 1)
+  t.equal(record?.key?.toString(), device)
+  t.equal(record?.value?.toString(), '7.5')
+})
+
+test('over TCP a bad password gets CONNACK 0x86, and a device is refused another device\'s topics with 0x87', async t => {
+  const { url } = await gateway(t)
+  t.equal(await refusalCode(mqtt.connectAsync(url, { protocolVersion: 5, username: 'x', password: 'wrong', reconnectPeriod: 0 })), 0x86)
+  const device = await connect(t, url, { protocolVersion: 5, password: deviceToken('d1') })
+  t.same(await granted(device, ['devices/d1/#', 'devices/d2/#']), [0, 0x87])
+  t.equal(await refusalCode(device.publishAsync('devices/d2/state', 'on', { qos: 1 })), 0x87)
+  t.equal(await refusalCode(device.publishAsync('devices/d1/state', 'on', { qos: 1 })), undefined)
+})
