@@ -127,8 +127,6 @@ export abstract class SocketSession implements LiveSession, Outlet {
   #invalid = 0
   #invalidAt = Date.now()
   #inflight = 0
-  /** corked by sendText until the next setImmediate: the frames of this turn leave in one write */
-  #corked = false
   #drainWaiters: Array<() => void> = []
   /** an empty write is queued to wake the drain waiters (see #awaitDrain) */
   #flushMarked = false
@@ -428,23 +426,9 @@ export abstract class SocketSession implements LiveSession, Outlet {
     }
   }
 
-  /**
-   * A text frame through ws, if the socket is still open. It leaves with whatever else is written to
-   * the socket in this turn and the next (the socket is corked until a setImmediate): a resume's
-   * `subscribed` and its window replay, which the hub writes on the turn after subscribe() resolved,
-   * are one write, not two (a 5,000-client resume spent 41 % of the gateway's CPU in socket writes).
-   */
+  /** A text frame through ws, if the socket is still open. */
   protected sendText (text: string): void {
     if (this.closed) return
-    if (!this.#corked) {
-      this.#corked = true
-      this.raw.cork()
-      // queued after the hub's replay of this resume (it was queued in subscribe()): it runs first
-      setImmediate(() => {
-        this.#corked = false
-        this.raw.uncork()
-      })
-    }
     this.socket.send(text)
   }
 
