@@ -12,9 +12,13 @@
 // bench/drain-resume-policy, Redis-backed limits (REDIS_URL) and the default queues and listen backlog;
 // `--gateway harness` is test/stream-harness.ts's streamApp (hub, /v1/stream, dev identity, no auth,
 // policy or rate limits). The clients are `ws` sockets in two more processes.
+// A `bare` round (`--rounds cold,warm,bare`) is the physical limit on the same machine in the same
+// run: the last B is dropped in turn and the clients resume to a bare `ws` server (no auth, policy,
+// limits or Kafka) that answers each with a `subscribed` frame and the same frames, byte for byte, as
+// the gateway would send for its gap (the hub's native frames of the same records), in one write.
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
-//     [--clients 5000] [--rate 20] [--rounds cold,warm] [--gateway shipped|harness] [--backlog N] [--profile DIR]
+//     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--profile DIR]
 //
 // The reads are group-less (plugins/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
@@ -25,8 +29,9 @@ import { Server } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import WebSocket from 'ws'
-import { KafkaClient } from '@sluice/kafka/core'
+import WebSocket, { WebSocketServer } from 'ws'
+import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
+import { nativeFormat } from '@sluice/hub'
 import { freePort } from '../deploy/local/stack.ts'
 import { allowAll, streamApp } from '../test/stream-harness.ts'
 
@@ -142,6 +147,51 @@ async function gatewayChild (brokers: string[], nodeId: string, backlog: number)
     }
   })
   process.send!({ type: 'ready', url: gw.url, pid: process.pid })
+}
+
+/**
+ * The physical limit: a bare `ws` server on this machine, no auth, policy, limits or Kafka. Each
+ * resume gets the 101, a `subscribed` frame and its gap as the hub's native frames of the same
+ * records (the same bytes the gateway writes), written in one write as the gateway's replay does.
+ */
+async function bareChild (backlog: number): Promise<void> {
+  let targets: number[] | undefined
+  const waiting: Array<() => void> = []
+  const port = await freePort()
+  const wss = new WebSocketServer({ host: '127.0.0.1', port, backlog: backlog > 0 ? backlog : 4096, perMessageDeflate: false })
+  await new Promise(resolve => wss.once('listening', resolve))
+  wss.on('connection', (ws, req) => {
+    const url = new URL(req.url ?? '/', 'http://x')
+    const topic = url.searchParams.get('topics') ?? ''
+    const from = (url.searchParams.get('from') ?? '').slice(topic.length + 1).split(',').filter(Boolean).map(part => part.split(':').map(Number) as [number, number])
+    const serve = () => {
+      const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket
+      socket.cork()
+      ws.send(`{"op":"subscribed","topic":${JSON.stringify(topic)},"cursor":${JSON.stringify(`${topic}@${from.map(([p, o]) => `${p}:${o}`).join(',')}`)}}`)
+      for (const [p, start] of from) {
+        for (let o = start; o < targets![p]!; o++) {
+          // the producer's record: value {"n":...}, partitions in turn
+          const record: ConsumedRecord = { topic, partition: p, offset: String(o), timestamp: String(Date.now()), key: null, value: Buffer.from(JSON.stringify({ n: o * PARTITIONS + p })), headers: {} }
+          const frame = nativeFormat.frame(record, 'json')
+          if (frame) socket.write(frame)
+        }
+      }
+      socket.uncork()
+    }
+    if (targets) serve()
+    else waiting.push(serve)
+  })
+  process.on('message', (m: Msg) => {
+    if (m.type === 'cpu') {
+      const c = process.cpuUsage()
+      process.send!({ type: 'cpu', us: c.user + c.system, rss: process.memoryUsage().rss })
+    } else if (m.type === 'targets') {
+      targets = m.targets as number[]
+      for (const serve of waiting.splice(0)) serve()
+      process.send!({ type: 'targets' })
+    }
+  })
+  process.send!({ type: 'ready', url: `ws://127.0.0.1:${port}`, pid: process.pid })
 }
 
 // ---- child: clients --------------------------------------------------------------------
@@ -345,6 +395,7 @@ async function main (): Promise<void> {
   })
   const brokers = values.brokers.split(',')
   if (values.role === 'gateway') {
+    if (values.gateway === 'bare') return await bareChild(Number(values.backlog))
     return values.gateway === 'shipped'
       ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), values.profile)
       : await gatewayChild(brokers, values.node, Number(values.backlog))
@@ -368,6 +419,7 @@ async function main (): Promise<void> {
   process.once('exit', killAll)
   const shipped = values.gateway === 'shipped'
   const out: string[] = []
+  const allLiveBy = new Map<string, number>()
 
   // the producer: one record every 1000/rate ms, partitions in turn, one at a time, so that the
   // acked count of a partition is its next offset (a fresh topic)
@@ -403,7 +455,7 @@ async function main (): Promise<void> {
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(values.gateway, brokers, `${round}-${run}`, Number(values.backlog), values.profile)
+      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), values.profile)
       children.push(next.child)
       servers.push(next.pid)
       let holder: WebSocket | undefined
@@ -422,6 +474,7 @@ async function main (): Promise<void> {
       process.kill(current.pid, 'SIGKILL')
       current.child.kill('SIGKILL')
       const targets = [...acked]
+      if (round === 'bare') await ask(next.child, { type: 'targets', targets }, 'targets')
       // a round starts only once the last one ended: a warm round after a cold one that was not all live
       // would count the cold round's unfinished reconnects (refused by the killed node) as its own
       await Promise.all(procs.map(c => ask(c, { type: 'targets', dropAt, targets }, 'targets')))
@@ -450,8 +503,13 @@ async function main (): Promise<void> {
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
       out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'})`)
+      if (live === clients) allLiveBy.set(round, allLive)
       holder?.terminate()
       current = next
+    }
+    const bare = allLiveBy.get('bare')
+    if (bare !== undefined) {
+      out.push(`-- against the bare ws server on the same machine (all live ${Math.round(bare)} ms): ${[...allLiveBy].filter(([r]) => r !== 'bare').map(([r, ms]) => `B ${r} x${(ms / bare).toFixed(1)}`).join(', ')}`)
     }
     await Promise.all(procs.map(c => ask(c, { type: 'close' }, 'close')))
     if (values.profile && shipped) {
