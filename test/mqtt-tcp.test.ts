@@ -3,7 +3,8 @@
 // same sessions, mapping and ACL as /mqtt over WebSocket.
 import { randomBytes } from 'node:crypto'
 import { execFile, spawn } from 'node:child_process'
-import { createServer } from 'node:net'
+import { connect as netConnect, createServer, type Socket } from 'node:net'
+import mqttPacket, { type Packet } from 'mqtt-packet'
 import { test, type Test } from 'tap'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { FastifyInstance } from 'fastify'
@@ -148,4 +149,64 @@ test('over TCP a bad password gets CONNACK 0x86, and a device is refused another
   t.same(await granted(device, ['devices/d1/#', 'devices/d2/#']), [0, 0x87])
   t.equal(await refusalCode(device.publishAsync('devices/d2/state', 'on', { qos: 1 })), 0x87)
   t.equal(await refusalCode(device.publishAsync('devices/d1/state', 'on', { qos: 1 })), undefined)
+})
+
+/** A raw MQTT connection over TCP: what the server sends, parsed, and when it closed. */
+async function raw (port: number, version: 4 | 5): Promise<{ socket: Socket, packets: Packet[], closed: Promise<void> }> {
+  const socket = netConnect(port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  const packets: Packet[] = []
+  const parser = mqttPacket.parser({ protocolVersion: version })
+  parser.on('packet', p => packets.push(p))
+  socket.on('data', chunk => parser.parse(chunk))
+  socket.on('error', () => {})
+  const closed = new Promise<void>(resolve => socket.once('close', () => resolve()))
+  return { socket, packets, closed }
+}
+
+test('CONNACK announces what this slice serves, and a persistent session is served as a new one with Session Present 0', async t => {
+  const { port } = await gateway(t)
+  const c = await raw(port, 5)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'keeper', clean: false, keepalive: 60, username: 'x', password: Buffer.from(DEV_TOKEN), properties: { sessionExpiryInterval: 3600 } }, { protocolVersion: 5 }))
+  await eventually(() => c.packets.length > 0, 20_000, 'a CONNACK')
+  t.match(c.packets[0], {
+    cmd: 'connack',
+    reasonCode: 0,
+    sessionPresent: false,
+    properties: { sessionExpiryInterval: 0, maximumQoS: 1, retainAvailable: false, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 0, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: false }
+  })
+})
+
+test('a CONNECT with a will is refused (0x83) rather than accepted and never honoured', async t => {
+  const { port } = await gateway(t)
+  const c = await raw(port, 5)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'w', clean: true, keepalive: 60, username: 'x', password: Buffer.from(DEV_TOKEN), will: { topic: 'sensors/d1/temp', payload: Buffer.from('gone'), qos: 0, retain: false } }, { protocolVersion: 5 }))
+  await c.closed
+  t.match(c.packets, [{ cmd: 'connack', reasonCode: 0x83 }])
+})
+
+test('nothing from the client for 1.5 times its keep-alive closes the connection, with DISCONNECT 0x8D on 5.0 [MQTT-3.1.2-24]', async t => {
+  const { port } = await gateway(t)
+  const c = await raw(port, 5)
+  t.teardown(() => c.socket.destroy())
+  const started = Date.now()
+  c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'quiet', clean: true, keepalive: 1, username: 'x', password: Buffer.from(DEV_TOKEN) }, { protocolVersion: 5 }))
+  // a bound on waiting, not a timing assertion: 1.5 s plus the check's period, on a loaded machine
+  await Promise.race([c.closed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('not closed within 20 s')), 20_000))])
+  t.ok(Date.now() - started >= 1500, 'not before 1.5 keep-alive periods')
+  t.match(c.packets, [{ cmd: 'connack', reasonCode: 0 }, { cmd: 'disconnect', reasonCode: 0x8D }])
+})
+
+test('a packet past the 1 MiB maximum, spread over many TCP writes, closes the connection with DISCONNECT 0x95', async t => {
+  const { port } = await gateway(t)
+  const c = await raw(port, 5)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'big', clean: true, keepalive: 60, username: 'x', password: Buffer.from(DEV_TOKEN) }, { protocolVersion: 5 }))
+  await eventually(() => c.packets.length > 0, 20_000, 'a CONNACK')
+  const big = mqttPacket.generate({ cmd: 'publish', topic: 'sensors/d1/temp', payload: Buffer.alloc(1024 * 1024 + 10), qos: 0, dup: false, retain: false }, { protocolVersion: 5 })
+  for (let at = 0; at < big.length && !c.socket.destroyed; at += 64 * 1024) c.socket.write(big.subarray(at, at + 64 * 1024))
+  await Promise.race([c.closed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('not closed within 20 s')), 20_000))])
+  t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x95 })
 })

@@ -209,6 +209,11 @@ export class MqttSession extends SocketSession {
 
   #packet (packet: Packet): void {
     if (this.closed) return
+    // a packet read whole in one chunk never showed its size to the check in onFrame
+    if (packetSize(packet.length ?? 0) > this.#deps.maxPacketBytes) {
+      this.#disconnect(REASON.PACKET_TOO_LARGE, CLOSE.TOO_LARGE, 'packet too large')
+      return
+    }
     this.#lastPacketAt = Date.now()
     switch (packet.cmd) {
       case 'publish': this.#publish(packet); return
@@ -362,7 +367,17 @@ export class MqttSession extends SocketSession {
   }
 }
 
-/** The bytes mqtt-packet holds of a packet not yet complete. */
+/** A packet's whole size from its Remaining Length: the fixed header's byte, the length's own 1 to 4 bytes, the rest. */
+export function packetSize (remaining: number): number {
+  return 1 + (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4) + remaining
+}
+
+/**
+ * The size of what mqtt-packet is reading: the packet in progress, by the Remaining Length it announced
+ * (known once its fixed header is in), or else the bytes it holds.
+ */
 export function parserHeld (parser: Parser): number {
-  return (parser as unknown as { _list: { length: number } })._list.length
+  const inner = parser as unknown as { _list: { length: number }, packet?: { length?: number } }
+  const announced = inner.packet?.length ?? -1
+  return Math.max(inner._list.length, announced >= 0 ? packetSize(announced) : 0)
 }
