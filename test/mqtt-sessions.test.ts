@@ -63,6 +63,8 @@ async function gateway (t: Test): Promise<{ app: FastifyInstance, url: string, d
     base: {
       kafka: { brokers: kafkaBrokers() },
       redis: { url: redisUrl() },
+      // limits of its own: the default prefix's per-address upgrade budget is every suite's on 127.0.0.1
+      rateLimit: { prefix: unique('mqtt-rl') + ':' },
       log: { level: 'silent' },
       dev: { token: DEV_TOKEN },
       policy: { dir, pollIntervalMs: 200 },
