@@ -190,9 +190,11 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       })
       log.info({ port: opts.tcpPort }, 'MQTT over TCP listening')
     })
-    // the sessions are closed with the others (going away); the listener stops taking new ones
+    // the listener stops taking new connections; the sessions are closed with the others (going away, then cut
+    // after the sessions' close grace). Not waited for: net.Server's close callback waits for every peer to end
+    // its side, and a device that never does would hold the shutdown for that whole grace (10 s)
     fastify.addHook('onClose', async () => {
-      if (server.listening) await new Promise(resolve => server.close(resolve))
+      if (server.listening) server.close()
     })
   }
 }
