@@ -8,6 +8,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet'
 import { test, type Test } from 'tap'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { FastifyInstance } from 'fastify'
+import { KafkaClient } from '@sluice/kafka/core'
 import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { policyDir } from '../plugins/auth/test/live-route.ts'
@@ -63,6 +64,15 @@ async function freePort (): Promise<number> {
   return port
 }
 
+const topicsReady = (async () => {
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'mqtt-tcp-topics' })
+  try {
+    await kafka.ensureTopics([{ topic: TEMP, partitions: 1 }, { topic: HUM, partitions: 1 }, { topic: READINGS, partitions: 1 }, { topic: `${DEVICES}.d1`, partitions: 1 }, { topic: `${DEVICES}.d2`, partitions: 1 }])
+  } finally {
+    await kafka.close()
+  }
+})()
+
 async function gateway (t: Test): Promise<{ app: FastifyInstance, url: string, port: number }> {
   const tcpPort = await freePort()
   const config = loadGatewayConfig({
@@ -82,9 +92,10 @@ async function gateway (t: Test): Promise<{ app: FastifyInstance, url: string, p
       }
     }
   })
+  // the topics exist before the gateway starts: nothing it lists or caches at boot can miss them
+  await topicsReady
   const app = await buildApp(config)
   t.teardown(() => app.close())
-  await app.kafka.ensureTopics([{ topic: TEMP, partitions: 1 }, { topic: HUM, partitions: 1 }, { topic: READINGS, partitions: 1 }, { topic: `${DEVICES}.d1`, partitions: 1 }, { topic: `${DEVICES}.d2`, partitions: 1 }])
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { app, url: `mqtt://127.0.0.1:${tcpPort}`, port: tcpPort }
 }
@@ -127,7 +138,14 @@ test('mosquitto_sub over TCP receives a record under its MQTT name; mosquitto_pu
   const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv5', '-u', 'dash', '-P', DEV_TOKEN, '-t', 'sensors/+/temp', '-v', '-C', '2', '-W', '60'])
   t.teardown(() => { sub.kill() })
   sub.stdout.on('data', chunk => lines.push(...String(chunk).split('\n').filter(Boolean)))
+  let stderr = ''
+  let exited: number | null | undefined
+  sub.stderr.on('data', chunk => { stderr += String(chunk) })
+  sub.on('exit', code => { exited = code })
   await eventually(() => app.sessions.list().some(s => s.route === 'mqtt+tcp' && s.topics().includes(TEMP)), 30_000, 'mosquitto_sub subscribed')
+    .catch(err => {
+      throw new Error(`${(err as Error).message}; sessions ${JSON.stringify(app.sessions.list().map(s => [s.route, s.topics()]))}; mosquitto_sub exit ${exited}, stderr: ${stderr.slice(0, 500)}`)
+    })
   await app.kafka.produce(TEMP, { key: 'd2', value: Buffer.from('19.0') })
   await app.kafka.produce(HUM, { key: 'd2', value: Buffer.from('55') })
   await app.kafka.produce(TEMP, { key: 'd1', value: Buffer.from('21.5') })

@@ -197,7 +197,9 @@ function protocolErrors (err: unknown, into = new Set<string>(), depth = 0): Set
 
 /** Maps a client-library error (kafkajs or @platformatic/kafka) to the module's catalogue. */
 export function classifyError (err: unknown, topic?: string): Error {
-  if ((err as { code?: string })?.code?.startsWith('SLUICE_KAFKA_')) return err as Error
+  // kafkajs's protocol errors carry Kafka's numeric error code in `code`
+  const code = (err as { code?: unknown })?.code
+  if (typeof code === 'string' && code.startsWith('SLUICE_KAFKA_')) return err as Error
   const e = err as { type?: string, name?: string, message?: string, originalError?: unknown, retriable?: boolean }
   const inner = e?.originalError as { type?: string } | undefined
   const found = protocolErrors(err)
