@@ -179,8 +179,10 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       })
     })
     server.on('error', err => log.error({ err }, 'MQTT TCP listener failed'))
-    // with the HTTP server: a node that is not listening yet takes no MQTT client either
-    fastify.addHook('onListen', async () => {
+    // Started when the app is ready, just before the HTTP server listens: listen() resolves before Fastify's
+    // onListen hooks finish, so a listener started there could still refuse a client (mosquitto_sub,
+    // connecting at once, was refused in a clean-clone run) after the gateway reported it was listening
+    fastify.addHook('onReady', async () => {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({ port: opts.tcpPort, host: opts.tcpHost }, () => {
