@@ -1,134 +1,20 @@
 // MQTT over plain TCP (mqtt.tcpPort) with Debian's mosquitto_sub and
 // mosquitto_pub and with MQTT.js, on the real gateway, Kafka and Redis: the
 // same sessions, mapping and ACL as /mqtt over WebSocket.
-import { randomBytes } from 'node:crypto'
 import { execFile, spawn } from 'node:child_process'
-import { connect as netConnect, createServer, type Socket } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { connect as netConnect, type Socket } from 'node:net'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { test, type Test } from 'tap'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import mqtt from 'mqtt'
 import type { FastifyInstance } from 'fastify'
-import { KafkaClient } from '@sluice/kafka/core'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { policyDir } from '../plugins/auth/test/live-route.ts'
-import { nowSeconds, signJwt } from './jwks-server.ts'
-import { eventually, kafkaBrokers, readRecords, redisUrl, unique } from './helpers.ts'
+import { eventually, readRecords } from './helpers.ts'
+import { DEV_TOKEN, TEMP, HUM, READINGS, deviceToken, connect, granted, refusalCode, gateway as mqttGateway } from './mqtt-harness.ts'
 
-const DEV_TOKEN = 'mqtt-suite-dev-token-0123456789abcdef'
-const SECRET = 'mqtt-suite-hs256-secret-0123456789abcdef'
-const TEMP = unique('mqtt-temp')
-const HUM = unique('mqtt-hum')
-const READINGS = unique('mqtt-readings')
-const DEVICES = `mqtt-dev-${randomBytes(4).toString('hex')}`
-
-const POLICY = `
-version: 1
-plans:
-  basic:
-    limits: { connections: 50, connectsPerMinute: 600, deliveredPerSecond: 1000, publishedPerSecond: 100, bytesPerSecond: 1000000, dailyQuota: 10000000 }
-products:
-  iot:
-    plans: [basic]
-    topics:
-      - pattern: ${TEMP}
-      - pattern: ${HUM}
-      - pattern: ${READINGS}
-      - pattern: ${DEVICES}.*
-    mqtt:
-      - { filter: 'sensors/{device}/temp', topic: '${TEMP}', key: '{device}' }
-      - { filter: 'sensors/{device}/hum', topic: '${HUM}', key: '{device}' }
-      - { filter: 'readings/{device}', topic: '${READINGS}', key: '{device}' }
-      - { filter: 'devices/{device}/{kind}', topic: '${DEVICES}.{device}', key: '{kind}' }
-rules:
-  - name: devices
-    product: iot
-    plan: basic
-    match: { kinds: [jwt] }
-    subscribe: ['${DEVICES}.{sub}']
-    publish: ['${DEVICES}.{sub}']
-  - name: dashboards
-    product: iot
-    plan: basic
-    match: { kinds: [dev] }
-    subscribe: ['${TEMP}', '${HUM}']
-    publish: ['${TEMP}', '${READINGS}']
-`
-
-/** A port nothing listens on now (the listener is given a number, not 0, as operators do). */
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
-
-const topicsReady = (async () => {
-  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'mqtt-tcp-topics' })
-  try {
-    await kafka.ensureTopics([{ topic: TEMP, partitions: 1 }, { topic: HUM, partitions: 1 }, { topic: READINGS, partitions: 1 }, { topic: `${DEVICES}.d1`, partitions: 1 }, { topic: `${DEVICES}.d2`, partitions: 1 }])
-  } finally {
-    await kafka.close()
-  }
-})()
-
+/** The shipped gateway with its MQTT TCP listener: `url` is mqtt://, `port` the listener's. */
 async function gateway (t: Test): Promise<{ app: FastifyInstance, url: string, port: number }> {
-  const tcpPort = await freePort()
-  const config = loadGatewayConfig({
-    base: {
-      server: { host: '127.0.0.1' },
-      mqtt: { tcpPort },
-      kafka: { brokers: kafkaBrokers() },
-      redis: { url: redisUrl() },
-      // limits of its own: the default prefix's per-address upgrade budget is every suite's on 127.0.0.1
-      rateLimit: { prefix: unique('mqtt-rl') + ':' },
-      log: { level: 'silent' },
-      dev: { token: DEV_TOKEN },
-      policy: { dir: policyDir(POLICY) },
-      auth: {
-        apiKeys: { prefix: unique('sluice-mqtt') + ':' },
-        jwt: { audience: ['sluice'], issuers: [{ issuer: 'internal', algorithms: ['HS256'], secret: SECRET }] }
-      }
-    }
-  })
-  // the topics exist before the gateway starts: nothing it lists or caches at boot can miss them
-  await topicsReady
-  const app = await buildApp(config)
-  t.teardown(() => app.close())
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, url: `mqtt://127.0.0.1:${tcpPort}`, port: tcpPort }
-}
-
-function deviceToken (sub: string): string {
-  return signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: 'internal', aud: 'sluice', sub, exp: nowSeconds() + 600 }, SECRET)
-}
-
-async function connect (t: Test, url: string, options: IClientOptions): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 20_000, username: 'any', ...options })
-  t.teardown(() => client.endAsync(true))
-  return client
-}
-
-/** The granted QoS or reason code of each filter (MQTT.js rejects a SUBACK holding a refusal, with the packet). */
-async function granted (client: MqttClient, filters: string | string[]): Promise<number[]> {
-  try {
-    return (await client.subscribeAsync(filters)).map(g => g.qos)
-  } catch (err) {
-    const packet = (err as { packet?: { granted?: number[] } }).packet
-    if (!packet?.granted) throw err
-    return packet.granted
-  }
-}
-
-/** The reason code a refused operation of MQTT.js carries. */
-async function refusalCode (work: Promise<unknown>): Promise<number | undefined> {
-  try {
-    await work
-    return undefined
-  } catch (err) {
-    return (err as { code?: number }).code
-  }
+  const { app, tcpPort } = await mqttGateway(t, { tcp: true })
+  return { app, url: `mqtt://127.0.0.1:${tcpPort!}`, port: tcpPort! }
 }
 
 test('mosquitto_sub over TCP receives a record under its MQTT name; mosquitto_pub -q 1 writes one to Kafka', async t => {
