@@ -56,16 +56,32 @@ export function mqttFormat (mappings: Mappings, version: 4 | 5, transport: Trans
   }
 }
 
+/** One PUBLISH of a hub batch: where it lies, and its topic name split at '/'. */
+export interface BatchFrame {
+  start: number
+  end: number
+  topic: string
+  levels: readonly string[]
+}
+
+// A batch's frames, read once per batch rather than once per socket: the hub writes the same
+// Buffer to every socket at the batch's start (a view only to one that is mid-batch)
+const read = new WeakMap<Buffer, readonly BatchFrame[]>()
+
 /**
  * The frames of a hub batch (unmasked server frames end to end, each one
  * PUBLISH as `publishPacket` makes it), each with its MQTT topic name.
- * Only the hub's own batches of this format come here.
+ * Only the hub's own batches of this format come here, and a Buffer is of
+ * one transport (the format's key names it), so it is read once.
  */
-export function * framesOf (batch: Buffer, transport: Transport = 'ws'): Generator<{ start: number, end: number, topic: string }> {
+export function framesOf (batch: Buffer, transport: Transport = 'ws'): readonly BatchFrame[] {
+  const known = read.get(batch)
+  if (known) return known
+  const frames: BatchFrame[] = []
   let at = 0
   while (at < batch.length) {
     const start = at
-    if (batch.length - at < 2) return
+    if (batch.length - at < 2) break
     let end: number
     if (transport === 'ws') {
       let length = batch[at + 1]! & 0x7f
@@ -94,7 +110,10 @@ export function * framesOf (batch: Buffer, transport: Transport = 'ws'): Generat
     while (p < end && (batch[p]! & 0x80) !== 0) p++
     p++
     const topicLength = batch.readUInt16BE(p)
-    yield { start, end, topic: batch.toString('utf8', p + 2, p + 2 + topicLength) }
+    const topic = batch.toString('utf8', p + 2, p + 2 + topicLength)
+    frames.push({ start, end, topic, levels: topic.split('/') })
     at = end
   }
+  read.set(batch, frames)
+  return frames
 }

@@ -197,9 +197,12 @@ export function validName (name: string): boolean {
 
 /** Whether a topic name matches a filter; $-names are never matched by a leading wildcard [MQTT-4.7.2-1]. */
 export function matches (filter: string, name: string): boolean {
-  if (name.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false
-  const f = filter.split('/')
-  const n = name.split('/')
+  return matchesLevels(filter.split('/'), name.split('/'))
+}
+
+/** `matches` on names and filters already split at '/': what a session compares per delivered frame. */
+export function matchesLevels (f: readonly string[], n: readonly string[]): boolean {
+  if (n[0]!.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false
   for (let i = 0; i < f.length; i++) {
     const part = f[i]!
     // 'sport/#' matches 'sport' too (MQTT 4.7.1.2)

@@ -8,7 +8,7 @@ import { generate, type IConnectPacket, type IPublishPacket, type ISubscribePack
 import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } from '@sluice/sessions'
 import type { FrameFormat } from '@sluice/hub'
 import { mqttFormat, framesOf, type Transport } from './format.ts'
-import { matches, validFilter, validName, type Mappings } from './mapping.ts'
+import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
 
 /** MQTT 5 reason codes (2.4) this slice sends. */
 export const REASON = {
@@ -80,6 +80,8 @@ export class MqttSession extends SocketSession {
   #pending: Packet[]
   /** filter → the Kafka topics it subscribed */
   readonly #filters = new Map<string, string[]>()
+  /** the filters split at '/', compared with every delivered frame's topic levels */
+  #filterLevels: Array<readonly string[]> = []
   /** Kafka topic → how many filters hold it */
   readonly #topics = new Map<string, number>()
   readonly #keepaliveMs: number
@@ -191,7 +193,7 @@ export class MqttSession extends SocketSession {
     let kept: Buffer[] | undefined
     let all = true
     for (const f of framesOf(frame, this.transport)) {
-      const wanted = f.end - f.start <= this.#clientMaxPacket && this.#wants(f.topic)
+      const wanted = f.end - f.start <= this.#clientMaxPacket && this.#wants(f.levels)
       if (wanted) (kept ??= []).push(frame.subarray(f.start, f.end))
       else all = false
     }
@@ -200,8 +202,8 @@ export class MqttSession extends SocketSession {
     else if (onWritten) process.nextTick(onWritten)
   }
 
-  #wants (name: string): boolean {
-    for (const filter of this.#filters.keys()) if (matches(filter, name)) return true
+  #wants (name: readonly string[]): boolean {
+    for (const filter of this.#filterLevels) if (matchesLevels(filter, name)) return true
     return false
   }
 
@@ -338,6 +340,7 @@ export class MqttSession extends SocketSession {
       // [MQTT-3.8.4-3]: a subscription to the same filter replaces the previous one
       this.#drop(filter)
       this.#filters.set(filter, topics)
+      this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
       for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
       // QoS 0 is granted: deliveries are frames shared by every MQTT socket, without per-socket packet ids
       granted.push(0)
@@ -349,6 +352,7 @@ export class MqttSession extends SocketSession {
     const topics = this.#filters.get(filter)
     if (!topics) return false
     this.#filters.delete(filter)
+    this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
     for (const topic of topics) {
       const n = (this.#topics.get(topic) ?? 1) - 1
       if (n > 0) {
