@@ -80,3 +80,20 @@ test('a device allowed devices/{sub}/# is refused elsewhere: SUBACK and PUBACK 0
   await closed
   t.pass('3.1.1 cannot refuse a PUBLISH: the connection is closed [MQTT-3.3.5-2]')
 })
+
+test('a connection holds at most 100 filters: the 101st is refused with 0x97 (quota exceeded), the others stand', async t => {
+  const { app, url } = await gateway(t)
+  const client = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
+  const filters = Array.from({ length: 101 }, (_v, i) => `sensors/d${i}/temp`)
+  const codes = await granted(client, filters)
+  t.same(codes.slice(0, 100), Array(100).fill(0), 'the first 100 granted')
+  t.equal(codes[100], 0x97, 'the 101st refused')
+  t.same(await granted(client, 'sensors/d0/temp'), [0], 'one it holds can be subscribed again')
+  const seen = inbox(client)
+  await app.kafka.produce(TEMP, { key: 'd99', value: Buffer.from('7') })
+  await app.kafka.produce(TEMP, { key: 'd100', value: Buffer.from('8') })
+  await app.kafka.produce(TEMP, { key: 'd1', value: Buffer.from('9') })
+  await eventually(() => seen.length >= 2, 20_000, 'the held filters\' records')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(seen, ['sensors/d99/temp 7', 'sensors/d1/temp 9'], 'the refused filter gets nothing')
+})

@@ -11,6 +11,13 @@ import { mqttFormat, framesOf, type Transport } from './format.ts'
 import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
 
 /** MQTT 5 reason codes (2.4) this slice sends. */
+/**
+ * Filters one connection may hold: 100, as /v1/stream's topics per frame and pattern topics per socket.
+ * Every delivered frame is compared with each of them, and a 1 MiB SUBSCRIBE could carry ~60,000 short
+ * ones: past the cap a filter is refused with 0x97 (quota exceeded; 0x80 on 3.1.1), the others stand.
+ */
+export const MAX_FILTERS = 100
+
 export const REASON = {
   SUCCESS: 0x00,
   NO_SUBSCRIPTION_EXISTED: 0x11,
@@ -308,6 +315,10 @@ export class MqttSession extends SocketSession {
       }
       if (filter.startsWith('$share/')) {
         refuse(REASON.SHARED_NOT_SUPPORTED)
+        continue
+      }
+      if (this.#filters.size >= MAX_FILTERS && !this.#filters.has(filter)) {
+        refuse(REASON.QUOTA_EXCEEDED)
         continue
       }
       const reached = this.#deps.mappings.reachedBy(filter)
