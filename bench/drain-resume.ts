@@ -20,7 +20,7 @@
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--profile DIR]
 //
-// The reads are group-less (plugins/kafka/src/reader.ts): the broker's group settings
+// The reads are group-less (packages/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
@@ -30,9 +30,9 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket, { WebSocketServer } from 'ws'
-import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
+import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
 import { nativeFormat } from '@sluice/hub'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { allowAll, streamApp } from '../test/stream-harness.ts'
 
 const PARTITIONS = 3

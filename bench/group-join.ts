@@ -21,9 +21,9 @@
 //
 // Takes ~6 min with 5 runs (a broker start, a warm-up, then 3 clients x 5 runs of three rebalances).
 import { parseArgs } from 'node:util'
-import { KafkaClient, type RecordBatch, type TopicConsumer } from '@sluice/kafka/core'
+import { KafkaClient, type RecordBatch, type TopicConsumer } from '@sluice/kafka'
 import { GroupReaders, type GroupProtocol } from '@sluice/kafka/group-reader'
-import { KafkaBroker } from '../deploy/local/stack.ts'
+import { KafkaBroker } from '@sluice/stack'
 
 const TOPIC = 'bench.group'
 const PARTITIONS = 4

@@ -90,8 +90,8 @@ function feedWorker (): void {
 
 // ---- the connector and the bare producer (main thread) ----------------------
 async function main (): Promise<void> {
-  const { KafkaBroker } = await import('../deploy/local/stack.ts')
-  const { KafkaClient } = await import('@sluice/kafka/core')
+  const { KafkaBroker } = await import('@sluice/stack')
+  const { KafkaClient } = await import('@sluice/kafka')
   const { loadIngestConfig } = await import('../apps/ingest/src/config.ts')
   const { Feed } = await import('../apps/ingest/src/feed.ts')
 

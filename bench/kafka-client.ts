@@ -22,8 +22,8 @@ import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Consumer, type FetchOptions } from '@platformatic/kafka'
-import { KafkaClient, type ConsumedRecord, type OutgoingRecord } from '@sluice/kafka/core'
-import { KafkaBroker } from '../deploy/local/stack.ts'
+import { KafkaClient, type ConsumedRecord, type OutgoingRecord } from '@sluice/kafka'
+import { KafkaBroker } from '@sluice/stack'
 import { connectionsTo } from '../test/helpers.ts'
 
 const self = fileURLToPath(import.meta.url)

@@ -14,7 +14,7 @@
 // Bounded: 40,000 records per client and batch size, a warm-up round first,
 // each send with the clients' own timeouts: well under a minute on loopback.
 // Not a test: it prints figures. On these figures the gateway's shared producer
-// moved to @platformatic/kafka (plugins/kafka/src/producer.ts; bench/README.md).
+// moved to @platformatic/kafka (packages/kafka/src/producer.ts; bench/README.md).
 import { randomBytes } from 'node:crypto'
 import { Kafka, Partitioners, logLevel } from 'kafkajs'
 import { Producer, ProduceAcks } from '@platformatic/kafka'

@@ -15,7 +15,7 @@
 // limits-off gateway. Uses the Kafka and Redis it is given (loopback); starts
 // none. Bounded: 12 phases of PHASE_MS (5 s), each then waits for its answers
 // with a deadline of 30 s: about a minute, 9 at most. Not a test: it prints figures.
-// The gateway's producer is @platformatic/kafka (plugins/kafka/src/producer.ts);
+// The gateway's producer is @platformatic/kafka (packages/kafka/src/producer.ts);
 // the bare reference stays kafkajs, as issue 14 defines the target. Per gateway
 // phase it also prints the records each produce request carried on average.
 import { fork, type ChildProcess } from 'node:child_process'
@@ -66,7 +66,7 @@ const TICK_MS = 5
 async function clients (): Promise<void> {
   const { Kafka, Partitioners, logLevel } = await import('kafkajs')
   const kafka = new Kafka({ brokers, clientId: 'bench-bare', logLevel: logLevel.NOTHING })
-  // the gateway's producer settings (plugins/kafka/src/kafka.ts before the batcher)
+  // the gateway's producer settings (packages/kafka/src/kafka.ts before the batcher)
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
   await producer.connect()
   const run = (command: Command): Promise<Outcome> => command.cmd === 'bare' ? bare(command) : sockets(command)

@@ -52,7 +52,7 @@ type Command =
 // ---- the clients and the producer (child process) ----------------------------------
 
 async function clients (): Promise<void> {
-  const { KafkaClient } = await import('@sluice/kafka/core')
+  const { KafkaClient } = await import('@sluice/kafka')
   const send = (message: unknown) => process.send!(message)
   // `onMessage` is attached before the socket opens: a frame in the same packet as the 101 is emitted before open() resolves
   const open = (url: string, sub: string, onMessage: (data: Buffer) => void): Promise<WebSocket> => new Promise((resolve, reject) => {
@@ -138,7 +138,7 @@ function median (values: number[]): number {
 }
 
 async function main (): Promise<void> {
-  const { KafkaBroker, RedisServer } = await import('../deploy/local/stack.ts')
+  const { KafkaBroker, RedisServer } = await import('@sluice/stack')
   const { buildApp } = await import('../apps/gateway/src/app.ts')
   const { loadGatewayConfig } = await import('../apps/gateway/src/config.ts')
   const { Redis } = await import('ioredis')

@@ -16,8 +16,8 @@
 // (~10-20 s); the window's path sends Kafka nothing, so the broker's settings only touch 2 and 3.
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
-import { KafkaClient } from '@sluice/kafka/core'
-import { KafkaBroker } from '../deploy/local/stack.ts'
+import { KafkaClient } from '@sluice/kafka'
+import { KafkaBroker } from '@sluice/stack'
 import { allowAll, Client, streamApp } from '../test/stream-harness.ts'
 
 const PARTITIONS = 3

@@ -307,8 +307,8 @@ const pct = (end: number, start: number) => `${end >= start ? '+' : ''}${((end /
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`
 
 async function main (): Promise<void> {
-  const { KafkaBroker, RedisServer, freePort } = await import('../deploy/local/stack.ts')
-  const { KafkaClient } = await import('@sluice/kafka/core')
+  const { KafkaBroker, RedisServer, freePort } = await import('@sluice/stack')
+  const { KafkaClient } = await import('@sluice/kafka')
   const cleanups: Array<() => Promise<unknown>> = []
   const cleanup = async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) }
   process.once('SIGINT', () => { cleanup().finally(() => process.exit(130)) })

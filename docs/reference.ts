@@ -28,17 +28,17 @@ export const DEFAULT_OUT = 'docs/reference.md'
 const USAGE = 'usage: reference write|check [--out <file>]\n'
 
 // The schemas' own source, where each key's comment (its reason) is written.
-const SCHEMA_SOURCES = ['apps/gateway/src/config.ts', 'apps/ingest/src/config-schema.ts', 'plugins/config/src/schemas.ts']
+const SCHEMA_SOURCES = ['apps/gateway/src/config.ts', 'apps/ingest/src/config-schema.ts', 'packages/config/src/schemas.ts']
 // Where the code that runs lives: catalogues, and what reads the environment.
 const SOURCE_GLOBS = ['apps/*/src/**/*.ts', 'plugins/*/src/**/*.ts', 'packages/*/src/**/*.ts']
-const CATALOGUE_GLOBS = ['plugins/*/src/errors.ts', 'apps/*/src/errors.ts']
+const CATALOGUE_GLOBS = ['plugins/*/src/errors.ts', 'packages/*/src/errors.ts', 'apps/*/src/errors.ts']
 // Variables of this project: what the code reads by name (PATH, HOME and the like are not its settings).
 const OWN_VARIABLE = /^(SLUICE|KAFKA|REDIS)_[A-Z0-9_]+$/
 
 // The catalogues whose errors can reach a /v1/stream socket after the upgrade (its session, the hub, Kafka,
 // and the rate-limit and auth guards it is given): only their codes have a wire code. The policy's errors
 // answer the admin API and stop a start; a frame the policy refuses is the stream's SLUICE_STREAM_FORBIDDEN.
-const FRAME_CATALOGUES = new Set(['stream', 'hub', 'kafka', 'rate-limit', 'auth'].map(p => `plugins/${p}/src/errors.ts`))
+const FRAME_CATALOGUES = new Set(['plugins/stream', 'plugins/hub', 'packages/kafka', 'plugins/rate-limit', 'plugins/auth'].map(p => `${p}/src/errors.ts`))
 
 // Close codes have names in packages/protocol/src/codes.ts; their meanings (docs/design.md) are written here once.
 // A close code without a meaning here stops the generator, so the table is never missing one.
@@ -447,7 +447,7 @@ function configSection (apps: App[]): string[] {
   ]
   for (const app of apps) {
     lines.push('', `### ${app.name}`, '', app.name === 'gateway'
-      ? 'Schema: `apps/gateway/src/config.ts` (`gatewayConfigSchema`), shared parts in `plugins/config/src/schemas.ts`.'
+      ? 'Schema: `apps/gateway/src/config.ts` (`gatewayConfigSchema`), shared parts in `packages/config/src/schemas.ts`.'
       : 'Schema: `apps/ingest/src/config-schema.ts` (`ingestConfigSchema`); a feed\'s defaults are `FEED_DEFAULTS` there.', '')
     lines.push('| key | type | default | allowed | env | description |', '|---|---|---|---|---|---|')
     const envOf = (pointer: string) => Object.entries(app.env).filter(([, b]) => b.path === pointer).map(([n]) => code(n)).join(', ')

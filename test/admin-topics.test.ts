@@ -2,7 +2,7 @@
 // auto-create off, so this (or `sluice topics create`) is how an operator
 // makes a product servable; a topic no product has is refused.
 import { test } from 'tap'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { startGateway } from '../plugins/auth/test/live-route.ts'
 import { kafkaBrokers, unique } from './helpers.ts'
 

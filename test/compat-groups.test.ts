@@ -5,7 +5,7 @@
 import { test, type Test } from 'tap'
 import { Kafka, logLevel, type Admin } from 'kafkajs'
 import { groupIdFor } from '@sluice/stream'
-import type { KafkaClient } from '@sluice/kafka/core'
+import type { KafkaClient } from '@sluice/kafka'
 import { gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

@@ -13,7 +13,7 @@ import type { Test } from 'tap'
 import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { kafkaBrokers, eventually } from './helpers.ts'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 
 export const DEV_TOKEN = 'compat-suite-dev-token-0123456789abcdef'
 /** the shipped transforms, by absolute path (policies name them relative to their own directory) */

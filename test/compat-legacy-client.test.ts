@@ -5,7 +5,7 @@
 // exactly what was sent.
 import { test } from 'tap'
 import { WebSocket } from 'ws'
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import { DEV_TOKEN, gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
 import { unique } from './helpers.ts'
 

@@ -5,7 +5,7 @@
 // an error in its place, not a corrupt frame).
 import { test } from 'tap'
 import { join } from 'node:path'
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import { gateway, LegacyClient, policyYaml, SHIPPED_TRANSFORMS, subscribed, type Gateway } from './compat-harness.ts'
 import { unique } from './helpers.ts'
 

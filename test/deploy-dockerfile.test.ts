@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, posix, relative } from 'node:path'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { envPairs, ignored, parseDockerfile, readDockerignore, words, type IgnoreRule, type Stage } from './dockerfile.ts'
 import { eventually, kafkaBrokers, redisUrl } from './helpers.ts'
 

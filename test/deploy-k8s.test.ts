@@ -15,7 +15,7 @@ import { gatewayEnvBindings, loadGatewayConfig } from '../apps/gateway/src/confi
 import { buildApp as buildIngestApp } from '../apps/ingest/src/app.ts'
 import { ingestEnvBindings, loadIngestConfig } from '../apps/ingest/src/config.ts'
 import { loadPolicyDir } from '../plugins/policy/src/policy.ts'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { kubernetesValidate } from './deploy-tools.ts'
 import { parseDockerfile } from './dockerfile.ts'
 import { kafkaBrokers, redisUrl } from './helpers.ts'

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { eventually, unique } from './helpers.ts'
 
 const root = join(import.meta.dirname, '..')

@@ -61,7 +61,7 @@ test('a config key gets the comment written above it in the schema, and its defa
   const text = await referenceMarkdown()
   // apps/gateway/src/config.ts: the comment above server.drainMs, and the schema's default
   t.match(text, /`\/server\/drainMs` \| integer \| `10000` \| 0 to 300000 \| `SLUICE_DRAIN_MS` \| SIGTERM closes the sockets with 1001/)
-  // a shared key (plugins/config/src/schemas.ts) with the gateway's own default
+  // a shared key (packages/config/src/schemas.ts) with the gateway's own default
   t.match(text, /`\/kafka\/clientId` \| string \| `sluice-gateway` \|/)
   // the ingest app's feed defaults come from FEED_DEFAULTS, a Connect key's from its native key
   t.match(text, /`\/feeds\/\*\/websocket\.reconnect\.interval\.ms` \| integer \| `5000` \|/)

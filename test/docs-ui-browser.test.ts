@@ -9,7 +9,7 @@ import { chromium, type Browser } from 'playwright-core'
 import { existsSync } from 'node:fs'
 import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { policyDir } from '../plugins/auth/test/live-route.ts'
 import { kafkaBrokers } from './helpers.ts'
 

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { ConfigError } from '@sluice/config'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { startGateway } from '../apps/gateway/src/server.ts'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { eventually, kafkaBrokers } from './helpers.ts'
 
 const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))

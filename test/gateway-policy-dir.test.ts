@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { kafkaBrokers } from './helpers.ts'
 
 const entry = join(import.meta.dirname, '..', 'apps', 'gateway', 'src', 'server.ts')

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import type { Test } from 'tap'
-import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
+import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
 
 export function kafkaBrokers (): string[] {
   const brokers = process.env.KAFKA_BROKERS

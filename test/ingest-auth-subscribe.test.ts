@@ -2,7 +2,7 @@
 // message gets all three on the first connect and again after every reconnect;
 // none of the secrets ever reaches the logs, even on the failure paths.
 import { test } from 'tap'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { FeedServer, readTopic, startConnector } from './ingest-feed-server.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

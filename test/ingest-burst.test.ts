@@ -2,7 +2,7 @@
 // reach Kafka in order; with one that does not, the drop count is exact: every
 // message is either in Kafka or counted as dropped, under both overflow policies.
 import { test } from 'tap'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { FeedServer, metric, readTopic, seqs, startConnector } from './ingest-feed-server.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

@@ -3,7 +3,7 @@
 // counted in /metrics, and a frame over the limit dropped and counted.
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { FeedServer, metric, readTopic, startConnector } from './ingest-feed-server.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

@@ -4,8 +4,8 @@
 // buffered reaches Kafka, in order, and nothing was dropped. This suite stops
 // Kafka, so it runs its own broker.
 import { test } from 'tap'
-import { KafkaClient } from '@sluice/kafka/core'
-import { KafkaBroker } from '../deploy/local/stack.ts'
+import { KafkaClient } from '@sluice/kafka'
+import { KafkaBroker } from '@sluice/stack'
 import { FeedServer, metric, readTopic, seqs, startConnector } from './ingest-feed-server.ts'
 import { eventually, unique } from './helpers.ts'
 

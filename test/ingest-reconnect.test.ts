@@ -4,8 +4,8 @@
 // the connection timeout.
 import { test } from 'tap'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
-import { KafkaClient } from '@sluice/kafka/core'
-import { freePort } from '../deploy/local/stack.ts'
+import { KafkaClient } from '@sluice/kafka'
+import { freePort } from '@sluice/stack'
 import { FeedServer, metric, readTopic, seqs, startConnector } from './ingest-feed-server.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

@@ -1,5 +1,5 @@
 // Test support for the suites that kill a partition leader (not a test file):
-// a three-node KRaft cluster of the stack's own jars (deploy/local/stack.ts
+// a three-node KRaft cluster of the stack's own jars (packages/stack/src/stack.ts
 // KafkaCluster: replication factor 3, min.insync.replicas 2, Kafka's default
 // group settings), started once per file and gone with it even when the file
 // fails; who leads a partition; a publisher that sends through the gateway at
@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs'
 import type { Test } from 'tap'
 import kafkajs from 'kafkajs'
 import { parseCursor } from '@sluice/hub'
-import { KafkaCluster } from '../deploy/local/stack.ts'
+import { KafkaCluster } from '@sluice/stack'
 import { Client, type Frame } from './stream-harness.ts'
 
 /**

@@ -1,10 +1,10 @@
 // KafkaClient.produce shares produce requests among all the node's publishes
-// (plugins/kafka/src/publish-batcher.ts): with the real broker, each caller's
+// (packages/kafka/src/publish-batcher.ts): with the real broker, each caller's
 // partition and offset must be where a plain consumer reads its own record, a
 // partition must hold its records in the order they were handed in, and a bad
 // record (a topic Kafka does not have, one too large) fails alone.
 import { test } from 'tap'
-import { KafkaClient, type RecordMetadata } from '@sluice/kafka/core'
+import { KafkaClient, type RecordMetadata } from '@sluice/kafka'
 import { kafkaBrokers, readRecords, unique } from './helpers.ts'
 
 test('2,000 publishes from 20 publishers at once: each ack is where its own record is, in order per partition', async t => {

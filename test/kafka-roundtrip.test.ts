@@ -2,7 +2,7 @@
 // byte for byte (keys, headers, binary values), with the offsets Kafka reports.
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { KafkaClient, type ConsumedRecord, type OutgoingRecord } from '@sluice/kafka/core'
+import { KafkaClient, type ConsumedRecord, type OutgoingRecord } from '@sluice/kafka'
 import { kafkaBrokers, unique } from './helpers.ts'
 
 test('records produced through the shared module are consumed back byte for byte', async t => {

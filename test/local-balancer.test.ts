@@ -6,7 +6,7 @@ import { test, type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
-import { Balancer } from '../deploy/local/balancer.ts'
+import { Balancer } from '@sluice/stack/balancer'
 
 interface Backend {
   name: string

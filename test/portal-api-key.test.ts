@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
 import { buildApp } from '@sluice/gateway'
 import { loadGatewayConfig } from '@sluice/gateway/config'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { kafkaBrokers, redisUrl, unique } from './helpers.ts'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')

@@ -16,8 +16,8 @@ import { randomBytes } from 'node:crypto'
 import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { DemoTicker } from '../apps/gateway/src/demo-feed.ts'
-import { freePort } from '../deploy/local/stack.ts'
-import { KafkaClient } from '@sluice/kafka/core'
+import { freePort } from '@sluice/stack'
+import { KafkaClient } from '@sluice/kafka'
 import { kafkaBrokers } from './helpers.ts'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')

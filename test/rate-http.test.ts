@@ -3,7 +3,7 @@
 // every node, a refusal is 429 SLUICE_RATE_HTTP with Retry-After, and while
 // Redis is unreachable the same failure mode applies as for every limit.
 import { test } from 'tap'
-import { RedisServer } from '../deploy/local/stack.ts'
+import { RedisServer } from '@sluice/stack'
 import { redisUrl } from './helpers.ts'
 import { ADMIN_TOKEN, gateway, policyDir, prefix, refusal } from '../plugins/rate-limit/test/gateway.ts'
 

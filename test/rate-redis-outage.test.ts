@@ -7,7 +7,7 @@
 // This suite runs its own Redis, since it stops it.
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { RedisServer } from '../deploy/local/stack.ts'
+import { RedisServer } from '@sluice/stack'
 import { eventually, unique } from './helpers.ts'
 import { gateway, policyDir, prefix, refusal, type Client, type Gateway } from '../plugins/rate-limit/test/gateway.ts'
 

@@ -2,7 +2,7 @@
 // (or Redis) is down, 200 again once it is back, with no gateway restart.
 // This suite runs its own broker and Redis, since it stops them.
 import { test } from 'tap'
-import { KafkaBroker, RedisServer } from '../deploy/local/stack.ts'
+import { KafkaBroker, RedisServer } from '@sluice/stack'
 import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { eventually } from './helpers.ts'

@@ -7,7 +7,7 @@ import { test } from 'tap'
 import { spawn } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { freePort } from '../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { eventually, kafkaBrokers, metricSum } from './helpers.ts'
 
 const entry = join(import.meta.dirname, '..', 'apps', 'gateway', 'src', 'server.ts')

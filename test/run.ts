@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, globSync, readFileSync, rmSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { KafkaBroker, RedisServer } from '../deploy/local/stack.ts'
+import { KafkaBroker, RedisServer } from '@sluice/stack'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const TEST_GLOBS = ['apps/*/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'test/**/*.test.ts']

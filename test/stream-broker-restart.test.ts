@@ -2,7 +2,7 @@
 // sockets stay open (publishes meanwhile are answered UNAVAILABLE), and the
 // stream continues once the broker is back. This suite runs its own broker.
 import { test } from 'tap'
-import { KafkaBroker } from '../deploy/local/stack.ts'
+import { KafkaBroker } from '@sluice/stack'
 import { allowAll, Client, streamApp } from './stream-harness.ts'
 import { eventually } from './helpers.ts'
 

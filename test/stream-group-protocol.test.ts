@@ -2,7 +2,7 @@
 // the broker's ConsumerGroupDescribe knows the socket's group, which it does only for
 // consumer-protocol groups (a kafkajs classic group answers GROUP_ID_NOT_FOUND there).
 import { test } from 'tap'
-import { consumerGroupState } from '@sluice/kafka'
+import { consumerGroupState } from '@sluice/kafka/group-reader'
 import { allowAll, Client, streamApp } from './stream-harness.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

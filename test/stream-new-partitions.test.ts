@@ -1,7 +1,7 @@
 // A topic that grows partitions while sockets are subscribed: the hub's
 // consumer finds them on its next metadata refresh and delivers their records.
 import { test } from 'tap'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { allowAll, Client, streamApp } from './stream-harness.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 

@@ -2,7 +2,7 @@
 // and offset at which a plain consumer then reads the record; refused with an
 // error naming the id otherwise.
 import { test } from 'tap'
-import { KafkaClient, type ConsumedRecord } from '@sluice/kafka/core'
+import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
 import { allowAll, Client, streamApp } from './stream-harness.ts'
 import { kafkaBrokers, unique } from './helpers.ts'
 

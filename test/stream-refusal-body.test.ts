@@ -4,7 +4,7 @@
 import { test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { policyDir, refusal, startGateway, type Client } from '../plugins/auth/test/live-route.ts'
 import { kafkaBrokers, unique } from './helpers.ts'
 

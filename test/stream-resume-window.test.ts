@@ -5,7 +5,7 @@
 // subscribed frame (and from opening the socket) to the first replayed record
 // is printed for both.
 import { test } from 'tap'
-import type { ReaderOptions } from '@sluice/kafka/core'
+import type { ReaderOptions } from '@sluice/kafka'
 import { allowAll, Client, streamApp, type Frame } from './stream-harness.ts'
 import { eventually, unique } from './helpers.ts'
 import { gateway, policyYaml } from './compat-harness.ts'

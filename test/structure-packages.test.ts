@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const SOURCES = globSync(['plugins/*/src/**/*.ts', 'apps/*/src/**/*.ts', 'packages/*/src/**/*.ts'], { cwd: ROOT }).sort()
 const RELATIVE_IMPORT = /(?:from|import)\s+'(\.{1,2}\/[^']+)'/g
-// the package folder a path is in: plugins/<name> or apps/<name>
-const PACKAGE = /^(plugins|apps)\/[^/]+/
+// the package folder a path is in: plugins/<name>, packages/<name> or apps/<name>
+const PACKAGE = /^(plugins|packages|apps)\/[^/]+/
 
 function source (file: string): string {
   return readFileSync(join(ROOT, file), 'utf8')

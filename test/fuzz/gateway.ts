@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { WebSocket } from 'ws'
-import { freePort } from '../../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { nowSeconds, signJwt } from '../jwks-server.ts'
 import { kafkaBrokers, redisUrl } from '../helpers.ts'
 

@@ -17,7 +17,7 @@
 //     --timeout=900 --jobs=2 test/fuzz/*.test.ts
 import fc from 'fast-check'
 import type { Test } from 'tap'
-import { KafkaClient, type ConsumedRecord, type TopicConsumer } from '@sluice/kafka/core'
+import { KafkaClient, type ConsumedRecord, type TopicConsumer } from '@sluice/kafka'
 import { kafkaBrokers, unique } from '../helpers.ts'
 import type { FuzzGateway, HealthReport, Resources } from './gateway.ts'
 

@@ -114,7 +114,7 @@ export async function run (argv: string[], io: Io): Promise<number | undefined> 
     case 'stack': {
       const { values, positionals } = parse('stack', args, { 'kafka-port': { type: 'string' }, 'redis-port': { type: 'string' }, 'no-redis': { type: 'boolean' }, brokers: { type: 'string' } }, { min: 1, max: 1 })
       if (positionals[0] !== 'up') throw new UsageError(`sluice stack: unknown subcommand "${positionals[0]}" (up)`)
-      const { stackUp } = await import('../../../deploy/local/stack.ts')
+      const { stackUp } = await import('@sluice/stack')
       await stackUp({ kafkaPort: integer('stack', 'kafka-port', values['kafka-port']), redisPort: integer('stack', 'redis-port', values['redis-port']), redis: values['no-redis'] !== true, brokers: integer('stack', 'brokers', values.brokers) })
       return undefined
     }

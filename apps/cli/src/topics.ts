@@ -1,7 +1,7 @@
 // `sluice topics create|list|describe`: a product's topics on Kafka. Outside dev
 // mode nothing creates a topic (brokers run with auto-create off), so this is
 // how an operator makes the topics a policy's products name.
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { integer, parse, UsageError, type Io } from './main.ts'
 
 // Kafka's default for a new topic is 1 partition; 3 lets a product's consumers and resume cursors

@@ -5,10 +5,10 @@ import { spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 import { buildApp } from '@sluice/gateway'
 import { loadGatewayConfig } from '@sluice/gateway/config'
-import { freePort } from '../../../deploy/local/stack.ts'
+import { freePort } from '@sluice/stack'
 import { eventually, kafkaBrokers, redisUrl, unique } from '../../../test/helpers.ts'
 
 const root = join(import.meta.dirname, '..', '..', '..')

@@ -1,7 +1,7 @@
 // The demo feed of dev mode: a synthetic market ticker that writes JSON ticks
 // to `demo.ticks` a few times a second, keyed by symbol so that each symbol's
 // ticks stay in order on one partition.
-import type { KafkaClient, OutgoingRecord } from '@sluice/kafka/core'
+import type { KafkaClient, OutgoingRecord } from '@sluice/kafka'
 
 export const DEMO_TOPIC = 'demo.ticks'
 // 4 batches a second: visibly live in a terminal, and light on a laptop

@@ -1,6 +1,6 @@
 // The connector: every configured feed, sharing one Kafka producer. Starting
 // and stopping them together, and saying whether they serve (readiness).
-import type { Logger } from '@sluice/kafka/core'
+import type { Logger } from '@sluice/kafka'
 import type { FeedConfig } from './config.ts'
 import { Feed, type Producer } from './feed.ts'
 

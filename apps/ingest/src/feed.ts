@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
-import type { KafkaClient, Logger, OutgoingRecord } from '@sluice/kafka/core'
+import type { KafkaClient, Logger, OutgoingRecord } from '@sluice/kafka'
 import { backoffDelay, type BackoffOptions } from './backoff.ts'
 import { FeedBuffer } from './buffer.ts'
 import { RECORD_OVERHEAD_BYTES, type FeedConfig } from './config.ts'

@@ -19,7 +19,7 @@
 //
 // With group-reader.ts (group mode), the modules that import @platformatic/kafka;
 // kafka.ts exposes them as KafkaClient.reader() and groupReader(), and nothing
-// outside plugins/kafka sees the client library.
+// outside packages/kafka sees the client library.
 import { Consumer } from '@platformatic/kafka'
 import type { ConsumedRecord, Logger, RecordBatch } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError, KafkaUnknownTopicError } from './errors.ts'

@@ -7,8 +7,6 @@
 //
 //   deploy/local/node.sh deploy/local/balancer.ts --port 8080 127.0.0.1:8081 127.0.0.1:8082 127.0.0.1:8083
 import net from 'node:net'
-import { resolve as resolvePath } from 'node:path'
-import { fileURLToPath } from 'node:url'
 
 export interface Backend {
   host: string
@@ -184,8 +182,9 @@ function parseBackend (text: string): Backend {
   return { host: match[1]!, port: Number(match[2]) }
 }
 
-if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2)
+/** The CLI (deploy/local/balancer.ts): `--port 8080 host:port host:port ...`, until SIGINT or SIGTERM. */
+export function main (argv: string[]): void {
+  const args = [...argv]
   const portAt = args.indexOf('--port')
   const port = portAt >= 0 ? Number(args.splice(portAt, 2)[1]) : 8080
   const balancer = new Balancer({ backends: args.map(parseBackend), port })

@@ -2,7 +2,7 @@
 // single node) run from its Maven Central jars, and Debian's redis-server; or
 // a cluster of N such nodes (KafkaCluster: replication factor N, production
 // group settings) for the suites that kill a partition leader.
-// Used by dev mode, the test runner and CI; importable, and a CLI:
+// Used by dev mode, the test runner and CI; importable, and a CLI (deploy/local/stack.ts):
 //
 //   node deploy/local/stack.ts up [--kafka-port 9092] [--redis-port 6379] [--no-redis] [--brokers N]
 //        starts both in the foreground, prints where they are, stops them on Ctrl-C;
@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
-import { KafkaClient } from '@sluice/kafka/core'
+import { KafkaClient } from '@sluice/kafka'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const root = resolvePath(here, '../..')
+const root = resolvePath(here, '../../..')
 const cacheDir = join(root, '.cache', 'kafka')
 const libsDir = join(cacheDir, 'libs')
 // 6 s is what a cold broker takes here to answer metadata; 90 s covers a slow CI machine's JIT warm-up
@@ -54,7 +54,7 @@ export function fetchKafka (): string {
   // mvn's output is kept and shown only on failure: even with -q -B it writes bare ANSI resets
   // (ESC[0m, measured with -Dstyle.color=never too) into a newcomer's first `npm run dev`
   const result = spawnSync('mvn', [
-    '-q', '-B', '-f', join(here, 'kafka', 'pom.xml'),
+    '-q', '-B', '-f', join(here, '..', 'kafka', 'pom.xml'),
     'dependency:copy-dependencies', `-DoutputDirectory=${libsDir}`, '-DincludeScope=runtime'
   ], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
   if (result.status !== 0) {
@@ -195,7 +195,7 @@ export class KafkaBroker {
     const out = createWriteStream(join(this.dataDir, 'broker.log'), { flags: 'a' })
     const [command, ...args] = dieWithParent([java(),
       `-Xmx${this.#heap}`, '-Xms128m', '-XX:+UseG1GC', '-Djava.awt.headless=true',
-      `-Dlog4j2.configurationFile=${join(here, 'kafka', 'log4j2.properties')}`,
+      `-Dlog4j2.configurationFile=${join(here, '..', 'kafka', 'log4j2.properties')}`,
       '-cp', classpath, 'kafka.Kafka', config
     ])
     const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -480,7 +480,8 @@ function argValue (args: string[], name: string): string | undefined {
   return index >= 0 ? args[index + 1] : undefined
 }
 
-async function main (args: string[]): Promise<void> {
+export async function main (args: string[]): Promise<void> {
+  mkdirSync(cacheDir, { recursive: true })
   const command = args[0]
   if (command === 'fetch') {
     fetchKafka()
@@ -524,12 +525,4 @@ export async function stackUp (options: { kafkaPort?: number, redisPort?: number
     log(`Redis ${redis.url} ready`)
   }
   log(redis ? 'Ctrl-C stops both' : 'Ctrl-C stops it')
-}
-
-if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  mkdirSync(cacheDir, { recursive: true })
-  main(process.argv.slice(2)).catch(err => {
-    log(err instanceof Error ? err.message : String(err))
-    process.exit(1)
-  })
 }

@@ -4,7 +4,7 @@
 // on: the subprotocol and, per topic, the output transform the socket's
 // product applies. Sockets of one product share frames; a socket whose
 // product transforms a topic differently gets its own.
-import type { ConsumedRecord, Logger } from '@sluice/kafka/core'
+import type { ConsumedRecord, Logger } from '@sluice/kafka'
 import { wireFrame, wireText, type FrameFormat } from '@sluice/hub'
 import type { ValueEncoding } from '@sluice/policy/access'
 import { binaryMessage, errorMessage, textMessage, type Subprotocol } from './codec.ts'

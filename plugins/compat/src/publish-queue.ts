@@ -11,7 +11,7 @@
 // Backpressure: a frame counts from the moment it is read (reserve()) until
 // its record is acked or refused; past `maxPending` the socket stops being
 // read, and it is read again below half of that.
-import type { OutgoingRecord } from '@sluice/kafka/core'
+import type { OutgoingRecord } from '@sluice/kafka'
 
 export interface PublishQueueOptions {
   /** one request: every record or none (SLUICE_KAFKA_* errors) */

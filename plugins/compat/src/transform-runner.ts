@@ -25,7 +25,7 @@
 //   shares between them), and get copies of the record's buffers: a module
 //   that writes into them cannot change what /v1/stream clients receive.
 import { performance } from 'node:perf_hooks'
-import type { ConsumedRecord, Logger } from '@sluice/kafka/core'
+import type { ConsumedRecord, Logger } from '@sluice/kafka'
 import type { LoadedTransform, TransformDirection, TransformMessage } from '@sluice/policy'
 import { TransformDisabledError, TransformFailedError, TransformSlowError } from './errors.ts'
 

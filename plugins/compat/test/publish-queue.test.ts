@@ -2,7 +2,7 @@
 // batched behind it; a record too large fails alone; reading pauses past the
 // pending bound and resumes below half of it.
 import { test } from 'tap'
-import type { OutgoingRecord } from '@sluice/kafka/core'
+import type { OutgoingRecord } from '@sluice/kafka'
 import { PublishQueue } from '../src/publish-queue.ts'
 
 function setup (maxPending = 4, maxBatch = 100) {

@@ -2,7 +2,7 @@
 // slow call cost (one message each), disabling a module that keeps running
 // over its budget, and once-per-record output with copies of the bytes.
 import { test } from 'tap'
-import type { ConsumedRecord, Logger } from '@sluice/kafka/core'
+import type { ConsumedRecord, Logger } from '@sluice/kafka'
 import type { LoadedTransform, TransformFunction, TransformMessage } from '@sluice/policy'
 import { DEFAULT_TRANSFORM_LIMITS, TransformRunner, type FailureReason } from '../src/transform-runner.ts'
 

@@ -3,7 +3,7 @@
 // in its WebSocket frame header (server frames are unmasked, so the wire bytes
 // are identical for every recipient).
 import { isUtf8 } from 'node:buffer'
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import type { ValueEncoding } from '@sluice/policy/access'
 
 const OPCODE_TEXT = 0x1

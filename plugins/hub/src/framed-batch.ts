@@ -3,7 +3,7 @@
 // whole buffer, or a view of it from its own position on). The live dispatch
 // builds one per (format, encoding) a subscriber uses; the resume window keeps
 // them with the records, so a resume is written the same bytes.
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import type { ValueEncoding } from '@sluice/policy/access'
 import type { FrameFormat } from './frame.ts'
 

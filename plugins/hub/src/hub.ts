@@ -25,7 +25,7 @@
 // 256 KiB queue by default): a frame larger than the bound is written to an
 // empty queue, alone. The bound holds for the bytes queued ahead of a frame,
 // not for the frame itself (README.md: the largest record).
-import type { ConsumedRecord, KafkaClient, Logger, PartitionOffsets, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka/core'
+import type { ConsumedRecord, KafkaClient, Logger, PartitionOffsets, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka'
 import type { SlowClientPolicy, ValueEncoding } from '@sluice/policy/access'
 import { formatPositions, type Positions } from './cursor.ts'
 import { HubClosedError } from './errors.ts'

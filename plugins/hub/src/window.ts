@@ -27,7 +27,7 @@
 // budget, the node evicts from the head, whichever topic it belongs to. Chunks
 // evicted otherwise (a topic's own bounds) are skipped there, and the queue is
 // compacted once they are half of it, so it costs O(1) amortized per chunk.
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import type { ValueEncoding } from '@sluice/policy/access'
 import type { ResumeWindowDocument } from '@sluice/policy/schema'
 import type { FrameFormat } from './frame.ts'

@@ -4,7 +4,7 @@
 // the socket's queue or delivery budget does not take waits for it, then goes on in
 // order: no gap, no duplicate, no lagging. Hand-made batches (fake-kafka.ts).
 import { test, type Test } from 'tap'
-import type { RecordBatch } from '@sluice/kafka/core'
+import type { RecordBatch } from '@sluice/kafka'
 import { Hub, type Outlet, type SubscriptionTerms } from '../src/hub.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'

@@ -3,7 +3,7 @@
 // cut where its queue room or delivery budget ends. Pure logic over hand-made
 // batches; the integration suites (test/stream-*.test.ts) run it on the broker.
 import { test } from 'tap'
-import type { RecordBatch } from '@sluice/kafka/core'
+import type { RecordBatch } from '@sluice/kafka'
 import { Hub, type Outlet } from '../src/hub.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat, type FrameFormat } from '../src/frame.ts'

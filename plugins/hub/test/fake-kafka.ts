@@ -1,7 +1,7 @@
 // A Kafka client that only hands the hub's readers and consumers batches made by hand:
 // for tests of the hub's pure logic (dispatch, lag, admission, waits). The
 // suites in test/ run the hub against the real broker.
-import type { ConsumedRecord, ConsumerOptions, KafkaClient, ReaderOptions, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka/core'
+import type { ConsumedRecord, ConsumerOptions, KafkaClient, ReaderOptions, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka'
 
 export interface FakeKafka {
   kafka: KafkaClient

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import { encodeValue, messageJson, wireFrame } from '../src/frame.ts'
 
 const record = (over: Partial<ConsumedRecord>): ConsumedRecord => ({

@@ -5,7 +5,7 @@
 // comes: the fake queue below drains on a timer, and a reader that re-checked
 // without waiting would call drained() without end.
 import { test, type Test } from 'tap'
-import type { ConsumedRecord, RecordBatch } from '@sluice/kafka/core'
+import type { ConsumedRecord, RecordBatch } from '@sluice/kafka'
 import { Hub, type Outlet, type SubscriptionTerms } from '../src/hub.ts'
 import { fakeKafka } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'

@@ -4,7 +4,7 @@
 // evicting at once. Pure logic over hand-made records and a fake policy; the
 // suite on the broker is test/stream-resume-window-product.test.ts.
 import { test, type Test } from 'tap'
-import type { ConsumedRecord, RecordBatch } from '@sluice/kafka/core'
+import type { ConsumedRecord, RecordBatch } from '@sluice/kafka'
 import type { ResumeWindowDocument } from '@sluice/policy/schema'
 import { Hub, type Outlet, type SubscriptionTerms } from '../src/hub.ts'
 import { nativeFormat } from '../src/frame.ts'

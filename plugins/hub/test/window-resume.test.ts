@@ -4,7 +4,7 @@
 // lets go meanwhile is read from Kafka. Hand-made batches (fake-kafka.ts); the
 // suite on the broker is test/stream-resume-window.test.ts.
 import { test, type Test } from 'tap'
-import type { RecordBatch } from '@sluice/kafka/core'
+import type { RecordBatch } from '@sluice/kafka'
 import { Hub, type Outlet, type SubscriptionTerms } from '../src/hub.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'

@@ -5,7 +5,7 @@
 // from the window runs on the broker in test/.
 import { test } from 'tap'
 import fc from 'fast-check'
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import type { ValueEncoding } from '@sluice/policy/access'
 import { nativeFormat, type FrameFormat } from '../src/frame.ts'
 import { cacheKeyOf, frameBatch, type FramedBatch } from '../src/framed-batch.ts'

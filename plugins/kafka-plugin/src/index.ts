@@ -1,9 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { KafkaClient } from './kafka.ts'
-
-export { KafkaClient } from './kafka.ts'
-export { consumerGroupMembers, consumerGroupState, GroupReaders, GroupReader, detectGroupProtocol, type GroupProtocol } from './group-reader.ts'
+import type { KafkaClient } from '@sluice/kafka'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -4,7 +4,7 @@
 // takes it. Which socket takes it is the socket's own filter (MqttSession
 // picks the frames whose topic name matches one of its subscriptions out of
 // the hub's batch with `publishTopic`).
-import type { ConsumedRecord } from '@sluice/kafka/core'
+import type { ConsumedRecord } from '@sluice/kafka'
 import { wireFrame, type FrameFormat } from '@sluice/hub'
 import type { Mappings } from './mapping.ts'
 

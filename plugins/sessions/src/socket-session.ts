@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream'
 import type { WebSocket, RawData } from 'ws'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
-import type { KafkaClient, OutgoingRecord, RecordMetadata } from '@sluice/kafka/core'
+import type { KafkaClient, OutgoingRecord, RecordMetadata } from '@sluice/kafka'
 import type { Logger } from '@sluice/protocol/logger'
 import { KafkaTimeoutError } from '@sluice/kafka/errors'
 import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
@@ -42,7 +42,7 @@ export const DEFAULT_LIMITS: SessionLimits = {
   // a buggy client gets 20 errors to notice; a hostile one is cut off after them
   invalidFrameBurst: 20,
   invalidFramesPerSecond: 1,
-  // a socket's publishes share the node's produce requests (plugins/kafka/src/publish-batcher.ts): 64 read and
+  // a socket's publishes share the node's produce requests (packages/kafka/src/publish-batcher.ts): 64 read and
   // unanswered per socket keep one request well filled (bench/publish.ts: 9,478/s over one socket) and bound
   // what a client that stops reading its acks can make the node hold
   maxInflightPublishes: 64,

@@ -6,7 +6,7 @@
 // returned, not thrown, and each route writes it in its own body.
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
-import type { KafkaClient } from '@sluice/kafka/core'
+import type { KafkaClient } from '@sluice/kafka'
 import { isTopicName } from '@sluice/protocol/topics'
 import type { WireErrorCode } from '@sluice/protocol/codes'
 

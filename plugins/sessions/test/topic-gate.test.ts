@@ -3,7 +3,7 @@
 // broker fails, for 8-13 s on the three-node suite, and resumes were refused
 // with 503 for topics that exist. The last list Kafka gave serves for a minute.
 import { test } from 'tap'
-import type { KafkaClient } from '@sluice/kafka/core'
+import type { KafkaClient } from '@sluice/kafka'
 import type { AccessControl } from '@sluice/policy/access'
 import type { Identity } from '@sluice/protocol/identity'
 import { isRefusal, TopicGate } from '../src/topic-gate.ts'

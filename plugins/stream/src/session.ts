@@ -5,7 +5,7 @@
 // limit, publish backpressure) is @sluice/sessions' SocketSession.
 import type { RawData } from 'ws'
 import type { AccessDecision } from '@sluice/policy/access'
-import type { OutgoingRecord } from '@sluice/kafka/core'
+import type { OutgoingRecord } from '@sluice/kafka'
 import { formatCursor, nativeFormat, parseCursor, type Cursor, type FrameFormat, type Positions, type StartPosition } from '@sluice/hub'
 import { compileClientPattern, isTopicPattern, parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
