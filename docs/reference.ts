@@ -28,7 +28,7 @@ export const DEFAULT_OUT = 'docs/reference.md'
 const USAGE = 'usage: reference write|check [--out <file>]\n'
 
 // The schemas' own source, where each key's comment (its reason) is written.
-const SCHEMA_SOURCES = ['apps/gateway/src/config.ts', 'apps/ingest/src/config-schema.ts', 'packages/config/src/schemas.ts']
+const SCHEMA_SOURCES = ['packages/config/src/gateway.ts', 'apps/ingest/src/config-schema.ts', 'packages/config/src/schemas.ts']
 // Where the code that runs lives: catalogues, and what reads the environment.
 const SOURCE_GLOBS = ['apps/*/src/**/*.ts', 'plugins/*/src/**/*.ts', 'packages/*/src/**/*.ts']
 const CATALOGUE_GLOBS = ['plugins/*/src/errors.ts', 'packages/*/src/errors.ts', 'apps/*/src/errors.ts']
@@ -447,7 +447,7 @@ function configSection (apps: App[]): string[] {
   ]
   for (const app of apps) {
     lines.push('', `### ${app.name}`, '', app.name === 'gateway'
-      ? 'Schema: `apps/gateway/src/config.ts` (`gatewayConfigSchema`), shared parts in `packages/config/src/schemas.ts`.'
+      ? 'Schema: `packages/config/src/gateway.ts` (`gatewayConfigSchema`), shared parts in `packages/config/src/schemas.ts`; env bindings in `apps/gateway/src/config.ts`.'
       : 'Schema: `apps/ingest/src/config-schema.ts` (`ingestConfigSchema`); a feed\'s defaults are `FEED_DEFAULTS` there.', '')
     lines.push('| key | type | default | allowed | env | description |', '|---|---|---|---|---|---|')
     const envOf = (pointer: string) => Object.entries(app.env).filter(([, b]) => b.path === pointer).map(([n]) => code(n)).join(', ')

@@ -4,6 +4,7 @@
 // Feed defaults live in FEED_DEFAULTS rather than in the schema: a feed may
 // give a setting under either of two names, and a schema default would make
 // the native name look given when only the Connect name was.
+import type { FromSchema } from '@sluice/config/defaults'
 import type { EnvBinding } from '@sluice/config'
 import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { JSON_POINTER_PATTERN } from './json-pointer.ts'
@@ -38,12 +39,9 @@ export interface FeedConfig {
   sequence?: string
 }
 
-export interface IngestConfig {
-  server: { host: string, port: number, shutdownTimeoutMs: number }
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
-  kafka: { brokers: string[], clientId: string, connectionTimeoutMs: number, requestTimeoutMs: number }
-  feeds: FeedConfig[]
-}
+// server, log and kafka as the schema gives them (derived, json-schema-to-ts); feeds normalized by config.ts, each
+// setting under one name whichever of its two the file used
+export type IngestConfig = Omit<FromSchema<typeof ingestConfigSchema>, 'feeds'> & { feeds: FeedConfig[] }
 
 export const FEED_DEFAULTS = {
   // Kafka Connect WebSocket source connector (conduktor/kafka-connect-websocket,

@@ -1,7 +1,11 @@
 // JSON Schema pieces both apps' configs share: where they listen, how they
 // log, how they reach Kafka. Defaults live here, with their reasons.
+// Written `as const`: the apps' config types are derived from them (FromSchema).
+import { schemaDefaults } from './defaults.ts'
 
-export function serverSchema (defaultPort: number, extra: Record<string, object> = {}) {
+// An app adds keys or overrides one as `{ ...serverSchema(port), properties: { ...serverSchema(port).properties, ... } }`:
+// a spread of known keys keeps each key's type (a generic `extra` spread would intersect an overridden key's two schemas).
+export function serverSchema (defaultPort: number) {
   return {
     type: 'object',
     additionalProperties: false,
@@ -10,10 +14,9 @@ export function serverSchema (defaultPort: number, extra: Record<string, object>
       host: { type: 'string', minLength: 1, default: '0.0.0.0' },
       port: { type: 'integer', minimum: 0, maximum: 65535, default: defaultPort },
       // long enough to close thousands of sockets and flush produces; Kubernetes' default grace is 30 s
-      shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 10_000 },
-      ...extra
+      shutdownTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 10_000 }
     }
-  }
+  } as const
 }
 
 export const logSchema = {
@@ -23,7 +26,7 @@ export const logSchema = {
   properties: {
     level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' }
   }
-}
+} as const
 
 export function kafkaSchema (clientId: string) {
   return {
@@ -34,8 +37,13 @@ export function kafkaSchema (clientId: string) {
     properties: {
       brokers: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[^\\s:]+:\\d{1,5}$' } },
       clientId: { type: 'string', minLength: 1, default: clientId },
+      // TCP connect: a broker on the same network answers in far less than 3 s
       connectionTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 3000 },
+      // per request: 10 s leaves room for a slow produce with acks=all
       requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 10_000 }
     }
-  }
+  } as const
 }
+
+/** The Kafka section's defaults (the client ID aside, each app names its own), for the client used without config. */
+export const kafkaDefaults = schemaDefaults(kafkaSchema('sluice'))
