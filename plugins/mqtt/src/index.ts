@@ -55,6 +55,18 @@ export function selectMqttProtocol (protocols: Set<string>, request: IncomingMes
   return protocols.has(MQTT_PROTOCOL) ? MQTT_PROTOCOL : false
 }
 
+/** CONNACK return code 0x01, unacceptable protocol level, in 3.1.1's 4 bytes */
+const UNACCEPTABLE_PROTOCOL_LEVEL = Buffer.from([0x20, 0x02, 0x00, 0x01])
+
+/** A CONNECT refused before its credential is read: the CONNACK code, or undefined. */
+function refusedAtOnce (connect: IConnectPacket): number | undefined {
+  // [MQTT-3.1.3-8]: 3.1.1 refuses a zero-length client id that asks to keep a session (0x02, identifier rejected)
+  if (connect.protocolVersion !== 5 && connect.clientId === '' && !connect.clean) return 0x02
+  // 5.0 [MQTT-4.12.0-1]: enhanced authentication is not served here; a CONNECT asking for it gets 0x8C (bad authentication method)
+  if (connect.protocolVersion === 5 && connect.properties?.authenticationMethod !== undefined) return 0x8C
+  return undefined
+}
+
 /** CONNACK refusal codes: MQTT 5 reason codes, and what 3.1.1's return codes say of the same. */
 const REFUSE = {
   credentials: { 5: REASON.BAD_CREDENTIALS, 4: 0x04 },
@@ -130,7 +142,12 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       if (socket.isPaused) socket.resume()
       then()
     }
-    parser.on('error', () => finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'malformed packet')))
+    parser.on('error', (err: Error) => finish(() => {
+      // [MQTT-3.1.2-2]: a protocol level the server does not speak gets CONNACK 0x01 before the close, in
+      // 3.1.1's form (the one CONNACK every level can read; MQTT 5 3.1.2.2 allows 0x84 or this)
+      if (!connect && err.message === 'Invalid protocol version') socket.send(UNACCEPTABLE_PROTOCOL_LEVEL)
+      socket.close(CLOSE.POLICY_VIOLATION, 'malformed packet')
+    }))
     parser.on('packet', (packet: Packet) => {
       if (done) return
       if (connect) {
@@ -139,6 +156,11 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       }
       // [MQTT-3.1.0-1]: the first packet is a CONNECT
       if (packet.cmd !== 'connect') return finish(() => socket.close(CLOSE.POLICY_VIOLATION, 'first packet is not CONNECT'))
+      const early = refusedAtOnce(packet)
+      if (early !== undefined) {
+        socket.send(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: early, reasonCode: early }, { protocolVersion: packet.protocolVersion === 5 ? 5 : 4 }))
+        return finish(() => socket.close(CLOSE.NORMAL, 'connect refused'))
+      }
       connect = packet
       // read no more until the credential is checked; packets already read wait in `pending`
       socket.pause()
