@@ -22,6 +22,8 @@ export const TEMP = unique('mqtt-temp')
 export const HUM = unique('mqtt-hum')
 export const READINGS = unique('mqtt-readings')
 export const DEVICES = `mqtt-dev-${randomBytes(4).toString('hex')}`
+// the file's own retained messages (plugins/mqtt/src/retained.ts), not every suite's in sluice.mqtt.retained
+export const RETAINED = unique('mqtt-retained')
 
 // devices (JWTs) reach only their own devices/{sub}/ topics; API keys read temperatures; the dev token is a dashboard
 export const POLICY = `
@@ -82,13 +84,17 @@ export interface MqttGateway {
   tcpPort?: number
 }
 
-export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs?: number } = {}): Promise<MqttGateway> {
+export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs?: number, retainedTopic?: string, retainedMaxBytes?: number } = {}): Promise<MqttGateway> {
   const dir = policyDir(POLICY)
   const tcpPort = options.tcp ? await freePort() : undefined
   const config = loadGatewayConfig({
     base: {
       server: { host: '127.0.0.1' },
-      ...(tcpPort === undefined ? {} : { mqtt: { tcpPort } }),
+      mqtt: {
+        ...(tcpPort === undefined ? {} : { tcpPort }),
+        retainedTopic: options.retainedTopic ?? RETAINED,
+        ...(options.retainedMaxBytes === undefined ? {} : { retainedMaxBytes: options.retainedMaxBytes })
+      },
       kafka: { brokers: kafkaBrokers() },
       redis: { url: redisUrl() },
       // limits of its own: the default prefix's per-address upgrade budget is every suite's on 127.0.0.1

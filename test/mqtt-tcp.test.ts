@@ -80,17 +80,20 @@ test('CONNACK announces what this slice serves, and a persistent session is serv
     cmd: 'connack',
     reasonCode: 0,
     sessionPresent: false,
-    properties: { sessionExpiryInterval: 0, maximumQoS: 1, retainAvailable: false, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 0, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: false }
+    properties: { sessionExpiryInterval: 0, maximumQoS: 1, retainAvailable: true, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 0, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: false }
   })
 })
 
-test('a CONNECT with a will is refused (0x83) rather than accepted and never honoured', async t => {
+test('a CONNECT whose will the credential may not publish gets CONNACK 0x87, one no product maps 0x90 (MQTT 5 3.2.2.2), then the connection closes', async t => {
   const { port } = await gateway(t)
-  const c = await raw(port, 5)
-  t.teardown(() => c.socket.destroy())
-  c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'w', clean: true, keepalive: 60, username: 'x', password: Buffer.from(DEV_TOKEN), will: { topic: 'sensors/d1/temp', payload: Buffer.from('gone'), qos: 0, retain: false } }, { protocolVersion: 5 }))
-  await c.closed
-  t.match(c.packets, [{ cmd: 'connack', reasonCode: 0x83 }])
+  // the dev token may read humidity, not publish it
+  for (const [topic, code] of [['sensors/d1/hum', 0x87], ['nowhere/d1', 0x90]] as const) {
+    const c = await raw(port, 5)
+    t.teardown(() => c.socket.destroy())
+    c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'w', clean: true, keepalive: 60, username: 'x', password: Buffer.from(DEV_TOKEN), will: { topic, payload: Buffer.from('gone'), qos: 0, retain: false } }, { protocolVersion: 5 }))
+    await c.closed
+    t.match(c.packets, [{ cmd: 'connack', reasonCode: code }], topic)
+  }
 })
 
 test('nothing from the client for 1.5 times its keep-alive closes the connection, with DISCONNECT 0x8D on 5.0 [MQTT-3.1.2-24]', async t => {

@@ -202,7 +202,9 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     limits: socketLimits,
     maxPacketBytes: streamConfig.maxFrameBytes,
     tcpPort: config.mqtt.tcpPort,
-    tcpHost: config.server.host
+    tcpHost: config.server.host,
+    retainedTopic: config.mqtt.retainedTopic,
+    retainedMaxBytes: config.mqtt.retainedMaxBytes
   })
   return app
 }

@@ -12,6 +12,7 @@ import type { WebSocket, RawData } from 'ws'
 // type-only: brings @fastify/websocket's route options into scope
 import type {} from '@fastify/websocket'
 import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import { acceptSession, CLOSE, DEFAULT_LIMITS, keepSessionsAlive, WIRE_CODES, type SessionLimits, type StreamGuard } from '@sluice/sessions'
@@ -19,10 +20,14 @@ import { Mappings, type MappingSource } from './mapping.ts'
 import { MqttSession, parserHeld, REASON, type MqttStart } from './session.ts'
 import type { Transport } from './format.ts'
 import { TcpConnection } from './tcp.ts'
+import { RetainedStore } from './retained.ts'
+import { checkWill, Wills, type Will, type WillRefusal } from './will.ts'
 
 export { MqttSession, REASON } from './session.ts'
 export { Mappings, CompiledMapping, matches, validFilter, validName } from './mapping.ts'
 export { mqttFormat, publishPacket } from './format.ts'
+export { RetainedStore, DEFAULT_RETAINED_TOPIC, DEFAULT_RETAINED_MAX_BYTES } from './retained.ts'
+export { Wills, MAX_WILL_DELAY_S } from './will.ts'
 
 export const MQTT_PATH = '/mqtt'
 export const MQTT_PROTOCOL = 'mqtt'
@@ -46,6 +51,10 @@ export interface MqttPluginOptions {
   /** MQTT over plain TCP on this port; 0 or absent: no listener (TLS is the platform's, as for the other routes) */
   tcpPort?: number
   tcpHost?: string
+  /** the compacted Kafka topic of retained messages (retained.ts); default sluice.mqtt.retained */
+  retainedTopic?: string
+  /** bytes of retained messages each node holds; default 64 MiB */
+  retainedMaxBytes?: number
 }
 
 /** ws's handleProtocols for /mqtt: `mqtt` when asked for it; other paths are someone else's. */
@@ -72,14 +81,34 @@ const REFUSE = {
   credentials: { 5: REASON.BAD_CREDENTIALS, 4: 0x04 },
   notAuthorized: { 5: REASON.NOT_AUTHORIZED, 4: 0x05 },
   unavailable: { 5: REASON.SERVER_UNAVAILABLE, 4: 0x03 },
-  unsupported: { 5: REASON.IMPLEMENTATION_SPECIFIC, 4: 0x03 }
-} as const
+  unsupported: { 5: REASON.IMPLEMENTATION_SPECIFIC, 4: 0x03 },
+  // a will's topic no product maps, or not a topic name (3.1.1 has no code of its own: not authorized)
+  willTopic: { 5: REASON.TOPIC_NAME_INVALID, 4: 0x05 },
+  willNotAuthorized: { 5: REASON.NOT_AUTHORIZED, 4: 0x05 },
+  willQos: { 5: REASON.QOS_NOT_SUPPORTED, 4: 0x03 },
+  willRetain: { 5: REASON.RETAIN_NOT_SUPPORTED, 4: 0x03 }
+} satisfies Record<string, { 5: number, 4: number }>
 
 async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise<void> {
   const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits }
   const log = fastify.log.child({ component: 'mqtt' })
   const mappings = new Mappings(opts.mappings)
-  const maxPacketBytes = opts.maxPacketBytes ?? 1024 * 1024
+  const maxPacketBytes = opts.maxPacketBytes ?? gatewayDefaults.stream.maxFrameBytes
+  // every node reads the whole retained set from Kafka and follows it (retained.ts); started once the app is
+  // ready, in the background: a Kafka not there yet delays retained messages, not the gateway
+  const retained = new RetainedStore({ kafka: fastify.kafka, topic: opts.retainedTopic, maxBytes: opts.retainedMaxBytes, log })
+  const wills = new Wills({
+    produce: (topic, record) => fastify.kafka.produce(topic, record, { timeoutMs: limits.publishTimeoutMs }),
+    retained,
+    access: opts.access,
+    log
+  })
+  fastify.addHook('onReady', async () => retained.start())
+  // after the sessions closed (the WebSocket preClose, the TCP listener's onClose): their wills are written before Kafka closes
+  fastify.addHook('onClose', async () => {
+    await wills.flush()
+    await retained.stop()
+  })
   const deps = {
     hub: fastify.hub,
     kafka: fastify.kafka,
@@ -90,12 +119,12 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     guard: opts.guard,
     publishes: fastify.publishCounts.route(MQTT_PATH, WIRE_CODES),
     mappings,
-    maxPacketBytes
+    maxPacketBytes,
+    retained,
+    wills
   }
 
-  async function identify (connect: IConnectPacket): Promise<Identity | keyof typeof REFUSE> {
-    // this slice publishes no will: a CONNECT asking for one is refused rather than accepted and never honoured
-    if (connect.will) return 'unsupported'
+  async function identify (connect: IConnectPacket): Promise<{ identity: Identity, will?: Omit<Will, 'clientId'> } | keyof typeof REFUSE> {
     const password = connect.password?.toString('utf8')
     if (!password) return 'credentials'
     let identity: Identity
@@ -108,7 +137,10 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     }
     // a credential no rule grants anything is not authorized to connect
     if (opts.access.hasAccess && !opts.access.hasAccess(identity)) return 'notAuthorized'
-    return identity
+    if (!connect.will) return { identity }
+    // the will is checked now (MQTT 5 3.2.2.2: 0x87 a will topic not authorized), not found wanting at the end
+    const will: Omit<Will, 'clientId'> | WillRefusal = checkWill(connect, identity, mappings, opts.access, true)
+    return typeof will === 'string' ? will : { identity, will }
   }
 
   /**
@@ -165,15 +197,15 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       // read no more until the credential is checked; packets already read wait in `pending`
       socket.pause()
       const version = packet.protocolVersion === 5 ? 5 : 4
-      identify(packet).then(identity => {
+      identify(packet).then(identified => {
         if (done || socket.readyState !== socket.OPEN) return finish(() => {})
-        if (typeof identity === 'string') {
-          const code = REFUSE[identity][version]
+        if (typeof identified === 'string') {
+          const code = REFUSE[identified][version]
           // [MQTT-3.2.2-6] / MQTT 5 3.2.2.2: a refusing CONNACK, then the connection is closed
           socket.send(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: code, reasonCode: code }, { protocolVersion: version }))
           return finish(() => socket.close(CLOSE.NORMAL, 'connect refused'))
         }
-        finish(() => accept({ identity, connect: packet, version, parser, pending, transport }))
+        finish(() => accept({ identity: identified.identity, will: identified.will, connect: packet, version, parser, pending, transport }))
       }).catch(err => {
         log.error({ err }, 'MQTT CONNECT failed')
         finish(() => socket.close(CLOSE.INTERNAL, 'internal error'))
@@ -189,7 +221,7 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
   }
 
   fastify.get(MQTT_PATH, { websocket: true }, handler)
-  keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
+  keepSessionsAlive(fastify, opts.keepaliveMs ?? gatewayDefaults.stream.keepaliveMs)
 
   if (opts.tcpPort) {
     const tcpDeps = { ...deps, publishes: fastify.publishCounts.route(MQTT_TCP_ROUTE, WIRE_CODES) }

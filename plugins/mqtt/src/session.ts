@@ -9,6 +9,8 @@ import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } fr
 import type { FrameFormat } from '@sluice/hub'
 import { mqttFormat, framesOf, type Transport } from './format.ts'
 import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
+import type { RetainedStore } from './retained.ts'
+import type { Will, Wills } from './will.ts'
 
 /** MQTT 5 reason codes (2.4) this slice sends. */
 /**
@@ -20,6 +22,7 @@ export const MAX_FILTERS = 100
 
 export const REASON = {
   SUCCESS: 0x00,
+  DISCONNECT_WITH_WILL: 0x04,
   NO_SUBSCRIPTION_EXISTED: 0x11,
   UNSPECIFIED: 0x80,
   MALFORMED: 0x81,
@@ -62,6 +65,10 @@ export interface MqttDeps extends SessionDeps {
   mappings: Mappings
   /** the largest packet the gateway reads (announced in CONNACK); the WebSocket frame limit */
   maxPacketBytes: number
+  /** retained messages (retained.ts); absent: retain available 0 */
+  retained?: RetainedStore
+  /** the node's pending wills (will.ts) */
+  wills?: Wills
 }
 
 export interface MqttStart extends SessionStart {
@@ -72,7 +79,13 @@ export interface MqttStart extends SessionStart {
   /** packets read after the CONNECT while it was authenticated */
   pending: Packet[]
   transport: Transport
+  /** the CONNECT's will, checked (will.ts checkWill) */
+  will?: Omit<Will, 'clientId'>
 }
+
+// a SUBSCRIBE right after the node started waits this long for the retained set read from Kafka: 5 s, the
+// reader's first fetch plus a 64 MiB set at ~10 MiB per fetch; past it the subscription stands without them
+const RETAINED_LOAD_WAIT_MS = 5000
 
 /** A refused publish, and what the client is told on 5.0. */
 interface Refused { reason: number, wire: string }
@@ -99,6 +112,13 @@ export class MqttSession extends SocketSession {
   /** the client's own maximum packet size (MQTT 5, 3.1.2.11.4): larger deliveries are not sent to it */
   readonly #clientMaxPacket: number
   #reason: number | undefined
+  /** published when the connection ends without a normal DISCONNECT (will.ts) */
+  #will: Omit<Will, 'clientId'> | undefined
+  readonly #willDelayS: number
+  /** the session expiry CONNACK announced: a will's delay ends with the session (MQTT 5 3.1.3.2.2) */
+  #sessionExpiry = 0
+  /** the close code of a close this side started */
+  #closeCode: number | undefined
 
   constructor (start: MqttStart, deps: MqttDeps) {
     super(start, deps)
@@ -110,6 +130,8 @@ export class MqttSession extends SocketSession {
     this.#parser = start.parser
     this.#pending = start.pending
     this.#clientMaxPacket = start.connect.properties?.maximumPacketSize ?? Infinity
+    this.#will = start.will
+    this.#willDelayS = start.connect.will?.properties?.willDelayInterval ?? 0
     // [MQTT-3.1.2-24]: nothing from the client within one and a half keep-alive periods closes the connection
     this.#keepaliveMs = (start.connect.keepalive ?? 0) * 1500
     this.#parser.removeAllListeners()
@@ -129,7 +151,7 @@ export class MqttSession extends SocketSession {
           sessionExpiryInterval: 0,
           receiveMaximum: this.deps.limits.maxInflightPublishes,
           maximumQoS: 1,
-          retainAvailable: false,
+          retainAvailable: this.#deps.retained !== undefined,
           maximumPacketSize: this.#deps.maxPacketBytes,
           topicAliasMaximum: 0,
           wildcardSubscriptionAvailable: true,
@@ -139,6 +161,9 @@ export class MqttSession extends SocketSession {
         }
       : undefined
     this.#send({ cmd: 'connack', sessionPresent, reasonCode: 0, returnCode: 0, properties })
+    this.#sessionExpiry = properties?.sessionExpiryInterval ?? 0
+    // [MQTT-3.1.3-9]: a new connection of this client id: the will its last connection left waiting is not sent
+    this.#deps.wills?.cancel(this.#willClientId)
     if (this.#keepaliveMs > 0) {
       this.#keepaliveTimer = setInterval(() => {
         if (Date.now() - this.#lastPacketAt > this.#keepaliveMs) this.#disconnect(REASON.KEEP_ALIVE_TIMEOUT, CLOSE.NORMAL, 'keep-alive timeout')
@@ -186,13 +211,40 @@ export class MqttSession extends SocketSession {
   }
 
   override close (code: number, reason: string): void {
+    this.#closeCode ??= code
     // MQTT 5's DISCONNECT says why before the WebSocket closes; 3.1.1 has no DISCONNECT from a server
     if (!this.closed && this.version === 5) this.#send({ cmd: 'disconnect', reasonCode: this.#reason ?? disconnectReason(code), properties: { reasonString: reason.slice(0, 100) } })
     super.close(code, reason)
+    this.#endWill()
   }
 
   protected override onCleanup (): void {
     clearInterval(this.#keepaliveTimer)
+    this.#endWill()
+  }
+
+  /**
+   * The connection ended without a normal DISCONNECT (which took the will away): keep-alive, a network or
+   * protocol error, the server closing it [MQTT-3.1.2-8]; not for a revoked credential, whose holder the
+   * gateway no longer acts for. Called when this side closes (so a draining node has its wills before Kafka
+   * closes) and when the socket is gone.
+   */
+  #endWill (): void {
+    const will = this.#will
+    this.#will = undefined
+    if (will && this.#closeCode !== CLOSE.CREDENTIALS) {
+      const delay = this.version === 5 ? Math.min(this.#willDelayS, this.#sessionExpiry) : 0
+      this.#deps.wills?.schedule({ ...will, clientId: this.#willClientId }, delay)
+    }
+  }
+
+  /** A takeover: the connection this one hands its session to carries the will on, so this one's is dropped. */
+  cancelWill (): void {
+    this.#will = undefined
+  }
+
+  get #willClientId (): string {
+    return this.clientId === '' ? this.id : this.clientId
   }
 
   /** Only the frames of the hub's batch whose topic name matches one of this connection's filters. */
@@ -231,7 +283,11 @@ export class MqttSession extends SocketSession {
       case 'pingreq': this.#send({ cmd: 'pingresp' }); return
       // a QoS 0 delivery has no acknowledgement: none is expected in this slice
       case 'puback': return
-      case 'disconnect': this.close(CLOSE.NORMAL, 'client disconnected'); return
+      case 'disconnect':
+        // [MQTT-3.1.2-10]: a normal DISCONNECT deletes the will; MQTT 5's 0x04 asks for it to be published
+        if (!(this.version === 5 && packet.reasonCode === REASON.DISCONNECT_WITH_WILL)) this.#will = undefined
+        this.close(CLOSE.NORMAL, 'client disconnected')
+        return
       // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation
       default: this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, `unexpected ${packet.cmd}`)
     }
@@ -273,7 +329,8 @@ export class MqttSession extends SocketSession {
       this.#disconnect(REASON.TOPIC_ALIAS_INVALID, CLOSE.POLICY_VIOLATION, 'topic aliases are not supported')
       return
     }
-    if (packet.retain && this.version === 5) {
+    const retained = this.#deps.retained
+    if (packet.retain && !retained && this.version === 5) {
       // retain available 0 is announced: 5.0 answers a retained PUBLISH with DISCONNECT 0x9A (3.2.2.3.5);
       // 3.1.1 cannot say so, and the message goes as a plain one
       this.#disconnect(REASON.RETAIN_NOT_SUPPORTED, CLOSE.POLICY_VIOLATION, 'retained messages are not supported')
@@ -283,7 +340,18 @@ export class MqttSession extends SocketSession {
     const outcome: Promise<Refused | undefined> = this.inOrder(this.#check(packet))
       .then(async checked => {
         if ('reason' in checked) return checked
-        await this.produce(checked.topic, { key: checked.key, value: payload })
+        if (!packet.retain || !retained) {
+          await this.produce(checked.topic, { key: checked.key, value: payload })
+          return undefined
+        }
+        // the retained set is bounded (retained.ts): a new topic past it is refused, no other one evicted
+        if (!retained.admits(packet.topic, payload)) return { reason: REASON.QUOTA_EXCEEDED, wire: 'RATE_LIMITED' }
+        // [MQTT-3.3.1-5], [MQTT-3.3.1-6]: the message goes to its Kafka topic as any other and replaces (or,
+        // empty, deletes) the retained one; acknowledged once Kafka holds both
+        await Promise.all([
+          this.produce(checked.topic, { key: checked.key, value: payload }),
+          retained.put(packet.topic, payload, { timeoutMs: this.deps.limits.publishTimeoutMs })
+        ])
         return undefined
       })
       .catch(err => {
@@ -307,8 +375,9 @@ export class MqttSession extends SocketSession {
 
   async #subscribe (packet: ISubscribePacket): Promise<void> {
     const granted: number[] = []
+    const made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }> = []
     const refuse = (reason: number) => granted.push(this.version === 5 ? reason : 0x80)
-    for (const { topic: filter } of packet.subscriptions) {
+    for (const { topic: filter, rh } of packet.subscriptions) {
       if (!validFilter(filter)) {
         refuse(REASON.TOPIC_FILTER_INVALID)
         continue
@@ -348,15 +417,45 @@ export class MqttSession extends SocketSession {
         refuse(REASON.UNSPECIFIED)
         continue
       }
-      // [MQTT-3.8.4-3]: a subscription to the same filter replaces the previous one
-      this.#drop(filter)
+      // [MQTT-3.8.4-3]: a subscription to the same filter replaces the previous one; its topics are let go
+      // after the new ones are counted (released first, a topic both hold left the hub and was never rejoined)
+      const previous = this.#filters.get(filter)
+      made.push({ levels: filter.split('/'), topics: new Set(topics), existed: previous !== undefined, rh: rh ?? 0 })
       this.#filters.set(filter, topics)
       this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
       for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
+      if (previous) this.#release(previous)
       // QoS 0 is granted: deliveries are frames shared by every MQTT socket, without per-socket packet ids
       granted.push(0)
     }
     this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+    if (this.#deps.retained && made.length > 0) await this.#sendRetained(this.#deps.retained, made)
+  }
+
+  /**
+   * The retained messages a SUBSCRIBE's new subscriptions match, after its SUBACK, with the RETAIN flag 1
+   * (3.1.1 [MQTT-3.3.1-8]), as Retain Handling says on 5.0 [MQTT-3.3.1-9] to [MQTT-3.3.1-11]; only those
+   * of the Kafka topics the subscription was allowed (the ACL is the live records'), at QoS 0 as granted.
+   */
+  async #sendRetained (retained: RetainedStore, made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }>): Promise<void> {
+    if (!retained.loaded && !await retained.ready(RETAINED_LOAD_WAIT_MS)) {
+      this.deps.log.warn({ session: this.id, topic: retained.topic }, 'MQTT retained messages not loaded: none sent')
+      return
+    }
+    const sent = new Set<string>()
+    for (const sub of made) {
+      if (this.version === 5 && (sub.rh === 2 || (sub.rh === 1 && sub.existed))) continue
+      for (const message of retained.matching(sub.levels)) {
+        if (sent.has(message.name)) continue
+        const record = this.#deps.mappings.toRecord(message.name)
+        if (!record || !sub.topics.has(record.topic)) continue
+        const bytes = generate({ cmd: 'publish', topic: message.name, payload: message.payload, qos: 0, retain: true, dup: false }, { protocolVersion: this.version })
+        if (bytes.length > this.#clientMaxPacket) continue
+        if (this.closed) return
+        sent.add(message.name)
+        this.socket.send(bytes)
+      }
+    }
   }
 
   #drop (filter: string): boolean {
@@ -364,6 +463,12 @@ export class MqttSession extends SocketSession {
     if (!topics) return false
     this.#filters.delete(filter)
     this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
+    this.#release(topics)
+    return true
+  }
+
+  /** One filter fewer holds each of `topics`: the hub subscriptions no filter holds any more end. */
+  #release (topics: string[]): void {
     for (const topic of topics) {
       const n = (this.#topics.get(topic) ?? 1) - 1
       if (n > 0) {
@@ -373,7 +478,6 @@ export class MqttSession extends SocketSession {
         this.deps.hub.unsubscribe(this, topic)
       }
     }
-    return true
   }
 
   #unsubscribe (packet: IUnsubscribePacket): void {

@@ -1,0 +1,229 @@
+// MQTT retained messages (3.3.1.3), kept where Sluice keeps everything: in
+// Kafka. One compacted topic (`mqtt.retainedTopic`, default
+// sluice.mqtt.retained) holds the last retained message of each MQTT topic
+// name, keyed by that name; an empty retained payload is written as a
+// tombstone, which compaction turns into "no retained message" [MQTT-3.3.1-6],
+// [MQTT-3.3.1-7]. Every node reads the topic whole, group-less, from its first
+// offset, and follows it live: the set is in each node's memory, so a
+// SUBSCRIBE is answered from memory, on whichever node the client reached, and
+// a second node started later reads the same set from Kafka.
+import type { KafkaClient, RecordBatch, TopicReader } from '@sluice/kafka'
+import type { Logger } from '@sluice/protocol/logger'
+import { matchesLevels } from './mapping.ts'
+
+export const DEFAULT_RETAINED_TOPIC = 'sluice.mqtt.retained'
+/**
+ * Bytes of retained messages one node holds, counted as topic name + payload + ENTRY_OVERHEAD: 64 MiB. Every
+ * node holds the whole set and reads it from Kafka at start (about seven 10 MiB fetches), and every
+ * wildcard SUBSCRIBE walks it: 64 MiB is 1/16 of a 1 GiB container and, at ~1 KiB per message, ~60,000
+ * retained topics (a device fleet's last states). Past it a retained PUBLISH of a new topic name, or one
+ * that grows an existing one past it, is refused (0x97), never evicting another device's message.
+ */
+export const DEFAULT_RETAINED_MAX_BYTES = 64 * 1024 * 1024
+/** what a Map entry, its key string, a Buffer and the level array cost beyond the bytes themselves (measured order: ~200-300 B) */
+export const ENTRY_OVERHEAD = 256
+// after a failed start (Kafka down, topic not creatable): try again, as the hub's readers back off, up to 5 s
+const RETRY_MIN_MS = 500
+const RETRY_MAX_MS = 5000
+
+type RetainedKafka = Pick<KafkaClient, 'produce' | 'ensureTopics' | 'topicOffsets' | 'reader'>
+
+export interface RetainedMessage {
+  name: string
+  levels: readonly string[]
+  payload: Buffer
+  /** the offset of the record that set it (per key, every record lands in one partition: offsets order them) */
+  offset: bigint
+}
+
+export interface RetainedOptions {
+  kafka: RetainedKafka
+  topic?: string
+  maxBytes?: number
+  log: Logger
+}
+
+export class RetainedStore {
+  readonly topic: string
+  readonly maxBytes: number
+  readonly #kafka: RetainedKafka
+  readonly #log: Logger
+  readonly #messages = new Map<string, RetainedMessage>()
+  #bytes = 0
+  #reader: TopicReader | undefined
+  #stopped = false
+  #retry: NodeJS.Timeout | undefined
+  /** per partition, the offset reached at start that makes the set complete */
+  #startEnds = new Map<number, bigint>()
+  #loaded = false
+  #onLoaded: Array<() => void> = []
+
+  constructor (options: RetainedOptions) {
+    this.#kafka = options.kafka
+    this.topic = options.topic ?? DEFAULT_RETAINED_TOPIC
+    this.maxBytes = options.maxBytes ?? DEFAULT_RETAINED_MAX_BYTES
+    this.#log = options.log
+  }
+
+  /** bytes held, as the bound counts them */
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  get size (): number {
+    return this.#messages.size
+  }
+
+  get loaded (): boolean {
+    return this.#loaded
+  }
+
+  /**
+   * Creates the compacted topic if absent, then reads it from its first offset and follows it. Never throws:
+   * a failure is logged and tried again (the gateway serves MQTT meanwhile; SUBSCRIBE waits for the set).
+   */
+  start (): void {
+    this.#attempt(RETRY_MIN_MS)
+  }
+
+  #attempt (backoffMs: number): void {
+    if (this.#stopped) return
+    this.#open().catch(err => {
+      if (this.#stopped) return
+      this.#log.warn({ err, topic: this.topic }, 'MQTT retained messages not readable yet; trying again')
+      const reader = this.#reader
+      this.#reader = undefined
+      reader?.stop().catch(() => {})
+      this.#retry = setTimeout(() => this.#attempt(Math.min(backoffMs * 2, RETRY_MAX_MS)), backoffMs)
+      this.#retry.unref()
+    })
+  }
+
+  async #open (): Promise<void> {
+    // compact: only each name's last record matters; one partition: the set is bounded and read whole by every node
+    await this.#kafka.ensureTopics([{ topic: this.topic, partitions: 1, config: { 'cleanup.policy': 'compact' } }])
+    const offsets = await this.#kafka.topicOffsets(this.topic)
+    const starts = new Map<number, bigint>()
+    this.#startEnds = new Map()
+    for (const o of offsets) {
+      starts.set(o.partition, BigInt(o.low))
+      if (BigInt(o.high) > BigInt(o.low)) this.#startEnds.set(o.partition, BigInt(o.high))
+    }
+    this.#reader = this.#kafka.reader({
+      topic: this.topic,
+      followNewPartitions: true,
+      onBatch: batch => this.#apply(batch),
+      onError: err => this.#log.error({ err, topic: this.topic }, 'MQTT retained messages reader failed')
+    })
+    await this.#reader.start(starts)
+    this.#checkLoaded()
+  }
+
+  #apply (batch: RecordBatch): void {
+    let last = -1n
+    for (const record of batch.records) {
+      last = BigInt(record.offset)
+      if (!record.key) continue
+      const name = record.key.toString('utf8')
+      const current = this.#messages.get(name)
+      // our own write was applied when Kafka acked it (put): the same record read back changes nothing
+      if (current && current.offset >= last) continue
+      if (!record.value || record.value.length === 0) {
+        this.#delete(name)
+        continue
+      }
+      const grows = entryBytes(name, record.value) - (current ? entryBytes(name, current.payload) : 0)
+      if (!current && this.#bytes + grows > this.maxBytes) {
+        // another node admitted it against its own view (or someone wrote the topic directly): the bound holds here
+        this.#log.warn({ topic: this.topic, name, bytes: this.#bytes }, 'MQTT retained message past the bound, not held')
+        continue
+      }
+      this.#set(name, record.value, last)
+    }
+    const end = this.#startEnds.get(batch.partition)
+    if (end !== undefined && last + 1n >= end) {
+      this.#startEnds.delete(batch.partition)
+      this.#checkLoaded()
+    }
+  }
+
+  #checkLoaded (): void {
+    if (this.#loaded || this.#startEnds.size > 0 || !this.#reader) return
+    this.#loaded = true
+    this.#log.info({ topic: this.topic, messages: this.#messages.size, bytes: this.#bytes }, 'MQTT retained messages loaded')
+    for (const wake of this.#onLoaded.splice(0)) wake()
+  }
+
+  /** Resolves once the set read at start is complete, or after `timeoutMs` (false then). */
+  async ready (timeoutMs: number): Promise<boolean> {
+    if (this.#loaded) return true
+    return new Promise(resolve => {
+      const timer = setTimeout(() => {
+        this.#onLoaded = this.#onLoaded.filter(w => w !== wake)
+        resolve(false)
+      }, timeoutMs)
+      const wake = () => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      this.#onLoaded.push(wake)
+    })
+  }
+
+  #set (name: string, payload: Buffer, offset: bigint): void {
+    this.#delete(name)
+    this.#messages.set(name, { name, levels: name.split('/'), payload, offset })
+    this.#bytes += entryBytes(name, payload)
+  }
+
+  #delete (name: string): void {
+    const current = this.#messages.get(name)
+    if (!current) return
+    this.#messages.delete(name)
+    this.#bytes -= entryBytes(name, current.payload)
+  }
+
+  /**
+   * Whether a retained PUBLISH of `payload` on `name` fits the bound: a deletion (empty payload) always does;
+   * a replacement if the set does not grow past the bound; a new name if it fits.
+   */
+  admits (name: string, payload: Buffer): boolean {
+    if (payload.length === 0) return true
+    const current = this.#messages.get(name)
+    const grows = entryBytes(name, payload) - (current ? entryBytes(name, current.payload) : 0)
+    return grows <= 0 || this.#bytes + grows <= this.maxBytes
+  }
+
+  /**
+   * Writes the retained message of `name` (a tombstone for an empty payload) and resolves once Kafka acked
+   * it; the set holds it from then on, on this node at once (a client that publishes then subscribes sees it),
+   * on the others when their reader gets the record.
+   */
+  async put (name: string, payload: Buffer, options?: { timeoutMs?: number }): Promise<void> {
+    const empty = payload.length === 0
+    const meta = await this.#kafka.produce(this.topic, { key: name, value: empty ? null : payload }, options)
+    const offset = BigInt(meta.offset)
+    const current = this.#messages.get(name)
+    if (current && current.offset >= offset) return
+    if (empty) this.#delete(name)
+    else this.#set(name, payload, offset)
+  }
+
+  /** The retained messages whose name matches `filter` (split at '/'), $-names never by a leading wildcard. */
+  * matching (filter: readonly string[]): Iterable<RetainedMessage> {
+    for (const message of this.#messages.values()) {
+      if (matchesLevels(filter, message.levels)) yield message
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#retry)
+    for (const wake of this.#onLoaded.splice(0)) wake()
+    await this.#reader?.stop()
+  }
+}
+
+function entryBytes (name: string, payload: Buffer): number {
+  return Buffer.byteLength(name) + payload.length + ENTRY_OVERHEAD
+}
