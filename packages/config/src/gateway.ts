@@ -297,7 +297,11 @@ export const gatewayConfigSchema = {
         // bytes of retained messages each node holds (all of them, read from the topic): past it a retained
         // PUBLISH of a new topic is refused with 0x97; 64 MiB is ~60,000 retained messages of 1 KiB
         // (plugins/mqtt/src/retained.ts gives the reasons)
-        retainedMaxBytes: { type: 'integer', minimum: 0, maximum: 4 * 1024 * 1024 * 1024, default: 64 * 1024 * 1024 }
+        retainedMaxBytes: { type: 'integer', minimum: 0, maximum: 4 * 1024 * 1024 * 1024, default: 64 * 1024 * 1024 },
+        // the compacted Kafka topic of persistent sessions (subscriptions, per-partition positions, QoS 1
+        // deliveries not yet acknowledged) and of takeover claims, keyed by client id (created if absent;
+        // plugins/mqtt/src/persistence.ts gives the reasons)
+        sessionsTopic: { type: 'string', minLength: 1, maxLength: 249, default: 'sluice.mqtt.sessions' }
       }
     }
   }
