@@ -188,7 +188,7 @@ const MAX_ATTEMPTS = 200
 /** Opens a client through the balancer, trying again while it is refused; resolves with the open one and the refusals seen. */
 async function connect (t: Test, url: string, subject: string, refusals: number[], bodies: unknown[] = []): Promise<Client> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const client = new Client(url, bearer(subject))
+    const client = new Client(url, { headers: bearer(subject) })
     t.teardown(() => client.terminate())
     const outcome = await client.outcome
     if (outcome === 'open') return client

@@ -12,7 +12,7 @@ const LIMIT = 4
 test(`a plan of ${LIMIT} connections over three nodes admits ${LIMIT} in all, not ${LIMIT} per node`, async t => {
   const cluster = await startCluster(t, { policyDir: policyDir({ connections: LIMIT }) })
   const client = () => {
-    const c = new Client(cluster.streamUrl, bearer('carol'))
+    const c = new Client(cluster.streamUrl, { headers: bearer('carol') })
     t.teardown(() => c.terminate())
     return c
   }

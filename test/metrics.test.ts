@@ -78,7 +78,7 @@ async function gateway (t: Test, limits: Partial<PlanLimits> = {}): Promise<Gate
       return res.body
     },
     client: (sub, query = '') => {
-      const c = new Client(`${url}/v1/stream${query}`, bearer(sub))
+      const c = new Client(`${url}/v1/stream${query}`, { headers: bearer(sub) })
       t.teardown(() => c.terminate())
       return c
     },
@@ -242,7 +242,7 @@ test('auth failures by reason', async t => {
     ['SLUICE_AUTH_EXPIRED', { authorization: `Bearer ${token('ann', nowSeconds() - 3600)}` }]
   ]
   for (const [code, headers] of cases) {
-    const c = new Client(`${gw.url}/v1/stream`, headers)
+    const c = new Client(`${gw.url}/v1/stream`, { headers })
     t.teardown(() => c.terminate())
     const outcome = await c.outcome
     t.match(outcome, { status: 401, body: { error: { code } } }, `refused: ${code}`)

@@ -19,6 +19,9 @@ import { buildApp } from '../../../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../../../apps/gateway/src/config.ts'
 import { loggerOptions } from '../../../apps/gateway/src/logger.ts'
 import { eventually, kafkaBrokers } from '../../../test/helpers.ts'
+import { Client } from '../../../test/harness/client.ts'
+
+export { Client, refusal, type Frame } from '../../../test/harness/client.ts'
 
 export const LIVE_PATH = '/test/live'
 /** a plain HTTP route with config.auth: app.inject() drives the hook without sockets */
@@ -214,9 +217,9 @@ export async function startGateway (options: GatewayOptions = {}): Promise<TestG
     logs,
     opened: () => opened,
     sessions,
-    ws: (query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${LIVE_PATH}${query}`, options),
+    ws: (query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${LIVE_PATH}${query}`, { ...options, protocols: options.protocols ?? [] }),
     protocolPath: app.hasRoute({ method: 'GET', url: '/v1/stream' }) ? '/v1/stream' : LIVE_PATH,
-    wsAt: (path, query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${path}${query}`, options)
+    wsAt: (path, query = '', options = {}) => new Client(`${url.replace('http', 'ws')}${path}${query}`, { ...options, protocols: options.protocols ?? [] })
   }
 }
 
@@ -228,72 +231,4 @@ function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>
     out[key] = plain(prior) && plain(value) ? deepMerge(prior, value) : value
   }
   return out
-}
-
-export interface Frame {
-  op: string
-  [field: string]: unknown
-}
-
-/** A real WebSocket client that records frames, the close, or the HTTP refusal. */
-export class Client {
-  readonly ws: WebSocket
-  readonly frames: Frame[] = []
-  /** resolves on open; rejects with `{ status, body }` when the upgrade is refused */
-  readonly opened: Promise<void>
-  readonly closed: Promise<{ code: number, reason: string, at: number }>
-  /** the subprotocol the server selected */
-  protocol = ''
-
-  constructor (url: string, options: { protocols?: string[], headers?: Record<string, string> } = {}) {
-    this.ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, perMessageDeflate: false })
-    this.opened = new Promise((resolve, reject) => {
-      this.ws.once('open', () => { this.protocol = this.ws.protocol; resolve() })
-      this.ws.once('error', reject)
-      this.ws.once('unexpected-response', (_request, response) => {
-        let body = ''
-        response.on('data', chunk => { body += chunk })
-        response.on('end', () => {
-          let parsed: unknown = body
-          try { parsed = JSON.parse(body) } catch {}
-          reject(Object.assign(new Error(`HTTP ${response.statusCode}`), { status: response.statusCode, body: parsed, headers: response.headers }))
-        })
-      })
-    })
-    this.opened.catch(() => {})
-    this.closed = new Promise(resolve => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })))
-    this.ws.on('message', data => this.frames.push(JSON.parse(String(data)) as Frame))
-  }
-
-  send (frame: unknown): void {
-    this.ws.send(JSON.stringify(frame))
-  }
-
-  /** The first frame matching, waiting at most `timeoutMs` (a bound on waiting, not a timing assertion). */
-  async next (match: (frame: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const found = this.frames.find(match)
-      if (found) return found
-      if (Date.now() > deadline) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-3))}`)
-      await new Promise(resolve => setTimeout(resolve, 20))
-    }
-  }
-
-  close (): void {
-    this.ws.close()
-  }
-}
-
-/** The refusal of an upgrade: status and JSON body (throws if the socket opened). */
-export async function refusal (client: Client): Promise<{ status: number, body: { error?: { code: string, message: string } } }> {
-  try {
-    await client.opened
-  } catch (err) {
-    const e = err as { status?: number, body?: unknown }
-    if (e.status === undefined) throw err
-    return { status: e.status, body: e.body as { error?: { code: string, message: string } } }
-  }
-  client.close()
-  throw new Error('the upgrade was accepted')
 }

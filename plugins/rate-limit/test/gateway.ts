@@ -6,13 +6,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { WebSocket } from 'ws'
 import type { Test } from 'tap'
 import type { PlanLimits } from '@sluice/policy'
 import { buildApp } from '../../../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../../../apps/gateway/src/config.ts'
 import { nowSeconds, signJwt } from '../../../test/jwks-server.ts'
 import { eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
+import { Client } from '../../../test/harness/client.ts'
+
+export { Client, refusal, type Frame, type Refusal } from '../../../test/harness/client.ts'
 
 export const JWT_SECRET = 'rate-limit-suites-hs256-secret-0123456789'
 
@@ -87,7 +89,7 @@ export async function gateway (t: Test, options: GatewayOptions): Promise<Gatewa
     app,
     url,
     client: (sub, query = '') => {
-      const c = new Client(`${ws}/v1/stream${query}`, bearer(sub))
+      const c = new Client(`${ws}/v1/stream${query}`, { headers: bearer(sub) })
       t.teardown(() => c.terminate())
       return c
     },
@@ -110,92 +112,4 @@ export async function gateway (t: Test, options: GatewayOptions): Promise<Gatewa
 
 export function prefix (): string {
   return unique('rl-suite') + ':'
-}
-
-export interface Frame {
-  op: string
-  [field: string]: unknown
-}
-
-export interface Refusal {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: { error?: { code: string, message: string } }
-}
-
-/** A /v1/stream client that records frames, its close, or the HTTP answer that refused it. */
-export class Client {
-  readonly ws: WebSocket
-  readonly frames: Frame[] = []
-  /** resolves with 'open' or the refusal; never rejects */
-  readonly outcome: Promise<'open' | Refusal>
-  readonly closed: Promise<{ code: number, reason: string, at: number }>
-  #waiters: Array<() => void> = []
-
-  constructor (url: string, headers: Record<string, string>) {
-    this.ws = new WebSocket(url, ['sluice.v1'], { headers, perMessageDeflate: false })
-    this.outcome = new Promise(resolve => {
-      this.ws.once('open', () => resolve('open'))
-      this.ws.once('unexpected-response', (_request, response) => {
-        let body = ''
-        response.on('data', chunk => { body += chunk })
-        response.on('end', () => {
-          let parsed: unknown = body
-          try { parsed = JSON.parse(body) } catch {}
-          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: parsed as Refusal['body'] })
-        })
-      })
-      this.ws.once('error', err => resolve({ status: 0, headers: {}, body: { error: { code: 'SOCKET', message: err.message } } }))
-    })
-    this.closed = new Promise(resolve => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })))
-    this.ws.on('message', data => {
-      this.frames.push(JSON.parse(data.toString()) as Frame)
-      this.#wake()
-    })
-    this.ws.on('close', () => this.#wake())
-  }
-
-  #wake (): void {
-    const waiters = this.#waiters
-    this.#waiters = []
-    for (const wake of waiters) wake()
-  }
-
-  send (frame: unknown): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame))
-  }
-
-  messages (): Frame[] {
-    return this.frames.filter(f => f.op === 'message')
-  }
-
-  /** The first frame from `after` on that matches; fails after `timeoutMs` (a bound on waiting). */
-  async next (match: (frame: Frame) => boolean, timeoutMs = 10_000, after = 0): Promise<Frame> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const found = this.frames.slice(after).find(match)
-      if (found) return found
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`closed before a matching frame; last: ${JSON.stringify(this.frames.slice(-3))}`)
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`no matching frame within ${timeoutMs} ms; last: ${JSON.stringify(this.frames.slice(-3))}`)
-      await new Promise<void>(resolve => {
-        const timer = setTimeout(resolve, left)
-        this.#waiters.push(() => { clearTimeout(timer); resolve() })
-      })
-    }
-  }
-
-  close (): void {
-    this.ws.close()
-  }
-
-  terminate (): void {
-    this.ws.terminate()
-  }
-}
-
-export async function refusal (client: Client): Promise<Refusal> {
-  const outcome = await client.outcome
-  if (outcome === 'open') throw new Error('the upgrade was accepted')
-  return outcome
 }
