@@ -481,6 +481,11 @@ export class MqttSession extends SocketSession {
   }
 
   #unsubscribe (packet: IUnsubscribePacket): void {
+    // [MQTT-3.10.3-2]: at least one filter; mqtt-packet lets a 3.1.1 UNSUBSCRIBE of a packet id alone through
+    if (packet.unsubscriptions.length === 0) {
+      this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, 'UNSUBSCRIBE without a topic filter')
+      return
+    }
     const granted = packet.unsubscriptions.map(filter => this.#drop(filter) ? REASON.SUCCESS : REASON.NO_SUBSCRIPTION_EXISTED)
     this.#send({ cmd: 'unsuback', messageId: packet.messageId, granted: this.version === 5 ? granted : [] })
   }
