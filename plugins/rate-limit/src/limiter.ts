@@ -7,6 +7,7 @@
 // written back to it at once.
 import { createHash, randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { PlanLimits } from '@sluice/policy'
 import { MemoryLimitStore, type LimitStore, type Line, type Put, type TakeResult } from './store.ts'
 import { RedisLimitStore } from './script.ts'
@@ -67,13 +68,9 @@ export interface ConnectionTicket {
   release (): void
 }
 
-// Defaults, each with its reason:
-// 300 ms leaves room inside docs/design.md's 500 ms for the decision itself
-const DEFAULT_DECISION_TIMEOUT_MS = 300
-// a dead Redis is asked again once a second: recovery is noticed fast, a hung one costs one slow decision per second
-const DEFAULT_PROBE_INTERVAL_MS = 1000
-// half a second of the plan's rate per lease: a node hoards at most that, and a plan of 10/s still leases 5 at a time
-const DEFAULT_LEASE_MS = 500
+// Defaults, each with its reason. Those that are config keys (rateLimit.decisionTimeoutMs, probeIntervalMs, leaseMs,
+// connectionTtlMs) are the gateway's schema's, which gives their reasons (packages/config/src/gateway.ts)
+const { decisionTimeoutMs: DEFAULT_DECISION_TIMEOUT_MS, probeIntervalMs: DEFAULT_PROBE_INTERVAL_MS, leaseMs: DEFAULT_LEASE_MS } = gatewayDefaults.rateLimit
 // 100 ms of a plan's publish rate per node: N nodes can exceed the plan by N × 0.1 s of its rate in any window
 // (lease.ts), and a node publishing at 20,000/s asks Redis about 20 times a second instead of 20,000. A plan
 // under 10/s leases one token at a time: one Redis call per publish, as before leases, costs nothing at that rate
@@ -81,8 +78,7 @@ const DEFAULT_PUBLISH_LEASE_MS = 100
 // a publish lease unused this long, or granted this long ago, goes back to Redis: a subject that stopped
 // publishing holds nothing on this node after a second, and no token is spent more than ~2 s after Redis granted it
 const PUBLISH_LEASE_RETURN_MS = 1000
-// a dead node's connections are free again within 30 s; live nodes refresh every 10 s
-const DEFAULT_CONNECTION_TTL_MS = 30_000
+const DEFAULT_CONNECTION_TTL_MS = gatewayDefaults.rateLimit.connectionTtlMs
 // a dead node's unused daily quota comes back within 30 s, as its connections do; live nodes renew every 10 s.
 // A lease holds half a second of the plan's rate (DEFAULT_LEASE_MS), far less than a node delivers in 30 s
 const DEFAULT_LEASE_TTL_MS = 30_000
@@ -153,6 +149,9 @@ export class RateLimiter {
   readonly #renewEveryMs: number
   readonly #connections = new Map<string, ConnectionCount>()
   readonly #connectBatches = new Map<string, ConnectBatch>()
+  /** this turn's batches, in the order they began (the map finds a subject's) */
+  #connectQueue: ConnectBatch[] = []
+  #connectsScheduled = false
   readonly #leases = new Map<string, { lease: DeliveryLease, users: number }>()
   readonly #leaseKeys = new WeakMap<DeliveryLease, string>()
   /** per subject and plan with publishes on this node lately: the lease, and the plan its last publish named */
@@ -177,13 +176,13 @@ export class RateLimiter {
 
   constructor (options: RateLimiterOptions = {}) {
     this.#options = options
-    this.failure = options.failure ?? 'fail-open'
+    this.failure = options.failure ?? gatewayDefaults.rateLimit.failure
     this.now = options.now ?? Date.now
     this.node = `${options.nodeId ?? 'node'}:${randomUUID().slice(0, 8)}`
     this.#redis = options.redis
     this.#shared = options.redis ? new RedisLimitStore(options.redis) : undefined
     this.#local = new MemoryLimitStore(this.now)
-    this.#prefix = options.prefix ?? 'sluice:rl:'
+    this.#prefix = options.prefix ?? gatewayDefaults.rateLimit.prefix
     this.#timeoutMs = options.decisionTimeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS
     this.#probeMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
@@ -334,7 +333,9 @@ export class RateLimiter {
    * arrive within one turn of the event loop go to Redis as one script call
    * that takes N (a burst of 1,000 upgrades from one client costs a handful of
    * calls, not 1,000); the first `granted` of them in arrival order are let
-   * in, the others are refused with the limit and wait the call names.
+   * in, the others are refused with the limit and wait the call names. The
+   * batches of every subject in that turn leave together, as one script call
+   * (5,000 clients resuming at once are a few hundred calls, not 5,000).
    */
   #takeConnect (connects: RateBucket, slots: SlotBucket): Promise<Decided<TakeResult>> {
     let batch = this.#connectBatches.get(slots.key)
@@ -342,15 +343,30 @@ export class RateLimiter {
       const fresh: ConnectBatch = { connects, slots, waiters: [] }
       batch = fresh
       this.#connectBatches.set(slots.key, fresh)
+      this.#connectQueue.push(fresh)
       // after this turn's poll phase: every upgrade it read is in the batch
-      setImmediate(() => { this.#flushConnects(fresh).catch(() => {}) })
+      if (!this.#connectsScheduled) {
+        this.#connectsScheduled = true
+        setImmediate(this.#flushAllConnects)
+      }
     }
     const waiters = batch.waiters
     return new Promise(resolve => waiters.push(resolve))
   }
 
+  /** Every subject's batch of this turn: their decisions leave Redis-bound together, as one script call (script.ts). */
+  readonly #flushAllConnects = (): void => {
+    this.#connectsScheduled = false
+    const batches = this.#connectQueue
+    this.#connectQueue = []
+    this.#connectBatches.clear()
+    // each flush queues its decision synchronously (decide() calls the store before its first await)
+    this.#shared?.cork()
+    for (const batch of batches) this.#flushConnects(batch).catch(() => {})
+    this.#shared?.uncork()
+  }
+
   async #flushConnects (batch: ConnectBatch): Promise<void> {
-    if (this.#connectBatches.get(batch.slots.key) === batch) this.#connectBatches.delete(batch.slots.key)
     const { connects, slots, waiters } = batch
     let decided: Decided<TakeResult>
     try {

@@ -16,6 +16,11 @@
 //          perSecond, ttlMs, node, amount   (S: set this node's slot count;
 //          D: renew a lease, amount = what the node still holds of it)
 //          -> 0
+//   ARGV   'batch', n, then per decision: its number of keys, its number of
+//          arguments, its arguments ('take' or 'put' as above); KEYS: every
+//          decision's keys in turn
+//          -> per decision, its answer as above, or { 'err', message } for
+//             one that failed (it fails alone)
 // A daily bucket's `node` is a delivery lease's id ('' for none), its `ttlMs`
 // the lease record's lifetime, `held` what the node holds of that lease.
 // The arithmetic is token-bucket.ts's; the in-process store runs that file.
@@ -140,110 +145,132 @@ local function store (b, lvl, taken)
   end
 end
 
-local function bucket (k, a)
-  local b = { key = KEYS[k], index = k, kind = ARGV[a], cap = tonumber(ARGV[a + 1]), rate = tonumber(ARGV[a + 2]), ttl = tonumber(ARGV[a + 3]), node = ARGV[a + 4], held = tonumber(ARGV[a + 5]) }
+local function bucket (K, A, k, a)
+  local b = { key = K[k], index = k, kind = A[a], cap = tonumber(A[a + 1]), rate = tonumber(A[a + 2]), ttl = tonumber(A[a + 3]), node = A[a + 4], held = tonumber(A[a + 5]) }
   if (b.kind == 'd' or b.kind == 'D') and b.node ~= '' then b.lease = 'l:' .. b.node end
   return b
 end
 
-if ARGV[1] == 'put' then
-  local a = 3
-  for k = 1, tonumber(ARGV[2]) do
-    local b = bucket(k, a)
-    local amount = b.held
-    if b.kind == 'S' then
-      setSlots(b, amount)
-    elseif b.lease then
-      local lvl = level(b)
-      if b.kind == 'D' then
-        -- a renewal: the record holds what the node says it still holds
-        keep(b, 0)
+-- one decision: K and A are its keys and arguments ('take' or 'put', as the contract above says)
+local function run (K, A)
+  if A[1] == 'put' then
+    local a = 3
+    for k = 1, tonumber(A[2]) do
+      local b = bucket(K, A, k, a)
+      local amount = b.held
+      if b.kind == 'S' then
+        setSlots(b, amount)
+      elseif b.lease then
+        local lvl = level(b)
+        if b.kind == 'D' then
+          -- a renewal: the record holds what the node says it still holds
+          keep(b, 0)
+        else
+          -- the lease ends: its unused tokens go back, never more than its record held
+          local back = math.min(b.mine or 0, amount)
+          if b.mine then redis.call('HDEL', b.key, b.lease) end
+          if back > 0 then store(b, lvl, -back) end
+        end
       else
-        -- the lease ends: its unused tokens go back, never more than its record held
-        local back = math.min(b.mine or 0, amount)
-        if b.mine then redis.call('HDEL', b.key, b.lease) end
-        if back > 0 then store(b, lvl, -back) end
+        store(b, level(b), -amount)
       end
-    else
-      store(b, level(b), -amount)
+      a = a + 6
     end
-    a = a + 6
+    return 0
   end
-  return 0
-end
 
-local lines = {}
-local a = 3
-for l = 1, tonumber(ARGV[2]) do
-  lines[l] = { want = tonumber(ARGV[a]), min = tonumber(ARGV[a + 1]), n = tonumber(ARGV[a + 2]), buckets = {} }
-  a = a + 3
-end
-local k = 1
-for l = 1, #lines do
-  for i = 1, lines[l].n do
-    lines[l].buckets[i] = bucket(k, a)
-    k = k + 1
-    a = a + 6
+  local lines = {}
+  local a = 3
+  for l = 1, tonumber(A[2]) do
+    lines[l] = { want = tonumber(A[a]), min = tonumber(A[a + 1]), n = tonumber(A[a + 2]), buckets = {} }
+    a = a + 3
   end
-end
-
-local ok, retry, limited = 1, 0, 0
--- the bucket with the longest wait names the limit; -1 (never) is the longest
-local function consider (b, lvl, need)
-  local w = wait(b, lvl, need)
-  if limited == 0 or w == -1 or (retry ~= -1 and w > retry) then
-    retry = w
-    limited = b.index
-  end
-end
-for l = 1, #lines do
-  local line = lines[l]
-  local grant = line.want
-  for i = 1, line.n do
-    local b = line.buckets[i]
-    b.level = level(b)
-    -- a lease takes a share of what the quota has left, and at least its last token
-    b.avail = b.level
-    if b.lease and b.level >= 1 then b.avail = math.max(1, math.floor(b.level / LEASE_SHARE)) end
-    grant = math.min(grant, math.floor(b.avail))
-  end
-  line.grant = math.max(0, grant)
-  if line.grant < line.min then
-    ok = 0
-    for i = 1, line.n do
-      local b = line.buckets[i]
-      if math.floor(b.avail) < line.min then consider(b, b.level, line.min) end
+  local k = 1
+  for l = 1, #lines do
+    for i = 1, lines[l].n do
+      lines[l].buckets[i] = bucket(K, A, k, a)
+      k = k + 1
+      a = a + 6
     end
   end
-end
-if ok == 1 then
-  -- granted less than wanted (coalesced decisions: the ones left over are refused): which bucket, and when one more
+
+  local ok, retry, limited = 1, 0, 0
+  -- the bucket with the longest wait names the limit; -1 (never) is the longest
+  local function consider (b, lvl, need)
+    local w = wait(b, lvl, need)
+    if limited == 0 or w == -1 or (retry ~= -1 and w > retry) then
+      retry = w
+      limited = b.index
+    end
+  end
   for l = 1, #lines do
     local line = lines[l]
-    if line.grant < line.want then
+    local grant = line.want
+    for i = 1, line.n do
+      local b = line.buckets[i]
+      b.level = level(b)
+      -- a lease takes a share of what the quota has left, and at least its last token
+      b.avail = b.level
+      if b.lease and b.level >= 1 then b.avail = math.max(1, math.floor(b.level / LEASE_SHARE)) end
+      grant = math.min(grant, math.floor(b.avail))
+    end
+    line.grant = math.max(0, grant)
+    if line.grant < line.min then
+      ok = 0
       for i = 1, line.n do
         local b = line.buckets[i]
-        if math.floor(b.avail) <= line.grant then consider(b, b.level - line.grant, 1) end
+        if math.floor(b.avail) < line.min then consider(b, b.level, line.min) end
       end
     end
   end
+  if ok == 1 then
+    -- granted less than wanted (coalesced decisions: the ones left over are refused): which bucket, and when one more
+    for l = 1, #lines do
+      local line = lines[l]
+      if line.grant < line.want then
+        for i = 1, line.n do
+          local b = line.buckets[i]
+          if math.floor(b.avail) <= line.grant then consider(b, b.level - line.grant, 1) end
+        end
+      end
+    end
+  end
+
+  local result = { ok, retry, limited }
+  for l = 1, #lines do
+    if ok == 1 then
+      for i = 1, lines[l].n do store(lines[l].buckets[i], lines[l].buckets[i].level, lines[l].grant) end
+      result[3 + l] = lines[l].grant
+    else
+      -- a refused lease still reports what its node holds: the record never credits back what was spent since
+      for i = 1, lines[l].n do
+        local b = lines[l].buckets[i]
+        if b.lease then keep(b, 0) end
+      end
+      result[3 + l] = 0
+    end
+  end
+  return result
 end
 
-local result = { ok, retry, limited }
-for l = 1, #lines do
-  if ok == 1 then
-    for i = 1, lines[l].n do store(lines[l].buckets[i], lines[l].buckets[i].level, lines[l].grant) end
-    result[3 + l] = lines[l].grant
-  else
-    -- a refused lease still reports what its node holds: the record never credits back what was spent since
-    for i = 1, lines[l].n do
-      local b = lines[l].buckets[i]
-      if b.lease then keep(b, 0) end
-    end
-    result[3 + l] = 0
-  end
+if ARGV[1] ~= 'batch' then return run(KEYS, ARGV) end
+-- many decisions in one call (RedisLimitStore batches those asked while its last call was in flight):
+-- each is decided as if it were its own call, in order, and answers in its place
+local out = {}
+local a, k = 3, 1
+for d = 1, tonumber(ARGV[2]) do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local K, A = {}, {}
+  for i = 1, nk do K[i] = KEYS[k + i - 1] end
+  for i = 1, na do A[i] = ARGV[a + 1 + i] end
+  -- a decision that fails (a key of another type) fails alone, as its own call would have
+  local done, answer = pcall(run, K, A)
+  if done then out[d] = answer
+  else out[d] = { 'err', type(answer) == 'table' and answer.err or tostring(answer) } end
+  k = k + nk
+  a = a + 2 + na
 end
-return result
+return out
 `
 
 const COMMAND = 'sluiceLimit'
@@ -276,8 +303,30 @@ export function defineLimitCommand (redis: Redis): void {
   redis.defineCommand(COMMAND, { lua: LIMIT_SCRIPT })
 }
 
+// A decision per script call cost the gateway more than the script cost Redis: at 5,000 clients resuming at
+// once after a drain, 10,000 calls (a connection decision and a first delivery lease each) were 11 % of the
+// node's CPU (bench/drain-resume.ts, profile), most of it in ioredis building, timing and parsing each
+// command. So the store keeps one call in flight, and the decisions asked meanwhile leave together when it
+// returns, as one call ('batch'): each is still decided alone and atomically, in the order asked, on the
+// one Redis every node shares. An idle store sends a decision at once (no added wait, nothing held back by
+// a timer); a busy one batches as much as its round trip lets in. At most this many go in one call: ~10-30 µs
+// of Lua each, so one call holds Redis for a few ms at most
+export const MAX_BATCH = 128
+
+interface Queued {
+  keys: string[]
+  args: Array<string | number>
+  resolve (reply: unknown): void
+  reject (err: Error): void
+}
+
 export class RedisLimitStore implements LimitStore {
   readonly #redis: Redis
+  #queue: Queued[] = []
+  #inFlight = false
+  #corked = 0
+  /** script calls made (tests read it) */
+  calls = 0
 
   constructor (redis: Redis) {
     this.#redis = redis
@@ -289,7 +338,7 @@ export class RedisLimitStore implements LimitStore {
     const args: Array<string | number> = ['take', lines.length]
     for (const line of lines) args.push(line.want, line.min, line.buckets.length)
     for (const b of buckets) args.push(...bucketArgs(b), b.kind === 'daily' ? b.lease?.held ?? 0 : 0)
-    const reply = await this.#redis.sluiceLimit(buckets.length, ...buckets.map(b => b.key), ...args) as number[]
+    const reply = await this.#call(buckets.map(b => b.key), args) as number[]
     const ok = reply[0] === 1
     const retryAfterMs = reply[1] === -1 ? NEVER : Number(reply[1])
     const index = Number(reply[2])
@@ -300,6 +349,58 @@ export class RedisLimitStore implements LimitStore {
     if (puts.length === 0) return
     const args: Array<string | number> = ['put', puts.length]
     for (const p of puts) args.push(...bucketArgs(p.bucket, p.absolute), p.amount)
-    await this.#redis.sluiceLimit(puts.length, ...puts.map(p => p.bucket.key), ...args)
+    await this.#call(puts.map(p => p.bucket.key), args)
+  }
+
+  /** Holds decisions back until uncork(): a caller about to ask many at once sends them as one call. */
+  cork (): void {
+    this.#corked++
+  }
+
+  uncork (): void {
+    if (this.#corked > 0 && --this.#corked === 0 && !this.#inFlight) this.#send()
+  }
+
+  #call (keys: string[], args: Array<string | number>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ keys, args, resolve, reject })
+      if (!this.#inFlight && this.#corked === 0) this.#send()
+    })
+  }
+
+  #send (): void {
+    if (this.#queue.length === 0) return
+    const queue = this.#queue.length <= MAX_BATCH ? this.#queue : this.#queue.slice(0, MAX_BATCH)
+    this.#queue = this.#queue.length <= MAX_BATCH ? [] : this.#queue.slice(MAX_BATCH)
+    this.#inFlight = true
+    this.calls++
+    const done = (): void => {
+      this.#inFlight = false
+      if (this.#corked === 0) this.#send()
+    }
+    if (queue.length === 1) {
+      const { keys, args, resolve, reject } = queue[0]!
+      this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(reply => { done(); resolve(reply) }, (err: Error) => { done(); reject(err) })
+      return
+    }
+    const keys: string[] = []
+    const args: Array<string | number> = ['batch', queue.length]
+    for (const q of queue) {
+      for (const key of q.keys) keys.push(key)
+      args.push(q.keys.length, q.args.length)
+      for (const arg of q.args) args.push(arg)
+    }
+    this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(replies => {
+      done()
+      const answers = replies as unknown as unknown[]
+      queue.forEach((q, i) => {
+        const answer = answers[i]
+        if (Array.isArray(answer) && answer[0] === 'err') q.reject(new Error(String(answer[1])))
+        else q.resolve(answer)
+      })
+    }, (err: Error) => {
+      done()
+      for (const q of queue) q.reject(err)
+    })
   }
 }
