@@ -12,6 +12,7 @@ import redis from '@sluice/redis'
 import auth from '@sluice/auth'
 import policy from '@sluice/policy'
 import admin from '@sluice/admin'
+import apps from '@sluice/apps'
 import docs, { loadOpenApi, type OpenApiDocument } from '@sluice/docs'
 import portal from '@sluice/portal'
 import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
@@ -137,6 +138,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   }
   // the admin API exists only with its own credential
   if (config.admin) await app.register(admin, { token: config.admin.token })
+  // developers' applications, subscriptions and keys (/v1/developer), their approval (/admin): keys are auth's, under its prefix
+  await app.register(apps, { adminToken: config.admin?.token, prefix: `${config.auth.apiKeys.prefix}apps:` })
   // public and read-only: the product catalogue and the AsyncAPI generated from the policy in force
   // and the OpenAPI document of the REST routes with its UI (/openapi.json, /docs)
   await app.register(docs, {
