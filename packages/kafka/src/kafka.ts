@@ -14,6 +14,7 @@ import {
   type IHeaders
 } from 'kafkajs'
 import type { Logger } from '@sluice/protocol/logger'
+import { kafkaDefaults } from '@sluice/config/schemas'
 import { PublishBatcher } from './publish-batcher.ts'
 import { SharedProducer } from './producer.ts'
 import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
@@ -127,8 +128,6 @@ export interface TopicConsumer {
   commit (offsets: RecordMetadata[]): Promise<void>
 }
 
-const DEFAULT_CONNECTION_TIMEOUT_MS = 3000
-const DEFAULT_REQUEST_TIMEOUT_MS = 10_000
 // The producer retries with backoff; a produce that cannot reach a leader gives up
 // after about 5 s (100 ms doubling, capped at 2 s, 4 retries: 1.5 s of waits plus the
 // attempts) rather than @platformatic/kafka's default for an idempotent producer
@@ -252,8 +251,8 @@ export class KafkaClient {
     this.options = {
       brokers: options.brokers,
       clientId: options.clientId,
-      connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
-      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+      connectionTimeoutMs: options.connectionTimeoutMs ?? kafkaDefaults.connectionTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs ?? kafkaDefaults.requestTimeoutMs
     }
     this.#logger = options.logger ?? silentLogger
     this.#groupProtocol = options.groupProtocol

@@ -9,6 +9,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Identity } from './identity.ts'
 import { API_KEY_PATTERN } from './credentials.ts'
+import { gatewayDefaults } from '@sluice/config/gateway'
 
 export interface ApiKeyRecord {
   id: string
@@ -47,7 +48,7 @@ export class ApiKeyStore {
   readonly #redis: Redis
   readonly #prefix: string
 
-  constructor (redis: Redis, prefix = 'sluice:') {
+  constructor (redis: Redis, prefix = gatewayDefaults.auth.apiKeys.prefix) {
     this.#redis = redis
     this.#prefix = prefix
   }

@@ -3,6 +3,7 @@
 // API key expires, and when an API key is revoked on any node (Redis pub/sub,
 // plus a periodic re-check in case a message was lost while disconnected).
 import { CLOSE } from '@sluice/protocol/codes'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Identity } from './identity.ts'
 import type { ApiKeyStore } from './api-keys.ts'
 
@@ -20,8 +21,8 @@ export interface SessionSource {
 // 250 ms stays well inside that and costs one pass over this node's sockets.
 export const DEFAULT_EXPIRY_INTERVAL_MS = 250
 // docs/design.md: a revocation closes sockets within 5 s on every node. Pub/sub does
-// it at once; this re-check bounds the delay at ~4 s when a message was lost.
-export const DEFAULT_RECHECK_INTERVAL_MS = 4000
+// it at once; this re-check bounds the delay at ~4 s when a message was lost (auth.apiKeys.recheckIntervalMs)
+export const DEFAULT_RECHECK_INTERVAL_MS = gatewayDefaults.auth.apiKeys.recheckIntervalMs
 // one pipeline of EXISTS per batch: bounded Redis work however many keys are live
 const RECHECK_BATCH = 500
 

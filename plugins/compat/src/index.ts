@@ -8,6 +8,7 @@ import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
 import type {} from '@fastify/websocket'
 import { Counter, Gauge } from 'prom-client'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
 import {
@@ -161,7 +162,7 @@ async function compat (fastify: FastifyInstance, opts: CompatPluginOptions): Pro
   // the Java server answered on /v2/broker/ only; the path without its slash is the same endpoint here
   fastify.get('/v2/broker', route, handler)
 
-  keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
+  keepSessionsAlive(fastify, opts.keepaliveMs ?? gatewayDefaults.stream.keepaliveMs)
 }
 
 export default fp(compat, { fastify: '5.x', name: 'sluice-compat', dependencies: ['sluice-sessions', 'sluice-hub', '@fastify/websocket'] })

@@ -13,11 +13,13 @@ import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { stringify } from 'yaml'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import { loadPolicyDir } from '@sluice/policy'
 import { asyncapiDocument } from './asyncapi.ts'
 
 const USAGE = 'usage: asyncapi write|check [--policy <dir>] [--out <file>]\n'
-export const DEFAULT_POLICY_DIR = 'policies'
+// the gateway's policy.dir: the document describes the policies a gateway started here would load
+export const DEFAULT_POLICY_DIR = gatewayDefaults.policy.dir
 export const DEFAULT_OUT = 'openapi/asyncapi.yaml'
 // the committed document names the gateway as `npm run dev` serves it; a live gateway's /asyncapi.json names its own port
 const SERVER = { host: 'localhost:8080', protocol: 'ws' } as const

@@ -27,6 +27,7 @@
 // budget, the node evicts from the head, whichever topic it belongs to. Chunks
 // evicted otherwise (a topic's own bounds) are skipped there, and the queue is
 // compacted once they are half of it, so it costs O(1) amortized per chunk.
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { ConsumedRecord } from '@sluice/kafka'
 import type { ValueEncoding } from '@sluice/policy/access'
 import type { ResumeWindowDocument } from '@sluice/policy/schema'
@@ -41,22 +42,11 @@ export interface WindowBounds {
   maxAgeMs: number
 }
 
-/**
- * 1 MiB is four times a socket's default send queue (256 KiB): a socket that
- * hears `lagging` and resumes at once, or one that reconnects, finds what its
- * queue held and what arrived while it was away, at a topic's usual rate (at
- * 200 records/s of ~1 KiB framed, 5 s). 60 s outlasts a node's drain (10 s by
- * default, server.drainMs) and the reconnect backoff of clients that follow
- * it; past a minute, a resume may pay for one Kafka fetch.
- */
-export const DEFAULT_WINDOW_BOUNDS: Readonly<WindowBounds> = { maxBytes: 1024 * 1024, maxAgeMs: 60_000 }
+/** stream.resumeWindowBytes and stream.resumeWindowMs: the gateway's schema (packages/config/src/gateway.ts) gives their reasons. */
+export const DEFAULT_WINDOW_BOUNDS: Readonly<WindowBounds> = { maxBytes: gatewayDefaults.stream.resumeWindowBytes, maxAgeMs: gatewayDefaults.stream.resumeWindowMs }
 
-/**
- * 256 MiB per node: 256 busy topics at their full window, or a few thousand
- * quiet ones; a quarter of a 1 GiB container, the rest left to sockets' send
- * queues (256 KiB each by default) and the heap's own needs.
- */
-export const DEFAULT_NODE_WINDOW_BYTES = 256 * 1024 * 1024
+/** stream.resumeWindowNodeBytes, as the schema gives it with its reason. */
+export const DEFAULT_NODE_WINDOW_BYTES = gatewayDefaults.stream.resumeWindowNodeBytes
 
 // Measured: 441 bytes of heap per record held with a key and a value (views into the fetch
 // response), its offset and timestamp strings and its BigInt offset; the values' bytes are added

@@ -9,12 +9,13 @@
 // filesystem without inotify, a watcher that died). A reload whose files did
 // not change costs one read of the files and does nothing else.
 import { watch, type FSWatcher } from 'node:fs'
+import { gatewayDefaults } from '@sluice/config/gateway'
 
 // an editor writes a file in several syscalls; 100 ms lets it finish before we read
 export const DEFAULT_DEBOUNCE_MS = 100
 // docs/design.md: a withdrawal reaches live sockets within 2 s; a 1 s poll keeps that
-// bound even when no inotify event arrives
-export const DEFAULT_POLL_INTERVAL_MS = 1000
+// bound even when no inotify event arrives (policy.pollIntervalMs)
+export const DEFAULT_POLL_INTERVAL_MS = gatewayDefaults.policy.pollIntervalMs
 
 export interface PolicyWatcherOptions {
   dir: string

@@ -12,6 +12,7 @@ import fp from 'fastify-plugin'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Policy, PlanLimits } from '@sluice/policy'
 import { subjectPlan } from '@sluice/policy/plans'
 import type {} from '@sluice/protocol/identity'
@@ -58,19 +59,13 @@ declare module 'fastify' {
   }
 }
 
-// A subject the policy grants nothing can open one socket (to be told what it may not do), and do nothing with it.
-export const UNPLANNED_LIMITS: PlanLimits = { connections: 1, connectsPerMinute: 6, deliveredPerSecond: 0, publishedPerSecond: 0, bytesPerSecond: 0, dailyQuota: 0 }
-// 50 publishes sent while told to wait (a deep pipeline in flight when the first error left), 5 forgiven per second
-export const DEFAULT_ABUSE: AbuseOptions = { burst: 50, leakPerSecond: 5 }
-export const DEFAULT_HTTP = {
-  // per address: reconnect storms behind one NAT stay under it; a flood does not
-  upgrade: { max: 600, timeWindowMs: 60_000 },
-  // an operator's scripts, not a client population
-  admin: { max: 300, timeWindowMs: 60_000 },
-  // the catalogue, API documents, /docs and /portal: a developer's page load is about 20
-  // requests, so a NAT of developers reloading stays under 20/s; a scraper's flood does not
-  public: { max: 1200, timeWindowMs: 60_000 }
-}
+// The defaults of a plugin used without config: the gateway's schema's (rateLimit.*, packages/config/src/gateway.ts,
+// which gives their reasons). A subject the policy grants nothing can open one socket (to be told what it may not
+// do), and do nothing with it: no delivery, publish, bytes or daily quota (not config keys).
+export const UNPLANNED_LIMITS: PlanLimits = { ...gatewayDefaults.rateLimit.unplanned, deliveredPerSecond: 0, publishedPerSecond: 0, bytesPerSecond: 0, dailyQuota: 0 }
+export const DEFAULT_ABUSE: AbuseOptions = gatewayDefaults.rateLimit.abuse
+const { upgrade, admin, public: publicRoutes } = gatewayDefaults.rateLimit.http
+export const DEFAULT_HTTP = { upgrade, admin, public: publicRoutes }
 // Asked by orchestrators and Prometheus, and needed most while a dependency is down: never limited
 const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
 
@@ -84,7 +79,7 @@ function isWebSocketRoute (route: RouteOptions): boolean {
 }
 
 async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
-  const prefix = opts.prefix ?? 'sluice:rl:'
+  const prefix = opts.prefix ?? gatewayDefaults.rateLimit.prefix
   const limiter = new RateLimiter({
     redis: opts.redis,
     failure: opts.failure,

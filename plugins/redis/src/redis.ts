@@ -1,6 +1,7 @@
 // Fastify-free: how Sluice connects to Redis. Every setting here serves one
 // rule of docs/design.md: when Redis is unreachable, nothing hangs.
 import { Redis } from 'ioredis'
+import { gatewayDefaults } from '@sluice/config/gateway'
 
 export interface RedisOptions {
   url: string
@@ -10,7 +11,7 @@ export interface RedisOptions {
 }
 
 export function createRedis (options: RedisOptions): Redis {
-  const timeoutMs = options.timeoutMs ?? 500
+  const timeoutMs = options.timeoutMs ?? gatewayDefaults.redis.timeoutMs
   const redis = new Redis(options.url, {
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,

@@ -18,6 +18,7 @@ import { KafkaTimeoutError } from '@sluice/kafka/errors'
 import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
 import type { LiveSession, SessionRegistry } from './registry.ts'
 import type { RoutePublishes } from './publish-counts.ts'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import { CLOSE } from '@sluice/protocol/codes'
 
 export interface SessionLimits {
@@ -35,21 +36,18 @@ export interface SessionLimits {
   idleTimeoutMs: number
 }
 
-/** Every route's defaults: /v1/stream's configuration (stream.*) applies to both routes. */
+/**
+ * Every route's defaults: /v1/stream's configuration (stream.*) applies to all routes. The values and their
+ * reasons are the gateway's schema's (packages/config/src/gateway.ts), here for a route used without config.
+ */
 export const DEFAULT_LIMITS: SessionLimits = {
-  // 256 KiB: about 1,000 frames of a 256-byte record; 10,000 stuck sockets then hold at most 2.5 GiB
-  maxQueueBytes: 256 * 1024,
-  // a buggy client gets 20 errors to notice; a hostile one is cut off after them
-  invalidFrameBurst: 20,
+  maxQueueBytes: gatewayDefaults.stream.maxQueueBytes,
+  invalidFrameBurst: gatewayDefaults.stream.invalidFrameBurst,
+  // not a config key: the allowance refills one frame a second, so that only a burst of mistakes closes the socket
   invalidFramesPerSecond: 1,
-  // a socket's publishes share the node's produce requests (packages/kafka/src/publish-batcher.ts): 64 read and
-  // unanswered per socket keep one request well filled (bench/publish.ts: 9,478/s over one socket) and bound
-  // what a client that stops reading its acks can make the node hold
-  maxInflightPublishes: 64,
-  // the shared producer gives up after ~5 s of retries; 10 s covers that and a slow acks=all
-  publishTimeoutMs: 10_000,
-  // 5 minutes with nothing subscribed and nothing sent is a forgotten tab
-  idleTimeoutMs: 5 * 60_000
+  maxInflightPublishes: gatewayDefaults.stream.maxInflightPublishes,
+  publishTimeoutMs: gatewayDefaults.stream.publishTimeoutMs,
+  idleTimeoutMs: gatewayDefaults.stream.idleTimeoutMs
 }
 
 /** Rate limits as the WebSocket routes see them (the rate-limit plugin implements it). */

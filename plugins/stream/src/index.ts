@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
 import type {} from '@fastify/websocket'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
@@ -152,7 +153,7 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     }, deps), session => session.open(plan.topics, plan.from, plan.decisions))
   })
 
-  keepSessionsAlive(fastify, opts.keepaliveMs ?? 30_000)
+  keepSessionsAlive(fastify, opts.keepaliveMs ?? gatewayDefaults.stream.keepaliveMs)
 }
 
 export default fp(stream, { fastify: '5.x', name: 'sluice-stream', dependencies: ['sluice-sessions', 'sluice-hub', '@fastify/websocket'] })
