@@ -4,7 +4,8 @@
 // coming. Pure logic over hand-made batches (test/rate-delivery.test.ts shows
 // the limiter's side against real Redis).
 import { test } from 'tap'
-import { Hub, type Outlet } from '../src/hub.ts'
+import { Hub } from '../src/hub.ts'
+import type { Outlet } from '../src/outlet.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'
 

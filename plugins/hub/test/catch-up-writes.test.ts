@@ -5,7 +5,8 @@
 // order: no gap, no duplicate, no lagging. Hand-made batches (fake-kafka.ts).
 import { test, type Test } from 'tap'
 import type { RecordBatch } from '@sluice/kafka'
-import { Hub, type Outlet, type SubscriptionTerms } from '../src/hub.ts'
+import { Hub } from '../src/hub.ts'
+import type { Outlet, SubscriptionTerms } from '../src/outlet.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'
 

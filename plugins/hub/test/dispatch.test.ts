@@ -4,7 +4,8 @@
 // batches; the integration suites (test/stream-*.test.ts) run it on the broker.
 import { test } from 'tap'
 import type { RecordBatch } from '@sluice/kafka'
-import { Hub, type Outlet } from '../src/hub.ts'
+import { Hub } from '../src/hub.ts'
+import type { Outlet } from '../src/outlet.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat, type FrameFormat } from '../src/frame.ts'
 

@@ -4,7 +4,8 @@
 // metrics on a real broker; there the live consumer keeps up too fast to be
 // caught behind, so its series is driven here with batches made by hand.
 import { test } from 'tap'
-import { Hub, type Outlet } from '../src/hub.ts'
+import { Hub } from '../src/hub.ts'
+import type { Outlet } from '../src/outlet.ts'
 import { fakeKafka, records } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'
 

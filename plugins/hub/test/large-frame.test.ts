@@ -6,7 +6,8 @@
 // without waiting would call drained() without end.
 import { test, type Test } from 'tap'
 import type { ConsumedRecord, RecordBatch } from '@sluice/kafka'
-import { Hub, type Outlet, type SubscriptionTerms } from '../src/hub.ts'
+import { Hub } from '../src/hub.ts'
+import type { Outlet, SubscriptionTerms } from '../src/outlet.ts'
 import { fakeKafka } from './fake-kafka.ts'
 import { nativeFormat } from '../src/frame.ts'
 
