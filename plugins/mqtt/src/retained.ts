@@ -9,9 +9,11 @@
 // a second node started later reads the same set from Kafka.
 import type { KafkaClient, RecordBatch, TopicReader } from '@sluice/kafka'
 import type { Logger } from '@sluice/protocol/logger'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import { matchesLevels } from './mapping.ts'
 
-export const DEFAULT_RETAINED_TOPIC = 'sluice.mqtt.retained'
+// mqtt.retainedTopic and mqtt.retainedMaxBytes: the values are the gateway's schema's (packages/config/src/gateway.ts)
+export const DEFAULT_RETAINED_TOPIC = gatewayDefaults.mqtt.retainedTopic
 /**
  * Bytes of retained messages one node holds, counted as topic name + payload + ENTRY_OVERHEAD: 64 MiB. Every
  * node holds the whole set and reads it from Kafka at start (about seven 10 MiB fetches), and every
@@ -19,7 +21,7 @@ export const DEFAULT_RETAINED_TOPIC = 'sluice.mqtt.retained'
  * retained topics (a device fleet's last states). Past it a retained PUBLISH of a new topic name, or one
  * that grows an existing one past it, is refused (0x97), never evicting another device's message.
  */
-export const DEFAULT_RETAINED_MAX_BYTES = 64 * 1024 * 1024
+export const DEFAULT_RETAINED_MAX_BYTES = gatewayDefaults.mqtt.retainedMaxBytes
 /** what a Map entry, its key string, a Buffer and the level array cost beyond the bytes themselves (measured order: ~200-300 B) */
 export const ENTRY_OVERHEAD = 256
 // after a failed start (Kafka down, topic not creatable): try again, as the hub's readers back off, up to 5 s
