@@ -40,6 +40,20 @@ export interface ListOptions {
 export const MAX_LIST_LIMIT = 1000
 const DEFAULT_LIST_LIMIT = 100
 
+// KEYS[1] the record; ARGV[1] a plan or '', ARGV[2] an earlier expiry (ms) or '', ARGV[3] ms the record outlives it
+const UPDATE_SCRIPT = `
+if redis.call('hexists', KEYS[1], 'hash') == 0 then return 0 end
+if ARGV[1] ~= '' then redis.call('hset', KEYS[1], 'plan', ARGV[1]) end
+if ARGV[2] ~= '' then
+  local at = tonumber(ARGV[2])
+  if at < tonumber(redis.call('hget', KEYS[1], 'expiresAt')) then
+    redis.call('hset', KEYS[1], 'expiresAt', ARGV[2])
+    redis.call('pexpireat', KEYS[1], at + tonumber(ARGV[3]))
+  end
+end
+return 1
+`
+
 function sha256 (text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
@@ -143,6 +157,20 @@ export class ApiKeyStore {
     // expired or revoked elsewhere: drop them from the index now that they are seen
     if (gone.length > 0) await this.#redis.zrem(index, ...gone).catch(() => {})
     return { keys, next: ids.length === limit ? String(offset + limit) : undefined }
+  }
+
+  /**
+   * Changes a live key's plan or moves its expiry earlier (plugins/apps: an approved plan, a rotation's
+   * grace period); false when the key is gone. One script, so a key revoked meanwhile is not brought back
+   * as a record without its hash. A later expiry is refused: a key never outlives what it was issued for.
+   * `keepMs`: Redis keeps the record that long past the new expiry (verify() refuses it from the expiry on),
+   * so that a revocation due at the expiry still finds it and tells every node.
+   */
+  async update (id: string, change: { plan?: string, expiresAt?: number, keepMs?: number }): Promise<boolean> {
+    if (!/^[0-9a-f]{16}$/.test(id)) return false
+    const expiry = change.expiresAt === undefined ? '' : String(change.expiresAt)
+    const updated = await this.#redis.eval(UPDATE_SCRIPT, 1, this.#recordKey(id), change.plan ?? '', expiry, String(change.keepMs ?? 0))
+    return updated === 1
   }
 
   /** Deletes the key and tells every node; false when there was no such key. */

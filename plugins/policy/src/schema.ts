@@ -44,6 +44,8 @@ export const planSchema = {
   properties: {
     title: text,
     description: text,
+    // how a subscription to the plan starts (plugins/apps): auto is active at once, manual waits for an admin
+    approval: { enum: ['auto', 'manual'], default: 'auto' },
     limits: planLimitsSchema(limit)
   }
 }
@@ -177,6 +179,8 @@ export type PlanLimits = Record<(typeof PLAN_LIMIT_NAMES)[number], number>
 export interface PlanDocument {
   title?: string
   description?: string
+  /** filled in with its default ('auto') when the policy loads */
+  approval?: 'auto' | 'manual'
   limits: PlanLimits
 }
 
