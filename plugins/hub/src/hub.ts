@@ -32,6 +32,7 @@
 // 256 KiB queue by default): a frame larger than the bound is written to an
 // empty queue, alone. The bound holds for the bytes queued ahead of a frame,
 // not for the frame itself (README.md: the largest record).
+import { gatewayDefaults } from '@sluice/config/gateway'
 import type { KafkaClient, Logger, PartitionOffsets } from '@sluice/kafka'
 import { CatchUp } from './catch-up.ts'
 import { formatPositions, type Positions } from './cursor.ts'
@@ -63,7 +64,8 @@ export interface HubOptions {
   window?: Partial<WindowBounds> & { nodeMaxBytes?: number }
 }
 
-const DEFAULT_GRACE_MS = 5000
+// stream.consumerGraceMs and stream.topicRefreshMs: the gateway's schema's (packages/config/src/gateway.ts)
+const { consumerGraceMs: DEFAULT_GRACE_MS, topicRefreshMs: DEFAULT_TOPIC_REFRESH_MS } = gatewayDefaults.stream
 const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 
 // a topic gone quiet gives its window back within a second of its age bound; a sweep visits each partition once
@@ -98,7 +100,7 @@ export class Hub {
     this.#metadataMaxAgeMs = options.metadataMaxAgeMs ?? 30_000
     this.#log = options.logger ?? silent
     // 5 s: one Metadata request per node per 5 s, however many sockets watch patterns
-    this.#topics = new TopicWatch(this.#kafka, this.#log, options.topicRefreshMs ?? 5000)
+    this.#topics = new TopicWatch(this.#kafka, this.#log, options.topicRefreshMs ?? DEFAULT_TOPIC_REFRESH_MS)
     this.#groups = new GroupMembers(this.#kafka, this.#log, this.stats)
     this.#catchUp = new CatchUp({ kafka: this.#kafka, log: this.#log, stats: this.stats, closed: () => this.#closed, end: sub => { this.#end(sub) } })
     const { nodeMaxBytes, ...bounds } = options.window ?? {}
