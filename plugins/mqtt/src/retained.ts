@@ -27,6 +27,11 @@ export const ENTRY_OVERHEAD = 256
 // after a failed start (Kafka down, topic not creatable): try again, as the hub's readers back off, up to 5 s
 const RETRY_MIN_MS = 500
 const RETRY_MAX_MS = 5000
+// The set is complete when each partition's reader passed the end offset it had at start. Compaction may have
+// removed the records at the very end (a tombstone past delete.retention.ms, 24 h), and then no record reaches
+// that offset: a partition from which nothing came for 2 s after the start (a fetch with records returns at
+// once; the reader's idle wait is 5 s, its start lane's 5 ms) is taken as read to its end.
+const QUIET_DONE_MS = 2000
 
 type RetainedKafka = Pick<KafkaClient, 'produce' | 'ensureTopics' | 'topicOffsets' | 'reader'>
 
@@ -58,6 +63,8 @@ export class RetainedStore {
   /** per partition, the offset reached at start that makes the set complete */
   #startEnds = new Map<number, bigint>()
   #loaded = false
+  #lastBatchAt = 0
+  #quiet: NodeJS.Timeout | undefined
   #onLoaded: Array<() => void> = []
 
   constructor (options: RetainedOptions) {
@@ -118,10 +125,21 @@ export class RetainedStore {
       onError: err => this.#log.error({ err, topic: this.topic }, 'MQTT retained messages reader failed')
     })
     await this.#reader.start(starts)
+    this.#lastBatchAt = Date.now()
     this.#checkLoaded()
+    if (!this.#loaded) {
+      this.#quiet = setInterval(() => {
+        if (this.#loaded || Date.now() - this.#lastBatchAt < QUIET_DONE_MS) return
+        this.#log.warn({ topic: this.topic, partitions: [...this.#startEnds.keys()] }, 'MQTT retained messages: the end offset was not reached (compacted away?); taken as read')
+        this.#startEnds.clear()
+        this.#checkLoaded()
+      }, QUIET_DONE_MS / 4)
+      this.#quiet.unref()
+    }
   }
 
   #apply (batch: RecordBatch): void {
+    this.#lastBatchAt = Date.now()
     let last = -1n
     for (const record of batch.records) {
       last = BigInt(record.offset)
@@ -152,6 +170,7 @@ export class RetainedStore {
   #checkLoaded (): void {
     if (this.#loaded || this.#startEnds.size > 0 || !this.#reader) return
     this.#loaded = true
+    clearInterval(this.#quiet)
     this.#log.info({ topic: this.topic, messages: this.#messages.size, bytes: this.#bytes }, 'MQTT retained messages loaded')
     for (const wake of this.#onLoaded.splice(0)) wake()
   }
@@ -221,6 +240,7 @@ export class RetainedStore {
   async stop (): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#retry)
+    clearInterval(this.#quiet)
     for (const wake of this.#onLoaded.splice(0)) wake()
     await this.#reader?.stop()
   }
