@@ -1,6 +1,7 @@
 // `sluice keys issue|list|revoke`: API keys through the gateway's admin API
 // (POST/GET/DELETE /admin/keys), with the admin token from --admin-token or
 // SLUICE_ADMIN_TOKEN. A key is shown once, when issued.
+import { gatewayDefaults } from '@sluice/config/gateway'
 import { integer, parse, UsageError, type Io } from './main.ts'
 
 const COMMON = { url: { type: 'string' }, 'admin-token': { type: 'string' } } as const
@@ -8,7 +9,7 @@ const COMMON = { url: { type: 'string' }, 'admin-token': { type: 'string' } } as
 async function admin (io: Io, values: { url?: string, 'admin-token'?: string }, method: string, path: string, body?: unknown): Promise<{ status: number, json: unknown }> {
   const token = values['admin-token'] ?? io.env.SLUICE_ADMIN_TOKEN
   if (!token) throw new UsageError('sluice keys: the admin token is required (--admin-token T or SLUICE_ADMIN_TOKEN; sluice dev prints it)')
-  const base = (values.url ?? io.env.SLUICE_URL ?? 'http://localhost:8080').replace(/\/$/, '')
+  const base = (values.url ?? io.env.SLUICE_URL ?? `http://localhost:${gatewayDefaults.server.port}`).replace(/\/$/, '')
   const response = await fetch(`${base}/admin${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },

@@ -10,6 +10,7 @@ import { resolve as resolvePath } from 'node:path'
 import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
 import { KafkaClient } from '@sluice/kafka'
 import { ConfigError } from '@sluice/config'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import { loadGatewayConfig } from './config.ts'
 import { startGateway, type RunningGateway } from './server.ts'
 import { DEMO_TOPIC, DemoTicker } from './demo-feed.ts'
@@ -17,7 +18,8 @@ import { DevPortInUseError } from './errors.ts'
 
 const KAFKA_PORT = 9092
 const REDIS_PORT = 6379
-const GATEWAY_PORT = 8080
+// server.port's default: dev mode serves where a configured gateway would
+const GATEWAY_PORT = gatewayDefaults.server.port
 // the topic the dev credential may publish to under policies/example.yaml (orders.{sub}, sub = dev)
 const DEV_ORDERS_TOPIC = 'orders.dev'
 // the repository's commented example policy: demo.ticks for every subject, dev included

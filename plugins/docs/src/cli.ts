@@ -22,7 +22,7 @@ const USAGE = 'usage: asyncapi write|check [--policy <dir>] [--out <file>]\n'
 export const DEFAULT_POLICY_DIR = gatewayDefaults.policy.dir
 export const DEFAULT_OUT = 'openapi/asyncapi.yaml'
 // the committed document names the gateway as `npm run dev` serves it; a live gateway's /asyncapi.json names its own port
-const SERVER = { host: 'localhost:8080', protocol: 'ws' } as const
+const SERVER = { host: `localhost:${gatewayDefaults.server.port}`, protocol: 'ws' } as const
 
 const HEADER = '# Generated from policies/ by `npm run asyncapi -- write`: do not edit.\n' +
   '# A live gateway serves the same document for its own policy at /asyncapi.json.\n'
