@@ -24,6 +24,8 @@ export const READINGS = unique('mqtt-readings')
 export const DEVICES = `mqtt-dev-${randomBytes(4).toString('hex')}`
 // the file's own retained messages (plugins/mqtt/src/retained.ts), not every suite's in sluice.mqtt.retained
 export const RETAINED = unique('mqtt-retained')
+// and its own persistent sessions (plugins/mqtt/src/persistence.ts): a fixed client id of one run is not resumed by the next
+export const SESSIONS = unique('mqtt-sessions')
 
 // devices (JWTs) reach only their own devices/{sub}/ topics; API keys read temperatures; the dev token is a dashboard
 export const POLICY = `
@@ -93,6 +95,7 @@ export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs
       mqtt: {
         ...(tcpPort === undefined ? {} : { tcpPort }),
         retainedTopic: options.retainedTopic ?? RETAINED,
+        sessionsTopic: SESSIONS,
         ...(options.retainedMaxBytes === undefined ? {} : { retainedMaxBytes: options.retainedMaxBytes })
       },
       kafka: { brokers: kafkaBrokers() },

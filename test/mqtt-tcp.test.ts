@@ -70,7 +70,7 @@ async function raw (port: number, version: 4 | 5): Promise<{ socket: Socket, pac
   return { socket, packets, closed }
 }
 
-test('CONNACK announces what this slice serves, and a persistent session is served as a new one with Session Present 0', async t => {
+test('CONNACK announces what this slice serves, and a persistent session of a client id never seen is new: Session Present 0, its expiry granted', async t => {
   const { port } = await gateway(t)
   const c = await raw(port, 5)
   t.teardown(() => c.socket.destroy())
@@ -80,7 +80,7 @@ test('CONNACK announces what this slice serves, and a persistent session is serv
     cmd: 'connack',
     reasonCode: 0,
     sessionPresent: false,
-    properties: { sessionExpiryInterval: 0, maximumQoS: 1, retainAvailable: true, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 0, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: false }
+    properties: { sessionExpiryInterval: 3600, maximumQoS: 1, retainAvailable: true, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 0, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: false }
   })
 })
 

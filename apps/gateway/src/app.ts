@@ -207,7 +207,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     tcpPort: config.mqtt.tcpPort,
     tcpHost: config.server.host,
     retainedTopic: config.mqtt.retainedTopic,
-    retainedMaxBytes: config.mqtt.retainedMaxBytes
+    retainedMaxBytes: config.mqtt.retainedMaxBytes,
+    sessionsTopic: config.mqtt.sessionsTopic
   })
   return app
 }

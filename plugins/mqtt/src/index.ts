@@ -22,12 +22,15 @@ import type { Transport } from './format.ts'
 import { TcpConnection } from './tcp.ts'
 import { RetainedStore } from './retained.ts'
 import { checkWill, Wills, type Will, type WillRefusal } from './will.ts'
+import { SessionStore } from './persistence.ts'
 
 export { MqttSession, REASON } from './session.ts'
 export { Mappings, CompiledMapping, matches, validFilter, validName } from './mapping.ts'
 export { mqttFormat, publishPacket } from './format.ts'
 export { RetainedStore, DEFAULT_RETAINED_TOPIC, DEFAULT_RETAINED_MAX_BYTES } from './retained.ts'
 export { Wills, MAX_WILL_DELAY_S } from './will.ts'
+export { SessionStore, DEFAULT_SESSIONS_TOPIC, FLUSH_MS, HANDOFF_WAIT_MS, MAX_SESSION_EXPIRY_S, type StoredSession } from './persistence.ts'
+export { MAX_INFLIGHT } from './qos1.ts'
 
 export const MQTT_PATH = '/mqtt'
 export const MQTT_PROTOCOL = 'mqtt'
@@ -55,6 +58,8 @@ export interface MqttPluginOptions {
   retainedTopic?: string
   /** bytes of retained messages each node holds; default 64 MiB */
   retainedMaxBytes?: number
+  /** the compacted Kafka topic of persistent sessions and takeover claims (persistence.ts); default sluice.mqtt.sessions */
+  sessionsTopic?: string
 }
 
 /** ws's handleProtocols for /mqtt: `mqtt` when asked for it; other paths are someone else's. */
@@ -104,6 +109,14 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     log
   })
   fastify.addHook('onReady', async () => retained.start())
+  // persistent sessions and takeovers (persistence.ts): every node follows the topic, started as the retained set is
+  const store = new SessionStore({ kafka: fastify.kafka, topic: opts.sessionsTopic, log })
+  fastify.addHook('onReady', async () => store.start())
+  // after the sessions closed: their last states are written before Kafka closes
+  fastify.addHook('onClose', async () => {
+    await store.flush()
+    await store.stop()
+  })
   // after the sessions closed (the WebSocket preClose, the TCP listener's onClose): their wills are written before Kafka closes
   fastify.addHook('onClose', async () => {
     await wills.flush()
@@ -121,7 +134,8 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     mappings,
     maxPacketBytes,
     retained,
-    wills
+    wills,
+    store
   }
 
   async function identify (connect: IConnectPacket): Promise<{ identity: Identity, will?: Omit<Will, 'clientId'> } | keyof typeof REFUSE> {

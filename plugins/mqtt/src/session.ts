@@ -7,7 +7,9 @@ import type { RawData } from 'ws'
 import { generate, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet'
 import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } from '@sluice/sessions'
 import type { FrameFormat } from '@sluice/hub'
-import { mqttFormat, framesOf, type Transport } from './format.ts'
+import type { Transport } from './format.ts'
+import { Outbox, sessionFormat } from './qos1.ts'
+import { MAX_SESSION_EXPIRY_S, positionsOf, storedPositions, type Holder, type SessionStore, type StoredSession } from './persistence.ts'
 import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
 import type { RetainedStore } from './retained.ts'
 import type { Will, Wills } from './will.ts'
@@ -41,6 +43,7 @@ export const REASON = {
   QUOTA_EXCEEDED: 0x97,
   RETAIN_NOT_SUPPORTED: 0x9A,
   QOS_NOT_SUPPORTED: 0x9B,
+  SESSION_TAKEN_OVER: 0x8E,
   SHARED_NOT_SUPPORTED: 0x9E,
   TOPIC_ALIAS_INVALID: 0x94
 } as const
@@ -69,6 +72,8 @@ export interface MqttDeps extends SessionDeps {
   retained?: RetainedStore
   /** the node's pending wills (will.ts) */
   wills?: Wills
+  /** persistent sessions and takeovers (persistence.ts); absent: every session is clean and none is taken over */
+  store?: SessionStore
 }
 
 export interface MqttStart extends SessionStart {
@@ -90,7 +95,7 @@ const RETAINED_LOAD_WAIT_MS = 5000
 /** A refused publish, and what the client is told on 5.0. */
 interface Refused { reason: number, wire: string }
 
-export class MqttSession extends SocketSession {
+export class MqttSession extends SocketSession implements Holder {
   readonly format: FrameFormat
   readonly version: 4 | 5
   readonly clientId: string
@@ -119,6 +124,17 @@ export class MqttSession extends SocketSession {
   #sessionExpiry = 0
   /** the close code of a close this side started */
   #closeCode: number | undefined
+  /** filter -> the QoS granted (filters in the order of #filterLevels) */
+  readonly #filterQos = new Map<string, number>()
+  #levelQos: number[] = []
+  /** deliveries with their packet ids and positions (qos1.ts) */
+  readonly #outbox: Outbox
+  /** the session expiry interval granted, in seconds; 0: the session ends with the connection */
+  readonly #expiry: number
+  /** clean session (3.1.1) / clean start (5.0): a stored session is discarded */
+  readonly #clean: boolean
+  /** set once the session's last state was written (or handed to the connection that took it over) */
+  #ended = false
 
   constructor (start: MqttStart, deps: MqttDeps) {
     super(start, deps)
@@ -126,7 +142,21 @@ export class MqttSession extends SocketSession {
     this.version = start.version
     this.clientId = start.connect.clientId
     this.transport = start.transport
-    this.format = mqttFormat(deps.mappings, start.version, start.transport)
+    this.format = sessionFormat(deps.mappings, start.version, start.transport)
+    // 3.1.1: clean session 0 keeps the session (no expiry in that version: ours); 5.0: the Session Expiry Interval [MQTT-3.1.2-23]
+    const asked = start.version === 5 ? (start.connect.properties?.sessionExpiryInterval ?? 0) : (start.connect.clean ? 0 : MAX_SESSION_EXPIRY_S)
+    this.#expiry = this.clientId === '' || !deps.store ? 0 : Math.min(asked, MAX_SESSION_EXPIRY_S)
+    this.#clean = start.connect.clean !== false
+    this.#outbox = new Outbox({
+      version: start.version,
+      transport: start.transport,
+      receiveMaximum: start.connect.properties?.receiveMaximum,
+      maxPacket: start.connect.properties?.maximumPacketSize ?? Infinity,
+      write: (bytes, onWritten) => super.write(bytes, onWritten),
+      cork: () => this.raw.cork(),
+      uncork: () => this.raw.uncork(),
+      changed: () => { if (this.#expiry > 0 && !this.#ended) this.#deps.store?.changed(this.clientId, () => this.#snapshot(true)) }
+    })
     this.#parser = start.parser
     this.#pending = start.pending
     this.#clientMaxPacket = start.connect.properties?.maximumPacketSize ?? Infinity
@@ -144,11 +174,24 @@ export class MqttSession extends SocketSession {
   }
 
   /** CONNACK, then the packets read meanwhile, then the socket is read again. */
-  open (sessionPresent = false): Promise<void> {
+  async open (): Promise<void> {
+    let resumed: StoredSession | undefined
+    try {
+      resumed = await this.#begin()
+    } catch (err) {
+      this.deps.log.warn({ err, session: this.id }, 'MQTT session could not be read')
+      // 0x88 / 0x03: the sessions cannot be read now; the client tries again
+      this.#send({ cmd: 'connack', sessionPresent: false, reasonCode: REASON.SERVER_UNAVAILABLE, returnCode: 0x03 })
+      this.#ended = true
+      this.close(CLOSE.TRY_LATER, 'sessions unavailable')
+      return
+    }
+    if (this.closed) return
+    const sessionPresent = resumed !== undefined
     const properties = this.version === 5
       ? {
-          // this slice keeps no session: MQTT 5 lets the server say so (3.2.2.3.2)
-          sessionExpiryInterval: 0,
+          // the expiry granted: the client's, at most MAX_SESSION_EXPIRY_S (3.2.2.3.2)
+          sessionExpiryInterval: this.#expiry,
           receiveMaximum: this.deps.limits.maxInflightPublishes,
           maximumQoS: 1,
           retainAvailable: this.#deps.retained !== undefined,
@@ -170,11 +213,99 @@ export class MqttSession extends SocketSession {
       }, Math.max(250, this.#keepaliveMs / 3))
       this.#keepaliveTimer.unref()
     }
+    // [MQTT-4.4.0-1]: the session's subscriptions resume where its deliveries were acknowledged; the ones
+    // left unacknowledged come again with DUP=1 and their packet ids
+    if (resumed) await this.#resume(resumed)
     const pending = this.#pending
     this.#pending = []
     for (const packet of pending) this.#packet(packet)
     if (this.socket.isPaused) this.socket.resume()
-    return SETTLED
+  }
+
+  // ---- persistent sessions (persistence.ts) -----------------------------------------------
+
+  get ownerId (): string {
+    return this.id
+  }
+
+  /** Claims the client id (an older connection anywhere is taken over) and reads the session to resume, if any. */
+  async #begin (): Promise<StoredSession | undefined> {
+    const store = this.#deps.store
+    if (!store || this.clientId === '') return undefined
+    const fresh = this.#snapshot(true)
+    if (this.#expiry === 0 && this.#clean) {
+      // a clean session waits for nothing (no state to read): its claim, written meanwhile, still takes older connections over
+      store.claim(this.clientId, fresh, this).catch(err => this.deps.log.warn({ err, session: this.id }, 'MQTT claim not written'))
+      return undefined
+    }
+    if (!await store.ready()) throw new Error('MQTT sessions not loaded')
+    const previous = store.get(this.clientId)
+    // [MQTT-3.1.2-4]: clean start discards the session; so does a session that ended with its connection
+    const kept = previous && !this.#clean && previous.expiry > 0 ? previous : undefined
+    await store.claim(this.clientId, kept ? { ...kept, owner: this.id, connected: true, expiry: this.#expiry, at: Date.now(), handoff: undefined } : fresh, this)
+    if (!kept) return undefined
+    // held by a connection (on this node or another): its last state, handed over once it is disconnected
+    if (kept.connected && kept.owner !== this.id) return (await store.handoff(this.clientId, this.id)) ?? kept
+    return kept
+  }
+
+  /** The subscriptions of a resumed session, each from its stored positions, without SUBACK. */
+  async #resume (state: StoredSession): Promise<void> {
+    this.#outbox.inherit(state.inflight)
+    await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos]) => ({ topic, qos: qos as 0 | 1 })) }, state)
+  }
+
+  /** The session as stored: `connected` while this connection holds it. */
+  #snapshot (connected: boolean): StoredSession {
+    return {
+      owner: this.id,
+      connected,
+      expiry: this.#expiry,
+      at: Date.now(),
+      subs: [...this.#filterQos],
+      pos: storedPositions(this.#outbox.positions(this.#topics.keys())),
+      inflight: this.#outbox.unacknowledged()
+    }
+  }
+
+  /**
+   * Another connection claimed this client id [MQTT-3.1.4-3]: DISCONNECT 0x8E on 5.0 (3.1.1 has none: the
+   * connection is closed), and the session's last state is handed to the new owner.
+   */
+  takenOver (by: string): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.cancelWill()
+    const last = this.#expiry > 0 ? { ...this.#snapshot(true), owner: by, handoff: by } : null
+    this.#deps.store?.end(this.clientId, this, last).catch(err => this.deps.log.warn({ err, session: this.id }, 'MQTT session not handed over'))
+    this.#disconnect(REASON.SESSION_TAKEN_OVER, CLOSE.NORMAL, 'session taken over')
+  }
+
+  /** The connection ended: a persistent session's last state is written (its expiry runs from now), a clean one deleted. */
+  #end (): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#outbox.close()
+    if (!this.#deps.store || this.clientId === '') return
+    this.#deps.store.end(this.clientId, this, this.#expiry > 0 ? this.#snapshot(false) : null)
+      .catch(err => this.deps.log.warn({ err, session: this.id }, 'MQTT session not written at its end'))
+  }
+
+  override queuedBytes (): number {
+    return super.queuedBytes() + this.#outbox.waitingBytes
+  }
+
+  /** QoS 1 deliveries waiting for room in flight count as queued: resolves once a PUBACK (or the socket) made room too. */
+  override drained (bytes = this.maxQueueBytes / 2): Promise<void> {
+    if (this.#outbox.waitingBytes === 0) return super.drained(bytes)
+    return new Promise(resolve => {
+      const check = (): void => {
+        if (this.closed || this.queuedBytes() <= bytes) resolve()
+        else if (this.#outbox.waitingBytes > 0) this.#outbox.onProgress(check)
+        else super.drained(bytes).then(check, check)
+      }
+      check()
+    })
   }
 
   // ---- the per-frame boundary's side ----------------------------------------------------
@@ -216,11 +347,13 @@ export class MqttSession extends SocketSession {
     if (!this.closed && this.version === 5) this.#send({ cmd: 'disconnect', reasonCode: this.#reason ?? disconnectReason(code), properties: { reasonString: reason.slice(0, 100) } })
     super.close(code, reason)
     this.#endWill()
+    this.#end()
   }
 
   protected override onCleanup (): void {
     clearInterval(this.#keepaliveTimer)
     this.#endWill()
+    this.#end()
   }
 
   /**
@@ -247,23 +380,23 @@ export class MqttSession extends SocketSession {
     return this.clientId === '' ? this.id : this.clientId
   }
 
-  /** Only the frames of the hub's batch whose topic name matches one of this connection's filters. */
+  /** The records of the hub's batch whose topic name matches one of this connection's filters, at the QoS granted (qos1.ts). */
   override write (frame: Buffer, onWritten?: (err?: Error | null) => void): void {
-    let kept: Buffer[] | undefined
-    let all = true
-    for (const f of framesOf(frame, this.transport)) {
-      const wanted = f.end - f.start <= this.#clientMaxPacket && this.#wants(f.levels)
-      if (wanted) (kept ??= []).push(frame.subarray(f.start, f.end))
-      else all = false
+    if (this.closed) {
+      onWritten?.(new Error('socket closed'))
+      return
     }
-    if (all) super.write(frame, onWritten)
-    else if (kept) super.write(kept.length === 1 ? kept[0]! : Buffer.concat(kept), onWritten)
-    else if (onWritten) process.nextTick(onWritten)
+    this.#outbox.write(frame, levels => this.#qosOf(levels), onWritten)
   }
 
-  #wants (name: readonly string[]): boolean {
-    for (const filter of this.#filterLevels) if (matchesLevels(filter, name)) return true
-    return false
+  /** The highest QoS granted among the filters matching `name`, -1 if none does (one delivery, at that QoS). */
+  #qosOf (name: readonly string[]): number {
+    let qos = -1
+    const filters = this.#filterLevels
+    for (let i = 0; i < filters.length; i++) {
+      if (this.#levelQos[i]! > qos && matchesLevels(filters[i]!, name)) qos = this.#levelQos[i]!
+    }
+    return qos
   }
 
   // ---- packets --------------------------------------------------------------------------
@@ -281,8 +414,8 @@ export class MqttSession extends SocketSession {
       case 'subscribe': this.#subscribe(packet).catch(err => this.sendError(err)); return
       case 'unsubscribe': this.#unsubscribe(packet); return
       case 'pingreq': this.#send({ cmd: 'pingresp' }); return
-      // a QoS 0 delivery has no acknowledgement: none is expected in this slice
-      case 'puback': return
+      // a QoS 1 delivery acknowledged [MQTT-4.3.2-1]; an unknown packet id is ignored
+      case 'puback': this.#outbox.puback(packet.messageId ?? 0); return
       case 'disconnect':
         // [MQTT-3.1.2-10]: a normal DISCONNECT deletes the will; MQTT 5's 0x04 asks for it to be published
         if (!(this.version === 5 && packet.reasonCode === REASON.DISCONNECT_WITH_WILL)) this.#will = undefined
@@ -373,11 +506,11 @@ export class MqttSession extends SocketSession {
     else outcome.then(answer).catch(() => {})
   }
 
-  async #subscribe (packet: ISubscribePacket): Promise<void> {
+  async #subscribe (packet: ISubscribePacket, resume?: StoredSession): Promise<void> {
     const granted: number[] = []
     const made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }> = []
     const refuse = (reason: number) => granted.push(this.version === 5 ? reason : 0x80)
-    for (const { topic: filter, rh } of packet.subscriptions) {
+    for (const { topic: filter, rh, qos } of packet.subscriptions) {
       if (!validFilter(filter)) {
         refuse(REASON.TOPIC_FILTER_INVALID)
         continue
@@ -407,7 +540,11 @@ export class MqttSession extends SocketSession {
         for (const { topic, decision } of allowed) {
           if (!decision.allowed) continue
           if (!this.#topics.has(topic)) {
-            await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product })
+            // a resumed session's subscription starts at its stored positions (the hub's resume, as /v1/stream's from=<cursor>)
+            const stored = resume ? positionsOf(resume, topic) : undefined
+            const from = stored ? { kind: 'cursor' as const, positions: stored } : undefined
+            const started = await this.deps.hub.subscribe(this, topic, { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }, from)
+            if (started) this.#outbox.started(topic, started)
             this.usedProduct(decision.product)
           }
           topics.push(topic)
@@ -422,13 +559,18 @@ export class MqttSession extends SocketSession {
       const previous = this.#filters.get(filter)
       made.push({ levels: filter.split('/'), topics: new Set(topics), existed: previous !== undefined, rh: rh ?? 0 })
       this.#filters.set(filter, topics)
+      // QoS 1 at most is granted (maximum QoS 1 is announced), as asked [MQTT-3.8.4-6]
+      const grant = Math.min(qos ?? 0, 1)
+      this.#filterQos.set(filter, grant)
       this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
+      this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
       for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
       if (previous) this.#release(previous)
-      // QoS 0 is granted: deliveries are frames shared by every MQTT socket, without per-socket packet ids
-      granted.push(0)
+      granted.push(grant)
     }
+    if (resume) return
     this.#send({ cmd: 'suback', messageId: packet.messageId, granted })
+    this.#outbox.changedSubscriptions()
     if (this.#deps.retained && made.length > 0) await this.#sendRetained(this.#deps.retained, made)
   }
 
@@ -462,8 +604,11 @@ export class MqttSession extends SocketSession {
     const topics = this.#filters.get(filter)
     if (!topics) return false
     this.#filters.delete(filter)
+    this.#filterQos.delete(filter)
     this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
+    this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
     this.#release(topics)
+    this.#outbox.changedSubscriptions()
     return true
   }
 
@@ -476,6 +621,7 @@ export class MqttSession extends SocketSession {
       } else {
         this.#topics.delete(topic)
         this.deps.hub.unsubscribe(this, topic)
+        this.#outbox.forget(topic)
       }
     }
   }

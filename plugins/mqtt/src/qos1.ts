@@ -1,0 +1,387 @@
+// Deliveries to one MQTT connection at QoS 0 and 1 (issue 16). The hub
+// builds each record's frame once per format and writes the same bytes to
+// every socket; a QoS 1 delivery needs a packet id of its own per socket, and
+// a persistent session needs each record's Kafka partition and offset to
+// know where to resume. So MQTT sockets take the hub's records in an
+// envelope (`sessionFormat`): the record's Kafka topic, partition and offset
+// before its QoS 0 PUBLISH, as the wire carries it. The Outbox reads a
+// batch's envelopes once (a WeakMap, as framesOf), writes the QoS 0 PUBLISH
+// bytes as they are (no copy: views of the batch, corked into one writev),
+// and rebuilds a QoS 1 PUBLISH with a packet id, kept until the client's
+// PUBACK [MQTT-4.3.2-1]. At most `receiveMaximum` are in flight (the
+// client's, 5.0 3.1.2.11.3, under ours); the rest wait, counted in the
+// socket's queue so the hub's slow-client policy applies as for QoS 0.
+import type { ConsumedRecord } from '@sluice/kafka'
+import { wireFrame, type FrameFormat } from '@sluice/hub'
+import { publishPacket, type Transport } from './format.ts'
+import type { Mappings } from './mapping.ts'
+
+/**
+ * QoS 1 deliveries in flight per connection, whatever the client allows: 32. Each one is kept in the
+ * session's record until acknowledged (~60 bytes of JSON each), and all of them are sent again at once on a
+ * reconnect; 32 keeps that record ~2 KiB and still hides a 100 ms round trip at 320 messages a second.
+ */
+export const MAX_INFLIGHT = 32
+const PUBLISH_QOS1 = 0x32
+const DUP = 0x08
+
+/** One record in a batch, as the envelope says. */
+export interface Enveloped {
+  /** the Kafka record */
+  topic: string
+  partition: number
+  offset: bigint
+  /** the MQTT topic name, split at '/' */
+  name: string
+  levels: readonly string[]
+  /** where the QoS 0 wire frame (WebSocket frame or bare packet) lies in the batch */
+  start: number
+  end: number
+  /** where the PUBLISH's payload lies in the batch */
+  payloadStart: number
+}
+
+/**
+ * The hub's format for MQTT sessions: per record, a 4-byte length of the rest, the Kafka topic (1-byte
+ * length), partition (4 bytes), offset (8 bytes), then the QoS 0 PUBLISH as the wire carries it. Only the
+ * session reads these bytes (MqttSession.write): the client gets the PUBLISH.
+ */
+export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Transport): FrameFormat {
+  return {
+    key: `mqtt-s.${transport}.${version}`,
+    frame (record: ConsumedRecord): Buffer | undefined {
+      const name = mappings.toName(record.topic, record.key === null ? undefined : record.key.toString('utf8'))
+      if (name === undefined) return undefined
+      const packet = publishPacket(name, record.value ?? Buffer.alloc(0), version)
+      const wire = transport === 'ws' ? wireFrame(packet, true) : packet
+      const topic = Buffer.from(record.topic, 'utf8')
+      const head = 4 + 1 + topic.length + 4 + 8
+      const out = Buffer.allocUnsafe(head + wire.length)
+      out.writeUInt32BE(out.length - 4, 0)
+      out[4] = topic.length
+      topic.copy(out, 5)
+      out.writeUInt32BE(record.partition, 5 + topic.length)
+      out.writeBigUInt64BE(BigInt(record.offset), 9 + topic.length)
+      wire.copy(out, head)
+      return out
+    }
+  }
+}
+
+const read = new WeakMap<Buffer, readonly Enveloped[]>()
+
+/** A batch's envelopes, read once per batch Buffer (every socket at the batch's start gets the same one). */
+export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5): readonly Enveloped[] {
+  const known = read.get(batch)
+  if (known) return known
+  const out: Enveloped[] = []
+  let at = 0
+  while (at + 4 <= batch.length) {
+    const end = at + 4 + batch.readUInt32BE(at)
+    const topicLength = batch[at + 4]!
+    const topic = batch.toString('utf8', at + 5, at + 5 + topicLength)
+    const partition = batch.readUInt32BE(at + 5 + topicLength)
+    const offset = batch.readBigUInt64BE(at + 9 + topicLength)
+    const start = at + 17 + topicLength
+    // the PUBLISH: after the WebSocket header (2, 4 or 10 bytes) on ws
+    let p = start
+    if (transport === 'ws') {
+      const length = batch[p + 1]! & 0x7f
+      p += length === 126 ? 4 : length === 127 ? 10 : 2
+    }
+    p++
+    while ((batch[p]! & 0x80) !== 0) p++
+    p++
+    const nameLength = batch.readUInt16BE(p)
+    const name = batch.toString('utf8', p + 2, p + 2 + nameLength)
+    // publishPacket's MQTT 5 property list is empty: one byte
+    const payloadStart = p + 2 + nameLength + (version === 5 ? 1 : 0)
+    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart })
+    at = end
+  }
+  read.set(batch, out)
+  return out
+}
+
+/** A QoS 1 PUBLISH of `name` with `payload`, packet id `id`, DUP as said [MQTT-3.3.1-1]. */
+export function qos1Packet (name: string, payload: Buffer, id: number, version: 4 | 5, dup: boolean): Buffer {
+  const plain = publishPacket(name, payload, version)
+  // the QoS 0 packet with two bytes more after the topic name: rebuilt with the longer remaining length
+  const topic = Buffer.byteLength(name)
+  const remaining = 2 + topic + 2 + (version === 5 ? 1 : 0) + payload.length
+  const header: number[] = []
+  let n = remaining
+  do {
+    let byte = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) byte |= 0x80
+    header.push(byte)
+  } while (n > 0)
+  const out = Buffer.allocUnsafe(1 + header.length + remaining)
+  let at = 0
+  out[at++] = PUBLISH_QOS1 | (dup ? DUP : 0)
+  for (const b of header) out[at++] = b
+  out.writeUInt16BE(topic, at)
+  at += 2
+  out.write(name, at, 'utf8')
+  at += topic
+  out.writeUInt16BE(id, at)
+  at += 2
+  if (version === 5) out[at++] = 0
+  // the payload as publishPacket placed it: its last payload.length bytes
+  plain.copy(out, at, plain.length - payload.length)
+  return out
+}
+
+interface Pending {
+  topic: string
+  partition: number
+  offset: bigint
+  name: string
+  payload: Buffer
+  /** a delivery sent before, by this connection or the one whose session this is */
+  dup: boolean
+  id?: number
+}
+
+export interface OutboxOptions {
+  version: 4 | 5
+  transport: Transport
+  /** the client's Receive Maximum (5.0); MAX_INFLIGHT bounds it */
+  receiveMaximum?: number
+  /** the client's Maximum Packet Size: larger deliveries are not sent */
+  maxPacket: number
+  /** writes bytes to the socket (the session's own write, with its queue accounting) */
+  write: (bytes: Buffer, onWritten?: (err?: Error | null) => void) => void
+  cork: () => void
+  uncork: () => void
+  /** the session's position or in-flight set changed (a persistent session writes it at the next flush) */
+  changed: () => void
+}
+
+/** A position: the next offset to deliver, per Kafka topic and partition. */
+type Positions = Map<string, Map<number, bigint>>
+
+export class Outbox {
+  readonly receiveMaximum: number
+  readonly #o: OutboxOptions
+  /** packet id -> the delivery awaiting its PUBACK */
+  readonly #inflight = new Map<number, Pending>()
+  /** deliveries past the in-flight bound, in order */
+  #waiting: Pending[] = []
+  #waitingBytes = 0
+  #nextId = 1
+  /** per topic and partition: the offset after the last record this connection saw */
+  readonly #seen: Positions = new Map()
+  /** per topic and partition: offsets delivered at QoS 1 and not yet acknowledged (in flight or waiting) */
+  readonly #unacked = new Map<string, Map<number, Set<bigint>>>()
+  /** `topic/partition/offset` -> packet id of the deliveries the previous connection left unacknowledged */
+  readonly #inherited = new Map<string, number>()
+  #progress: Array<() => void> = []
+
+  constructor (options: OutboxOptions) {
+    this.#o = options
+    this.receiveMaximum = Math.max(1, Math.min(options.receiveMaximum ?? MAX_INFLIGHT, MAX_INFLIGHT))
+  }
+
+  /** bytes held past the in-flight bound: the hub counts them as queued */
+  get waitingBytes (): number {
+    return this.#waitingBytes
+  }
+
+  get inflight (): number {
+    return this.#inflight.size
+  }
+
+  /**
+   * The unacknowledged deliveries of the session this connection resumes: when their records come again
+   * (the resume starts at or before them), they are sent with DUP=1 and their packet ids [MQTT-4.4.0-1].
+   */
+  inherit (inflight: Array<[string, number, string, number]>): void {
+    for (const [topic, partition, offset, id] of inflight) this.#inherited.set(`${topic}/${partition}/${offset}`, id)
+  }
+
+  /** Where a subscription of `topic` started (the hub's answer): positions not seen yet start there. */
+  started (topic: string, positions: Map<number, bigint>): void {
+    let seen = this.#seen.get(topic)
+    if (!seen) {
+      seen = new Map()
+      this.#seen.set(topic, seen)
+    }
+    for (const [p, o] of positions) if (!seen.has(p)) seen.set(p, o)
+    this.#o.changed()
+  }
+
+  /** The subscriptions changed: the session is written at the next flush. */
+  changedSubscriptions (): void {
+    this.#o.changed()
+  }
+
+  /** A topic left: its positions are no longer the session's. */
+  forget (topic: string): void {
+    this.#seen.delete(topic)
+    this.#o.changed()
+  }
+
+  /**
+   * One hub batch: each record whose name `qosOf` wants (0 or 1; -1 not at all) is delivered at that QoS.
+   * QoS 0 deliveries are views of the batch, written in one corked turn.
+   */
+  write (batch: Buffer, qosOf: (levels: readonly string[]) => number, onWritten?: (err?: Error | null) => void): void {
+    const envelopes = envelopesOf(batch, this.#o.transport, this.#o.version)
+    let wrote = false
+    this.#o.cork()
+    try {
+      for (const e of envelopes) {
+        this.#see(e.topic, e.partition, e.offset + 1n)
+        const qos = qosOf(e.levels)
+        if (qos < 0) continue
+        if (qos === 0) {
+          // as the QoS 0 path always did: the frame's size against the client's maximum packet size
+          if (e.end - e.start > this.#o.maxPacket) continue
+          this.#o.write(batch.subarray(e.start, e.end))
+          wrote = true
+          continue
+        }
+        const key = `${e.topic}/${e.partition}/${e.offset}`
+        const id = this.#inherited.get(key)
+        if (id !== undefined) this.#inherited.delete(key)
+        const pending: Pending = { topic: e.topic, partition: e.partition, offset: e.offset, name: e.name, payload: batch.subarray(e.payloadStart, e.end), dup: id !== undefined, id }
+        this.#unackedOf(e.topic, e.partition).add(e.offset)
+        if (this.#waiting.length === 0 && this.#inflight.size < this.receiveMaximum) {
+          wrote = this.#send(pending) || wrote
+        } else {
+          // the payload is a view of the hub's batch: copied, so a long wait holds only its own bytes
+          pending.payload = Buffer.from(pending.payload)
+          this.#waiting.push(pending)
+          this.#waitingBytes += pending.payload.length + pending.name.length
+        }
+      }
+    } finally {
+      this.#o.uncork()
+    }
+    if (onWritten) {
+      if (wrote) this.#o.write(Buffer.alloc(0), onWritten)
+      else process.nextTick(onWritten)
+    }
+    this.#o.changed()
+  }
+
+  #see (topic: string, partition: number, next: bigint): void {
+    let seen = this.#seen.get(topic)
+    if (!seen) {
+      seen = new Map()
+      this.#seen.set(topic, seen)
+    }
+    if ((seen.get(partition) ?? -1n) < next) seen.set(partition, next)
+  }
+
+  #unackedOf (topic: string, partition: number): Set<bigint> {
+    let parts = this.#unacked.get(topic)
+    if (!parts) {
+      parts = new Map()
+      this.#unacked.set(topic, parts)
+    }
+    let set = parts.get(partition)
+    if (!set) {
+      set = new Set()
+      parts.set(partition, set)
+    }
+    return set
+  }
+
+  /** Sends a QoS 1 delivery with its packet id (a new one, or the one it had); false if too large to send. */
+  #send (pending: Pending): boolean {
+    const id = pending.id ?? this.#newId()
+    pending.id = id
+    const packet = qos1Packet(pending.name, pending.payload, id, this.#o.version, pending.dup)
+    if (packet.length > this.#o.maxPacket) {
+      // MQTT 5 3.1.2.11.4: a packet over the client's maximum is discarded as if delivered
+      this.#unacked.get(pending.topic)?.get(pending.partition)?.delete(pending.offset)
+      return false
+    }
+    // the payload may be a view of the hub's batch: kept as its own copy while unacknowledged
+    pending.payload = Buffer.from(pending.payload)
+    this.#inflight.set(id, pending)
+    this.#o.write(this.#o.transport === 'ws' ? wireFrame(packet, true) : packet)
+    return true
+  }
+
+  #newId (): number {
+    // 1 to 65535 [MQTT-2.3.1-1], none in use: in flight, or kept for an inherited delivery
+    const reserved = new Set(this.#inherited.values())
+    for (;;) {
+      const id = this.#nextId
+      this.#nextId = id === 65_535 ? 1 : id + 1
+      if (!this.#inflight.has(id) && !reserved.has(id)) return id
+    }
+  }
+
+  /** The client's PUBACK of `id`: the delivery is done, and one waiting goes out. false for an unknown id. */
+  puback (id: number): boolean {
+    const pending = this.#inflight.get(id)
+    if (!pending) return false
+    this.#inflight.delete(id)
+    this.#unacked.get(pending.topic)?.get(pending.partition)?.delete(pending.offset)
+    this.#o.cork()
+    try {
+      while (this.#waiting.length > 0 && this.#inflight.size < this.receiveMaximum) {
+        const next = this.#waiting.shift()!
+        this.#waitingBytes -= next.payload.length + next.name.length
+        this.#send(next)
+      }
+    } finally {
+      this.#o.uncork()
+    }
+    this.#o.changed()
+    const wake = this.#progress
+    this.#progress = []
+    for (const w of wake) w()
+    return true
+  }
+
+  /** Runs `wake` once a PUBACK moved the waiting deliveries (or `close` says the socket is gone). */
+  onProgress (wake: () => void): void {
+    this.#progress.push(wake)
+  }
+
+  close (): void {
+    const wake = this.#progress
+    this.#progress = []
+    for (const w of wake) w()
+  }
+
+  /** Per topic and partition, where the session resumes: its first unacknowledged record, or after the last seen. */
+  positions (topics: Iterable<string>): Positions {
+    const out: Positions = new Map()
+    for (const topic of topics) {
+      const seen = this.#seen.get(topic)
+      if (!seen) continue
+      const parts = new Map<number, bigint>()
+      for (const [p, next] of seen) {
+        let at = next
+        for (const o of this.#unacked.get(topic)?.get(p) ?? []) if (o < at) at = o
+        parts.set(p, at)
+      }
+      out.set(topic, parts)
+    }
+    return out
+  }
+
+  /** The QoS 1 deliveries sent and not acknowledged, with those inherited and not sent again yet. */
+  unacknowledged (): Array<[string, number, string, number]> {
+    const out: Array<[string, number, string, number]> = []
+    for (const [id, p] of this.#inflight) out.push([p.topic, p.partition, p.offset.toString(), id])
+    for (const [key, id] of this.#inherited) {
+      const [topic, partition, offset] = splitKey(key)
+      out.push([topic, partition, offset, id])
+    }
+    return out
+  }
+}
+
+function splitKey (key: string): [string, number, string] {
+  const last = key.lastIndexOf('/')
+  const mid = key.lastIndexOf('/', last - 1)
+  return [key.slice(0, mid), Number(key.slice(mid + 1, last)), key.slice(last + 1)]
+}
