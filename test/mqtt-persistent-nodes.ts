@@ -78,6 +78,8 @@ export async function startNodes (t: Test, count: number, sessionsTopic: string)
 /** A raw MQTT client over WebSocket: every packet the server sends is kept, in order. */
 export class RawClient {
   readonly packets: Packet[] = []
+  /** when each packet arrived (Date.now()), by index in `packets` */
+  readonly times: number[] = []
   readonly ws: WebSocket
   readonly version: 4 | 5
   closedAt: number | undefined
@@ -86,7 +88,10 @@ export class RawClient {
     this.ws = ws
     this.version = version
     const parser = mqttPacket.parser({ protocolVersion: version })
-    parser.on('packet', packet => this.packets.push(packet))
+    parser.on('packet', packet => {
+      this.packets.push(packet)
+      this.times.push(Date.now())
+    })
     ws.on('message', data => parser.parse(data as Buffer))
     ws.on('close', () => { this.closedAt = Date.now() })
     ws.on('error', () => {})
@@ -104,6 +109,12 @@ export class RawClient {
     client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, username: 'any', password: Buffer.from(DEV_TOKEN), ...connect } as IConnectPacket)
     await client.next('connack', 20_000)
     return client
+  }
+
+  /** when the first `cmd` packet arrived */
+  at (cmd: Packet['cmd']): number | undefined {
+    const i = this.packets.findIndex(p => p.cmd === cmd)
+    return i < 0 ? undefined : this.times[i]
   }
 
   send (packet: Packet): void {
