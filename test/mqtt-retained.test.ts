@@ -5,6 +5,8 @@
 // WebSocket and Debian's mosquitto_pub / mosquitto_sub over TCP.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { connect as netConnect } from 'node:net'
+import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet'
 import { test, type Test } from 'tap'
 import type { MqttClient, IClientSubscribeOptions } from 'mqtt'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
@@ -187,6 +189,38 @@ test('the retained set is bounded: a new topic past retainedMaxBytes gets PUBACK
   t.same(records.map(r => [r.key?.toString(), r.value === null ? null : r.value.length]), [
     [`sensors/${a}/temp`, 1000], [`sensors/${a}/temp`, 5], [`sensors/${a}/temp`, null], [`sensors/${b}/temp`, 1000]
   ], 'the refused one never reached the retained topic')
+})
+
+test('a subscription matching more retained messages than the socket queue holds gets every one, the sender waiting for a client that stops reading', async t => {
+  const { url, tcpPort } = await gateway(t, { tcp: true, retainedTopic: unique('mqtt-retained-many') })
+  const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
+  // 90 x 150 KiB: 13.5 MB, past the 256 KiB queue bound and what loopback's kernel buffers take (a few MB)
+  // from a reader that stops; 90 publishes stay inside the plan's 100 a second
+  const payload = 'r'.repeat(150 * 1024)
+  const devices = Array.from({ length: 90 }, () => device())
+  await Promise.all(devices.map(d => dash.publishAsync(`sensors/${d}/temp`, payload, { qos: 1, retain: true })))
+
+  // a raw TCP client, so that not reading is not reading (MQTT.js's stream keeps taking bytes)
+  const socket = netConnect(tcpPort!, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.on('error', () => {})
+  await new Promise<void>(resolve => socket.once('connect', () => resolve()))
+  const packets: Packet[] = []
+  const parser = mqttPacket.parser({ protocolVersion: 5 })
+  parser.on('packet', p => packets.push(p))
+  socket.on('data', chunk => parser.parse(chunk))
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'many', clean: true, keepalive: 60, username: 'x', password: Buffer.from(DEV_TOKEN) }, { protocolVersion: 5 }))
+  socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'sensors/+/temp', qos: 0 }] }, { protocolVersion: 5 }))
+  await eventually(() => packets.some(p => p.cmd === 'suback'), 30_000, 'the SUBACK')
+  socket.pause()
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  socket.resume()
+  const retained = () => packets.filter((p): p is IPublishPacket => p.cmd === 'publish' && p.retain)
+  await eventually(() => retained().length >= devices.length, 60_000, `${devices.length} retained messages (${retained().length})`)
+  t.same(new Set(retained().map(p => p.topic)), new Set(devices.map(d => `sensors/${d}/temp`)), 'every one')
+  t.equal(retained().length, devices.length, 'once')
+  t.ok(retained().every(p => p.payload.length === payload.length), 'whole')
+  t.notOk(packets.some(p => p.cmd === 'disconnect'), 'and the connection stands')
 })
 
 /** Runs a mosquitto client to its end: exit code and stdout. */

@@ -593,11 +593,26 @@ export class MqttSession extends SocketSession implements Holder {
         if (!record || !sub.topics.has(record.topic)) continue
         const bytes = generate({ cmd: 'publish', topic: message.name, payload: message.payload, qos: 0, retain: true, dup: false }, { protocolVersion: this.version })
         if (bytes.length > this.#clientMaxPacket) continue
+        // a wildcard may match the whole set (64 MiB at most): past the socket's queue bound, wait for the
+        // client to read rather than hold it all in this process's memory
+        if (this.raw.writableLength > this.maxQueueBytes) await this.#drained()
         if (this.closed) return
         sent.add(message.name)
         this.socket.send(bytes)
       }
     }
+  }
+
+  #drained (): Promise<void> {
+    return new Promise(resolve => {
+      const done = () => {
+        this.raw.off('drain', done)
+        this.raw.off('close', done)
+        resolve()
+      }
+      this.raw.once('drain', done)
+      this.raw.once('close', done)
+    })
   }
 
   #drop (filter: string): boolean {
