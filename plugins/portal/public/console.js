@@ -1,9 +1,11 @@
-// The live console: one WebSocket to this gateway's /v1/stream with the
-// reader's own credential. It subscribes, shows messages as they arrive,
+// The live console's page: its forms and lists, on a protocol client
+// (stream-client.js) that holds one WebSocket to this gateway's /v1/stream with
+// the reader's own credential. It subscribes, shows messages as they arrive,
 // publishes, and explains every error frame and close code in words.
 import { el, append, count, plural, isObject, text } from './dom.js'
 import { ERROR_CODES, CLOSE_CODES, REFUSAL_CODES, explain, duration } from './explain.js'
-import { limitsInWords, matches } from './catalogue.js'
+import { limitsInWords } from './catalogue.js'
+import { MAX_CREDENTIAL_LENGTH, MAX_TOPICS, StreamClient, streamRequest, stringList, topicProblem, topicsOf } from './stream-client.js'
 
 // What the console keeps on screen. A feed of a few messages a second fills
 // this in about a minute; more rows than a reader can follow only slow the tab.
@@ -12,16 +14,6 @@ export const MAX_MESSAGES = 200
 export const MAX_EVENTS = 100
 // A value longer than this is cut in its row (the whole frame is in the browser's devtools).
 const MAX_VALUE_CHARS = 2000
-// The gateway refuses credentials over 8 KiB (plugins/auth: MAX_CREDENTIAL_LENGTH).
-const MAX_CREDENTIAL_LENGTH = 8192
-// The gateway takes at most 100 topics per frame (plugins/stream: MAX_TOPICS_PER_FRAME).
-const MAX_TOPICS = 100
-// What a WebSocket subprotocol may hold (RFC 6455 §4.1: an RFC 7230 token).
-const SUBPROTOCOL_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-const TOPIC = /^[A-Za-z0-9._-]{1,249}$/
-// A pattern /v1/stream takes in subscribe and unsubscribe (plugins/stream/README.md "Patterns"):
-// `*` within one dot-separated segment, `**` across dots
-const PATTERN = /^[A-Za-z0-9._*-]{1,249}$/
 // A claim value that fills a `{claim}` of a rule (plugins/policy: a plain segment)
 const CLAIM_SEGMENT = /^[A-Za-z0-9_-]{1,128}$/
 
@@ -29,48 +21,9 @@ const CLAIM_SEGMENT = /^[A-Za-z0-9_-]{1,128}$/
 const KIND_WORDS = { dev: 'the dev credential', jwt: 'a JWT', 'api-key': 'an API key' }
 
 /**
- * Why `topic` is not something the gateway takes in a frame, or '' when it is.
- * Subscribe and unsubscribe take patterns with the gateway's own rules: at
- * most one `**` in a pattern, one wildcard between two dots, no `***`.
- * @param {string} topic
- * @param {boolean} patterns
+ * @typedef {import('./stream-client.js').Frame} Frame
+ * @typedef {import('./stream-client.js').CredentialMode} CredentialMode
  */
-export function topicProblem (topic, patterns) {
-  if (topic.includes('{')) return `"${topic.slice(0, 64)}": {sub} and other {claims} are filled from your credential (orders.{sub} is orders.<your subject>); connect and the console fills them in`
-  if (TOPIC.test(topic)) return ''
-  if (!patterns) return `"${topic.slice(0, 64)}": publish takes one topic name, 1 to 249 of A-Z a-z 0-9 . _ -${topic.includes('*') ? ', not a pattern' : ''}`
-  if (!PATTERN.test(topic)) return `"${topic.slice(0, 64)}": topic names are 1 to 249 of A-Z a-z 0-9 . _ -, and patterns add * (one segment) and ** (any characters)`
-  if ((topic.match(/\*\*/g) ?? []).length > 1) return `"${topic.slice(0, 64)}": at most one ** in a pattern`
-  if (/\*{3}/.test(topic)) return `"${topic.slice(0, 64)}": at most two * in a row`
-  if (topic.split('.').some(segment => (segment.match(/\*+/g) ?? []).length > 1)) return `"${topic.slice(0, 64)}": at most one wildcard between two dots`
-  return ''
-}
-
-/**
- * @typedef {{ op: string, id?: string, [field: string]: unknown }} Frame
- * @typedef {'auto' | 'subprotocol' | 'access_token' | 'api_key'} CredentialMode
- */
-
-/**
- * How the credential travels. Browsers cannot set headers on a WebSocket: a
- * token goes in the `bearer.<token>` subprotocol (kept out of URLs and so out
- * of proxies' logs), an API key (`sk_…`) in the `api_key` query parameter.
- * @param {string} credential
- * @param {CredentialMode} mode
- * @returns {{ mode: Exclude<CredentialMode, 'auto'>, url: URL, protocols: string[] }}
- */
-export function streamRequest (credential, mode) {
-  const url = new URL('/v1/stream', window.location.href)
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
-  let chosen = mode
-  if (chosen === 'auto') {
-    if (credential.startsWith('sk_')) chosen = 'api_key'
-    else chosen = SUBPROTOCOL_TOKEN.test(credential) ? 'subprotocol' : 'access_token'
-  }
-  if (chosen === 'subprotocol') return { mode: chosen, url, protocols: ['sluice.v1', `bearer.${credential}`] }
-  url.searchParams.set(chosen, credential)
-  return { mode: chosen, url, protocols: ['sluice.v1'] }
-}
 
 /**
  * A list of at most `max` rows, newest first: the oldest goes when a new one comes.
@@ -81,13 +34,6 @@ export function streamRequest (credential, mode) {
 export function prepend (list, row, max) {
   list.insertBefore(row, list.firstChild)
   while (list.children.length > max) list.lastElementChild?.remove()
-}
-
-/**
- * @param {string} value
- */
-function topicsOf (value) {
-  return [...new Set(value.split(',').map(t => t.trim()).filter(Boolean))]
 }
 
 /**
@@ -114,21 +60,7 @@ function byId (id) {
 }
 
 export class StreamConsole {
-  /** @type {WebSocket | undefined} */
-  #ws
-  #opened = false
-  #frameId = 0
-  #received = 0
-  /** @type {Set<string>} */
-  #subscriptions = new Set()
-  /** next offset per topic, per partition: the reader's own resume cursor */
-  /** @type {Map<string, Map<number, bigint>>} */
-  #positions = new Map()
-  /** @type {{ credential: string, mode: Exclude<CredentialMode, 'auto'> } | undefined} */
-  #last
-  /** per pattern subscribed, the topics it reached */
-  /** @type {Map<string, Set<string>>} */
-  #reached = new Map()
+  #client = new StreamClient()
   /** who the credential is to the gateway (GET /v1/me), once connected */
   /** @type {import('./catalogue.js').Reader | undefined} */
   reader
@@ -162,6 +94,22 @@ export class StreamConsole {
     byId('publish-form').addEventListener('submit', event => { event.preventDefault(); this.publish() })
     byId('clear-messages').addEventListener('click', () => { this.messages.replaceChildren(); this.#showCount() })
     byId('use-cursor').addEventListener('click', () => { this.subscribeFrom.value = this.cursor.textContent ?? '' })
+    this.#client.onOpen = ws => {
+      this.#setConnected(true)
+      this.#setStatus('connected', `Connected to /v1/stream (protocol ${ws.protocol || 'none'}).`)
+      this.#whoAmI(ws)
+    }
+    this.#client.onFrame = frame => this.#onFrame(frame)
+    this.#client.onStrangeFrame = (title, words) => { this.#event('error', title, words) }
+    this.#client.onClose = (event, opened) => {
+      this.#setConnected(false)
+      this.#showSubscriptions()
+      const code = event.code
+      const what = explain(CLOSE_CODES, code, code >= 4000 ? 'A code of this gateway the console does not know.' : 'A WebSocket close code the console does not know.')
+      this.#setStatus('closed', `Closed: ${code}${event.reason ? ` "${event.reason}"` : ''}.`)
+      this.#event('close', `Closed with ${code}${event.reason ? `: ${event.reason}` : ''}`, what, { code })
+      if (!opened) this.#diagnose()
+    }
     this.#setConnected(false)
     this.#showCount()
   }
@@ -184,54 +132,21 @@ export class StreamConsole {
     if (!credential) return this.#event('error', 'No credential', 'Paste a token (a JWT, or the dev credential that `npm run dev` prints) or an API key (sk_…).')
     if (credential.length > MAX_CREDENTIAL_LENGTH) return this.#event('error', 'Credential too long', `The gateway refuses credentials over ${count(MAX_CREDENTIAL_LENGTH)} characters.`)
     if (/\s/.test(credential)) return this.#event('error', 'Credential has spaces', 'Paste the token alone, without "Bearer " and without line breaks.')
-    this.disconnect()
     const request = streamRequest(credential, /** @type {CredentialMode} */ (this.mode.value))
-    let ws
     try {
-      ws = new WebSocket(request.url, request.protocols)
+      this.#client.connect(credential, request)
     } catch (err) {
       return this.#event('error', 'Cannot open a WebSocket', `${/** @type {Error} */ (err).message}. Try sending the credential as a query parameter instead.`)
     }
-    this.#ws = ws
-    this.#opened = false
-    this.#last = { credential, mode: request.mode }
     // another credential may be someone else: shown again once the gateway says
     this.identity.hidden = true
     this.#setStatus('connecting', `Connecting (credential sent as ${request.mode === 'subprotocol' ? 'the bearer.<token> subprotocol' : `the ${request.mode} query parameter`})…`)
     this.connectButton.disabled = true
     this.disconnectButton.disabled = false
-    ws.addEventListener('open', () => {
-      if (this.#ws !== ws) return
-      this.#opened = true
-      this.#setConnected(true)
-      this.#setStatus('connected', `Connected to /v1/stream (protocol ${ws.protocol || 'none'}).`)
-      this.#whoAmI(ws)
-    })
-    ws.addEventListener('message', event => {
-      if (this.#ws !== ws) return
-      this.#onFrame(event.data)
-    })
-    ws.addEventListener('close', event => {
-      if (this.#ws !== ws) return
-      this.#ws = undefined
-      const opened = this.#opened
-      this.#setConnected(false)
-      this.#subscriptions.clear()
-      this.#reached.clear()
-      this.#showSubscriptions()
-      const code = event.code
-      const what = explain(CLOSE_CODES, code, code >= 4000 ? 'A code of this gateway the console does not know.' : 'A WebSocket close code the console does not know.')
-      this.#setStatus('closed', `Closed: ${code}${event.reason ? ` "${event.reason}"` : ''}.`)
-      this.#event('close', `Closed with ${code}${event.reason ? `: ${event.reason}` : ''}`, what, { code })
-      if (!opened) this.#diagnose()
-    })
   }
 
   disconnect () {
-    const ws = this.#ws
-    if (!ws) return
-    // the close event still comes, and says 1000
-    ws.close(1000, 'closed in the console')
+    this.#client.disconnect()
   }
 
   subscribe () {
@@ -267,8 +182,7 @@ export class StreamConsole {
 
   /** @param {string} prefix */
   #nextId (prefix) {
-    this.#frameId++
-    return `${prefix}${this.#frameId}`
+    return this.#client.nextId(prefix)
   }
 
   /**
@@ -296,28 +210,19 @@ export class StreamConsole {
 
   /** @param {Frame} frame */
   #send (frame) {
-    const ws = this.#ws
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
+    if (!this.#client.send(frame)) {
       this.#event('error', 'Not connected', 'Connect first.')
       return false
     }
-    ws.send(JSON.stringify(frame))
     this.#event('sent', `Sent ${frame.op}${frame.id ? ` ${frame.id}` : ''}`, shortJson(frame))
     return true
   }
 
-  /** @param {unknown} data */
-  #onFrame (data) {
-    if (typeof data !== 'string') return this.#event('error', 'A binary frame', '/v1/stream sends only text frames; this one is ignored.')
-    /** @type {unknown} */
-    let parsed
-    try {
-      parsed = JSON.parse(data)
-    } catch {
-      return this.#event('error', 'A frame that is not JSON', data.slice(0, 200))
-    }
-    if (!isObject(parsed) || typeof parsed.op !== 'string') return this.#event('error', 'A frame without op', data.slice(0, 200))
-    const frame = /** @type {Frame} */ (parsed)
+  /**
+   * A frame the client read, its bookkeeping done (stream-client.js): shown.
+   * @param {Frame} frame
+   */
+  #onFrame (frame) {
     const id = text(frame.id)
     switch (frame.op) {
       case 'message': return this.#onMessage(frame)
@@ -326,15 +231,10 @@ export class StreamConsole {
         const pattern = text(frame.pattern)
         if (pattern) {
           // a topic created later that a pattern of this socket reaches
-          for (const topic of topics) this.#reached.get(pattern)?.add(topic)
           this.#showSubscriptions()
           return this.#event('subscribed', `Subscribed to ${topics.join(', ')}`, `A new topic that ${pattern} reaches.`)
         }
         const matched = stringList(frame.matched)
-        for (const topic of topics) {
-          this.#subscriptions.add(topic)
-          if (topic.includes('*')) this.#reached.set(topic, new Set(matched.filter(m => matches(m, topic))))
-        }
         this.#showSubscriptions()
         const reach = Array.isArray(frame.matched)
           ? `; the ${topics.length === 1 ? 'pattern reaches' : 'patterns reach'} ${matched.length ? matched.join(', ') : 'no topic yet (one created later is subscribed as it appears)'}`
@@ -342,10 +242,6 @@ export class StreamConsole {
         return this.#event('subscribed', `Subscribed ${id}`, `to ${topics.join(', ')}${reach}`)
       }
       case 'unsubscribed': {
-        for (const topic of stringList(frame.topics)) {
-          this.#subscriptions.delete(topic)
-          this.#reached.delete(topic)
-        }
         this.#showSubscriptions()
         return this.#event('unsubscribed', `Unsubscribed ${id}`, `from ${stringList(frame.topics).join(', ')}`)
       }
@@ -356,7 +252,7 @@ export class StreamConsole {
       }
       case 'lagging': {
         const topic = text(frame.topic)
-        this.#forget(topic)
+        this.#showSubscriptions()
         const resume = text(frame.resume)
         const row = this.#event('lagging', `Lagging on ${topic}: ${plural(Number(frame.dropped), 'message')} dropped`,
           'This socket did not read fast enough, so the gateway dropped messages for it and ended the subscription. Subscribe again from the resume cursor to replay exactly what was missed.')
@@ -366,7 +262,7 @@ export class StreamConsole {
       case 'error': {
         const code = text(frame.code, 'unknown')
         const topics = stringList(frame.topics)
-        for (const topic of topics) this.#forget(topic)
+        if (topics.length > 0) this.#showSubscriptions()
         let words = explain(ERROR_CODES, code, 'An error code the console does not know.')
         if (typeof frame.retryAfterMs === 'number') words += ` Retry after ${duration(frame.retryAfterMs)}.`
         if (topics.length > 0) words += ` Not about a frame of yours: a policy change withdrew ${topics.join(', ')}, and the gateway ended those subscriptions.`
@@ -381,16 +277,10 @@ export class StreamConsole {
 
   /** @param {Frame} frame */
   #onMessage (frame) {
-    this.#received++
     const topic = text(frame.topic)
     const partition = Number(frame.partition)
     const offset = text(frame.offset)
-    if (/^\d{1,20}$/.test(offset) && Number.isInteger(partition)) {
-      let partitions = this.#positions.get(topic)
-      if (!partitions) this.#positions.set(topic, (partitions = new Map()))
-      partitions.set(partition, BigInt(offset) + 1n)
-      this.#showCursor()
-    }
+    if (/^\d{1,20}$/.test(offset) && Number.isInteger(partition)) this.cursor.textContent = this.#client.cursor()
     const encoding = text(frame.valueEncoding)
     const value = shortJson(frame.value)
     // one line a message, so that a screen holds many; the whole value is the row's tooltip
@@ -407,46 +297,19 @@ export class StreamConsole {
 
   #showCount () {
     const shown = this.messages.children.length
-    this.messageCount.textContent = `${plural(this.#received, 'message')} received, the last ${count(shown)} shown (at most ${MAX_MESSAGES})`
-  }
-
-  #showCursor () {
-    const parts = []
-    for (const [topic, partitions] of this.#positions) {
-      parts.push(`${topic}@${[...partitions].sort((a, b) => a[0] - b[0]).map(([p, next]) => `${p}:${next}`).join(',')}`)
-    }
-    this.cursor.textContent = parts.join(';')
-  }
-
-  /**
-   * A topic the gateway stopped (lagging, a policy change): gone from the list, and from the pattern that reached it.
-   * @param {string} topic
-   */
-  #forget (topic) {
-    this.#subscriptions.delete(topic)
-    for (const reached of this.#reached.values()) reached.delete(topic)
-    this.#showSubscriptions()
+    this.messageCount.textContent = `${plural(this.#client.received, 'message')} received, the last ${count(shown)} shown (at most ${MAX_MESSAGES})`
   }
 
   #showSubscriptions () {
-    this.subscriptionList.replaceChildren(...[...this.#subscriptions].sort().map(topic => {
-      const reached = this.#reached.get(topic)
+    const { subscriptions, reached: reachedBy } = this.#client
+    this.subscriptionList.replaceChildren(...[...subscriptions].sort().map(topic => {
+      const reached = reachedBy.get(topic)
       return el('li', { 'data-topic': topic }, el('code', {}, topic), ' ',
         reached ? el('span', { class: 'tag' }, 'pattern') : null, ' ',
         el('button', { type: 'button', class: 'small', onclick: () => this.unsubscribe([topic]) }, 'Unsubscribe'),
         reached ? el('span', { class: 'reached' }, reached.size ? ` reaches ${[...reached].sort().join(', ')}` : ' reaches no topic yet') : null)
     }))
-    if (this.#subscriptions.size === 0) this.subscriptionList.replaceChildren(el('li', { class: 'none' }, 'No subscription.'))
-  }
-
-  /**
-   * Headers that carry the last credential over plain HTTP, as the upgrade took it.
-   * @returns {Record<string, string>}
-   */
-  #credentialHeaders () {
-    const last = this.#last
-    if (!last) return {}
-    return last.mode === 'api_key' ? { 'x-api-key': last.credential } : { authorization: `Bearer ${last.credential}` }
+    if (subscriptions.size === 0) this.subscriptionList.replaceChildren(el('li', { class: 'none' }, 'No subscription.'))
   }
 
   /**
@@ -459,16 +322,16 @@ export class StreamConsole {
     /** @type {unknown} */
     let me
     try {
-      const response = await fetch('/v1/me', { headers: { accept: 'application/json', ...this.#credentialHeaders() }, cache: 'no-store', credentials: 'omit' })
+      const response = await fetch('/v1/me', { headers: { accept: 'application/json', ...this.#client.credentialHeaders() }, cache: 'no-store', credentials: 'omit' })
       me = await response.json()
       if (!response.ok) throw new Error(`HTTP ${response.status}${isObject(me) && isObject(me.error) ? ` ${text(me.error.code)}` : ''}`)
     } catch (err) {
-      if (this.#ws !== ws) return
+      if (this.#client.socket !== ws) return
       this.identity.hidden = false
       this.identity.replaceChildren(el('p', { class: 'bad' }, `Could not ask the gateway who you are: ${/** @type {Error} */ (err).message}`))
       return
     }
-    if (this.#ws !== ws || !isObject(me) || typeof me.subject !== 'string' || !Array.isArray(me.products)) return
+    if (this.#client.socket !== ws || !isObject(me) || typeof me.subject !== 'string' || !Array.isArray(me.products)) return
     const reader = /** @type {import('./catalogue.js').Reader} */ (me)
     this.reader = reader
     this.#showReader(reader)
@@ -539,8 +402,8 @@ export class StreamConsole {
    * passes (then the Origin or a connection limit refused the socket).
    */
   async #diagnose () {
-    if (!this.#last) return
-    const headers = this.#credentialHeaders()
+    if (!this.#client.last) return
+    const headers = this.#client.credentialHeaders()
     try {
       const response = await fetch('/v1/stream', { headers, cache: 'no-store', credentials: 'omit' })
       /** @type {unknown} */
@@ -556,12 +419,4 @@ export class StreamConsole {
       this.#event('diagnosis', 'The gateway does not answer', `${/** @type {Error} */ (err).message}: it may be down or unreachable from here.`)
     }
   }
-}
-
-/**
- * @param {unknown} value
- * @returns {string[]}
- */
-function stringList (value) {
-  return Array.isArray(value) ? value.filter(v => typeof v === 'string') : []
 }

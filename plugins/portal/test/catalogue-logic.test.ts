@@ -11,7 +11,7 @@ const catalogue = await import(String(new URL('../public/catalogue.js', import.m
   matches (topic: string, pattern: string): boolean
   publishTarget (pattern: string, rulePatterns: string[], product: string, reader: unknown): string
 }
-const consoleModule = await import(String(new URL('../public/console.js', import.meta.url))) as {
+const consoleModule = await import(String(new URL('../public/stream-client.js', import.meta.url))) as {
   topicProblem (topic: string, patterns: boolean): string
 }
 const dom = await import(String(new URL('../public/dom.js', import.meta.url))) as {
