@@ -33,13 +33,13 @@ test('qos1Packet is the PUBLISH mqtt-packet encodes, with its packet id and DUP,
 
 test('an envelope carries the record\'s Kafka topic, partition and offset before the PUBLISH; a batch is read once', async t => {
   const format = sessionFormat(mappings, 5, 'tcp')
-  const frames = [record('d1', 41, 'a'), record('d2', 7, 'b', 3)].map(r => format.frame(r, 'raw')!)
+  const frames = [record('d1', 41, 'a'), record('d2', 7, 'b', 3)].map(r => format.frame(r, 'text')!)
   const batch = Buffer.concat(frames)
   const read = envelopesOf(batch, 'tcp', 5)
   t.same(read.map(e => [e.topic, e.partition, e.offset, e.name]), [['sensors.temp', 0, 41n, 'sensors/d1/temp'], ['sensors.temp', 3, 7n, 'sensors/d2/temp']])
   t.equal(envelopesOf(batch, 'tcp', 5), read, 'the same Buffer: read once')
   t.same(decode(batch.subarray(read[1]!.start, read[1]!.end), 5).map(p => p.payload.toString()), ['b'], 'the QoS 0 PUBLISH as it goes on the wire')
-  t.equal(format.frame({ ...record('d1', 1, 'x'), key: null }, 'raw'), undefined, 'a record no mapping names is no frame')
+  t.equal(format.frame({ ...record('d1', 1, 'x'), key: null }, 'text'), undefined, 'a record no mapping names is no frame')
 })
 
 test('the Outbox keeps Receive Maximum in flight, the rest waiting; a position is the first unacknowledged record, else after the last seen', async t => {
@@ -48,7 +48,7 @@ test('the Outbox keeps Receive Maximum in flight, the rest waiting; a position i
   const outbox = new Outbox({ version: 4, transport: 'tcp', receiveMaximum: 2, maxPacket: Infinity, write: b => { if (b.length > 0) written.push(b) }, cork () {}, uncork () {}, changed: () => { changes++ } })
   const format = sessionFormat(mappings, 4, 'tcp')
   outbox.started('sensors.temp', new Map([[0, 10n]]))
-  const batch = Buffer.concat([10, 11, 12, 13].map(o => format.frame(record('d1', o, `m${o}`), 'raw')!))
+  const batch = Buffer.concat([10, 11, 12, 13].map(o => format.frame(record('d1', o, `m${o}`), 'text')!))
   outbox.write(batch, () => 1)
   t.equal(written.length, 2, 'two in flight')
   t.ok(outbox.waitingBytes > 0, 'the rest wait, counted')
@@ -78,7 +78,7 @@ test('inherited unacknowledged deliveries go out again with DUP=1 and their pack
   const outbox = new Outbox({ version: 5, transport: 'tcp', maxPacket: Infinity, write: b => { if (b.length > 0) written.push(b) }, cork () {}, uncork () {}, changed () {} })
   outbox.inherit([['sensors.temp', 0, '5', 77]])
   const format = sessionFormat(mappings, 5, 'tcp')
-  outbox.write(Buffer.concat([5, 6].map(o => format.frame(record('d1', o, `m${o}`), 'raw')!)), () => 1)
+  outbox.write(Buffer.concat([5, 6].map(o => format.frame(record('d1', o, `m${o}`), 'text')!)), () => 1)
   const sent = written.flatMap(b => decode(b, 5))
   t.same(sent.map(p => [p.messageId, p.dup]), [[77, true], [1, false]])
 })
