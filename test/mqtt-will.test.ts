@@ -138,6 +138,61 @@ test('MQTT 5 3.1.3.2.2: the will waits its Will Delay Interval or the end of the
   t.ok(waited >= expectedMs - 100, `published after ${waited} ms, not before the ${expectedMs} ms due (session expiry announced: ${expiry} s)`)
 })
 
+/** An MQTT.js client and the CONNACK it got. */
+async function connectWithConnack (t: Test, url: string, options: IClientOptions): Promise<{ client: MqttClient, expiry: number | undefined }> {
+  const client = mqtt.connect(url, { username: 'any', reconnectPeriod: 0, ...options })
+  t.teardown(() => client.end(true))
+  const connack = await new Promise<{ properties?: { sessionExpiryInterval?: number } }>((resolve, reject) => {
+    client.once('connect', resolve)
+    client.once('error', reject)
+  })
+  return { client, expiry: connack.properties?.sessionExpiryInterval }
+}
+
+test('[MQTT-3.1.3-9] a new connection of the client id within the Will Delay Interval (the old one already gone) cancels the will', async t => {
+  const { app, url } = await gateway(t)
+  const status = `devices/d1/${id('status')}`
+  const { watcher, seen } = await watch(t, url, status)
+  const clientId = id('back')
+  const options: IClientOptions = {
+    protocolVersion: 5,
+    password: deviceToken('d1'),
+    clientId,
+    clean: false,
+    properties: { sessionExpiryInterval: 60 },
+    will: { topic: status, payload: Buffer.from('should not'), qos: 0, retain: false, properties: { willDelayInterval: 3 } }
+  }
+  const first = await connectWithConnack(t, url, options)
+  t.equal(first.expiry, 60, 'the session outlives the connection: the delay applies')
+  first.client.stream.destroy()
+  await gone(app, clientId)
+  const second = await connectWithConnack(t, url, { ...options, will: undefined })
+  // past the delay of the first connection's will
+  await new Promise(resolve => setTimeout(resolve, 4000))
+  t.same(await beforeMarker(watcher, seen, status), [], 'no will')
+  await second.client.endAsync()
+})
+
+test('MQTT 5 3.1.3.2.2: a session that ends before the Will Delay Interval publishes the will then (session expiry 1 s, will delay 10 s)', async t => {
+  const { url } = await gateway(t)
+  const status = `devices/d1/${id('status')}`
+  const { seen } = await watch(t, url, status)
+  const { client, expiry } = await connectWithConnack(t, url, {
+    protocolVersion: 5,
+    password: deviceToken('d1'),
+    clientId: id('short'),
+    clean: false,
+    properties: { sessionExpiryInterval: 1 },
+    will: { topic: status, payload: Buffer.from('session over'), qos: 0, retain: false, properties: { willDelayInterval: 10 } }
+  })
+  t.equal(expiry, 1)
+  const ended = Date.now()
+  client.stream.destroy()
+  await eventually(() => seen.some(s => s.payload === 'session over'), 30_000, 'the will at the session\'s end')
+  const waited = seen.find(s => s.payload === 'session over')!.at - ended
+  t.ok(waited >= 900 && waited < 8000, `published after ${waited} ms: the session's 1 s, not the will's 10 s`)
+})
+
 test('over TCP, mosquitto_sub killed (no DISCONNECT) has its --will-payload published; one that exits after its message (DISCONNECT) does not', async t => {
   const { app, url, tcpPort } = await gateway(t, { tcp: true })
   const device = `d${randomBytes(4).toString('hex')}`
