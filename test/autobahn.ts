@@ -233,7 +233,10 @@ export function writeConformanceDoc (reportsDir: string = REPORTS_DIR, file: str
     ],
     { autobahnVersion: AUTOBAHN_TESTSUITE_VERSION, wsVersion, excluded: run.excluded, seconds: run.seconds, reruns: run.reruns }
   )
-  writeFileSync(file, markdown)
+  // the MQTT section after the generated page is written by hand (test/mqtt-conformance/, the Paho run): kept
+  const previous = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const mqtt = previous.indexOf('\n# MQTT conformance')
+  writeFileSync(file, markdown + (mqtt >= 0 ? previous.slice(mqtt) : ''))
 }
 
 if (process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
