@@ -2,7 +2,8 @@
 // and stopping them together, and saying whether they serve (readiness).
 import type { Logger } from '@sluice/kafka'
 import type { FeedConfig } from './config.ts'
-import { Feed, type Producer } from './feed.ts'
+import { Feed } from './feed.ts'
+import type { Producer } from './produce-loop.ts'
 
 export interface ConnectorOptions {
   feeds: FeedConfig[]

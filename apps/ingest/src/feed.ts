@@ -1,6 +1,6 @@
 // One feed: a WebSocket client that (re)connects with backoff, sends its
-// subscription messages on every open, turns each frame into a record in a
-// bounded buffer, and a produce loop that drains the buffer into Kafka in
+// subscription messages on every open and turns each frame into a record in a
+// bounded buffer, which its produce loop (produce-loop.ts) drains into Kafka in
 // batches. Fastify-free: the app, the tests and the benchmark drive it directly.
 //
 // Backpressure (STYLE.md, as ws and Platformatic do it): when Kafka is slower
@@ -10,8 +10,8 @@
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
-import type { KafkaClient, Logger, OutgoingRecord } from '@sluice/kafka'
-import { backoffDelay, type BackoffOptions } from './backoff.ts'
+import type { Logger } from '@sluice/kafka'
+import { backoffDelay } from './backoff.ts'
 import { FeedBuffer } from './buffer.ts'
 import { RECORD_OVERHEAD_BYTES, type FeedConfig } from './config.ts'
 import {
@@ -20,28 +20,11 @@ import {
   FeedFrameTooLargeError,
   FeedHandshakeRejectedError,
   FeedReconnectDisabledError,
-  FeedReconnectExhaustedError,
-  FlushDeadlineError,
-  RecordTooLargeError
+  FeedReconnectExhaustedError
 } from './errors.ts'
 import { compilePointer, keyOf, type CompiledPointer } from './json-pointer.ts'
+import { ProduceLoop, type FeedRecord, type Producer } from './produce-loop.ts'
 import { SequenceTracker } from './sequence.ts'
-
-export interface FeedRecord extends OutgoingRecord {
-  key: string | null
-  /**
-   * The frame's payload exactly as it arrived, text or binary. ws hands out
-   * views on its socket chunks; buffered records are contiguous runs of
-   * frames, so they share those chunks rather than pin one chunk each.
-   */
-  value: Buffer
-  /** arrival time, epoch ms as a decimal string: the Kafka record's timestamp */
-  timestamp: string
-  /** payload + key + record overhead: what the record weighs in the buffer and in a produce request */
-  bytes: number
-  /** performance.now() at arrival, for the feed-to-Kafka latency */
-  receivedAt: number
-}
 
 export interface FeedStats {
   /** frames received from the feed */
@@ -66,8 +49,6 @@ export interface FeedStats {
 
 export type FeedState = 'idle' | 'connecting' | 'open' | 'backoff' | 'failed' | 'stopped'
 
-export type Producer = Pick<KafkaClient, 'produceBatch'>
-
 export interface FeedOptions {
   config: FeedConfig
   kafka: Producer
@@ -81,10 +62,6 @@ export interface FeedOptions {
 // at a quarter, so that a pause is not undone by the next acknowledged batch.
 const PAUSE_AT = 0.5
 const RESUME_AT = 0.25
-// Between failed produce requests: kafkajs has already retried inside each one
-// (about 1.5 s against a refusing broker); 2 s at most bounds how long the
-// buffer waits after Kafka comes back.
-const PRODUCE_RETRY: BackoffOptions = { baseMs: 100, maxMs: 2000, jitter: 0.2 }
 // A feed that does not answer our close frame within 1 s is cut: the shutdown deadline is for Kafka.
 const CLOSE_GRACE_MS = 1000
 // Close code 1001 "going away" (RFC 6455): we are shutting down, not rejecting the feed.
@@ -107,7 +84,7 @@ export class Feed extends EventEmitter {
 
   readonly sequence = new SequenceTracker()
   readonly #buffer: FeedBuffer<FeedRecord>
-  readonly #kafka: Producer
+  readonly #producer: ProduceLoop
   readonly #log: Logger
   readonly #random: () => number
   readonly #keyPointer: CompiledPointer | undefined
@@ -123,23 +100,27 @@ export class Feed extends EventEmitter {
   #paused = false
   #lastMessageAt = 0
   #lastError: Error | undefined
-  #lastProduceError: Error | undefined
-  #inFlight: FeedRecord[] = []
-  #pumping: Promise<void> | undefined
   #stopping = false
-  /** set when the shutdown deadline passed: the produce loop stops retrying */
-  #abandoned = false
-  #wake: (() => void) | undefined
 
   constructor (options: FeedOptions) {
     super()
     this.config = options.config
     this.name = options.config.name
-    this.#kafka = options.kafka
     this.#log = options.logger
     this.#random = options.random ?? Math.random
     const { capacity, maxBytes, overflow } = options.config.buffer
     this.#buffer = new FeedBuffer({ capacity, maxBytes, overflow })
+    this.#producer = new ProduceLoop({
+      name: this.name,
+      config: options.config,
+      buffer: this.#buffer,
+      kafka: options.kafka,
+      logger: this.#log,
+      random: this.#random,
+      stats: this.stats,
+      onBatchDone: () => { this.#maybeResume() },
+      onProduced: batch => { if (this.listenerCount('produced') > 0) this.emit('produced', batch) }
+    })
     this.#keyPointer = options.config.key ? compilePointer(options.config.key) : undefined
     this.#sequencePointer = options.config.sequence ? compilePointer(options.config.sequence) : undefined
     this.#pauseAt = { records: Math.max(1, Math.ceil(capacity * PAUSE_AT)), bytes: maxBytes * PAUSE_AT }
@@ -174,7 +155,7 @@ export class Feed extends EventEmitter {
 
   /** records handed to the producer and not yet acknowledged (at most batch.maxRecords) */
   get inFlight (): number {
-    return this.#inFlight.length
+    return this.#producer.inFlight
   }
 
   /** -1 until the first message, as the Kafka Connect connector reports it */
@@ -189,7 +170,7 @@ export class Feed extends EventEmitter {
 
   /** the last produce failure, until a produce succeeds again */
   get lastProduceError (): Error | undefined {
-    return this.#lastProduceError
+    return this.#producer.lastError
   }
 
   start (): void {
@@ -332,14 +313,7 @@ export class Feed extends EventEmitter {
     const dropped = this.#buffer.push(record)
     if (dropped > 0) this.#onDrop(dropped)
     this.#maybePause()
-    this.#kick()
-  }
-
-  /** Starts the produce loop unless it runs; it stops by itself when the buffer is empty. */
-  #kick (): void {
-    if (this.#pumping || this.#buffer.size === 0 || this.#abandoned) return
-    // cleared in a callback, which always runs after this assignment, even when the loop ends at once
-    this.#pumping = this.#pump().finally(() => { this.#pumping = undefined })
+    this.#producer.kick()
   }
 
   #onDrop (count: number): void {
@@ -374,70 +348,6 @@ export class Feed extends EventEmitter {
     this.#log.debug({ feed: this.name, queued: this.#buffer.size }, 'feed resumed')
   }
 
-  async #pump (): Promise<void> {
-    while (this.#buffer.size > 0 && !this.#abandoned) {
-      const batch = this.#buffer.take(this.config.batch.maxRecords, this.config.batch.maxBytes)
-      this.#inFlight = batch
-      await this.#deliver(batch)
-      this.#inFlight = []
-      this.#maybeResume()
-    }
-  }
-
-  /** Sends one batch, retrying until Kafka acknowledges it or the shutdown deadline passes. */
-  async #deliver (batch: FeedRecord[]): Promise<void> {
-    let failures = 0
-    while (!this.#abandoned) {
-      try {
-        await this.#kafka.produceBatch(this.config.topic, batch)
-      } catch (err) {
-        const code = (err as { code?: string }).code
-        if (code === 'SLUICE_KAFKA_TOO_LARGE') {
-          await this.#splitTooLarge(batch)
-          return
-        }
-        failures++
-        this.stats.produceErrors++
-        this.#lastProduceError = err as Error
-        // the first failure, then one line per power of two: an outage is seen, not flooded
-        if ((failures & (failures - 1)) === 0) {
-          this.#log.warn({ feed: this.name, topic: this.config.topic, code, failures, queued: this.#buffer.size + batch.length }, 'produce failed; retrying')
-        }
-        await this.#sleep(backoffDelay(failures, PRODUCE_RETRY, this.#random))
-        continue
-      }
-      this.stats.produced += batch.length
-      if (failures > 0) this.#log.info({ feed: this.name, topic: this.config.topic, failures }, 'produce recovered')
-      this.#lastProduceError = undefined
-      if (this.listenerCount('produced') > 0) this.emit('produced', batch)
-      return
-    }
-  }
-
-  /** Kafka refused the batch as too large: halves until the one record that is, which is dropped and counted. */
-  async #splitTooLarge (batch: FeedRecord[]): Promise<void> {
-    if (batch.length === 1) {
-      const err = new RecordTooLargeError(this.name, batch[0]!.bytes)
-      this.stats.droppedTooLarge++
-      this.#log.error({ feed: this.name, topic: this.config.topic, code: err.code, bytes: batch[0]!.bytes }, err.message)
-      return
-    }
-    const half = Math.ceil(batch.length / 2)
-    await this.#deliver(batch.slice(0, half))
-    await this.#deliver(batch.slice(half))
-  }
-
-  #sleep (ms: number): Promise<void> {
-    return new Promise(resolve => {
-      const timer = setTimeout(done, ms)
-      function done (): void {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.#wake = done
-    })
-  }
-
   /**
    * Stops reading (close 1001), then flushes the buffer to Kafka until it is
    * empty or `deadlineMs` has passed. Resolves with the number of records not
@@ -458,25 +368,8 @@ export class Feed extends EventEmitter {
       }
     }
     if (this.#state !== 'failed') this.#state = 'stopped'
-    for (;;) {
-      this.#kick()
-      const pumping = this.#pumping
-      if (!pumping) break
-      const left = deadlineMs - (Date.now() - started)
-      if (left <= 0) break
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([pumping, new Promise(resolve => { timer = setTimeout(resolve, left) })])
-      clearTimeout(timer)
-    }
-    const unflushed = this.#buffer.size + this.#inFlight.length
-    if (unflushed > 0) {
-      this.#abandoned = true
-      this.#wake?.()
-      const err = new FlushDeadlineError(this.name, unflushed, deadlineMs)
-      this.#log.error({ feed: this.name, topic: this.config.topic, code: err.code, unflushed, inFlight: this.#inFlight.length }, err.message)
-    } else {
-      this.#log.info({ feed: this.name, received: this.stats.received, produced: this.stats.produced }, 'feed flushed')
-    }
+    const unflushed = await this.#producer.flush(deadlineMs, started)
+    if (unflushed === 0) this.#log.info({ feed: this.name, received: this.stats.received, produced: this.stats.produced }, 'feed flushed')
     return unflushed
   }
 }
