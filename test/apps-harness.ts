@@ -9,7 +9,7 @@ import { policyDir, startGateway, type Client, type TestGateway } from '../plugi
 import { redisUrl, unique } from './helpers.ts'
 
 export const ADMIN_TOKEN = 'admin-token-for-the-apps-suites-0123456789'
-const SECRET = 'apps-suites-hs256-secret-0123456789abcdef'
+export const SECRET = 'apps-suites-hs256-secret-0123456789abcdef'
 export const ISSUER = 'https://id.example.com'
 
 // free is approved at once, pro by an admin; pro's deliveries are 20 times free's
@@ -47,6 +47,8 @@ export async function appsGateway (t: Test, prefix = unique('sluice-test') + ':'
     config: {
       redis: { url: redisUrl() },
       admin: { token: ADMIN_TOKEN },
+      // buckets of their own: the per-address upgrade limit is otherwise shared with every suite running on 127.0.0.1
+      rateLimit: { prefix: `${prefix}rl:` },
       auth: {
         apiKeys: { prefix, ...(recheckIntervalMs === undefined ? {} : { recheckIntervalMs }) },
         jwt: { audience: ['sluice'], issuers: [{ issuer: ISSUER, algorithms: ['HS256'], secret: SECRET }] }

@@ -38,6 +38,8 @@ export interface ApplicationsOptions {
   /** deletes a key and closes its sockets on every node with 4001 (auth's revokeApiKey) */
   revokeKey (id: string): Promise<boolean>
   policy (): PolicyDocument | undefined
+  /** these keys' plan changed (an approval, an automatic plan): their open sockets are to take it */
+  onPlanChanged? (keyIds: string[], plan: string): void
   onError? (err: Error, what: string): void
 }
 
@@ -118,12 +120,14 @@ export class Applications {
     return made.subscription
   }
 
-  /** The application's keys for `product` are limited by `plan` from their next connection on. */
+  /** The application's keys for `product` are limited by `plan`: from their next connection, and their open sockets are told. */
   async #applyPlan (app: string, product: string, plan: string): Promise<void> {
+    const changed: string[] = []
     for (const keyId of await this.#store.keyIds(app)) {
       const record = await this.#options.keys.get(keyId)
-      if (record?.product === product && record.plan !== plan) await this.#options.keys.update(keyId, { plan })
+      if (record?.product === product && record.plan !== plan && await this.#options.keys.update(keyId, { plan })) changed.push(keyId)
     }
+    if (changed.length > 0) this.#options.onPlanChanged?.(changed, plan)
   }
 
   // ---- keys ----------------------------------------------------------------------------

@@ -16,6 +16,9 @@ import { Ajv, type ErrorObject } from 'ajv'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type {} from '@sluice/auth'
 import type {} from '@sluice/policy'
+// type-only: brings fastify.sessions into scope (open sockets of a key whose plan changed are retargeted)
+import type {} from '@sluice/sessions'
+import type { Redis } from 'ioredis'
 import { errors as adminErrors } from '@sluice/admin'
 import { Applications } from './applications.ts'
 import { ApplicationStore, MAX_PAGE } from './store.ts'
@@ -53,6 +56,10 @@ const KEY_USE_INTERVAL_MS = 60_000
 const KEY_USE_MEMORY = 10_000
 // an application's keys are API keys owned by the application (store.ts)
 const APPLICATION_OWNER = /^app_[0-9a-f]{16}$/
+const KEY_ID_PATTERN = /^[0-9a-f]{16}$/
+const PLAN_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
+// a plan change names an application's keys: at most MAX_KEYS live, and a few in their grace period
+const MAX_KEYS_PER_MESSAGE = 100
 
 function digest (text: string): Buffer {
   return createHash('sha256').update(text).digest()
@@ -257,19 +264,77 @@ async function adminRoutes (fastify: FastifyInstance, opts: { token: string }): 
   })
 }
 
+/** The open sockets of these keys act under `plan` from now on (SocketSession.retarget), on this node. */
+function retarget (fastify: FastifyInstance, keyIds: string[], plan: string): number {
+  const ids = new Set(keyIds)
+  let retargeted = 0
+  for (const session of fastify.sessions.list()) {
+    const identity = session.identity
+    if (identity.keyId === undefined || !ids.has(identity.keyId) || identity.claims.plan === plan || !session.retarget) continue
+    session.retarget({ ...identity, claims: { ...identity.claims, plan } })
+    retargeted++
+  }
+  return retargeted
+}
+
+/** The other nodes hear of a plan change through Redis pub/sub, as auth's revocations. */
+function planChannel (fastify: FastifyInstance, redis: Redis, channel: string) {
+  let subscriber: Redis | undefined
+  const onMessage = (from: string, message: string) => {
+    if (from !== channel) return
+    let change: { keyIds?: unknown, plan?: unknown }
+    try {
+      change = JSON.parse(message)
+    } catch {
+      return
+    }
+    const { keyIds, plan } = change
+    if (!Array.isArray(keyIds) || keyIds.length > MAX_KEYS_PER_MESSAGE || !keyIds.every(id => typeof id === 'string' && KEY_ID_PATTERN.test(id))) return
+    if (typeof plan !== 'string' || !PLAN_NAME.test(plan)) return
+    const count = retarget(fastify, keyIds, plan)
+    if (count > 0) fastify.log.info({ plan, sockets: count }, 'open sockets moved to an approved plan')
+  }
+  return {
+    publish (keyIds: string[], plan: string): void {
+      redis.publish(channel, JSON.stringify({ keyIds, plan })).catch(err => fastify.log.warn({ err }, 'publishing a plan change failed'))
+    },
+    start (): void {
+      // its own connection: a subscribed connection runs no other command; SUBSCRIBE is queued until connected
+      subscriber = redis.duplicate({ enableOfflineQueue: true, autoResubscribe: true })
+      subscriber.on('error', err => fastify.log.debug({ err }, 'plan change channel'))
+      subscriber.on('message', onMessage)
+      subscriber.subscribe(channel).catch(err => fastify.log.warn({ err }, 'subscribing to plan changes failed'))
+    },
+    stop (): void {
+      subscriber?.disconnect()
+    }
+  }
+}
+
 async function apps (fastify: FastifyInstance, opts: AppsOptions): Promise<void> {
   const keys = fastify.credentials.apiKeys
-  const applications = fastify.hasDecorator('redis') && keys
+  const prefix = opts.prefix ?? 'sluice:apps:'
+  const plans = fastify.hasDecorator('redis') ? planChannel(fastify, fastify.redis, `${prefix}plans`) : undefined
+  const applications = plans && keys
     ? new Applications({
-      store: new ApplicationStore(fastify.redis, opts.prefix),
+      store: new ApplicationStore(fastify.redis, prefix),
       keys,
       revokeKey: id => fastify.credentials.revokeApiKey(id),
       policy: () => fastify.policy.document,
+      // this node at once; the others through the channel (this one hears it too, and finds nothing left to do)
+      onPlanChanged: (keyIds, plan) => {
+        retarget(fastify, keyIds, plan)
+        plans.publish(keyIds, plan)
+      },
       onError: (err, what) => fastify.log.warn({ err }, `${what} failed`)
     })
     : undefined
   fastify.decorate('applications', applications)
-  fastify.addHook('onClose', async () => applications?.close())
+  if (applications) fastify.addHook('onReady', async () => plans!.start())
+  fastify.addHook('onClose', async () => {
+    applications?.close()
+    plans?.stop()
+  })
 
   // an application key's last use: noted on its upgrade (or any request it authenticates), off the request's path
   if (applications) {
@@ -289,4 +354,4 @@ async function apps (fastify: FastifyInstance, opts: AppsOptions): Promise<void>
   if (opts.adminToken) await fastify.register(adminRoutes, { token: opts.adminToken, prefix: '/admin' })
 }
 
-export default fp(apps, { fastify: '5.x', name: 'sluice-apps', dependencies: ['sluice-auth', 'sluice-policy'] })
+export default fp(apps, { fastify: '5.x', name: 'sluice-apps', dependencies: ['sluice-sessions', 'sluice-auth', 'sluice-policy'] })

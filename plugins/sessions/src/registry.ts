@@ -22,6 +22,8 @@ export interface LiveSession {
    * frames read meanwhile are not acted on (the client hears no ack and sends them again elsewhere). A graceful drain uses it.
    */
   closeSettled? (code: number, reason: string, waitMs: number): Promise<void>
+  /** acts under `fresh` (same subject, another plan) from now on, its delivery limits those of the new plan */
+  retarget? (fresh: Identity): void
 }
 
 export class SessionRegistry {

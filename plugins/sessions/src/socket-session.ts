@@ -363,6 +363,22 @@ export abstract class SocketSession implements LiveSession, Outlet {
   }
 
   /**
+   * The credential's plan changed while the socket is open (plugins/apps: an application's approved plan;
+   * same key, same subject): the socket acts under `fresh` from now on, and its deliveries count against the
+   * new plan's lease. The hub reads `admit` per batch, so the next batch already does.
+   */
+  retarget (fresh: Identity): void {
+    if (this.#closed) return
+    this.#identity = fresh
+    if (!this.#budget) return
+    this.#budget.release?.()
+    const budget = this.deps.guard?.delivery?.(this)
+    this.#budget = budget
+    this.admit = budget ? bytes => budget.take(bytes) : undefined
+    this.admitReady = budget?.ready
+  }
+
+  /**
    * The plan's publish limit: undefined to go ahead, else how long to wait (and the socket is closed with 4029 once abuse goes on).
    * `terms`: the publish decision, whose plan the limit is counted against (without it, the subject's plan).
    */
