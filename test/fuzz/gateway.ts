@@ -101,6 +101,8 @@ export class FuzzGateway {
       policy: { dir: POLICY_DIR, watch: false },
       auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: ISSUER, algorithms: ['HS256'], secret: JWT_SECRET }] } },
       stream: { nodeId: `fuzz-${this.name}` },
+      // MQTT retained messages of the run's own (generated names would pile up in one shared topic)
+      mqtt: { retainedTopic: `sluice-fuzz-retained-${randomBytes(4).toString('hex')}` },
       rateLimit: {
         // the suite's own buckets in the shared Redis
         prefix: `sluice:fuzz:${randomBytes(4).toString('hex')}:`,

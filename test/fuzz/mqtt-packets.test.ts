@@ -3,13 +3,15 @@
 // none), then valid packets of every kind a client sends, packets with bytes
 // flipped, cut short or declaring a length past the 1 MiB maximum, random
 // bytes, all split across WebSocket frames at random points (a packet may
-// span frames), sometimes a text frame. Whatever is sent: the process never
+// span frames), sometimes a text frame. CONNECTs may carry a will, and
+// PUBLISHes (retained or not) and wills may name the subject's own mapped
+// topic (orders/<sub>/<kind>), so that they reach Kafka and the retained set. Whatever is sent: the process never
 // exits, each socket ends with a documented close code, and every frame the
 // server sends is binary and a well-formed MQTT packet.
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import fc from 'fast-check'
-import mqttPacket, { type Packet } from 'mqtt-packet'
+import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet'
 import { FuzzGateway, jwt } from './gateway.ts'
 import { FuzzClient } from './client.ts'
 import { budgetMs, checkAlive, checkClose, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, newStats, preview, Violation } from './invariants.ts'
@@ -25,6 +27,7 @@ type Version = 4 | 5
 interface Run {
   version: Version
   connect: 'valid' | 'bad-password' | 'none'
+  will: Will | undefined
   packets: Array<{ packet: Packet, mutation: Mutation }>
   /** where the byte stream is cut into frames, as fractions */
   cuts: number[]
@@ -33,14 +36,19 @@ interface Run {
 
 type Mutation = { kind: 'none' } | { kind: 'flip', at: number, byte: number } | { kind: 'truncate', at: number } | { kind: 'huge-length' } | { kind: 'noise', bytes: Uint8Array }
 
-const level = fc.constantFrom('sensors', 'devices', 'orders', 'd1', '$SYS', '', 'é', 'a'.repeat(300))
+// the subject of the run's token: orders/<SUB>/<kind> maps to its own orders.<SUB> (test/fuzz/policy)
+const SUB = `fuzz-${randomBytes(4).toString('hex')}`
+const level = fc.constantFrom('sensors', 'devices', 'orders', 'd1', '$SYS', '', 'é', 'a'.repeat(300), SUB)
 const filter = fc.array(fc.oneof(level, fc.constant('+'), fc.constant('#')), { minLength: 1, maxLength: 5 }).map(l => l.join('/'))
-const name = fc.array(level, { minLength: 1, maxLength: 5 }).map(l => l.join('/'))
+const name = fc.oneof(
+  fc.array(level, { minLength: 1, maxLength: 5 }).map(l => l.join('/')),
+  level.map(kind => `orders/${SUB}/${kind}`)
+)
 const messageId = fc.integer({ min: 1, max: 65_535 })
 const qos = fc.constantFrom(0, 1, 2) as fc.Arbitrary<0 | 1 | 2>
 
 const packet: fc.Arbitrary<Packet> = fc.oneof(
-  fc.record({ topic: name, payload: fc.uint8Array({ maxLength: 2000 }).map(b => Buffer.from(b)), qos, retain: fc.boolean(), messageId }).map(p => ({ cmd: 'publish', dup: false, ...p, messageId: p.qos > 0 ? p.messageId : undefined }) as Packet),
+  fc.record({ topic: name, payload: fc.oneof(fc.constant(Buffer.alloc(0)), fc.uint8Array({ maxLength: 2000 }).map(b => Buffer.from(b))), qos, retain: fc.boolean(), messageId }).map(p => ({ cmd: 'publish', dup: false, ...p, messageId: p.qos > 0 ? p.messageId : undefined }) as Packet),
   fc.record({ filters: fc.array(fc.record({ topic: filter, qos }), { minLength: 1, maxLength: 4 }), messageId }).map(p => ({ cmd: 'subscribe', messageId: p.messageId, subscriptions: p.filters }) as Packet),
   fc.record({ filters: fc.array(filter, { minLength: 1, maxLength: 4 }), messageId }).map(p => ({ cmd: 'unsubscribe', messageId: p.messageId, unsubscriptions: p.filters }) as Packet),
   fc.constant({ cmd: 'pingreq' } as Packet),
@@ -48,6 +56,13 @@ const packet: fc.Arbitrary<Packet> = fc.oneof(
   fc.constant({ cmd: 'disconnect' } as Packet),
   // a second CONNECT is a protocol violation
   fc.constant({ cmd: 'connect', clientId: 'again', protocolVersion: 4, keepalive: 0, clean: true } as Packet)
+)
+
+type Will = NonNullable<IConnectPacket['will']>
+const will: fc.Arbitrary<Will | undefined> = fc.option(
+  fc.record({ topic: name, payload: fc.uint8Array({ maxLength: 200 }).map(b => Buffer.from(b)), qos, retain: fc.boolean(), delay: fc.option(fc.integer({ min: 0, max: 5 })) })
+    .map(({ delay, ...w }) => ({ ...w, ...(delay === null ? {} : { properties: { willDelayInterval: delay } }) })),
+  { nil: undefined }
 )
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
@@ -85,18 +100,20 @@ function mutate (bytes: Buffer, m: Mutation): Buffer {
 function stream (r: Run, token: string): Buffer {
   const parts: Buffer[] = []
   if (r.connect !== 'none') {
-    parts.push(encode({ cmd: 'connect', clientId: 'fuzz', protocolVersion: r.version, keepalive: 60, clean: true, username: 'fuzz', password: Buffer.from(r.connect === 'valid' ? token : 'wrong') }, r.version))
+    // a will's properties are 5.0's
+    const w = r.will && r.version === 4 ? { ...r.will, properties: undefined } : r.will
+    parts.push(encode({ cmd: 'connect', clientId: 'fuzz', protocolVersion: r.version, keepalive: 60, clean: true, username: 'fuzz', password: Buffer.from(r.connect === 'valid' ? token : 'wrong'), ...(w ? { will: w } : {}) }, r.version))
   }
   for (const { packet: p, mutation: m } of r.packets) parts.push(mutate(encode(p, r.version), m))
   return Buffer.concat(parts)
 }
 
 function describe (r: Run): string {
-  return `v${r.version} connect=${r.connect} text=${r.textFrame} cuts=${r.cuts.map(c => c.toFixed(2)).join(',')} packets=${r.packets.map(p => `${p.packet.cmd}/${p.mutation.kind}`).join(' ')}`
+  return `v${r.version} connect=${r.connect} will=${r.will ? `${r.will.topic}/q${r.will.qos}${r.will.retain ? '/r' : ''}` : '-'} text=${r.textFrame} cuts=${r.cuts.map(c => c.toFixed(2)).join(',')} packets=${r.packets.map(p => `${p.packet.cmd}/${p.mutation.kind}`).join(' ')}`
 }
 
 test('/mqtt: generated MQTT byte streams break no invariant', async t => {
-  const token = jwt(`fuzz-${randomBytes(4).toString('hex')}`)
+  const token = jwt(SUB)
   const gw = new FuzzGateway('mqtt')
   t.teardown(() => gw.stop())
   await gw.start()
@@ -135,6 +152,7 @@ test('/mqtt: generated MQTT byte streams break no invariant', async t => {
     arbitrary: fc.record({
       version: fc.constantFrom(4, 5) as fc.Arbitrary<Version>,
       connect: fc.constantFrom('valid', 'valid', 'valid', 'bad-password', 'none') as fc.Arbitrary<Run['connect']>,
+      will,
       packets: fc.array(fc.record({ packet, mutation }), { minLength: 0, maxLength: 8 }),
       cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 6 }),
       textFrame: fc.boolean()

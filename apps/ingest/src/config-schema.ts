@@ -7,6 +7,7 @@
 import type { FromSchema } from '@sluice/config/defaults'
 import type { EnvBinding } from '@sluice/config'
 import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
+import { TOPIC_NAME_PATTERN } from '@sluice/protocol/topics'
 import { JSON_POINTER_PATTERN } from './json-pointer.ts'
 import type { OverflowPolicy } from './buffer.ts'
 
@@ -105,7 +106,9 @@ export const RECORD_OVERHEAD_BYTES = 70
 export const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 // CR, LF or NUL in a header value would split or truncate the handshake request
 export const HEADER_VALUE = '^[^\\r\\n\\0]*$'
-const TOPIC = '^(?!\\.{1,2}$)[a-zA-Z0-9._-]{1,249}$'
+// Kafka's topic-name rule (@sluice/protocol/topics), and not "." or "..", which
+// Kafka also refuses: isTopicName checks those two in code, a schema has only its pattern
+const TOPIC = '^(?!\\.{1,2}$)' + TOPIC_NAME_PATTERN.slice(1)
 const FEED_NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
 
 const headersMap = {
