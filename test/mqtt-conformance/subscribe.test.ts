@@ -91,3 +91,12 @@ test('[MQTT-3.8.4-3] a SUBSCRIBE with a filter already held replaces the subscri
   await eventually(() => seen.includes(`${name} b`), 20_000, 'the second message')
   t.same(seen, [`${name} a`, `${name} b`])
 })
+
+test('5.0 3.2.2.3.12 a SUBSCRIBE with a Subscription Identifier, when CONNACK announced Subscription Identifiers Available 0, is a protocol error: DISCONNECT 0xA1', async t => {
+  const c = await rawSession(t, gw.tcpPort, 5)
+  t.equal((c.packets[0] as mqttPacket.IConnackPacket).properties?.subscriptionIdentifiersAvailable, false)
+  c.send({ cmd: 'subscribe', messageId: 6, subscriptions: [{ topic: 'sensors/+/temp', qos: 0 }], properties: { subscriptionIdentifier: 7 } })
+  await closedBy(c)
+  t.notOk(c.packets.some(p => p.cmd === 'suback'), 'no SUBACK')
+  t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0xA1 })
+})

@@ -40,6 +40,17 @@ test('[MQTT-4.7.3-2] [MQTT-1.5.3-2] a topic name holding U+0000 closes the conne
   t.notOk(c.packets.some(p => p.cmd === 'puback'))
 })
 
+test('5.0 [MQTT-1.5.4-2] U+0000 in a topic name or filter is a malformed packet: DISCONNECT 0x81, not PUBACK or SUBACK 0x90 / 0x8F', async t => {
+  const pub = await rawSession(t, gw.tcpPort, 5)
+  pub.send({ cmd: 'publish', topic: 'sensors/a\u0000b/temp', payload: Buffer.from('x'), qos: 1, messageId: 1, dup: false, retain: false })
+  await closedBy(pub)
+  t.match(pub.packets.slice(1), [{ cmd: 'disconnect', reasonCode: 0x81 }], 'PUBLISH')
+  const sub = await rawSession(t, gw.tcpPort, 5)
+  sub.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'sensors/\u0000/temp', qos: 0 }] })
+  await closedBy(sub)
+  t.match(sub.packets.slice(1), [{ cmd: 'disconnect', reasonCode: 0x81 }], 'SUBSCRIBE')
+})
+
 test('[MQTT-6.0.0-4] [MQTT-6.0.0-2] over WebSocket the server selects the mqtt subprotocol and reads a packet spread over several frames, and several packets in one frame', async t => {
   const ws = new WebSocket(gw.url, 'mqtt')
   t.teardown(() => ws.terminate())

@@ -45,7 +45,8 @@ export const REASON = {
   QOS_NOT_SUPPORTED: 0x9B,
   SESSION_TAKEN_OVER: 0x8E,
   SHARED_NOT_SUPPORTED: 0x9E,
-  TOPIC_ALIAS_INVALID: 0x94
+  TOPIC_ALIAS_INVALID: 0x94,
+  SUBSCRIPTION_IDS_NOT_SUPPORTED: 0xA1
 } as const
 
 /** What a WebSocket close code of the shared vocabulary says as an MQTT 5 DISCONNECT. */
@@ -411,7 +412,13 @@ export class MqttSession extends SocketSession implements Holder {
     this.#lastPacketAt = Date.now()
     switch (packet.cmd) {
       case 'publish': this.#publish(packet); return
-      case 'subscribe': this.#subscribe(packet).catch(err => this.sendError(err)); return
+      case 'subscribe':
+        // 5.0 [MQTT-1.5.4-2]: U+0000 in a string is a malformed packet, not an invalid filter
+        if (packet.subscriptions.some(s => s.topic.includes('\0'))) return this.#disconnect(REASON.MALFORMED, CLOSE.POLICY_VIOLATION, 'U+0000 in a topic filter')
+        // Subscription Identifiers Available 0 is announced: one in a SUBSCRIBE is a protocol error (MQTT 5 3.2.2.3.12)
+        if (packet.properties?.subscriptionIdentifier !== undefined) return this.#disconnect(REASON.SUBSCRIPTION_IDS_NOT_SUPPORTED, CLOSE.POLICY_VIOLATION, 'subscription identifiers are not supported')
+        this.#subscribe(packet).catch(err => this.sendError(err))
+        return
       case 'unsubscribe': this.#unsubscribe(packet); return
       case 'pingreq': this.#send({ cmd: 'pingresp' }); return
       // a QoS 1 delivery acknowledged [MQTT-4.3.2-1]; an unknown packet id is ignored
@@ -452,6 +459,11 @@ export class MqttSession extends SocketSession implements Holder {
   }
 
   #publish (packet: IPublishPacket): void {
+    if (packet.topic.includes('\0')) {
+      // 5.0 [MQTT-1.5.4-2] (3.1.1 [MQTT-1.5.3-2]): U+0000 in a string is a malformed packet (DISCONNECT 0x81), not a topic name to refuse with 0x90
+      this.#disconnect(REASON.MALFORMED, CLOSE.POLICY_VIOLATION, 'U+0000 in a topic name')
+      return
+    }
     if (packet.qos === 2) {
       // maximum QoS 1 is announced: a QoS 2 PUBLISH is answered with DISCONNECT 0x9B (MQTT 5 3.2.2.3.4)
       this.#disconnect(REASON.QOS_NOT_SUPPORTED, CLOSE.POLICY_VIOLATION, 'QoS 2 is not supported')
