@@ -69,6 +69,47 @@ export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Tr
 }
 
 const read = new WeakMap<Buffer, readonly Enveloped[]>()
+/** per batch read: each Kafka topic and partition it holds, with the offset after its last record */
+const lasts = new WeakMap<readonly Enveloped[], ReadonlyArray<{ topic: string, partition: number, next: bigint }>>()
+
+function lastsOf (envelopes: readonly Enveloped[]): ReadonlyArray<{ topic: string, partition: number, next: bigint }> {
+  let known = lasts.get(envelopes)
+  if (known) return known
+  const out: Array<{ topic: string, partition: number, next: bigint }> = []
+  for (const e of envelopes) {
+    const same = out.find(l => l.partition === e.partition && l.topic === e.topic)
+    if (!same) out.push({ topic: e.topic, partition: e.partition, next: e.offset + 1n })
+    else if (same.next < e.offset + 1n) same.next = e.offset + 1n
+  }
+  known = out
+  lasts.set(envelopes, known)
+  return known
+}
+
+/**
+ * The QoS 0 wire frames of the batch last asked for, end to end without their envelopes: a socket taking
+ * several consecutive ones gets one write of a view of it instead of a write each. One slot, not one per
+ * batch: the hub writes a batch to all its sockets in one turn, and a window keeping batches for a minute
+ * would otherwise keep this copy of each too.
+ */
+let wireSlot: { batch: Buffer, wire: Buffer, starts: number[] } | undefined
+
+function wireOf (batch: Buffer, envelopes: readonly Enveloped[]): { wire: Buffer, starts: number[] } {
+  if (wireSlot?.batch === batch) return wireSlot
+  let length = 0
+  for (const e of envelopes) length += e.end - e.start
+  const wire = Buffer.allocUnsafe(length)
+  const starts = new Array<number>(envelopes.length + 1)
+  let at = 0
+  for (let i = 0; i < envelopes.length; i++) {
+    const e = envelopes[i]!
+    starts[i] = at
+    at += batch.copy(wire, at, e.start, e.end)
+  }
+  starts[envelopes.length] = at
+  wireSlot = { batch, wire, starts }
+  return wireSlot
+}
 
 /** A batch's envelopes, read once per batch Buffer (every socket at the batch's start gets the same one). */
 export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5): readonly Enveloped[] {
@@ -229,20 +270,33 @@ export class Outbox {
    */
   write (batch: Buffer, qosOf: (levels: readonly string[]) => number, onWritten?: (err?: Error | null) => void): void {
     const envelopes = envelopesOf(batch, this.#o.transport, this.#o.version)
+    for (const l of lastsOf(envelopes)) this.#see(l.topic, l.partition, l.next)
     let wrote = false
+    // a run of consecutive QoS 0 deliveries [run, i): written as one view of the batch's wire frames
+    let run = -1
+    const flush = (end: number): void => {
+      if (run < 0) return
+      if (end - run === 1) {
+        this.#o.write(batch.subarray(envelopes[run]!.start, envelopes[run]!.end))
+      } else {
+        const { wire, starts } = wireOf(batch, envelopes)
+        this.#o.write(run === 0 && end === envelopes.length ? wire : wire.subarray(starts[run], starts[end]))
+      }
+      run = -1
+      wrote = true
+    }
     this.#o.cork()
     try {
-      for (const e of envelopes) {
-        this.#see(e.topic, e.partition, e.offset + 1n)
+      for (let i = 0; i < envelopes.length; i++) {
+        const e = envelopes[i]!
         const qos = qosOf(e.levels)
-        if (qos < 0) continue
-        if (qos === 0) {
-          // as the QoS 0 path always did: the frame's size against the client's maximum packet size
-          if (e.end - e.start > this.#o.maxPacket) continue
-          this.#o.write(batch.subarray(e.start, e.end))
-          wrote = true
+        // as the QoS 0 path always did: the frame's size against the client's maximum packet size
+        if (qos === 0 && e.end - e.start <= this.#o.maxPacket) {
+          if (run < 0) run = i
           continue
         }
+        flush(i)
+        if (qos !== 1) continue
         const key = `${e.topic}/${e.partition}/${e.offset}`
         const id = this.#inherited.get(key)
         if (id !== undefined) this.#inherited.delete(key)
@@ -257,6 +311,7 @@ export class Outbox {
           this.#waitingBytes += pending.payload.length + pending.name.length
         }
       }
+      flush(envelopes.length)
     } finally {
       this.#o.uncork()
     }

@@ -69,8 +69,13 @@ test('the Outbox keeps Receive Maximum in flight, the rest waiting; a position i
   const zero: Buffer[] = []
   const qos0 = new Outbox({ version: 4, transport: 'tcp', maxPacket: Infinity, write: b => { if (b.length > 0) zero.push(b) }, cork () {}, uncork () {}, changed () {} })
   qos0.write(batch, levels => levels[1] === 'd1' ? 0 : -1)
-  t.same(zero.map(b => decode(b, 4)[0]!.qos), [0, 0, 0, 0], 'QoS 0: the batch\'s own bytes')
-  t.same(qos0.positions(['sensors.temp']).get('sensors.temp'), new Map([[0, 14n]]), 'QoS 0 moves the position as delivered')
+  t.same(zero.flatMap(b => decode(b, 4)).map(p => p.qos), [0, 0, 0, 0], 'QoS 0: the batch\'s own PUBLISH bytes')
+  t.equal(zero.length, 1, 'consecutive QoS 0 deliveries in one write')
+  const mixed = Buffer.concat([['d1', 20], ['d2', 21], ['d1', 22], ['d1', 23]].map(([d, o]) => format.frame(record(d as string, o as number, `x${o}`), 'text')!))
+  zero.length = 0
+  qos0.write(mixed, levels => levels[1] === 'd1' ? 0 : -1)
+  t.same(zero.map(b => decode(b, 4).map(p => p.payload.toString())), [['x20'], ['x22', 'x23']], 'a record not wanted splits the run')
+  t.same(qos0.positions(['sensors.temp']).get('sensors.temp'), new Map([[0, 24n]]), 'QoS 0 moves the position as delivered, and past records not wanted')
 })
 
 test('inherited unacknowledged deliveries go out again with DUP=1 and their packet ids when their records come [MQTT-4.4.0-1]', async t => {
