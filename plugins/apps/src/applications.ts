@@ -70,8 +70,9 @@ export class Applications {
     return { ...await this.#store.createApplication(developer, fields), subscriptions: [] }
   }
 
-  async list (developer: string): Promise<Application[]> {
-    return this.#store.listApplications(developer)
+  async list (developer: string): Promise<ApplicationView[]> {
+    const apps = await this.#store.listApplications(developer)
+    return Promise.all(apps.map(async app => ({ ...app, subscriptions: await this.#store.listSubscriptions(app.id) })))
   }
 
   async #owned (developer: string, id: string): Promise<Application> {
@@ -88,11 +89,12 @@ export class Applications {
   /** Deletes the application and revokes its keys: their sockets close with 4001 on every node. */
   async delete (developer: string, id: string): Promise<void> {
     const app = await this.#owned(developer, id)
-    const keyIds = await this.#store.deleteApplication(app)
-    for (const keyId of keyIds) {
+    // the keys first: a failure half-way leaves an application to delete again, never a live key without one
+    for (const keyId of await this.#store.keyIds(id)) {
       this.#cancelRotation(keyId)
       await this.#options.revokeKey(keyId)
     }
+    await this.#store.deleteApplication(app)
   }
 
   // ---- subscriptions -------------------------------------------------------------------

@@ -126,9 +126,7 @@ async function developerRoutes (fastify: FastifyInstance): Promise<void> {
     exposeHeadRoute: false,
     schema: { response: { 200: { type: 'object', required: ['applications'], properties: { applications: { type: 'array', items: applicationSchema } } } } }
   }, async request => {
-    const apps = core(fastify)
-    const mine = await apps.list(developer(request))
-    return { applications: await Promise.all(mine.map(async app => applicationView(await apps.get(developer(request), app.id)))) }
+    return { applications: (await core(fastify).list(developer(request))).map(app => applicationView(app)) }
   })
 
   fastify.get('/applications/:id', {
