@@ -10,9 +10,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { parse } from 'yaml'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { loadIngestConfig } from '../apps/ingest/src/config.ts'
-import { loadPolicyDir } from '../plugins/policy/src/policy.ts'
+import { loadGatewayConfig } from '@sluice/gateway/config'
+import { loadIngestConfig } from '@sluice/ingest/config'
+import { loadPolicyDir } from '@sluice/policy'
 import { composeCheck } from './deploy-tools.ts'
 
 const root = join(import.meta.dirname, '..')

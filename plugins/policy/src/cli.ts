@@ -9,7 +9,7 @@
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { formatProblems } from '@sluice/config'
-import { loadPolicyDir } from './policy.ts'
+import { loadPolicyDir } from './policy-dir.ts'
 
 const USAGE = 'usage: policy check <dir>\n'
 

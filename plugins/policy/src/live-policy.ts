@@ -4,7 +4,8 @@
 import type { ConfigProblem } from '@sluice/config'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
-import { loadPolicyDir, type Policy, type PolicyDocument } from './policy.ts'
+import { loadPolicyDir } from './policy-dir.ts'
+import type { Policy, PolicyDocument } from './policy.ts'
 import type { PlanLimits, ResumeWindowDocument } from './schema.ts'
 
 export interface ReloadResult {

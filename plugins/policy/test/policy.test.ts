@@ -2,7 +2,7 @@
 // and the decisions of a compiled policy (who may do what, under which terms).
 import { test } from 'tap'
 import type { Identity } from '@sluice/protocol/identity'
-import { compilePolicy } from '../src/policy.ts'
+import { compilePolicy } from '../src/compile.ts'
 
 const LIMITS = '{ connections: 1, connectsPerMinute: 1, deliveredPerSecond: 1, publishedPerSecond: 1, bytesPerSecond: 1, dailyQuota: 1 }'
 const GOOD = `

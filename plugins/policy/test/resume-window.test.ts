@@ -2,7 +2,7 @@
 // for resumes. Validated with path and line like every other term; the policy
 // tells the hub, per topic, the `resume` of every product that serves it.
 import { test } from 'tap'
-import { compilePolicy } from '../src/policy.ts'
+import { compilePolicy } from '../src/compile.ts'
 import { MAX_RESUME_WINDOW_BYTES, MAX_RESUME_WINDOW_MS } from '../src/schema.ts'
 
 const LIMITS = '{ connections: 1, connectsPerMinute: 1, deliveredPerSecond: 1, publishedPerSecond: 1, bytesPerSecond: 1, dailyQuota: 1 }'

@@ -2,7 +2,7 @@
 // pure logic over fake sessions (live sockets: test/policy-hot-reload.test.ts).
 import { test } from 'tap'
 import type { Identity } from '@sluice/protocol/identity'
-import { compilePolicy } from '../src/policy.ts'
+import { compilePolicy } from '../src/compile.ts'
 import { withdrawAccess, type PolicySession } from '../src/withdraw.ts'
 
 const LIMITS = '{ connections: 1, connectsPerMinute: 1, deliveredPerSecond: 1, publishedPerSecond: 1, bytesPerSecond: 1, dailyQuota: 1 }'
