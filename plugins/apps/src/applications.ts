@@ -15,6 +15,10 @@ import {
 export const MAX_APPLICATIONS = 50
 // live keys per application: a rotation holds two at once, and a few environments may each have their own
 export const MAX_KEYS = 10
+// subscriptions an application remembers: its active and pending ones and the latest decisions, enough for
+// a console's history; older replaced and rejected ones are forgotten, so that switching plans back and
+// forth (1200 requests a minute per address pass the HTTP limit) cannot grow Redis without bound
+export const MAX_SUBSCRIPTIONS = 100
 // A rotation's grace period: up to a week, one release cycle of a fleet of clients to roll out the new
 // key; a leaked old key lives no longer than that. 0 revokes the old key at once.
 export const MAX_GRACE_S = 7 * 24 * 3600
@@ -118,6 +122,7 @@ export class Applications {
     if (approval === 'manual' && app.pending[product]) throw new AppsSubscriptionPendingError(product)
     const made = await this.#store.subscribe(id, product, plan, approval)
     if (made === 'pending') throw new AppsSubscriptionPendingError(product)
+    await this.#store.trimSubscriptions(id, MAX_SUBSCRIPTIONS)
     if (made.subscription.state === 'active') await this.#applyPlan(id, product, plan)
     return made.subscription
   }

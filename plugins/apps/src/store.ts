@@ -265,6 +265,24 @@ export class ApplicationStore {
     return { subscription: decided, replaced }
   }
 
+  /**
+   * Forgets the oldest decided subscriptions past `keep` (never an active or pending one), so that
+   * switching plans back and forth cannot grow an application's history without bound.
+   */
+  async trimSubscriptions (app: string, keep: number): Promise<number> {
+    const excess = await this.#redis.zcard(this.#subs(app)) - keep
+    if (excess <= 0) return 0
+    const current = await this.getApplication(app)
+    if (!current) return 0
+    const live = new Set([...Object.values(current.active), ...Object.values(current.pending)])
+    // the oldest `excess` that are not live: among the oldest `excess + live` at most
+    const oldest = await this.#redis.zrange(this.#subs(app), 0, excess + live.size - 1)
+    const drop = oldest.filter(id => !live.has(id)).slice(0, excess)
+    if (drop.length === 0) return 0
+    checked(await this.#redis.multi().zrem(this.#subs(app), ...drop).del(...drop.map(id => this.#sub(id))).exec())
+    return drop.length
+  }
+
   // ---- keys ----------------------------------------------------------------------------
 
   async addKey (app: string, keyId: string, createdAt: number): Promise<void> {

@@ -5,7 +5,7 @@ import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { ApiKeyStore } from '@sluice/auth'
 import type { PolicyDocument } from '@sluice/policy'
-import { Applications, MAX_APPLICATIONS, REVOKE_KEEP_MS } from '../src/applications.ts'
+import { Applications, MAX_APPLICATIONS, MAX_SUBSCRIPTIONS, REVOKE_KEEP_MS } from '../src/applications.ts'
 import { ApplicationStore } from '../src/store.ts'
 import { redisUrl, unique } from '../../../test/helpers.ts'
 
@@ -113,4 +113,15 @@ test(`a developer has at most ${MAX_APPLICATIONS} applications, and sees only th
   const mine = (await apps.list(DEV))[0]!
   await t.rejects(apps.get('https://id.example.com|bob', mine.id), { code: 'SLUICE_APPS_NOT_FOUND' })
   await t.rejects(apps.get('https://other.example.com|alice', mine.id), { code: 'SLUICE_APPS_NOT_FOUND' }, 'the same sub at another issuer is another developer')
+})
+
+test(`an application remembers at most ${MAX_SUBSCRIPTIONS} subscriptions, never forgetting its active or pending one`, async t => {
+  const { apps } = await setup(t)
+  const app = await apps.create(DEV, { name: 'a' })
+  const pending = await apps.subscribe(DEV, app.id, 'market', 'pro')
+  for (let i = 0; i < MAX_SUBSCRIPTIONS + 20; i++) await apps.subscribe(DEV, app.id, 'market', i % 2 === 0 ? 'free' : 'team')
+  const subs = (await apps.get(DEV, app.id)).subscriptions
+  t.equal(subs.length, MAX_SUBSCRIPTIONS)
+  t.ok(subs.some(s => s.id === pending.id && s.state === 'pending'), 'the oldest, pending, is kept')
+  t.equal(subs.filter(s => s.state === 'active').length, 1, 'and the active one')
 })
