@@ -252,6 +252,11 @@ export class Applications {
 
   /** Approves or rejects a pending subscription; an approved plan is what the application's keys of that product get. */
   async decide (subscription: string, approve: boolean, reason?: string): Promise<Subscription> {
+    if (approve) {
+      // the policy may have dropped the plan since it was asked for: approving it would give keys that open nothing
+      const asked = await this.#store.getSubscription(subscription)
+      if (asked?.state === 'pending') this.#offered(asked.product, asked.plan)
+    }
     const decided = await this.#store.decide(subscription, approve, reason)
     if (!decided) throw new AppsNotFoundError(`subscription ${subscription}`)
     if ('notPending' in decided) throw new AppsNotPendingError(subscription, decided.notPending)

@@ -17,7 +17,7 @@ const POLICY: PolicyDocument = {
 }
 const DEV = 'https://id.example.com|alice'
 
-async function setup (t: Test) {
+async function setup (t: Test, policy: () => PolicyDocument = () => POLICY) {
   const redis = new Redis(redisUrl())
   t.teardown(() => redis.disconnect())
   const prefix = unique('sluice-test') + ':'
@@ -28,7 +28,7 @@ async function setup (t: Test) {
     store,
     keys,
     revokeKey: async id => { revoked.push(id); return keys.revoke(id) },
-    policy: () => POLICY
+    policy
   })
   t.teardown(() => apps.close())
   return { redis, prefix, keys, store, apps, revoked }
@@ -124,4 +124,15 @@ test(`an application remembers at most ${MAX_SUBSCRIPTIONS} subscriptions, never
   t.equal(subs.length, MAX_SUBSCRIPTIONS)
   t.ok(subs.some(s => s.id === pending.id && s.state === 'pending'), 'the oldest, pending, is kept')
   t.equal(subs.filter(s => s.state === 'active').length, 1, 'and the active one')
+})
+
+test('a plan the policy no longer offers cannot be approved; it can still be rejected', async t => {
+  let policy = POLICY
+  const { apps } = await setup(t, () => policy)
+  const app = await apps.create(DEV, { name: 'a' })
+  const asked = await apps.subscribe(DEV, app.id, 'market', 'pro')
+  policy = { ...POLICY, products: { market: { plans: ['free', 'team'], topics: [] } } }
+  await t.rejects(apps.decide(asked.id, true), { code: 'SLUICE_APPS_UNKNOWN_PLAN' })
+  t.equal((await apps.pending(100)).length, 1, 'still pending')
+  t.equal((await apps.decide(asked.id, false, 'no longer sold')).state, 'rejected')
 })
