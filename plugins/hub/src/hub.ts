@@ -199,14 +199,11 @@ export class Hub {
   }
 
   /**
-   * Subscribes a socket to a topic. Resolves once the live position is fixed:
-   * every record written to the topic after that is delivered. Throws
-   * SLUICE_KAFKA_UNKNOWN_TOPIC for a topic that does not exist.
-   */
-  /**
-   * Subscribes `outlet` to `topic` from `from`. Resolves with where the socket starts on every
+   * Subscribes `outlet` to `topic` from `from`. Resolves once the live position is fixed (every
+   * record written to the topic after that is delivered), with where the socket starts on every
    * partition of the topic (a subscribed frame carries it: a client can then resume exactly, even
-   * on partitions it never heard from), or undefined when the outlet closed meanwhile.
+   * on partitions it never heard from), or undefined when the outlet closed meanwhile. Throws
+   * SLUICE_KAFKA_UNKNOWN_TOPIC for a topic that does not exist.
    */
   async subscribe (outlet: Outlet, topic: string, terms: SubscriptionTerms, from: StartPosition = { kind: 'latest' }): Promise<Positions | undefined> {
     if (this.#closed) throw new HubClosedError()
