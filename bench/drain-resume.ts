@@ -33,7 +33,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
 import { nativeFormat } from '@sluice/hub'
 import { freePort } from '@sluice/stack'
-import { allowAll, streamApp } from '../test/stream-harness.ts'
+import { allowAll, streamApp } from '../test/harness/stream.ts'
 
 const PARTITIONS = 3
 // a client process holds half the sockets: 2,500 sockets and their frames in one event loop

@@ -35,7 +35,7 @@ import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
 import { KafkaClient } from '@sluice/kafka'
 import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
-import { allowAll, streamApp } from '../test/stream-harness.ts'
+import { allowAll, streamApp } from '../test/harness/stream.ts'
 import { wireText } from '@sluice/hub'
 
 const self = fileURLToPath(import.meta.url)

@@ -7,7 +7,7 @@
 //   3. one cold resume (a topic the node does not read yet): the same;
 //   4. 50 resumes at once: p50 / p99 of subscribed -> first replayed record;
 //   5. N topics x 1 subscriber: subscribe all, the node's broker connections, groups left on the broker.
-// The gateway is the test harness's app (test/stream-harness.ts: hub, /v1/stream, dev identity,
+// The gateway is the test harness's app (test/harness/stream.ts: hub, /v1/stream, dev identity,
 // no auth, policy or rate limits) in this process, the clients too; loopback; bounded waits.
 //
 //   bash deploy/local/node.sh bench/first-record.ts [--runs 10] [--topics 200] [--brokers host:port] [--idle 5] [--profile idle.cpuprofile]
@@ -29,7 +29,8 @@ import { Session } from 'node:inspector/promises'
 import { parseArgs } from 'node:util'
 import { KafkaClient } from '@sluice/kafka'
 import { KafkaBroker } from '@sluice/stack'
-import { allowAll, Client, streamApp } from '../test/stream-harness.ts'
+import { allowAll, streamApp } from '../test/harness/stream.ts'
+import { Client } from '../test/harness/client.ts'
 import { connectionsTo } from '../test/helpers.ts'
 
 const PARTITIONS = 3

@@ -92,8 +92,8 @@ function feedWorker (): void {
 async function main (): Promise<void> {
   const { KafkaBroker } = await import('@sluice/stack')
   const { KafkaClient } = await import('@sluice/kafka')
-  const { loadIngestConfig } = await import('../apps/ingest/src/config.ts')
-  const { Feed } = await import('../apps/ingest/src/feed.ts')
+  const { loadIngestConfig } = await import('@sluice/ingest/config')
+  const { Feed } = await import('@sluice/ingest/feed')
 
   const log = (line: string) => process.stdout.write(line + '\n')
   const broker = new KafkaBroker()

@@ -173,8 +173,8 @@ async function clients (): Promise<void> {
 // ---- the gateways and the measurements (this process) ------------------------------
 
 async function main (): Promise<void> {
-  const { buildApp } = await import('../apps/gateway/src/app.ts')
-  const { loadGatewayConfig } = await import('../apps/gateway/src/config.ts')
+  const { buildApp } = await import('@sluice/gateway')
+  const { loadGatewayConfig } = await import('@sluice/gateway/config')
 
   let child: ChildProcess | undefined
   const apps: Array<{ close (): Promise<unknown> }> = []

@@ -139,8 +139,8 @@ function median (values: number[]): number {
 
 async function main (): Promise<void> {
   const { KafkaBroker, RedisServer } = await import('@sluice/stack')
-  const { buildApp } = await import('../apps/gateway/src/app.ts')
-  const { loadGatewayConfig } = await import('../apps/gateway/src/config.ts')
+  const { buildApp } = await import('@sluice/gateway')
+  const { loadGatewayConfig } = await import('@sluice/gateway/config')
   const { Redis } = await import('ioredis')
 
   const broker = new KafkaBroker()

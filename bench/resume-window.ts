@@ -7,7 +7,7 @@
 //   2. the same outside the window (target <= 100 ms);
 //   3. a bare KafkaClient.reader() from the same cursor: start -> first record;
 //   4. 50 and 500 resumes at once inside the window: subscribed -> first replayed record, all done.
-// The gateway is the test harness's app (test/stream-harness.ts: hub, /v1/stream, dev identity,
+// The gateway is the test harness's app (test/harness/stream.ts: hub, /v1/stream, dev identity,
 // no auth, policy or rate limits) in this process, the clients too; loopback; bounded waits.
 //
 //   bash deploy/local/node.sh bench/resume-window.ts [--runs 20] [--brokers host:port]
@@ -18,7 +18,8 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { KafkaClient } from '@sluice/kafka'
 import { KafkaBroker } from '@sluice/stack'
-import { allowAll, Client, streamApp } from '../test/stream-harness.ts'
+import { allowAll, streamApp } from '../test/harness/stream.ts'
+import { Client } from '../test/harness/client.ts'
 
 const PARTITIONS = 3
 // per partition: 150 before the node reads the topic (outside the window), 300 after (inside it, ~200 KiB with frames)

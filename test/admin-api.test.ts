@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { refusal, startGateway, TEST_POLICY } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
+import { TEST_POLICY } from './harness/policy.ts'
+import { refusal } from './harness/client.ts'
 import { eventually, redisUrl, unique } from './helpers.ts'
 
 const ADMIN_TOKEN = 'admin-token-for-the-admin-suite-0123456789'
@@ -15,7 +17,7 @@ const DEV_TOKEN = 'dev-token-for-the-admin-suite-0123456789'
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
 test('the admin API answers only to its own token', async t => {
-  const gw = await startGateway({ config: { admin: { token: ADMIN_TOKEN }, dev: { token: DEV_TOKEN } } })
+  const gw = await liveGateway({ config: { admin: { token: ADMIN_TOKEN }, dev: { token: DEV_TOKEN } } })
   t.teardown(() => gw.app.close())
   for (const [name, headers] of [
     ['no token', {}],
@@ -39,7 +41,7 @@ test('the admin API answers only to its own token', async t => {
 
 test('API keys: issued once, stored hashed, listed, used, revoked', async t => {
   const prefix = unique('sluice-test') + ':'
-  const gw = await startGateway({ config: { admin: { token: ADMIN_TOKEN }, redis: { url: redisUrl() }, auth: { apiKeys: { prefix } } } })
+  const gw = await liveGateway({ config: { admin: { token: ADMIN_TOKEN }, redis: { url: redisUrl() }, auth: { apiKeys: { prefix } } } })
   t.teardown(() => gw.app.close())
   const redis = new Redis(redisUrl())
   t.teardown(() => redis.disconnect())
@@ -99,7 +101,7 @@ test('API keys: issued once, stored hashed, listed, used, revoked', async t => {
 })
 
 test('policy: show, validate, reload', async t => {
-  const gw = await startGateway({ config: { admin: { token: ADMIN_TOKEN }, policy: { watch: false } } })
+  const gw = await liveGateway({ config: { admin: { token: ADMIN_TOKEN }, policy: { watch: false } } })
   t.teardown(() => gw.app.close())
 
   const shown = (await gw.app.inject({ method: 'GET', url: '/admin/policy', headers: admin })).json()
@@ -131,7 +133,7 @@ test('policy: show, validate, reload', async t => {
 })
 
 test('sessions: listed and kicked', async t => {
-  const gw = await startGateway({ config: { admin: { token: ADMIN_TOKEN }, dev: { token: DEV_TOKEN } } })
+  const gw = await liveGateway({ config: { admin: { token: ADMIN_TOKEN }, dev: { token: DEV_TOKEN } } })
   t.teardown(() => gw.app.close())
   const a = gw.ws('?topics=prices.btc', { headers: { authorization: `Bearer ${DEV_TOKEN}` } })
   const b = gw.ws('?topics=prices.eth', { headers: { authorization: `Bearer ${DEV_TOKEN}` } })

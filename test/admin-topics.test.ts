@@ -3,14 +3,14 @@
 // makes a product servable; a topic no product has is refused.
 import { test } from 'tap'
 import { KafkaClient } from '@sluice/kafka'
-import { startGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
 import { kafkaBrokers, unique } from './helpers.ts'
 
 const ADMIN_TOKEN = 'admin-token-for-the-topics-suite-0123456789'
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
 test('POST /admin/topics creates a product\'s topics, says which existed, and refuses the rest', async t => {
-  const gw = await startGateway({ config: { admin: { token: ADMIN_TOKEN } } })
+  const gw = await liveGateway({ config: { admin: { token: ADMIN_TOKEN } } })
   t.teardown(() => gw.app.close())
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'admin-topics-suite' })
   t.teardown(() => kafka.close())
@@ -32,7 +32,7 @@ test('POST /admin/topics creates a product\'s topics, says which existed, and re
 })
 
 test('a subscribe to a topic that does not exist says how to create it', async t => {
-  const gw = await startGateway({ config: { dev: { token: 'dev-token-for-the-topics-suite-0123456789' } } })
+  const gw = await liveGateway({ config: { dev: { token: 'dev-token-for-the-topics-suite-0123456789' } } })
   t.teardown(() => gw.app.close())
   const client = gw.wsAt('/v1/stream', '', { protocols: ['sluice.v1'], headers: { authorization: 'Bearer dev-token-for-the-topics-suite-0123456789' } })
   await client.opened

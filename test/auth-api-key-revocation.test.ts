@@ -5,7 +5,7 @@
 // caught by the periodic re-check, within the same bound.
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { startGateway, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, type TestGateway } from './harness/live-route.ts'
 import { redisUrl, unique } from './helpers.ts'
 
 const ADMIN_TOKEN = 'admin-token-for-the-revocation-suite-0123'
@@ -13,7 +13,7 @@ const ADMIN_TOKEN = 'admin-token-for-the-revocation-suite-0123'
 const BOUND_MS = 5000
 
 async function node (t: Test, prefix: string, recheckIntervalMs: number): Promise<TestGateway> {
-  const gw = await startGateway({ config: { redis: { url: redisUrl() }, admin: { token: ADMIN_TOKEN }, auth: { apiKeys: { prefix, recheckIntervalMs } } } })
+  const gw = await liveGateway({ config: { redis: { url: redisUrl() }, admin: { token: ADMIN_TOKEN }, auth: { apiKeys: { prefix, recheckIntervalMs } } } })
   t.teardown(() => gw.app.close())
   return gw
 }

@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { readdirSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { nowSeconds, signJwt } from './jwks-server.ts'
-import { startGateway, LIVE_PATH } from '../plugins/auth/test/live-route.ts'
+import { LIVE_PATH, liveGateway } from './harness/live-route.ts'
 import { eventually } from './helpers.ts'
 
 const UPGRADES = 10_000
@@ -47,7 +47,7 @@ function upgrade (port: number, path: string, headers: Record<string, string>): 
 }
 
 test('refused upgrades hold no file descriptor', { skip: process.platform !== 'linux' && 'needs /proc/self/fd' }, async t => {
-  const gw = await startGateway({
+  const gw = await liveGateway({
     config: {
       auth: {
         origins: ['https://app.example.com'],

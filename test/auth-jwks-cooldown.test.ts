@@ -5,7 +5,7 @@
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { JwksServer } from './jwks-server.ts'
-import { startGateway, WHOAMI_PATH } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, WHOAMI_PATH } from './harness/live-route.ts'
 
 const COOLDOWN_MS = 2000
 // The JWKS server shares this process's event loop with the gateway, so under a
@@ -19,7 +19,7 @@ test('unknown kids cannot make the gateway hammer the JWKS', async t => {
   const idp = await new JwksServer().start()
   t.teardown(() => idp.stop())
   const key = idp.addKey('RS256')
-  const gw = await startGateway({
+  const gw = await liveGateway({
     config: {
       auth: {
         jwt: {

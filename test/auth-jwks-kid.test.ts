@@ -6,8 +6,8 @@ import { test } from 'tap'
 import { createServer } from 'node:http'
 import { generateKeyPairSync } from 'node:crypto'
 import { JwksServer, nowSeconds, signJwt } from './jwks-server.ts'
-import { startGateway, WHOAMI_PATH } from '../plugins/auth/test/live-route.ts'
-import { JwksKeys, MAX_KID_LENGTH } from '../plugins/auth/src/jwks.ts'
+import { liveGateway, WHOAMI_PATH } from './harness/live-route.ts'
+import { JwksKeys, MAX_KID_LENGTH } from '@sluice/auth'
 
 const HS_SECRET = 'the-kid-suite-hs256-secret-of-32-bytes-or-more'
 
@@ -15,7 +15,7 @@ test('a JWKS issuer refuses a token without kid before fetching its keys; a one-
   const idp = await new JwksServer().start()
   t.teardown(() => idp.stop())
   const key = idp.addKey('RS256')
-  const gw = await startGateway({
+  const gw = await liveGateway({
     config: {
       auth: {
         jwt: {

@@ -3,7 +3,8 @@
 // the tokens and for their signatures, on accepted and refused upgrades alike.
 import { test } from 'tap'
 import { JwksServer, nowSeconds } from './jwks-server.ts'
-import { refusal, startGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
+import { refusal } from './harness/client.ts'
 
 const DEV_TOKEN = 'dev-token-that-must-not-be-logged-0123456789'
 
@@ -11,7 +12,7 @@ test('query-string credentials never appear in the logs', async t => {
   const idp = await new JwksServer().start()
   t.teardown(() => idp.stop())
   const key = idp.addKey('RS256')
-  const gw = await startGateway({
+  const gw = await liveGateway({
     captureLogs: true,
     config: {
       dev: { token: DEV_TOKEN },

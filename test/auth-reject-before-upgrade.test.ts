@@ -4,7 +4,8 @@
 import { test } from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
 import { JwksServer, nowSeconds, signJwt } from './jwks-server.ts'
-import { refusal, startGateway, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, type TestGateway } from './harness/live-route.ts'
+import { refusal } from './harness/client.ts'
 
 const HS_SECRET = 'an-internal-issuer-secret-of-at-least-32-bytes'
 const ORIGIN = 'https://app.example.com'
@@ -17,7 +18,7 @@ test('credentials are checked before the upgrade', async t => {
   const key = idp.addKey('RS256')
   const evilKey = untrusted.addKey('RS256')
 
-  const gw: TestGateway = await startGateway({
+  const gw: TestGateway = await liveGateway({
     config: {
       dev: { token: DEV_TOKEN },
       auth: {

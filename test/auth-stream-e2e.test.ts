@@ -8,7 +8,9 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { nowSeconds, signJwt } from './jwks-server.ts'
-import { refusal, startGateway, TEST_POLICY, type Client } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
+import { TEST_POLICY } from './harness/policy.ts'
+import { type Client, refusal } from './harness/client.ts'
 import { redisUrl, unique } from './helpers.ts'
 
 const SECRET = 'stream-e2e-hs256-secret-0123456789abcdef'
@@ -21,7 +23,7 @@ function token (sub: string, claims: Record<string, unknown> = {}): string {
 
 test('identity and access on /v1/stream', async t => {
   const prefix = unique('sluice-test') + ':'
-  const gw = await startGateway({
+  const gw = await liveGateway({
     config: {
       redis: { url: redisUrl() },
       admin: { token: ADMIN_TOKEN },

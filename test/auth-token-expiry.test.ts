@@ -3,7 +3,8 @@
 // may renew in-band first, with the same subject and no wider access.
 import { test, type Test } from 'tap'
 import { JwksServer, nowSeconds, signJwt } from './jwks-server.ts'
-import { startGateway, type Client, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, type TestGateway } from './harness/live-route.ts'
+import type { Client } from './harness/client.ts'
 import { redisUrl, unique } from './helpers.ts'
 
 const SKEW_S = 1
@@ -11,7 +12,7 @@ const SKEW_S = 1
 const BOUND_MS = 1000
 
 async function gateway (t: Test, idp: JwksServer, extra: Record<string, unknown> = {}): Promise<TestGateway> {
-  const gw = await startGateway({
+  const gw = await liveGateway({
     config: {
       auth: { jwt: { audience: ['sluice'], clockSkewSeconds: SKEW_S, issuers: [{ issuer: idp.issuer, algorithms: ['RS256'], jwksUri: idp.jwksUri }] } },
       ...extra

@@ -6,7 +6,7 @@
 // received by every subscriber exactly once, the topic holds each record
 // once, and the drained process exits 0 within its deadline.
 import { test } from 'tap'
-import { policyDir } from '../plugins/rate-limit/test/gateway.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
 import { clusterTopic, deliveryReport, openSubscribers, Publisher, startCluster } from './cluster-harness.ts'
 import { eventually } from './helpers.ts'
 
@@ -16,7 +16,7 @@ const DRAIN_MS = 2000
 const SHUTDOWN_TIMEOUT_MS = 10_000
 
 test('SIGTERM one of three nodes: 1001, resume elsewhere, every record exactly once, exit 0 in time', async t => {
-  const cluster = await startCluster(t, { policyDir: policyDir({}), drainMs: DRAIN_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS })
+  const cluster = await startCluster(t, { policyDir: policyDir(limitsPolicy({})), drainMs: DRAIN_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS })
   const { topic, kafka } = await clusterTopic(t, 'drain')
 
   const subscribers = await openSubscribers(t, cluster, topic, SUBSCRIBERS)

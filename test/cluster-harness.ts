@@ -12,7 +12,8 @@ import type { Test } from 'tap'
 import { KafkaClient } from '@sluice/kafka'
 import { Balancer } from '@sluice/stack/balancer'
 import { freePort } from '@sluice/stack'
-import { ADMIN_TOKEN, JWT_SECRET, bearer, Client, prefix, type Frame } from '../plugins/rate-limit/test/gateway.ts'
+import { ADMIN_TOKEN, bearer, JWT_SECRET, prefix } from './harness/rate-limit.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, kafkaBrokers, redisUrl } from './helpers.ts'
 
 const ENTRY = join(import.meta.dirname, '..', 'apps', 'gateway', 'src', 'server.ts')

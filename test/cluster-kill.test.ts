@@ -4,14 +4,14 @@
 // (which skips the dead node: its port refuses) and resume with their cursor.
 // Every record reaches every subscriber exactly once.
 import { test } from 'tap'
-import { policyDir } from '../plugins/rate-limit/test/gateway.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
 import { clusterTopic, deliveryReport, openSubscribers, startCluster } from './cluster-harness.ts'
 import { eventually } from './helpers.ts'
 
 const SUBSCRIBERS = 6
 
 test('SIGKILL one of three nodes: the others keep serving, its clients reconnect and resume', async t => {
-  const cluster = await startCluster(t, { policyDir: policyDir({}) })
+  const cluster = await startCluster(t, { policyDir: policyDir(limitsPolicy({})) })
   const { topic, kafka } = await clusterTopic(t, 'kill')
 
   const subscribers = await openSubscribers(t, cluster, topic, SUBSCRIBERS)

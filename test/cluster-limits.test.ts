@@ -3,14 +3,16 @@
 // over the three nodes, and the cluster admits the plan's limit, not three
 // times it. A closed socket frees its slot for whichever node is asked next.
 import { test } from 'tap'
-import { bearer, Client, policyDir, type Refusal } from '../plugins/rate-limit/test/gateway.ts'
+import { bearer } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import { Client, type Refusal } from './harness/client.ts'
 import { startCluster } from './cluster-harness.ts'
 import { eventually } from './helpers.ts'
 
 const LIMIT = 4
 
 test(`a plan of ${LIMIT} connections over three nodes admits ${LIMIT} in all, not ${LIMIT} per node`, async t => {
-  const cluster = await startCluster(t, { policyDir: policyDir({ connections: LIMIT }) })
+  const cluster = await startCluster(t, { policyDir: policyDir(limitsPolicy({ connections: LIMIT })) })
   const client = () => {
     const c = new Client(cluster.streamUrl, { headers: bearer('carol') })
     t.teardown(() => c.terminate())

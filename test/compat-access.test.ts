@@ -5,7 +5,8 @@
 import { test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
+import { gateway, LegacyClient, subscribed } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { eventually, redisUrl, unique } from './helpers.ts'
 import { groupIdFor } from '@sluice/stream'
 

@@ -6,7 +6,8 @@ import { test, type Test } from 'tap'
 import { Kafka, logLevel, type Admin } from 'kafkajs'
 import { groupIdFor } from '@sluice/stream'
 import type { KafkaClient } from '@sluice/kafka'
-import { gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
+import { gateway, LegacyClient, subscribed } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
 const POLICY = policyYaml({ legacy: { topics: '[{ pattern: "legacy.**", encoding: text }]', subscribe: ['legacy.**'], publish: ['legacy.**'] } })

@@ -6,7 +6,8 @@
 import { test } from 'tap'
 import { WebSocket } from 'ws'
 import type { ConsumedRecord } from '@sluice/kafka'
-import { DEV_TOKEN, gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
+import { DEV_TOKEN, gateway, LegacyClient, subscribed } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { unique } from './helpers.ts'
 
 async function readAll (gw: Awaited<ReturnType<typeof gateway>>, topic: string, count: number): Promise<ConsumedRecord[]> {

@@ -3,7 +3,8 @@
 // next valid frame works; a flood of them closes the socket (1008), and a
 // frame over the size limit closes it (1009). The process never minds.
 import { test } from 'tap'
-import { gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
+import { gateway, LegacyClient, subscribed } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { unique } from './helpers.ts'
 
 const POLICY = policyYaml({ legacy: { topics: '[{ pattern: "legacy.**", encoding: text }]', subscribe: ['legacy.**'], publish: ['legacy.**'] } })

@@ -4,7 +4,8 @@
 // first frame waited on Redis, and the process exited. Each refusal is now an
 // error frame, in order, and the node goes on.
 import { test } from 'tap'
-import { gateway, LegacyClient, policyYaml } from './compat-harness.ts'
+import { gateway, LegacyClient } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { redisUrl, unique } from './helpers.ts'
 
 test('a refused frame right behind an allowed publish is an error frame, and the node goes on', async t => {

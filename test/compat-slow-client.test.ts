@@ -3,7 +3,8 @@
 // with `slowClient: lagging` it is told how many it lost and gets the topic
 // live again. (`evict`, 4008, is the same code as /v1/stream's: stream-slow-client.)
 import { test } from 'tap'
-import { gateway, LegacyClient, policyYaml, subscribed } from './compat-harness.ts'
+import { gateway, LegacyClient, subscribed } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { eventually, unique } from './helpers.ts'
 
 const RECORDS = 5000

@@ -3,7 +3,8 @@
 // its message, and a module that keeps running over is disabled.
 import { test } from 'tap'
 import { DEFAULT_TRANSFORM_LIMITS } from '@sluice/compat'
-import { gateway, LegacyClient, policyYaml, subscribed, type Gateway } from './compat-harness.ts'
+import { gateway, LegacyClient, subscribed, type Gateway } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { unique } from './helpers.ts'
 
 async function metric (gw: Gateway, name: string, labels: string): Promise<number> {

@@ -6,7 +6,8 @@
 import { test } from 'tap'
 import { join } from 'node:path'
 import type { ConsumedRecord } from '@sluice/kafka'
-import { gateway, LegacyClient, policyYaml, SHIPPED_TRANSFORMS, subscribed, type Gateway } from './compat-harness.ts'
+import { gateway, LegacyClient, SHIPPED_TRANSFORMS, subscribed, type Gateway } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { unique } from './helpers.ts'
 
 const ADD_TIMESTAMP = join(SHIPPED_TRANSFORMS, 'add-timestamp.ts')

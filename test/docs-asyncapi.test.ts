@@ -8,8 +8,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Parser, DiagnosticSeverity } from '@asyncapi/parser'
 import { main as asyncapiCli } from '@sluice/docs/cli'
-import { policyDir, startGateway } from '../plugins/auth/test/live-route.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { liveGateway } from './harness/live-route.ts'
+import { policyDir } from './harness/policy.ts'
+import { loadGatewayConfig } from '@sluice/gateway/config'
 import { eventually, kafkaBrokers } from './helpers.ts'
 
 const root = join(import.meta.dirname, '..')
@@ -83,7 +84,7 @@ interface Doc {
 }
 
 test('the catalogue lists products, topics, plans and what each rule grants, never its match criteria', async t => {
-  const gw = await startGateway({ policyDir: policyDir(POLICY) })
+  const gw = await liveGateway({ policyDir: policyDir(POLICY) })
   t.teardown(() => gw.app.close())
   const res = await gw.app.inject('/v1/products')
   t.equal(res.statusCode, 200)
@@ -124,7 +125,7 @@ test('the catalogue lists products, topics, plans and what each rule grants, nev
 })
 
 test('the AsyncAPI documents pass @asyncapi/parser with no error and describe channels, operations, frames and security', async t => {
-  const gw = await startGateway({ policyDir: policyDir(POLICY) })
+  const gw = await liveGateway({ policyDir: policyDir(POLICY) })
   t.teardown(() => gw.app.close())
   const all = (await gw.app.inject('/asyncapi.json')).json() as Doc
   t.same(await errorsOf(all), [], 'the whole document')
@@ -163,12 +164,12 @@ test('the AsyncAPI documents pass @asyncapi/parser with no error and describe ch
 })
 
 test('the server is where clients reach the gateway: docs.publicUrl, else localhost and the port', async t => {
-  const gw = await startGateway({ policyDir: policyDir(POLICY), config: { docs: { publicUrl: 'wss://api.example.com:8443' } } })
+  const gw = await liveGateway({ policyDir: policyDir(POLICY), config: { docs: { publicUrl: 'wss://api.example.com:8443' } } })
   t.teardown(() => gw.app.close())
   t.match(((await gw.app.inject('/asyncapi.json')).json() as Doc).servers.gateway, { host: 'api.example.com:8443', protocol: 'wss', pathname: '/v1/stream' })
   t.match(((await gw.app.inject('/asyncapi/logs.json')).json() as Doc).servers.gateway, { host: 'api.example.com:8443', protocol: 'wss' })
 
-  const plain = await startGateway({ policyDir: policyDir(POLICY), config: { server: { port: 9123 } } })
+  const plain = await liveGateway({ policyDir: policyDir(POLICY), config: { server: { port: 9123 } } })
   t.teardown(() => plain.app.close())
   t.match(((await plain.app.inject('/asyncapi.json')).json() as Doc).servers.gateway, { host: 'localhost:9123', protocol: 'ws' })
 
@@ -179,7 +180,7 @@ test('the server is where clients reach the gateway: docs.publicUrl, else localh
 
 test('a policy file edit shows in /asyncapi.json and /v1/products after the reload, without a restart', async t => {
   const dir = policyDir(POLICY)
-  const gw = await startGateway({ policyDir: dir })
+  const gw = await liveGateway({ policyDir: dir })
   t.teardown(() => gw.app.close())
   await gw.app.ready()
   const before = (await gw.app.inject('/asyncapi.json')).json() as Doc

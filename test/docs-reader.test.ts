@@ -6,8 +6,8 @@
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { buildApp } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
 import { kafkaBrokers } from './helpers.ts'
 
 const POLICIES = fileURLToPath(new URL('../policies/', import.meta.url))

@@ -6,8 +6,7 @@ import { test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Fastify from 'fastify'
-import health from '@sluice/health'
-import { DEFAULT_CHECK_TIMEOUT_MS, DEFAULT_REUSE_MS } from '../plugins/health/src/readiness.ts'
+import health, { DEFAULT_CHECK_TIMEOUT_MS, DEFAULT_REUSE_MS } from '@sluice/health'
 
 const root = join(import.meta.dirname, '..')
 const read = (file: string) => readFileSync(join(root, file), 'utf8')

@@ -7,10 +7,10 @@
 import { test } from 'tap'
 import { chromium, type Browser } from 'playwright-core'
 import { existsSync } from 'node:fs'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { buildApp } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
 import { freePort } from '@sluice/stack'
-import { policyDir } from '../plugins/auth/test/live-route.ts'
+import { policyDir } from './harness/policy.ts'
 import { kafkaBrokers } from './helpers.ts'
 
 const CHROMIUM = '/usr/bin/chromium'

@@ -9,9 +9,9 @@ import { Writable } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { FastifyInstance } from 'fastify'
 import type { ConsumedRecord, KafkaClient } from '@sluice/kafka'
-import { buildApp } from '../apps/ingest/src/app.ts'
-import { loadIngestConfig } from '../apps/ingest/src/config.ts'
-import type { Feed } from '../apps/ingest/src/feed.ts'
+import { buildApp } from '@sluice/ingest'
+import { loadIngestConfig } from '@sluice/ingest/config'
+import type { Feed } from '@sluice/ingest/feed'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
 export interface FeedServerOptions {

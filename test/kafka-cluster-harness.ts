@@ -9,7 +9,7 @@ import type { Test } from 'tap'
 import kafkajs from 'kafkajs'
 import { parseCursor } from '@sluice/hub'
 import { KafkaCluster } from '@sluice/stack'
-import { Client, type Frame } from './stream-harness.ts'
+import { Client, type Frame } from './harness/client.ts'
 
 /**
  * Starts the cluster for this test file and tears it down after it: at the file's end, and

@@ -7,7 +7,8 @@
 // by record. This file starts its own cluster (test/kafka-cluster-harness.ts).
 import t, { type Test } from 'tap'
 import { formatPositions } from '@sluice/hub'
-import { allowAll, Client, streamApp, type Frame } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
 import { deliveryFaults, Publisher, startKafkaCluster, startOf, waitForPartitions, type PartitionState } from './kafka-cluster-harness.ts'
 

@@ -7,8 +7,8 @@ import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { KafkaBroker, RedisServer } from '@sluice/stack'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { buildApp } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
 import { eventually, kafkaBrokers, metricSum, redisUrl, unique } from './helpers.ts'
 
 async function gateway (t: Test, brokers: string[], redisUrl: string): Promise<FastifyInstance> {

@@ -22,9 +22,9 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import { parse } from 'yaml'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import { HTTP_METHODS, type OpenApiDocument } from '@sluice/docs'
-import { buildApp, OPENAPI_DIR } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { policyDir } from '../plugins/auth/test/live-route.ts'
+import { buildApp, OPENAPI_DIR } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
+import { policyDir } from './harness/policy.ts'
 import { kafkaBrokers } from './helpers.ts'
 
 type Schema = Record<string, unknown>

@@ -9,7 +9,9 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { nowSeconds, signJwt } from './jwks-server.ts'
-import { startGateway, TEST_POLICY, type Client, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, type TestGateway } from './harness/live-route.ts'
+import { TEST_POLICY } from './harness/policy.ts'
+import type { Client } from './harness/client.ts'
 import { DEFAULT_REUSE_MS } from '@sluice/health'
 
 const SECRET = 'hot-reload-suite-hs256-secret-0123456789'
@@ -116,7 +118,7 @@ async function metric (gw: TestGateway, name: string): Promise<string | undefine
 for (const layout of layouts) {
   test(`hot reload: ${layout.name}`, async t => {
     const dir = layout.setup(TEST_POLICY)
-    const gw = await startGateway({
+    const gw = await liveGateway({
       policyDir: dir,
       captureLogs: true,
       config: { auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'internal', algorithms: ['HS256'], secret: SECRET }] } } }

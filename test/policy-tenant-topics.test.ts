@@ -4,7 +4,8 @@
 // nothing at all.
 import { test } from 'tap'
 import { nowSeconds, signJwt } from './jwks-server.ts'
-import { refusal, startGateway, type Client } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
+import { type Client, refusal } from './harness/client.ts'
 import { redisUrl, unique } from './helpers.ts'
 
 const SECRET = 'tenant-suite-hs256-secret-0123456789abcd'
@@ -21,7 +22,7 @@ async function frame (client: Client, op: 'subscribe' | 'publish', topic: string
 }
 
 test('orders.{sub}: its own topic and no other', async t => {
-  const gw = await startGateway({
+  const gw = await liveGateway({
     config: {
       redis: { url: redisUrl() },
       auth: {

@@ -6,8 +6,10 @@
 // surrogate became U+FFFD. On kafka-text, a numeric 1e400 was stored as "Infinity".
 import { test, type Test } from 'tap'
 import { WebSocket } from 'ws'
-import { Client, streamApp } from './stream-harness.ts'
-import { gateway, LegacyClient, policyYaml } from './compat-harness.ts'
+import { streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
+import { gateway, LegacyClient } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 import { readRecords, unique } from './helpers.ts'
 
 const LITERALS = [

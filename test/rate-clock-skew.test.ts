@@ -7,14 +7,16 @@
 // 5 s of refill at once (ahead) or starve the others for 5 s (behind).
 import { test } from 'tap'
 import { redisUrl, unique } from './helpers.ts'
-import { gateway, policyDir, prefix, type Client, type Frame } from '../plugins/rate-limit/test/gateway.ts'
+import { gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import type { Client, Frame } from './harness/client.ts'
 
 const RATE = 5
 const SKEW_MS = 5000
 const RUN_MS = 3000
 
 test('nodes with clocks 5 s ahead and behind get no extra tokens', async t => {
-  const dir = policyDir({ publishedPerSecond: RATE })
+  const dir = policyDir(limitsPolicy({ publishedPerSecond: RATE }))
   const shared = prefix()
   const honest = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
   const ahead = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared, now: () => Date.now() + SKEW_MS })

@@ -10,10 +10,10 @@ import http from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { test, type Test } from 'tap'
 import type { PlanLimits } from '@sluice/policy'
-import { RateLimiter } from '../plugins/rate-limit/src/limiter.ts'
-import { DEFAULT_HTTP } from '../plugins/rate-limit/src/index.ts'
-import { createRedis } from '../plugins/redis/src/redis.ts'
-import { bearer, policyDir, prefix } from '../plugins/rate-limit/test/gateway.ts'
+import { DEFAULT_HTTP, RateLimiter } from '@sluice/rate-limit'
+import { createRedis } from '@sluice/redis'
+import { bearer, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
 import { startCluster } from './cluster-harness.ts'
 import { eventually, redisUrl, unique } from './helpers.ts'
 
@@ -104,7 +104,7 @@ function upgrade (port: number, headers: Record<string, string>): Promise<number
 }
 
 test(`${BURST} upgrades at once from one address against a gateway process: ${PER_MINUTE} switch protocols, the others hear 429, all decided by Redis`, async t => {
-  const cluster = await startCluster(t, { policyDir: policyDir({ connectsPerMinute: PER_MINUTE }), nodes: 1 })
+  const cluster = await startCluster(t, { policyDir: policyDir(limitsPolicy({ connectsPerMinute: PER_MINUTE })), nodes: 1 })
   const node = cluster.nodes[0]!
   const headers = bearer(unique('burst'))
   const started = performance.now()

@@ -6,13 +6,15 @@
 // Connects per minute refuse the same way.
 import { test } from 'tap'
 import { eventually, redisUrl } from './helpers.ts'
-import { gateway, policyDir, prefix, refusal, type Client, type Refusal } from '../plugins/rate-limit/test/gateway.ts'
+import { gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import { type Client, refusal, type Refusal } from './harness/client.ts'
 
 const N = 7
 const ATTEMPTS = 100
 
 test(`${ATTEMPTS} concurrent connects over two nodes against a limit of ${N} admit exactly ${N}`, async t => {
-  const dir = policyDir({ connections: N })
+  const dir = policyDir(limitsPolicy({ connections: N }))
   const shared = prefix()
   const a = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
   const b = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
@@ -47,7 +49,7 @@ test(`${ATTEMPTS} concurrent connects over two nodes against a limit of ${N} adm
 })
 
 test('a node that dies without releasing frees its connections when its count expires', async t => {
-  const dir = policyDir({ connections: 2 })
+  const dir = policyDir(limitsPolicy({ connections: 2 }))
   const shared = prefix()
   // a short TTL, so that the suite waits seconds, not the 30 s default
   const rateLimit = { connectionTtlMs: 3000 }
@@ -72,7 +74,7 @@ test('a node that dies without releasing frees its connections when its count ex
 })
 
 test('connects per minute: the burst, then 429 SLUICE_RATE_CONNECTS with the wait for the next one', async t => {
-  const a = await gateway(t, { policyDir: policyDir({ connectsPerMinute: 5 }), redisUrl: redisUrl(), prefix: prefix() })
+  const a = await gateway(t, { policyDir: policyDir(limitsPolicy({ connectsPerMinute: 5 })), redisUrl: redisUrl(), prefix: prefix() })
   for (let i = 0; i < 5; i++) {
     const c = a.client('frank')
     t.equal(await c.outcome, 'open', `connect ${i + 1}`)
@@ -87,7 +89,7 @@ test('connects per minute: the burst, then 429 SLUICE_RATE_CONNECTS with the wai
 })
 
 test('without Redis, the in-process store serves one node', async t => {
-  const a = await gateway(t, { policyDir: policyDir({ connections: 2 }), redisUrl: null, prefix: prefix() })
+  const a = await gateway(t, { policyDir: policyDir(limitsPolicy({ connections: 2 })), redisUrl: null, prefix: prefix() })
   const open = [a.client('gina'), a.client('gina')]
   t.same(await Promise.all(open.map(c => c.outcome)), ['open', 'open'])
   const third = await refusal(a.client('gina'))

@@ -5,7 +5,9 @@
 // batches (bench/rate-limit.ts counts the Redis calls).
 import { test } from 'tap'
 import { eventually, redisUrl, unique } from './helpers.ts'
-import { gateway, policyDir, prefix, type Client } from '../plugins/rate-limit/test/gateway.ts'
+import { gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import type { Client } from './harness/client.ts'
 
 function records (n: number) {
   return Array.from({ length: n }, (_, i) => ({ key: null, value: Buffer.from(JSON.stringify({ n: i })) }))
@@ -13,7 +15,7 @@ function records (n: number) {
 
 test('the daily quota stops delivery at its number across nodes, and says so', async t => {
   const QUOTA = 30
-  const dir = policyDir({ dailyQuota: QUOTA })
+  const dir = policyDir(limitsPolicy({ dailyQuota: QUOTA }))
   const shared = prefix()
   const a = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
   const b = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
@@ -51,7 +53,7 @@ test('the daily quota stops delivery at its number across nodes, and says so', a
 
 test('a replay (resume cursor, earliest) counts against the daily quota too', async t => {
   const QUOTA = 20
-  const dir = policyDir({ dailyQuota: QUOTA })
+  const dir = policyDir(limitsPolicy({ dailyQuota: QUOTA }))
   const a = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: prefix() })
   const topic = unique('rl')
   await a.app.kafka.ensureTopics([{ topic }])
@@ -66,7 +68,7 @@ test('a replay (resume cursor, earliest) counts against the daily quota too', as
 
 test('past the per-second rate: lagging with a resume cursor', async t => {
   const RATE = 20
-  const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: RATE }), redisUrl: redisUrl(), prefix: prefix() })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({ deliveredPerSecond: RATE })), redisUrl: redisUrl(), prefix: prefix() })
   const topic = unique('rl')
   await gw.app.kafka.ensureTopics([{ topic }])
   const client = gw.client('pete', `?topics=${topic}`)
@@ -83,7 +85,7 @@ test('past the per-second rate: lagging with a resume cursor', async t => {
 })
 
 test('past the rate on an evict product: closed with 4008', async t => {
-  const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: 10 }, 'evict'), redisUrl: redisUrl(), prefix: prefix() })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({ deliveredPerSecond: 10 }, 'evict')), redisUrl: redisUrl(), prefix: prefix() })
   const topic = unique('rl')
   await gw.app.kafka.ensureTopics([{ topic }])
   const client = gw.client('quinn', `?topics=${topic}`)
@@ -95,7 +97,7 @@ test('past the rate on an evict product: closed with 4008', async t => {
 })
 
 test('a subject\'s first socket on a node waits for its first lease from Redis instead of reading the empty lease as "over the plan"', async t => {
-  const a = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: 1000 }), redisUrl: redisUrl(), prefix: prefix() })
+  const a = await gateway(t, { policyDir: policyDir(limitsPolicy({ deliveredPerSecond: 1000 })), redisUrl: redisUrl(), prefix: prefix() })
   const guard = a.app.streamGuard!
   const session = { identity: { kind: 'jwt' as const, subject: unique('first'), claims: {} }, close () {} }
   const budget = guard.delivery!(session as never)!

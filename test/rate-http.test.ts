@@ -5,12 +5,14 @@
 import { test } from 'tap'
 import { RedisServer } from '@sluice/stack'
 import { redisUrl } from './helpers.ts'
-import { ADMIN_TOKEN, gateway, policyDir, prefix, refusal } from '../plugins/rate-limit/test/gateway.ts'
+import { ADMIN_TOKEN, gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import { refusal } from './harness/client.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
 test('the admin API: one count per address across nodes, then 429 with Retry-After', async t => {
-  const dir = policyDir({})
+  const dir = policyDir(limitsPolicy({}))
   const shared = prefix()
   const rateLimit = { http: { admin: { max: 5, timeWindowMs: 60_000 } } }
   const a = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared, rateLimit, admin: true })
@@ -29,7 +31,7 @@ test('the admin API: one count per address across nodes, then 429 with Retry-Aft
 })
 
 test('upgrade requests: per address, whoever the subject', async t => {
-  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: redisUrl(), prefix: prefix(), rateLimit: { http: { upgrade: { max: 3, timeWindowMs: 60_000 } } } })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({})), redisUrl: redisUrl(), prefix: prefix(), rateLimit: { http: { upgrade: { max: 3, timeWindowMs: 60_000 } } } })
   // three subjects: the plan's per-subject limits are not what refuses here
   const outcomes = []
   for (const sub of ['r1', 'r2', 'r3']) outcomes.push(await gw.client(sub).outcome)
@@ -44,7 +46,7 @@ test('fail-closed: the admin API answers 503 SLUICE_RATE_UNAVAILABLE while Redis
   const server = new RedisServer()
   await server.start()
   t.teardown(() => server.stop())
-  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' }, admin: true })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({})), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' }, admin: true })
   t.equal((await fetch(`${gw.url}/admin/policy`, { headers: admin })).status, 200)
   await server.stop()
   const started = Date.now()
@@ -55,7 +57,7 @@ test('fail-closed: the admin API answers 503 SLUICE_RATE_UNAVAILABLE while Redis
 })
 
 test('public routes (catalogue, API documents, portal): per address and route; probes and /metrics never', async t => {
-  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: redisUrl(), prefix: prefix(), rateLimit: { http: { public: { max: 3, timeWindowMs: 60_000 } } } })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({})), redisUrl: redisUrl(), prefix: prefix(), rateLimit: { http: { public: { max: 3, timeWindowMs: 60_000 } } } })
   const statuses = async (path: string, times: number) => {
     const seen: number[] = []
     for (let i = 0; i < times; i++) {

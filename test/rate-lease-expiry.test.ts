@@ -8,9 +8,9 @@
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { PlanLimits } from '@sluice/policy'
-import { RateLimiter } from '../plugins/rate-limit/src/limiter.ts'
-import type { DeliveryLease } from '../plugins/rate-limit/src/lease.ts'
-import { gateway, policyDir, prefix } from '../plugins/rate-limit/test/gateway.ts'
+import { RateLimiter, type DeliveryLease } from '@sluice/rate-limit'
+import { gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
 import { eventually, redisUrl, unique } from './helpers.ts'
 
 const QUOTA = 1000
@@ -126,7 +126,7 @@ test('a clean shutdown gives the unused part back at once', async t => {
 
 test('a gateway that closes gives back what its subscribers\' lease held', async t => {
   const shared = prefix()
-  const dir = policyDir({ dailyQuota: QUOTA, deliveredPerSecond: 100_000 })
+  const dir = policyDir(limitsPolicy({ dailyQuota: QUOTA, deliveredPerSecond: 100_000 }))
   const gw = await gateway(t, { policyDir: dir, redisUrl: redisUrl(), prefix: shared })
   const topic = unique('rl')
   await gw.app.kafka.ensureTopics([{ topic }])

@@ -5,7 +5,9 @@
 // the whole quota. Before, the dead node's lease kept it until 00:00 UTC: the
 // subject was told "daily quota reached" having received nothing.
 import { test } from 'tap'
-import { bearer, Client, policyDir, type Frame } from '../plugins/rate-limit/test/gateway.ts'
+import { bearer } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { clusterTopic, startCluster } from './cluster-harness.ts'
 import { eventually, unique } from './helpers.ts'
 
@@ -15,7 +17,7 @@ const LEASE_TTL_MS = 30_000
 
 test('a lease held by a SIGKILLed gateway comes back to the daily quota when its record expires', { timeout: 120_000 }, async t => {
   // 1,000 a second: half a second of it (a lease's batch) is five times the quota
-  const cluster = await startCluster(t, { policyDir: policyDir({ dailyQuota: QUOTA, deliveredPerSecond: 1000 }), nodes: 2 })
+  const cluster = await startCluster(t, { policyDir: policyDir(limitsPolicy({ dailyQuota: QUOTA, deliveredPerSecond: 1000 })), nodes: 2 })
   const { topic, kafka } = await clusterTopic(t, 'lease-kill')
   const subject = unique('kim')
   const open = (port: number): Client => {

@@ -4,12 +4,14 @@
 // that obeys retryAfterMs is never closed, and gets the plan's rate.
 import { test, type Test } from 'tap'
 import { redisUrl, unique } from './helpers.ts'
-import { gateway, policyDir, prefix, type Client, type Frame } from '../plugins/rate-limit/test/gateway.ts'
+import { gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import type { Client, Frame } from './harness/client.ts'
 
 const RATE = 5
 
 async function setup (t: Test) {
-  const gw = await gateway(t, { policyDir: policyDir({ publishedPerSecond: RATE }), redisUrl: redisUrl(), prefix: prefix() })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({ publishedPerSecond: RATE })), redisUrl: redisUrl(), prefix: prefix() })
   const topic = unique('rl')
   await gw.app.kafka.ensureTopics([{ topic }])
   return { gw, topic }

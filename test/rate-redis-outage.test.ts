@@ -9,7 +9,9 @@ import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { RedisServer } from '@sluice/stack'
 import { eventually, unique } from './helpers.ts'
-import { gateway, policyDir, prefix, refusal, type Client, type Gateway } from '../plugins/rate-limit/test/gateway.ts'
+import { gateway, type Gateway, prefix } from './harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from './harness/policy.ts'
+import { type Client, refusal } from './harness/client.ts'
 
 // docs/design.md: the configured policy applies within 500 ms
 const BOUND_MS = 500
@@ -42,7 +44,7 @@ async function keysWithoutTtl (url: string): Promise<string[]> {
 
 test('fail-open: local buckets within 500 ms of the kill, shared again after Redis returns, every key with a TTL', async t => {
   const server = await ownRedis(t)
-  const dir = policyDir({ connections: 3 })
+  const dir = policyDir(limitsPolicy({ connections: 3 }))
   const shared = prefix()
   const a = await gateway(t, { policyDir: dir, redisUrl: server.url, prefix: shared, rateLimit: { failure: 'fail-open' } })
   const b = await gateway(t, { policyDir: dir, redisUrl: server.url, prefix: shared, rateLimit: { failure: 'fail-open' } })
@@ -88,7 +90,7 @@ test('fail-open: local buckets within 500 ms of the kill, shared again after Red
 
 test('fail-closed: 503 before the upgrade and 1013 after, within 500 ms; open again once Redis is back', async t => {
   const server = await ownRedis(t)
-  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' } })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({})), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' } })
   const topic = unique('rl')
   await gw.app.kafka.ensureTopics([{ topic }])
   const live = gw.client('mia')
@@ -117,7 +119,7 @@ test('fail-closed: 503 before the upgrade and 1013 after, within 500 ms; open ag
 test('fail-closed: a subscriber whose delivery lease runs out while Redis is away is closed with 1013', async t => {
   const server = await ownRedis(t)
   // 20 delivered per second: a lease holds 10
-  const gw = await gateway(t, { policyDir: policyDir({ deliveredPerSecond: 20 }), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' } })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({ deliveredPerSecond: 20 })), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-closed' } })
   const topic = unique('rl')
   await gw.app.kafka.ensureTopics([{ topic }])
   const reader = gw.client('nina', `?topics=${topic}`)
@@ -132,7 +134,7 @@ test('fail-closed: a subscriber whose delivery lease runs out while Redis is awa
 
 test('a Redis that hangs (CLIENT PAUSE) is bounded the same way', async t => {
   const server = await ownRedis(t)
-  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-open' } })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({})), redisUrl: server.url, prefix: prefix(), rateLimit: { failure: 'fail-open' } })
   t.equal((await timedOpen(gw, 'noah')).outcome, 'open')
   const admin = new Redis(server.url)
   t.teardown(() => admin.disconnect())

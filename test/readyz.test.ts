@@ -3,8 +3,8 @@
 // This suite runs its own broker and Redis, since it stops them.
 import { test } from 'tap'
 import { KafkaBroker, RedisServer } from '@sluice/stack'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { buildApp } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
 import { eventually } from './helpers.ts'
 import { DEFAULT_REUSE_MS } from '@sluice/health'
 

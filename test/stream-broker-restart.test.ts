@@ -3,7 +3,8 @@
 // stream continues once the broker is back. This suite runs its own broker.
 import { test } from 'tap'
 import { KafkaBroker } from '@sluice/stack'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { eventually } from './helpers.ts'
 
 test('a broker restart during streaming: sockets stay open and the stream continues', async t => {

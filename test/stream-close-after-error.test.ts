@@ -9,7 +9,7 @@ import { test } from 'tap'
 import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import type { Outlet } from '@sluice/hub'
-import { streamApp } from './stream-harness.ts'
+import { streamApp } from './harness/stream.ts'
 import { unique } from './helpers.ts'
 
 /** Reads from a raw TCP socket: everything received, and how it ended. */

@@ -5,7 +5,8 @@
 // never received (no message: no position).
 import { test } from 'tap'
 import { parseCursor } from '@sluice/hub'
-import { Client, streamApp } from './stream-harness.ts'
+import { streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { unique } from './helpers.ts'
 
 const PARTITIONS = 3

@@ -1,7 +1,8 @@
 // 200 sockets on one topic each receive all 10,000 records, in order per
 // partition, while this gateway runs exactly one Kafka consumer for the topic.
 import { test } from 'tap'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { unique } from './helpers.ts'
 
 const SOCKETS = 200

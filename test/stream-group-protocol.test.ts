@@ -3,7 +3,8 @@
 // consumer-protocol groups (a kafkajs classic group answers GROUP_ID_NOT_FOUND there).
 import { test } from 'tap'
 import { consumerGroupState } from '@sluice/kafka/group-reader'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
 test('a group-mode socket is a member of a KIP-848 group, gets what is produced once it owns the partitions, and leaves the group when it closes', async t => {

@@ -1,7 +1,8 @@
 // Group mode: sockets with the same group share the topic's partitions the
 // Kafka way, each record to exactly one of them, across gateway nodes.
 import { test } from 'tap'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
 
 test('two sockets in one group, on two nodes, receive each record exactly once', async t => {

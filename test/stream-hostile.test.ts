@@ -3,7 +3,8 @@
 // 1009; bad upgrade requests are refused before the upgrade.
 import { test } from 'tap'
 import { WebSocket } from 'ws'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { unique } from './helpers.ts'
 
 test('malformed frames get BAD_REQUEST and the connection stays', async t => {

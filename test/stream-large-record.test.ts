@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { WebSocket } from 'ws'
 import { KafkaClient } from '@sluice/kafka'
-import { Client, type Frame } from './stream-harness.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
 const NODE = join(import.meta.dirname, 'stream-large-record-node.ts')

@@ -3,7 +3,8 @@
 // every socket of the node got 1006. Now the frame is bounded in one pass before
 // anything walks it, and refused with BAD_REQUEST; the socket and the node go on.
 import { test } from 'tap'
-import { Client, streamApp } from './stream-harness.ts'
+import { streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { unique } from './helpers.ts'
 
 const DEEP = 6_000

@@ -2,7 +2,8 @@
 // consumer finds them on its next metadata refresh and delivers their records.
 import { test } from 'tap'
 import { KafkaClient } from '@sluice/kafka'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
 test('partitions added to a subscribed topic are picked up', async t => {

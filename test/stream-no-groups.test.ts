@@ -4,7 +4,8 @@
 // sluice-catchup.* per resume, kept by the broker for 7 days). Only group mode
 // (group=) joins one, the group the client named.
 import { test } from 'tap'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
 
 test('subscribe at latest, a resume with a cursor, from=earliest and a pattern create no consumer group; group mode creates the one it names', async t => {

@@ -2,7 +2,8 @@
 // topics that match now and those created later (from their first record),
 // each authorized on its own; unsubscribing the pattern leaves them all.
 import { test } from 'tap'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { unique } from './helpers.ts'
 
 test('a pattern subscribes matching topics now and later, only those the policy grants, and lets go of them', async t => {

@@ -4,7 +4,8 @@
 // socket's records are in Kafka in its order; and a bad record (a topic Kafka
 // does not have, one too large for its topic) among them fails alone.
 import { test } from 'tap'
-import { Client, streamApp, type Frame } from './stream-harness.ts'
+import { streamApp } from './harness/stream.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { readRecords, unique } from './helpers.ts'
 
 async function answers (client: Client, count: number): Promise<Frame[]> {

@@ -3,7 +3,8 @@
 // error naming the id otherwise.
 import { test } from 'tap'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { kafkaBrokers, unique } from './helpers.ts'
 
 test('an ack carries the partition and offset where a plain consumer reads the record', async t => {

@@ -5,7 +5,9 @@ import { test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KafkaClient } from '@sluice/kafka'
-import { policyDir, refusal, startGateway, type Client } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
+import { policyDir } from './harness/policy.ts'
+import { type Client, refusal } from './harness/client.ts'
 import { kafkaBrokers, unique } from './helpers.ts'
 
 const DEV_TOKEN = 'dev-token-for-the-refusal-body-suite-0123'
@@ -47,7 +49,7 @@ rules:
   t.teardown(() => kafka.close())
   await kafka.ensureTopics([{ topic, partitions: 1 }])
 
-  const gw = await startGateway({ policyDir: dir, config: { dev: { token: DEV_TOKEN }, auth: { origins: [ORIGIN] } } })
+  const gw = await liveGateway({ policyDir: dir, config: { dev: { token: DEV_TOKEN }, auth: { origins: [ORIGIN] } } })
   t.teardown(() => gw.app.close())
   const dev = { authorization: `Bearer ${DEV_TOKEN}` }
   const stream = (query: string, headers: Record<string, string> = {}): Client => gw.wsAt('/v1/stream', query, { headers, protocols: ['sluice.v1'] })

@@ -5,13 +5,13 @@
 // closes the socket with 1008 like any flood of bad frames.
 import { test } from 'tap'
 import { JwksServer, nowSeconds } from './jwks-server.ts'
-import { startGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway } from './harness/live-route.ts'
 
 test('a refused renewal is UNAUTHORIZED, logs one short line, and a flood of them closes with 1008', async t => {
   const idp = await new JwksServer().start()
   t.teardown(() => idp.stop())
   const key = idp.addKey('RS256')
-  const gw = await startGateway({
+  const gw = await liveGateway({
     captureLogs: true,
     config: { auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: idp.issuer, algorithms: ['RS256'], jwksUri: idp.jwksUri }] } } }
   })

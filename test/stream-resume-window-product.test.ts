@@ -9,9 +9,9 @@ import { test, type Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { Client, type Frame } from './stream-harness.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
-import { DEV_TOKEN, gateway, type Gateway } from './compat-harness.ts'
+import { DEV_TOKEN, gateway, type Gateway } from './harness/compat.ts'
 
 const LIMITS = '{ connections: 1000, connectsPerMinute: 10000, deliveredPerSecond: 1000000, publishedPerSecond: 100000, bytesPerSecond: 1000000000, dailyQuota: 1000000000 }'
 // values of ~300 bytes: 300 records, ~1.2 KiB each in a window with their frames (~360 KiB), are far over 64 KiB and

@@ -6,9 +6,11 @@
 // is printed for both.
 import { test } from 'tap'
 import type { ReaderOptions } from '@sluice/kafka'
-import { allowAll, Client, streamApp, type Frame } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
-import { gateway, policyYaml } from './compat-harness.ts'
+import { gateway } from './harness/compat.ts'
+import { policyYaml } from './harness/policy.ts'
 
 const HISTORY = 100
 const LIVE = 200

@@ -2,7 +2,8 @@
 // second gateway instance receives, over both connections, every record
 // exactly once. The cursor holds no server state.
 import { test } from 'tap'
-import { allowAll, Client, streamApp, type Frame } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
 
 const RECORDS = 3000

@@ -2,7 +2,8 @@
 // (with a cursor that resumes it with no gap and no duplicate) or 4008, as its
 // product says; its send queue stays within its bound.
 import { test } from 'tap'
-import { allowAll, Client, streamApp, type Frame } from './stream-harness.ts'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client, type Frame } from './harness/client.ts'
 import { eventually, unique } from './helpers.ts'
 
 const RECORDS = 5000

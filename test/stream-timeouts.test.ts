@@ -3,9 +3,10 @@
 // pings that cut off a peer that stopped answering.
 import { test } from 'tap'
 import { connect } from 'node:net'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { allowAll, Client, streamApp } from './stream-harness.ts'
+import { buildApp } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
+import { allowAll, streamApp } from './harness/stream.ts'
+import { Client } from './harness/client.ts'
 import { eventually, kafkaBrokers } from './helpers.ts'
 
 test('a client that never finishes its handshake is cut off at the deadline', async t => {

@@ -3,45 +3,20 @@
 // it with a client written only from the kafka-websocket protocol as the
 // issue states it: text frames {"topic","key"?,"message"}, binary frames
 // [1 byte: topic length][topic UTF-8][payload], credentials in the query.
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdirSync, rmSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { WebSocket } from 'ws'
 import type { Test } from 'tap'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { kafkaBrokers, eventually } from './helpers.ts'
 import { KafkaClient } from '@sluice/kafka'
+import { kafkaBrokers, eventually } from '../helpers.ts'
+import { startGateway } from './gateway.ts'
+import { policyDir as freshPolicyDir } from './policy.ts'
 
 export const DEV_TOKEN = 'compat-suite-dev-token-0123456789abcdef'
 /** the shipped transforms, by absolute path (policies name them relative to their own directory) */
-export const SHIPPED_TRANSFORMS = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'policies', 'transforms')
-
-// generous limits: most suites are about the protocol, not about plans
-const LIMITS = { connections: 1000, connectsPerMinute: 10000, deliveredPerSecond: 1000000, publishedPerSecond: 100000, bytesPerSecond: 1000000000, dailyQuota: 1000000000 }
-
-/** A policy file: one plan (`limits` over generous defaults), and products (name → YAML of their topics and transforms) for the dev identity. */
-export function policyYaml (products: Record<string, { topics: string, transforms?: string, subscribe: string[], publish: string[] }>, limits: Partial<typeof LIMITS> = {}): string {
-  return `
-version: 1
-plans:
-  test: { limits: ${JSON.stringify({ ...LIMITS, ...limits })} }
-products:
-${Object.entries(products).map(([name, p]) => `  ${name}:
-    plans: [test]
-    topics: ${p.topics}
-${p.transforms ? `    transforms: ${p.transforms}\n` : ''}`).join('')}
-rules:
-${Object.entries(products).map(([name, p]) => `  - name: ${name}-rule
-    product: ${name}
-    plan: test
-    subscribe: ${JSON.stringify(p.subscribe)}
-    publish: ${JSON.stringify(p.publish)}
-`).join('')}
-`
-}
+export const SHIPPED_TRANSFORMS = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'policies', 'transforms')
 
 export interface Gateway {
   app: FastifyInstance
@@ -52,35 +27,32 @@ export interface Gateway {
 }
 
 export interface GatewayOptions {
+  /** policy.yaml (policyYaml() of harness/policy.ts writes one) */
   policy: string
   /** extra files in the policy directory, e.g. transforms/x.ts */
   files?: Record<string, string>
   config?: Record<string, unknown>
 }
 
+/** The harness gateway with the dev token, a policy directory of the suite's own polled every 200 ms, and consumers released 200 ms after their last socket. */
 export async function gateway (t: Test, options: GatewayOptions): Promise<Gateway> {
-  const policyDir = await mkdtemp(join(tmpdir(), 'sluice-compat-'))
-  t.teardown(() => rm(policyDir, { recursive: true, force: true }))
-  await mkdir(join(policyDir, 'transforms'))
   // the modules are ES modules: say so, as an admin's policy directory should, rather than leave Node to detect it
-  await writeFile(join(policyDir, 'package.json'), '{"type":"module"}\n')
-  for (const [name, text] of Object.entries(options.files ?? {})) await writeFile(join(policyDir, name), text)
-  await writeFile(join(policyDir, 'policy.yaml'), options.policy)
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
+  const policyDir = freshPolicyDir(options.policy, { 'package.json': '{"type":"module"}\n', ...options.files })
+  mkdirSync(join(policyDir, 'transforms'), { recursive: true })
+  t.teardown(() => rmSync(policyDir, { recursive: true, force: true }))
+  const gw = await startGateway({
+    t,
+    policyDir,
+    config: {
       dev: { token: DEV_TOKEN },
-      log: { level: 'silent' },
-      policy: { dir: policyDir, pollIntervalMs: 200 },
+      policy: { pollIntervalMs: 200 },
       stream: { consumerGraceMs: 200 },
       ...options.config
     }
-  }))
-  t.teardown(() => app.close())
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  })
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'compat-suite' })
   t.teardown(() => kafka.close())
-  return { app, url: address.replace('http', 'ws'), kafka, policyDir }
+  return { app: gw.app, url: gw.wsUrl, kafka, policyDir }
 }
 
 /** Waits until `count` sockets of this node are subscribed to `topic` (the protocol has no subscribed frame). */

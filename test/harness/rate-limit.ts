@@ -1,48 +1,19 @@
-// Test support for the rate-limit suites (not a test file): real gateways
-// built by buildApp on a policy with one plan whose limits the suite chooses,
-// JWTs for any subject, and a WebSocket client that records frames, the
-// close, or the HTTP refusal (status, headers, body).
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { FastifyInstance } from 'fastify'
+// The rate-limit suites' preset (not a test file): gateways from
+// harness/gateway.ts with HS256 JWTs for any subject, the policy of
+// limitsPolicy() and a rate-limit prefix of their own, and /v1/stream
+// clients that carry a subject's token.
 import type { Test } from 'tap'
-import type { PlanLimits } from '@sluice/policy'
-import { buildApp } from '../../../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../../../apps/gateway/src/config.ts'
-import { nowSeconds, signJwt } from '../../../test/jwks-server.ts'
-import { eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
-import { Client } from '../../../test/harness/client.ts'
-
-export { Client, refusal, type Frame, type Refusal } from '../../../test/harness/client.ts'
+import { nowSeconds, signJwt } from '../jwks-server.ts'
+import { unique } from '../helpers.ts'
+import { Client } from './client.ts'
+import { startGateway, type Gateway as BaseGateway } from './gateway.ts'
 
 export const JWT_SECRET = 'rate-limit-suites-hs256-secret-0123456789'
-
-/** Generous everywhere: a suite lowers the limit it is about. */
-export const GENEROUS: PlanLimits = {
-  connections: 1000,
-  connectsPerMinute: 100_000,
-  deliveredPerSecond: 100_000,
-  publishedPerSecond: 100_000,
-  bytesPerSecond: 100_000_000,
-  dailyQuota: 100_000_000
-}
+export const ADMIN_TOKEN = 'rate-limit-suites-admin-token-0123456789'
 
 export function bearer (sub: string): Record<string, string> {
   const token = signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: 'rl', aud: 'sluice', sub, exp: nowSeconds() + 600 }, JWT_SECRET)
   return { authorization: `Bearer ${token}` }
-}
-
-/** A policy directory: plan `test` with these limits, every JWT subject on it for `rl.*` topics. */
-export function policyDir (limits: Partial<PlanLimits>, slowClient: 'lagging' | 'evict' = 'lagging'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-rl-policy-'))
-  writeFileSync(join(dir, 'policy.yaml'), JSON.stringify({
-    version: 1,
-    plans: { test: { limits: { ...GENEROUS, ...limits } } },
-    products: { market: { plans: ['test'], topics: [{ pattern: 'rl.*', encoding: 'json', slowClient }] } },
-    rules: [{ name: 'everyone', product: 'market', plan: 'test', match: { kinds: ['jwt'] }, subscribe: ['rl.*'], publish: ['rl.*'] }]
-  }))
-  return dir
 }
 
 export interface GatewayOptions {
@@ -57,22 +28,19 @@ export interface GatewayOptions {
   admin?: boolean
 }
 
-export const ADMIN_TOKEN = 'rate-limit-suites-admin-token-0123456789'
-
-export interface Gateway {
-  app: FastifyInstance
-  url: string
+export interface Gateway extends BaseGateway {
+  /** a /v1/stream client with `sub`'s token, terminated when the test ends */
   client (sub: string, query?: string): Client
-  metric (name: string, labels?: Record<string, string>): Promise<number | undefined>
 }
 
 export async function gateway (t: Test, options: GatewayOptions): Promise<Gateway> {
-  const config = loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      log: { level: 'silent' },
+  const gw = await startGateway({
+    t,
+    policyDir: options.policyDir,
+    now: options.now,
+    config: {
       ...(options.redisUrl ? { redis: { url: options.redisUrl } } : {}),
-      policy: { dir: options.policyDir, watch: false },
+      policy: { watch: false },
       auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'rl', algorithms: ['HS256'], secret: JWT_SECRET }] } },
       ...(options.admin ? { admin: { token: ADMIN_TOKEN } } : {}),
       // short keepalive, so that dead peers never linger between assertions
@@ -80,32 +48,12 @@ export async function gateway (t: Test, options: GatewayOptions): Promise<Gatewa
       rateLimit: { prefix: options.prefix, ...options.rateLimit }
     }
   })
-  const app = await buildApp(config, { now: options.now })
-  t.teardown(() => app.close())
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  if (options.redisUrl) await eventually(() => app.redis.status === 'ready', 5000, 'Redis connected')
-  const ws = url.replace('http', 'ws')
   return {
-    app,
-    url,
+    ...gw,
     client: (sub, query = '') => {
-      const c = new Client(`${ws}/v1/stream${query}`, { headers: bearer(sub) })
+      const c = new Client(`${gw.wsUrl}/v1/stream${query}`, { headers: bearer(sub) })
       t.teardown(() => c.terminate())
       return c
-    },
-    metric: async (name, labels = {}) => {
-      const text = (await app.inject({ method: 'GET', url: '/metrics' })).body
-      for (const line of text.split('\n')) {
-        if (!line.startsWith(name)) continue
-        const m = /^([a-z_]+)(\{([^}]*)\})? (\S+)$/.exec(line)
-        if (!m || m[1] !== name) continue
-        const got = Object.fromEntries((m[3] ?? '').split(',').filter(Boolean).map(kv => {
-          const [k, v] = kv.split('=')
-          return [k, v!.replace(/^"|"$/g, '')]
-        }))
-        if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[4])
-      }
-      return undefined
     }
   }
 }

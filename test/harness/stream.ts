@@ -1,6 +1,7 @@
-// Builds a gateway stack for the stream suites: the real Kafka plugin, hub,
-// @fastify/websocket and /v1/stream, on a real port; and a WebSocket client
-// that records every frame it receives.
+// Builds a plugin stack for the stream suites and benchmarks: the real Kafka
+// plugin, hub, @fastify/websocket and /v1/stream on a real port, without auth,
+// policy or rate limits (an identity and an AccessControl of the suite's own);
+// the whole gateway is harness/gateway.ts. Clients: harness/client.ts.
 import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import health from '@sluice/health'
@@ -13,7 +14,7 @@ import stream, { selectProtocol } from '@sluice/stream'
 import type { SessionLimits } from '@sluice/sessions'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, TopicTerms } from '@sluice/policy/access'
-import { kafkaBrokers } from './helpers.ts'
+import { kafkaBrokers } from '../helpers.ts'
 
 export const DEV_IDENTITY: Identity = { kind: 'dev', subject: 'dev', claims: { sub: 'dev' } }
 
@@ -55,5 +56,3 @@ export async function streamApp (options: StreamAppOptions = {}): Promise<{ app:
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   return { app, url: address.replace('http', 'ws'), kafka }
 }
-
-export { Client, type Frame } from './harness/client.ts'

@@ -2,7 +2,7 @@
 // every misconfiguration that would weaken auth refused at startup with its path.
 import { test } from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
+import { loadGatewayConfig } from '../src/config.ts'
 
 const base = { kafka: { brokers: ['127.0.0.1:9092'] } }
 const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'pem', type: 'spki' }) as string

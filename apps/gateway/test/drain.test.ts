@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto'
 import { ConfigError } from '@sluice/config'
 import { closedAfterSlice } from '../src/drain.ts'
 import { loadGatewayConfig } from '../src/config.ts'
-import { gateway, policyDir, prefix, refusal, type Client } from '../../../plugins/rate-limit/test/gateway.ts'
+import { gateway, prefix } from '../../../test/harness/rate-limit.ts'
+import { limitsPolicy, policyDir } from '../../../test/harness/policy.ts'
+import { type Client, refusal } from '../../../test/harness/client.ts'
 import { redisUrl } from '../../../test/helpers.ts'
 
 test('the schedule: even, at most ceil(total / slices) per slice, everything by the last one', async t => {
@@ -50,7 +52,7 @@ const SLICES = WINDOW_MS / 100
 const PUBLISHES = 40
 
 test(`${SOCKETS + 1} sockets drained over ${WINDOW_MS} ms: spread, refused meanwhile, publishes answered before 1001`, async t => {
-  const gw = await gateway(t, { policyDir: policyDir({}), redisUrl: redisUrl(), prefix: prefix() })
+  const gw = await gateway(t, { policyDir: policyDir(limitsPolicy({})), redisUrl: redisUrl(), prefix: prefix() })
   const topic = `rl.drain-${randomBytes(4).toString('hex')}`
   await gw.app.kafka.ensureTopics([{ topic, partitions: 1 }])
 

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { kafkaClusterId } from '@sluice/stack'
+import { kafkaClusterId } from '../src/stack.ts'
 
 test('KRaft cluster ids are 22 URL-safe characters and never start with "-" (kafka-storage would read one as an option)', async t => {
   // one id in 64 would start with '-' if drawn blindly; 5,000 draws meet that case with near certainty

@@ -33,7 +33,7 @@ export { ApiKeyStore, apiKeyIdentity } from './api-keys.ts'
 export { SessionWatch } from './session-watch.ts'
 export type { SessionSource, WatchedSession } from './session-watch.ts'
 export { TrustedIssuers } from './jwt.ts'
-export { JwksKeys } from './jwks.ts'
+export { JwksKeys, MAX_KID_LENGTH } from './jwks.ts'
 export { credentialFrom } from './credentials.ts'
 export * as errors from './errors.ts'
 

@@ -6,7 +6,7 @@ import type {} from '@sluice/metrics'
 import { Readiness, DEFAULT_CHECK_TIMEOUT_MS } from './readiness.ts'
 import { ResourceWatch, describe, type Resource, type ResourceReader, type ResourceState } from './resources.ts'
 
-export { Readiness, DEFAULT_REUSE_MS } from './readiness.ts'
+export { Readiness, DEFAULT_CHECK_TIMEOUT_MS, DEFAULT_REUSE_MS } from './readiness.ts'
 export type { ReadinessCheck, ReadinessReport } from './readiness.ts'
 export { ResourceWatch, DEFAULT_NOT_READY_RATIO, DEFAULT_READY_RATIO } from './resources.ts'
 export type { Resource, ResourceReader, ResourceState } from './resources.ts'

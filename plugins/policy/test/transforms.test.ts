@@ -8,7 +8,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Identity } from '@sluice/protocol/identity'
-import { compilePolicy, LivePolicy, loadPolicyDir, MAX_TRANSFORM_FILE_BYTES, type TransformMessage } from '@sluice/policy'
+import { compilePolicy, LivePolicy, loadPolicyDir, MAX_TRANSFORM_FILE_BYTES, type TransformMessage } from '../src/index.ts'
 
 const DEV: Identity = { kind: 'dev', subject: 'dev', claims: { sub: 'dev' } }
 const LIMITS = '{ connections: 1, connectsPerMinute: 1, deliveredPerSecond: 1, publishedPerSecond: 1, bytesPerSecond: 1, dailyQuota: 1 }'

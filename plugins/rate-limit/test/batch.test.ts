@@ -10,8 +10,10 @@ import { RateLimiter } from '../src/limiter.ts'
 import { MAX_BATCH, RedisLimitStore } from '../src/script.ts'
 import type { RateBucket, SlotBucket } from '../src/token-bucket.ts'
 import { createRedis } from '../../redis/src/redis.ts'
-import { prefix } from './gateway.ts'
 import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
+
+// a key prefix of this suite's own: suites sharing the run's Redis never meet
+const prefix = (): string => unique('rl-suite') + ':'
 
 const LIMITS: PlanLimits = { connections: 1, connectsPerMinute: 100, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100_000, dailyQuota: 10_000 }
 

@@ -3,6 +3,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import { createRedis, pingRedis } from './redis.ts'
 
+export { createRedis } from './redis.ts'
+
 declare module 'fastify' {
   interface FastifyInstance {
     redis: Redis
