@@ -303,6 +303,36 @@ export const gatewayConfigSchema = {
         // plugins/mqtt/src/persistence.ts gives the reasons)
         sessionsTopic: { type: 'string', minLength: 1, maxLength: 249, default: 'sluice.mqtt.sessions' }
       }
+    },
+    // the developer portal (plugins/portal): without `oidc` it has no sign-in and its developer panel says so
+    portal: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // developers sign in with the organisation's OpenID Connect provider (authorization code + PKCE)
+        oidc: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['issuer', 'clientId', 'redirectUrl', 'cookieSecret'],
+          properties: {
+            // the one issuer allowed (its discovery document is read from here); https, or http on loopback only
+            // (dev mode's and the tests' local provider): tokens over plain HTTP can be read on the way
+            issuer: { type: 'string', maxLength: 1024, pattern: '^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])' },
+            clientId: { type: 'string', minLength: 1, maxLength: 256 },
+            // none: a public client, PKCE alone binds the code to this sign-in; a secret may be `${env:NAME}`
+            clientSecret: { type: 'string', minLength: 1, maxLength: 1024 },
+            // the gateway's own /portal/callback as the provider knows it; its origin is the one developer
+            // requests sent with the session cookie must come from (the CSRF check)
+            redirectUrl: { type: 'string', maxLength: 1024, pattern: '^https?://[^/\\s]+/portal/callback$' },
+            // signs the session and sign-in cookies (HMAC-SHA256): 32 characters at least, a `${env:NAME}`
+            cookieSecret: { type: 'string', minLength: 32 },
+            // a session is not renewed silently: 8 hours, a working day, so a developer the organisation
+            // removes at its provider loses the portal by the next morning at the latest
+            sessionSeconds: { type: 'integer', minimum: 60, maximum: 7 * 86_400, default: 8 * 3600 }
+          }
+        }
+      }
     }
   }
 } as const
