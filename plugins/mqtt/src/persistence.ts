@@ -44,6 +44,16 @@ export const HANDOFF_WAIT_MS = 2000
 export const MAX_SESSION_EXPIRY_S = 7 * 24 * 3600
 // how often each node looks for sessions whose expiry elapsed: 5 s, so an expired session is gone within it
 const SWEEP_MS = 5000
+/**
+ * How often a node writes again every session it holds, changed or not: 5 minutes. A record says
+ * `connected` until its connection ends, and a node killed without warning ends nothing: a record not
+ * written for STALE_FACTOR heartbeats is taken for a session disconnected at its last write (its expiry runs
+ * from there, and a CONNECT does not wait for a handoff from it). The cost: one record per connected
+ * session per 5 minutes (100,000 devices: ~330 records/s in a compacted topic).
+ */
+export const HEARTBEAT_MS = 5 * 60_000
+// 2.5 heartbeats: two missed writes and a loaded node's late third, before a record counts as its node's death
+const STALE_FACTOR = 2.5
 // how long a CONNECT waits for the sessions read at start before it is refused (0x88): a fetch or two
 const LOAD_WAIT_MS = 5000
 // after a failed start (Kafka down): tried again, backing off to 5 s, as retained.ts
@@ -75,6 +85,8 @@ export interface StoredSession {
 /** A connection of this node holding a client id, as the store tells it of a takeover. */
 export interface Holder {
   readonly ownerId: string
+  /** the session as it stands, written at every heartbeat */
+  stored (): StoredSession
   /** another connection claimed the client id: disconnect (0x8E) and hand the session over */
   takenOver (by: string): void
 }
@@ -86,6 +98,9 @@ export interface SessionStoreOptions {
   topic?: string
   log: Logger
   flushMs?: number
+  /** HEARTBEAT_MS unless a test says */
+  heartbeatMs?: number
+  sweepMs?: number
 }
 
 interface Entry { state: StoredSession, offset: bigint }
@@ -95,6 +110,11 @@ export class SessionStore {
   readonly #kafka: SessionsKafka
   readonly #log: Logger
   readonly #flushMs: number
+  readonly #heartbeatMs: number
+  readonly #sweepMs: number
+  /** a `connected` record older than this is its dead node's: HEARTBEAT_MS x STALE_FACTOR */
+  readonly staleMs: number
+  #heartbeatTimer: NodeJS.Timeout | undefined
   readonly #index = new Map<string, Entry>()
   /** client id -> this node's connections holding it, with the offset of their claim */
   readonly #holders = new Map<string, Map<Holder, bigint>>()
@@ -117,6 +137,9 @@ export class SessionStore {
     this.topic = options.topic ?? DEFAULT_SESSIONS_TOPIC
     this.#log = options.log
     this.#flushMs = options.flushMs ?? FLUSH_MS
+    this.#heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS
+    this.#sweepMs = options.sweepMs ?? SWEEP_MS
+    this.staleMs = this.#heartbeatMs * STALE_FACTOR
   }
 
   get loaded (): boolean {
@@ -131,7 +154,12 @@ export class SessionStore {
   start (): void {
     this.#attempt(RETRY_MIN_MS)
     this.#flushTimer = setInterval(() => { this.flush().catch(() => {}) }, this.#flushMs).unref()
-    this.#sweepTimer = setInterval(() => { this.#sweep() }, SWEEP_MS).unref()
+    this.#sweepTimer = setInterval(() => { this.#sweep() }, this.#sweepMs).unref()
+    this.#heartbeatTimer = setInterval(() => {
+      for (const [clientId, held] of this.#holders) {
+        for (const holder of held.keys()) this.#dirty.set(clientId, () => holder.stored())
+      }
+    }, this.#heartbeatMs).unref()
   }
 
   #attempt (backoffMs: number): void {
@@ -232,8 +260,13 @@ export class SessionStore {
   /** The stored session of `clientId`, unless it expired (a session taken over is not expired: it is held). */
   get (clientId: string, now = Date.now()): StoredSession | undefined {
     const state = this.#index.get(clientId)?.state
-    if (!state || expired(state, now)) return undefined
+    if (!state || expired(state, now, this.staleMs)) return undefined
     return state
+  }
+
+  /** Whether a `connected` record is older than a live holder's heartbeats leave it: its node died. */
+  stale (state: StoredSession, now = Date.now()): boolean {
+    return state.connected && state.at + this.staleMs <= now
   }
 
   /**
@@ -336,7 +369,7 @@ export class SessionStore {
     if (!this.#loaded) return
     const now = Date.now()
     for (const [clientId, { state }] of this.#index) {
-      if (!expired(state, now) || this.#holders.has(clientId)) continue
+      if (!expired(state, now, this.staleMs) || this.#holders.has(clientId)) continue
       this.#index.delete(clientId)
       this.#kafka.produce(this.topic, { key: clientId, value: null })
         .catch(err => this.#log.warn({ err, clientId }, 'MQTT expired session not deleted'))
@@ -348,14 +381,18 @@ export class SessionStore {
     clearTimeout(this.#retry)
     clearInterval(this.#flushTimer)
     clearInterval(this.#sweepTimer)
+    clearInterval(this.#heartbeatTimer)
     for (const wake of this.#onLoaded.splice(0)) wake()
     await this.#reader?.stop()
   }
 }
 
-/** A session whose connection ended more than its expiry interval ago. */
-export function expired (state: StoredSession, now: number): boolean {
-  return !state.connected && state.at + state.expiry * 1000 <= now
+/**
+ * A session whose connection ended more than its expiry interval ago; a `connected` one whose record is
+ * older than `staleMs` (no heartbeat: its node died) counts as ended at its last write.
+ */
+export function expired (state: StoredSession, now: number, staleMs: number): boolean {
+  return state.at + state.expiry * 1000 + (state.connected ? staleMs : 0) <= now
 }
 
 /** A position map as stored: partition -> decimal string. */

@@ -136,6 +136,11 @@ export class MqttSession extends SocketSession implements Holder {
   readonly #clean: boolean
   /** set once the session's last state was written (or handed to the connection that took it over) */
   #ended = false
+  /**
+   * Set while a resumed session's subscriptions are made again: the record its claim wrote holds every
+   * position, and a flush meanwhile would write only those of the subscriptions made so far
+   */
+  #resuming: StoredSession | undefined
 
   constructor (start: MqttStart, deps: MqttDeps) {
     super(start, deps)
@@ -156,7 +161,7 @@ export class MqttSession extends SocketSession implements Holder {
       write: (bytes, onWritten) => super.write(bytes, onWritten),
       cork: () => this.raw.cork(),
       uncork: () => this.raw.uncork(),
-      changed: () => { if (this.#expiry > 0 && !this.#ended) this.#deps.store?.changed(this.clientId, () => this.#snapshot(true)) }
+      changed: () => { if (this.#expiry > 0 && !this.#ended && !this.#resuming) this.#deps.store?.changed(this.clientId, () => this.#snapshot(true)) }
     })
     this.#parser = start.parser
     this.#pending = start.pending
@@ -246,18 +251,31 @@ export class MqttSession extends SocketSession implements Holder {
     await store.claim(this.clientId, kept ? { ...kept, owner: this.id, connected: true, expiry: this.#expiry, at: Date.now(), handoff: undefined } : fresh, this)
     if (!kept) return undefined
     // held by a connection (on this node or another): its last state, handed over once it is disconnected
-    if (kept.connected && kept.owner !== this.id) return (await store.handoff(this.clientId, this.id)) ?? kept
+    if (kept.connected && kept.owner !== this.id && !store.stale(kept)) return (await store.handoff(this.clientId, this.id)) ?? kept
     return kept
   }
 
   /** The subscriptions of a resumed session, each from its stored positions, without SUBACK. */
   async #resume (state: StoredSession): Promise<void> {
     this.#outbox.inherit(state.inflight)
-    await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos]) => ({ topic, qos: qos as 0 | 1 })) }, state)
+    this.#resuming = state
+    try {
+      await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos]) => ({ topic, qos: qos as 0 | 1 })) }, state)
+    } finally {
+      this.#resuming = undefined
+    }
+    this.#outbox.changedSubscriptions()
+  }
+
+  /** The session as it stands, for the store's heartbeat. */
+  stored (): StoredSession {
+    return this.#snapshot(true)
   }
 
   /** The session as stored: `connected` while this connection holds it. */
   #snapshot (connected: boolean): StoredSession {
+    // ended mid-resume: the state it resumed from, not the part of it subscribed again so far
+    if (this.#resuming) return { ...this.#resuming, owner: this.id, connected, expiry: this.#expiry, at: Date.now(), claim: undefined, handoff: undefined }
     return {
       owner: this.id,
       connected,
