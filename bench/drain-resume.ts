@@ -125,6 +125,14 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
   }
   process.on('message', (m: Msg) => {
     if (m.type === 'cpu') process.send!({ type: 'cpu', ...procUsage(server.pid!) })
+    if (m.type === 'limits') {
+      // the limiter's Redis errors and timeouts (each sent that decision to the local fallback for a probe
+      // interval: limits per node instead of shared), from the gateway's own /metrics
+      fetch(`http://127.0.0.1:${port}/metrics`).then(res => res.text()).then(text => {
+        const errors = Number(/^sluice_rate_limit_redis_errors_total (\S+)$/m.exec(text)?.[1] ?? NaN)
+        process.send!({ type: 'limits', errors })
+      }, () => process.send!({ type: 'limits', errors: NaN }))
+    }
   })
   process.send!({ type: 'ready', url: `ws://127.0.0.1:${port}`, pid: server.pid })
 }
@@ -469,6 +477,7 @@ async function main (): Promise<void> {
       await new Promise(resolve => setTimeout(resolve, 5_000))
       await Promise.all(procs.map(c => ask(c, { type: 'next', url: `${next.url}/v1/stream?topics=${topic}` }, 'next')))
       const cpu0 = (await ask(next.child, { type: 'cpu' }, 'cpu')).us as number
+      const limits0 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
       const tcp0 = tcpCounters()
       const dropAt = now()
       process.kill(current.pid, 'SIGKILL')
@@ -486,6 +495,7 @@ async function main (): Promise<void> {
       }
       const allLive = now() - dropAt
       const cpu1 = (await ask(next.child, { type: 'cpu' }, 'cpu'))
+      const limits1 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
       const tcp1 = tcpCounters()
       await new Promise(resolve => setTimeout(resolve, AFTER_MS))
       const reports = await Promise.all(procs.map(c => ask(c, { type: 'report' }, 'report')))
@@ -502,6 +512,7 @@ async function main (): Promise<void> {
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
+      if (!Number.isNaN(limits0)) out.push(`   rate-limit Redis errors and timeouts on B from the drop to all live: ${limits1 - limits0} (each one's decisions fell back to local buckets for a second)`)
       out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'})`)
       if (live === clients) allLiveBy.set(round, allLive)
       holder?.terminate()

@@ -306,12 +306,13 @@ export function defineLimitCommand (redis: Redis): void {
 // A decision per script call cost the gateway more than the script cost Redis: at 5,000 clients resuming at
 // once after a drain, 10,000 calls (a connection decision and a first delivery lease each) were 11 % of the
 // node's CPU (bench/drain-resume.ts, profile), most of it in ioredis building, timing and parsing each
-// command. So the store keeps one call in flight, and the decisions asked meanwhile leave together when it
-// returns, as one call ('batch'): each is still decided alone and atomically, in the order asked, on the
-// one Redis every node shares. An idle store sends a decision at once (no added wait, nothing held back by
-// a timer); a busy one batches as much as its round trip lets in. At most this many go in one call: ~10-30 µs
-// of Lua each, so one call holds Redis for a few ms at most
-export const MAX_BATCH = 128
+// command. So the decisions asked while a call is in flight leave together, as one call ('batch'), when it
+// returns or after the turn's poll phase, whichever comes first: each is still decided alone and
+// atomically, in the order asked, on the one Redis every node shares. An idle store sends a decision at
+// once (no added wait). At most this many go in one call: Redis spends 25-55 µs of Lua on a decision
+// (INFO commandstats, batches and single calls alike, load 10 on 2 cores), so a call holds it ~1-2 ms, and
+// a decision never waits for more than 31 others' work in its own call
+export const MAX_BATCH = 32
 
 interface Queued {
   keys: string[]
@@ -323,7 +324,9 @@ interface Queued {
 export class RedisLimitStore implements LimitStore {
   readonly #redis: Redis
   #queue: Queued[] = []
-  #inFlight = false
+  /** calls sent and not answered (more than one when a turn's decisions leave before the last call returned) */
+  #inFlight = 0
+  #scheduled = false
   #corked = 0
   /** script calls made (tests read it) */
   calls = 0
@@ -358,25 +361,43 @@ export class RedisLimitStore implements LimitStore {
   }
 
   uncork (): void {
-    if (this.#corked > 0 && --this.#corked === 0 && !this.#inFlight) this.#send()
+    if (this.#corked > 0 && --this.#corked === 0) this.#send()
   }
 
   #call (keys: string[], args: Array<string | number>): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ keys, args, resolve, reject })
-      if (!this.#inFlight && this.#corked === 0) this.#send()
+      if (this.#corked > 0) return
+      if (!this.#inFlight) this.#send()
+      else if (!this.#scheduled) {
+        // and at the latest after this turn's poll phase, as a call of its own would have been: its answer is
+        // then read in the next poll phase either way, before the decision's timeout is declared (limiter.ts)
+        this.#scheduled = true
+        setImmediate(this.#sendQueued)
+      }
     })
   }
 
+  readonly #sendQueued = (): void => {
+    this.#scheduled = false
+    if (this.#corked === 0) this.#send()
+  }
+
+  /** Sends everything queued, MAX_BATCH decisions a call (the calls all leave now: none waits for another's answer). */
   #send (): void {
-    if (this.#queue.length === 0) return
-    const queue = this.#queue.length <= MAX_BATCH ? this.#queue : this.#queue.slice(0, MAX_BATCH)
-    this.#queue = this.#queue.length <= MAX_BATCH ? [] : this.#queue.slice(MAX_BATCH)
-    this.#inFlight = true
+    const queued = this.#queue
+    if (queued.length === 0) return
+    this.#queue = []
+    if (queued.length <= MAX_BATCH) this.#sendBatch(queued)
+    else for (let i = 0; i < queued.length; i += MAX_BATCH) this.#sendBatch(queued.slice(i, i + MAX_BATCH))
+  }
+
+  #sendBatch (queue: Queued[]): void {
+    this.#inFlight++
     this.calls++
     const done = (): void => {
-      this.#inFlight = false
-      if (this.#corked === 0) this.#send()
+      this.#inFlight--
+      if (this.#inFlight === 0 && this.#corked === 0) this.#send()
     }
     if (queue.length === 1) {
       const { keys, args, resolve, reject } = queue[0]!
