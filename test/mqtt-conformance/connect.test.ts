@@ -4,6 +4,7 @@
 import { test } from 'tap'
 import mqtt from 'mqtt'
 import mqttPacket from 'mqtt-packet'
+import { paho } from './paho-mqtt.ts'
 import { DEV_TOKEN, closedBy, fileGateway, mosquitto, raw, rawSession, refusalCode, withConnack } from './conformance.ts'
 
 const gw = await fileGateway()
@@ -169,4 +170,13 @@ test('[MQTT-3.1.2-2] a protocol level the server does not support gets CONNACK 0
   c.send(bytes)
   await closedBy(c)
   t.match(c.packets, [{ cmd: 'connack', returnCode: 0x01 }])
+})
+
+test('[MQTT-3.2.2-4] [MQTT-3.2.2-5] 5.0 [MQTT-3.2.2-9] paho-mqtt (PyPI): a bad password is refused (0x04 on 3.1.1, 0x86 on 5.0, both 0x86 to paho-mqtt) and a good one accepted with Maximum QoS 1 announced', async t => {
+  const port = gw.tcpPort
+  // paho-mqtt 2 hands 3.1.1's return code 0x04 to its callback as the 5.0 reason code it stands for, 0x86
+  t.match((await paho({ transport: 'tcp', port, version: 4, password: 'wrong' }))[0], { event: 'connack', reason: 0x86, sessionPresent: false })
+  t.match((await paho({ transport: 'tcp', port, version: 5, password: 'wrong' }))[0], { event: 'connack', reason: 0x86, sessionPresent: false })
+  const accepted = (await paho({ transport: 'websockets', port: Number(new URL(gw.url).port), version: 5, password: DEV_TOKEN }))[0]
+  t.match(accepted, { event: 'connack', reason: 0, properties: { MaximumQoS: 1 } })
 })

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { test } from 'tap'
 import type { IPublishPacket } from 'mqtt-packet'
+import { paho } from './paho-mqtt.ts'
 import { DEV_TOKEN, TEMP, closedBy, dashboard, eventually, fileGateway, granted, inbox, mosquitto, rawSession, refusalCode, within, withFirstByte } from './conformance.ts'
 
 const gw = await fileGateway()
@@ -68,15 +69,18 @@ test('[MQTT-3.3.5-1] [MQTT-4.5.0-1] a message goes to every matching subscriptio
   const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(gw.tcpPort), '-V', 'mqttv311', '-u', 'x', '-P', DEV_TOKEN, '-t', 'sensors/#', '-v', '-C', '1', '-W', '40'])
   t.teardown(() => { sub.kill() })
   let out = ''
+  let err = ''
   sub.stdout.on('data', chunk => { out += String(chunk) })
-  const exited = new Promise<number | null>(resolve => sub.on('exit', code => resolve(code)))
+  sub.stderr.on('data', chunk => { err += String(chunk) })
+  // 'close', not 'exit': its stdout may still hold the line when the process has exited
+  const exited = new Promise<number | null>(resolve => sub.on('close', code => resolve(code)))
   await eventually(() => gw.app.sessions.list().some(s => s.route === 'mqtt+tcp' && s.topics().includes(TEMP)), 30_000, 'mosquitto_sub subscribed')
   const ws = await dashboard(t, gw.url, 4)
   const seen = inbox(ws)
   await granted(ws, name)
   const pub = await mosquitto('mosquitto_pub', ['-p', String(gw.tcpPort), '-V', 'mqttv5', '-u', 'x', '-P', DEV_TOKEN, '-t', name, '-m', 'both', '-q', '1'])
   t.equal(pub.code, 0, pub.stderr)
-  t.equal(await within(exited, 40_000, 'mosquitto_sub exits after one message'), 0)
+  t.equal(await within(exited, 40_000, 'mosquitto_sub exits after one message'), 0, `mosquitto_sub printed ${JSON.stringify(out)}, stderr ${JSON.stringify(err)}`)
   t.equal(out.trim(), `${name} both`)
   await eventually(() => seen.length > 0, 20_000, 'MQTT.js got it')
   t.same(seen, [`${name} both`])
@@ -133,4 +137,17 @@ test('5.0 3.3.2.3.4 [MQTT-3.2.2-18] a Topic Alias when Topic Alias Maximum 0 was
   c.send({ cmd: 'publish', topic: `sensors/${device()}/temp`, payload: Buffer.from('1'), qos: 0, dup: false, retain: false, properties: { topicAlias: 1 } })
   await closedBy(c)
   t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x94 })
+})
+
+test('[MQTT-3.3.4-1] [MQTT-3.3.5-1] [MQTT-3.3.2-3] paho-mqtt (PyPI) over TCP and WebSocket, 3.1.1 and 5.0: its QoS 1 PUBLISH is acknowledged and comes back to its own subscription', async t => {
+  for (const transport of ['tcp', 'websockets'] as const) {
+    for (const version of [4, 5] as const) {
+      const name = `sensors/${device()}/temp`
+      const events = await paho({ transport, port: transport === 'tcp' ? gw.tcpPort : Number(new URL(gw.url).port), version, password: DEV_TOKEN, subscribe: [['sensors/+/temp', 1]], publish: [[name, 'from python', 1]], expect: 1 })
+      const what = `${transport} ${version}`
+      t.match(events.find(e => e.event === 'connack'), { reason: 0, sessionPresent: false }, what)
+      t.ok(events.some(e => e.event === 'puback' && (e.reason ?? 0) === 0), `${what}: PUBACK`)
+      t.match(events.find(e => e.event === 'message'), { topic: name, payload: 'from python' }, `${what}: delivered`)
+    }
+  }
 })
