@@ -146,6 +146,16 @@ export class RawClient {
     this.send({ cmd: 'puback', messageId, reasonCode: 0 } as Packet)
   }
 
+  /**
+   * Resolves once the server has read every packet sent before: a PINGREQ's PINGRESP, as the session reads
+   * its packets in order (a PUBACK sent before it has been acted on)
+   */
+  async sync (): Promise<void> {
+    const before = this.of('pingresp').length
+    this.send({ cmd: 'pingreq' })
+    await this.next('pingresp', 10_000, before + 1)
+  }
+
   /** ends the TCP connection at once, with no DISCONNECT: the server sees the connection lost */
   drop (): void {
     this.ws.terminate()

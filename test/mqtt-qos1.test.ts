@@ -53,7 +53,7 @@ t.test('after a reconnect, the unacknowledged QoS 1 deliveries of a persistent s
   await first.next('publish', 15_000, 3)
   // the first is acknowledged, the other two are not when the connection is lost
   first.ack(first.of('publish')[0]!.messageId!)
-  await new Promise(resolve => setTimeout(resolve, 300))
+  await first.sync()
   first.drop()
   const sent = first.of('publish').slice(1).map(p => ({ id: p.messageId, payload: p.payload.toString() }))
 

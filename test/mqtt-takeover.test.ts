@@ -18,7 +18,7 @@ t.test('a CONNECT on node B takes over the session connected on node A: A hears 
   await old.next('publish', 15_000, 3)
   // the first acknowledged; two in flight at the takeover
   old.ack(old.of('publish')[0]!.messageId!)
-  await new Promise(resolve => setTimeout(resolve, 200))
+  await old.sync()
 
   const asked = Date.now()
   const next = await RawClient.connect(t, b!.url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } })
