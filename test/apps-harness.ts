@@ -5,7 +5,9 @@
 import type { Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { nowSeconds, signJwt } from './jwks-server.ts'
-import { policyDir, startGateway, type Client, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, type TestGateway } from './harness/live-route.ts'
+import { policyDir } from './harness/policy.ts'
+import type { Client } from './harness/client.ts'
 import { redisUrl, unique } from './helpers.ts'
 
 export const ADMIN_TOKEN = 'admin-token-for-the-apps-suites-0123456789'
@@ -42,7 +44,7 @@ export function developerToken (sub: string, claims: Record<string, unknown> = {
 
 /** A gateway node; nodes given the same prefix share their keys and applications in Redis. */
 export async function appsGateway (t: Test, prefix = unique('sluice-test') + ':', recheckIntervalMs?: number): Promise<TestGateway & { prefix: string }> {
-  const gw = await startGateway({
+  const gw = await liveGateway({
     policyDir: policyDir(APPS_POLICY),
     config: {
       redis: { url: redisUrl() },

@@ -5,7 +5,7 @@
 // revocation path) and the old key opens nothing; the new key's socket stays.
 // Revoking a key closes its sockets with 4001 on every node within 5 s.
 import { test } from 'tap'
-import { refusal } from '../plugins/auth/test/live-route.ts'
+import { refusal } from './harness/client.ts'
 import { appsGateway, developer, marketTopic, streamWithKey } from './apps-harness.ts'
 import { unique } from './helpers.ts'
 

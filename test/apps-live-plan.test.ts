@@ -4,7 +4,9 @@
 // once an admin approves a plan of 1000 a second, the same sockets, on both
 // nodes, receive a whole burst of 40.
 import { test, type Test } from 'tap'
-import { policyDir, startGateway, type Client, type TestGateway } from '../plugins/auth/test/live-route.ts'
+import { liveGateway, type TestGateway } from './harness/live-route.ts'
+import { policyDir } from './harness/policy.ts'
+import type { Client } from './harness/client.ts'
 import { ADMIN_TOKEN, admin, developer, ISSUER, SECRET, streamWithKey } from './apps-harness.ts'
 import { eventually, redisUrl, unique } from './helpers.ts'
 
@@ -32,7 +34,7 @@ rules:
 const BURST = 40
 
 async function node (t: Test, prefix: string, dir: string): Promise<TestGateway> {
-  const gw = await startGateway({
+  const gw = await liveGateway({
     policyDir: dir,
     config: {
       redis: { url: redisUrl() },

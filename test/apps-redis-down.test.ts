@@ -4,9 +4,9 @@
 // SLUICE_APPS_REDIS_UNAVAILABLE within the 500 ms Redis budget (plus slack for
 // a loaded machine), never 500.
 import { test } from 'tap'
-import { buildApp } from '../apps/gateway/src/app.ts'
-import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
-import { policyDir } from '../plugins/auth/test/live-route.ts'
+import { buildApp } from '@sluice/gateway'
+import { loadGatewayConfig } from '@sluice/gateway/config'
+import { policyDir } from './harness/policy.ts'
 import { ADMIN_TOKEN, APPS_POLICY, developerToken, ISSUER, SECRET } from './apps-harness.ts'
 import { kafkaBrokers } from './helpers.ts'
 
