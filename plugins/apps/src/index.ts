@@ -70,8 +70,9 @@ function errorHandler (fastify: FastifyInstance) {
     let error: FastifyError = err
     if (err.validation) error = new AppsBadRequestError(err.message)
     else if (!err.code?.startsWith('SLUICE_')) {
-      // a command failed while Redis is not connected: a dependency down, not a bug
-      if (fastify.hasDecorator('redis') && fastify.redis.status !== 'ready') error = new AppsRedisUnavailableError()
+      // a command failed while Redis is not connected, or timed out (ioredis' commandTimeout, the 500 ms budget,
+      // on a Redis that stopped answering): a dependency down, not a bug
+      if (fastify.hasDecorator('redis') && (fastify.redis.status !== 'ready' || err.message === 'Command timed out')) error = new AppsRedisUnavailableError()
       else {
         request.log.error({ err }, 'apps request failed')
         error = new AppsInternalError()
