@@ -10,7 +10,7 @@ function request (identity: Identity | Error): FastifyRequest {
     if (identity instanceof Error) throw identity
     return identity
   }
-  return { server: { credentials: { authenticate } } } as unknown as FastifyRequest
+  return { headers: {}, server: { credentials: { authenticate } } } as unknown as FastifyRequest
 }
 
 test('a JWT\'s developer is its issuer and subject', async t => {
