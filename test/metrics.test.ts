@@ -1,21 +1,17 @@
 // Every operational metric moves when its event happens: each test reads
-// /metrics, causes the event on a real gateway (buildApp: auth, policy, rate
+// /metrics, causes the event on a real gateway (harness/rate-limit.ts: auth, policy, rate
 // limits on the run's Redis, hub, /v1/stream and /v2/broker/ on the run's
 // Kafka), reads /metrics again and asserts the change. Kafka and Redis going
 // down are in metrics-outage.test.ts (they need a broker and a Redis of their own).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { PlanLimits } from '@sluice/policy'
 import { KafkaClient } from '@sluice/kafka'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
-import { bearer, JWT_SECRET } from './harness/rate-limit.ts'
-import { GENEROUS } from './harness/policy.ts'
+import { gateway as rateLimitGateway, JWT_SECRET } from './harness/rate-limit.ts'
+import { GENEROUS, policyDir } from './harness/policy.ts'
 import { Client } from './harness/client.ts'
 import { LegacyClient } from './harness/compat.ts'
 import { nowSeconds, signJwt } from './jwks-server.ts'
@@ -49,25 +45,17 @@ interface Gateway {
 }
 
 async function gateway (t: Test, limits: Partial<PlanLimits> = {}): Promise<Gateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-metrics-policy-'))
+  const dir = policyDir(JSON.stringify({ ...POLICY, plans: { test: { limits: { ...GENEROUS, ...limits } } } }))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  writeFileSync(join(dir, 'policy.yaml'), JSON.stringify({ ...POLICY, plans: { test: { limits: { ...GENEROUS, ...limits } } } }))
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      redis: { url: redisUrl() },
-      log: { level: 'silent' },
-      policy: { dir, watch: false },
-      auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'rl', algorithms: ['HS256'], secret: JWT_SECRET }] } },
-      // a topic's consumer stops 200 ms after its last subscriber: the lag test sees its series go
-      stream: { keepaliveMs: 5000, consumerGraceMs: 200 },
-      // buckets of their own in the run's Redis
-      rateLimit: { prefix: unique('mx-rl') + ':' }
-    }
-  }))
-  t.teardown(() => app.close())
-  const url = (await app.listen({ host: '127.0.0.1', port: 0 })).replace('http', 'ws')
-  await eventually(() => app.redis.status === 'ready', 5000, 'Redis connected')
+  const gw = await rateLimitGateway(t, {
+    policyDir: dir,
+    redisUrl: redisUrl(),
+    // buckets of their own in the run's Redis
+    prefix: unique('mx-rl') + ':',
+    // a topic's consumer stops 200 ms after its last subscriber: the lag test sees its series go
+    config: { stream: { consumerGraceMs: 200 } }
+  })
+  const { app, wsUrl: url } = gw
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'metrics-suite' })
   t.teardown(() => kafka.close())
   return {
@@ -79,11 +67,7 @@ async function gateway (t: Test, limits: Partial<PlanLimits> = {}): Promise<Gate
       if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}`)
       return res.body
     },
-    client: (sub, query = '') => {
-      const c = new Client(`${url}/v1/stream${query}`, { headers: bearer(sub) })
-      t.teardown(() => c.terminate())
-      return c
-    },
+    client: gw.client,
     legacy: (sub, query) => {
       const c = new LegacyClient(url, query, 'kafka-text', `access_token=${token(sub)}`)
       t.teardown(() => c.ws.terminate())

@@ -21,7 +21,7 @@ test('a lease held by a SIGKILLed gateway comes back to the daily quota when its
   const { topic, kafka } = await clusterTopic(t, 'lease-kill')
   const subject = unique('kim')
   const open = (port: number): Client => {
-    const client = new Client(`ws://127.0.0.1:${port}/v1/stream?topics=${topic}`, bearer(subject))
+    const client = new Client(`ws://127.0.0.1:${port}/v1/stream?topics=${topic}`, { headers: bearer(subject) })
     t.teardown(() => client.terminate())
     return client
   }

@@ -34,6 +34,9 @@ export class Client {
   #waiters: Array<() => void> = []
 
   constructor (url: string, options: ClientOptions = {}) {
+    // a bare header record type-checks as options (its index signature) and would go unsent
+    const unknown = Object.keys(options).filter(key => key !== 'protocols' && key !== 'headers')
+    if (unknown.length > 0) throw new TypeError(`Client options are { protocols, headers }; got ${unknown.join(', ')}`)
     this.ws = new WebSocket(url, options.protocols ?? ['sluice.v1'], { headers: options.headers, perMessageDeflate: false })
     // Every listener is added here, before the constructor returns: ws emits
     // the frames that came in the same read as the 101 on the next tick, ahead

@@ -6,7 +6,7 @@ import type { Test } from 'tap'
 import { nowSeconds, signJwt } from '../jwks-server.ts'
 import { unique } from '../helpers.ts'
 import { Client } from './client.ts'
-import { startGateway, type Gateway as BaseGateway } from './gateway.ts'
+import { deepMerge, startGateway, type Gateway as BaseGateway } from './gateway.ts'
 
 export const JWT_SECRET = 'rate-limit-suites-hs256-secret-0123456789'
 export const ADMIN_TOKEN = 'rate-limit-suites-admin-token-0123456789'
@@ -26,6 +26,8 @@ export interface GatewayOptions {
   /** this node's clock */
   now?: () => number
   admin?: boolean
+  /** merged (deeply) over the preset's config */
+  config?: Record<string, unknown>
 }
 
 export interface Gateway extends BaseGateway {
@@ -38,7 +40,7 @@ export async function gateway (t: Test, options: GatewayOptions): Promise<Gatewa
     t,
     policyDir: options.policyDir,
     now: options.now,
-    config: {
+    config: deepMerge({
       ...(options.redisUrl ? { redis: { url: options.redisUrl } } : {}),
       policy: { watch: false },
       auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'rl', algorithms: ['HS256'], secret: JWT_SECRET }] } },
@@ -46,7 +48,7 @@ export async function gateway (t: Test, options: GatewayOptions): Promise<Gatewa
       // short keepalive, so that dead peers never linger between assertions
       stream: { keepaliveMs: 5000 },
       rateLimit: { prefix: options.prefix, ...options.rateLimit }
-    }
+    }, options.config ?? {})
   })
   return {
     ...gw,
