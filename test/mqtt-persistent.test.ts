@@ -104,3 +104,19 @@ t.test('a session whose expiry interval elapsed after its disconnect is removed:
   const again = await RawClient.connect(t, b.url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } })
   t.equal(again.of('connack')[0]!.sessionPresent, false, 'expired: nothing to resume')
 })
+
+t.test('a 5.0 DISCONNECT with Session Expiry Interval 0 ends the session (3.14.2.2.2); raising it from 0 at CONNECT is a protocol error, DISCONNECT 0x82 [MQTT-3.14.2-2]', async t => {
+  const b = nodes[1]!
+  const clientId = unique('disc-expiry')
+  const first = await RawClient.connect(t, b.url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } })
+  await first.subscribe('sensors/disc/temp', 1)
+  first.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 0 } } as never)
+  await eventually(() => first.closedAt !== undefined, 10_000, 'closed')
+  const again = await RawClient.connect(t, b.url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } })
+  t.equal(again.of('connack')[0]!.sessionPresent, false, 'the session ended with its connection')
+
+  const zero = await RawClient.connect(t, b.url, { clientId: unique('disc-zero'), protocolVersion: 5, clean: true })
+  zero.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 60 } } as never)
+  const disconnect = await zero.next('disconnect', 10_000)
+  t.equal(disconnect.reasonCode, 0x82, 'protocol error')
+})

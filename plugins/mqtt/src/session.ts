@@ -131,7 +131,9 @@ export class MqttSession extends SocketSession implements Holder {
   /** deliveries with their packet ids and positions (qos1.ts) */
   readonly #outbox: Outbox
   /** the session expiry interval granted, in seconds; 0: the session ends with the connection */
-  readonly #expiry: number
+  #expiry: number
+  /** the expiry the CONNECT asked for (5.0): 0 there, a DISCONNECT may not raise it */
+  readonly #connectExpiry: number
   /** clean session (3.1.1) / clean start (5.0): a stored session is discarded */
   readonly #clean: boolean
   /** set once the session's last state was written (or handed to the connection that took it over) */
@@ -152,6 +154,7 @@ export class MqttSession extends SocketSession implements Holder {
     // 3.1.1: clean session 0 keeps the session (no expiry in that version: ours); 5.0: the Session Expiry Interval [MQTT-3.1.2-23]
     const asked = start.version === 5 ? (start.connect.properties?.sessionExpiryInterval ?? 0) : (start.connect.clean ? 0 : MAX_SESSION_EXPIRY_S)
     this.#expiry = this.clientId === '' || !deps.store ? 0 : Math.min(asked, MAX_SESSION_EXPIRY_S)
+    this.#connectExpiry = asked
     this.#clean = start.connect.clean !== false
     this.#outbox = new Outbox({
       version: start.version,
@@ -300,6 +303,20 @@ export class MqttSession extends SocketSession implements Holder {
     this.#disconnect(REASON.SESSION_TAKEN_OVER, CLOSE.NORMAL, 'session taken over')
   }
 
+  /**
+   * A 5.0 DISCONNECT may set the session's expiry anew (3.14.2.2.2), at most MAX_SESSION_EXPIRY_S; from 0 to
+   * more is a protocol error [MQTT-3.14.2-2] (0x82), and false then.
+   */
+  #expiryAtDisconnect (seconds: number): boolean {
+    if (this.#connectExpiry === 0 && seconds > 0) {
+      this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, 'session expiry set at DISCONNECT after 0 at CONNECT')
+      return false
+    }
+    // a session this node cannot keep (no client id, no store) stays at 0, as CONNACK said
+    if (this.#expiry > 0) this.#expiry = Math.min(seconds, MAX_SESSION_EXPIRY_S)
+    return true
+  }
+
   /** The connection ended: a persistent session's last state is written (its expiry runs from now), a clean one deleted. */
   #end (): void {
     if (this.#ended) return
@@ -442,6 +459,7 @@ export class MqttSession extends SocketSession implements Holder {
       // a QoS 1 delivery acknowledged [MQTT-4.3.2-1]; an unknown packet id is ignored
       case 'puback': this.#outbox.puback(packet.messageId ?? 0); return
       case 'disconnect':
+        if (this.version === 5 && packet.properties?.sessionExpiryInterval !== undefined && !this.#expiryAtDisconnect(packet.properties.sessionExpiryInterval)) return
         // [MQTT-3.1.2-10]: a normal DISCONNECT deletes the will; MQTT 5's 0x04 asks for it to be published
         if (!(this.version === 5 && packet.reasonCode === REASON.DISCONNECT_WITH_WILL)) this.#will = undefined
         this.close(CLOSE.NORMAL, 'client disconnected')
