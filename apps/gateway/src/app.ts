@@ -147,8 +147,9 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     server: streamServer(config),
     openapi: await openapiDocument(app, options.openapiDir ?? OPENAPI_DIR, config.admin !== undefined)
   })
-  // the developer portal: static files of its package; its console speaks /v1/stream from the gateway's own origin
-  await app.register(portal)
+  // the developer portal: static files of its package; its console speaks /v1/stream from the gateway's own origin;
+  // developers sign in with portal.oidc's provider and reach /v1/developer with its session cookie
+  await app.register(portal, { oidc: config.portal.oidc })
 
   // the fan-out hub, then the WebSocket routes it serves
   const streamConfig = config.stream

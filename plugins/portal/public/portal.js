@@ -2,6 +2,7 @@
 // catalogue does), then the catalogue, whose buttons fill the console's forms.
 import { StreamConsole } from './console.js'
 import { showCatalogue, showReader } from './catalogue.js'
+import { DeveloperPanel } from './applications.js'
 
 const streamConsole = new StreamConsole()
 // once connected, the catalogue marks the reader's plan and fills examples with their own topics
@@ -16,4 +17,12 @@ showCatalogue({
     document.getElementById('publish-form')?.scrollIntoView({ block: 'nearest' })
   }
 })
+// a key issued in "My applications" goes straight into the console's credential
+new DeveloperPanel({
+  useKey (key) {
+    const credential = /** @type {HTMLInputElement} */ (document.getElementById('credential'))
+    credential.value = key
+    document.getElementById('console')?.scrollIntoView({ block: 'start' })
+  }
+}).show()
 document.documentElement.dataset.ready = 'true'

@@ -3,20 +3,25 @@
 // with no CDN and nothing fetched from elsewhere at run time. The page reads
 // the catalogue (/v1/products) and each product's AsyncAPI from this gateway
 // and opens /v1/stream with the reader's own credential. GET /favicon.ico is
-// the portal's mark, drawn in code (favicon.ts).
+// the portal's mark, drawn in code (favicon.ts). Developers sign in at
+// /portal/login (sign-in.ts) and manage their applications from the page.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { loadAssets, toAsset, ASSET_NAME, SECURITY_HEADERS, type Asset } from './assets.ts'
 import { PortalNotFoundError } from './errors.ts'
 import { faviconIco } from './favicon.ts'
+import { signIn, type SignInOptions } from './sign-in.ts'
 
 export { loadAssets, CONTENT_SECURITY_POLICY, SECURITY_HEADERS, PUBLIC_DIR } from './assets.ts'
-export { PortalNotFoundError } from './errors.ts'
+export * from './errors.ts'
 export { faviconIco, faviconPng } from './favicon.ts'
+export type { SignInOptions } from './sign-in.ts'
 
 export interface PortalOptions {
   /** the folder of files to serve (default: this package's public/) */
   dir?: string
+  /** developers' sign-in with an OpenID Connect provider (config portal.oidc); absent: none */
+  oidc?: SignInOptions
 }
 
 async function portal (fastify: FastifyInstance, opts: PortalOptions): Promise<void> {
@@ -46,6 +51,8 @@ async function portal (fastify: FastifyInstance, opts: PortalOptions): Promise<v
     }
     return send(reply, asset, request.headers['if-none-match'])
   })
+
+  await signIn(fastify, opts.oidc)
 
   // browsers ask every origin for it, whatever the page links (the portal links favicon.svg)
   const favicon = toAsset(faviconIco(), 'image/x-icon')
