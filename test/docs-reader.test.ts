@@ -6,18 +6,13 @@
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
-import { kafkaBrokers } from './helpers.ts'
+import { startGateway } from './harness/gateway.ts'
 
 const POLICIES = fileURLToPath(new URL('../policies/', import.meta.url))
 
 test('GET /v1/me answers what the policy grants the credential, and refuses without one', async t => {
   const token = randomBytes(24).toString('base64url')
-  const app = await buildApp(loadGatewayConfig({
-    base: { kafka: { brokers: kafkaBrokers() }, dev: { token }, log: { level: 'silent' }, policy: { dir: POLICIES, watch: false } }
-  }))
-  t.teardown(() => app.close())
+  const { app } = await startGateway({ t, policyDir: POLICIES, config: { dev: { token }, policy: { watch: false } } })
 
   for (const request of [{ headers: { authorization: `Bearer ${token}` } }, { query: { access_token: token } }]) {
     const res = await app.inject({ method: 'GET', url: '/v1/me', ...request })

@@ -7,11 +7,8 @@
 import { test } from 'tap'
 import { chromium, type Browser } from 'playwright-core'
 import { existsSync } from 'node:fs'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { freePort } from '@sluice/stack'
-import { policyDir } from './harness/policy.ts'
-import { kafkaBrokers } from './helpers.ts'
+import { startGateway } from './harness/gateway.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 // a bound on each wait for the page, not a timing assertion
@@ -21,17 +18,11 @@ test('/docs renders the OpenAPI document, tries GET /v1/products, and fetches no
   t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (.ci/run installs Debian's chromium)`)
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port },
-      policy: { dir: policyDir(), watch: false },
-      admin: { token: 'docs-ui-suite-admin-token-0123456789' }
-    }
-  }))
-  t.teardown(() => app.close())
-  await app.listen({ port, host: '127.0.0.1' })
+  await startGateway({
+    t,
+    port,
+    config: { server: { host: '127.0.0.1', port }, policy: { watch: false }, admin: { token: 'docs-ui-suite-admin-token-0123456789' } }
+  })
 
   const browser: Browser = await chromium.launch({
     executablePath: CHROMIUM,

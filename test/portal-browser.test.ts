@@ -13,11 +13,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { DemoTicker } from '@sluice/gateway/demo-feed'
 import { freePort } from '@sluice/stack'
 import { KafkaClient } from '@sluice/kafka'
+import { startGateway } from './harness/gateway.ts'
 import { kafkaBrokers } from './helpers.ts'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -42,19 +41,12 @@ test('the portal: catalogue, AsyncAPI and the live console in headless Chromium'
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
   const devToken = randomBytes(24).toString('base64url')
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      dev: { token: devToken },
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port },
-      policy: { dir: policyDir },
-      auth: { origins: [origin] },
-      stream: { consumerGraceMs: 200 }
-    }
-  }))
-  t.teardown(() => app.close())
-  await app.listen({ port, host: '127.0.0.1' })
+  await startGateway({
+    t,
+    port,
+    policyDir,
+    config: { dev: { token: devToken }, server: { host: '127.0.0.1', port }, auth: { origins: [origin] }, stream: { consumerGraceMs: 200 } }
+  })
 
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'portal-suite' })
   t.teardown(() => kafka.close())

@@ -20,10 +20,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { freePort } from '@sluice/stack'
 import { KafkaClient } from '@sluice/kafka'
+import { startGateway } from './harness/gateway.ts'
 import { kafkaBrokers } from './helpers.ts'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -52,19 +51,12 @@ test('the first hour: identity, plan, a pattern subscription and the example pub
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
   const devToken = randomBytes(24).toString('base64url')
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      dev: { token: devToken },
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port },
-      policy: { dir: policyDir },
-      auth: { origins: [origin] },
-      stream: { consumerGraceMs: 200 }
-    }
-  }))
-  t.teardown(() => app.close())
-  await app.listen({ port, host: '127.0.0.1' })
+  await startGateway({
+    t,
+    port,
+    policyDir,
+    config: { dev: { token: devToken }, server: { host: '127.0.0.1', port }, auth: { origins: [origin] }, stream: { consumerGraceMs: 200 } }
+  })
 
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'portal-first-hour' })
   t.teardown(() => kafka.close())

@@ -3,16 +3,13 @@
 // pings that cut off a peer that stopped answering.
 import { test } from 'tap'
 import { connect } from 'node:net'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
+import { startGateway } from './harness/gateway.ts'
 import { allowAll, streamApp } from './harness/stream.ts'
 import { Client } from './harness/client.ts'
-import { eventually, kafkaBrokers } from './helpers.ts'
+import { eventually } from './helpers.ts'
 
 test('a client that never finishes its handshake is cut off at the deadline', async t => {
-  const app = await buildApp(loadGatewayConfig({ base: { kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { watch: false }, server: { handshakeTimeoutMs: 500 } } }))
-  t.teardown(() => app.close())
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const { app, url: address } = await startGateway({ t, config: { policy: { watch: false }, server: { handshakeTimeoutMs: 500 } } })
   const port = Number(new URL(address).port)
   const socket = connect(port, '127.0.0.1')
   t.teardown(() => socket.destroy())

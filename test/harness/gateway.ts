@@ -24,6 +24,8 @@ export interface GatewayOptions {
   captureLogs?: boolean
   /** this node's clock */
   now?: () => number
+  /** the port to listen on (a browser suite names its origin in the config first); any free one when not given */
+  port?: number
   /** routes of the suite's own, added before the app listens */
   routes?: (app: FastifyInstance) => void | Promise<void>
 }
@@ -53,7 +55,7 @@ export async function startGateway (options: GatewayOptions = {}): Promise<Gatew
   const app = await buildApp(config, { logger, now: options.now })
   options.t?.teardown(() => app.close())
   await options.routes?.(app)
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const url = await app.listen({ host: '127.0.0.1', port: options.port ?? 0 })
   // Redis commands fail fast while it connects (no offline queue); the suites wait for it
   if (app.hasDecorator('redis')) await eventually(() => app.redis.status === 'ready', 5000, 'Redis connected')
   return {
