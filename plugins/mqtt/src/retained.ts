@@ -65,6 +65,8 @@ export class RetainedStore {
   #loaded = false
   #lastBatchAt = 0
   #quiet: NodeJS.Timeout | undefined
+  /** the start in flight: stop() waits for it, so that no reader starts after the Kafka client closed */
+  #opening: Promise<void> | undefined
   #onLoaded: Array<() => void> = []
 
   constructor (options: RetainedOptions) {
@@ -97,7 +99,9 @@ export class RetainedStore {
 
   #attempt (backoffMs: number): void {
     if (this.#stopped) return
-    this.#open().catch(err => {
+    const opening = this.#open()
+    this.#opening = opening
+    opening.catch(err => {
       if (this.#stopped) return
       this.#log.warn({ err, topic: this.topic }, 'MQTT retained messages not readable yet; trying again')
       const reader = this.#reader
@@ -112,6 +116,8 @@ export class RetainedStore {
     // compact: only each name's last record matters; one partition: the set is bounded and read whole by every node
     await this.#kafka.ensureTopics([{ topic: this.topic, partitions: 1, config: { 'cleanup.policy': 'compact' } }])
     const offsets = await this.#kafka.topicOffsets(this.topic)
+    // stopped meanwhile (a gateway closed right after it started): no reader, whose fetches would outlive the client
+    if (this.#stopped) return
     const starts = new Map<number, bigint>()
     this.#startEnds = new Map()
     for (const o of offsets) {
@@ -125,6 +131,7 @@ export class RetainedStore {
       onError: err => this.#log.error({ err, topic: this.topic }, 'MQTT retained messages reader failed')
     })
     await this.#reader.start(starts)
+    if (this.#stopped) return
     this.#lastBatchAt = Date.now()
     this.#checkLoaded()
     if (!this.#loaded) {
@@ -242,6 +249,7 @@ export class RetainedStore {
     clearTimeout(this.#retry)
     clearInterval(this.#quiet)
     for (const wake of this.#onLoaded.splice(0)) wake()
+    await this.#opening?.catch(() => {})
     await this.#reader?.stop()
   }
 }
