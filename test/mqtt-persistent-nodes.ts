@@ -83,6 +83,8 @@ export class RawClient {
   readonly ws: WebSocket
   readonly version: 4 | 5
   closedAt: number | undefined
+  /** PUBACK every QoS 1 PUBLISH as it arrives, as a client library does */
+  autoAck = false
 
   constructor (ws: WebSocket, version: 4 | 5) {
     this.ws = ws
@@ -91,13 +93,14 @@ export class RawClient {
     parser.on('packet', packet => {
       this.packets.push(packet)
       this.times.push(Date.now())
+      if (this.autoAck && packet.cmd === 'publish' && packet.qos === 1) this.ack(packet.messageId!)
     })
     ws.on('message', data => parser.parse(data as Buffer))
     ws.on('close', () => { this.closedAt = Date.now() })
     ws.on('error', () => {})
   }
 
-  static async connect (t: Test, url: string, connect: Partial<IConnectPacket> & { clientId: string }): Promise<RawClient> {
+  static async connect (t: Test, url: string, connect: Partial<IConnectPacket> & { clientId: string }, autoAck = false): Promise<RawClient> {
     const ws = new WebSocket(url, 'mqtt')
     await new Promise((resolve, reject) => {
       ws.once('open', resolve)
@@ -105,6 +108,7 @@ export class RawClient {
     })
     const version = connect.protocolVersion === 5 ? 5 : 4
     const client = new RawClient(ws, version)
+    client.autoAck = autoAck
     t.teardown(() => { ws.terminate() })
     client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, username: 'any', password: Buffer.from(DEV_TOKEN), ...connect } as IConnectPacket)
     await client.next('connack', 20_000)

@@ -70,3 +70,22 @@ t.test('after a reconnect, the unacknowledged QoS 1 deliveries of a persistent s
   t.equal(second.of('publish')[2]!.dup, false, 'a new delivery is not a duplicate')
   t.equal(second.of('publish')[2]!.payload.toString(), 'd3')
 })
+
+t.test('QoS 1 deliveries waiting past Receive Maximum count in the socket\'s queue: past its bound the slow-client policy disconnects (0x97), and the persistent session resumes at its first unacknowledged record with none lost', async t => {
+  const clientId = unique('q1-slow')
+  const slow = await RawClient.connect(t, node!.url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300, receiveMaximum: 1 } })
+  await slow.subscribe('sensors/slow/temp', 1)
+  // 400 records of 1 KiB against the 256 KiB queue bound, none acknowledged: one in flight, the rest waiting
+  const value = 'x'.repeat(1024)
+  await Promise.all(Array.from({ length: 400 }, (_, i) => records.temp('slow', `${i} ${value}`)))
+  const disconnect = await slow.next('disconnect', 30_000)
+  t.equal(disconnect.reasonCode, 0x97, 'DISCONNECT 0x97, as a slow QoS 0 socket')
+  t.equal(slow.of('publish').length, 1, 'only Receive Maximum went out')
+  await eventually(() => slow.closedAt !== undefined, 10_000, 'closed')
+
+  const resumed = await RawClient.connect(t, node!.url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } }, true)
+  t.equal(resumed.of('connack')[0]!.sessionPresent, true)
+  const got = () => new Set(resumed.payloads().map(p => p.split(' ')[0]))
+  await eventually(() => got().size === 400, 60_000, `all 400 after the resume (got ${got().size})`)
+  t.equal(resumed.of('publish')[0]!.dup, true, 'the one in flight comes again first, DUP=1')
+})

@@ -331,9 +331,16 @@ export class MqttSession extends SocketSession implements Holder {
     return super.queuedBytes() + this.#outbox.waitingBytes
   }
 
-  /** QoS 1 deliveries waiting for room in flight count as queued: resolves once a PUBACK (or the socket) made room too. */
-  override drained (bytes = this.maxQueueBytes / 2): Promise<void> {
-    if (this.#outbox.waitingBytes === 0) return super.drained(bytes)
+  /**
+   * With a threshold (a reader of this socket's own, waiting for room), QoS 1 deliveries waiting for room in
+   * flight count as queued: resolves once PUBACKs (and the socket) made room. Without one (the hub, after it
+   * dropped records for this socket, before it says `lagging`), only the socket's own queue: a client that
+   * does not acknowledge would otherwise never hear it, and its session would hold the drops for ever; told,
+   * it is disconnected (0x97) as a slow QoS 0 one, and a persistent session resumes at its first record not
+   * acknowledged.
+   */
+  override drained (bytes?: number): Promise<void> {
+    if (bytes === undefined || this.#outbox.waitingBytes === 0) return super.drained(bytes)
     return new Promise(resolve => {
       const check = (): void => {
         if (this.closed || this.queuedBytes() <= bytes) resolve()
