@@ -24,6 +24,7 @@ import { Validator } from '@seriousme/openapi-schema-validator'
 import { HTTP_METHODS, type OpenApiDocument } from '@sluice/docs'
 import { buildApp, OPENAPI_DIR } from '@sluice/gateway'
 import { loadGatewayConfig } from '@sluice/gateway/config'
+import { startGateway } from './harness/gateway.ts'
 import { policyDir } from './harness/policy.ts'
 import { kafkaBrokers } from './helpers.ts'
 
@@ -44,23 +45,17 @@ function isObject (value: unknown): value is Schema {
 
 async function gateway (t: Test, admin: boolean): Promise<{ app: FastifyInstance, routes: Route[] }> {
   const routes: Route[] = []
-  const config = loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      log: { level: 'silent' },
-      policy: { dir: policyDir(), watch: false },
-      ...(admin ? { admin: { token: 'openapi-suite-admin-token-0123456789' } } : {})
-    }
-  })
-  const app = await buildApp(config, {
-    onRoute (this: FastifyInstance, route: RouteOptions) {
-      for (const method of [route.method].flat()) {
-        routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true, schema: route.schema as Schema | undefined, shared: this.getSchemas() })
+  const { app } = await startGateway({
+    t,
+    config: { policy: { watch: false }, ...(admin ? { admin: { token: 'openapi-suite-admin-token-0123456789' } } : {}) },
+    build: {
+      onRoute (this: FastifyInstance, route: RouteOptions) {
+        for (const method of [route.method].flat()) {
+          routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true, schema: route.schema as Schema | undefined, shared: this.getSchemas() })
+        }
       }
     }
   })
-  t.teardown(() => app.close())
-  await app.ready()
   return { app, routes }
 }
 

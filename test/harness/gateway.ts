@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { pino } from 'pino'
-import { buildApp } from '@sluice/gateway'
+import { buildApp, type BuildOptions } from '@sluice/gateway'
 import { loadGatewayConfig } from '@sluice/gateway/config'
 import { loggerOptions } from '@sluice/gateway/logger'
 import { eventually, kafkaBrokers } from '../helpers.ts'
@@ -24,6 +24,8 @@ export interface GatewayOptions {
   captureLogs?: boolean
   /** this node's clock */
   now?: () => number
+  /** the rest of buildApp's options (onRoute, openapiDir, ...) */
+  build?: Omit<BuildOptions, 'logger' | 'now'>
   /** the port to listen on (a browser suite names its origin in the config first); any free one when not given */
   port?: number
   /** routes of the suite's own, added before the app listens */
@@ -52,7 +54,7 @@ export async function startGateway (options: GatewayOptions = {}): Promise<Gatew
   const logger = options.captureLogs
     ? pino(loggerOptions('trace'), new Writable({ write (chunk, _enc, done) { logs.push(...String(chunk).split('\n').filter(Boolean)); done() } }))
     : undefined
-  const app = await buildApp(config, { logger, now: options.now })
+  const app = await buildApp(config, { ...options.build, logger, now: options.now })
   options.t?.teardown(() => app.close())
   await options.routes?.(app)
   const url = await app.listen({ host: '127.0.0.1', port: options.port ?? 0 })
