@@ -21,13 +21,15 @@ const ENTRY = join(import.meta.dirname, '..', 'apps', 'gateway', 'src', 'server.
 
 export interface MqttNode {
   url: string
+  /** the MQTT TCP listener's port, when asked for */
+  tcpPort?: number
   child: ChildProcess
   exited: Promise<unknown>
   log (): string
 }
 
 /** `count` gateway processes sharing one policy, one sessions topic and one retained topic; ready when it resolves. */
-export async function startNodes (t: Test, count: number, sessionsTopic: string): Promise<MqttNode[]> {
+export async function startNodes (t: Test, count: number, sessionsTopic: string, options: { tcp?: boolean } = {}): Promise<MqttNode[]> {
   const dir = policyDir(POLICY)
   const retainedTopic = unique('mqtt-persist-retained')
   const rl = unique('mqtt-persist-rl') + ':'
@@ -39,6 +41,7 @@ export async function startNodes (t: Test, count: number, sessionsTopic: string)
   }
   const nodes = await Promise.all(Array.from({ length: count }, async (_, i) => {
     const port = await freePort()
+    const tcpPort = options.tcp ? await freePort() : undefined
     const file = join(mkdtempSync(join(tmpdir(), 'sluice-mqtt-node-')), 'gateway.yaml')
     writeFileSync(file, JSON.stringify({
       server: { host: '127.0.0.1', port, drainMs: 500, shutdownTimeoutMs: 5000 },
@@ -49,7 +52,7 @@ export async function startNodes (t: Test, count: number, sessionsTopic: string)
       dev: { token: DEV_TOKEN },
       rateLimit: { prefix: rl },
       stream: { nodeId: `mqtt-node-${i}` },
-      mqtt: { sessionsTopic, retainedTopic }
+      mqtt: { sessionsTopic, retainedTopic, ...(tcpPort ? { tcpPort } : {}) }
     }))
     const child = spawn(process.execPath, [ENTRY, '--config', file], {
       env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
@@ -60,7 +63,7 @@ export async function startNodes (t: Test, count: number, sessionsTopic: string)
     child.stderr!.on('data', chunk => { log += chunk })
     const exited = new Promise(resolve => child.once('exit', resolve))
     t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-    const node: MqttNode = { url: `ws://127.0.0.1:${port}/mqtt`, child, exited, log: () => log }
+    const node: MqttNode = { url: `ws://127.0.0.1:${port}/mqtt`, tcpPort, child, exited, log: () => log }
     await eventually(async () => {
       if (child.exitCode !== null) throw new Error(`node ${i} exited: ${log.slice(-2000)}`)
       const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined)
