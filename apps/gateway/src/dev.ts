@@ -1,7 +1,8 @@
 // Dev mode, the README's first command (`npm run dev`, `sluice dev`): a local
 // Kafka broker and Redis, the demo feed, and the gateway on :8080 with
 // everything on as in production (API keys, shared limits, quotas, the admin
-// API), a dev credential, an API key and the admin token printed with a
+// API), a local OpenID Connect provider for the portal's sign-in (one demo
+// developer), a dev credential, an API key and the admin token printed with a
 // copy-paste connect command. Ctrl-C (or SIGTERM to any wrapper) stops
 // everything it started.
 import { randomBytes } from 'node:crypto'
@@ -15,6 +16,7 @@ import { loadGatewayConfig } from './config.ts'
 import { startGateway, type RunningGateway } from './server.ts'
 import { DEMO_TOPIC, DemoTicker } from './demo-feed.ts'
 import { DevPortInUseError } from './errors.ts'
+import { DEMO_DEVELOPER, DEV_CLIENT_ID, startDevIssuer } from '@sluice/portal/dev-issuer'
 
 const KAFKA_PORT = 9092
 const REDIS_PORT = 6379
@@ -48,7 +50,7 @@ async function portFree (port: number): Promise<boolean> {
 }
 
 /** The banner: one screen (under 24 lines of at most 100 columns), what a newcomer needs and nothing else. */
-export function banner (info: { seconds: number, port: number, brokers: string[], redis?: string, token: string, apiKey?: string, adminToken?: string }): string {
+export function banner (info: { seconds: number, port: number, brokers: string[], redis?: string, token: string, apiKey?: string, adminToken?: string, signIn?: string }): string {
   const { port, token } = info
   const ws = `ws://localhost:${port}/v1/stream?topics=${DEMO_TOPIC}`
   return [
@@ -61,6 +63,7 @@ export function banner (info: { seconds: number, port: number, brokers: string[]
     `  credential  ${token}`,
     ...(info.apiKey ? [`  api key     ${info.apiKey}   (${DEV_KEY.product} on ${DEV_KEY.plan}, subject ${DEV_KEY.owner})`] : []),
     ...(info.adminToken ? [`  admin       ${info.adminToken}   (Authorization: Bearer, on /admin)`] : []),
+    ...(info.signIn ? [`  sign-in     ${info.signIn}`] : []),
     '',
     'Connect (a header, as servers and mobile apps do):',
     `  npx -y wscat -H "Authorization: Bearer ${token}" -c '${ws}'`,
@@ -102,6 +105,11 @@ export async function runDev (options: DevOptions): Promise<{ stop: () => Promis
     // credential's subject is `dev`, and the example policy lets a subject publish to orders.{sub}
     await kafka.ensureTopics([{ topic: DEMO_TOPIC, partitions: 3 }, { topic: DEV_ORDERS_TOPIC, partitions: 1 }])
 
+    // the portal's sign-in: a local OpenID Connect provider with one developer (applications need Redis)
+    const redirectUrl = `http://localhost:${port}/portal/callback`
+    const issuer = redis ? await startDevIssuer({ redirectUrl }) : undefined
+    if (issuer) stops.push(() => issuer.close())
+
     const token = process.env.SLUICE_DEV_TOKEN ?? randomBytes(24).toString('base64url')
     const adminToken = process.env.SLUICE_ADMIN_TOKEN ?? randomBytes(24).toString('base64url')
     // the local stack is dev mode's own: a KAFKA_BROKERS or REDIS_URL left in the shell (or a test's) must
@@ -116,6 +124,8 @@ export async function runDev (options: DevOptions): Promise<{ stop: () => Promis
         policy: { dir: POLICY_DIR },
         admin: { token: adminToken },
         ...(redis ? { redis: { url: redis.url } } : {}),
+        // a fresh cookie secret each run: a restart signs the demo developer out, nothing else
+        ...(issuer ? { portal: { oidc: { issuer: issuer.issuer, clientId: DEV_CLIENT_ID, redirectUrl, cookieSecret: randomBytes(32).toString('base64url') } } } : {}),
         // the printed browser snippet runs in whatever page the developer has open
         auth: { origins: ['*'] }
       }
@@ -132,7 +142,8 @@ export async function runDev (options: DevOptions): Promise<{ stop: () => Promis
     ticker.start()
     stops.push(() => ticker.stop())
 
-    out.write(banner({ seconds: (Date.now() - started) / 1000, port, brokers: broker.brokers, redis: redis?.url, token, apiKey, adminToken }))
+    const signIn = issuer ? `http://localhost:${port}/portal   (Sign in: ${DEMO_DEVELOPER.email}, any password)` : undefined
+    out.write(banner({ seconds: (Date.now() - started) / 1000, port, brokers: broker.brokers, redis: redis?.url, token, apiKey, adminToken, signIn }))
     return { stop, gateway }
   } catch (error) {
     await stop()
