@@ -319,6 +319,7 @@ export const gatewayConfigSchema = {
             // the one issuer allowed (its discovery document is read from here); https, or http on loopback only
             // (dev mode's and the tests' local provider): tokens over plain HTTP can be read on the way
             issuer: { type: 'string', maxLength: 1024, pattern: '^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])' },
+            // the portal as the provider knows it (registered there with redirectUrl)
             clientId: { type: 'string', minLength: 1, maxLength: 256 },
             // none: a public client, PKCE alone binds the code to this sign-in; a secret may be `${env:NAME}`
             clientSecret: { type: 'string', minLength: 1, maxLength: 1024 },
