@@ -159,6 +159,12 @@ test('a developer signs in on the portal, makes an application, gets a key and s
   const wrongState = await app.inject({ method: 'GET', url: '/portal/callback?code=abc&state=not-the-state', headers: { cookie: signInCookie } })
   t.equal(wrongState.statusCode, 400)
   t.equal(wrongState.json().error.code, 'SLUICE_PORTAL_SIGN_IN_STATE', 'a wrong state is refused')
+  // the right state but a code the provider never issued: the provider's refusal, named
+  const state = new URL(login.headers.location!).searchParams.get('state')!
+  const badCode = await app.inject({ method: 'GET', url: `/portal/callback?code=not-a-code&state=${state}&iss=${encodeURIComponent(provider.issuer)}`, headers: { cookie: signInCookie } })
+  t.equal(badCode.statusCode, 401)
+  t.equal(badCode.json().error.code, 'SLUICE_PORTAL_SIGN_IN_FAILED', 'a code the provider refuses')
+  t.notOk(String(badCode.headers['set-cookie'] ?? '').includes('sluice_portal_session='), 'and no session')
   const noCookie = await app.inject({ method: 'GET', url: '/portal/callback?code=abc&state=x' })
   t.equal(noCookie.json().error.code, 'SLUICE_PORTAL_SIGN_IN_STATE', 'a callback without a sign-in started here is refused')
 

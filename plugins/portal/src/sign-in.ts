@@ -148,7 +148,11 @@ export async function signIn (fastify: FastifyInstance, opts: SignInOptions | un
     }
     let claims: client.IDToken | undefined
     try {
-      const tokens = await client.authorizationCodeGrant(config, new URL(request.url, portalOrigin), {
+      // the token request repeats the redirect URI from this URL: the configured one, whatever path a proxy
+      // in front rewrote the request to, with the provider's query (code, state, iss)
+      const current = new URL(options.redirectUrl)
+      current.search = new URL(request.url, portalOrigin).search
+      const tokens = await client.authorizationCodeGrant(config, current, {
         pkceCodeVerifier: read.signIn.verifier,
         expectedState: read.signIn.state,
         expectedNonce: read.signIn.nonce,
