@@ -70,6 +70,8 @@ export interface StoredSession {
   claim?: boolean
   /** the last state of a session taken over, written by its old holder for this new owner */
   handoff?: string
+  /** in a claim: the claimant resumes the session, so the old holder hands it over (a clean start does not) */
+  resume?: boolean
   /** the session expiry interval, in seconds; 0: a clean session, deleted at disconnect */
   expiry: number
   /** when written, ms since the epoch */
@@ -87,8 +89,8 @@ export interface Holder {
   readonly ownerId: string
   /** the session as it stands, written at every heartbeat */
   stored (): StoredSession
-  /** another connection claimed the client id: disconnect (0x8E) and hand the session over */
-  takenOver (by: string): void
+  /** another connection claimed the client id: disconnect (0x8E), and hand the session over if it resumes it */
+  takenOver (by: string, resume: boolean): void
 }
 
 type SessionsKafka = Pick<KafkaClient, 'produce' | 'ensureTopics' | 'topicOffsets' | 'reader'>
@@ -219,7 +221,7 @@ export class SessionStore {
       // [MQTT-3.1.4-3]: a claim by another connection takes over every older connection of this client id here
       if (state.claim) {
         for (const [holder, claimedAt] of this.#holders.get(clientId) ?? []) {
-          if (holder.ownerId !== state.owner && claimedAt < last) holder.takenOver(state.owner)
+          if (holder.ownerId !== state.owner && claimedAt < last) holder.takenOver(state.owner, state.resume === true)
         }
       }
       if (state.handoff !== undefined) {
@@ -283,7 +285,7 @@ export class SessionStore {
     held.set(holder, offset)
     // a later claim read before this registration (a CONNECT on another node in the same instant) is in the index
     const now = this.#index.get(clientId)
-    if (now && now.offset > offset && now.state.claim && now.state.owner !== holder.ownerId) holder.takenOver(now.state.owner)
+    if (now && now.offset > offset && now.state.claim && now.state.owner !== holder.ownerId) holder.takenOver(now.state.owner, now.state.resume === true)
     return offset
   }
 

@@ -251,7 +251,7 @@ export class MqttSession extends SocketSession implements Holder {
     const previous = store.get(this.clientId)
     // [MQTT-3.1.2-4]: clean start discards the session; so does a session that ended with its connection
     const kept = previous && !this.#clean && previous.expiry > 0 ? previous : undefined
-    await store.claim(this.clientId, kept ? { ...kept, owner: this.id, connected: true, expiry: this.#expiry, at: Date.now(), handoff: undefined } : fresh, this)
+    await store.claim(this.clientId, kept ? { ...kept, owner: this.id, connected: true, expiry: this.#expiry, at: Date.now(), handoff: undefined, resume: true } : fresh, this)
     if (!kept) return undefined
     // held by a connection (on this node or another): its last state, handed over once it is disconnected
     if (kept.connected && kept.owner !== this.id && !store.stale(kept)) return (await store.handoff(this.clientId, this.id)) ?? kept
@@ -278,7 +278,7 @@ export class MqttSession extends SocketSession implements Holder {
   /** The session as stored: `connected` while this connection holds it. */
   #snapshot (connected: boolean): StoredSession {
     // ended mid-resume: the state it resumed from, not the part of it subscribed again so far
-    if (this.#resuming) return { ...this.#resuming, owner: this.id, connected, expiry: this.#expiry, at: Date.now(), claim: undefined, handoff: undefined }
+    if (this.#resuming) return { ...this.#resuming, owner: this.id, connected, expiry: this.#expiry, at: Date.now(), claim: undefined, handoff: undefined, resume: undefined }
     return {
       owner: this.id,
       connected,
@@ -294,11 +294,12 @@ export class MqttSession extends SocketSession implements Holder {
    * Another connection claimed this client id [MQTT-3.1.4-3]: DISCONNECT 0x8E on 5.0 (3.1.1 has none: the
    * connection is closed), and the session's last state is handed to the new owner.
    */
-  takenOver (by: string): void {
+  takenOver (by: string, resume: boolean): void {
     if (this.#ended) return
     this.#ended = true
     this.cancelWill()
-    const last = this.#expiry > 0 ? { ...this.#snapshot(true), owner: by, handoff: by } : null
+    // a clean start does not want it (and nothing is written: the record is the new owner's claim now)
+    const last = resume && this.#expiry > 0 ? { ...this.#snapshot(true), owner: by, handoff: by } : null
     this.#deps.store?.end(this.clientId, this, last).catch(err => this.deps.log.warn({ err, session: this.id }, 'MQTT session not handed over'))
     this.#disconnect(REASON.SESSION_TAKEN_OVER, CLOSE.NORMAL, 'session taken over')
   }
@@ -408,10 +409,17 @@ export class MqttSession extends SocketSession implements Holder {
   #endWill (): void {
     const will = this.#will
     this.#will = undefined
-    if (will && this.#closeCode !== CLOSE.CREDENTIALS) {
-      const delay = this.version === 5 ? Math.min(this.#willDelayS, this.#sessionExpiry) : 0
-      this.#deps.wills?.schedule({ ...will, clientId: this.#willClientId }, delay)
+    if (!will || this.#closeCode === CLOSE.CREDENTIALS) return
+    const delay = this.version === 5 ? Math.min(this.#willDelayS, this.#sessionExpiry) : 0
+    // The node going away (drain, 0x8B) closed a live client and sent it elsewhere: a will it asked to be held
+    // (a delay, a session kept in Kafka) is dropped rather than published at the node's end, which is every
+    // such device's "offline" on every rolling restart. MQTT lets a server that shuts down defer wills to its
+    // restart (3.1.2.5); a node has no restart of its own to defer to. One without a delay goes now.
+    if (delay > 0 && this.#closeCode === CLOSE.GOING_AWAY) {
+      this.deps.log.info({ session: this.id, clientId: this.clientId }, 'MQTT will with a delay dropped: the node is going away')
+      return
     }
+    this.#deps.wills?.schedule({ ...will, clientId: this.#willClientId }, delay)
   }
 
   /** A takeover: the connection this one hands its session to carries the will on, so this one's is dropped. */
