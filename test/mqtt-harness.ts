@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { FastifyInstance } from 'fastify'
-import { KafkaClient } from '@sluice/kafka'
+import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
 import { buildApp } from '../apps/gateway/src/app.ts'
 import { loadGatewayConfig } from '../apps/gateway/src/config.ts'
 import { freePort } from '@sluice/stack'
@@ -157,4 +157,28 @@ export async function refusalCode (work: Promise<unknown>): Promise<number | und
   } catch (err) {
     return (err as { code?: number }).code
   }
+}
+
+/** Every record of `topic` up to its end now, read group-less from its first offset. */
+export async function readAll (t: Test, topic: string): Promise<ConsumedRecord[]> {
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'mqtt-suite-read' })
+  t.teardown(() => kafka.close())
+  const offsets = await kafka.topicOffsets(topic)
+  const ends = new Map(offsets.filter(o => BigInt(o.high) > BigInt(o.low)).map(o => [o.partition, BigInt(o.high)]))
+  const records: ConsumedRecord[] = []
+  let done: () => void
+  const all = new Promise<void>(resolve => { done = resolve })
+  const reader = kafka.reader({
+    topic,
+    onBatch: batch => {
+      records.push(...batch.records)
+      const last = batch.records.at(-1)
+      if (last && BigInt(last.offset) + 1n >= (ends.get(batch.partition) ?? 0n)) ends.delete(batch.partition)
+      if (ends.size === 0) done()
+    }
+  })
+  t.teardown(() => reader.stop())
+  await reader.start(new Map(offsets.map(o => [o.partition, BigInt(o.low)])))
+  if (ends.size > 0) await Promise.race([all, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`${topic} not read to its end`)), 30_000))])
+  return records
 }

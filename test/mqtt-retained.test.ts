@@ -9,33 +9,8 @@ import { connect as netConnect } from 'node:net'
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet'
 import { test, type Test } from 'tap'
 import type { MqttClient, IClientSubscribeOptions } from 'mqtt'
-import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
-import { eventually, kafkaBrokers, readRecords, unique } from './helpers.ts'
-import { DEV_TOKEN, RETAINED, TEMP, connect, deviceToken, gateway, granted, refusalCode } from './mqtt-harness.ts'
-
-/** Every record of `topic` up to its end now, read group-less from its first offset. */
-async function readAll (t: Test, topic: string): Promise<ConsumedRecord[]> {
-  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'mqtt-retained-read' })
-  t.teardown(() => kafka.close())
-  const offsets = await kafka.topicOffsets(topic)
-  const ends = new Map(offsets.filter(o => BigInt(o.high) > BigInt(o.low)).map(o => [o.partition, BigInt(o.high)]))
-  const records: ConsumedRecord[] = []
-  let done: () => void
-  const all = new Promise<void>(resolve => { done = resolve })
-  const reader = kafka.reader({
-    topic,
-    onBatch: batch => {
-      records.push(...batch.records)
-      const last = batch.records.at(-1)
-      if (last && BigInt(last.offset) + 1n >= (ends.get(batch.partition) ?? 0n)) ends.delete(batch.partition)
-      if (ends.size === 0) done()
-    }
-  })
-  t.teardown(() => reader.stop())
-  await reader.start(new Map(offsets.map(o => [o.partition, BigInt(o.low)])))
-  if (ends.size > 0) await Promise.race([all, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`${topic} not read to its end`)), 30_000))])
-  return records
-}
+import { eventually, readRecords, unique } from './helpers.ts'
+import { DEV_TOKEN, RETAINED, TEMP, connect, deviceToken, gateway, granted, readAll, refusalCode } from './mqtt-harness.ts'
 
 interface Seen { topic: string, payload: string, retain: boolean }
 
@@ -49,6 +24,23 @@ function received (client: MqttClient): Seen[] {
 /** A device name of the test's own: retained messages outlive the test in the file's retained topic. */
 function device (): string {
   return `d${randomBytes(4).toString('hex')}`
+}
+
+/**
+ * The gateway at `url` once its retained set is read from Kafka: a SUBSCRIBE made earlier gets its retained
+ * messages when the set is read (up to 5 s later), after live ones published meanwhile, which would fool the
+ * marker of subscribeThenMark. A probe retained message comes back only once the set is read.
+ */
+async function ready (t: Test, gw: { url: string }): Promise<string> {
+  const probe = `sensors/${device()}/temp`
+  const dash = await connect(t, gw.url, { protocolVersion: 5, password: DEV_TOKEN })
+  await dash.publishAsync(probe, 'probe', { qos: 1, retain: true })
+  const reader = await connect(t, gw.url, { protocolVersion: 5, password: DEV_TOKEN })
+  const seen = received(reader)
+  await reader.subscribeAsync(probe)
+  await eventually(() => seen.length > 0, 30_000, 'the probe retained message')
+  await Promise.all([dash.endAsync(), reader.endAsync()])
+  return gw.url
 }
 
 /**
@@ -66,7 +58,7 @@ async function subscribeThenMark (t: Test, url: string, client: MqttClient, seen
 }
 
 test('[MQTT-3.3.1-5] a retained PUBLISH goes to its Kafka topic and is kept: a later subscriber gets it with RETAIN 1 (3.1.1 [MQTT-3.3.1-8]), live ones with RETAIN 0 ([MQTT-3.3.1-12], 3.1.1 [MQTT-3.3.1-9])', async t => {
-  const { url } = await gateway(t)
+  const url = await ready(t, await gateway(t))
   const d = device()
   const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
   const ack = await dash.publishAsync(`sensors/${d}/temp`, '20.5', { qos: 1, retain: true })
@@ -87,7 +79,7 @@ test('[MQTT-3.3.1-5] a retained PUBLISH goes to its Kafka topic and is kept: a l
 })
 
 test('[MQTT-3.3.1-6] [MQTT-3.3.1-7] a retained PUBLISH with an empty payload deletes the retained message (a Kafka tombstone) and is not kept itself', async t => {
-  const { url } = await gateway(t)
+  const url = await ready(t, await gateway(t))
   const d = device()
   const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
   await dash.publishAsync(`sensors/${d}/temp`, '18.0', { qos: 1, retain: true })
@@ -102,7 +94,7 @@ test('[MQTT-3.3.1-6] [MQTT-3.3.1-7] a retained PUBLISH with an empty payload del
 })
 
 test('Retain Handling on 5.0: 0 sends the retained messages at every subscribe [MQTT-3.3.1-9], 1 only if the subscription is new [MQTT-3.3.1-10], 2 never [MQTT-3.3.1-11]', async t => {
-  const { url } = await gateway(t)
+  const url = await ready(t, await gateway(t))
   const d = device()
   const name = `sensors/${d}/temp`
   const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
@@ -126,7 +118,9 @@ test('Retain Handling on 5.0: 0 sends the retained messages at every subscribe [
 })
 
 test('ACL applies to retained messages as to live ones: a wildcard brings only the retained messages of the Kafka topics the credential may subscribe', async t => {
-  const { app, url } = await gateway(t)
+  const gw = await gateway(t)
+  const { app } = gw
+  const url = await ready(t, gw)
   const d = device()
   const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
   await dash.publishAsync(`sensors/${d}/temp`, '11.0', { qos: 1, retain: true })

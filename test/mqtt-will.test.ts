@@ -12,7 +12,7 @@ import mqtt, { type MqttClient, type IClientOptions } from 'mqtt'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { eventually } from './helpers.ts'
-import { DEV_TOKEN, connect, deviceToken, gateway } from './mqtt-harness.ts'
+import { DEV_TOKEN, DEVICES, connect, deviceToken, gateway, readAll } from './mqtt-harness.ts'
 
 interface Seen { topic: string, payload: string, retain: boolean, at: number }
 
@@ -191,6 +191,29 @@ test('MQTT 5 3.1.3.2.2: a session that ends before the Will Delay Interval publi
   await eventually(() => seen.some(s => s.payload === 'session over'), 30_000, 'the will at the session\'s end')
   const waited = seen.find(s => s.payload === 'session over')!.at - ended
   t.ok(waited >= 900 && waited < 8000, `published after ${waited} ms: the session's 1 s, not the will's 10 s`)
+})
+
+test('a node going away (drain, DISCONNECT 0x8B) publishes the wills of its live connections that have no delay, drops the delayed ones (their clients reconnect elsewhere), and publishes the wills already waiting out a delay', async t => {
+  const { app, url } = await gateway(t)
+  const kinds = { now: id('now'), held: id('held'), waiting: id('waiting') }
+  const clientIds = { now: id('now'), held: id('held'), waiting: id('waiting') }
+  const device = (kind: keyof typeof kinds, delay: number) => connectWithConnack(t, url, {
+    protocolVersion: 5,
+    password: deviceToken('d1'),
+    clientId: clientIds[kind],
+    clean: false,
+    properties: { sessionExpiryInterval: 600 },
+    will: { topic: `devices/d1/${kinds[kind]}`, payload: Buffer.from(kind), qos: 0, retain: false, properties: { willDelayInterval: delay } }
+  })
+  await device('now', 0)
+  await device('held', 30)
+  const waiting = await device('waiting', 30)
+  waiting.client.stream.destroy()
+  // its session closed: its will waits out its 30 s
+  await gone(app, clientIds.waiting)
+  await app.close()
+  const written = (await readAll(t, `${DEVICES}.d1`)).map(r => r.key?.toString()).filter(k => k !== undefined && Object.values(kinds).includes(k))
+  t.same(written.sort(), [kinds.now, kinds.waiting].sort(), 'the live one without delay and the waiting one; not the live one with a delay')
 })
 
 test('over TCP, mosquitto_sub killed (no DISCONNECT) has its --will-payload published; one that exits after its message (DISCONNECT) does not', async t => {
