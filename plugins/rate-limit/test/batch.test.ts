@@ -9,7 +9,6 @@ import type { PlanLimits } from '@sluice/policy'
 import { RateLimiter } from '../src/limiter.ts'
 import { MAX_BATCH, RedisLimitStore } from '../src/script.ts'
 import type { RateBucket, SlotBucket } from '../src/token-bucket.ts'
-import { createRedis } from '../../redis/src/redis.ts'
 import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
 
 // a key prefix of this suite's own: suites sharing the run's Redis never meet
@@ -25,8 +24,9 @@ function counted (redis: Redis): () => number {
   return () => calls
 }
 
+/** A client as the gateway's (plugins/redis): 500 ms command timeout, no offline queue. */
 function client (t: Test): Redis {
-  const redis = createRedis({ url: redisUrl() })
+  const redis = new Redis(redisUrl(), { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   t.teardown(() => redis.disconnect())
   return redis
 }

@@ -1,0 +1,85 @@
+// Fastify-free: what every part of the limiter shares (limiter.ts composes
+// them): the names of modes and limits, a decision's outcome, how a subject
+// becomes a key, and LimiterCore, what a part asks of the limiter that owns
+// the stores and the failure mode.
+import { createHash } from 'node:crypto'
+import type { PlanLimits } from '@sluice/policy'
+import type { MemoryLimitStore, LimitStore, TakeResult } from './store.ts'
+import type { RedisLimitStore } from './script.ts'
+import { NEVER } from './token-bucket.ts'
+
+export type FailureMode = 'fail-open' | 'fail-closed'
+/** memory: no Redis configured; shared: Redis; local / closed: Redis unreachable, failing open / closed */
+export type Mode = 'memory' | 'shared' | 'local' | 'closed'
+export const MODES: readonly Mode[] = ['memory', 'shared', 'local', 'closed']
+
+/** The limits counted in metrics (a plan's, plus `http` for @fastify/rate-limit's routes). */
+export type LimitName = keyof PlanLimits | 'http'
+export const LIMIT_NAMES: readonly LimitName[] = ['connections', 'connectsPerMinute', 'publishedPerSecond', 'deliveredPerSecond', 'bytesPerSecond', 'dailyQuota', 'http']
+
+export interface PlanRef {
+  name: string
+  limits: PlanLimits
+}
+
+export interface LimiterStats {
+  allowed: Record<LimitName, number>
+  limited: Record<LimitName, number>
+  redisErrors: number
+}
+
+export type Refused = { ok: false, limit: LimitName | 'unavailable', retryAfterMs: number }
+
+// a concurrent-connection refusal has no natural wait: 5 s is a polite reconnect back-off
+export const CONNECTION_RETRY_MS = 5000
+// a limit of 0 never refills: ask again in a minute (a policy reload may have raised it)
+const NEVER_RETRY_MS = 60_000
+
+export const UNAVAILABLE = Symbol('unavailable')
+export type Unavailable = typeof UNAVAILABLE
+
+export type Decided<T> = { value: T, source: 'redis' | 'local' } | Unavailable
+
+export function counters (): Record<LimitName, number> {
+  return Object.fromEntries(LIMIT_NAMES.map(n => [n, 0])) as Record<LimitName, number>
+}
+
+// hashes of recent subjects: a publish would otherwise hash its subject every time
+const SUBJECT_IDS_MAX = 10_000
+const subjectIds = new Map<string, string>()
+
+/** Subjects are hashed into keys: any text, fixed length, nothing of it readable in Redis. */
+export function subjectId (subject: string): string {
+  let id = subjectIds.get(subject)
+  if (id === undefined) {
+    id = createHash('sha256').update(subject).digest('base64url').slice(0, 22)
+    if (subjectIds.size >= SUBJECT_IDS_MAX) subjectIds.clear()
+    subjectIds.set(subject, id)
+  }
+  return id
+}
+
+export function retryMs (result: TakeResult, unknown: number): number {
+  if (result.retryAfterMs === NEVER) return NEVER_RETRY_MS
+  return result.retryAfterMs > 0 ? result.retryAfterMs : unknown
+}
+
+/** What the limiter's parts (connections, publish, delivery) ask of the limiter that owns the stores. */
+export interface LimiterCore {
+  readonly stats: LimiterStats
+  readonly failure: FailureMode
+  readonly node: string
+  readonly now: () => number
+  /** the Redis store, when Redis is configured (used or not) */
+  readonly shared: RedisLimitStore | undefined
+  /** the in-process store: no Redis, or Redis unreachable in fail-open mode */
+  readonly local: MemoryLimitStore
+  key (subject: string, plan: string, what: string): string
+  /** a decision on the store in use, within the decision timeout (RateLimiter.decide) */
+  exec<T> (op: (store: LimitStore) => Promise<T>): Promise<Decided<T>>
+  /** Redis is configured and usable now (mode 'shared') */
+  sharing (): boolean
+  /** notices a change of mode (and does what it entails) */
+  checkMode (): void
+  failed (err: Error): void
+}
