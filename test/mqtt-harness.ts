@@ -160,25 +160,30 @@ export async function refusalCode (work: Promise<unknown>): Promise<number | und
 }
 
 /** Every record of `topic` up to its end now, read group-less from its first offset. */
-export async function readAll (t: Test, topic: string): Promise<ConsumedRecord[]> {
+export async function readAll (topic: string): Promise<ConsumedRecord[]> {
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'mqtt-suite-read' })
-  t.teardown(() => kafka.close())
-  const offsets = await kafka.topicOffsets(topic)
-  const ends = new Map(offsets.filter(o => BigInt(o.high) > BigInt(o.low)).map(o => [o.partition, BigInt(o.high)]))
   const records: ConsumedRecord[] = []
-  let done: () => void
-  const all = new Promise<void>(resolve => { done = resolve })
-  const reader = kafka.reader({
-    topic,
-    onBatch: batch => {
-      records.push(...batch.records)
-      const last = batch.records.at(-1)
-      if (last && BigInt(last.offset) + 1n >= (ends.get(batch.partition) ?? 0n)) ends.delete(batch.partition)
-      if (ends.size === 0) done()
-    }
-  })
-  t.teardown(() => reader.stop())
-  await reader.start(new Map(offsets.map(o => [o.partition, BigInt(o.low)])))
-  if (ends.size > 0) await Promise.race([all, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`${topic} not read to its end`)), 30_000))])
-  return records
+  let reader: ReturnType<KafkaClient['reader']> | undefined
+  try {
+    const offsets = await kafka.topicOffsets(topic)
+    const ends = new Map(offsets.filter(o => BigInt(o.high) > BigInt(o.low)).map(o => [o.partition, BigInt(o.high)]))
+    let done: () => void
+    const all = new Promise<void>(resolve => { done = resolve })
+    reader = kafka.reader({
+      topic,
+      onBatch: batch => {
+        records.push(...batch.records)
+        const last = batch.records.at(-1)
+        if (last && BigInt(last.offset) + 1n >= (ends.get(batch.partition) ?? 0n)) ends.delete(batch.partition)
+        if (ends.size === 0) done()
+      }
+    })
+    await reader.start(new Map(offsets.map(o => [o.partition, BigInt(o.low)])))
+    if (ends.size > 0) await Promise.race([all, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`${topic} not read to its end`)), 30_000))])
+    return records
+  } finally {
+    // stopped and closed here, not at the test's end: a reader left parked in its long poll held the file's exit ~30 s
+    await reader?.stop()
+    await kafka.close()
+  }
 }

@@ -89,7 +89,7 @@ test('[MQTT-3.3.1-6] [MQTT-3.3.1-7] a retained PUBLISH with an empty payload del
   t.same(before, [], 'no retained message after the empty one')
 
   // in Kafka: the message, then a tombstone under the same MQTT topic name
-  const kept = (await readAll(t, RETAINED)).filter(r => r.key?.toString() === `sensors/${d}/temp`)
+  const kept = (await readAll(RETAINED)).filter(r => r.key?.toString() === `sensors/${d}/temp`)
   t.same(kept.map(r => r.value?.toString() ?? null), ['18.0', null], 'a record, then a tombstone (value null) for compaction')
 })
 
@@ -179,7 +179,7 @@ test('the retained set is bounded: a new topic past retainedMaxBytes gets PUBACK
   t.equal(await refusalCode(dash.publishAsync(`sensors/${a}/temp`, '', { qos: 1, retain: true })), undefined, 'deleting it')
   t.equal(await refusalCode(dash.publishAsync(`sensors/${b}/temp`, big, { qos: 1, retain: true })), undefined, 'then the other fits')
 
-  const records = await readAll(t, retainedTopic)
+  const records = await readAll(retainedTopic)
   t.same(records.map(r => [r.key?.toString(), r.value === null ? null : r.value.length]), [
     [`sensors/${a}/temp`, 1000], [`sensors/${a}/temp`, 5], [`sensors/${a}/temp`, null], [`sensors/${b}/temp`, 1000]
   ], 'the refused one never reached the retained topic')

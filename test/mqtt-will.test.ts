@@ -212,7 +212,7 @@ test('a node going away (drain, DISCONNECT 0x8B) publishes the wills of its live
   // its session closed: its will waits out its 30 s
   await gone(app, clientIds.waiting)
   await app.close()
-  const written = (await readAll(t, `${DEVICES}.d1`)).map(r => r.key?.toString()).filter(k => k !== undefined && Object.values(kinds).includes(k))
+  const written = (await readAll(`${DEVICES}.d1`)).map(r => r.key?.toString()).filter(k => k !== undefined && Object.values(kinds).includes(k))
   t.same(written.sort(), [kinds.now, kinds.waiting].sort(), 'the live one without delay and the waiting one; not the live one with a delay')
 })
 
