@@ -10,7 +10,7 @@
 // Each gateway is, by default, the gateway as shipped (`--gateway shipped`): its own process
 // (apps/gateway/src/server.ts, a YAML config), JWT auth (each client a subject with a Bearer token),
 // bench/drain-resume-policy, Redis-backed limits (REDIS_URL) and the default queues and listen backlog;
-// `--gateway harness` is test/stream-harness.ts's streamApp (hub, /v1/stream, dev identity, no auth,
+// `--gateway harness` is test/harness/stream.ts's streamApp (hub, /v1/stream, dev identity, no auth,
 // policy or rate limits). The clients are `ws` sockets in two more processes.
 // A `bare` round (`--rounds cold,warm,bare`) is the physical limit on the same machine in the same
 // run: the last B is dropped in turn and the clients resume to a bare `ws` server (no auth, policy,
