@@ -309,10 +309,10 @@ export function defineLimitCommand (redis: Redis): void {
 // command. So the decisions asked while a call is in flight leave together, as one call ('batch'), at the
 // end of the callback that asked them (or when the call returns): each is still decided alone and
 // atomically, in the order asked, on the one Redis every node shares. An idle store sends a decision at
-// once (no added wait). At most this many go in one call: with 32, B's profiled drain runs (5,000 warm, load
-// 1.4-2.8) had 1,486 and 1,761 decisions time out and fall back to local buckets (each waits for its whole
-// call's Lua, and the calls' answers came late: B idled at 58 % of a core); with 8 and with no batching, none
-// (two runs and one). Redis spends 25-55 µs of Lua on a decision (INFO commandstats, load 10)
+// once (no added wait). At most this many go in one call: with 32, two of three profiled drain runs of B
+// (5,000 warm, load 1.4-2.9) had 1,486 and 1,761 decisions time out and fall back to local buckets (each
+// waits for its whole call's Lua); with 8 (two runs) and with no batching (one), none. Redis spends 25-55 µs
+// of Lua on a decision (INFO commandstats, load 10)
 export const MAX_BATCH = 8
 
 interface Queued {
