@@ -6,7 +6,7 @@
 // heartbeat is shortened here (300 ms) to see it within the test.
 import t from 'tap'
 import { KafkaClient } from '@sluice/kafka'
-import { SessionStore, type Holder, type StoredSession } from '../plugins/mqtt/src/persistence.ts'
+import { SessionStore, type Holder, type StoredSession } from '@sluice/mqtt'
 import { eventually, kafkaBrokers, unique } from './helpers.ts'
 
 const topic = unique('mqtt-store-sessions')

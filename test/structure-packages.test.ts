@@ -1,9 +1,10 @@
 // The package boundaries issue 15 drew, checked on the sources themselves: a
-// package reaches another through its name and `exports`, never a relative
-// path into its folder; a Fastify decorator is read typed, never through an
-// `as unknown as` cast (the cast hides an undeclared dependency); whoever
-// reads `fastify.sessions` names `sluice-sessions` among its fastify-plugin
-// dependencies; and a close code is declared once, in @sluice/sessions.
+// package (or a suite, benchmark or deploy script) reaches another through its
+// name and `exports`, never a relative path into its folder; a Fastify
+// decorator is read typed, never through an `as unknown as` cast (the cast
+// hides an undeclared dependency); whoever reads `fastify.sessions` names
+// `sluice-sessions` among its fastify-plugin dependencies; and a close code is
+// declared once, in @sluice/sessions.
 import { test } from 'tap'
 import { globSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -12,6 +13,10 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const SOURCES = globSync(['plugins/*/src/**/*.ts', 'apps/*/src/**/*.ts', 'packages/*/src/**/*.ts'], { cwd: ROOT }).sort()
 const RELATIVE_IMPORT = /(?:from|import)\s+'(\.{1,2}\/[^']+)'/g
+// the suites, benchmarks and deploy scripts stand outside every package: they
+// reach one as its users do, by name (dynamic imports too)
+const OUTSIDERS = globSync(['test/**/*.{ts,js,mjs}', 'bench/**/*.{ts,js,mjs}', 'deploy/**/*.{ts,js,mjs}'], { cwd: ROOT, exclude: path => path.includes('node_modules') }).sort()
+const ANY_RELATIVE_IMPORT = /(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g
 // the package folder a path is in: plugins/<name>, packages/<name> or apps/<name>
 const PACKAGE = /^(plugins|packages|apps)\/[^/]+/
 
@@ -34,6 +39,18 @@ test('no source imports another package\'s files by a relative path', async t =>
     }
   }
   t.same(crossings, [], 'every import of another package goes through @sluice/<name>')
+})
+
+test('no test, benchmark or deploy script imports a package\'s files by a relative path', async t => {
+  t.ok(OUTSIDERS.length > 100, `${OUTSIDERS.length} files under test/, bench/ and deploy/`)
+  const crossings: string[] = []
+  for (const file of OUTSIDERS) {
+    for (const [, path] of source(file).matchAll(ANY_RELATIVE_IMPORT)) {
+      const target = relative(ROOT, resolve(ROOT, dirname(file), path!))
+      if (PACKAGE.test(target)) crossings.push(`${file}: ${path}`)
+    }
+  }
+  t.same(crossings, [], 'every import of a package from outside it goes through @sluice/<name> and its exports')
 })
 
 test('no Fastify decorator is read through an as-unknown-as cast', async t => {

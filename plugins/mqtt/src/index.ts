@@ -29,7 +29,7 @@ export { Mappings, CompiledMapping, matches, validFilter, validName } from './ma
 export { mqttFormat, publishPacket } from './format.ts'
 export { RetainedStore, DEFAULT_RETAINED_TOPIC, DEFAULT_RETAINED_MAX_BYTES } from './retained.ts'
 export { Wills, MAX_WILL_DELAY_S } from './will.ts'
-export { SessionStore, DEFAULT_SESSIONS_TOPIC, FLUSH_MS, HANDOFF_WAIT_MS, MAX_SESSION_EXPIRY_S, type StoredSession } from './persistence.ts'
+export { SessionStore, DEFAULT_SESSIONS_TOPIC, FLUSH_MS, HANDOFF_WAIT_MS, MAX_SESSION_EXPIRY_S, type Holder, type StoredSession } from './persistence.ts'
 export { MAX_INFLIGHT } from './qos1.ts'
 
 export const MQTT_PATH = '/mqtt'
