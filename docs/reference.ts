@@ -5,7 +5,7 @@
 // createError(...) exported by an errors.ts, imported and enumerated), the wire
 // codes and close codes of the stream API, and the environment variables the
 // code reads directly. `reference check` exits 1 when the committed file is not
-// what the code generates now (test/docs-reference.test.ts runs it).
+// what the code generates now (test/docs/reference.test.ts runs it).
 //
 //   npm run reference -- write [--out docs/reference.md]
 //   npm run reference -- check [--out docs/reference.md]
@@ -509,7 +509,7 @@ export async function referenceMarkdown (): Promise<string> {
     '# Reference: environment variables, config keys, error codes',
     '',
     'Generated from the apps\' config schemas and env bindings, the error catalogues and the stream API\'s',
-    'codes. `npm run reference -- check` (and `test/docs-reference.test.ts`) fails when this file is stale.',
+    'codes. `npm run reference -- check` (and `test/docs/reference.test.ts`) fails when this file is stale.',
     '',
     ...envSection(apps, direct),
     '',

@@ -1,7 +1,7 @@
 // The admin REST API under /admin, with its own credential (`admin.token`,
 // sent as `Authorization: Bearer`): API keys (issue, list, revoke), the
 // policy (show, validate, reload) and live sessions (list, kick). Described
-// in openapi/admin.yaml; test/openapi.test.ts keeps the two in step.
+// in openapi/admin.yaml; test/docs/openapi.test.ts keeps the two in step.
 //
 // An encapsulated plugin: its token check, error format and 404 apply to
 // /admin only, and nothing of the stream's auth (config.auth) applies here.

@@ -1,5 +1,5 @@
 // The routes' JSON Schemas (openapi/gateway.yaml and openapi/admin.yaml say
-// the same; test/openapi.test.ts compares them) and the views they describe.
+// the same; test/docs/openapi.test.ts compares them) and the views they describe.
 import type { ApiKeyRecord } from '@sluice/auth'
 import { MAX_KEY_TTL_S } from '@sluice/admin'
 import { MAX_GRACE_S } from './applications.ts'

@@ -1,6 +1,6 @@
 // Which live sessions expiry and revocation close, and that each is closed
 // once: pure logic over fake sessions (the live behaviour is in
-// test/auth-token-expiry.test.ts and test/auth-api-key-revocation.test.ts).
+// test/auth/token-expiry.test.ts and test/auth/api-key-revocation.test.ts).
 import { test } from 'tap'
 import type { Identity } from '@sluice/protocol/identity'
 import { SessionWatch, type WatchedSession } from '../src/session-watch.ts'

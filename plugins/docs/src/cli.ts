@@ -1,7 +1,7 @@
 // `asyncapi write`: the AsyncAPI document of a policy directory, written to
 // openapi/asyncapi.yaml so that a change to the WebSocket API shows in review.
 // `asyncapi check` fails when the committed file is not what the generator
-// makes now (CI, and test/docs-asyncapi.test.ts).
+// makes now (CI, and test/docs/asyncapi.test.ts).
 //
 //   npm run asyncapi -- write [--policy policies/] [--out openapi/asyncapi.yaml]
 //   npm run asyncapi -- check [--policy policies/] [--out openapi/asyncapi.yaml]

@@ -139,7 +139,7 @@ async function docs (fastify: FastifyInstance, opts: DocsOptions): Promise<void>
       reply.header('cache-control', 'no-cache')
       return openapi
     })
-    // static mode: the document is the hand-written one, checked against the routes by test/openapi.test.ts
+    // static mode: the document is the hand-written one, checked against the routes by test/docs/openapi.test.ts
     await fastify.register(swagger, { mode: 'static', specification: { document: openapi as never } })
     await fastify.register(swaggerUi, {
       routePrefix: DOCS_PREFIX,

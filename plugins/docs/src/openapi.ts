@@ -9,7 +9,7 @@
 // adds admin.yaml's paths with its document-wide `security` moved onto each
 // of its operations (the public routes need no credential), and merges the
 // components. A path or component declared differently in two files is an
-// error, never a silent overwrite. test/openapi.test.ts checks the result
+// error, never a silent overwrite. test/docs/openapi.test.ts checks the result
 // against the routes the gateway registers and their schemas.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'

@@ -1,7 +1,7 @@
 // A socket whose delivery limit is still waiting for its first tokens (a lease
 // on its way from Redis) is not over its plan: the hub subscribes it only once
 // the limit is ready, so no record is dropped for want of tokens that were
-// coming. Pure logic over hand-made batches (test/rate-delivery.test.ts shows
+// coming. Pure logic over hand-made batches (test/rate-limit/delivery.test.ts shows
 // the limiter's side against real Redis).
 import { test } from 'tap'
 import { Hub } from '../src/hub.ts'

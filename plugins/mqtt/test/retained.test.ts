@@ -1,7 +1,7 @@
 // RetainedStore (src/retained.ts) over a Kafka stand-in that hands it the
 // batches a reader would: when the set counts as read, the bound and its
 // accounting, tombstones, our own writes read back. The real topic, reader and
-// gateway are test/mqtt-retained.test.ts's.
+// gateway are test/mqtt/retained.test.ts's.
 import { test } from 'tap'
 import type { ConsumedRecord, ReaderOptions, RecordBatch } from '@sluice/kafka'
 import type { Logger } from '@sluice/protocol/logger'

@@ -1,5 +1,5 @@
 // Wills (src/will.ts) without a gateway: when a pending will is written, and
-// what cancels it. The gateway suites (test/mqtt-will.test.ts) show the same
+// what cancels it. The gateway suites (test/mqtt/will.test.ts) show the same
 // on the real stack; the Will Delay there is cut to the session expiry the
 // gateway announces.
 import { test } from 'tap'

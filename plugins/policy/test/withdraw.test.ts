@@ -1,5 +1,5 @@
 // After a reload, which live sessions are unsubscribed and which closed:
-// pure logic over fake sessions (live sockets: test/policy-hot-reload.test.ts).
+// pure logic over fake sessions (live sockets: test/policy/hot-reload.test.ts).
 import { test } from 'tap'
 import type { Identity } from '@sluice/protocol/identity'
 import { compilePolicy } from '../src/compile.ts'

@@ -27,7 +27,7 @@ export const ERROR_CLOSE_DEADLINE_MS = 5_000
  * socket at once instead loses that close frame whenever the peer is still
  * writing: its next bytes meet a closed socket and draw a RST, and the peer
  * fails on the RST before it reads the frame (Autobahn's 5.14, octet-wise
- * writes, and test/conformance-autobahn.test.ts). So the close goes on as ws
+ * writes, and test/conformance/autobahn.test.ts). So the close goes on as ws
  * runs it; only a peer that has not finished it by the deadline is cut off.
  */
 export function closeAfterError (socket: WebSocket, deadlineMs: number = ERROR_CLOSE_DEADLINE_MS): void {
