@@ -45,7 +45,15 @@ test('/v2/broker/: generated kafka-text and kafka-binary frames break no invaria
 
   /** The bytes Kafka should hold for a frame the gateway may accept for the fuzzer's topic, if any. */
   function expected (frame: BrokerFrame): Buffer | undefined {
-    if (frame.kind === 'binary' && frame.declaredLength === undefined && Buffer.from(frame.topic).toString() === own) return Buffer.from(frame.payload)
+    // a binary frame is [topic length][topic][payload] as sent, whatever the arbitrary meant: a declared length
+    // that happens to equal the topic's (1 in 256 of the declared ones) is a valid frame for the fuzzer's topic
+    // (the clean-clone CI of 414f818 saw one such record and called it altered)
+    if (frame.kind === 'binary' || frame.kind === 'bytes') {
+      const data = renderBroker(frame).data as Buffer
+      const length = data[0]
+      if (length === undefined || data.length < 1 + length) return undefined
+      return data.subarray(1, 1 + length).toString() === own ? data.subarray(1 + length) : undefined
+    }
     if (frame.kind !== 'text-object') return undefined
     let parsed: Record<string, unknown>
     try {
