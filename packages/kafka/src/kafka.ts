@@ -13,6 +13,7 @@ import {
   type LogEntry,
   type IHeaders
 } from 'kafkajs'
+import './kafkajs-idle.ts'
 import type { Logger } from '@sluice/protocol/logger'
 import { kafkaDefaults } from '@sluice/config/schemas'
 import { PublishBatcher } from './publish-batcher.ts'
