@@ -6,7 +6,7 @@
 // machines' pyenv has CPython 2.7.18; virtualenv 20.21.1, the last release
 // that can still create a Python 2 environment, runs on the machine's Python 3
 // and builds one in the git-ignored .cache/tools, with the versions pinned in
-// test/autobahn-constraints.txt.
+// test/conformance/autobahn-constraints.txt.
 //
 //   node test/conformance/autobahn.ts fetch    installs wstest (CI does this before the suites)
 //   node test/conformance/autobahn.ts run      runs the three testees, leaves the reports in test/artifacts/autobahn
@@ -21,7 +21,7 @@ import { AGENTS, byCaseId, conformanceMarkdown, differences, readOutcomes } from
 
 const root = resolvePath(import.meta.dirname, '..', '..')
 const toolsDir = join(root, '.cache', 'tools')
-const constraintsFile = join(root, 'test', 'autobahn-constraints.txt')
+const constraintsFile = join(root, 'test', 'conformance', 'autobahn-constraints.txt')
 
 export const AUTOBAHN_TESTSUITE_VERSION = '25.10.1'
 // the last virtualenv whose seed and interpreter discovery still support Python 2.7

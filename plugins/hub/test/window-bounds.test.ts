@@ -2,7 +2,7 @@
 // `resume` in the policy): the largest among them, each unset bound the node's
 // default; a reload resizes the windows of running feeds, a smaller window
 // evicting at once. Pure logic over hand-made records and a fake policy; the
-// suite on the broker is test/stream-resume-window-product.test.ts.
+// suite on the broker is test/stream/resume-window-product.test.ts.
 import { test, type Test } from 'tap'
 import type { ConsumedRecord, RecordBatch } from '@sluice/kafka'
 import type { ResumeWindowDocument } from '@sluice/policy/schema'

@@ -2,7 +2,7 @@
 // catch-up reader, the gap exactly, then the live feed with no gap and no
 // duplicate; what does not fit the socket waits for it, and a part the window
 // lets go meanwhile is read from Kafka. Hand-made batches (fake-kafka.ts); the
-// suite on the broker is test/stream-resume-window.test.ts.
+// suite on the broker is test/stream/resume-window.test.ts.
 import { test, type Test } from 'tap'
 import type { RecordBatch } from '@sluice/kafka'
 import { Hub } from '../src/hub.ts'
