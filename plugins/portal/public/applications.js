@@ -3,7 +3,7 @@
 // the developer API (/v1/developer/...), which the session cookie
 // authenticates: list, create, subscribe to a product's plan, issue a key
 // (shown once, with a button that puts it in the live console).
-import { el, isObject, text } from './dom.js'
+import { count, el, isObject, text } from './dom.js'
 
 // a developer holds at most 50 applications (plugins/apps); anything longer is not the gateway's answer
 const MAX_ITEMS = 100
@@ -45,8 +45,42 @@ function list (value) {
   return Array.isArray(value) ? value.slice(0, MAX_ITEMS) : []
 }
 
+// how a subscription's state reads beside its plan
+/** @type {Record<string, string>} */
+const STATE_WORDS = { active: 'active', pending: 'pending: waiting for an admin\'s approval', rejected: 'rejected' }
+
+/**
+ * An application's usage, or undefined where the gateway has no metering (404) or it failed.
+ * @param {string} path
+ */
+async function usageOf (path) {
+  try {
+    return await call('GET', `${path}/usage?days=7`)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Refusals of a day, every reason together.
+ * @param {unknown} refused
+ */
+function refusedTotal (refused) {
+  if (!isObject(refused)) return 0
+  let total = 0
+  for (const n of Object.values(refused)) total += Number(n) || 0
+  return total
+}
+
+/**
+ * @typedef {object} PanelHooks
+ * @property {(key: string) => void} useKey puts a key in the console
+ * @property {(key: string) => void} [keyIssued] a key was issued: the snippets may show it
+ * @property {(box: HTMLElement, days: Array<Record<string, any>>) => void} [drawUsage] draws the days' deliveries in `box`
+ */
+
 export class DeveloperPanel {
-  /** @param {{ useKey: (key: string) => void }} hooks */
+  /** @param {PanelHooks} hooks */
   constructor (hooks) {
     this.hooks = hooks
     this.root = /** @type {HTMLElement} */ (document.getElementById('developer'))
@@ -134,43 +168,63 @@ export class DeveloperPanel {
         this.#act(() => call('POST', '/v1/developer/applications', { name: name.value.trim() }), `Application "${name.value.trim()}" created.`)
       }
     }, el('label', { for: 'application-name' }, 'New application'), name, el('button', { type: 'submit' }, 'Create'))
-    const items = applications.filter(isObject).map(app => this.#application(app))
+    // each application's keys and usage are read at once: a developer has at most 50 applications
+    const items = await Promise.all(applications.filter(isObject).map(app => this.#application(app)))
+    // the key shown once survives the re-render that lists it (a rotation re-renders)
+    const issued = document.getElementById('issued-key') ?? el('div', { id: 'issued-key', role: 'status' })
     this.body.replaceChildren(
       el('h3', {}, 'My applications'),
       items.length ? el('ul', { id: 'applications' }, ...items) : el('p', { class: 'none' }, 'No application yet.'),
       create,
-      el('div', { id: 'issued-key', role: 'status' }))
+      issued)
   }
 
   /**
-   * @param {() => Promise<unknown>} action
-   * @param {string} done
+   * @param {() => Promise<any>} action
+   * @param {string | ((result: any) => string)} done
    */
   async #act (action, done) {
+    let result
     try {
-      await action()
+      result = await action()
     } catch (error) {
       return this.#error(/** @type {Error} */ (error).message)
     }
     await this.#render()
-    this.#ok(done)
+    this.#ok(typeof done === 'string' ? done : done(result))
   }
 
-  /** @param {Record<string, any>} app */
-  #application (app) {
+  /**
+   * One application: its plans (active, pending, the last rejection), a form to subscribe or to ask for
+   * another plan, its keys (rotate, revoke), and today's usage against the quota with the last 7 days.
+   * @param {Record<string, any>} app
+   */
+  async #application (app) {
     const id = text(app.id)
-    const subscriptions = list(app.subscriptions).filter(s => isObject(s) && (s.state === 'active' || s.state === 'pending'))
-    const active = subscriptions.filter(s => s.state === 'active')
+    const path = `/v1/developer/applications/${encodeURIComponent(id)}`
+    const [keys, usage] = await Promise.all([
+      call('GET', `${path}/keys`).then(r => list(r.keys).filter(isObject), () => undefined),
+      usageOf(path)
+    ])
+    const subscriptions = list(app.subscriptions).filter(isObject)
+    const shown = subscriptions.filter(s => s.state === 'active' || s.state === 'pending')
+    // the latest rejection of a product that has no request waiting: why the developer's plan did not change
+    const rejected = subscriptions.filter(s => s.state === 'rejected' && !shown.some(o => o.state === 'pending' && o.product === s.product)).slice(-1)
+    const active = shown.filter(s => s.state === 'active')
+    const activePlan = (/** @type {string} */ product) => text(active.find(s => s.product === product)?.plan)
+    // what may be asked for: every plan of every product but the one already active
+    const offers = this.products.flatMap(p => p.plans.filter(plan => plan !== activePlan(p.name)).map(plan => ({ product: p.name, plan })))
     const choice = /** @type {HTMLSelectElement} */ (el('select', { class: 'plan-choice', 'aria-label': 'Product and plan' },
-      ...this.products.flatMap(p => p.plans.map(plan => el('option', { value: `${p.name}/${plan}` }, `${p.name}: ${plan}`)))))
+      ...offers.map(o => el('option', { value: `${o.product}/${o.plan}` }, `${o.product}: ${o.plan}${activePlan(o.product) ? ` (instead of ${activePlan(o.product)})` : ''}`))))
     const subscribe = el('button', {
       type: 'button',
       class: 'subscribe small',
       onclick: () => {
         const [product, plan] = choice.value.split('/')
-        this.#act(() => call('POST', `/v1/developer/applications/${encodeURIComponent(id)}/subscriptions`, { product, plan }), `Subscribed to ${product}: ${plan}.`)
+        this.#act(() => call('POST', `${path}/subscriptions`, { product, plan }),
+          sub => sub?.state === 'pending' ? `Plan ${plan} of ${product} requested: it waits for an admin's approval; your keys keep their plan meanwhile.` : `Subscribed to ${product}: ${plan}.`)
       }
-    }, 'Subscribe')
+    }, active.length ? 'Request this plan' : 'Subscribe')
     const issue = active.map(s => el('button', {
       type: 'button',
       class: 'issue-key small',
@@ -179,10 +233,91 @@ export class DeveloperPanel {
     }, `Issue a ${text(s.product)} key`))
     return el('li', { class: 'application', 'data-application': id, 'data-name': text(app.name) },
       el('strong', {}, text(app.name)), ' ', el('code', {}, id),
-      el('ul', { class: 'app-subscriptions' }, ...(subscriptions.length
-        ? subscriptions.map(s => el('li', { 'data-product': text(s.product), 'data-state': text(s.state) }, `${text(s.product)}: ${text(s.plan)} (${text(s.state)})`))
+      el('ul', { class: 'app-subscriptions' }, ...(shown.length || rejected.length
+        ? [...shown, ...rejected].map(s => el('li', { 'data-product': text(s.product), 'data-plan': text(s.plan), 'data-state': text(s.state) },
+            `${text(s.product)}: ${text(s.plan)} (${STATE_WORDS[text(s.state)] ?? text(s.state)})`,
+            s.state === 'rejected' && s.reason ? ` — ${text(s.reason)}` : ''))
         : [el('li', { class: 'none' }, 'No subscription: subscribe to a plan to get keys.')])),
-      el('div', { class: 'actions' }, choice, subscribe, ...issue))
+      offers.length ? el('div', { class: 'actions' }, choice, subscribe, ...issue) : el('div', { class: 'actions' }, ...issue),
+      this.#keys(path, keys),
+      this.#usage(usage))
+  }
+
+  /**
+   * Today's deliveries against the plan's daily quota, and the last 7 days (the metering's
+   * GET .../usage?days=7); "not available" where the gateway does not meter.
+   * @param {Record<string, any> | undefined} usage
+   */
+  #usage (usage) {
+    const refresh = el('button', { type: 'button', class: 'refresh-usage small', onclick: () => { this.#render() } }, 'Refresh')
+    if (!usage) return el('div', { class: 'app-usage', 'data-state': 'unavailable' }, el('p', {}, 'Usage not available on this gateway. ', refresh))
+    const today = isObject(usage.today) ? usage.today : {}
+    const delivered = Number(today.delivered) || 0
+    const quota = typeof today.quota === 'number' ? today.quota : null
+    const days = list(usage.days).filter(isObject)
+    const chart = el('div', { class: 'usage-chart', role: 'img', 'aria-label': `Messages delivered on each of the last ${days.length} days` })
+    const box = el('div', { class: 'app-usage', 'data-state': 'available' },
+      el('p', {},
+        'Today: ', el('span', { class: 'usage-today', 'data-delivered': delivered }, `${count(delivered)} delivered`),
+        quota === null ? ' (no daily quota)' : ` of ${count(quota)} (${quota > 0 ? Math.min(100, Math.round(delivered / quota * 1000) / 10) : 100} % of the daily quota)`,
+        `, ${count(Number(today.published) || 0)} published, ${count(Number(today.connectionMinutes) || 0)} connection minutes. `, refresh),
+      chart,
+      el('table', { class: 'usage-days' },
+        el('thead', {}, el('tr', {}, el('th', {}, 'Day (UTC)'), el('th', {}, 'Delivered'), el('th', {}, 'Published'), el('th', {}, 'Refused'))),
+        el('tbody', {}, ...days.map(d => el('tr', {},
+          el('td', {}, text(d.date)), el('td', {}, count(Number(d.delivered) || 0)), el('td', {}, count(Number(d.published) || 0)),
+          el('td', {}, count(refusedTotal(d.refused))))))))
+    // drawn once the box is in the page: the chart takes its width from it
+    if (days.length) queueMicrotask(() => { this.hooks.drawUsage?.(chart, days) })
+    return box
+  }
+
+  /**
+   * The application's live keys, with Rotate (a grace period in seconds: both keys work meanwhile) and Revoke.
+   * @param {string} path
+   * @param {Array<Record<string, any>> | undefined} keys
+   */
+  #keys (path, keys) {
+    if (keys === undefined) return el('p', { class: 'app-keys none' }, 'Keys could not be listed.')
+    if (keys.length === 0) return el('p', { class: 'app-keys none' }, 'No key yet.')
+    return el('table', { class: 'app-keys' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'Key'), el('th', {}, 'Plan'), el('th', {}, 'Expires'), el('th', {}, 'Last used'), el('th', {}, ''))),
+      el('tbody', {}, ...keys.map(key => {
+        const keyId = text(key.id)
+        // an hour: time enough to roll a client's configuration; 0 revokes the old key at once (at most a week, the gateway's bound)
+        const grace = /** @type {HTMLInputElement} */ (el('input', { class: 'grace-seconds', type: 'number', min: 0, max: 604800, value: 3600, 'aria-label': 'Grace period (seconds)' }))
+        return el('tr', { class: 'key', 'data-key': keyId, 'data-plan': text(key.plan) },
+          el('td', {}, el('code', {}, text(key.prefix)), ' ', text(key.product)),
+          el('td', { class: 'key-plan' }, text(key.plan)),
+          el('td', {}, text(key.expiresAt).slice(0, 16).replace('T', ' ')),
+          el('td', {}, key.lastUsedAt ? text(key.lastUsedAt).slice(0, 16).replace('T', ' ') : 'never'),
+          el('td', {},
+            grace, ' s ',
+            el('button', { type: 'button', class: 'rotate-key small', onclick: () => { this.#rotate(path, keyId, Number(grace.value)) } }, 'Rotate'), ' ',
+            el('button', {
+              type: 'button',
+              class: 'revoke-key small',
+              onclick: () => { this.#act(() => call('DELETE', `${path}/keys/${encodeURIComponent(keyId)}`), `Key sk_${keyId} revoked: its sockets are closed.`) }
+            }, 'Revoke')))
+      })))
+  }
+
+  /**
+   * @param {string} path
+   * @param {string} keyId
+   * @param {number} graceSeconds
+   */
+  async #rotate (path, keyId, graceSeconds) {
+    let rotated
+    try {
+      rotated = await call('POST', `${path}/keys/${encodeURIComponent(keyId)}/rotate`, { graceSeconds: Number.isInteger(graceSeconds) ? graceSeconds : 3600 })
+    } catch (error) {
+      return this.#error(`The key was not rotated: ${/** @type {Error} */ (error).message}`)
+    }
+    this.#showKey(text(rotated.key), text(rotated.product), text(rotated.expiresAt),
+      `The old key sk_${keyId} works until ${text(rotated.previous?.expiresAt)}, then its sockets are closed.`)
+    await this.#render()
+    this.#ok(`Key sk_${keyId} rotated: the new one is ${text(rotated.prefix)}.`)
   }
 
   /**
@@ -196,12 +331,25 @@ export class DeveloperPanel {
     } catch (error) {
       return this.#error(`No key issued: ${/** @type {Error} */ (error).message}`)
     }
-    const key = text(issued.key)
+    this.#showKey(text(issued.key), product, text(issued.expiresAt))
+    await this.#render()
+    this.#ok(`Key ${text(issued.prefix)} issued.`)
+  }
+
+  /**
+   * A key's secret, shown this once, with a button that puts it in the console.
+   * @param {string} key
+   * @param {string} product
+   * @param {string} expiresAt
+   * @param {string} [note]
+   */
+  #showKey (key, product, expiresAt, note) {
     const box = /** @type {HTMLElement} */ (document.getElementById('issued-key'))
     box.replaceChildren(
-      el('p', {}, `Your ${product} key, shown this once (copy it now; it expires ${text(issued.expiresAt)}):`),
+      el('p', {}, `Your ${product} key, shown this once (copy it now; it expires ${expiresAt}):`),
       el('code', { id: 'new-key' }, key), ' ',
-      el('button', { id: 'use-key', type: 'button', class: 'small', onclick: () => this.hooks.useKey(key) }, 'Use it in the console'))
-    this.#ok(`Key ${text(issued.prefix)} issued.`)
+      el('button', { id: 'use-key', type: 'button', class: 'small', onclick: () => this.hooks.useKey(key) }, 'Use it in the console'),
+      note ? el('p', { class: 'note' }, note) : '')
+    this.hooks.keyIssued?.(key)
   }
 }
