@@ -37,7 +37,7 @@ test('the page and its files, with the security headers', async t => {
   t.notMatch(html, /\son[a-z]+=/i, 'no inline event handler')
   t.notMatch(html, /<style/i, 'no inline style block')
   const linked = [...html.matchAll(/(?:src|href)="(\/portal\/[^"]+)"/g)].map(m => m[1]!)
-  t.same([...new Set(linked)].sort(), ['/portal/favicon.svg', '/portal/portal.css', '/portal/portal.js'])
+  t.same([...new Set(linked)].sort(), ['/portal/admin.html', '/portal/favicon.svg', '/portal/portal.css', '/portal/portal.js'])
   const types: Record<string, RegExp> = { css: /^text\/css/, js: /^text\/javascript/, svg: /^image\/svg\+xml/ }
   for (const name of await readdir(PUBLIC_DIR)) {
     if (!/\.(css|js|svg)$/.test(name)) continue
