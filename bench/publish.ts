@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
+import { LeanPublisher } from './lean-publisher.ts'
 
 const SECRET = 'publish-bench-hs256-secret-0123456789'
 // 5 s per phase: long enough for thousands of round trips, short enough that the
@@ -49,12 +50,15 @@ function jwt (sub: string): string {
   return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`
 }
 
+// the clients' WebSocket: `lean` (bench/lean-publisher.ts, the default) or `ws` (the library, the bench before 2026-12-05)
+const CLIENT = process.env.PUBLISH_CLIENT === 'ws' ? 'ws' : 'lean'
+
 type Command =
   | { cmd: 'sockets', url: string, topic: string, sockets: number, rate?: number }
   | { cmd: 'bare', topic: string, batch: number }
 
-/** `latency`: ms from send to ack, p50 and p99 (sockets only) */
-interface Outcome { acked: number, refused: number, ms: number, latency?: { p50: number, p99: number } }
+/** `latency`: ms from send to ack, p50 and p99 (sockets only); `clientCpuUs`: the child process's CPU in the phase */
+interface Outcome { acked: number, refused: number, ms: number, clientCpuUs?: number, latency?: { p50: number, p99: number } }
 
 // paced phases: the 20 sockets together at these shares of the bare producer's batched rate in the same run
 const PACED = [0.01, 0.1, 0.5]
@@ -69,7 +73,12 @@ async function clients (): Promise<void> {
   // the gateway's producer settings (packages/kafka/src/kafka.ts before the batcher)
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
   await producer.connect()
-  const run = (command: Command): Promise<Outcome> => command.cmd === 'bare' ? bare(command) : sockets(command)
+  const run = async (command: Command): Promise<Outcome> => {
+    const cpu = process.cpuUsage()
+    const outcome = await (command.cmd === 'bare' ? bare(command) : CLIENT === 'lean' ? leanSockets(command) : sockets(command))
+    const used = process.cpuUsage(cpu)
+    return { ...outcome, clientCpuUs: used.user + used.system }
+  }
 
   const bare = async ({ topic, batch }: { topic: string, batch: number }): Promise<Outcome> => {
     const value = Buffer.from(VALUE)
@@ -164,6 +173,104 @@ async function clients (): Promise<void> {
     return { acked, refused, ms, latency: { p50: at(0.5), p99: at(0.99) } }
   }
 
+  // the same phases with bench/lean-publisher.ts: one write per read's worth of owed frames, acks counted by scanning.
+  // Acks come in frame order (the route answers a socket's publishes in the order read), so the k-th answer is the k-th frame sent
+  const leanSockets = async ({ url, topic, sockets: count, rate }: { url: string, topic: string, sockets: number, rate?: number }): Promise<Outcome> => {
+    const sub = `bench-${randomBytes(4).toString('hex')}`
+    const headers = { authorization: `Bearer ${jwt(sub)}` }
+    const body = (id: string) => `{"op":"publish","id":"${id}","topic":"${topic}","value":${VALUE}}`
+    let acked = 0
+    let refused = 0
+    let stopAt = Infinity
+    let failed: Error | undefined
+    const finished: Array<Promise<void>> = []
+    const starts: Array<() => void> = []
+    const opened: LeanPublisher[] = []
+    const latencies: number[] = []
+    const ticks: NodeJS.Timeout[] = []
+    for (let s = 0; s < count; s++) {
+      let sent = 0
+      let answered = 0
+      let owed = 0
+      // send times of the frames not yet answered, oldest first (a ring of WINDOW)
+      const sentAt = new Float64Array(WINDOW)
+      let done: () => void = () => {}
+      let fail: (err: Error) => void = () => {}
+      finished.push(new Promise<void>((resolve, reject) => { done = resolve; fail = reject }))
+      const send = (n: number) => {
+        if (n <= 0) return
+        const now = performance.now()
+        for (let i = 0; i < n; i++) sentAt[(sent + i) % WINDOW] = now
+        sent += n
+        publisher.publish(n)
+      }
+      const next = () => {
+        if (Date.now() >= stopAt) {
+          if (answered === sent) done()
+          return
+        }
+        const room = WINDOW - (sent - answered)
+        if (rate === undefined) send(room)
+        else {
+          const n = Math.min(Math.floor(owed), room)
+          if (n > 0) {
+            send(n)
+            owed -= n
+          }
+        }
+      }
+      const publisher: LeanPublisher = new LeanPublisher(`${url}/v1/stream`, 'sluice.v1', headers, body, {
+        onAnswers (n, errors, first) {
+          const now = performance.now()
+          for (let i = 0; i < n + errors; i++) latencies.push(now - sentAt[(answered + i) % WINDOW]!)
+          acked += n
+          if (errors > 0 && refused === 0) process.stderr.write(`first refusal: ${first}\n`)
+          refused += errors
+          answered += n + errors
+          next()
+        },
+        onError (err) {
+          failed ??= err
+          fail(err)
+        }
+      })
+      await Promise.race([publisher.opened(), finished.at(-1)])
+      opened.push(publisher)
+      if (rate === undefined) starts.push(() => next())
+      else {
+        starts.push(() => {
+          let last = performance.now()
+          ticks.push(setInterval(() => {
+            const now = performance.now()
+            owed = Math.min(owed + (now - last) * rate / count / 1000, WINDOW)
+            last = now
+            next()
+          }, TICK_MS))
+        })
+      }
+    }
+    const started = Date.now()
+    stopAt = started + PHASE_MS
+    for (const start of starts) start()
+    setTimeout(() => { for (const tick of ticks) clearInterval(tick) }, PHASE_MS + TICK_MS)
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        Promise.all(finished),
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('publishes unanswered past the deadline')), PHASE_MS + DRAIN_DEADLINE_MS) })
+      ])
+    } finally {
+      clearTimeout(timer)
+      for (const tick of ticks) clearInterval(tick)
+    }
+    const ms = Date.now() - started
+    for (const publisher of opened) publisher.terminate()
+    if (failed) throw failed
+    latencies.sort((a, b) => a - b)
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+    return { acked, refused, ms, latency: { p50: at(0.5), p99: at(0.99) } }
+  }
+
   process.on('message', (command: Command) => {
     run(command).then(outcome => process.send!({ outcome }), err => process.send!({ error: String((err as Error).stack) }))
   })
@@ -251,9 +358,9 @@ async function main (): Promise<void> {
     // warm-up: JIT, the producer's first metadata, the limiter's script load
     await phase({ cmd: 'sockets', url: on.url, topic, sockets: 2 })
     await phase({ cmd: 'sockets', url: off.url, topic, sockets: 2 })
-    const rows: Array<{ name: string, rate: number, cpu?: number, elu?: number, perRequest?: number, latency?: Outcome['latency'] }> = []
+    const rows: Array<{ name: string, rate: number, clientCpu: number, cpu?: number, elu?: number, perRequest?: number, latency?: Outcome['latency'] }> = []
     const record = (name: string, r: Outcome & { cpuUs: number, elu: number, perRequest: number }, gateway: boolean) => {
-      rows.push({ name, rate: r.acked / r.ms * 1000, latency: r.latency, ...(gateway ? { cpu: r.cpuUs / r.acked, elu: r.elu, perRequest: r.perRequest } : {}) })
+      rows.push({ name, rate: r.acked / r.ms * 1000, clientCpu: r.clientCpuUs! / r.acked, latency: r.latency, ...(gateway ? { cpu: r.cpuUs / r.acked, elu: r.elu, perRequest: r.perRequest } : {}) })
       return rows.at(-1)!
     }
     const single = record('bare kafkajs, 1 record per request', await phase({ cmd: 'bare', topic, batch: 1 }), false).rate
@@ -271,10 +378,10 @@ async function main (): Promise<void> {
     record(`gateway limits off, 1 socket × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: 1 }), true)
     const off20 = record(`gateway limits off, ${SOCKETS} sockets × ${WINDOW}`, await phase({ cmd: 'sockets', url: off.url, topic, sockets: SOCKETS }), true)
 
-    const lines = [`acked publishes/s, ${PHASE_MS} ms per phase, topic of 3 partitions, ${VALUE.length}-byte JSON values (2 shared cores: figures move with others' load)`]
+    const lines = [`acked publishes/s, ${PHASE_MS} ms per phase, topic of 3 partitions, ${VALUE.length}-byte JSON values, ${CLIENT} WebSocket clients (2 shared cores: figures move with others' load)`]
     for (const row of rows) {
       const latency = row.latency ? `  ack p50 ${row.latency.p50.toFixed(1)} / p99 ${row.latency.p99.toFixed(1)} ms` : ''
-      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(1)} µs/publish, event loop ${(row.elu! * 100).toFixed(0)} % busy, ${row.perRequest!.toFixed(0)} records/request`}${latency}`)
+      lines.push(`  ${row.name.padEnd(44)} ${row.rate.toFixed(0).padStart(8)}/s  ×${(row.rate / single).toFixed(2)} of bare 1-at-a-time  ×${(row.rate / batched).toFixed(3)} of bare batches${row.cpu === undefined ? '' : `  gateway CPU ${row.cpu.toFixed(1)} µs/publish, event loop ${(row.elu! * 100).toFixed(0)} % busy, ${row.perRequest!.toFixed(0)} records/request`}  client process CPU ${row.clientCpu.toFixed(1)} µs/${row.cpu === undefined ? 'record' : 'publish'}${latency}`)
     }
     lines.push(`  limits on/off CPU per publish, ${SOCKETS} sockets: ${max.cpu!.toFixed(1)} / ${off20.cpu!.toFixed(1)} µs (the limiter's share ${((1 - off20.cpu! / max.cpu!) * 100).toFixed(0)} %)`)
     const around = (batched + batchedAfter) / 2
