@@ -173,7 +173,8 @@ export class DeveloperPanel {
     // the key shown once survives the re-render that lists it (a rotation re-renders)
     const issued = document.getElementById('issued-key') ?? el('div', { id: 'issued-key', role: 'status' })
     this.body.replaceChildren(
-      el('h3', {}, 'My applications'),
+      // an admin's decision or another tab's change is seen on the next listing
+      el('h3', {}, 'My applications ', el('button', { id: 'refresh-applications', type: 'button', class: 'small', onclick: () => { this.#render() } }, 'Refresh')),
       items.length ? el('ul', { id: 'applications' }, ...items) : el('p', { class: 'none' }, 'No application yet.'),
       create,
       issued)
