@@ -2,7 +2,9 @@
 // playwright-core against the shipped gateway on the run's Kafka and Redis,
 // signed in through the local OpenID Connect provider (test/oidc-provider.ts).
 // A developer creates an application, subscribes it to the free plan (auto),
-// issues a key and receives records with it in the console; today's usage is
+// issues a key (the catalogue's browser snippet of the topic, which now
+// carries it, receives a record as pasted) and receives records with it in
+// the console; today's usage is
 // shown (or "not available" where the gateway does not meter). They ask for
 // the pro plan (manual): pending. An admin approves it on /portal/admin.html,
 // and the console's open socket, the same session, gets pro's deliveries: a
@@ -128,6 +130,16 @@ test('a developer upgrades a live socket\'s plan through the portal and the admi
   await application.locator(`tr.key[data-key="${oldKeyId}"][data-plan="free"]`).waitFor({ timeout: WAIT_MS })
   const appId = (await application.getAttribute('data-application'))!
 
+  // the topic's browser snippet has the key filled in, and works as pasted
+  const snippet = (await page.locator(`details.snippets[data-topic="${topic}"] code[data-snippet="browser"]`).textContent({ timeout: WAIT_MS }))!
+  t.match(snippet, oldKey, 'the catalogue\'s snippets carry the reader\'s key')
+  await page.evaluate(`window.snippetFrames = []; (() => { ${snippet}
+    ws.addEventListener('message', event => { window.snippetFrames.push(JSON.parse(event.data)); if (JSON.parse(event.data).op === 'message') ws.close() }) })()`)
+  await eventually(async () => await page.evaluate('window.snippetFrames.some(f => f.op === \'subscribed\')') as boolean, WAIT_MS, 'the snippet subscribed')
+  await produce(0, 1)
+  await eventually(async () => await page.evaluate('window.snippetFrames.some(f => f.op === \'message\')') as boolean, WAIT_MS, 'a record through the snippet')
+  t.pass('the browser snippet, run as pasted, received a record')
+
   // the key in the console: records arrive
   await page.click('#use-key')
   await page.click('#connect')
@@ -139,8 +151,8 @@ test('a developer upgrades a live socket\'s plan through the portal and the admi
     await eventually(async () => await page.locator('#events .event-subscribed').count() > before, WAIT_MS, 'subscribed')
   }
   await subscribe()
-  await produce(0, 2)
-  await eventually(async () => await rowsOf(page, 0) === 2, WAIT_MS, 'the first records in the console')
+  await produce(10, 2)
+  await eventually(async () => await rowsOf(page, 10) === 2, WAIT_MS, 'the first records in the console')
   t.pass('records received in the console with the application\'s key')
 
   // today's usage, or where the gateway does not meter, said so

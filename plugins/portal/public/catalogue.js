@@ -2,6 +2,7 @@
 // what) and each product's AsyncAPI document (/asyncapi/<name>.json) rendered
 // for reading: channels, the operations allowed, payload schemas, examples.
 import { el, jsonBlock, prose, plural, bytes, isObject, text } from './dom.js'
+import { KEY_PLACEHOLDER, snippets } from './snippets.js'
 
 // A product's asyncapi path as the catalogue gives it; anything else is not fetched.
 const ASYNCAPI_PATH = /^\/asyncapi\/[A-Za-z0-9._-]{1,128}\.json$/
@@ -26,6 +27,38 @@ const MAX_SCHEMA_DEPTH = 4
  * @type {Reader | undefined}
  */
 let reader
+
+/**
+ * The reader's API key, once one is issued in "My applications" in this tab: the snippets show it.
+ * @type {string | undefined}
+ */
+let snippetKey
+
+/**
+ * A topic's copy-paste clients, filled with the reader's key when there is one.
+ * @param {HTMLElement} box
+ */
+function fillSnippets (box) {
+  const topic = box.dataset.topic ?? ''
+  box.replaceChildren(
+    el('summary', {}, 'Connect from code: browser, Node, Python, websocat, wscat, MQTT.js'),
+    el('p', { class: 'note' }, snippetKey
+      ? 'With the key you issued in My applications: keep it out of code you share.'
+      : `Replace ${KEY_PLACEHOLDER} with a key from My applications (sign in, subscribe an application, issue a key: it is filled in here).`),
+    ...snippets(topic, window.location.origin, snippetKey).flatMap(s => [
+      el('h6', {}, s.title),
+      el('pre', { class: 'snippet' }, el('code', { 'data-snippet': s.id }, s.code))
+    ]))
+}
+
+/**
+ * A key was issued in this tab: every topic's snippets show it.
+ * @param {string} key
+ */
+export function showSnippetKey (key) {
+  snippetKey = key
+  for (const box of document.querySelectorAll('details.snippets')) fillSnippets(/** @type {HTMLElement} */ (box))
+}
 
 /**
  * GET a JSON document of this gateway, bounded in size.
@@ -191,7 +224,15 @@ function topicItem (topic, publishable, product, hooks) {
       typeof topic.resume === 'object' && topic.resume !== null ? el('li', { 'data-resume': '' }, 'Resume: ', resumeWords(/** @type {Record<string, unknown>} */ (topic.resume))) : null),
     topic.schema !== undefined ? el('div', { class: 'payload' }, el('span', { class: 'label' }, 'Message fields'), schemaView(topic.schema, topic.schema)) : null,
     topic.example !== undefined ? el('div', { class: 'example' }, el('span', { class: 'label' }, 'Example value'), jsonBlock(topic.example)) : null,
-    el('div', { class: 'actions' }, buttons))
+    el('div', { class: 'actions' }, buttons),
+    snippetBox(pattern))
+}
+
+/** @param {string} topic */
+function snippetBox (topic) {
+  const box = el('details', { class: 'snippets', 'data-topic': topic })
+  fillSnippets(box)
+  return box
 }
 
 /**

@@ -1,7 +1,7 @@
 // The portal's entry module: the live console first (it works whatever the
 // catalogue does), then the catalogue, whose buttons fill the console's forms.
 import { StreamConsole } from './console.js'
-import { showCatalogue, showReader } from './catalogue.js'
+import { showCatalogue, showReader, showSnippetKey } from './catalogue.js'
 import { DeveloperPanel } from './applications.js'
 
 const streamConsole = new StreamConsole()
@@ -23,6 +23,8 @@ new DeveloperPanel({
     const credential = /** @type {HTMLInputElement} */ (document.getElementById('credential'))
     credential.value = key
     document.getElementById('console')?.scrollIntoView({ block: 'start' })
-  }
+  },
+  // the catalogue's code snippets are filled in with it
+  keyIssued: showSnippetKey
 }).show()
 document.documentElement.dataset.ready = 'true'
