@@ -3,6 +3,7 @@
 import { StreamConsole } from './console.js'
 import { showCatalogue, showReader, showSnippetKey } from './catalogue.js'
 import { DeveloperPanel } from './applications.js'
+import { drawUsage } from './usage-chart.js'
 
 const streamConsole = new StreamConsole()
 // once connected, the catalogue marks the reader's plan and fills examples with their own topics
@@ -25,6 +26,7 @@ new DeveloperPanel({
     document.getElementById('console')?.scrollIntoView({ block: 'start' })
   },
   // the catalogue's code snippets are filled in with it
-  keyIssued: showSnippetKey
+  keyIssued: showSnippetKey,
+  drawUsage (box, days) { drawUsage(box, days) }
 }).show()
 document.documentElement.dataset.ready = 'true'
