@@ -4,14 +4,15 @@
 // A developer creates an application, subscribes it to the free plan (auto),
 // issues a key (the catalogue's browser snippet of the topic, which now
 // carries it, receives a record as pasted) and receives records with it in
-// the console; today's usage is
-// shown (or "not available" where the gateway does not meter). They ask for
+// the console; today's usage is shown moving (or "not available" where the
+// gateway does not meter). They ask for
 // the pro plan (manual): pending. An admin approves it on /portal/admin.html,
 // and the console's open socket, the same session, gets pro's deliveries: a
 // burst that free's 5 a second cut short (`lagging`) now arrives whole. The
 // key is rotated with a grace of a few seconds: the old and new keys both
 // open sockets meanwhile, then the console's socket (old key) closes with
-// 4001 and the new key's socket stays. Screenshots under .artifacts/portal/.
+// 4001 and the new key's socket stays, until the admin kicks it (1008).
+// Screenshots under .artifacts/portal/.
 import { test } from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { existsSync } from 'node:fs'
@@ -243,6 +244,13 @@ test('a developer upgrades a live socket\'s plan through the portal and the admi
   await produce(3, 1)
   await withNew.waitMessages(1, WAIT_MS, topic)
   t.equal(withNew.ws.readyState, withNew.ws.OPEN, 'the new key\'s socket stays and receives')
+
+  // the admin kicks the new key's socket from the admin page: closed with 1008
+  const newKeyId = newKey.split('_')[1]!
+  await adminPage.click('#admin-refresh')
+  await adminPage.locator(`tr.session[data-key="${newKeyId}"] button.kick`).click({ timeout: WAIT_MS })
+  t.equal((await withNew.closed).code, 1008, 'kicked from the admin page: 1008')
+  await adminPage.locator(`tr.session[data-key="${newKeyId}"]`).waitFor({ state: 'detached', timeout: WAIT_MS })
 
   await mkdir(ARTIFACTS, { recursive: true })
   await page.evaluate('window.scrollTo(0, 0)')
