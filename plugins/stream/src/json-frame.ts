@@ -261,3 +261,83 @@ export function scanFrame (text: string, bounds: JsonBounds = FRAME_BOUNDS): Fra
 export function memberValue (text: string, span: Span | undefined): unknown {
   return span === undefined ? undefined : JSON.parse(text.slice(span.start, span.end))
 }
+
+// The fast path's own limits, far inside FRAME_BOUNDS: what passes them passes the full scan
+// alike, and anything deeper or longer simply takes the full scan
+const PLAIN_DEPTH = 16
+const PLAIN_ENTRIES = 1024
+
+/**
+ * Whether text[start, end) is exactly one JSON value (whitespace around it allowed) that
+ * scanFrame would accept inside a frame without a fault: nesting within PLAIN_DEPTH,
+ * containers within PLAIN_ENTRIES, numbers within FRAME_BOUNDS, no lone surrogate. False
+ * says "not sure", never "invalid": the caller then runs the full scan, which says why.
+ * It exists for publish frames (protocol.ts fastPublish): their value is most of the frame,
+ * and checking it alone skips the member map, the spans and a JSON.parse per member.
+ */
+export function isPlainValue (text: string, start: number, end: number): boolean {
+  const closers: number[] = []
+  const counts: number[] = []
+  const faults: Faults = {}
+  let i = start
+  // each turn reads one value; `key`: an object wants a member name first
+  let key = false
+  for (;;) {
+    while (i < end && isWhitespace(text.charCodeAt(i))) i++
+    if (i >= end) return false
+    const c = text.charCodeAt(i)
+    if (key) {
+      if (c !== 0x22) return false
+      const after = scanString(text, i, faults)
+      if (typeof after === 'string' || faults.first !== undefined || after > end) return false
+      i = after
+      while (i < end && isWhitespace(text.charCodeAt(i))) i++
+      if (text.charCodeAt(i) !== 0x3a) return false
+      i++
+      key = false
+      continue
+    }
+    if (c === 0x7b || c === 0x5b) {
+      if (closers.length >= PLAIN_DEPTH) return false
+      i++
+      while (i < end && isWhitespace(text.charCodeAt(i))) i++
+      const close = c === 0x7b ? 0x7d : 0x5d
+      if (text.charCodeAt(i) === close && i < end) i++
+      else {
+        closers.push(close)
+        counts.push(1)
+        key = c === 0x7b
+        continue
+      }
+    } else if (c === 0x22) {
+      const after = scanString(text, i, faults)
+      if (typeof after === 'string' || faults.first !== undefined || after > end) return false
+      i = after
+    } else if (c === 0x2d || isDigit(c)) {
+      const after = scanNumber(text, i)
+      if (typeof after === 'string' || after - i > FRAME_BOUNDS.maxNumberLength || after > end) return false
+      i = after
+    } else if (text.startsWith('true', i)) i += 4
+    else if (text.startsWith('false', i)) i += 5
+    else if (text.startsWith('null', i)) i += 4
+    else return false
+    if (i > end) return false
+    // the value ended: close containers, or find the next entry
+    for (;;) {
+      while (i < end && isWhitespace(text.charCodeAt(i))) i++
+      if (closers.length === 0) return i === end
+      if (i >= end) return false
+      const d = text.charCodeAt(i)
+      if (d === 0x2c) {
+        if (++counts[counts.length - 1]! > PLAIN_ENTRIES) return false
+        i++
+        key = closers[closers.length - 1] === 0x7d
+        break
+      }
+      if (d !== closers[closers.length - 1]) return false
+      closers.pop()
+      counts.pop()
+      i++
+    }
+  }
+}
