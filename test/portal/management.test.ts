@@ -37,7 +37,7 @@ const ADMIN_TOKEN = 'admin-token-for-the-portal-management-suite-0123'
 // free's deliveries (5 a second) cut a burst of 40 short; pro's (1000) do not
 const BURST = 40
 // the rotated key's grace: long enough to open a socket with each key, short enough for the suite
-const GRACE_S = 4
+const GRACE_S = 6
 
 function managementPolicy (topic: string): string {
   return `
