@@ -151,6 +151,7 @@ test('a developer upgrades a live socket\'s plan through the portal and the admi
     await page.click('#subscribe-submit')
     await eventually(async () => await page.locator('#events .event-subscribed').count() > before, WAIT_MS, 'subscribed')
   }
+  await page.locator('#identity-plan[data-plan="free"]').waitFor({ timeout: WAIT_MS })
   await subscribe()
   await produce(10, 2)
   await eventually(async () => await rowsOf(page, 10) === 2, WAIT_MS, 'the first records in the console')
@@ -219,6 +220,8 @@ test('a developer upgrades a live socket\'s plan through the portal and the admi
   await page.click('#refresh-applications')
   await page.locator('li.application[data-name="ticker-board"] .app-subscriptions li[data-plan="pro"][data-state="active"]').waitFor({ timeout: WAIT_MS })
   await page.locator(`li.application[data-name="ticker-board"] tr.key[data-key="${oldKeyId}"][data-plan="pro"]`).waitFor({ timeout: WAIT_MS })
+  await page.locator('#identity-plan[data-plan="pro"]').waitFor({ timeout: WAIT_MS })
+  t.equal(await page.locator('#identity-plan').textContent(), 'pro', 'the console says the socket\'s plan is pro now')
 
   // rotate with a short grace: both keys work, then the old key's socket closes with 4001
   const oldRow = page.locator(`li.application[data-name="ticker-board"] tr.key[data-key="${oldKeyId}"]`)

@@ -76,6 +76,7 @@ function refusedTotal (refused) {
  * @typedef {object} PanelHooks
  * @property {(key: string) => void} useKey puts a key in the console
  * @property {(key: string) => void} [keyIssued] a key was issued: the snippets may show it
+ * @property {() => void} [listed] the applications were listed again: a plan may have changed since
  * @property {(box: HTMLElement, days: Array<Record<string, any>>) => void} [drawUsage] draws the days' deliveries in `box`
  */
 
@@ -178,6 +179,7 @@ export class DeveloperPanel {
       items.length ? el('ul', { id: 'applications' }, ...items) : el('p', { class: 'none' }, 'No application yet.'),
       create,
       issued)
+    this.hooks.listed?.()
   }
 
   /**

@@ -114,6 +114,12 @@ export class StreamConsole {
     this.#showCount()
   }
 
+  /** Asks the gateway again who the connected reader is: a plan an admin approved since shows, on the same socket. */
+  refreshIdentity () {
+    const ws = this.#client.socket
+    if (ws && ws.readyState === WebSocket.OPEN) this.#whoAmI(ws)
+  }
+
   /** Fills the subscribe form (the catalogue's "try it" buttons). */
   fillSubscribe (/** @type {string} */ topic) {
     this.subscribeTopic.value = topic

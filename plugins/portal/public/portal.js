@@ -27,6 +27,8 @@ new DeveloperPanel({
   },
   // the catalogue's code snippets are filled in with it
   keyIssued: showSnippetKey,
-  drawUsage (box, days) { drawUsage(box, days) }
+  drawUsage (box, days) { drawUsage(box, days) },
+  // an approval shows in the console's identity when the developer lists their applications again
+  listed () { streamConsole.refreshIdentity() }
 }).show()
 document.documentElement.dataset.ready = 'true'
