@@ -16,7 +16,13 @@ export class PublishLimits {
   /** a lease holds this much of the plan's publish rate */
   readonly #leaseMs: number
   /** per subject and plan with publishes on this node lately: the lease, and the plan its last publish named */
-  readonly #publishLeases = new Map<string, { lease: PublishLease, plan: PlanRef }>()
+  readonly #publishLeases = new Map<string, { lease: PublishLease, plan: PlanRef, subject: string }>()
+  /**
+   * Per subject and plan name, the key of its lease (while it has one): built once instead of a
+   * template string per publish, whose lookup then hashed a new string each time (the publish
+   * path's cost is counted per publish: bench/publish.ts)
+   */
+  readonly #keys = new Map<string, Map<string, string>>()
   /** leases given back and not yet answered: close() waits for them */
   readonly #closing = new Set<Promise<void>>()
   readonly #timer: NodeJS.Timeout
@@ -40,11 +46,20 @@ export class PublishLimits {
       core.checkMode()
       return { ok: false, limit: 'unavailable', retryAfterMs: CONNECTION_RETRY_MS }
     }
-    const key = core.key(subject, plan.name, 'pub')
+    let keys = this.#keys.get(subject)
+    if (!keys) {
+      keys = new Map()
+      this.#keys.set(subject, keys)
+    }
+    let key = keys.get(plan.name)
+    if (key === undefined) {
+      key = core.key(subject, plan.name, 'pub')
+      keys.set(plan.name, key)
+    }
     let held = this.#publishLeases.get(key)
     if (held) held.plan = plan
     else {
-      held = { lease: this.#publishLease(key, plan), plan }
+      held = { lease: this.#publishLease(key, plan), plan, subject }
       this.#publishLeases.set(key, held)
     }
     const taken = held.lease.take()
@@ -93,11 +108,14 @@ export class PublishLimits {
   /** Publish leases idle or granted over PUBLISH_LEASE_RETURN_MS ago (all of them: `all`) give their tokens back. */
   #returnLeases (all: boolean): void {
     const now = this.#core.now()
-    for (const [key, { lease }] of this.#publishLeases) {
+    for (const [key, { lease, plan, subject }] of this.#publishLeases) {
       if (!all && (lease.refilling || lease.waiting > 0)) continue
       if (!all && now - lease.usedAt < PUBLISH_LEASE_RETURN_MS && now - lease.grantedAt < PUBLISH_LEASE_RETURN_MS) continue
       // out of the map first: the next publish of the subject starts a new lease, never takes from this one
       this.#publishLeases.delete(key)
+      const keys = this.#keys.get(subject)
+      keys?.delete(plan.name)
+      if (keys?.size === 0) this.#keys.delete(subject)
       const closing = lease.close().catch(() => {}).finally(() => { this.#closing.delete(closing) })
       this.#closing.add(closing)
     }
