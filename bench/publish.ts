@@ -107,6 +107,8 @@ async function clients (): Promise<void> {
     const finished: Array<Promise<void>> = []
     const starts: Array<() => void> = []
     const opened: WebSocket[] = []
+    const nexts: Array<() => void> = []
+    let totalSent = 0
     const latencies: number[] = []
     const ticks: NodeJS.Timeout[] = []
     for (let s = 0; s < count; s++) {
@@ -118,6 +120,7 @@ async function clients (): Promise<void> {
       finished.push(new Promise<void>(resolve => { done = resolve }))
       const send = () => {
         sentAt.push(performance.now())
+        totalSent++
         ws.send(`{"op":"publish","id":"${sent++}","topic":"${topic}","value":${VALUE}}`)
       }
       // unpaced: a publish for each answer, WINDOW in flight; paced: what the rate owes, within the window
@@ -144,6 +147,7 @@ async function clients (): Promise<void> {
         next()
       })
       opened.push(ws)
+      nexts.push(next)
       if (rate === undefined) starts.push(() => { for (let i = 0; i < WINDOW; i++) next() })
       else {
         starts.push(() => {
@@ -160,11 +164,17 @@ async function clients (): Promise<void> {
     const started = Date.now()
     stopAt = started + PHASE_MS
     for (const start of starts) start()
-    setTimeout(() => { for (const tick of ticks) clearInterval(tick) }, PHASE_MS + TICK_MS)
+    // the ticks stop after the phase; then each socket looks once more whether it is done: a paced socket
+    // answered in full before the end has no answer left to wake it, and its last tick may have come just
+    // before stopAt (seen: a 1 % phase left unanswered past the deadline, every publish acked)
+    setTimeout(() => {
+      for (const tick of ticks) clearInterval(tick)
+      for (const next of nexts) next()
+    }, PHASE_MS + TICK_MS)
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
       Promise.all(finished),
-      new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('publishes unanswered past the deadline')), PHASE_MS + DRAIN_DEADLINE_MS) })
+      new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`publishes unanswered past the deadline: ${acked + refused} of ${totalSent} answered`)), PHASE_MS + DRAIN_DEADLINE_MS) })
     ]).finally(() => clearTimeout(timer))
     const ms = Date.now() - started
     for (const ws of opened) ws.terminate()
@@ -186,6 +196,8 @@ async function clients (): Promise<void> {
     const finished: Array<Promise<void>> = []
     const starts: Array<() => void> = []
     const opened: LeanPublisher[] = []
+    const nexts: Array<() => void> = []
+    let totalSent = 0
     const latencies: number[] = []
     const ticks: NodeJS.Timeout[] = []
     for (let s = 0; s < count; s++) {
@@ -202,6 +214,7 @@ async function clients (): Promise<void> {
         const now = performance.now()
         for (let i = 0; i < n; i++) sentAt[(sent + i) % WINDOW] = now
         sent += n
+        totalSent += n
         publisher.publish(n)
       }
       const next = () => {
@@ -236,6 +249,7 @@ async function clients (): Promise<void> {
       })
       await Promise.race([publisher.opened(), finished.at(-1)])
       opened.push(publisher)
+      nexts.push(next)
       if (rate === undefined) starts.push(() => next())
       else {
         starts.push(() => {
@@ -252,12 +266,18 @@ async function clients (): Promise<void> {
     const started = Date.now()
     stopAt = started + PHASE_MS
     for (const start of starts) start()
-    setTimeout(() => { for (const tick of ticks) clearInterval(tick) }, PHASE_MS + TICK_MS)
+    // the ticks stop after the phase; then each socket looks once more whether it is done: a paced socket
+    // answered in full before the end has no answer left to wake it, and its last tick may have come just
+    // before stopAt (seen: a 1 % phase left unanswered past the deadline, every publish acked)
+    setTimeout(() => {
+      for (const tick of ticks) clearInterval(tick)
+      for (const next of nexts) next()
+    }, PHASE_MS + TICK_MS)
     let timer: NodeJS.Timeout | undefined
     try {
       await Promise.race([
         Promise.all(finished),
-        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('publishes unanswered past the deadline')), PHASE_MS + DRAIN_DEADLINE_MS) })
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`publishes unanswered past the deadline: ${acked + refused} of ${totalSent} answered`)), PHASE_MS + DRAIN_DEADLINE_MS) })
       ])
     } finally {
       clearTimeout(timer)
