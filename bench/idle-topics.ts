@@ -1,0 +1,337 @@
+// A gateway node idle with N topics x 1 subscriber (issue 14: 1,000 topics on one node, <= 4 broker
+// connections per broker, idle CPU <= 2 % of a core, RSS per topic <= 10 KiB beyond its window).
+// The gateway is the one shipped (apps/gateway/src/server.ts: JWT auth, the policy in
+// bench/idle-topics-policy, Redis rate limits, default queues) in a process of its own; the 1,000
+// sockets are this process's, so the CPU figure is the gateway's only, from /proc/<pid>/stat
+// (first-record.ts's 5. counted its clients too). In order:
+//   A. the gateway with no socket, idle (what it costs before any topic);
+//   B. N sockets, one topic each (`from=latest`), all subscribed; then the gateway idle: its CPU, its
+//      RSS added per topic (after full GCs through its inspector), its ESTABLISHED connections to the
+//      broker port (/proc/<pid>/net/tcp against its fds' socket inodes), the consumer groups on the broker;
+//   D. a second socket on each topic: the RSS a socket adds, to take from B.'s per topic;
+//   C. the bare reference: a process with one KafkaClient and a reader per topic from latest (what
+//      reading those partitions costs without the gateway), idle, and the gateway's figure over it.
+//
+//   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile]
+//
+// Needs REDIS_URL (a running Redis; the run's keys have a prefix of their own) and Linux.
+// Without --brokers it starts a broker of its own with Kafka's default settings (KafkaBroker(),
+// ~10-20 s), and the topics go with it; with --brokers the run's N topics stay on that broker.
+// --profile writes a CPU profile of B.'s idle window, taken through the gateway's inspector (the
+// sampling adds to the CPU figure: take that from a run without it).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { WebSocket } from 'ws'
+import { KafkaClient } from '@sluice/kafka'
+import { KafkaBroker } from '@sluice/stack'
+
+const root = join(import.meta.dirname, '..')
+const POLICY_DIR = join(import.meta.dirname, 'idle-topics-policy')
+const SECRET = 'idle-topics-bench-hs256-secret-0123456789'
+const START_TIMEOUT_MS = 60_000
+const SUBSCRIBE_TIMEOUT_MS = 120_000
+// sockets opened at once: 1,000 upgrades in one burst queue behind the limiter's Redis round trips
+// and the topic checks; 50 at a time subscribed 1,000 in a few seconds here
+const OPEN_AT_ONCE = 50
+// after the last subscribe, before the idle window: the reader polls every 500 ms for 5 s after a
+// partition joins (reader.ts), and the JIT and the first GCs settle; the window then is the steady state
+const SETTLE_MS = 10_000
+// /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (USER_HZ)
+const TICKS_PER_S = 100
+const KiB = 1024
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+const say = (line: string) => process.stdout.write(`${line}\n`)
+
+function jwt (sub: string): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'idle', aud: 'sluice', sub, exp: Math.floor(Date.now() / 1000) + 3600 })}`
+  return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`
+}
+
+function cpuMs (pid: number): number {
+  // the fields after the command's closing parenthesis: utime and stime are the 12th and 13th
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(after[11]) + Number(after[12])) * 1000 / TICKS_PER_S
+}
+
+function rss (pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * KiB
+}
+
+/** ESTABLISHED TCP connections of process `pid` to `port` (the broker's), by its fds' socket inodes */
+function connectionsOf (pid: number, port: number): number {
+  const inodes = new Set<string>()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (m) inodes.add(m[1]!)
+    } catch {}
+  }
+  let n = 0
+  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
+    let text = ''
+    try { text = readFileSync(file, 'utf8') } catch { continue }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/)
+      // remote address (hex port), state (01: ESTABLISHED), inode
+      if (cols.length >= 10 && parseInt(cols[2]!.split(':')[1]!, 16) === port && cols[3] === '01' && inodes.has(cols[9]!)) n++
+    }
+  }
+  return n
+}
+
+/** CPU of `pid` over `ms` of idle, in ms and in % of a core */
+async function idleCpu (pid: number, ms: number): Promise<{ ms: number, pct: number }> {
+  const a = cpuMs(pid)
+  await sleep(ms)
+  const used = cpuMs(pid) - a
+  return { ms: used, pct: used / ms * 100 }
+}
+
+/** The gateway's inspector, for full GCs before an RSS reading and the idle window's CPU profile. */
+class Inspector {
+  readonly #ws: WebSocket
+  #id = 0
+  readonly #waiting = new Map<number, (result: Record<string, unknown>) => void>()
+
+  private constructor (ws: WebSocket) {
+    this.#ws = ws
+    ws.on('message', data => {
+      const msg = JSON.parse(data.toString()) as { id?: number, result?: Record<string, unknown> }
+      if (msg.id !== undefined) this.#waiting.get(msg.id)?.(msg.result ?? {})
+    })
+  }
+
+  static async open (child: ChildProcess, stderr: () => string): Promise<Inspector> {
+    const deadline = Date.now() + START_TIMEOUT_MS
+    let url: string | undefined
+    while (!(url = /Debugger listening on (ws:\/\/\S+)/.exec(stderr())?.[1])) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error('no inspector URL from the gateway')
+      await sleep(50)
+    }
+    const ws = new WebSocket(url)
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+    return new Inspector(ws)
+  }
+
+  call (method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    const id = ++this.#id
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`inspector: no answer to ${method}`)), timeoutMs)
+      this.#waiting.set(id, result => { clearTimeout(timer); this.#waiting.delete(id); resolve(result) })
+      this.#ws.send(JSON.stringify({ id, method, params }))
+    })
+  }
+
+  /** three full collections (what one frees can let the next free more: weak maps, finalizers), then the V8 heap in use */
+  async gc (): Promise<number> {
+    for (let i = 0; i < 3; i++) await this.call('HeapProfiler.collectGarbage')
+    return (await this.call('Runtime.getHeapUsage')).usedSize as number
+  }
+
+  close (): void {
+    this.#ws.close()
+  }
+}
+
+interface Child { child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
+
+function start (args: string[], env: Record<string, string>): Child {
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  // drained, not kept: warn-level log lines only
+  child.stdout!.resume()
+  return { child, stderr: () => stderr, exited }
+}
+
+async function stop (c: Child): Promise<void> {
+  if (c.child.exitCode !== null) return
+  c.child.kill('SIGTERM')
+  const timer = setTimeout(() => c.child.kill('SIGKILL'), 15_000)
+  await c.exited
+  clearTimeout(timer)
+}
+
+/** One socket subscribed to `topic` from latest; resolves on `subscribed` */
+function subscribe (base: string, topic: string, token: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${base}/v1/stream?topics=${topic}&from=latest`, ['sluice.v1'], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false })
+    const timer = setTimeout(() => { ws.terminate(); reject(new Error(`${topic}: not subscribed within ${SUBSCRIBE_TIMEOUT_MS} ms`)) }, SUBSCRIBE_TIMEOUT_MS)
+    ws.on('message', data => {
+      if (String(data).startsWith('{"op":"subscribed"')) { clearTimeout(timer); resolve(ws) }
+    })
+    ws.once('unexpected-response', (_req, res) => { clearTimeout(timer); reject(new Error(`${topic}: HTTP ${res.statusCode}`)) })
+    ws.once('error', err => { clearTimeout(timer); reject(err) })
+    ws.once('close', (code, reason) => { clearTimeout(timer); reject(new Error(`${topic}: closed ${code} ${String(reason)}`)) })
+  })
+}
+
+/** The bare reference (C.), run as a child: a reader per topic from latest, then idle until killed. */
+async function bare (brokers: string[], topicsFile: string): Promise<void> {
+  const topics = readFileSync(topicsFile, 'utf8').split('\n').filter(Boolean)
+  const client = new KafkaClient({ brokers, clientId: 'bench-idle-bare' })
+  await Promise.all(topics.map(topic => client.reader({ topic, onBatch () {} }).start('latest')))
+  process.stdout.write('ready\n')
+  process.once('SIGTERM', () => { client.close().finally(() => process.exit(0)) })
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      topics: { type: 'string', default: '1000' },
+      idle: { type: 'string', default: '30' },
+      brokers: { type: 'string' },
+      profile: { type: 'string' },
+      'no-bare': { type: 'boolean', default: false },
+      'bare-child': { type: 'string' }
+    }
+  })
+  if (values['bare-child']) return await bare(values.brokers!.split(','), values['bare-child'])
+  const topicCount = Number(values.topics)
+  const idleMs = Number(values.idle) * 1000
+  const redisUrl = process.env.REDIS_URL
+  if (!redisUrl) throw new Error('REDIS_URL: a running Redis')
+  const cleanups: Array<() => Promise<void>> = []
+  const out: Array<[string, string | number]> = []
+  try {
+    let brokers: string[]
+    if (values.brokers) {
+      brokers = values.brokers.split(',')
+    } else {
+      const broker = new KafkaBroker()
+      const t = Date.now()
+      await broker.start()
+      cleanups.push(() => broker.destroy())
+      brokers = broker.brokers
+      process.stderr.write(`[bench] broker ${brokers[0]} (Kafka's default settings) ready in ${Date.now() - t} ms\n`)
+    }
+    const brokerPort = Number(brokers[0]!.split(':').pop())
+    const run = randomBytes(3).toString('hex')
+    const topics = Array.from({ length: topicCount }, (_v, i) => `bench.idle.${run}-${i}`)
+    const setup = new KafkaClient({ brokers, clientId: 'bench-idle-setup' })
+    cleanups.push(() => setup.close())
+    let t = Date.now()
+    await setup.ensureTopics(topics.map(topic => ({ topic, partitions: 1 })), 300_000)
+    process.stderr.write(`[bench] ${topicCount} topics created in ${Date.now() - t} ms\n`)
+    const groupsBefore = new Set(await setup.listGroups())
+
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-idle-'))
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+    const port = 20_000 + Math.floor(Math.random() * 10_000)
+    const configFile = join(dir, 'gateway.yaml')
+    // JSON is YAML: the config loader reads it as it reads any gateway.yaml
+    writeFileSync(configFile, JSON.stringify({
+      server: { host: '127.0.0.1', port },
+      log: { level: 'warn' },
+      kafka: { brokers },
+      redis: { url: redisUrl },
+      auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'idle', algorithms: ['HS256'], secret: SECRET }] } },
+      policy: { dir: POLICY_DIR },
+      // this run's own keys; one client address opens every socket
+      rateLimit: { prefix: `sluice:idle:${run}:`, http: { upgrade: { max: 10_000_000 } } }
+    }, null, 2))
+    const gw = start(['--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {})
+    cleanups.push(() => stop(gw))
+    const pid = gw.child.pid!
+    const base = `http://127.0.0.1:${port}`
+    const deadline = Date.now() + START_TIMEOUT_MS
+    while (!await fetch(`${base}/readyz`).then(res => res.status === 200, () => false)) {
+      if (gw.child.exitCode !== null) throw new Error(`the gateway exited with ${gw.child.exitCode}:\n${gw.stderr()}`)
+      if (Date.now() > deadline) throw new Error(`the gateway was not ready within ${START_TIMEOUT_MS} ms:\n${gw.stderr()}`)
+      await sleep(200)
+    }
+    const inspector = await Inspector.open(gw.child, gw.stderr)
+    cleanups.push(async () => inspector.close())
+
+    // A. no socket
+    await sleep(SETTLE_MS)
+    const cpuA = await idleCpu(pid, idleMs)
+    out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
+    out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
+    const heapA = await inspector.gc()
+    const rssA = rss(pid)
+
+    // B. N topics x 1 subscriber
+    const token = jwt(`idle-${run}`)
+    const wsBase = base.replace('http', 'ws')
+    const sockets: WebSocket[] = []
+    cleanups.push(async () => { for (const ws of sockets) ws.terminate() })
+    t = Date.now()
+    for (let i = 0; i < topics.length; i += OPEN_AT_ONCE) {
+      sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
+    }
+    out.push([`B. ${topicCount} topics x 1 subscriber, all subscribed (ms, ${OPEN_AT_ONCE} at a time)`, Date.now() - t])
+    await sleep(SETTLE_MS)
+    if (values.profile) {
+      await inspector.call('Profiler.enable')
+      await inspector.call('Profiler.start')
+    }
+    const cpuB = await idleCpu(pid, idleMs)
+    if (values.profile) {
+      const { profile } = await inspector.call('Profiler.stop', {}, 120_000)
+      writeFileSync(values.profile, JSON.stringify(profile))
+      await inspector.call('Profiler.disable')
+    }
+    out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
+    out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
+    const heapB = await inspector.gc()
+    const rssB = rss(pid)
+    out.push(['B. gateway RSS after full GCs, before / after subscribing (MiB)', `${(rssA / KiB / KiB).toFixed(1)} / ${(rssB / KiB / KiB).toFixed(1)}`])
+    out.push(['B. RSS added per topic, its reader, window and socket (KiB)', ((rssB - rssA) / topicCount / KiB).toFixed(1)])
+    out.push(['B. V8 heap added per topic, after full GCs (KiB)', ((heapB - heapA) / topicCount / KiB).toFixed(1)])
+    out.push(['B. consumer groups created on the broker', (await setup.listGroups()).filter(g => !groupsBefore.has(g)).length])
+    out.push(['B. sockets still open at the end', sockets.filter(ws => ws.readyState === WebSocket.OPEN).length])
+
+    // D. a second socket on each topic: what a socket costs alone, so B.'s per-topic RSS less it is the topic's
+    for (let i = 0; i < topics.length; i += OPEN_AT_ONCE) {
+      sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
+    }
+    await sleep(SETTLE_MS)
+    const heapD = await inspector.gc()
+    const rssD = rss(pid)
+    const perSocket = (rssD - rssB) / topicCount / KiB
+    out.push(['D. RSS added per second socket on a topic (KiB)', perSocket.toFixed(1)])
+    out.push(['B. - D.: RSS per topic beyond its socket (KiB)', ((rssB - rssA) / topicCount / KiB - perSocket).toFixed(1)])
+    const heapPerSocket = (heapD - heapB) / topicCount / KiB
+    out.push(['D. V8 heap added per second socket (KiB); B. - D. per topic beyond its socket', `${heapPerSocket.toFixed(1)}; ${((heapB - heapA) / topicCount / KiB - heapPerSocket).toFixed(1)}`])
+
+    // C. the bare reference
+    if (!values['no-bare']) {
+      for (const ws of sockets) ws.terminate()
+      await stop(gw)
+      const topicsFile = join(dir, 'topics')
+      writeFileSync(topicsFile, topics.join('\n'))
+      const ref = start([join(import.meta.dirname, 'idle-topics.ts'), '--bare-child', topicsFile, '--brokers', brokers.join(',')], {})
+      cleanups.push(() => stop(ref))
+      let stdout = ''
+      ref.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+      const until = Date.now() + SUBSCRIBE_TIMEOUT_MS
+      while (!stdout.includes('ready')) {
+        if (ref.child.exitCode !== null || Date.now() > until) throw new Error(`the bare reference did not start:\n${ref.stderr()}`)
+        await sleep(100)
+      }
+      await sleep(SETTLE_MS)
+      const cpuC = await idleCpu(ref.child.pid!, idleMs)
+      out.push([`C. bare KafkaClient, a reader per topic, CPU idle (% of a core; ms in ${idleMs / 1000} s)`, `${cpuC.pct.toFixed(2)} (${cpuC.ms})`])
+      out.push(['C. bare broker connections', connectionsOf(ref.child.pid!, brokerPort)])
+      out.push(['gateway B / bare C CPU', cpuC.ms > 0 ? (cpuB.ms / cpuC.ms).toFixed(1) : 'n/a (bare 0 ms)'])
+    }
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(err => process.stderr.write(`[bench] cleanup: ${String(err)}\n`))
+  }
+  say(`\nidle-topics bench: node ${process.version}, ${topicCount} topics, idle windows of ${idleMs / 1000} s after ${SETTLE_MS / 1000} s settling`)
+  for (const [k, v] of out) say(`${k}: ${v}`)
+}
+
+main().catch(err => {
+  process.stderr.write(`[bench] ${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exitCode = 1
+})
