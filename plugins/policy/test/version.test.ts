@@ -90,3 +90,36 @@ test('a changed policy file, a changed transform module or a renamed file gives 
   const renamed = (await loadPolicyDir(dir)).fingerprint
   t.not(renamed, transformEdited, 'a renamed policy file (the names within the directory count)')
 })
+
+test('a poll over unchanged files without transforms reads them and stops: no parse, no compile', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-version-poll-'))
+  writeFileSync(join(dir, 'policy.yaml'), POLICY.replace(/ {4}transforms:\n {6}output: \.\/stamp\.ts\n/, ''))
+  let loads = 0
+  const live = new LivePolicy(dir, undefined, async d => { loads++; return await loadPolicyDir(d) })
+  t.match(await live.reload(), { outcome: 'applied' })
+  const version = live.status().version
+  for (let i = 0; i < 5; i++) t.match(await live.reload(), { outcome: 'unchanged', version, problems: [] })
+  t.equal(loads, 1, 'five polls of the same bytes, one full load')
+
+  // the shortcut compares bytes: any change, even one that keeps the meaning, loads in full again
+  writeFileSync(join(dir, 'policy.yaml'), POLICY.replace(/ {4}transforms:\n {6}output: \.\/stamp\.ts\n/, '') + '# a comment\n')
+  t.match(await live.reload(), { outcome: 'applied' })
+  t.equal(loads, 2)
+  writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nproducts: [\n')
+  t.match(await live.reload(), { outcome: 'invalid' })
+  t.match(await live.reload(), { outcome: 'unchanged' }, 'an invalid directory is loaded in full at every poll, as before')
+  t.equal(loads, 4)
+  t.match(await live.reload({ force: true }), { outcome: 'invalid' })
+  t.equal(loads, 5, 'a forced reload always loads in full')
+})
+
+test('with a transform module every poll loads in full: the module may change while the YAML does not', async t => {
+  const dir = policyDir()
+  let loads = 0
+  const live = new LivePolicy(dir, undefined, async d => { loads++; return await loadPolicyDir(d) })
+  t.match(await live.reload(), { outcome: 'applied' })
+  t.match(await live.reload(), { outcome: 'unchanged' })
+  writeFileSync(join(dir, 'stamp.ts'), TRANSFORM + '// v2\n')
+  t.match(await live.reload(), { outcome: 'applied' }, 'the changed module is seen')
+  t.equal(loads, 3)
+})
