@@ -1,5 +1,6 @@
 // The contract between authentication and everything after it (policy, rate
 // limits, the sessions): who the client is, decided before the upgrade.
+import { createHash } from 'node:crypto'
 
 export type IdentityKind = 'jwt' | 'api-key' | 'dev'
 
@@ -13,4 +14,15 @@ export interface Identity {
   keyId?: string
   /** ms since the epoch; a session closes with 4001 when it passes (plus the configured skew) */
   expiresAt?: number
+}
+
+/**
+ * Consumer groups are namespaced by subject: a client can share a group with
+ * its own other sockets (on any node and any route: `/v1/stream?group=`,
+ * `/v2/broker/`'s group.id, an MQTT shared subscription), never join another
+ * subject's group.
+ */
+export function groupIdFor (identity: Identity, group: string): string {
+  const subject = createHash('sha256').update(identity.subject).digest('base64url').slice(0, 16)
+  return `sluice-group.${subject}.${group}`
 }

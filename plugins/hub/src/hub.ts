@@ -397,6 +397,11 @@ export class Hub {
     await this.#groups.join(outlet, groupId, topics, terms)
   }
 
+  /** The socket leaves its group and keeps its other subscriptions (an MQTT UNSUBSCRIBE of its shared subscription). */
+  leaveGroup (outlet: Outlet): void {
+    this.#groups.remove(outlet)
+  }
+
   async close (): Promise<void> {
     this.#closed = true
     clearInterval(this.#windowSweep)

@@ -3,10 +3,12 @@
 // revoked key, a policy's withdrawal, an admin's kick and the metrics reach it.
 // MQTT packets may span WebSocket frames (MQTT 6.0: the frames are a byte
 // stream); mqtt-packet's parser reassembles them.
+import { createHash } from 'node:crypto'
 import type { RawData } from 'ws'
 import { generate, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet'
 import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } from '@sluice/sessions'
-import type { FrameFormat } from '@sluice/hub'
+import type { FrameFormat, SubscriptionTerms } from '@sluice/hub'
+import { groupIdFor } from '@sluice/protocol/identity'
 import type { Transport } from './format.ts'
 import { Outbox, sessionFormat } from './qos1.ts'
 import { MAX_SESSION_EXPIRY_S, positionsOf, storedPositions, type Holder, type SessionStore, type StoredSession } from './persistence.ts'
@@ -128,6 +130,12 @@ export class MqttSession extends SocketSession implements Holder {
   /** filter -> the QoS granted (filters in the order of #filterLevels) */
   readonly #filterQos = new Map<string, number>()
   #levelQos: number[] = []
+  /**
+   * The connection's shared subscription, `$share/{ShareName}/{filter}` (MQTT 5 4.8.2): a member of one
+   * Kafka consumer group (the hub's group mode, as /v1/stream's group=), so each record goes to one member
+   * on any node. One per connection: the hub's group mode gives a socket one group.
+   */
+  #shared: { full: string, levels: readonly string[] } | undefined
   /** deliveries with their packet ids and positions (qos1.ts) */
   readonly #outbox: Outbox
   /** the session expiry interval granted, in seconds; 0: the session ends with the connection */
@@ -208,7 +216,7 @@ export class MqttSession extends SocketSession implements Holder {
           topicAliasMaximum: 0,
           wildcardSubscriptionAvailable: true,
           subscriptionIdentifiersAvailable: false,
-          sharedSubscriptionAvailable: false,
+          sharedSubscriptionAvailable: true,
           ...(this.clientId === '' ? { assignedClientIdentifier: this.id } : {})
         }
       : undefined
@@ -587,7 +595,9 @@ export class MqttSession extends SocketSession implements Holder {
         continue
       }
       if (filter.startsWith('$share/')) {
-        refuse(REASON.SHARED_NOT_SUPPORTED)
+        const grant = resume ? REASON.SHARED_NOT_SUPPORTED : await this.#subscribeShared(filter)
+        if (grant > 1) refuse(grant)
+        else granted.push(grant)
         continue
       }
       if (this.#filters.size >= MAX_FILTERS && !this.#filters.has(filter)) {
@@ -633,8 +643,7 @@ export class MqttSession extends SocketSession implements Holder {
       // QoS 1 at most is granted (maximum QoS 1 is announced), as asked [MQTT-3.8.4-6]
       const grant = Math.min(qos ?? 0, 1)
       this.#filterQos.set(filter, grant)
-      this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
-      this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
+      this.#levels()
       for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
       if (previous) this.#release(previous)
       granted.push(grant)
@@ -686,13 +695,71 @@ export class MqttSession extends SocketSession implements Holder {
     })
   }
 
+  /** What write() compares delivered frames with: every filter, and the shared subscription's at QoS 0. */
+  #levels (): void {
+    this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
+    this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
+    if (this.#shared) {
+      this.#filterLevels.push(this.#shared.levels)
+      this.#levelQos.push(0)
+    }
+  }
+
+  /**
+   * Joins the shared subscription's group; the granted QoS (0), or the reason code of a refusal. The group
+   * is the subject's own (groupIdFor, as /v1/stream's group=) and named by ShareName and filter: two
+   * clients of one subject with `$share/workers/sensors/+/temp` share its records, whichever node each is
+   * on. Granted at QoS 0: the group commits a record's offset once its PUBLISH is written, and a QoS 1
+   * delivery waits for a PUBACK the group would not wait for. Retained messages are not sent to a shared
+   * subscription (MQTT 5 4.8.2), and a persistent session does not keep it (a resume refuses it with 0x9E).
+   */
+  async #subscribeShared (full: string): Promise<number> {
+    const rest = full.slice('$share/'.length)
+    const slash = rest.indexOf('/')
+    const name = slash < 0 ? rest : rest.slice(0, slash)
+    const filter = slash < 0 ? '' : rest.slice(slash + 1)
+    // [MQTT-4.8.2-1]: a ShareName of at least one character; [MQTT-4.8.2-2]: without '/', '+' or '#'; then a filter
+    if (name === '' || name.includes('+') || name.includes('#') || filter === '' || !validFilter(filter)) return REASON.TOPIC_FILTER_INVALID
+    if (this.#shared?.full === full) return 0
+    if (this.#shared) return REASON.QUOTA_EXCEEDED
+    const reached = this.#deps.mappings.reachedBy(filter)
+    const allowed = reached.topics.map(topic => ({ topic, decision: this.deps.access.authorize(this.identity, 'subscribe', topic) }))
+    const topics: string[] = []
+    let terms: SubscriptionTerms | undefined
+    for (const { topic, decision } of allowed) {
+      if (!decision.allowed) continue
+      topics.push(topic)
+      terms ??= { encoding: decision.encoding, slowClient: decision.slowClient, product: decision.product }
+    }
+    if (!terms) return reached.topics.length > 0 || !reached.open ? REASON.NOT_AUTHORIZED : REASON.IMPLEMENTATION_SPECIFIC
+    const group = `mqtt-share.${createHash('sha256').update(name).update('\0').update(filter).digest('base64url').slice(0, 22)}`
+    this.#shared = { full, levels: filter.split('/') }
+    this.#levels()
+    try {
+      await this.deps.hub.joinGroup(this, groupIdFor(this.identity, group), topics, terms)
+    } catch (err) {
+      this.deps.log.info({ err, session: this.id, filter: full }, 'MQTT shared subscription failed')
+      this.#shared = undefined
+      this.#levels()
+      this.deps.hub.leaveGroup(this)
+      return REASON.UNSPECIFIED
+    }
+    if (terms.product !== undefined) this.usedProduct(terms.product)
+    return 0
+  }
+
   #drop (filter: string): boolean {
+    if (this.#shared?.full === filter) {
+      this.#shared = undefined
+      this.#levels()
+      this.deps.hub.leaveGroup(this)
+      return true
+    }
     const topics = this.#filters.get(filter)
     if (!topics) return false
     this.#filters.delete(filter)
     this.#filterQos.delete(filter)
-    this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
-    this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
+    this.#levels()
     this.#release(topics)
     this.#outbox.changedSubscriptions()
     return true

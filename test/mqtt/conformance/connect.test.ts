@@ -146,11 +146,11 @@ test('[MQTT-3.2.2-4] [MQTT-3.2.2-5] a refused CONNECT gets a non-zero return cod
   await closedBy(c)
 })
 
-test('5.0 [MQTT-3.2.2-9] a server without QoS 2 announces Maximum QoS in CONNACK, and what else it does not support', async t => {
+test('5.0 [MQTT-3.2.2-9] a server without QoS 2 announces Maximum QoS in CONNACK, and what else it does and does not support', async t => {
   const c = await rawSession(t, gw.tcpPort, 5)
   const connack = c.packets[0] as mqttPacket.IConnackPacket
   t.equal(connack.properties?.maximumQoS, 1)
-  t.equal(connack.properties?.sharedSubscriptionAvailable, false)
+  t.equal(connack.properties?.sharedSubscriptionAvailable, true, 'shared subscriptions (test/mqtt/shared.test.ts)')
   t.equal(connack.properties?.subscriptionIdentifiersAvailable, false)
   t.equal(connack.properties?.topicAliasMaximum, 0)
 })
