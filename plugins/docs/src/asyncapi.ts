@@ -6,6 +6,10 @@
 // plans. The native protocol's frames on /v1/stream are the messages of one
 // more channel, with the two operations that carry them. Security schemes are
 // the credentials /v1/stream accepts; the server is the gateway's /v1/stream.
+// A product's MQTT mappings (policy `mqtt:`) add an `mqtt` server (GET /mqtt,
+// MQTT 3.1.1 and 5.0 over WebSocket) and one channel per mapping, addressed by
+// its MQTT topic with the mapping's {name} levels as parameters, whose
+// operations are the Kafka topic's: the same rules reach both.
 import type { PolicyDocument } from '@sluice/policy'
 import { compilePattern, type TopicPattern } from '@sluice/policy/topics'
 import { topicExample } from './catalogue.ts'
@@ -28,6 +32,7 @@ type Encoding = 'json' | 'text' | 'base64'
 const API_VERSION = '1.0.0'
 const STREAM_PATH = '/v1/stream'
 const STREAM_CHANNEL = 'stream'
+const MQTT_PATH = '/mqtt'
 const SECURITY = ['bearerJwt', 'apiKey', 'accessTokenQuery', 'apiKeyQuery'] as const
 
 const CONTENT_TYPES: Record<Encoding, string> = { json: 'application/json', text: 'text/plain', base64: 'application/octet-stream' }
@@ -183,6 +188,46 @@ function channelsOfProduct (document: PolicyDocument, productName: string, chann
       }
     }
   }
+
+  for (const [i, mapping] of (product.mqtt ?? []).entries()) {
+    // the Kafka topic's channel: its {name} parts filled with a sample, as a rule's are
+    const kafka = compiled(mapping.topic, true)
+    const t = kafka && topics.find(topic => topic.matcher?.test(kafka.sample))
+    if (!t) continue
+    let id = `${productName}-mqtt-${slug(mapping.filter.replace(/[{}]/g, ''))}`
+    while (Object.hasOwn(channels, id)) id = `${id}-${i}`
+    const names = [...mapping.filter.matchAll(/\{([a-z][a-z0-9_]*)\}/g)].map(m => m[1]!)
+    const record = (channels[t.id] as { messages: { record: Record<string, unknown> } }).messages.record
+    channels[id] = {
+      address: mapping.filter,
+      title: `MQTT ${mapping.filter}`,
+      description: `Product **${product.title ?? productName}** (\`${productName}\`) over MQTT (\`${MQTT_PATH}\`): a message to \`${mapping.filter}\` is a record of Kafka topic \`${mapping.topic}\` with key \`${mapping.key}\`, and its records come back under this name. ` +
+        'Subscribe with `+` or `#` in place of any level (shared subscriptions: `$share/{ShareName}/{filter}`). The payload is the record value\'s bytes.',
+      ...(names.length > 0 ? { parameters: Object.fromEntries(names.map(n => [n, { description: `One topic level; part of the Kafka record's key (\`${mapping.key}\`) or topic (\`${mapping.topic}\`).` }])) } : {}),
+      servers: [{ $ref: '#/servers/mqtt' }],
+      messages: { record: { ...record, name: 'record', title: `A message of ${mapping.filter}` } },
+      tags: [{ name: productName }],
+      'x-sluice-product': productName,
+      'x-sluice-kafka-topic': mapping.topic,
+      'x-sluice-kafka-key': mapping.key
+    }
+    for (const [verb, op, words] of [['receive', 'subscribe', 'Subscribe to'], ['send', 'publish', 'Publish to']] as const) {
+      const access = t.access[verb]
+      if (!access) continue
+      operations[`${id}-${op}`] = {
+        action: verb,
+        channel: { $ref: `#/channels/${id}` },
+        title: `${words} ${mapping.filter} (MQTT)`,
+        summary: verb === 'receive'
+          ? `PUBLISH packets of ${mapping.filter} after a SUBSCRIBE (QoS 0 or 1).`
+          : `A PUBLISH to ${mapping.filter}, PUBACKed (QoS 1) once Kafka has the record.`,
+        description: describeAccess(words, mapping.topic, access),
+        messages: [{ $ref: `#/channels/${id}/messages/record` }],
+        tags: [{ name: productName }],
+        'x-sluice-plans': [...access.plans]
+      }
+    }
+  }
 }
 
 function streamChannel (): Record<string, unknown> {
@@ -232,6 +277,11 @@ function streamOperations (): Record<string, unknown> {
   }
 }
 
+const MQTT_PASSWORD = {
+  type: 'userPassword',
+  description: 'MQTT CONNECT: the password is an issued API key or a JWT; the username is any string.'
+}
+
 /**
  * The AsyncAPI document of every product of the policy, or of `only` that one
  * (undefined when the policy has no such product).
@@ -246,6 +296,7 @@ export function asyncapiDocument (document: PolicyDocument | undefined, options:
   Object.assign(operations, streamOperations())
 
   const product = only !== undefined ? document!.products[only]! : undefined
+  const mqtt = Object.values(channels).some(c => (c as { servers?: unknown }).servers !== undefined)
   // a copy: the document shares nothing with the policy or the next document (callers may serialize or mutate it)
   return structuredClone({
     asyncapi: '3.0.0',
@@ -271,13 +322,27 @@ export function asyncapiDocument (document: PolicyDocument | undefined, options:
         title: 'The gateway\'s native stream API',
         description: 'Credentials are checked before the upgrade (401/403/429 with a JSON error); afterwards every frame is checked again.',
         security: SECURITY.map(name => ({ $ref: `#/components/securitySchemes/${name}` }))
-      }
+      },
+      ...(mqtt
+        ? {
+            mqtt: {
+              host: options.host,
+              protocol: options.protocol,
+              pathname: MQTT_PATH,
+              title: 'MQTT 3.1.1 and 5.0 over WebSocket',
+              description: 'Subprotocol `mqtt` (MQTT.js: `mqtt.connect(\'' + options.protocol + '://' + options.host + MQTT_PATH + '\', { password })`). ' +
+                'The CONNECT\'s password is an API key or a JWT (the username is not checked); the same rules and plans as /v1/stream apply. ' +
+                'A plain TCP listener serves the same when the operator enables it (mqtt.tcpPort).',
+              security: [{ $ref: '#/components/securitySchemes/mqttPassword' }]
+            }
+          }
+        : {})
     },
     channels,
     operations,
     components: {
       messages: FRAMES,
-      securitySchemes
+      securitySchemes: mqtt ? { ...securitySchemes, mqttPassword: MQTT_PASSWORD } : securitySchemes
     }
   })
 }
