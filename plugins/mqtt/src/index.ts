@@ -60,6 +60,12 @@ export interface MqttPluginOptions {
   retainedMaxBytes?: number
   /** the compacted Kafka topic of persistent sessions and takeover claims (persistence.ts); default sluice.mqtt.sessions */
   sessionsTopic?: string
+  /**
+   * The plan's connection limits (connections, connects per minute), taken once the CONNECT's credential is
+   * known (the upgrade carries none, so the route's check before the 101 cannot); the ticket is released when
+   * the connection closes. Absent: no plan connection limits (rate limits off).
+   */
+  connectionLimit?: (identity: Identity) => Promise<{ ok: true, release (): void } | { ok: false, limit: string }>
 }
 
 /** ws's handleProtocols for /mqtt: `mqtt` when asked for it; other paths are someone else's. */
@@ -91,7 +97,10 @@ const REFUSE = {
   willTopic: { 5: REASON.TOPIC_NAME_INVALID, 4: 0x05 },
   willNotAuthorized: { 5: REASON.NOT_AUTHORIZED, 4: 0x05 },
   willQos: { 5: REASON.QOS_NOT_SUPPORTED, 4: 0x03 },
-  willRetain: { 5: REASON.RETAIN_NOT_SUPPORTED, 4: 0x03 }
+  willRetain: { 5: REASON.RETAIN_NOT_SUPPORTED, 4: 0x03 },
+  // the plan's limits (3.1.1 has no code for a limit: server unavailable, as mosquitto's max_connections)
+  connections: { 5: REASON.QUOTA_EXCEEDED, 4: 0x03 },
+  connectsPerMinute: { 5: REASON.CONNECTION_RATE_EXCEEDED, 4: 0x03 }
 } satisfies Record<string, { 5: number, 4: number }>
 
 async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise<void> {
@@ -138,7 +147,7 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     store
   }
 
-  async function identify (connect: IConnectPacket): Promise<{ identity: Identity, will?: Omit<Will, 'clientId'> } | keyof typeof REFUSE> {
+  async function identify (connect: IConnectPacket): Promise<{ identity: Identity, will?: Omit<Will, 'clientId'>, release?: () => void } | keyof typeof REFUSE> {
     const password = connect.password?.toString('utf8')
     if (!password) return 'credentials'
     let identity: Identity
@@ -151,10 +160,16 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     }
     // a credential no rule grants anything is not authorized to connect
     if (opts.access.hasAccess && !opts.access.hasAccess(identity)) return 'notAuthorized'
-    if (!connect.will) return { identity }
     // the will is checked now (MQTT 5 3.2.2.2: 0x87 a will topic not authorized), not found wanting at the end
-    const will: Omit<Will, 'clientId'> | WillRefusal = checkWill(connect, identity, mappings, opts.access, true)
-    return typeof will === 'string' ? will : { identity, will }
+    const will: Omit<Will, 'clientId'> | WillRefusal | undefined = connect.will ? checkWill(connect, identity, mappings, opts.access, true) : undefined
+    if (typeof will === 'string') return will
+    // last: a slot is taken only by a CONNECT that is otherwise accepted
+    const ticket = opts.connectionLimit ? await opts.connectionLimit(identity) : undefined
+    if (ticket && !ticket.ok) {
+      log.info({ limit: ticket.limit }, 'MQTT connection refused by a rate limit')
+      return ticket.limit === 'connections' || ticket.limit === 'connectsPerMinute' ? ticket.limit : 'unavailable'
+    }
+    return { identity, ...(will ? { will } : {}), ...(ticket ? { release: ticket.release } : {}) }
   }
 
   /**
@@ -212,6 +227,11 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       socket.pause()
       const version = packet.protocolVersion === 5 ? 5 : 4
       identify(packet).then(identified => {
+        if (typeof identified !== 'string' && identified.release) {
+          // the plan's slot is this connection's until it closes
+          if (done || socket.readyState !== socket.OPEN) identified.release()
+          else socket.once('close', identified.release)
+        }
         if (done || socket.readyState !== socket.OPEN) return finish(() => {})
         if (typeof identified === 'string') {
           const code = REFUSE[identified][version]
