@@ -119,8 +119,21 @@ async function redisCall<T> (fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * The admin API's credential check, an onRequest hook: `Authorization: Bearer <admin.token>`, else
+ * SLUICE_ADMIN_UNAUTHORIZED. Every /admin route takes it (this plugin's and plugins/apps' admin routes).
+ */
+export function adminTokenCheck (token: string): (request: FastifyRequest) => Promise<void> {
+  const expected = digest(token)
+  return async request => {
+    const header = request.headers.authorization
+    const match = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null
+    // digests have equal length whatever was sent, so the comparison leaks nothing
+    if (!match || !timingSafeEqual(digest(match[1]!), expected)) throw new AdminUnauthorizedError()
+  }
+}
+
 async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promise<void> {
-  const expected = digest(opts.token)
   fastify.addSchema({
     $id: 'sluiceProblem',
     type: 'object',
@@ -128,12 +141,7 @@ async function adminRoutes (fastify: FastifyInstance, opts: AdminOptions): Promi
     properties: { path: { type: 'string' }, message: { type: 'string' }, source: { type: 'string' } }
   })
 
-  fastify.addHook('onRequest', async (request: FastifyRequest) => {
-    const header = request.headers.authorization
-    const match = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null
-    // digests have equal length whatever was sent, so the comparison leaks nothing
-    if (!match || !timingSafeEqual(digest(match[1]!), expected)) throw new AdminUnauthorizedError()
-  })
+  fastify.addHook('onRequest', adminTokenCheck(opts.token))
 
   fastify.setErrorHandler((err: FastifyError & { problems?: unknown }, request: FastifyRequest, reply: FastifyReply) => {
     let error: FastifyError = err

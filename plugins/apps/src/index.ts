@@ -10,7 +10,6 @@
 //
 // Without Redis the routes exist and answer 503 SLUICE_APPS_UNAVAILABLE, as
 // the admin API's key routes do.
-import { createHash, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { Ajv, type ErrorObject } from 'ajv'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -19,7 +18,7 @@ import type {} from '@sluice/policy'
 // type-only: brings fastify.sessions into scope (open sockets of a key whose plan changed are retargeted)
 import type {} from '@sluice/sessions'
 import type { Redis } from 'ioredis'
-import { errors as adminErrors } from '@sluice/admin'
+import { adminTokenCheck } from '@sluice/admin'
 import { Applications } from './applications.ts'
 import { ApplicationStore, MAX_PAGE } from './store.ts'
 import { resolveDeveloper, type Developer } from './developer.ts'
@@ -60,10 +59,6 @@ const KEY_ID_PATTERN = /^[0-9a-f]{16}$/
 const PLAN_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
 // a plan change names an application's keys: at most MAX_KEYS live, and a few in their grace period
 const MAX_KEYS_PER_MESSAGE = 100
-
-function digest (text: string): Buffer {
-  return createHash('sha256').update(text).digest()
-}
 
 function errorHandler (fastify: FastifyInstance) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
@@ -206,15 +201,10 @@ async function developerRoutes (fastify: FastifyInstance): Promise<void> {
 }
 
 async function adminRoutes (fastify: FastifyInstance, opts: { token: string }): Promise<void> {
-  const expected = digest(opts.token)
   strictValidation(fastify)
   fastify.setErrorHandler(errorHandler(fastify))
   // the admin API's own check and error (plugins/admin): one credential for every /admin route
-  fastify.addHook('onRequest', async (request: FastifyRequest) => {
-    const header = request.headers.authorization
-    const match = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null
-    if (!match || !timingSafeEqual(digest(match[1]!), expected)) throw new adminErrors.AdminUnauthorizedError()
-  })
+  fastify.addHook('onRequest', adminTokenCheck(opts.token))
 
   fastify.get('/subscriptions/pending', {
     exposeHeadRoute: false,
