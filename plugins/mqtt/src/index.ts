@@ -12,6 +12,7 @@ import type { WebSocket, RawData } from 'ws'
 // type-only: brings @fastify/websocket's route options into scope
 import type {} from '@fastify/websocket'
 import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet'
+import { Gauge } from 'prom-client'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl } from '@sluice/policy/access'
@@ -131,6 +132,15 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     await wills.flush()
     await retained.stop()
   })
+  // what MQTT keeps on this node besides its sockets (those are sluice_connections{route="mqtt"|"mqtt+tcp"}):
+  // the retained set against its bound, the persistent sessions followed, the wills waiting out a delay
+  if (fastify.hasDecorator('metrics')) {
+    const gauge = (name: string, help: string, read: () => number) => new Gauge({ name, help, registers: [fastify.metrics], collect () { this.set(read()) } })
+    gauge('sluice_mqtt_retained_messages', 'Retained MQTT messages this node holds (read from mqtt.retainedTopic)', () => retained.size)
+    gauge('sluice_mqtt_retained_bytes', 'Bytes of retained MQTT messages this node holds, as mqtt.retainedMaxBytes bounds them', () => retained.bytes)
+    gauge('sluice_mqtt_sessions_stored', 'Persistent MQTT sessions in the index this node follows (mqtt.sessionsTopic), connected or not', () => store.size)
+    gauge('sluice_mqtt_wills_pending', 'MQTT wills waiting out their Will Delay Interval on this node', () => wills.pending)
+  }
   const deps = {
     hub: fastify.hub,
     kafka: fastify.kafka,
