@@ -16,6 +16,7 @@ import apps from '@sluice/apps'
 import docs, { loadOpenApi, type OpenApiDocument } from '@sluice/docs'
 import portal from '@sluice/portal'
 import rateLimit, { UNPLANNED_LIMITS } from '@sluice/rate-limit'
+import usage from '@sluice/usage'
 import hub from '@sluice/hub'
 import websocket from '@fastify/websocket'
 import stream, { selectProtocol } from '@sluice/stream'
@@ -118,6 +119,21 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   const nodeId = config.stream.nodeId ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64)
   // plans' limits in Redis token buckets (in-process without Redis): before the upgrade, per publish, per delivered frame;
   // registered before the routes it limits (admin, WebSocket) so that it sees them
+  // usage per application and product (needs Redis): sessions count into it, rate limits tell it their refusals,
+  // the apps plugin serves it; before both
+  if (config.redis && config.usage.enabled) {
+    await app.register(usage, {
+      redis: app.redis,
+      kafka: app.kafka,
+      nodeId,
+      topic: config.usage.topic,
+      periodSeconds: config.usage.periodSeconds,
+      flushMs: config.usage.flushMs,
+      graceMs: config.usage.graceMs,
+      prefix: config.usage.prefix,
+      now: options.now
+    })
+  }
   const limits = config.rateLimit
   if (limits.enabled) {
     await app.register(rateLimit, {
@@ -133,7 +149,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
       connectionTtlMs: limits.connectionTtlMs,
       abuse: limits.abuse,
       unplanned: { ...UNPLANNED_LIMITS, ...limits.unplanned },
-      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin, public: limits.http.public } : false
+      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin, public: limits.http.public } : false,
+      onRefused: app.hasDecorator('usage') ? (identity, code) => app.usage?.refused(identity, code) : undefined
     })
   }
   // the admin API exists only with its own credential

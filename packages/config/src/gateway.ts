@@ -159,6 +159,7 @@ export const gatewayConfigSchema = {
       default: {},
       properties: {
         // plans are limits sold to clients: off only for benchmarks and trusted single-tenant setups
+        // off: no counting, no usage routes (they answer 404 SLUICE_APPS_USAGE_DISABLED), no events
         enabled: { type: 'boolean', default: true },
         // Redis unreachable: fail-open keeps serving under each node's local buckets (same limits, not shared);
         // fail-closed refuses (503 before the upgrade, 1013 after) until Redis answers again
@@ -202,7 +203,8 @@ export const gatewayConfigSchema = {
           additionalProperties: false,
           default: {},
           properties: {
-            enabled: { type: 'boolean', default: true },
+            // off: no counting, no usage routes (they answer 404 SLUICE_APPS_USAGE_DISABLED), no events
+        enabled: { type: 'boolean', default: true },
             upgrade: {
               type: 'object',
               additionalProperties: false,
@@ -302,6 +304,31 @@ export const gatewayConfigSchema = {
         // deliveries not yet acknowledged) and of takeover claims, keyed by client id (created if absent;
         // plugins/mqtt/src/persistence.ts gives the reasons)
         sessionsTopic: { type: 'string', minLength: 1, maxLength: 249, default: 'sluice.mqtt.sessions' }
+      }
+    },
+    // usage metering (plugins/usage): per application and product, per period and UTC day, in Redis, and each
+    // closed period as CloudEvents on a Kafka topic for billing; on wherever Redis is configured
+    usage: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // off: no counting, no usage routes (they answer 404 SLUICE_APPS_USAGE_DISABLED), no events
+        enabled: { type: 'boolean', default: true },
+        // where closed periods' usage events go (created if absent), one per application, product and period
+        topic: { type: 'string', minLength: 1, maxLength: 249, default: 'sluice.usage' },
+        // a period's length: an hour, as billing systems price; shorter ones (dividing a day, so that periods
+        // fall on UTC days) for near-real-time billing and for tests
+        periodSeconds: { type: 'integer', enum: [1, 2, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600], default: 3600 },
+        // how often a node writes its counts to Redis (one script call): a node killed without a flush loses at
+        // most this much of the open period's counts; one call a second per node costs Redis nothing measurable
+        flushMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
+        // a closed period's events are written this long after it ends: every live node has flushed it at its
+        // end, and 30 s covers a node whose timers ran late on a busy event loop or whose clock is a few s off;
+        // a flush later than that counts in the period open at the time (nothing lost, nothing twice)
+        graceMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 30_000 },
+        // Redis keys of the aggregates
+        prefix: { type: 'string', minLength: 1, maxLength: 64, default: 'sluice:usage:' }
       }
     },
     // the developer portal (plugins/portal): without `oidc` it has no sign-in and its developer panel says so

@@ -57,10 +57,10 @@ export class CompatSession extends SocketSession {
     this.#publishes = new PublishQueue({
       produceBatch: async (topic, records) => {
         await this.publishTimeout(deps.kafka.produceBatch(topic, records))
-        deps.publishes?.acked(records.length)
+        this.publishAcked(records.length)
       },
       failed: (topic, err) => {
-        deps.publishes?.failed(publishWireCode(err))
+        this.publishFailed(publishWireCode(err))
         this.sendError(err, topic)
       },
       maxPending: deps.limits.maxInflightPublishes,
@@ -163,7 +163,7 @@ export class CompatSession extends SocketSession {
       else this.#publishes.push(message.topic, { key: message.key, value: message.value, headers: message.headers, timestamp: String(message.timestamp) })
     }, err => {
       this.#publishes.cancel()
-      this.#compat.publishes?.failed(publishWireCode(err))
+      this.publishFailed(publishWireCode(err))
       this.sendError(err, request.topic)
     })
   }

@@ -81,7 +81,9 @@ export function dispatch (feed: TopicFeed, batch: RecordBatch, stats: HubStats, 
     const to = starts[stop]!
     if (to > from) {
       outlet.write(from === 0 && to === joined.length ? joined : joined.subarray(from, to))
-      stats.deliveries += batchFrames.framesBefore[stop]! - batchFrames.framesBefore[first]!
+      const frames = batchFrames.framesBefore[stop]! - batchFrames.framesBefore[first]!
+      stats.deliveries += frames
+      outlet.delivered?.(frames, to - from)
     }
     if (stop < count) {
       sub.next.set(p, offsets[stop]!)
@@ -125,7 +127,9 @@ export function writeHeld (outlet: Outlet, framed: FramedBatch, first: number, e
   const to = starts[stop]!
   if (to > from) {
     outlet.write(from === 0 && to === joined.length ? joined : joined.subarray(from, to))
-    stats.deliveries += framesBefore[stop]! - framesBefore[first]!
+    const frames = framesBefore[stop]! - framesBefore[first]!
+    stats.deliveries += frames
+    outlet.delivered?.(frames, to - from)
   }
   return { stop, held }
 }

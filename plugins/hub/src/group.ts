@@ -44,6 +44,7 @@ export class GroupMembers {
             if (!await admitted(outlet, frame.length)) return
             written = new Promise((resolve, reject) => outlet.write(frame, err => err ? reject(err) : resolve()))
             this.#stats.deliveries++
+            outlet.delivered?.(1, frame.length)
           }
           last = record
         }

@@ -15,6 +15,8 @@ export interface Outlet {
   /** bytes accepted for this socket and not yet handed to the kernel */
   queuedBytes (): number
   write (frame: Buffer, onWritten?: (err?: Error | null) => void): void
+  /** usage metering: `frames` messages of `bytes` were just written (once per write, not per message) */
+  delivered? (frames: number, bytes: number): void
   /** resolves once the send queue is at most `bytes` (default: half the bound; 0: empty), or the socket closed; never sooner */
   drained (bytes?: number): Promise<void>
   /** the subscription to `topic` has ended after drops; tell the client where to resume */

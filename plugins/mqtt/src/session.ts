@@ -572,8 +572,8 @@ export class MqttSession extends SocketSession implements Holder {
         return { reason: REASON.UNSPECIFIED, wire: 'UNAVAILABLE' }
       })
     const answer = (refused: Refused | undefined) => {
-      if (refused) this.deps.publishes?.failed(refused.wire)
-      else this.deps.publishes?.acked()
+      if (refused) this.publishFailed(refused.wire)
+      else this.publishAcked()
       if (refused && this.version === 4) {
         // [MQTT-3.3.5-2]: 3.1.1 cannot refuse a PUBLISH; the connection is closed instead
         this.close(refused.wire === 'FORBIDDEN' ? CLOSE.ACCESS_WITHDRAWN : CLOSE.TRY_LATER, 'publish refused: ' + refused.wire)

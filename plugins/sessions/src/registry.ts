@@ -26,15 +26,33 @@ export interface LiveSession {
   retarget? (fresh: Identity): void
 }
 
+/** What a session adds its usage to (plugins/usage's counters): plain fields, no call per message. */
+export interface UsageCounts {
+  delivered: number
+  deliveredBytes: number
+  published: number
+  refuse (reason: string): void
+}
+
+/** Usage metering (plugins/usage): told when a session opens and ends. */
+export interface SessionMeter {
+  opened (session: LiveSession): UsageCounts
+  ended (session: LiveSession): void
+}
+
 export class SessionRegistry {
   readonly #sessions = new Map<string, LiveSession>()
+  /** set by plugins/usage when metering is on; sessions opened from then on are metered */
+  meter: SessionMeter | undefined
 
   add (session: LiveSession): void {
     this.#sessions.set(session.id, session)
   }
 
   delete (session: LiveSession): void {
-    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id)
+    if (this.#sessions.get(session.id) !== session) return
+    this.#sessions.delete(session.id)
+    this.meter?.ended(session)
   }
 
   get size (): number {

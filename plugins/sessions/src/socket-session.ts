@@ -16,7 +16,7 @@ import type { KafkaClient, OutgoingRecord, RecordMetadata } from '@sluice/kafka'
 import type { Logger } from '@sluice/protocol/logger'
 import { KafkaTimeoutError } from '@sluice/kafka/errors'
 import type { FrameFormat, Hub, Outlet } from '@sluice/hub'
-import type { LiveSession, SessionRegistry } from './registry.ts'
+import type { LiveSession, SessionRegistry, UsageCounts } from './registry.ts'
 import type { RoutePublishes } from './publish-counts.ts'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import { CLOSE } from '@sluice/protocol/codes'
@@ -129,6 +129,8 @@ export abstract class SocketSession implements LiveSession, Outlet {
   /** an empty write is queued to wake the drain waiters (see #awaitDrain) */
   #flushMarked = false
   #budget: DeliveryBudget | undefined
+  /** this socket's usage counters, when the node meters usage (plugins/usage) */
+  #usage: UsageCounts | undefined
   #turn: Promise<unknown> = SETTLED
 
   constructor (start: SessionStart, deps: SessionDeps) {
@@ -148,6 +150,15 @@ export abstract class SocketSession implements LiveSession, Outlet {
     this.socket.once('close', () => this.#cleanup())
     this.raw.on('drain', () => this.#wakeDrainWaiters())
     deps.sessions.add(this)
+    const usage = deps.sessions.meter?.opened(this)
+    if (usage) {
+      this.#usage = usage
+      // the hub calls it once per write (a write holds a run of frames), not per message
+      this.delivered = (frames, bytes) => {
+        usage.delivered += frames
+        usage.deliveredBytes += bytes
+      }
+    }
     this.#budget = deps.guard?.delivery?.(this)
     if (this.#budget) {
       const budget = this.#budget
@@ -156,6 +167,8 @@ export abstract class SocketSession implements LiveSession, Outlet {
     }
   }
 
+  /** set when usage is metered (Outlet.delivered) */
+  delivered: ((frames: number, bytes: number) => void) | undefined
   /** set when the plan limits delivery (see StreamGuard) */
   admit: ((bytes: number) => boolean) | undefined
   admitReady: Promise<unknown> | undefined
@@ -450,6 +463,18 @@ export abstract class SocketSession implements LiveSession, Outlet {
       this.#inflight--
       if (this.socket.isPaused && this.#inflight < limits.maxInflightPublishes / 2) this.socket.resume()
     }
+  }
+
+  /** Kafka acknowledged `records` of this socket's publishes: the route's count and the socket's usage. */
+  protected publishAcked (records = 1): void {
+    this.deps.publishes?.acked(records)
+    if (this.#usage) this.#usage.published += records
+  }
+
+  /** A publish was refused (before Kafka or by it), with the route's wire error code. */
+  protected publishFailed (code: string): void {
+    this.deps.publishes?.failed(code)
+    this.#usage?.refuse(code)
   }
 
   /** A text frame through ws, if the socket is still open. */

@@ -377,10 +377,10 @@ export class StreamSession extends SocketSession {
       try {
         if (entry.error === undefined) {
           const ack = entry.ack!
-          this.deps.publishes?.acked()
+          this.publishAcked()
           this.sendText(ackFrame(entry.id, ack.topic, ack.partition, ack.offset))
         } else {
-          this.deps.publishes?.failed(wireCode(entry.error))
+          this.publishFailed(wireCode(entry.error))
           this.sendError(entry.error, entry.id)
         }
       } catch (err) {
