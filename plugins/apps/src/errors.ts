@@ -15,4 +15,5 @@ export const AppsProductRequiredError = createError('SLUICE_APPS_PRODUCT_REQUIRE
 export const AppsTooManyApplicationsError = createError('SLUICE_APPS_TOO_MANY_APPLICATIONS', 'A developer has at most %s applications', 409)
 export const AppsTooManyKeysError = createError('SLUICE_APPS_TOO_MANY_KEYS', 'An application has at most %s keys: revoke one first', 409)
 export const AppsNotPendingError = createError('SLUICE_APPS_NOT_PENDING', 'Subscription %s is %s, not pending', 409)
+export const AppsUsageDisabledError = createError('SLUICE_APPS_USAGE_DISABLED', 'Usage is not metered on this gateway (usage.enabled, and Redis)', 404)
 export const AppsInternalError = createError('SLUICE_APPS_INTERNAL', 'Internal error', 500)

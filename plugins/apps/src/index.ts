@@ -24,9 +24,11 @@ import { ApplicationStore, MAX_PAGE } from './store.ts'
 import { resolveDeveloper, type Developer } from './developer.ts'
 import {
   APP_ID, KEY_ID, SUBSCRIPTION_ID, adminApplicationSchema, applicationSchema, applicationView, createApplicationBody, DEFAULT_KEY_TTL_S,
-  issueKeyBody, issuedKeySchema, keySchema, keyView, rejectBody, rotateKeyBody, subscribeBody, subscriptionSchema, subscriptionView
+  issueKeyBody, issuedKeySchema, keySchema, keyView, rejectBody, rotateKeyBody, subscribeBody, subscriptionSchema, subscriptionView,
+  adminUsageQuery, adminUsageSchema, applicationUsageSchema, usageQuery
 } from './schemas.ts'
-import { AppsBadRequestError, AppsInternalError, AppsRedisUnavailableError, AppsUnavailableError } from './errors.ts'
+import { AppsBadRequestError, AppsInternalError, AppsRedisUnavailableError, AppsUnavailableError, AppsUsageDisabledError } from './errors.ts'
+import type { Usage } from '@sluice/usage'
 
 export { resolveDeveloper } from './developer.ts'
 export type { Developer } from './developer.ts'
@@ -93,6 +95,19 @@ function strictValidation (fastify: FastifyInstance): void {
   fastify.setSchemaErrorFormatter((errors, dataVar) => new Error(errors.map(e => problem(e as ErrorObject, dataVar)).join('; ')))
 }
 
+function metering (fastify: FastifyInstance): Usage {
+  const usage = fastify.hasDecorator('usage') ? fastify.usage : undefined
+  if (!usage) throw new AppsUsageDisabledError()
+  return usage
+}
+
+/** The last `count` UTC days, oldest first, ending with today. */
+function lastDays (count: number, now = Date.now()): string[] {
+  const days: string[] = []
+  for (let i = count - 1; i >= 0; i--) days.push(new Date(now - i * 86_400_000).toISOString().slice(0, 10))
+  return days
+}
+
 function core (fastify: FastifyInstance): Applications {
   if (!fastify.applications) throw new AppsUnavailableError()
   return fastify.applications
@@ -131,6 +146,21 @@ async function developerRoutes (fastify: FastifyInstance): Promise<void> {
   }, async request => {
     const { id } = request.params as { id: string }
     return applicationView(await core(fastify).get(developer(request), id))
+  })
+
+  // what the application used, per UTC day (plugins/usage), summed over its products; today against its plan's quota
+  fastify.get('/applications/:id/usage', {
+    exposeHeadRoute: false,
+    schema: { params, querystring: usageQuery, response: { 200: applicationUsageSchema } }
+  }, async request => {
+    const { id } = request.params as { id: string }
+    const { days } = request.query as { days: number }
+    const usage = metering(fastify)
+    const app = await core(fastify).get(developer(request), id)
+    const list = await usage.store.applicationDays(id, lastDays(days))
+    const active = app.subscriptions.filter(s => s.state === 'active')
+    const quota = active.length === 1 ? fastify.policy.plan(active[0]!.plan)?.dailyQuota : undefined
+    return { application: id, days: list, today: { ...list[list.length - 1]!, quota } }
   })
 
   fastify.delete('/applications/:id', { schema: { params } }, async (request, reply) => {
@@ -205,6 +235,15 @@ async function adminRoutes (fastify: FastifyInstance, opts: { token: string }): 
   fastify.setErrorHandler(errorHandler(fastify))
   // the admin API's own check and error (plugins/admin): one credential for every /admin route
   fastify.addHook('onRequest', adminTokenCheck(opts.token))
+
+  // usage of every application on a UTC day (plugins/usage), by application and product
+  fastify.get('/usage', {
+    exposeHeadRoute: false,
+    schema: { querystring: adminUsageQuery, response: { 200: adminUsageSchema } }
+  }, async request => {
+    const { date } = request.query as { date: string }
+    return { date, applications: await metering(fastify).store.day(date) }
+  })
 
   fastify.get('/subscriptions/pending', {
     exposeHeadRoute: false,

@@ -147,3 +147,55 @@ export function keyView (key: ApiKeyRecord | KeyView) {
     lastUsedAt: 'lastUsedAt' in key && key.lastUsedAt !== undefined ? iso(key.lastUsedAt) : undefined
   }
 }
+
+// ---- usage (plugins/usage's totals) -----------------------------------------------------
+const usageCounts = {
+  delivered: { type: 'integer', description: 'messages delivered' },
+  deliveredBytes: { type: 'integer', description: 'bytes of the messages delivered (as framed for the socket)' },
+  published: { type: 'integer', description: 'messages published and acknowledged by Kafka' },
+  connectionMinutes: { type: 'number', description: 'minutes of open connections, to the millisecond' },
+  refused: { type: 'object', additionalProperties: { type: 'integer' }, description: 'refused publishes and connections, by error code' }
+} as const
+const USAGE_REQUIRED = ['delivered', 'deliveredBytes', 'published', 'connectionMinutes', 'refused'] as const
+// the days a developer's usage reaches back: the days Redis keeps (plugins/usage DAY_TTL_S)
+export const MAX_USAGE_DAYS = 35
+export const usageQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { days: { type: 'integer', minimum: 1, maximum: MAX_USAGE_DAYS, default: 7 } }
+} as const
+const usageDay = {
+  type: 'object',
+  required: ['date', ...USAGE_REQUIRED],
+  properties: { date: { type: 'string' }, ...usageCounts }
+} as const
+export const applicationUsageSchema = {
+  type: 'object',
+  required: ['application', 'days', 'today'],
+  properties: {
+    application: { type: 'string' },
+    days: { type: 'array', items: usageDay },
+    today: {
+      type: 'object',
+      required: ['date', ...USAGE_REQUIRED],
+      properties: { date: { type: 'string' }, ...usageCounts, quota: { type: 'integer', description: 'the daily quota of the application\'s plan, when it has one active subscription' } }
+    }
+  }
+} as const
+export const adminUsageQuery = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['date'],
+  properties: { date: { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' } }
+} as const
+export const adminUsageSchema = {
+  type: 'object',
+  required: ['date', 'applications'],
+  properties: {
+    date: { type: 'string' },
+    applications: {
+      type: 'array',
+      items: { type: 'object', required: ['application', 'product', ...USAGE_REQUIRED], properties: { application: { type: 'string' }, product: { type: 'string' }, ...usageCounts } }
+    }
+  }
+} as const

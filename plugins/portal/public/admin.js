@@ -1,6 +1,6 @@
 // The admin page (/portal/admin): the admin API (/admin/..., the apps
 // plugin's /admin/subscriptions and /admin/applications, and the metering's
-// /v1/admin/usage) driven from a browser with the admin token, which the
+// /admin/usage) driven from a browser with the admin token, which the
 // operator types once per tab. Kept in sessionStorage: it goes with the tab,
 // is never written to disk as a cookie would be, and is never sent by the
 // browser on its own (a bearer header, not a cookie, so no CSRF).
@@ -129,7 +129,7 @@ async function showUsage () {
   const date = new Date().toISOString().slice(0, 10)
   let usage
   try {
-    usage = await call('GET', `/v1/admin/usage?date=${date}`)
+    usage = await call('GET', `/admin/usage?date=${date}`)
   } catch (error) {
     // a gateway without metering: the rest of the page works
     byId('usage-body').replaceChildren(el('p', { class: 'none', 'data-state': 'unavailable' },
