@@ -320,9 +320,11 @@ export const gatewayConfigSchema = {
         // a period's length: an hour, as billing systems price; shorter ones (dividing a day, so that periods
         // fall on UTC days) for near-real-time billing and for tests
         periodSeconds: { type: 'integer', enum: [1, 2, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600], default: 3600 },
-        // how often a node writes its counts to Redis (one script call): a node killed without a flush loses at
-        // most this much of the open period's counts; one call a second per node costs Redis nothing measurable
-        flushMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
+        // how often a node writes its counts to Redis (one script call, and at each period's end whatever this
+        // says): a node killed without a flush loses at most this much of the open period's counts. Each
+        // application with sockets on the node costs Redis ~6 commands a flush: at 5 s, 1.2 a second, under 0.01
+        // per delivered message from 120 messages/s per application up (bench/fanout.ts, docs/performance.md)
+        flushMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5000 },
         // a closed period's events are written this long after it ends: every live node has flushed it at its
         // end, and 30 s covers a node whose timers ran late on a busy event loop or whose clock is a few s off;
         // a flush later than that counts in the period open at the time (nothing lost, nothing twice)

@@ -71,7 +71,7 @@ test('a flush that arrives after its period was sealed counts in the open period
   t.equal(await emitter.check(now), 1)
   // a node whose flush of the closed period comes late
   await store.flush([{ application: 'app_a', product: 'p', amounts: { delivered: 3 } }], closed, open)
-  t.same((await store.period(open.start)).get(JSON.stringify(['app_a', 'p']))?.amounts, { delivered: 3 }, 'the late counts are in the open period')
+  t.equal((await store.period(open.start)).get(JSON.stringify(['app_a', 'p']))?.amounts.delivered, 3, 'the late counts are in the open period')
   t.equal((await store.period(closed.start)).get(JSON.stringify(['app_a', 'p']))?.amounts.delivered, 5, 'the emitted period is unchanged')
   t.equal(out.written[0]!.data.delivered, 5)
 })
