@@ -7,12 +7,15 @@
 // socket, same libraries; (b) `sluice`, the stripped-down reference (the hub
 // without auth, policy or limits, 16 MiB queues: what the README published
 // before issue 14); (c) `raw` and `raw-frames`, `ws` broadcast and pre-framed
-// TCP writes with no Kafka (the transport limit). Each gateway runs in a
+// TCP writes with no Kafka (the transport limit); (d) `shipped-unmetered`, the
+// shipped gateway with usage metering off (usage.enabled false), for issue
+// 18's metering overhead: CPU and Redis commands per delivery, on against
+// off, at the same rates. Each gateway runs in a
 // process of its own, the sockets in another (the load generator), so CPU is
 // measured per process. Loopback only; bounded in count and time.
 //
 //   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000]
-//     [--kinds shipped,per-socket,sluice,raw,raw-frames] [--fractions 0.01,0.05,0.25,0.5] [--rates 200] [--semi-space 8]
+//     [--kinds shipped,per-socket,sluice,raw,raw-frames,shipped-unmetered] [--fractions 0.01,0.05,0.25,0.5] [--rates 200] [--semi-space 8]
 //
 // Prints, per N and kind: deliveries/s at full speed and gateway CPU µs per
 // delivery; then at each paced rate -- the fractions of the first kind's
@@ -34,6 +37,7 @@ import { LeanClient } from './lean-client.ts'
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
 import { KafkaClient } from '@sluice/kafka'
+import { Redis } from 'ioredis'
 import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
 import { wireText } from '@sluice/hub'
@@ -114,7 +118,7 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
   // the shipped gateway is a process of its own: this child reads its CPU and memory from /proc
   let server: ChildProcess | undefined
   let metricsUrl: string | undefined
-  if (kind === 'shipped') {
+  if (kind.startsWith('shipped')) {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-fanout-'))
     const file = join(dir, 'gateway.yaml')
     const port = await freePort()
@@ -128,7 +132,9 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
       policy: { dir: POLICY_DIR, watch: false },
       auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'bench', algorithms: ['HS256'], secret: JWT_SECRET }] } },
       stream: { nodeId: 'bench' },
-      rateLimit: { http: { upgrade: { max: 100_000 } } }
+      rateLimit: { http: { upgrade: { max: 100_000 } } },
+      // `shipped-unmetered`: the same gateway with usage metering off (issue 18's on/off comparison)
+      ...(kind === 'shipped-unmetered' ? { usage: { enabled: false } } : {})
     }, null, 2))
     // as `npm start` runs it: the shipped V8 flag, no --expose-gc, no IPC
     const v8 = SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
@@ -331,7 +337,7 @@ async function waitReady (child: ChildProcess): Promise<Msg> {
   })
 }
 
-interface RunResult { deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number, gatewayLoopP99: number, loadgenLoopP99: number }
+interface RunResult { redisCommands: number, deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number, gatewayLoopP99: number, loadgenLoopP99: number }
 
 // The Kafka floor: a plain consumer in this process, reading what the gateways read, with the same clock.
 const floor: number[] = []
@@ -372,6 +378,7 @@ async function produce (kafka: KafkaClient, count: number, rate: number): Promis
 async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaClient, kind: string, n: number, records: number, rate: number, stallMs = 10_000): Promise<RunResult> {
   await ask(loadgen, { type: 'reset' }, 'reset')
   floor.length = 0
+  const redis0 = await redisCommands()
   const cpu0 = (await ask(gateway, { type: 'cpu' }, 'cpu')).cpu as NodeJS.CpuUsage
   const lg0 = (await ask(loadgen, { type: 'count' }, 'count')).cpu as NodeJS.CpuUsage
   const started = performance.now()
@@ -404,7 +411,16 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   const cpu1 = gw1.cpu as NodeJS.CpuUsage
   const lg1 = stats.cpu as NodeJS.CpuUsage
   const us = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => (b.user - a.user) + (b.system - a.system)
-  return { deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99), gatewayLoopP99: gw1.loopP99 as number, loadgenLoopP99: stats.loopP99 as number }
+  // less the two INFO calls of this measure
+  return { redisCommands: await redisCommands() - redis0 - 2, deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99), gatewayLoopP99: gw1.loopP99 as number, loadgenLoopP99: stats.loopP99 as number }
+}
+
+/** Commands Redis has processed since it started (INFO stats): the gateway is its only other client during a run. */
+let infoClient: Redis | undefined
+async function redisCommands (): Promise<number> {
+  infoClient ??= new Redis(process.env.REDIS_URL!)
+  const info = await infoClient.info('stats')
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN)
 }
 
 /** A gateway child of `kind` and a load generator child, both ready, for the length of `work`. */
@@ -439,9 +455,9 @@ interface Scenario { kind: string, n: number, connectMs: number, expected: numbe
 function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClient, rates: (maxRate: number) => Rate[]): Promise<Scenario> {
   return withChildren(kind, brokers, async (gateway, loadgen, url) => {
     const connectStarted = Date.now()
-    await ask(loadgen, { type: 'connect', n, url, auth: kind === 'shipped' }, 'connected', 600_000)
+    const auth = kind.startsWith('shipped')
+    await ask(loadgen, { type: 'connect', n, url, auth }, 'connected', 600_000)
     const connectMs = Date.now() - connectStarted
-    const auth = kind === 'shipped'
     // A socket told `lagging` has lost its subscription (a client resubscribes from the cursor it was given):
     // after a run that did not deliver everything, the next one starts on new sockets.
     const reconnect = async () => {
@@ -452,7 +468,7 @@ function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClien
     let expected: number
     let maxRate: number
     const search: string[] = []
-    if (kind === 'shipped') {
+    if (auth) {
       // The shipped gateway's default queues (256 KiB a socket) hold about 790 of these frames: a backlog
       // burst from Kafka (fetches of thousands of records) overflows them at once, and every socket is told
       // `lagging`, whatever its speed. So its maximum is the highest paced rate it keeps up with, complete
@@ -470,7 +486,7 @@ function scenario (kind: string, n: number, brokers: string[], kafka: KafkaClien
         best = { run: r, expected: n * records }
         perSocket = Math.round(perSocket * 1.5)
       }
-      if (!best) throw new Error(`shipped: not even ${perSocket * n} deliveries/s kept up (${search.join('; ')})`)
+      if (!best) throw new Error(`${kind}: not even ${perSocket * n} deliveries/s kept up (${search.join('; ')})`)
       burst = best.run
       expected = best.expected
       maxRate = burst.deliveries / burst.seconds
@@ -573,7 +589,7 @@ async function main (): Promise<void> {
           // a peer behind the rate drains a backlog: its latency is the backlog's, its CPU per delivery its maximum's
           const behind = (got < 0.9 * p.recordsPerSecond * n * PACED_SECONDS / (PACED_SECONDS + WARMUP_MS / 1000) ? ` (behind: ${f(got)} deliveries/s over ${f(m.seconds, 1)} s)` : '') +
             (m.deliveries < p.expected ? ` (incomplete: ${m.deliveries}/${p.expected})` : '')
-          console.log(`${head}${behind}: gateway CPU ${f(perDelivery(m), 2)} µs per delivery, p50/p99 ${f(m.p50)}/${f(m.p99)} ms${kind.startsWith('raw') ? '' : `, Kafka floor ${f(m.kafkaP50)}/${f(m.kafkaP99)} ms (p99 added ${f(m.p99 - m.kafkaP99)})`}; event-loop delay p99 gateway ${f(m.gatewayLoopP99, 1)} ms, load generator ${f(m.loadgenLoopP99, 1)} ms; load generator ${f(m.loadgenCpuUs / m.deliveries, 2)} µs per delivery`)
+          console.log(`${head}${behind}: gateway CPU ${f(perDelivery(m), 2)} µs per delivery, p50/p99 ${f(m.p50)}/${f(m.p99)} ms${kind.startsWith('raw') ? '' : `, Kafka floor ${f(m.kafkaP50)}/${f(m.kafkaP99)} ms (p99 added ${f(m.p99 - m.kafkaP99)})`}; event-loop delay p99 gateway ${f(m.gatewayLoopP99, 1)} ms, load generator ${f(m.loadgenLoopP99, 1)} ms; load generator ${f(m.loadgenCpuUs / m.deliveries, 2)} µs per delivery; Redis ${f(m.redisCommands / m.deliveries, 5)} commands per delivery (${m.redisCommands})`)
         }
       }
       // CPU per delivery against the consumer-per-socket peer, at the same rate in the same run
@@ -588,6 +604,20 @@ async function main (): Promise<void> {
           cells.push(`${p.label} ${f((q.run.gatewayCpuUs / q.run.deliveries) / (p.run.gatewayCpuUs / p.run.deliveries), 1)}x`)
         }
         console.log(`       ratio at ${n}: per-socket gateway CPU per delivery / ${kind}: ${cells.join(', ')}`)
+      }
+      // usage metering on (shipped) against off (shipped-unmetered), at the same rates in the same run
+      const metered = results.shipped
+      const unmetered = results['shipped-unmetered']
+      if (metered && unmetered) {
+        const cells: string[] = []
+        for (const [i, p] of metered.paced.entries()) {
+          const q = unmetered.paced[i]
+          if ('skipped' in p || !q || 'skipped' in q) continue
+          const on = p.run.gatewayCpuUs / p.run.deliveries
+          const off = q.run.gatewayCpuUs / q.run.deliveries
+          cells.push(`${p.label}: ${f(on, 2)} / ${f(off, 2)} µs = ${f((on / off - 1) * 100, 1)} % CPU, Redis ${f(p.run.redisCommands / p.run.deliveries, 5)} / ${f(q.run.redisCommands / q.run.deliveries, 5)} commands per delivery`)
+        }
+        console.log(`       usage metering at ${n} (on / off): ${cells.join('; ')}`)
       }
       const s = results.shipped ?? results.sluice
       const raw = results.raw

@@ -43,7 +43,7 @@ export function eventId (periodStart: number, application: string, product: stri
 
 export interface EmitterOptions {
   store: UsageStore
-  kafka: { produceBatch (topic: string, records: OutgoingRecord[]): Promise<void> }
+  kafka: { produceBatch (topic: string, records: OutgoingRecord[]): Promise<void>, ensureTopics? (topics: Array<{ topic: string, partitions: number }>): Promise<void> }
   topic: string
   periodMs: number
   /** a period is emitted this long after it closed: every live node has flushed it by then */
@@ -59,6 +59,8 @@ export class UsageEmitter {
   /** events written, for /metrics and tests */
   events = 0
   periods = 0
+  /** the topic was created (or found) once: asked before the first write, not at boot (most nodes never emit) */
+  #topicReady = false
 
   constructor (options: EmitterOptions) {
     this.#o = options
@@ -109,6 +111,12 @@ export class UsageEmitter {
         value: JSON.stringify(event),
         headers: { 'content-type': 'application/cloudevents+json', 'idempotency-key': event.id }
       })
+    }
+    if (!this.#topicReady && o.kafka.ensureTopics) {
+      // one partition: a billing consumer reads the periods in order; created if absent (a broker that
+      // auto-creates topics would make it with its own defaults)
+      await o.kafka.ensureTopics([{ topic: o.topic, partitions: 1 }])
+      this.#topicReady = true
     }
     // in slices: one produce request stays well under Kafka's default 1 MiB message batch (~300 bytes an event)
     for (let i = 0; i < records.length; i += EVENTS_PER_REQUEST) await o.kafka.produceBatch(o.topic, records.slice(i, i + EVENTS_PER_REQUEST))

@@ -150,8 +150,6 @@ async function usagePlugin (fastify: FastifyInstance, opts: UsagePluginOptions):
   }
 
   fastify.addHook('onReady', async () => {
-    // created if absent (a broker that auto-creates would make it with its own defaults); a failure is retried at emission
-    opts.kafka.ensureTopics([{ topic, partitions: 1 }]).catch(err => log.warn({ err, topic }, 'usage topic not created'))
     since = now()
     schedule()
   })
