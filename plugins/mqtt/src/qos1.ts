@@ -198,6 +198,8 @@ export interface OutboxOptions {
   uncork: () => void
   /** the session's position or in-flight set changed (a persistent session writes it at the next flush) */
   changed: () => void
+  /** usage metering: `packets` PUBLISHes of `bytes` on the wire were sent (a QoS 1 one once, not at each retry) */
+  delivered?: (packets: number, bytes: number) => void
 }
 
 /** A position: the next offset to deliver, per Kafka topic and partition. */
@@ -277,10 +279,14 @@ export class Outbox {
     const flush = (end: number): void => {
       if (run < 0) return
       if (end - run === 1) {
-        this.#o.write(batch.subarray(envelopes[run]!.start, envelopes[run]!.end))
+        const bytes = batch.subarray(envelopes[run]!.start, envelopes[run]!.end)
+        this.#o.write(bytes)
+        this.#o.delivered?.(1, bytes.length)
       } else {
         const { wire, starts } = wireOf(batch, envelopes)
-        this.#o.write(run === 0 && end === envelopes.length ? wire : wire.subarray(starts[run], starts[end]))
+        const bytes = run === 0 && end === envelopes.length ? wire : wire.subarray(starts[run], starts[end])
+        this.#o.write(bytes)
+        this.#o.delivered?.(end - run, bytes.length)
       }
       run = -1
       wrote = true
@@ -358,7 +364,10 @@ export class Outbox {
     // the payload may be a view of the hub's batch: kept as its own copy while unacknowledged
     pending.payload = Buffer.from(pending.payload)
     this.#inflight.set(id, pending)
-    this.#o.write(this.#o.transport === 'ws' ? wireFrame(packet, true) : packet)
+    const bytes = this.#o.transport === 'ws' ? wireFrame(packet, true) : packet
+    this.#o.write(bytes)
+    // a redelivery (DUP) of what an earlier connection was sent is not a second delivery
+    if (!pending.dup) this.#o.delivered?.(1, bytes.length)
     return true
   }
 

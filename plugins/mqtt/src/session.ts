@@ -173,8 +173,12 @@ export class MqttSession extends SocketSession implements Holder {
       write: (bytes, onWritten) => super.write(bytes, onWritten),
       cork: () => this.raw.cork(),
       uncork: () => this.raw.uncork(),
-      changed: () => { if (this.#expiry > 0 && !this.#ended && !this.#resuming) this.#deps.store?.changed(this.clientId, () => this.#snapshot(true)) }
+      changed: () => { if (this.#expiry > 0 && !this.#ended && !this.#resuming) this.#deps.store?.changed(this.clientId, () => this.#snapshot(true)) },
+      // the hub's batch holds every record of the topic, framed with their positions: what this connection was
+      // sent (its filters' matches, on the wire) is counted here instead
+      delivered: this.usage ? (packets, bytes) => { this.usage!.delivered += packets; this.usage!.deliveredBytes += bytes } : undefined
     })
+    this.delivered = undefined
     this.#parser = start.parser
     this.#pending = start.pending
     this.#clientMaxPacket = start.connect.properties?.maximumPacketSize ?? Infinity

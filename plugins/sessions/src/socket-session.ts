@@ -167,6 +167,11 @@ export abstract class SocketSession implements LiveSession, Outlet {
     }
   }
 
+  /** this socket's usage counters when the node meters usage (a route that writes other than it is given counts itself) */
+  protected get usage (): UsageCounts | undefined {
+    return this.#usage
+  }
+
   /** set when usage is metered (Outlet.delivered) */
   delivered: ((frames: number, bytes: number) => void) | undefined
   /** set when the plan limits delivery (see StreamGuard) */
