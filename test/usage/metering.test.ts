@@ -3,16 +3,16 @@
 // applications; the usage events on the usage topic (CloudEvents, one per
 // application, product and period, deduplicated by id) add up to exactly what
 // the clients received and what Kafka acknowledged, bytes on the wire
-// included; the admin's day and the developer-facing totals say the same; a
-// refused publish is counted by its code. Redis commands per delivered
-// message are counted from Redis' own statistics.
+// included; the admin's day says the same; a refused publish and a refused
+// upgrade are counted by their codes.
 import { test } from 'tap'
 import { Redis } from 'ioredis'
 import { KafkaClient } from '@sluice/kafka'
 import { EVENT_TYPE } from '@sluice/usage'
 import { eventually, kafkaBrokers, redisUrl, unique } from '../helpers.ts'
 import { policyDir, limitsPolicy } from '../harness/policy.ts'
-import { ADMIN_TOKEN, gateway, prefix } from '../harness/rate-limit.ts'
+import { ADMIN_TOKEN, bearer, gateway, prefix } from '../harness/rate-limit.ts'
+import { Client, refusal } from '../harness/client.ts'
 import { allEmitted, countingClient, totalsById, usageEvents, usageSetup, PERIOD_S } from './harness.ts'
 
 test('two nodes: the usage events add up to what was delivered and published, per application, exactly', async t => {
@@ -57,6 +57,12 @@ test('two nodes: the usage events add up to what was delivered and published, pe
   // a publish the policy refuses: counted by its code, not as published
   sockets[2]!.client.send({ op: 'publish', id: 'no', topic: 'forbidden.topic', value: 1 })
   await sockets[2]!.client.next(f => f.op === 'error' && f.id === 'no')
+  // an upgrade the policy refuses (403): counted by the code of its answer
+  const denied = new Client(`${b.wsUrl}/v1/stream?topics=forbidden.topic`, { headers: bearer(bob) })
+  t.teardown(() => denied.terminate())
+  const answer = await refusal(denied)
+  t.equal(answer.status, 403, 'an upgrade to a topic bob may not read is refused')
+  const deniedCode = answer.body.error?.code ?? '?'
   const expected = RECORDS + 7 + 4
   for (const { received } of sockets) await eventually(() => received.messages === expected, 15_000, `${expected} messages on every socket`)
 
@@ -80,7 +86,10 @@ test('two nodes: the usage events add up to what was delivered and published, pe
   const aliceGot = totals.get(alice)
   const bobGot = totals.get(bob)
   t.match(aliceGot, { ...want(sockets.slice(0, 2)), published: published[alice] }, 'alice: delivered, bytes and published as counted by the clients and Kafka\'s acks')
-  t.match(bobGot, { ...want(sockets.slice(2)), published: published[bob], refused: { FORBIDDEN: 1 } }, 'bob: the same, and one refused publish')
+  t.match(bobGot, { ...want(sockets.slice(2)), published: published[bob] }, 'bob: the same')
+  const refusals: Record<string, number> = { FORBIDDEN: 1 }
+  refusals[deniedCode] = (refusals[deniedCode] ?? 0) + 1
+  t.same(bobGot?.refused, refusals, `bob's refusals by code: the publish (FORBIDDEN) and the upgrade (${deniedCode})`)
   t.ok(aliceGot!.connectionMinutes > 0 && aliceGot!.connectionMinutes < 2, `connection minutes counted (${aliceGot!.connectionMinutes})`)
 
   // the same totals through the admin API (the UTC day; a suite that runs over midnight would see two)

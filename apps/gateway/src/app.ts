@@ -119,8 +119,8 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
   const nodeId = config.stream.nodeId ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64)
   // plans' limits in Redis token buckets (in-process without Redis): before the upgrade, per publish, per delivered frame;
   // registered before the routes it limits (admin, WebSocket) so that it sees them
-  // usage per application and product (needs Redis): sessions count into it, rate limits tell it their refusals,
-  // the apps plugin serves it; before both
+  // usage per application and product (needs Redis): sessions count into it, it reads the upgrades refused (policy,
+  // limits) off their answers, the apps plugin serves it; before both
   if (config.redis && config.usage.enabled) {
     await app.register(usage, {
       redis: app.redis,
@@ -149,8 +149,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
       connectionTtlMs: limits.connectionTtlMs,
       abuse: limits.abuse,
       unplanned: { ...UNPLANNED_LIMITS, ...limits.unplanned },
-      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin, public: limits.http.public } : false,
-      onRefused: app.hasDecorator('usage') ? (identity, code) => app.usage?.refused(identity, code) : undefined
+      http: limits.http.enabled ? { upgrade: limits.http.upgrade, admin: limits.http.admin, public: limits.http.public } : false
     })
   }
   // the admin API exists only with its own credential

@@ -15,7 +15,7 @@ import { Counter, Gauge } from 'prom-client'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import type { Policy, PlanLimits } from '@sluice/policy'
 import { subjectPlan } from '@sluice/policy/plans'
-import type { Identity } from '@sluice/protocol/identity'
+import type {} from '@sluice/protocol/identity'
 import { RateLimiter, LIMIT_NAMES, MODES, type Mode, type RateLimiterOptions } from './limiter.ts'
 import { RateGuard, type AbuseOptions } from './guard.ts'
 import { httpStore } from './http-store.ts'
@@ -49,8 +49,6 @@ export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis'
    * every other route but the probes and /metrics (`public`, default on); false: off
    */
   http?: false | { upgrade: HttpLimit, admin: HttpLimit, public?: HttpLimit }
-  /** an upgrade refused by a limit, with its error code (usage metering counts refusals by reason) */
-  onRefused?: (identity: Identity, code: string) => void
 }
 
 declare module 'fastify' {
@@ -162,7 +160,6 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
         ? new RateUnavailableError()
         : decided.limit === 'connections' ? new RateTooManyConnectionsError(plan.name) : new RateConnectsPerMinuteError(plan.name)
       request.log.info({ code: err.code, plan: plan.name }, 'connection refused by a rate limit')
-      opts.onRefused?.(identity, err.code)
       return reply.code(err.statusCode!).header('retry-after', retryAfterSeconds(decided.retryAfterMs)).header('cache-control', 'no-store')
         .send({ error: { code: err.code, message: err.message } })
     }

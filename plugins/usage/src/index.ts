@@ -13,6 +13,9 @@ import type { Identity } from '@sluice/protocol/identity'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import type {} from '@sluice/sessions'
 import type {} from '@sluice/metrics'
+// type-only: request.identity (auth) and request.ws (@fastify/websocket)
+import type {} from '@sluice/auth'
+import type {} from '@fastify/websocket'
 import { UsageMeter, type MeteredSession } from './meter.ts'
 import { UsageStore, periodOf, type Period } from './store.ts'
 import { UsageEmitter } from './emit.ts'
@@ -46,7 +49,7 @@ export interface Usage {
   readonly store: UsageStore
   readonly emitter: UsageEmitter
   readonly periodMs: number
-  /** an upgrade refused before it became a session (rate limits) */
+  /** a refusal counted by code, for an identity with no session (an upgrade refused) */
   refused (identity: Identity, reason: string): void
   /** writes what this node counted to Redis now (and what a failed flush left) */
   flush (): Promise<void>
@@ -64,6 +67,9 @@ declare module 'fastify' {
 const defaults = gatewayDefaults.usage
 // one attempt to emit a period holds it this long: produce requests time out well before (kafka.requestTimeoutMs)
 const EMIT_LOCK_MS = 60_000
+// a refusal's body is a short JSON error; a code is one of the catalogues' (SLUICE_<AREA>_<WHAT>, or a wire code)
+const MAX_REFUSAL_BODY = 4096
+const CODE = /^[A-Z][A-Z0-9_]{0,63}$/
 
 async function usagePlugin (fastify: FastifyInstance, opts: UsagePluginOptions): Promise<void> {
   const now = opts.now ?? Date.now
@@ -148,6 +154,21 @@ async function usagePlugin (fastify: FastifyInstance, opts: UsagePluginOptions):
     opened: session => meter.opened(session as MeteredSession),
     ended: session => meter.ended(session as MeteredSession)
   }
+
+  // every upgrade refused once its credential was known (the policy's 403, the rate limits' 429, 503s), by its code:
+  // read off the error body every route answers with, so that no refusing plugin needs to know of metering
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    if (!request.ws || request.identity === undefined || reply.statusCode < 400) return payload
+    let code = `HTTP_${reply.statusCode}`
+    if (typeof payload === 'string' && payload.length <= MAX_REFUSAL_BODY) {
+      try {
+        const named = (JSON.parse(payload) as { error?: { code?: unknown } }).error?.code
+        if (typeof named === 'string' && CODE.test(named)) code = named
+      } catch {}
+    }
+    meter.refused(request.identity, code)
+    return payload
+  })
 
   fastify.addHook('onReady', async () => {
     since = now()
