@@ -154,6 +154,8 @@ export class SessionStore {
 
   /** Creates the compacted topic if absent, reads it from its start and follows it; never throws (retries). */
   start (): void {
+    // a store is started once: after stop() (the node closing) nothing may start reading or ticking again
+    if (this.#stopped || this.#flushTimer !== undefined) return
     this.#attempt(RETRY_MIN_MS)
     this.#flushTimer = setInterval(() => { this.flush().catch(() => {}) }, this.#flushMs).unref()
     this.#sweepTimer = setInterval(() => { this.#sweep() }, this.#sweepMs).unref()
@@ -180,7 +182,10 @@ export class SessionStore {
   async #open (): Promise<void> {
     // compact: a client id's last record is its session; one partition: every node reads all of it anyway
     await this.#kafka.ensureTopics([{ topic: this.topic, partitions: 1, config: { 'cleanup.policy': 'compact' } }])
+    // stopped meanwhile (the node closed while Kafka was slow to answer): no reader is made, none is left running
+    if (this.#stopped) return
     const offsets = await this.#kafka.topicOffsets(this.topic)
+    if (this.#stopped) return
     const starts = new Map<number, bigint>()
     this.#startEnds = new Map()
     for (const o of offsets) {
