@@ -3,7 +3,8 @@
 // sent itself, not the hub's batch. A device publishes to two MQTT topics of
 // one Kafka topic; its subscriber, on one of them at QoS 0 and at QoS 1,
 // is counted for exactly the messages it received; the publishes for exactly
-// what Kafka acked.
+// what Kafka acked. A CONNECT refused once its credential was known is
+// counted by code.
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
@@ -49,4 +50,17 @@ test('MQTT deliveries count what each connection was sent: its filters\' matches
   const payloads = received.reduce((n, line) => n + Buffer.byteLength(line) - 1, 0)
   t.ok(deliveredBytes! > payloads && deliveredBytes! < payloads + 5 * 12, `delivered bytes ${deliveredBytes} for ${payloads} bytes of topics and payloads`)
   t.ok(connectionMs! > 0, 'connection time of both connections')
+})
+
+test('a CONNECT refused once its credential is known (a will it may not publish: CONNACK 0x87) is counted by code', async t => {
+  const device = `u${randomBytes(4).toString('hex')}`
+  const { app, url } = await gateway(t)
+  const redis = new Redis(redisUrl())
+  t.teardown(() => redis.quit())
+  const refused = await connect(t, url, { protocolVersion: 5, password: deviceToken(device), clientId: `r-${device}`, will: { topic: 'devices/someone-else/status', payload: Buffer.from('x'), qos: 0, retain: false } })
+    .then(() => 0, (err: { code?: number }) => err.code)
+  t.equal(refused, 0x87, 'CONNACK 0x87: the will\'s topic is not the device\'s')
+  await app.usage!.flush()
+  const fields = await redis.hgetall(`sluice:usage:a:${new Date().toISOString().slice(0, 10)}:${device}`)
+  t.same(fields, { [JSON.stringify(['*', 'refused:FORBIDDEN'])]: '1' }, 'one FORBIDDEN refusal, under no product yet (a JWT names none)')
 })

@@ -168,16 +168,23 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
       log.info({ code: (err as { code?: string }).code }, 'MQTT credentials refused')
       return status === 503 ? 'unavailable' : 'credentials'
     }
+    // usage metering counts a refusal of a known credential under the code a WebSocket upgrade's answer would carry
+    const refused = <W extends keyof typeof REFUSE>(why: W, code: string): W => {
+      fastify.sessions.meter?.refused(identity, code)
+      return why
+    }
     // a credential no rule grants anything is not authorized to connect
-    if (opts.access.hasAccess && !opts.access.hasAccess(identity)) return 'notAuthorized'
+    if (opts.access.hasAccess && !opts.access.hasAccess(identity)) return refused('notAuthorized', 'FORBIDDEN')
     // the will is checked now (MQTT 5 3.2.2.2: 0x87 a will topic not authorized), not found wanting at the end
     const will: Omit<Will, 'clientId'> | WillRefusal | undefined = connect.will ? checkWill(connect, identity, mappings, opts.access, true) : undefined
-    if (typeof will === 'string') return will
+    if (typeof will === 'string') return refused(will, will === 'willNotAuthorized' ? 'FORBIDDEN' : 'BAD_REQUEST')
     // last: a slot is taken only by a CONNECT that is otherwise accepted
     const ticket = opts.connectionLimit ? await opts.connectionLimit(identity) : undefined
     if (ticket && !ticket.ok) {
       log.info({ limit: ticket.limit }, 'MQTT connection refused by a rate limit')
-      return ticket.limit === 'connections' || ticket.limit === 'connectsPerMinute' ? ticket.limit : 'unavailable'
+      if (ticket.limit === 'connections') return refused('connections', 'SLUICE_RATE_CONNECTIONS')
+      if (ticket.limit === 'connectsPerMinute') return refused('connectsPerMinute', 'SLUICE_RATE_CONNECTS')
+      return refused('unavailable', 'SLUICE_RATE_UNAVAILABLE')
     }
     return { identity, ...(will ? { will } : {}), ...(ticket ? { release: ticket.release } : {}) }
   }

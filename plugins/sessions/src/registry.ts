@@ -38,6 +38,8 @@ export interface UsageCounts {
 export interface SessionMeter {
   opened (session: LiveSession): UsageCounts
   ended (session: LiveSession): void
+  /** a connection refused once its credential was known, before it became a session (an MQTT CONNACK's refusal) */
+  refused (identity: Identity, reason: string): void
 }
 
 export class SessionRegistry {

@@ -152,7 +152,8 @@ async function usagePlugin (fastify: FastifyInstance, opts: UsagePluginOptions):
   fastify.decorate('usage', usage)
   fastify.sessions.meter = {
     opened: session => meter.opened(session as MeteredSession),
-    ended: session => meter.ended(session as MeteredSession)
+    ended: session => meter.ended(session as MeteredSession),
+    refused: (identity, reason) => meter.refused(identity, reason)
   }
 
   // every upgrade refused once its credential was known (the policy's 403, the rate limits' 429, 503s), by its code:
