@@ -198,6 +198,8 @@ test('a developer upgrades a live socket\'s plan through the portal and the admi
   t.ok(sessionId, 'the console\'s socket is listed')
   await pending.locator('button.approve').click()
   await pending.waitFor({ state: 'detached', timeout: WAIT_MS })
+  // the page says so once its refresh after the action is done (the pending list is redrawn before the rest)
+  await adminPage.locator('#admin-status', { hasText: /^Approved/ }).waitFor({ timeout: WAIT_MS })
   t.match(await adminPage.locator('#admin-status').textContent(), /^Approved/, 'approved, no longer pending')
   await eventually(() => gw.app.sessions.list().some(s => s.identity.keyId === oldKeyId && s.identity.claims.plan === 'pro'), 5000, 'the open socket on pro')
 
