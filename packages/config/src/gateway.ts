@@ -159,7 +159,6 @@ export const gatewayConfigSchema = {
       default: {},
       properties: {
         // plans are limits sold to clients: off only for benchmarks and trusted single-tenant setups
-        // off: no counting, no usage routes (they answer 404 SLUICE_APPS_USAGE_DISABLED), no events
         enabled: { type: 'boolean', default: true },
         // Redis unreachable: fail-open keeps serving under each node's local buckets (same limits, not shared);
         // fail-closed refuses (503 before the upgrade, 1013 after) until Redis answers again
@@ -203,8 +202,7 @@ export const gatewayConfigSchema = {
           additionalProperties: false,
           default: {},
           properties: {
-            // off: no counting, no usage routes (they answer 404 SLUICE_APPS_USAGE_DISABLED), no events
-        enabled: { type: 'boolean', default: true },
+            enabled: { type: 'boolean', default: true },
             upgrade: {
               type: 'object',
               additionalProperties: false,
