@@ -179,7 +179,15 @@ export async function readAll (topic: string): Promise<ConsumedRecord[]> {
       }
     })
     await reader.start(new Map(offsets.map(o => [o.partition, BigInt(o.low)])))
-    if (ends.size > 0) await Promise.race([all, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`${topic} not read to its end`)), 30_000))])
+    if (ends.size > 0) {
+      // the bound's timer is cleared once read: left running, it held the file's exit 30 s after its last test
+      let timer: NodeJS.Timeout | undefined
+      try {
+        await Promise.race([all, new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${topic} not read to its end`)), 30_000) })])
+      } finally {
+        clearTimeout(timer)
+      }
+    }
     return records
   } finally {
     // stopped and closed here, not at the test's end: a reader left parked in its long poll held the file's exit ~30 s
