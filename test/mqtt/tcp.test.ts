@@ -17,6 +17,16 @@ async function gateway (t: Test): Promise<{ app: FastifyInstance, url: string, p
   return { app, url: `mqtt://127.0.0.1:${tcpPort!}`, port: tcpPort! }
 }
 
+/** Until `closed` settles, at most `ms` (the bound's timer is cleared: left running, it held the file's exit). */
+async function closedWithin (closed: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([closed, new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`not closed within ${ms / 1000} s`)), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 test('mosquitto_sub over TCP receives a record under its MQTT name; mosquitto_pub -q 1 writes one to Kafka', async t => {
   const { app, port } = await gateway(t)
   const lines: string[] = []
@@ -103,7 +113,7 @@ test('nothing from the client for 1.5 times its keep-alive closes the connection
   const started = Date.now()
   c.socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'quiet', clean: true, keepalive: 1, username: 'x', password: Buffer.from(DEV_TOKEN) }, { protocolVersion: 5 }))
   // a bound on waiting, not a timing assertion: 1.5 s plus the check's period, on a loaded machine
-  await Promise.race([c.closed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('not closed within 20 s')), 20_000))])
+  await closedWithin(c.closed, 20_000)
   t.ok(Date.now() - started >= 1500, 'not before 1.5 keep-alive periods')
   t.match(c.packets, [{ cmd: 'connack', reasonCode: 0 }, { cmd: 'disconnect', reasonCode: 0x8D }])
 })
@@ -116,6 +126,6 @@ test('a packet past the 1 MiB maximum, spread over many TCP writes, closes the c
   await eventually(() => c.packets.length > 0, 20_000, 'a CONNACK')
   const big = mqttPacket.generate({ cmd: 'publish', topic: 'sensors/d1/temp', payload: Buffer.alloc(1024 * 1024 + 10), qos: 0, dup: false, retain: false }, { protocolVersion: 5 })
   for (let at = 0; at < big.length && !c.socket.destroyed; at += 64 * 1024) c.socket.write(big.subarray(at, at + 64 * 1024))
-  await Promise.race([c.closed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('not closed within 20 s')), 20_000))])
+  await closedWithin(c.closed, 20_000)
   t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x95 })
 })
