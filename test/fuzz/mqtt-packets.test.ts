@@ -48,7 +48,9 @@ const messageId = fc.integer({ min: 1, max: 65_535 })
 const qos = fc.constantFrom(0, 1, 2) as fc.Arbitrary<0 | 1 | 2>
 
 const packet: fc.Arbitrary<Packet> = fc.oneof(
-  fc.record({ topic: name, payload: fc.oneof(fc.constant(Buffer.alloc(0)), fc.uint8Array({ maxLength: 2000 }).map(b => Buffer.from(b))), qos, retain: fc.boolean(), messageId }).map(p => ({ cmd: 'publish', dup: false, ...p, messageId: p.qos > 0 ? p.messageId : undefined }) as Packet),
+  // 5.0 topic aliases (0 and 17 are out of range, an empty name uses one): 3.1.1 packets carry no properties
+  fc.record({ topic: name, payload: fc.oneof(fc.constant(Buffer.alloc(0)), fc.uint8Array({ maxLength: 2000 }).map(b => Buffer.from(b))), qos, retain: fc.boolean(), messageId, alias: fc.option(fc.integer({ min: 0, max: 17 })), byAlias: fc.boolean() })
+    .map(({ alias, byAlias, ...p }) => ({ cmd: 'publish', dup: false, ...p, messageId: p.qos > 0 ? p.messageId : undefined, ...(alias === null ? {} : { topic: byAlias ? '' : p.topic, properties: { topicAlias: alias } }) }) as Packet),
   fc.record({ filters: fc.array(fc.record({ topic: filter, qos }), { minLength: 1, maxLength: 4 }), messageId }).map(p => ({ cmd: 'subscribe', messageId: p.messageId, subscriptions: p.filters }) as Packet),
   fc.record({ filters: fc.array(filter, { minLength: 1, maxLength: 4 }), messageId }).map(p => ({ cmd: 'unsubscribe', messageId: p.messageId, unsubscriptions: p.filters }) as Packet),
   fc.constant({ cmd: 'pingreq' } as Packet),

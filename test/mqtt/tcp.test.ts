@@ -90,7 +90,7 @@ test('CONNACK announces what this slice serves, and a persistent session of a cl
     cmd: 'connack',
     reasonCode: 0,
     sessionPresent: false,
-    properties: { sessionExpiryInterval: 3600, maximumQoS: 1, retainAvailable: true, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 0, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: true }
+    properties: { sessionExpiryInterval: 3600, maximumQoS: 1, retainAvailable: true, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 16, wildcardSubscriptionAvailable: true, subscriptionIdentifiersAvailable: false, sharedSubscriptionAvailable: true }
   })
 })
 

@@ -92,6 +92,14 @@ export interface MqttStart extends SessionStart {
   will?: Omit<Will, 'clientId'>
 }
 
+/**
+ * Topic aliases a 5.0 client may set on this connection (CONNACK Topic Alias Maximum, 3.2.2.3.8): 16. A
+ * client that publishes to a few topics (a device: its telemetry and status) saves their names on every
+ * PUBLISH with that many; each alias holds one topic name, at most 64 KiB (a UTF-8 string's bound), so a
+ * connection holds at most 1 MiB of them, the size of the one packet it may already have in flight.
+ */
+export const TOPIC_ALIAS_MAXIMUM = 16
+
 // a SUBSCRIBE right after the node started waits this long for the retained set read from Kafka: 5 s, the
 // reader's first fetch plus a 64 MiB set at ~10 MiB per fetch; past it the subscription stands without them
 const RETAINED_LOAD_WAIT_MS = 5000
@@ -109,6 +117,8 @@ export class MqttSession extends SocketSession implements Holder {
   #pending: Packet[]
   /** filter → the Kafka topics it subscribed */
   readonly #filters = new Map<string, string[]>()
+  /** 5.0 topic aliases the client set on this network connection [MQTT-3.3.2-7]: alias -> topic name */
+  readonly #aliases = new Map<number, string>()
   /** the filters split at '/', compared with every delivered frame's topic levels */
   #filterLevels: Array<readonly string[]> = []
   /** Kafka topic → how many filters hold it */
@@ -218,7 +228,7 @@ export class MqttSession extends SocketSession implements Holder {
           maximumQoS: 1,
           retainAvailable: this.#deps.retained !== undefined,
           maximumPacketSize: this.#deps.maxPacketBytes,
-          topicAliasMaximum: 0,
+          topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
           wildcardSubscriptionAvailable: true,
           subscriptionIdentifiersAvailable: false,
           sharedSubscriptionAvailable: true,
@@ -516,6 +526,38 @@ export class MqttSession extends SocketSession implements Holder {
     this.close(code, message)
   }
 
+  /**
+   * MQTT 5 3.3.2.3.4: a Topic Alias with a topic name sets the alias, one with an empty name stands for the
+   * name it was set to. The name it resolves to then goes through the same checks, ACL and limits as any.
+   * false: the connection is being closed (an alias out of range, or unknown, or an empty name without one).
+   */
+  #resolveAlias (packet: IPublishPacket): boolean {
+    const alias = packet.properties?.topicAlias
+    if (alias === undefined) {
+      if (packet.topic !== '' || this.version !== 5) return true
+      // 5.0 3.3.2.3.1: a zero-length Topic Name without a Topic Alias is a Protocol Error
+      this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, 'empty topic name without a topic alias')
+      return false
+    }
+    // [MQTT-3.3.2-8] 0 is not an alias; [MQTT-3.3.2-9] nor one above the Topic Alias Maximum CONNACK announced
+    if (!Number.isInteger(alias) || alias < 1 || alias > TOPIC_ALIAS_MAXIMUM) {
+      this.#disconnect(REASON.TOPIC_ALIAS_INVALID, CLOSE.POLICY_VIOLATION, `topic alias ${alias} out of 1 to ${TOPIC_ALIAS_MAXIMUM}`)
+      return false
+    }
+    if (packet.topic === '') {
+      const name = this.#aliases.get(alias)
+      if (name === undefined) {
+        // 5.0 3.3.2.3.4: an alias never set on this connection is a Protocol Error
+        this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, `topic alias ${alias} was never set`)
+        return false
+      }
+      packet.topic = name
+    } else {
+      this.#aliases.set(alias, packet.topic)
+    }
+    return true
+  }
+
   /** Where a publish goes, or why it does not; the plan's publish limit is asked here, in the order of the packets. */
   async #check (packet: IPublishPacket): Promise<{ topic: string, key: string } | Refused> {
     if (!validName(packet.topic)) return { reason: REASON.TOPIC_NAME_INVALID, wire: 'BAD_REQUEST' }
@@ -531,6 +573,7 @@ export class MqttSession extends SocketSession implements Holder {
   }
 
   #publish (packet: IPublishPacket): void {
+    if (!this.#resolveAlias(packet)) return
     if (packet.topic.includes('\0')) {
       // 5.0 [MQTT-1.5.4-2] (3.1.1 [MQTT-1.5.3-2]): U+0000 in a string is a malformed packet (DISCONNECT 0x81), not a topic name to refuse with 0x90
       this.#disconnect(REASON.MALFORMED, CLOSE.POLICY_VIOLATION, 'U+0000 in a topic name')
@@ -539,11 +582,6 @@ export class MqttSession extends SocketSession implements Holder {
     if (packet.qos === 2) {
       // maximum QoS 1 is announced: a QoS 2 PUBLISH is answered with DISCONNECT 0x9B (MQTT 5 3.2.2.3.4)
       this.#disconnect(REASON.QOS_NOT_SUPPORTED, CLOSE.POLICY_VIOLATION, 'QoS 2 is not supported')
-      return
-    }
-    if (packet.properties?.topicAlias !== undefined) {
-      // topic alias maximum 0 is announced: an alias is a protocol error (MQTT 5 3.3.2.3.4, DISCONNECT 0x94)
-      this.#disconnect(REASON.TOPIC_ALIAS_INVALID, CLOSE.POLICY_VIOLATION, 'topic aliases are not supported')
       return
     }
     const retained = this.#deps.retained

@@ -152,7 +152,7 @@ test('5.0 [MQTT-3.2.2-9] a server without QoS 2 announces Maximum QoS in CONNACK
   t.equal(connack.properties?.maximumQoS, 1)
   t.equal(connack.properties?.sharedSubscriptionAvailable, true, 'shared subscriptions (test/mqtt/shared.test.ts)')
   t.equal(connack.properties?.subscriptionIdentifiersAvailable, false)
-  t.equal(connack.properties?.topicAliasMaximum, 0)
+  t.equal(connack.properties?.topicAliasMaximum, 16, 'client-to-server topic aliases (publish.test.ts)')
 })
 
 test('5.0 [MQTT-4.12.0-1] a CONNECT with an authentication method the server does not support gets CONNACK 0x8C or 0x87 and the connection closes', async t => {

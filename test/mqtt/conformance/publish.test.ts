@@ -132,12 +132,66 @@ test('5.0 3.2.2.3.4 [MQTT-3.2.2-11] a QoS 2 PUBLISH past the announced Maximum Q
   t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x9B })
 })
 
-test('5.0 3.3.2.3.4 [MQTT-3.2.2-18] a Topic Alias when Topic Alias Maximum 0 was announced is a protocol error: DISCONNECT 0x94', async t => {
-  const c = await rawSession(t, gw.tcpPort, 5)
-  c.send({ cmd: 'publish', topic: `sensors/${device()}/temp`, payload: Buffer.from('1'), qos: 0, dup: false, retain: false, properties: { topicAlias: 1 } })
-  await closedBy(c)
-  t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x94 })
+test('5.0 3.3.2.3.4 [MQTT-3.3.2-8] [MQTT-3.3.2-9] a Topic Alias of 0, or above the Topic Alias Maximum CONNACK announced (16), is DISCONNECT 0x94', async t => {
+  for (const alias of [0, 17]) {
+    const c = await rawSession(t, gw.tcpPort, 5)
+    t.equal((c.packets[0] as { properties?: { topicAliasMaximum?: number } }).properties?.topicAliasMaximum, 16, 'Topic Alias Maximum 16')
+    c.send({ cmd: 'publish', topic: `sensors/${device()}/temp`, payload: Buffer.from('1'), qos: 0, dup: false, retain: false, properties: { topicAlias: alias } })
+    await closedBy(c)
+    t.match(c.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x94 }, `alias ${alias}`)
+  }
 })
+
+test('5.0 3.3.2.3.4: an alias sets a topic name that an empty one then stands for, on this connection only [MQTT-3.3.2-7]; an unknown alias or an empty name without one is DISCONNECT 0x82', async t => {
+  const name = `sensors/${device()}/temp`
+  const watcher = await dashboard(t, gw.tcpUrl, 5)
+  const seen = inbox(watcher)
+  await watcher.subscribeAsync(name)
+  const c = await rawSession(t, gw.tcpPort, 5)
+  c.send({ cmd: 'publish', topic: name, payload: Buffer.from('set'), qos: 1, messageId: 1, dup: false, retain: false, properties: { topicAlias: 3 } })
+  c.send({ cmd: 'publish', topic: '', payload: Buffer.from('used'), qos: 1, messageId: 2, dup: false, retain: false, properties: { topicAlias: 3 } })
+  await eventually(() => c.packets.filter(p => p.cmd === 'puback').length === 2, 15_000, 'two PUBACKs')
+  t.match(c.packets.filter(p => p.cmd === 'puback'), [{ messageId: 1, reasonCode: 0 }, { messageId: 2, reasonCode: 0 }], 'both published')
+  await eventually(() => seen.length === 2, 15_000, 'both delivered')
+  t.same(seen, [`${name} set`, `${name} used`], 'the aliased PUBLISH went to the topic the alias was set to')
+  // a new network connection knows none of the old one's aliases
+  const again = await rawSession(t, gw.tcpPort, 5)
+  again.send({ cmd: 'publish', topic: '', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { topicAlias: 3 } })
+  await closedBy(again)
+  t.match(again.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x82 }, 'an alias never set on this connection')
+  const empty = await rawSession(t, gw.tcpPort, 5)
+  empty.send(withTopicLength0(5))
+  await closedBy(empty)
+  t.match(empty.packets.at(-1), { cmd: 'disconnect', reasonCode: 0x82 }, 'an empty topic name without an alias')
+})
+
+test('5.0 3.3.2.3.4: an alias goes through the ACL as its topic name does (PUBACK 0x87 either way); MQTT.js autoAssignTopicAlias publishes through aliases', async t => {
+  const c = await rawSession(t, gw.tcpPort, 5)
+  // the dashboard (dev token) may read sensors/+/hum but not publish to it
+  const hum = `sensors/${device()}/hum`
+  c.send({ cmd: 'publish', topic: hum, payload: Buffer.from('1'), qos: 1, messageId: 1, dup: false, retain: false, properties: { topicAlias: 1 } })
+  c.send({ cmd: 'publish', topic: '', payload: Buffer.from('2'), qos: 1, messageId: 2, dup: false, retain: false, properties: { topicAlias: 1 } })
+  await eventually(() => c.packets.filter(p => p.cmd === 'puback').length === 2, 15_000, 'two PUBACKs')
+  t.match(c.packets.filter(p => p.cmd === 'puback'), [{ messageId: 1, reasonCode: 0x87 }, { messageId: 2, reasonCode: 0x87 }], 'refused by name and by alias alike')
+
+  const name = `sensors/${device()}/temp`
+  const watcher = await dashboard(t, gw.url, 5)
+  const seen = inbox(watcher)
+  await watcher.subscribeAsync(name)
+  const sender = await dashboard(t, gw.url, 5, { autoAssignTopicAlias: true })
+  const sent: Array<{ topic: string, alias?: number }> = []
+  sender.on('packetsend', packet => { if (packet.cmd === 'publish') sent.push({ topic: packet.topic, alias: packet.properties?.topicAlias }) })
+  for (let i = 0; i < 5; i++) await sender.publishAsync(name, `m${i}`, { qos: 1 })
+  t.ok(sent.filter(p => p.topic === '' && p.alias !== undefined).length >= 4, `MQTT.js sent the later ones by alias alone: ${JSON.stringify(sent)}`)
+  await eventually(() => seen.length === 5, 15_000, 'five messages')
+  t.same(seen, [0, 1, 2, 3, 4].map(i => `${name} m${i}`), 'in order, on their topic')
+})
+
+/** A 5.0 QoS 0 PUBLISH with a zero-length topic name and no properties (mqtt-packet will not generate one). */
+function withTopicLength0 (version: 5): Buffer {
+  // fixed header 0x30, remaining length 4: topic length 0 (2 bytes), properties length 0, payload 'x'
+  return version === 5 ? Buffer.from([0x30, 0x04, 0x00, 0x00, 0x00, 0x78]) : Buffer.alloc(0)
+}
 
 test('[MQTT-3.3.4-1] [MQTT-3.3.5-1] [MQTT-3.3.2-3] paho-mqtt (PyPI) over TCP and WebSocket, 3.1.1 and 5.0: its QoS 1 PUBLISH is acknowledged and comes back to its own subscription', async t => {
   for (const transport of ['tcp', 'websockets'] as const) {
