@@ -22,10 +22,17 @@ function varint (n: number): number[] {
   return out
 }
 
-/** A QoS 0 PUBLISH of `name` with `payload`; MQTT 5 adds the empty property list (3.3.2.3). */
-export function publishPacket (name: string, payload: Buffer, version: 4 | 5): Buffer {
+/** MQTT's Variable Byte Integer's length in bytes. */
+function varintLength (n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4
+}
+
+/** A QoS 0 PUBLISH of `name` with `payload`; MQTT 5 adds its property list (3.3.2.3), empty unless `properties`. */
+export function publishPacket (name: string, payload: Buffer, version: 4 | 5, properties?: Buffer): Buffer {
   const topic = Buffer.from(name, 'utf8')
-  const remaining = 2 + topic.length + (version === 5 ? 1 : 0) + payload.length
+  const props = version === 5 ? properties : undefined
+  const propsLength = version === 5 ? (props ? varintLength(props.length) + props.length : 1) : 0
+  const remaining = 2 + topic.length + propsLength + payload.length
   const header = varint(remaining)
   const packet = Buffer.allocUnsafe(1 + header.length + remaining)
   let at = 0
@@ -35,7 +42,13 @@ export function publishPacket (name: string, payload: Buffer, version: 4 | 5): B
   at += 2
   topic.copy(packet, at)
   at += topic.length
-  if (version === 5) packet[at++] = 0
+  if (props) {
+    for (const b of varint(props.length)) packet[at++] = b
+    props.copy(packet, at)
+    at += props.length
+  } else if (version === 5) {
+    packet[at++] = 0
+  }
   payload.copy(packet, at)
   return packet
 }

@@ -14,6 +14,7 @@
 import type { ConsumedRecord } from '@sluice/kafka'
 import { wireFrame, type FrameFormat } from '@sluice/hub'
 import { publishPacket, type Transport } from './format.ts'
+import { propertiesOf } from './properties.ts'
 import type { Mappings } from './mapping.ts'
 
 /**
@@ -23,6 +24,10 @@ import type { Mappings } from './mapping.ts'
  */
 export const MAX_INFLIGHT = 32
 const PUBLISH_QOS1 = 0x32
+
+function varintBytes (n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4
+}
 const DUP = 0x08
 
 /** One record in a batch, as the envelope says. */
@@ -39,12 +44,21 @@ export interface Enveloped {
   end: number
   /** where the PUBLISH's payload lies in the batch */
   payloadStart: number
+  /** where its 5.0 property list's bytes lie (after their length), empty when it has none */
+  propsStart: number
+  propsEnd: number
+  /** when the message expires (ms since the epoch; its Message Expiry Interval), 0 if never */
+  expiresAt: number
+  /** where in the batch the interval's 4 bytes are (rewritten with what is left at each send), -1 if none */
+  expiryAt: number
 }
 
 /**
  * The hub's format for MQTT sessions: per record, a 4-byte length of the rest, the Kafka topic (1-byte
- * length), partition (4 bytes), offset (8 bytes), then the QoS 0 PUBLISH as the wire carries it. Only the
- * session reads these bytes (MqttSession.write): the client gets the PUBLISH.
+ * length), partition (4 bytes), offset (8 bytes), when the message expires (8 bytes, ms since the epoch, 0
+ * never) and where its Message Expiry Interval lies in the PUBLISH (4 bytes, 0 none), then the QoS 0
+ * PUBLISH as the wire carries it, with the 5.0 properties of the record's headers (properties.ts). Only
+ * the session reads these bytes (MqttSession.write): the client gets the PUBLISH.
  */
 export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Transport): FrameFormat {
   return {
@@ -52,16 +66,24 @@ export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Tr
     frame (record: ConsumedRecord): Buffer | undefined {
       const name = mappings.toName(record.topic, record.key === null ? undefined : record.key.toString('utf8'))
       if (name === undefined) return undefined
-      const packet = publishPacket(name, record.value ?? Buffer.alloc(0), version)
+      const payload = record.value ?? Buffer.alloc(0)
+      const properties = version === 5 ? propertiesOf(record.headers, Date.now()) : undefined
+      // past its Message Expiry Interval: not delivered [MQTT-3.3.2-5] (the position moves past it)
+      if (properties === 'expired') return undefined
+      const packet = publishPacket(name, payload, version, properties?.bytes)
       const wire = transport === 'ws' ? wireFrame(packet, true) : packet
       const topic = Buffer.from(record.topic, 'utf8')
-      const head = 4 + 1 + topic.length + 4 + 8
+      const head = 4 + 1 + topic.length + 4 + 8 + 8 + 4
       const out = Buffer.allocUnsafe(head + wire.length)
       out.writeUInt32BE(out.length - 4, 0)
       out[4] = topic.length
       topic.copy(out, 5)
       out.writeUInt32BE(record.partition, 5 + topic.length)
       out.writeBigUInt64BE(BigInt(record.offset), 9 + topic.length)
+      out.writeBigUInt64BE(BigInt(properties?.expiresAt ?? 0), 17 + topic.length)
+      // the property list ends where the payload starts: the interval's place counted back from there
+      const expiryAt = properties && properties.expiryAt >= 0 ? wire.length - payload.length - properties.bytes.length + properties.expiryAt : 0
+      out.writeUInt32BE(expiryAt, 25 + topic.length)
       wire.copy(out, head)
       return out
     }
@@ -123,7 +145,9 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
     const topic = batch.toString('utf8', at + 5, at + 5 + topicLength)
     const partition = batch.readUInt32BE(at + 5 + topicLength)
     const offset = batch.readBigUInt64BE(at + 9 + topicLength)
-    const start = at + 17 + topicLength
+    const expiresAt = Number(batch.readBigUInt64BE(at + 17 + topicLength))
+    const expiryIn = batch.readUInt32BE(at + 25 + topicLength)
+    const start = at + 29 + topicLength
     // the PUBLISH: after the WebSocket header (2, 4 or 10 bytes) on ws
     let p = start
     if (transport === 'ws') {
@@ -135,9 +159,18 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
     p++
     const nameLength = batch.readUInt16BE(p)
     const name = batch.toString('utf8', p + 2, p + 2 + nameLength)
-    // publishPacket's MQTT 5 property list is empty: one byte
-    const payloadStart = p + 2 + nameLength + (version === 5 ? 1 : 0)
-    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart })
+    // 5.0: the property list's length (a Variable Byte Integer), then its bytes
+    let propsStart = p + 2 + nameLength
+    let propsLength = 0
+    if (version === 5) {
+      for (let shift = 1; ; shift *= 128) {
+        const byte = batch[propsStart++]!
+        propsLength += (byte & 0x7f) * shift
+        if ((byte & 0x80) === 0) break
+      }
+    }
+    const payloadStart = propsStart + propsLength
+    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart, propsStart, propsEnd: payloadStart, expiresAt, expiryAt: expiryIn === 0 ? -1 : start + expiryIn })
     at = end
   }
   read.set(batch, out)
@@ -145,11 +178,14 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
 }
 
 /** A QoS 1 PUBLISH of `name` with `payload`, packet id `id`, DUP as said [MQTT-3.3.1-1]. */
-export function qos1Packet (name: string, payload: Buffer, id: number, version: 4 | 5, dup: boolean): Buffer {
-  const plain = publishPacket(name, payload, version)
+export function qos1Packet (name: string, payload: Buffer, id: number, version: 4 | 5, dup: boolean, properties?: Buffer): Buffer {
+  const plain = publishPacket(name, payload, version, properties)
   // the QoS 0 packet with two bytes more after the topic name: rebuilt with the longer remaining length
   const topic = Buffer.byteLength(name)
-  const remaining = 2 + topic + 2 + (version === 5 ? 1 : 0) + payload.length
+  const propsEnd = plain.length - payload.length
+  // the property list as publishPacket wrote it (its length and bytes; one 0 byte when empty): after the topic name
+  const propsStart = propsEnd - (version === 5 ? (properties ? varintBytes(properties.length) + properties.length : 1) : 0)
+  const remaining = 2 + topic + 2 + (propsEnd - propsStart) + payload.length
   const header: number[] = []
   let n = remaining
   do {
@@ -168,9 +204,8 @@ export function qos1Packet (name: string, payload: Buffer, id: number, version: 
   at += topic
   out.writeUInt16BE(id, at)
   at += 2
-  if (version === 5) out[at++] = 0
-  // the payload as publishPacket placed it: its last payload.length bytes
-  plain.copy(out, at, plain.length - payload.length)
+  // the property list and the payload as publishPacket placed them: its last bytes
+  plain.copy(out, at, propsStart)
   return out
 }
 
@@ -180,6 +215,8 @@ interface Pending {
   offset: bigint
   name: string
   payload: Buffer
+  /** its 5.0 property list's bytes (its Message Expiry Interval as left when it was taken), if any */
+  properties?: Buffer
   /** a delivery sent before, by this connection or the one whose session this is */
   dup: boolean
   id?: number
@@ -296,6 +333,22 @@ export class Outbox {
       for (let i = 0; i < envelopes.length; i++) {
         const e = envelopes[i]!
         const qos = qosOf(e.levels)
+        // a message with a Message Expiry Interval: checked as it is sent [MQTT-3.3.2-5], and sent with what is
+        // left of it [MQTT-3.3.2-6] (the hub framed it once, maybe a while ago: a resume from the node's window)
+        const left = e.expiresAt > 0 ? Math.ceil((e.expiresAt - Date.now()) / 1000) : 0
+        if (e.expiresAt > 0 && (qos === 0 || qos === 1)) {
+          flush(i)
+          if (left <= 0) continue
+          if (qos === 0) {
+            if (e.end - e.start > this.#o.maxPacket) continue
+            const copy = Buffer.from(batch.subarray(e.start, e.end))
+            if (e.expiryAt >= 0) copy.writeUInt32BE(left, e.expiryAt - e.start)
+            this.#o.write(copy)
+            this.#o.delivered?.(1, copy.length)
+            wrote = true
+            continue
+          }
+        }
         // as the QoS 0 path always did: the frame's size against the client's maximum packet size
         if (qos === 0 && e.end - e.start <= this.#o.maxPacket) {
           if (run < 0) run = i
@@ -307,6 +360,11 @@ export class Outbox {
         const id = this.#inherited.get(key)
         if (id !== undefined) this.#inherited.delete(key)
         const pending: Pending = { topic: e.topic, partition: e.partition, offset: e.offset, name: e.name, payload: batch.subarray(e.payloadStart, e.end), dup: id !== undefined, id }
+        if (e.propsEnd > e.propsStart) {
+          const properties = Buffer.from(batch.subarray(e.propsStart, e.propsEnd))
+          if (e.expiryAt >= 0) properties.writeUInt32BE(left, e.expiryAt - e.propsStart)
+          pending.properties = properties
+        }
         this.#unackedOf(e.topic, e.partition).add(e.offset)
         if (this.#waiting.length === 0 && this.#inflight.size < this.receiveMaximum) {
           wrote = this.#send(pending) || wrote
@@ -355,7 +413,7 @@ export class Outbox {
   #send (pending: Pending): boolean {
     const id = pending.id ?? this.#newId()
     pending.id = id
-    const packet = qos1Packet(pending.name, pending.payload, id, this.#o.version, pending.dup)
+    const packet = qos1Packet(pending.name, pending.payload, id, this.#o.version, pending.dup, pending.properties)
     if (packet.length > this.#o.maxPacket) {
       // MQTT 5 3.1.2.11.4: a packet over the client's maximum is discarded as if delivered
       this.#unacked.get(pending.topic)?.get(pending.partition)?.delete(pending.offset)

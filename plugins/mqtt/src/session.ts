@@ -11,6 +11,7 @@ import type { FrameFormat, SubscriptionTerms } from '@sluice/hub'
 import { groupIdFor } from '@sluice/protocol/identity'
 import type { Transport } from './format.ts'
 import { Outbox, sessionFormat } from './qos1.ts'
+import { headersOf } from './properties.ts'
 import { MAX_SESSION_EXPIRY_S, positionsOf, storedPositions, type Holder, type SessionStore, type StoredSession } from './persistence.ts'
 import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
 import type { RetainedStore } from './retained.ts'
@@ -592,11 +593,18 @@ export class MqttSession extends SocketSession implements Holder {
       return
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    // 5.0: the properties a server forwards, as the record's headers (properties.ts)
+    const headers = this.version === 5 ? headersOf(packet.properties, Date.now()) : {}
+    if ('error' in headers) {
+      // [MQTT-3.3.2-14]: a Response Topic is a topic name; one with a wildcard is a Protocol Error
+      this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, headers.error as string)
+      return
+    }
     const outcome: Promise<Refused | undefined> = this.inOrder(this.#check(packet))
       .then(async checked => {
         if ('reason' in checked) return checked
         if (!packet.retain || !retained) {
-          await this.produce(checked.topic, { key: checked.key, value: payload })
+          await this.produce(checked.topic, { key: checked.key, value: payload, headers })
           return undefined
         }
         // the retained set is bounded (retained.ts): a new topic past it is refused, no other one evicted
@@ -604,7 +612,7 @@ export class MqttSession extends SocketSession implements Holder {
         // [MQTT-3.3.1-5], [MQTT-3.3.1-6]: the message goes to its Kafka topic as any other and replaces (or,
         // empty, deletes) the retained one; acknowledged once Kafka holds both
         await Promise.all([
-          this.produce(checked.topic, { key: checked.key, value: payload }),
+          this.produce(checked.topic, { key: checked.key, value: payload, headers }),
           retained.put(packet.topic, payload, { timeoutMs: this.deps.limits.publishTimeoutMs })
         ])
         return undefined
