@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import type { RawData } from 'ws'
 import { generate, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet'
 import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } from '@sluice/sessions'
-import type { FrameFormat, SubscriptionTerms } from '@sluice/hub'
+import type { FrameFormat, Outlet, SubscriptionTerms } from '@sluice/hub'
 import { groupIdFor } from '@sluice/protocol/identity'
 import type { Transport } from './format.ts'
 import { Outbox, sessionFormat } from './qos1.ts'
@@ -147,7 +147,7 @@ export class MqttSession extends SocketSession implements Holder {
    * Kafka consumer group (the hub's group mode, as /v1/stream's group=), so each record goes to one member
    * on any node. One per connection: the hub's group mode gives a socket one group.
    */
-  #shared: { full: string, levels: readonly string[] } | undefined
+  #shared: { full: string, levels: readonly string[], outlet: Outlet } | undefined
   /** deliveries with their packet ids and positions (qos1.ts) */
   readonly #outbox: Outbox
   /** the session expiry interval granted, in seconds; 0: the session ends with the connection */
@@ -428,6 +428,7 @@ export class MqttSession extends SocketSession implements Holder {
 
   protected override onCleanup (): void {
     clearInterval(this.#keepaliveTimer)
+    if (this.#shared) this.deps.hub.leaveGroup(this.#shared.outlet)
     this.#endWill()
     this.#end()
   }
@@ -746,13 +747,38 @@ export class MqttSession extends SocketSession implements Holder {
     })
   }
 
-  /** What write() compares delivered frames with: every filter, and the shared subscription's at QoS 0. */
+  /**
+   * What write() compares the live feed's frames with: every filter but the shared subscription's, whose
+   * records come from its group through an outlet of their own (#sharedOutlet), compared with it alone: a
+   * group's record that the shared filter does not match is not this subscription's, whatever other filter
+   * of the connection it matches (that one has its own copy from the live feed).
+   */
   #levels (): void {
     this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
     this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
-    if (this.#shared) {
-      this.#filterLevels.push(this.#shared.levels)
-      this.#levelQos.push(0)
+  }
+
+  /** The hub's view of the shared subscription: this socket, its frames matched with the shared filter only, at QoS 0. */
+  #sharedOutlet (levels: readonly string[]): Outlet {
+    const session = this
+    return {
+      get id () { return session.id },
+      get format () { return session.format },
+      get maxQueueBytes () { return session.maxQueueBytes },
+      get closed () { return session.closed },
+      get admit () { return session.admit },
+      get admitReady () { return session.admitReady },
+      queuedBytes: () => session.queuedBytes(),
+      drained: bytes => session.drained(bytes),
+      lagging: topic => session.lagging(topic),
+      evict: topic => session.evict(topic),
+      write: (frame, onWritten) => {
+        if (session.closed) {
+          onWritten?.(new Error('socket closed'))
+          return
+        }
+        session.#outbox.write(frame, name => matchesLevels(levels, name) ? 0 : -1, onWritten)
+      }
     }
   }
 
@@ -784,15 +810,15 @@ export class MqttSession extends SocketSession implements Holder {
     }
     if (!terms) return reached.topics.length > 0 || !reached.open ? REASON.NOT_AUTHORIZED : REASON.IMPLEMENTATION_SPECIFIC
     const group = `mqtt-share.${createHash('sha256').update(name).update('\0').update(filter).digest('base64url').slice(0, 22)}`
-    this.#shared = { full, levels: filter.split('/') }
-    this.#levels()
+    const levels = filter.split('/')
+    const outlet = this.#sharedOutlet(levels)
+    this.#shared = { full, levels, outlet }
     try {
-      await this.deps.hub.joinGroup(this, groupIdFor(this.identity, group), topics, terms)
+      await this.deps.hub.joinGroup(outlet, groupIdFor(this.identity, group), topics, terms)
     } catch (err) {
       this.deps.log.info({ err, session: this.id, filter: full }, 'MQTT shared subscription failed')
       this.#shared = undefined
-      this.#levels()
-      this.deps.hub.leaveGroup(this)
+      this.deps.hub.leaveGroup(outlet)
       return REASON.UNSPECIFIED
     }
     if (terms.product !== undefined) this.usedProduct(terms.product)
@@ -801,9 +827,8 @@ export class MqttSession extends SocketSession implements Holder {
 
   #drop (filter: string): boolean {
     if (this.#shared?.full === filter) {
+      this.deps.hub.leaveGroup(this.#shared.outlet)
       this.#shared = undefined
-      this.#levels()
-      this.deps.hub.leaveGroup(this)
       return true
     }
     const topics = this.#filters.get(filter)
