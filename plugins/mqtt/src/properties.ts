@@ -12,12 +12,17 @@
 //   mqtt.response-topic    the topic name's UTF-8 bytes
 //   mqtt.correlation-data  the bytes as they came
 //   mqtt.user-properties   JSON [[name, value], ...] in the order the PUBLISH carried them (names may repeat)
+//   mqtt.publisher         16 hex digits of the SHA-256 of the publisher's client id (No Local, 5.0
+//                          [MQTT-3.8.3-3], compares it; the client id itself is not written)
 //
 // Headers are read back from records any producer may have written: each one
 // is checked, and one that does not hold is left out, never thrown on.
 import type { IPublishPacket } from 'mqtt-packet'
 
+import { createHash } from 'node:crypto'
+
 export const HEADERS = {
+  publisher: 'mqtt.publisher',
   payloadFormat: 'mqtt.payload-format',
   expiresAt: 'mqtt.expires-at',
   contentType: 'mqtt.content-type',
@@ -143,4 +148,15 @@ export function propertiesOf (headers: Record<string, Buffer> | undefined, now: 
   for (const b of collected) push(b)
   if (length === 0) return undefined
   return { bytes: Buffer.concat(parts, length), expiresAt, expiryAt }
+}
+
+/** The publisher tag of a client id: what the mqtt.publisher header holds, as a number (0: none). */
+export function publisherTag (clientId: string): bigint {
+  return BigInt('0x' + createHash('sha256').update(clientId, 'utf8').digest('hex').slice(0, 16)) || 1n
+}
+
+/** The tag a record's mqtt.publisher header holds, 0n when it has none (or one that is not 16 hex digits). */
+export function publisherOf (headers: Record<string, Buffer> | undefined): bigint {
+  const text = headers?.[HEADERS.publisher]?.toString('latin1')
+  return text !== undefined && /^[0-9a-f]{16}$/.test(text) ? BigInt('0x' + text) || 1n : 0n
 }

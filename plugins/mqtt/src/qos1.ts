@@ -14,7 +14,7 @@
 import type { ConsumedRecord } from '@sluice/kafka'
 import { wireFrame, type FrameFormat } from '@sluice/hub'
 import { publishPacket, type Transport } from './format.ts'
-import { propertiesOf } from './properties.ts'
+import { propertiesOf, publisherOf } from './properties.ts'
 import type { Mappings } from './mapping.ts'
 
 /**
@@ -51,12 +51,15 @@ export interface Enveloped {
   expiresAt: number
   /** where in the batch the interval's 4 bytes are (rewritten with what is left at each send), -1 if none */
   expiryAt: number
+  /** the publishing client's tag (properties.ts publisherTag), 0n if not known: No Local compares it */
+  publisher: bigint
 }
 
 /**
  * The hub's format for MQTT sessions: per record, a 4-byte length of the rest, the Kafka topic (1-byte
  * length), partition (4 bytes), offset (8 bytes), when the message expires (8 bytes, ms since the epoch, 0
- * never) and where its Message Expiry Interval lies in the PUBLISH (4 bytes, 0 none), then the QoS 0
+ * never), where its Message Expiry Interval lies in the PUBLISH (4 bytes, 0 none) and the publisher's
+ * tag (8 bytes, 0 none), then the QoS 0
  * PUBLISH as the wire carries it, with the 5.0 properties of the record's headers (properties.ts). Only
  * the session reads these bytes (MqttSession.write): the client gets the PUBLISH.
  */
@@ -73,7 +76,7 @@ export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Tr
       const packet = publishPacket(name, payload, version, properties?.bytes)
       const wire = transport === 'ws' ? wireFrame(packet, true) : packet
       const topic = Buffer.from(record.topic, 'utf8')
-      const head = 4 + 1 + topic.length + 4 + 8 + 8 + 4
+      const head = 4 + 1 + topic.length + 4 + 8 + 8 + 4 + 8
       const out = Buffer.allocUnsafe(head + wire.length)
       out.writeUInt32BE(out.length - 4, 0)
       out[4] = topic.length
@@ -84,6 +87,7 @@ export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Tr
       // the property list ends where the payload starts: the interval's place counted back from there
       const expiryAt = properties && properties.expiryAt >= 0 ? wire.length - payload.length - properties.bytes.length + properties.expiryAt : 0
       out.writeUInt32BE(expiryAt, 25 + topic.length)
+      out.writeBigUInt64BE(publisherOf(record.headers), 29 + topic.length)
       wire.copy(out, head)
       return out
     }
@@ -147,7 +151,8 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
     const offset = batch.readBigUInt64BE(at + 9 + topicLength)
     const expiresAt = Number(batch.readBigUInt64BE(at + 17 + topicLength))
     const expiryIn = batch.readUInt32BE(at + 25 + topicLength)
-    const start = at + 29 + topicLength
+    const publisher = batch.readBigUInt64BE(at + 29 + topicLength)
+    const start = at + 37 + topicLength
     // the PUBLISH: after the WebSocket header (2, 4 or 10 bytes) on ws
     let p = start
     if (transport === 'ws') {
@@ -170,7 +175,7 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
       }
     }
     const payloadStart = propsStart + propsLength
-    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart, propsStart, propsEnd: payloadStart, expiresAt, expiryAt: expiryIn === 0 ? -1 : start + expiryIn })
+    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart, propsStart, propsEnd: payloadStart, expiresAt, expiryAt: expiryIn === 0 ? -1 : start + expiryIn, publisher })
     at = end
   }
   read.set(batch, out)
@@ -307,7 +312,7 @@ export class Outbox {
    * One hub batch: each record whose name `qosOf` wants (0 or 1; -1 not at all) is delivered at that QoS.
    * QoS 0 deliveries are views of the batch, written in one corked turn.
    */
-  write (batch: Buffer, qosOf: (levels: readonly string[]) => number, onWritten?: (err?: Error | null) => void): void {
+  write (batch: Buffer, qosOf: (levels: readonly string[], publisher: bigint) => number, onWritten?: (err?: Error | null) => void): void {
     const envelopes = envelopesOf(batch, this.#o.transport, this.#o.version)
     for (const l of lastsOf(envelopes)) this.#see(l.topic, l.partition, l.next)
     let wrote = false
@@ -332,7 +337,7 @@ export class Outbox {
     try {
       for (let i = 0; i < envelopes.length; i++) {
         const e = envelopes[i]!
-        const qos = qosOf(e.levels)
+        const qos = qosOf(e.levels, e.publisher)
         // a message with a Message Expiry Interval: checked as it is sent [MQTT-3.3.2-5], and sent with what is
         // left of it [MQTT-3.3.2-6] (the hub framed it once, maybe a while ago: a resume from the node's window)
         const left = e.expiresAt > 0 ? Math.ceil((e.expiresAt - Date.now()) / 1000) : 0

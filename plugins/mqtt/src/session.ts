@@ -11,7 +11,7 @@ import type { FrameFormat, Outlet, SubscriptionTerms } from '@sluice/hub'
 import { groupIdFor } from '@sluice/protocol/identity'
 import type { Transport } from './format.ts'
 import { Outbox, sessionFormat } from './qos1.ts'
-import { headersOf } from './properties.ts'
+import { HEADERS, headersOf, publisherTag } from './properties.ts'
 import { MAX_SESSION_EXPIRY_S, positionsOf, storedPositions, type Holder, type SessionStore, type StoredSession } from './persistence.ts'
 import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
 import type { RetainedStore } from './retained.ts'
@@ -142,6 +142,12 @@ export class MqttSession extends SocketSession implements Holder {
   /** filter -> the QoS granted (filters in the order of #filterLevels) */
   readonly #filterQos = new Map<string, number>()
   #levelQos: number[] = []
+  /** per filter of #filterLevels: 5.0 No Local [MQTT-3.8.3-3], not sent this connection's own messages */
+  #levelNoLocal: boolean[] = []
+  /** filters subscribed with No Local */
+  readonly #noLocal = new Set<string>()
+  /** this client id's publisher tag (properties.ts), written with its PUBLISHes and compared by No Local */
+  #tag: bigint = 0n
   /**
    * The connection's shared subscription, `$share/{ShareName}/{filter}` (MQTT 5 4.8.2): a member of one
    * Kafka consumer group (the hub's group mode, as /v1/stream's group=), so each record goes to one member
@@ -169,6 +175,7 @@ export class MqttSession extends SocketSession implements Holder {
     this.#deps = deps
     this.version = start.version
     this.clientId = start.connect.clientId
+    this.#tag = publisherTag(this.clientId === '' ? this.id : this.clientId)
     this.transport = start.transport
     this.format = sessionFormat(deps.mappings, start.version, start.transport)
     // 3.1.1: clean session 0 keeps the session (no expiry in that version: ours); 5.0: the Session Expiry Interval [MQTT-3.1.2-23]
@@ -287,7 +294,7 @@ export class MqttSession extends SocketSession implements Holder {
     this.#outbox.inherit(state.inflight)
     this.#resuming = state
     try {
-      await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos]) => ({ topic, qos: qos as 0 | 1 })) }, state)
+      await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos, nl]) => ({ topic, qos: qos as 0 | 1, nl: nl === 1 })) }, state)
     } finally {
       this.#resuming = undefined
     }
@@ -308,7 +315,7 @@ export class MqttSession extends SocketSession implements Holder {
       connected,
       expiry: this.#expiry,
       at: Date.now(),
-      subs: [...this.#filterQos],
+      subs: [...this.#filterQos].map(([filter, qos]) => this.#noLocal.has(filter) ? [filter, qos, 1] : [filter, qos]),
       pos: storedPositions(this.#outbox.positions(this.#topics.keys())),
       inflight: this.#outbox.unacknowledged()
     }
@@ -470,15 +477,17 @@ export class MqttSession extends SocketSession implements Holder {
       onWritten?.(new Error('socket closed'))
       return
     }
-    this.#outbox.write(frame, levels => this.#qosOf(levels), onWritten)
+    this.#outbox.write(frame, (levels, publisher) => this.#qosOf(levels, publisher), onWritten)
   }
 
   /** The highest QoS granted among the filters matching `name`, -1 if none does (one delivery, at that QoS). */
-  #qosOf (name: readonly string[]): number {
+  #qosOf (name: readonly string[], publisher = 0n): number {
     let qos = -1
     const filters = this.#filterLevels
+    // a message this client id published does not come back through a No Local filter [MQTT-3.8.3-3]
+    const own = publisher !== 0n && publisher === this.#tag
     for (let i = 0; i < filters.length; i++) {
-      if (this.#levelQos[i]! > qos && matchesLevels(filters[i]!, name)) qos = this.#levelQos[i]!
+      if (this.#levelQos[i]! > qos && !(own && this.#levelNoLocal[i]) && matchesLevels(filters[i]!, name)) qos = this.#levelQos[i]!
     }
     return qos
   }
@@ -601,6 +610,8 @@ export class MqttSession extends SocketSession implements Holder {
       this.#disconnect(REASON.PROTOCOL_ERROR, CLOSE.POLICY_VIOLATION, headers.error as string)
       return
     }
+    // who published it, for No Local [MQTT-3.8.3-3] (a tag of the client id, not the id)
+    headers[HEADERS.publisher] = Buffer.from(this.#tag.toString(16).padStart(16, '0'), 'latin1')
     const outcome: Promise<Refused | undefined> = this.inOrder(this.#check(packet))
       .then(async checked => {
         if ('reason' in checked) return checked
@@ -641,7 +652,7 @@ export class MqttSession extends SocketSession implements Holder {
     const granted: number[] = []
     const made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }> = []
     const refuse = (reason: number) => granted.push(this.version === 5 ? reason : 0x80)
-    for (const { topic: filter, rh, qos } of packet.subscriptions) {
+    for (const { topic: filter, rh, qos, nl } of packet.subscriptions) {
       if (!validFilter(filter)) {
         refuse(REASON.TOPIC_FILTER_INVALID)
         continue
@@ -695,6 +706,9 @@ export class MqttSession extends SocketSession implements Holder {
       // QoS 1 at most is granted (maximum QoS 1 is announced), as asked [MQTT-3.8.4-6]
       const grant = Math.min(qos ?? 0, 1)
       this.#filterQos.set(filter, grant)
+      // No Local is 5.0's (3.1.1's subscriptions have no options byte)
+      if (nl === true && this.version === 5) this.#noLocal.add(filter)
+      else this.#noLocal.delete(filter)
       this.#levels()
       for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
       if (previous) this.#release(previous)
@@ -756,6 +770,7 @@ export class MqttSession extends SocketSession implements Holder {
   #levels (): void {
     this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
     this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
+    this.#levelNoLocal = [...this.#filters.keys()].map(f => this.#noLocal.has(f))
   }
 
   /** The hub's view of the shared subscription: this socket, its frames matched with the shared filter only, at QoS 0. */
@@ -835,6 +850,7 @@ export class MqttSession extends SocketSession implements Holder {
     if (!topics) return false
     this.#filters.delete(filter)
     this.#filterQos.delete(filter)
+    this.#noLocal.delete(filter)
     this.#levels()
     this.#release(topics)
     this.#outbox.changedSubscriptions()
