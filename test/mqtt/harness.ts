@@ -86,7 +86,7 @@ export interface MqttGateway {
   tcpPort?: number
 }
 
-export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs?: number, retainedTopic?: string, retainedMaxBytes?: number } = {}): Promise<MqttGateway> {
+export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs?: number, retainedTopic?: string, retainedMaxBytes?: number, topicAliasMaximum?: number } = {}): Promise<MqttGateway> {
   const dir = policyDir(POLICY)
   const tcpPort = options.tcp ? await freePort() : undefined
   const config = loadGatewayConfig({
@@ -96,7 +96,8 @@ export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs
         ...(tcpPort === undefined ? {} : { tcpPort }),
         retainedTopic: options.retainedTopic ?? RETAINED,
         sessionsTopic: SESSIONS,
-        ...(options.retainedMaxBytes === undefined ? {} : { retainedMaxBytes: options.retainedMaxBytes })
+        ...(options.retainedMaxBytes === undefined ? {} : { retainedMaxBytes: options.retainedMaxBytes }),
+        ...(options.topicAliasMaximum === undefined ? {} : { topicAliasMaximum: options.topicAliasMaximum })
       },
       kafka: { brokers: kafkaBrokers() },
       redis: { url: redisUrl() },

@@ -225,6 +225,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
     tcpHost: config.server.host,
     retainedTopic: config.mqtt.retainedTopic,
     retainedMaxBytes: config.mqtt.retainedMaxBytes,
+    topicAliasMaximum: config.mqtt.topicAliasMaximum,
     sessionsTopic: config.mqtt.sessionsTopic,
     // the plan's connections and connects per minute, as the other routes take before their 101
     connectionLimit: limits.enabled ? identity => app.rateLimiter.acquire(identity.subject, app.streamGuard.planFor(identity)) : undefined

@@ -298,6 +298,11 @@ export const gatewayConfigSchema = {
         // PUBLISH of a new topic is refused with 0x97; 64 MiB is ~60,000 retained messages of 1 KiB
         // (plugins/mqtt/src/retained.ts gives the reasons)
         retainedMaxBytes: { type: 'integer', minimum: 0, maximum: 4 * 1024 * 1024 * 1024, default: 64 * 1024 * 1024 },
+        // MQTT 5 topic aliases a client may set on one connection (CONNACK Topic Alias Maximum); 0: none (an
+        // alias is then DISCONNECT 0x94). 16: a device's few topics (telemetry, status) each sent by alias; each
+        // alias holds one topic name of at most 64 KiB, so 16 hold at most 1 MiB a connection, the size of the
+        // one packet it may already have in flight. 65,535 is the two-byte property's own bound
+        topicAliasMaximum: { type: 'integer', minimum: 0, maximum: 65_535, default: 16 },
         // the compacted Kafka topic of persistent sessions (subscriptions, per-partition positions, QoS 1
         // deliveries not yet acknowledged) and of takeover claims, keyed by client id (created if absent;
         // plugins/mqtt/src/persistence.ts gives the reasons)

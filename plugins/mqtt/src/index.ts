@@ -59,6 +59,8 @@ export interface MqttPluginOptions {
   retainedTopic?: string
   /** bytes of retained messages each node holds; default 64 MiB */
   retainedMaxBytes?: number
+  /** MQTT 5 topic aliases a client may set on one connection (CONNACK Topic Alias Maximum); default mqtt.topicAliasMaximum's, 16 */
+  topicAliasMaximum?: number
   /** the compacted Kafka topic of persistent sessions and takeover claims (persistence.ts); default sluice.mqtt.sessions */
   sessionsTopic?: string
   /**
@@ -154,7 +156,8 @@ async function mqtt (fastify: FastifyInstance, opts: MqttPluginOptions): Promise
     maxPacketBytes,
     retained,
     wills,
-    store
+    store,
+    topicAliasMaximum: opts.topicAliasMaximum ?? gatewayDefaults.mqtt.topicAliasMaximum
   }
 
   async function identify (connect: IConnectPacket): Promise<{ identity: Identity, will?: Omit<Will, 'clientId'>, release?: () => void } | keyof typeof REFUSE> {

@@ -79,6 +79,8 @@ export interface MqttDeps extends SessionDeps {
   wills?: Wills
   /** persistent sessions and takeovers (persistence.ts); absent: every session is clean and none is taken over */
   store?: SessionStore
+  /** 5.0 topic aliases a client may set on a connection (CONNACK Topic Alias Maximum): mqtt.topicAliasMaximum, 0 to 65,535 */
+  topicAliasMaximum: number
 }
 
 export interface MqttStart extends SessionStart {
@@ -92,14 +94,6 @@ export interface MqttStart extends SessionStart {
   /** the CONNECT's will, checked (will.ts checkWill) */
   will?: Omit<Will, 'clientId'>
 }
-
-/**
- * Topic aliases a 5.0 client may set on this connection (CONNACK Topic Alias Maximum, 3.2.2.3.8): 16. A
- * client that publishes to a few topics (a device: its telemetry and status) saves their names on every
- * PUBLISH with that many; each alias holds one topic name, at most 64 KiB (a UTF-8 string's bound), so a
- * connection holds at most 1 MiB of them, the size of the one packet it may already have in flight.
- */
-export const TOPIC_ALIAS_MAXIMUM = 16
 
 // a SUBSCRIBE right after the node started waits this long for the retained set read from Kafka: 5 s, the
 // reader's first fetch plus a 64 MiB set at ~10 MiB per fetch; past it the subscription stands without them
@@ -236,7 +230,7 @@ export class MqttSession extends SocketSession implements Holder {
           maximumQoS: 1,
           retainAvailable: this.#deps.retained !== undefined,
           maximumPacketSize: this.#deps.maxPacketBytes,
-          topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
+          topicAliasMaximum: this.#deps.topicAliasMaximum,
           wildcardSubscriptionAvailable: true,
           subscriptionIdentifiersAvailable: false,
           sharedSubscriptionAvailable: true,
@@ -551,8 +545,9 @@ export class MqttSession extends SocketSession implements Holder {
       return false
     }
     // [MQTT-3.3.2-8] 0 is not an alias; [MQTT-3.3.2-9] nor one above the Topic Alias Maximum CONNACK announced
-    if (!Number.isInteger(alias) || alias < 1 || alias > TOPIC_ALIAS_MAXIMUM) {
-      this.#disconnect(REASON.TOPIC_ALIAS_INVALID, CLOSE.POLICY_VIOLATION, `topic alias ${alias} out of 1 to ${TOPIC_ALIAS_MAXIMUM}`)
+    const maximum = this.#deps.topicAliasMaximum
+    if (!Number.isInteger(alias) || alias < 1 || alias > maximum) {
+      this.#disconnect(REASON.TOPIC_ALIAS_INVALID, CLOSE.POLICY_VIOLATION, maximum === 0 ? 'topic aliases are not accepted (Topic Alias Maximum 0)' : `topic alias ${alias} out of 1 to ${maximum}`)
       return false
     }
     if (packet.topic === '') {
