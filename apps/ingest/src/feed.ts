@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import type { Logger } from '@sluice/kafka'
+import { CLOSE } from '@sluice/protocol/codes'
 import { backoffDelay } from './backoff.ts'
 import { FeedBuffer } from './buffer.ts'
 import { RECORD_OVERHEAD_BYTES, type FeedConfig } from './config.ts'
@@ -64,8 +65,6 @@ const PAUSE_AT = 0.5
 const RESUME_AT = 0.25
 // A feed that does not answer our close frame within 1 s is cut: the shutdown deadline is for Kafka.
 const CLOSE_GRACE_MS = 1000
-// Close code 1001 "going away" (RFC 6455): we are shutting down, not rejecting the feed.
-const GOING_AWAY = 1001
 
 export class Feed extends EventEmitter {
   readonly name: string
@@ -363,7 +362,8 @@ export class Feed extends EventEmitter {
         // a paused socket cannot read the feed's closing handshake
         ws.terminate()
       } else {
-        ws.close(GOING_AWAY, 'connector shutting down')
+        // 1001 going away (RFC 6455): we are shutting down, not rejecting the feed
+        ws.close(CLOSE.GOING_AWAY, 'connector shutting down')
         setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref()
       }
     }
