@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet'
 import { test, type Test } from 'tap'
-import type { MqttClient, IClientSubscribeOptions } from 'mqtt'
+import mqtt, { type MqttClient, type IClientSubscribeOptions } from 'mqtt'
 import { eventually, readRecords, unique } from '../helpers.ts'
 import { DEV_TOKEN, RETAINED, TEMP, connect, deviceToken, gateway, granted, readAll, refusalCode } from './harness.ts'
 
@@ -115,6 +115,46 @@ test('Retain Handling on 5.0: 0 sends the retained messages at every subscribe [
   t.same(retainedOf(await subscribeThenMark(t, url, every, everySeen, name, name, { rh: 0 })), ['30.0'], 'rh 0: sent')
   everySeen.length = 0
   t.same(retainedOf(await subscribeThenMark(t, url, every, everySeen, name, name, { rh: 0 })), ['30.0'], 'rh 0, the same filter again: sent again')
+})
+
+test('5.0 Retain As Published: a live message published retained keeps RETAIN 1 through a rap subscription [MQTT-3.3.1-13], RETAIN 0 through the others and on 3.1.1 [MQTT-3.3.1-12], at QoS 0 and 1, and in a persistent session that resumes', async t => {
+  const url = await ready(t, await gateway(t))
+  const d = device()
+  const name = `sensors/${d}/temp`
+  // rh 2: no retained message at subscribe, so every message seen below is a live delivery
+  const subscriber = async (protocolVersion: 4 | 5, options: Partial<IClientSubscribeOptions>) => {
+    const client = await connect(t, url, { protocolVersion, password: DEV_TOKEN })
+    const seen = received(client)
+    await client.subscribeAsync(name, protocolVersion === 5 ? { rh: 2, ...options } : options)
+    return seen
+  }
+  const rap0 = await subscriber(5, { qos: 0, rap: true })
+  const rap1 = await subscriber(5, { qos: 1, rap: true })
+  const plain = await subscriber(5, { qos: 1, rap: false })
+  const v311 = await subscriber(4, { qos: 1 })
+  // a persistent session with rap, away while both are published: its subscription's options are stored with it
+  const keeperOptions = { protocolVersion: 5 as const, password: DEV_TOKEN, clientId: `rap-${d}`, clean: false, properties: { sessionExpiryInterval: 300 } }
+  const keeper = await connect(t, url, keeperOptions)
+  await keeper.subscribeAsync(name, { qos: 1, rap: true, rh: 2 })
+  await keeper.endAsync()
+
+  const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
+  await dash.publishAsync(name, 'kept', { qos: 1, retain: true })
+  await dash.publishAsync(name, 'plain', { qos: 1 })
+  await eventually(() => [rap0, rap1, plain, v311].every(seen => seen.length >= 2), 30_000, 'both messages on every subscriber')
+  const asPublished = [{ topic: name, payload: 'kept', retain: true }, { topic: name, payload: 'plain', retain: false }]
+  const cleared = [{ topic: name, payload: 'kept', retain: false }, { topic: name, payload: 'plain', retain: false }]
+  t.same(rap0, asPublished, 'rap, QoS 0: RETAIN as published')
+  t.same(rap1, asPublished, 'rap, QoS 1: RETAIN as published')
+  t.same(plain, cleared, 'without rap: RETAIN 0')
+  t.same(v311, cleared, '3.1.1: RETAIN 0')
+
+  // listening before the CONNACK: the session's messages come right after it
+  const back = mqtt.connect(url, { reconnectPeriod: 0, username: 'any', ...keeperOptions })
+  t.teardown(() => back.endAsync(true))
+  const resumed = received(back)
+  await eventually(() => resumed.length >= 2, 30_000, 'the resumed session\'s messages')
+  t.same(resumed, asPublished, 'the resumed session: RETAIN as published')
 })
 
 test('ACL applies to retained messages as to live ones: a wildcard brings only the retained messages of the Kafka topics the credential may subscribe', async t => {

@@ -76,8 +76,8 @@ export interface StoredSession {
   expiry: number
   /** when written, ms since the epoch */
   at: number
-  /** subscriptions: filter, granted QoS, and 1 when it has No Local (5.0) */
-  subs: Array<[string, number] | [string, number, 1]>
+  /** subscriptions: filter, granted QoS, and their 5.0 options when any: 1 No Local, 2 Retain As Published, 3 both */
+  subs: Array<[string, number] | [string, number, number]>
   /** Kafka topic -> partition -> the next offset to deliver (decimal string) */
   pos: Record<string, Record<string, string>>
   /** QoS 1 deliveries sent and not acknowledged: Kafka topic, partition, offset, packet id */

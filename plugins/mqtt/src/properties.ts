@@ -23,6 +23,8 @@ import { createHash } from 'node:crypto'
 
 export const HEADERS = {
   publisher: 'mqtt.publisher',
+  /** '1' when the PUBLISH had RETAIN 1: a Retain As Published subscription gets it with RETAIN 1 [MQTT-3.3.1-13] */
+  retain: 'mqtt.retain',
   payloadFormat: 'mqtt.payload-format',
   expiresAt: 'mqtt.expires-at',
   contentType: 'mqtt.content-type',
@@ -153,6 +155,12 @@ export function propertiesOf (headers: Record<string, Buffer> | undefined, now: 
 /** The publisher tag of a client id: what the mqtt.publisher header holds, as a number (0: none). */
 export function publisherTag (clientId: string): bigint {
   return BigInt('0x' + createHash('sha256').update(clientId, 'utf8').digest('hex').slice(0, 16)) || 1n
+}
+
+/** Whether a record was published retained: its mqtt.retain header is '1'. */
+export function publishedRetained (headers: Record<string, Buffer> | undefined): boolean {
+  const value = headers?.[HEADERS.retain]
+  return value !== undefined && value.length === 1 && value[0] === 0x31
 }
 
 /** The tag a record's mqtt.publisher header holds, 0n when it has none (or one that is not 16 hex digits). */

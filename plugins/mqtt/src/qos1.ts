@@ -14,7 +14,7 @@
 import type { ConsumedRecord } from '@sluice/kafka'
 import { wireFrame, type FrameFormat } from '@sluice/hub'
 import { publishPacket, type Transport } from './format.ts'
-import { propertiesOf, publisherOf } from './properties.ts'
+import { propertiesOf, publishedRetained, publisherOf } from './properties.ts'
 import type { Mappings } from './mapping.ts'
 
 /**
@@ -29,6 +29,13 @@ function varintBytes (n: number): number {
   return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4
 }
 const DUP = 0x08
+const RETAIN = 0x01
+
+/**
+ * What a session's `qosOf` adds to the QoS it returns for a record published retained when a matching
+ * subscription has Retain As Published: the delivery keeps RETAIN 1 [MQTT-3.3.1-13].
+ */
+export const AS_PUBLISHED = 4
 
 /** One record in a batch, as the envelope says. */
 export interface Enveloped {
@@ -53,13 +60,17 @@ export interface Enveloped {
   expiryAt: number
   /** the publishing client's tag (properties.ts publisherTag), 0n if not known: No Local compares it */
   publisher: bigint
+  /** the PUBLISH had RETAIN 1 (the record's mqtt.retain header) */
+  retained: boolean
+  /** where the PUBLISH's first byte (its type and flags) lies in the batch */
+  headerAt: number
 }
 
 /**
  * The hub's format for MQTT sessions: per record, a 4-byte length of the rest, the Kafka topic (1-byte
  * length), partition (4 bytes), offset (8 bytes), when the message expires (8 bytes, ms since the epoch, 0
- * never), where its Message Expiry Interval lies in the PUBLISH (4 bytes, 0 none) and the publisher's
- * tag (8 bytes, 0 none), then the QoS 0
+ * never), where its Message Expiry Interval lies in the PUBLISH (4 bytes, 0 none), the publisher's
+ * tag (8 bytes, 0 none) and flags (1 byte: 1 when it was published retained), then the QoS 0
  * PUBLISH as the wire carries it, with the 5.0 properties of the record's headers (properties.ts). Only
  * the session reads these bytes (MqttSession.write): the client gets the PUBLISH.
  */
@@ -76,7 +87,7 @@ export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Tr
       const packet = publishPacket(name, payload, version, properties?.bytes)
       const wire = transport === 'ws' ? wireFrame(packet, true) : packet
       const topic = Buffer.from(record.topic, 'utf8')
-      const head = 4 + 1 + topic.length + 4 + 8 + 8 + 4 + 8
+      const head = 4 + 1 + topic.length + 4 + 8 + 8 + 4 + 8 + 1
       const out = Buffer.allocUnsafe(head + wire.length)
       out.writeUInt32BE(out.length - 4, 0)
       out[4] = topic.length
@@ -88,6 +99,7 @@ export function sessionFormat (mappings: Mappings, version: 4 | 5, transport: Tr
       const expiryAt = properties && properties.expiryAt >= 0 ? wire.length - payload.length - properties.bytes.length + properties.expiryAt : 0
       out.writeUInt32BE(expiryAt, 25 + topic.length)
       out.writeBigUInt64BE(publisherOf(record.headers), 29 + topic.length)
+      out[37 + topic.length] = publishedRetained(record.headers) ? 1 : 0
       wire.copy(out, head)
       return out
     }
@@ -152,13 +164,15 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
     const expiresAt = Number(batch.readBigUInt64BE(at + 17 + topicLength))
     const expiryIn = batch.readUInt32BE(at + 25 + topicLength)
     const publisher = batch.readBigUInt64BE(at + 29 + topicLength)
-    const start = at + 37 + topicLength
+    const retained = (batch[at + 37 + topicLength]! & 1) === 1
+    const start = at + 38 + topicLength
     // the PUBLISH: after the WebSocket header (2, 4 or 10 bytes) on ws
     let p = start
     if (transport === 'ws') {
       const length = batch[p + 1]! & 0x7f
       p += length === 126 ? 4 : length === 127 ? 10 : 2
     }
+    const headerAt = p
     p++
     while ((batch[p]! & 0x80) !== 0) p++
     p++
@@ -175,7 +189,7 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
       }
     }
     const payloadStart = propsStart + propsLength
-    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart, propsStart, propsEnd: payloadStart, expiresAt, expiryAt: expiryIn === 0 ? -1 : start + expiryIn, publisher })
+    out.push({ topic, partition, offset, name, levels: name.split('/'), start, end, payloadStart, propsStart, propsEnd: payloadStart, expiresAt, expiryAt: expiryIn === 0 ? -1 : start + expiryIn, publisher, retained, headerAt })
     at = end
   }
   read.set(batch, out)
@@ -183,7 +197,7 @@ export function envelopesOf (batch: Buffer, transport: Transport, version: 4 | 5
 }
 
 /** A QoS 1 PUBLISH of `name` with `payload`, packet id `id`, DUP as said [MQTT-3.3.1-1]. */
-export function qos1Packet (name: string, payload: Buffer, id: number, version: 4 | 5, dup: boolean, properties?: Buffer): Buffer {
+export function qos1Packet (name: string, payload: Buffer, id: number, version: 4 | 5, dup: boolean, properties?: Buffer, retain = false): Buffer {
   const plain = publishPacket(name, payload, version, properties)
   // the QoS 0 packet with two bytes more after the topic name: rebuilt with the longer remaining length
   const topic = Buffer.byteLength(name)
@@ -201,7 +215,7 @@ export function qos1Packet (name: string, payload: Buffer, id: number, version: 
   } while (n > 0)
   const out = Buffer.allocUnsafe(1 + header.length + remaining)
   let at = 0
-  out[at++] = PUBLISH_QOS1 | (dup ? DUP : 0)
+  out[at++] = PUBLISH_QOS1 | (dup ? DUP : 0) | (retain ? RETAIN : 0)
   for (const b of header) out[at++] = b
   out.writeUInt16BE(topic, at)
   at += 2
@@ -225,6 +239,8 @@ interface Pending {
   /** a delivery sent before, by this connection or the one whose session this is */
   dup: boolean
   id?: number
+  /** sent with RETAIN 1: published retained, to a Retain As Published subscription */
+  retain?: boolean
 }
 
 export interface OutboxOptions {
@@ -312,7 +328,7 @@ export class Outbox {
    * One hub batch: each record whose name `qosOf` wants (0 or 1; -1 not at all) is delivered at that QoS.
    * QoS 0 deliveries are views of the batch, written in one corked turn.
    */
-  write (batch: Buffer, qosOf: (levels: readonly string[], publisher: bigint) => number, onWritten?: (err?: Error | null) => void): void {
+  write (batch: Buffer, qosOf: (levels: readonly string[], publisher: bigint, retained: boolean) => number, onWritten?: (err?: Error | null) => void): void {
     const envelopes = envelopesOf(batch, this.#o.transport, this.#o.version)
     for (const l of lastsOf(envelopes)) this.#see(l.topic, l.partition, l.next)
     let wrote = false
@@ -337,17 +353,22 @@ export class Outbox {
     try {
       for (let i = 0; i < envelopes.length; i++) {
         const e = envelopes[i]!
-        const qos = qosOf(e.levels, e.publisher)
+        const got = qosOf(e.levels, e.publisher, e.retained)
+        const qos = got < 0 ? got : got & 3
+        // published retained, to a Retain As Published subscription: sent with RETAIN 1 [MQTT-3.3.1-13]
+        const retain = got >= 0 && (got & AS_PUBLISHED) !== 0
         // a message with a Message Expiry Interval: checked as it is sent [MQTT-3.3.2-5], and sent with what is
         // left of it [MQTT-3.3.2-6] (the hub framed it once, maybe a while ago: a resume from the node's window)
         const left = e.expiresAt > 0 ? Math.ceil((e.expiresAt - Date.now()) / 1000) : 0
-        if (e.expiresAt > 0 && (qos === 0 || qos === 1)) {
+        if ((e.expiresAt > 0 || retain) && (qos === 0 || qos === 1)) {
           flush(i)
-          if (left <= 0) continue
+          if (e.expiresAt > 0 && left <= 0) continue
           if (qos === 0) {
             if (e.end - e.start > this.#o.maxPacket) continue
+            // the hub's bytes are every socket's: this one's flags or interval go into a copy
             const copy = Buffer.from(batch.subarray(e.start, e.end))
-            if (e.expiryAt >= 0) copy.writeUInt32BE(left, e.expiryAt - e.start)
+            if (e.expiresAt > 0 && e.expiryAt >= 0) copy.writeUInt32BE(left, e.expiryAt - e.start)
+            if (retain) copy[e.headerAt - e.start] = copy[e.headerAt - e.start]! | RETAIN
             this.#o.write(copy)
             this.#o.delivered?.(1, copy.length)
             wrote = true
@@ -365,9 +386,10 @@ export class Outbox {
         const id = this.#inherited.get(key)
         if (id !== undefined) this.#inherited.delete(key)
         const pending: Pending = { topic: e.topic, partition: e.partition, offset: e.offset, name: e.name, payload: batch.subarray(e.payloadStart, e.end), dup: id !== undefined, id }
+        if (retain) pending.retain = true
         if (e.propsEnd > e.propsStart) {
           const properties = Buffer.from(batch.subarray(e.propsStart, e.propsEnd))
-          if (e.expiryAt >= 0) properties.writeUInt32BE(left, e.expiryAt - e.propsStart)
+          if (e.expiresAt > 0 && e.expiryAt >= 0) properties.writeUInt32BE(left, e.expiryAt - e.propsStart)
           pending.properties = properties
         }
         this.#unackedOf(e.topic, e.partition).add(e.offset)
@@ -418,7 +440,7 @@ export class Outbox {
   #send (pending: Pending): boolean {
     const id = pending.id ?? this.#newId()
     pending.id = id
-    const packet = qos1Packet(pending.name, pending.payload, id, this.#o.version, pending.dup, pending.properties)
+    const packet = qos1Packet(pending.name, pending.payload, id, this.#o.version, pending.dup, pending.properties, pending.retain)
     if (packet.length > this.#o.maxPacket) {
       // MQTT 5 3.1.2.11.4: a packet over the client's maximum is discarded as if delivered
       this.#unacked.get(pending.topic)?.get(pending.partition)?.delete(pending.offset)

@@ -10,7 +10,7 @@ import { CLOSE, SETTLED, SocketSession, type SessionDeps, type SessionStart } fr
 import type { FrameFormat, Outlet, SubscriptionTerms } from '@sluice/hub'
 import { groupIdFor } from '@sluice/protocol/identity'
 import type { Transport } from './format.ts'
-import { Outbox, sessionFormat } from './qos1.ts'
+import { AS_PUBLISHED, Outbox, sessionFormat } from './qos1.ts'
 import { HEADERS, headersOf, publisherTag } from './properties.ts'
 import { MAX_SESSION_EXPIRY_S, positionsOf, storedPositions, type Holder, type SessionStore, type StoredSession } from './persistence.ts'
 import { matchesLevels, validFilter, validName, type Mappings } from './mapping.ts'
@@ -99,6 +99,10 @@ export interface MqttStart extends SessionStart {
 // reader's first fetch plus a 64 MiB set at ~10 MiB per fetch; past it the subscription stands without them
 const RETAINED_LOAD_WAIT_MS = 5000
 
+// a stored subscription's options (persistence.ts StoredSession.subs): No Local 1, Retain As Published 2
+const SUB_NO_LOCAL = 1
+const SUB_AS_PUBLISHED = 2
+
 /** A refused publish, and what the client is told on 5.0. */
 interface Refused { reason: number, wire: string }
 
@@ -138,8 +142,11 @@ export class MqttSession extends SocketSession implements Holder {
   #levelQos: number[] = []
   /** per filter of #filterLevels: 5.0 No Local [MQTT-3.8.3-3], not sent this connection's own messages */
   #levelNoLocal: boolean[] = []
+  #levelAsPublished: boolean[] = []
   /** filters subscribed with No Local */
   readonly #noLocal = new Set<string>()
+  /** the filters with Retain As Published (5.0): a record published retained keeps RETAIN 1 through them */
+  readonly #asPublished = new Set<string>()
   /** this client id's publisher tag (properties.ts), written with its PUBLISHes and compared by No Local */
   #tag: bigint = 0n
   /**
@@ -288,7 +295,7 @@ export class MqttSession extends SocketSession implements Holder {
     this.#outbox.inherit(state.inflight)
     this.#resuming = state
     try {
-      await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos, nl]) => ({ topic, qos: qos as 0 | 1, nl: nl === 1 })) }, state)
+      await this.#subscribe({ cmd: 'subscribe', messageId: 0, subscriptions: state.subs.map(([topic, qos, options]) => ({ topic, qos: qos as 0 | 1, nl: ((options ?? 0) & SUB_NO_LOCAL) !== 0, rap: ((options ?? 0) & SUB_AS_PUBLISHED) !== 0 })) }, state)
     } finally {
       this.#resuming = undefined
     }
@@ -309,7 +316,10 @@ export class MqttSession extends SocketSession implements Holder {
       connected,
       expiry: this.#expiry,
       at: Date.now(),
-      subs: [...this.#filterQos].map(([filter, qos]) => this.#noLocal.has(filter) ? [filter, qos, 1] : [filter, qos]),
+      subs: [...this.#filterQos].map(([filter, qos]) => {
+        const options = (this.#noLocal.has(filter) ? SUB_NO_LOCAL : 0) | (this.#asPublished.has(filter) ? SUB_AS_PUBLISHED : 0)
+        return options === 0 ? [filter, qos] : [filter, qos, options]
+      }),
       pos: storedPositions(this.#outbox.positions(this.#topics.keys())),
       inflight: this.#outbox.unacknowledged()
     }
@@ -471,19 +481,29 @@ export class MqttSession extends SocketSession implements Holder {
       onWritten?.(new Error('socket closed'))
       return
     }
-    this.#outbox.write(frame, (levels, publisher) => this.#qosOf(levels, publisher), onWritten)
+    this.#outbox.write(frame, (levels, publisher, retained) => this.#qosOf(levels, publisher, retained), onWritten)
   }
 
-  /** The highest QoS granted among the filters matching `name`, -1 if none does (one delivery, at that QoS). */
-  #qosOf (name: readonly string[], publisher = 0n): number {
+  /**
+   * The highest QoS granted among the filters matching `name`, -1 if none does (one delivery, at that QoS);
+   * plus AS_PUBLISHED for a message published retained when one of those filters has Retain As Published
+   * (it goes with RETAIN 1 [MQTT-3.3.1-13]; through the others, RETAIN 0 [MQTT-3.3.1-12]).
+   */
+  #qosOf (name: readonly string[], publisher = 0n, retained = false): number {
     let qos = -1
+    let asPublished = false
     const filters = this.#filterLevels
     // a message this client id published does not come back through a No Local filter [MQTT-3.8.3-3]
     const own = publisher !== 0n && publisher === this.#tag
     for (let i = 0; i < filters.length; i++) {
-      if (this.#levelQos[i]! > qos && !(own && this.#levelNoLocal[i]) && matchesLevels(filters[i]!, name)) qos = this.#levelQos[i]!
+      if (own && this.#levelNoLocal[i]) continue
+      if (this.#levelQos[i]! > qos || (retained && !asPublished && this.#levelAsPublished[i])) {
+        if (!matchesLevels(filters[i]!, name)) continue
+        if (this.#levelQos[i]! > qos) qos = this.#levelQos[i]!
+        if (retained && this.#levelAsPublished[i]) asPublished = true
+      }
     }
-    return qos
+    return asPublished ? qos | AS_PUBLISHED : qos
   }
 
   // ---- packets --------------------------------------------------------------------------
@@ -607,6 +627,8 @@ export class MqttSession extends SocketSession implements Holder {
     }
     // who published it, for No Local [MQTT-3.8.3-3] (a tag of the client id, not the id)
     headers[HEADERS.publisher] = Buffer.from(this.#tag.toString(16).padStart(16, '0'), 'latin1')
+    // published retained: a Retain As Published subscriber gets it with RETAIN 1 [MQTT-3.3.1-13]
+    if (packet.retain && retained) headers[HEADERS.retain] = Buffer.from('1', 'latin1')
     const outcome: Promise<Refused | undefined> = this.inOrder(this.#check(packet))
       .then(async checked => {
         if ('reason' in checked) return checked
@@ -647,7 +669,7 @@ export class MqttSession extends SocketSession implements Holder {
     const granted: number[] = []
     const made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }> = []
     const refuse = (reason: number) => granted.push(this.version === 5 ? reason : 0x80)
-    for (const { topic: filter, rh, qos, nl } of packet.subscriptions) {
+    for (const { topic: filter, rh, qos, nl, rap } of packet.subscriptions) {
       if (!validFilter(filter)) {
         refuse(REASON.TOPIC_FILTER_INVALID)
         continue
@@ -704,6 +726,9 @@ export class MqttSession extends SocketSession implements Holder {
       // No Local is 5.0's (3.1.1's subscriptions have no options byte)
       if (nl === true && this.version === 5) this.#noLocal.add(filter)
       else this.#noLocal.delete(filter)
+      // Retain As Published too (3.1.1's deliveries carry RETAIN 0 but for retained messages sent at subscribe)
+      if (rap === true && this.version === 5) this.#asPublished.add(filter)
+      else this.#asPublished.delete(filter)
       this.#levels()
       for (const topic of topics) this.#topics.set(topic, (this.#topics.get(topic) ?? 0) + 1)
       if (previous) this.#release(previous)
@@ -766,6 +791,7 @@ export class MqttSession extends SocketSession implements Holder {
     this.#filterLevels = [...this.#filters.keys()].map(f => f.split('/'))
     this.#levelQos = [...this.#filters.keys()].map(f => this.#filterQos.get(f) ?? 0)
     this.#levelNoLocal = [...this.#filters.keys()].map(f => this.#noLocal.has(f))
+    this.#levelAsPublished = [...this.#filters.keys()].map(f => this.#asPublished.has(f))
   }
 
   /** The hub's view of the shared subscription: this socket, its frames matched with the shared filter only, at QoS 0. */
@@ -846,6 +872,7 @@ export class MqttSession extends SocketSession implements Holder {
     this.#filters.delete(filter)
     this.#filterQos.delete(filter)
     this.#noLocal.delete(filter)
+    this.#asPublished.delete(filter)
     this.#levels()
     this.#release(topics)
     this.#outbox.changedSubscriptions()

@@ -3,7 +3,7 @@
 import { test } from 'tap'
 import mqttPacket, { type IPublishPacket } from 'mqtt-packet'
 import type { ConsumedRecord } from '@sluice/kafka'
-import { envelopesOf, Outbox, qos1Packet, sessionFormat } from '../src/qos1.ts'
+import { AS_PUBLISHED, envelopesOf, Outbox, qos1Packet, sessionFormat } from '../src/qos1.ts'
 import { Mappings } from '../src/mapping.ts'
 
 const mappings = new Mappings({ document: { products: { iot: { mqtt: [{ filter: 'sensors/{device}/temp', topic: 'sensors.temp', key: '{device}' }] } } } })
@@ -87,3 +87,35 @@ test('inherited unacknowledged deliveries go out again with DUP=1 and their pack
   const sent = written.flatMap(b => decode(b, 5))
   t.same(sent.map(p => [p.messageId, p.dup]), [[77, true], [1, false]])
 })
+
+test('a record published retained (mqtt.retain 1) is sent with RETAIN 1 only where qosOf adds AS_PUBLISHED, over WebSocket and TCP, at QoS 0 and 1; the hub\'s batch is left as it was [MQTT-3.3.1-12] [MQTT-3.3.1-13]', async t => {
+  for (const transport of ['ws', 'tcp'] as const) {
+    const format = sessionFormat(mappings, 5, transport)
+    const kept = { ...record('d1', 1, 'kept'), headers: { 'mqtt.retain': Buffer.from('1') } }
+    const batch = Buffer.concat([kept, record('d1', 2, 'plain')].map(r => format.frame(r, 'text')!))
+    const before = Buffer.from(batch)
+    t.same(envelopesOf(batch, transport, 5).map(e => e.retained), [true, false], `${transport}: the envelope says which was published retained`)
+    for (const qos of [0, 1]) {
+      for (const rap of [true, false]) {
+        const written: Buffer[] = []
+        const outbox = new Outbox({ version: 5, transport, maxPacket: Infinity, write: b => { if (b.length > 0) written.push(b) }, cork () {}, uncork () {}, changed () {} })
+        outbox.write(batch, (_levels, _publisher, retained) => qos | (retained && rap ? AS_PUBLISHED : 0))
+        // on WebSocket each PUBLISH is in a binary frame: its 2-byte header (server frames are unmasked, short here)
+        const packets = written.flatMap(b => transport === 'ws' ? unframe(b) : [b]).flatMap(b => decode(b, 5))
+        t.same(packets.map(p => [p.payload.toString(), p.qos, p.retain]), [['kept', qos, rap], ['plain', qos, false]], `${transport}, QoS ${qos}, rap ${rap}`)
+      }
+    }
+    t.same(batch, before, `${transport}: the batch every socket shares is not written to`)
+  }
+})
+
+/** The payloads of a run of short unmasked WebSocket frames. */
+function unframe (bytes: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  for (let at = 0; at < bytes.length;) {
+    const length = bytes[at + 1]! & 0x7f
+    out.push(bytes.subarray(at + 2, at + 2 + length))
+    at += 2 + length
+  }
+  return out
+}
