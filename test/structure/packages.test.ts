@@ -70,7 +70,7 @@ test('every plugin that reads fastify.sessions declares sluice-sessions as a dep
   }
 })
 
-test('close codes are declared once, in @sluice/sessions', async t => {
+test('close codes are declared once, in @sluice/protocol', async t => {
   const redeclared = SOURCES.filter(file => file !== 'packages/protocol/src/codes.ts')
     .flatMap(file => [...source(file).matchAll(/\bconst\s+(\w*CLOSE(?:_(?!MS\b)[A-Z]+)*)\s*(?::[^=]+)?=\s*(?:\{|[14]\d{3}\b)/g)].map(m => `${file}: ${m[1]}`))
   t.same(redeclared, [], 'CLOSE from @sluice/protocol/codes (or @sluice/sessions, which re-exports it) everywhere else')

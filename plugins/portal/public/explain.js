@@ -1,5 +1,5 @@
 // Every error code and close code a client of /v1/stream can meet, in words
-// (DESIGN.md, plugins/stream/README.md, plugins/auth/README.md). The console
+// (docs/design.md, plugins/stream/README.md, plugins/auth/README.md). The console
 // shows the code and the gateway's own message beside these.
 
 /** `code` of an `error` frame → what it means and what to do. */
