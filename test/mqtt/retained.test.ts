@@ -157,6 +157,33 @@ test('5.0 Retain As Published: a live message published retained keeps RETAIN 1 
   t.same(resumed, asPublished, 'the resumed session: RETAIN as published')
 })
 
+test('[MQTT-3.8.4-8] a retained message goes at the lower of its QoS and the subscription\'s: QoS 1 to a QoS 1 subscription (PUBACKed), QoS 0 otherwise, on 5.0 and 3.1.1', async t => {
+  const url = await ready(t, await gateway(t))
+  const [d1, d2] = [device(), device()]
+  const dash = await connect(t, url, { protocolVersion: 5, password: DEV_TOKEN })
+  // the QoS 0 one first: it has no PUBACK, and the retained topic's records are acknowledged in order, so
+  // once the QoS 1 one is PUBACKed both are kept
+  await dash.publishAsync(`sensors/${d2}/temp`, 'at qos 0', { qos: 0, retain: true })
+  await dash.publishAsync(`sensors/${d1}/temp`, 'at qos 1', { qos: 1, retain: true })
+  for (const protocolVersion of [5, 4] as const) {
+    for (const granted of [1, 0] as const) {
+      const reader = await connect(t, url, { protocolVersion, password: DEV_TOKEN })
+      const seen: Array<{ payload: string, qos: number, retain: boolean }> = []
+      const acked: number[] = []
+      reader.on('message', (_topic, payload, packet) => seen.push({ payload: payload.toString(), qos: packet.qos, retain: packet.retain }))
+      reader.on('packetsend', packet => { if (packet.cmd === 'puback') acked.push(packet.messageId!) })
+      await reader.subscribeAsync([`sensors/${d1}/temp`, `sensors/${d2}/temp`], { qos: granted })
+      await eventually(() => seen.length === 2, 30_000, 'both retained messages')
+      const byPayload = Object.fromEntries(seen.map(s => [s.payload, s]))
+      const what = `MQTT ${protocolVersion}, subscription QoS ${granted}`
+      t.same(byPayload['at qos 1'], { payload: 'at qos 1', qos: granted, retain: true }, `${what}: the QoS 1 message at QoS ${granted}`)
+      t.same(byPayload['at qos 0'], { payload: 'at qos 0', qos: 0, retain: true }, `${what}: the QoS 0 message at QoS 0`)
+      t.equal(acked.length, granted, `${what}: ${granted} PUBACK sent`)
+      await reader.endAsync()
+    }
+  }
+})
+
 test('ACL applies to retained messages as to live ones: a wildcard brings only the retained messages of the Kafka topics the credential may subscribe', async t => {
   const gw = await gateway(t)
   const { app } = gw

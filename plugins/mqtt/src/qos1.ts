@@ -241,6 +241,8 @@ interface Pending {
   id?: number
   /** sent with RETAIN 1: published retained, to a Retain As Published subscription */
   retain?: boolean
+  /** a retained message sent at subscribe: no Kafka position of a subscription, not kept with the session */
+  atSubscribe?: boolean
 }
 
 export interface OutboxOptions {
@@ -466,6 +468,21 @@ export class Outbox {
     }
   }
 
+  /**
+   * A retained message sent at subscribe at QoS 1, as its QoS and the subscription's allow [MQTT-3.8.4-8]: a
+   * packet id of its own, kept until PUBACKed, within Receive Maximum as the others. It has no position in
+   * the subscription's Kafka topics, so a persistent session does not keep it: unacknowledged when the
+   * connection ends, it is not sent again on resume. false if too large for the client.
+   */
+  retained (name: string, payload: Buffer): boolean {
+    const pending: Pending = { topic: '', partition: -1, offset: -1n, name, payload, dup: false, retain: true, atSubscribe: true }
+    if (this.#waiting.length === 0 && this.#inflight.size < this.receiveMaximum) return this.#send(pending)
+    pending.payload = Buffer.from(payload)
+    this.#waiting.push(pending)
+    this.#waitingBytes += pending.payload.length + pending.name.length
+    return true
+  }
+
   /** The client's PUBACK of `id`: the delivery is done, and one waiting goes out. false for an unknown id. */
   puback (id: number): boolean {
     const pending = this.#inflight.get(id)
@@ -520,7 +537,7 @@ export class Outbox {
   /** The QoS 1 deliveries sent and not acknowledged, with those inherited and not sent again yet. */
   unacknowledged (): Array<[string, number, string, number]> {
     const out: Array<[string, number, string, number]> = []
-    for (const [id, p] of this.#inflight) out.push([p.topic, p.partition, p.offset.toString(), id])
+    for (const [id, p] of this.#inflight) if (p.atSubscribe !== true) out.push([p.topic, p.partition, p.offset.toString(), id])
     for (const [key, id] of this.#inherited) {
       const [topic, partition, offset] = splitKey(key)
       out.push([topic, partition, offset, id])

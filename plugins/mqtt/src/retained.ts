@@ -41,6 +41,16 @@ export interface RetainedMessage {
   payload: Buffer
   /** the offset of the record that set it (per key, every record lands in one partition: offsets order them) */
   offset: bigint
+  /** the QoS it was published at (its record's mqtt.qos header; 0 without one): sent at most at it [MQTT-3.8.4-8] */
+  qos: 0 | 1
+}
+
+/** The header of a retained record that says its PUBLISH's QoS ('1'; absent for 0). */
+export const QOS_HEADER = 'mqtt.qos'
+
+function qosOf (headers: Record<string, Buffer> | undefined): 0 | 1 {
+  const value = headers?.[QOS_HEADER]
+  return value !== undefined && value.length === 1 && value[0] === 0x31 ? 1 : 0
 }
 
 export interface RetainedOptions {
@@ -165,7 +175,7 @@ export class RetainedStore {
         this.#log.warn({ topic: this.topic, name, bytes: this.#bytes }, 'MQTT retained message past the bound, not held')
         continue
       }
-      this.#set(name, record.value, last)
+      this.#set(name, record.value, last, qosOf(record.headers))
     }
     const end = this.#startEnds.get(batch.partition)
     if (end !== undefined && last + 1n >= end) {
@@ -198,9 +208,9 @@ export class RetainedStore {
     })
   }
 
-  #set (name: string, payload: Buffer, offset: bigint): void {
+  #set (name: string, payload: Buffer, offset: bigint, qos: 0 | 1): void {
     this.#delete(name)
-    this.#messages.set(name, { name, levels: name.split('/'), payload, offset })
+    this.#messages.set(name, { name, levels: name.split('/'), payload, offset, qos })
     this.#bytes += entryBytes(name, payload)
   }
 
@@ -227,14 +237,16 @@ export class RetainedStore {
    * it; the set holds it from then on, on this node at once (a client that publishes then subscribes sees it),
    * on the others when their reader gets the record.
    */
-  async put (name: string, payload: Buffer, options?: { timeoutMs?: number }): Promise<void> {
+  async put (name: string, payload: Buffer, options?: { timeoutMs?: number, qos?: 0 | 1 }): Promise<void> {
     const empty = payload.length === 0
-    const meta = await this.#kafka.produce(this.topic, { key: name, value: empty ? null : payload }, options)
+    const qos = empty ? 0 : options?.qos ?? 0
+    const record = { key: name, value: empty ? null : payload, ...(qos === 1 ? { headers: { [QOS_HEADER]: Buffer.from('1', 'latin1') } } : {}) }
+    const meta = await this.#kafka.produce(this.topic, record, options)
     const offset = BigInt(meta.offset)
     const current = this.#messages.get(name)
     if (current && current.offset >= offset) return
     if (empty) this.#delete(name)
-    else this.#set(name, payload, offset)
+    else this.#set(name, payload, offset, qos)
   }
 
   /** The retained messages whose name matches `filter` (split at '/'), $-names never by a leading wildcard. */

@@ -642,7 +642,7 @@ export class MqttSession extends SocketSession implements Holder {
         // empty, deletes) the retained one; acknowledged once Kafka holds both
         await Promise.all([
           this.produce(checked.topic, { key: checked.key, value: payload, headers }),
-          retained.put(packet.topic, payload, { timeoutMs: this.deps.limits.publishTimeoutMs })
+          retained.put(packet.topic, payload, { timeoutMs: this.deps.limits.publishTimeoutMs, qos: packet.qos === 1 ? 1 : 0 })
         ])
         return undefined
       })
@@ -667,7 +667,7 @@ export class MqttSession extends SocketSession implements Holder {
 
   async #subscribe (packet: ISubscribePacket, resume?: StoredSession): Promise<void> {
     const granted: number[] = []
-    const made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }> = []
+    const made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number, qos: number }> = []
     const refuse = (reason: number) => granted.push(this.version === 5 ? reason : 0x80)
     for (const { topic: filter, rh, qos, nl, rap } of packet.subscriptions) {
       if (!validFilter(filter)) {
@@ -718,10 +718,10 @@ export class MqttSession extends SocketSession implements Holder {
       // [MQTT-3.8.4-3]: a subscription to the same filter replaces the previous one; its topics are let go
       // after the new ones are counted (released first, a topic both hold left the hub and was never rejoined)
       const previous = this.#filters.get(filter)
-      made.push({ levels: filter.split('/'), topics: new Set(topics), existed: previous !== undefined, rh: rh ?? 0 })
-      this.#filters.set(filter, topics)
       // QoS 1 at most is granted (maximum QoS 1 is announced), as asked [MQTT-3.8.4-6]
       const grant = Math.min(qos ?? 0, 1)
+      made.push({ levels: filter.split('/'), topics: new Set(topics), existed: previous !== undefined, rh: rh ?? 0, qos: grant })
+      this.#filters.set(filter, topics)
       this.#filterQos.set(filter, grant)
       // No Local is 5.0's (3.1.1's subscriptions have no options byte)
       if (nl === true && this.version === 5) this.#noLocal.add(filter)
@@ -743,9 +743,10 @@ export class MqttSession extends SocketSession implements Holder {
   /**
    * The retained messages a SUBSCRIBE's new subscriptions match, after its SUBACK, with the RETAIN flag 1
    * (3.1.1 [MQTT-3.3.1-8]), as Retain Handling says on 5.0 [MQTT-3.3.1-9] to [MQTT-3.3.1-11]; only those
-   * of the Kafka topics the subscription was allowed (the ACL is the live records'), at QoS 0 as granted.
+   * of the Kafka topics the subscription was allowed (the ACL is the live records'), at the lower of the
+   * message's QoS and the subscription's [MQTT-3.8.4-8].
    */
-  async #sendRetained (retained: RetainedStore, made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number }>): Promise<void> {
+  async #sendRetained (retained: RetainedStore, made: Array<{ levels: readonly string[], topics: Set<string>, existed: boolean, rh: number, qos: number }>): Promise<void> {
     if (!retained.loaded && !await retained.ready(RETAINED_LOAD_WAIT_MS)) {
       this.deps.log.warn({ session: this.id, topic: retained.topic }, 'MQTT retained messages not loaded: none sent')
       return
@@ -757,12 +758,17 @@ export class MqttSession extends SocketSession implements Holder {
         if (sent.has(message.name)) continue
         const record = this.#deps.mappings.toRecord(message.name)
         if (!record || !sub.topics.has(record.topic)) continue
+        // a wildcard may match the whole set (64 MiB at most): past the socket's queue bound, wait for the
+        // client to read (and, at QoS 1, to acknowledge) rather than hold it all in this process's memory
+        if (this.raw.writableLength > this.maxQueueBytes) await this.#drained()
+        while (!this.closed && this.#outbox.waitingBytes > this.maxQueueBytes) await new Promise<void>(resolve => this.#outbox.onProgress(resolve))
+        if (this.closed) return
+        if (Math.min(message.qos, sub.qos) === 1) {
+          if (this.#outbox.retained(message.name, message.payload)) sent.add(message.name)
+          continue
+        }
         const bytes = generate({ cmd: 'publish', topic: message.name, payload: message.payload, qos: 0, retain: true, dup: false }, { protocolVersion: this.version })
         if (bytes.length > this.#clientMaxPacket) continue
-        // a wildcard may match the whole set (64 MiB at most): past the socket's queue bound, wait for the
-        // client to read rather than hold it all in this process's memory
-        if (this.raw.writableLength > this.maxQueueBytes) await this.#drained()
-        if (this.closed) return
         sent.add(message.name)
         this.socket.send(bytes)
       }

@@ -119,3 +119,19 @@ function unframe (bytes: Buffer): Buffer[] {
   }
   return out
 }
+
+test('a retained message sent at subscribe at QoS 1 has a packet id of its own, RETAIN 1, waits within Receive Maximum, and is not kept with the session [MQTT-3.8.4-8]', async t => {
+  const written: Buffer[] = []
+  const outbox = new Outbox({ version: 5, transport: 'tcp', receiveMaximum: 1, maxPacket: Infinity, write: b => { if (b.length > 0) written.push(b) }, cork () {}, uncork () {}, changed () {} })
+  t.ok(outbox.retained('sensors/d1/temp', Buffer.from('one')))
+  t.ok(outbox.retained('sensors/d2/temp', Buffer.from('two')))
+  const first = written.flatMap(b => decode(b, 5))
+  t.same(first.map(p => [p.topic, p.payload.toString(), p.qos, p.retain]), [['sensors/d1/temp', 'one', 1, true]], 'one in flight (Receive Maximum 1)')
+  t.ok(outbox.waitingBytes > 0, 'the other waits, counted')
+  t.same(outbox.unacknowledged(), [], 'not kept with a persistent session: it has no position of its own')
+  t.same(outbox.positions(['sensors.temp']), new Map(), 'and moves no position')
+  t.ok(outbox.puback(first[0]!.messageId!))
+  const second = written.flatMap(b => decode(b, 5)).slice(1)
+  t.same(second.map(p => [p.payload.toString(), p.qos, p.retain]), [['two', 1, true]], 'the PUBACK lets the next out')
+  t.equal(outbox.waitingBytes, 0)
+})
