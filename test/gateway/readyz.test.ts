@@ -3,12 +3,12 @@
 // This suite runs its own broker and Redis, since it stops them.
 import { test } from 'tap'
 import { KafkaBroker, RedisServer } from '@sluice/stack'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
+import type { FastifyInstance } from 'fastify'
 import { eventually } from '../helpers.ts'
+import { startGateway } from '../harness/gateway.ts'
 import { DEFAULT_REUSE_MS } from '@sluice/health'
 
-async function readyz (app: Awaited<ReturnType<typeof buildApp>>) {
+async function readyz (app: FastifyInstance) {
   const res = await app.inject({ method: 'GET', url: '/readyz' })
   return { status: res.statusCode, body: res.json() as { status: string, checks: Record<string, { ok: boolean, reason?: string }> } }
 }
@@ -17,8 +17,7 @@ test('readyz answers 503 while the broker is stopped and 200 after it restarts',
   const broker = new KafkaBroker()
   t.teardown(() => broker.destroy())
   await broker.start()
-  const app = await buildApp(loadGatewayConfig({ base: { kafka: { brokers: broker.brokers }, log: { level: 'silent' } } }))
-  t.teardown(() => app.close())
+  const { app } = await startGateway({ t, config: { kafka: { brokers: broker.brokers } } })
 
   t.match(await readyz(app), { status: 200, body: { status: 'ready', checks: { kafka: { ok: true } } } })
   t.same((await app.inject({ method: 'GET', url: '/healthz' })).json(), { status: 'ok' })
@@ -41,8 +40,7 @@ test('readyz includes Redis when it is configured', async t => {
   const redis = new RedisServer()
   t.teardown(async () => { await broker.destroy(); await redis.stop() })
   await Promise.all([broker.start(), redis.start()])
-  const app = await buildApp(loadGatewayConfig({ base: { kafka: { brokers: broker.brokers }, redis: { url: redis.url }, log: { level: 'silent' } } }))
-  t.teardown(() => app.close())
+  const { app } = await startGateway({ t, config: { kafka: { brokers: broker.brokers }, redis: { url: redis.url } } })
 
   await eventually(async () => (await readyz(app)).status === 200, 5000, 'ready with Redis up')
   t.match((await readyz(app)).body.checks, { kafka: { ok: true }, redis: { ok: true } })

@@ -1,31 +1,24 @@
 // Kafka and Redis status on /metrics: sluice_dependency_up turns 0 when the
 // dependency stops answering and 1 when it is back. This suite runs a Kafka
 // broker and a Redis of its own, since it stops them.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { KafkaBroker, RedisServer } from '@sluice/stack'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { eventually, kafkaBrokers, metricSum, redisUrl, unique } from '../helpers.ts'
+import { startGateway } from '../harness/gateway.ts'
+import { policyDir } from '../harness/policy.ts'
 
 async function gateway (t: Test, brokers: string[], redisUrl: string): Promise<FastifyInstance> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-metrics-outage-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  writeFileSync(join(dir, 'policy.yaml'), 'version: 1\n')
-  const app = await buildApp(loadGatewayConfig({
-    base: {
+  const { app } = await startGateway({
+    t,
+    policyDir: policyDir('version: 1\n'),
+    config: {
       kafka: { brokers, connectionTimeoutMs: 500 },
       redis: { url: redisUrl },
-      log: { level: 'silent' },
-      policy: { dir, watch: false },
+      policy: { watch: false },
       rateLimit: { prefix: unique('mx-outage') + ':' }
     }
-  }))
-  t.teardown(() => app.close())
-  await app.ready()
+  })
   return app
 }
 
