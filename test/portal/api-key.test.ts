@@ -10,10 +10,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { freePort } from '@sluice/stack'
 import { kafkaBrokers, redisUrl, unique } from '../helpers.ts'
+import { startGateway } from '../harness/gateway.ts'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const CHROMIUM = '/usr/bin/chromium'
@@ -42,20 +41,18 @@ test('a key from `sluice keys issue` subscribes to a pattern product in the port
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
   const adminToken = randomBytes(24).toString('base64url')
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
+  await startGateway({
+    t,
+    policyDir,
+    port,
+    config: {
       redis: { url: redisUrl() },
       admin: { token: adminToken },
-      log: { level: 'silent' },
       server: { host: '127.0.0.1', port },
-      policy: { dir: policyDir },
       auth: { origins: [origin], apiKeys: { prefix: unique('sluice-portal-key') + ':' } },
       stream: { consumerGraceMs: 200 }
     }
-  }))
-  t.teardown(() => app.close())
-  await app.listen({ port, host: '127.0.0.1' })
+  })
 
   // the operator's terminal
   const mine = `${orders}.alice`

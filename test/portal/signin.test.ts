@@ -15,12 +15,11 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { DemoTicker } from '@sluice/gateway/demo-feed'
 import { freePort } from '@sluice/stack'
 import { KafkaClient } from '@sluice/kafka'
 import { kafkaBrokers, redisUrl } from '../helpers.ts'
+import { startGateway } from '../harness/gateway.ts'
 import { DEMO_DEVELOPER, oidcProvider, portalOidc } from '../oidc-provider.ts'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -43,20 +42,18 @@ test('a developer signs in on the portal, makes an application, gets a key and s
   const origin = `http://127.0.0.1:${port}`
   const redirectUrl = `${origin}/portal/callback`
   const provider = await oidcProvider(t, redirectUrl)
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
+  const { app } = await startGateway({
+    t,
+    policyDir,
+    port,
+    config: {
       redis: { url: redisUrl() },
-      log: { level: 'silent' },
       server: { host: '127.0.0.1', port },
-      policy: { dir: policyDir },
       auth: { origins: [origin], apiKeys: { prefix: `portal-signin-${suffix}:` } },
       stream: { consumerGraceMs: 200 },
       portal: { oidc: portalOidc(provider, redirectUrl, randomBytes(32).toString('base64url')) }
     }
-  }))
-  t.teardown(() => app.close())
-  await app.listen({ port, host: '127.0.0.1' })
+  })
 
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'portal-signin-suite' })
   t.teardown(() => kafka.close())
