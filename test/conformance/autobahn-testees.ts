@@ -11,9 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer } from 'ws'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
-import { kafkaBrokers } from '../helpers.ts'
+import { startGateway } from '../harness/gateway.ts'
 import { nowSeconds, signJwt } from '../jwks-server.ts'
 import { AGENTS } from './autobahn-report.ts'
 
@@ -76,20 +74,17 @@ rules:
 export async function gateway (): Promise<{ url: string, token: string, close: () => Promise<void> }> {
   const policyDir = await mkdtemp(join(tmpdir(), 'sluice-autobahn-'))
   await writeFile(join(policyDir, 'policy.yaml'), POLICY)
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      log: { level: 'silent' },
-      policy: { dir: policyDir },
+  const { app, wsUrl } = await startGateway({
+    policyDir,
+    config: {
       auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'conformance', algorithms: ['HS256'], secret: SECRET }] } },
       rateLimit: { http: { upgrade: { max: 100_000 } } }
     }
-  }))
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  })
   // an hour: the run takes minutes
   const token = signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: 'conformance', aud: 'sluice', sub: SUBJECT, exp: nowSeconds() + 3600 }, SECRET)
   return {
-    url: address.replace('http', 'ws'),
+    url: wsUrl,
     token,
     close: async () => {
       await app.close()

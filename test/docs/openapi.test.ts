@@ -22,11 +22,8 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import { parse } from 'yaml'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import { HTTP_METHODS, type OpenApiDocument } from '@sluice/docs'
-import { buildApp, OPENAPI_DIR } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
+import { OPENAPI_DIR } from '@sluice/gateway'
 import { startGateway } from '../harness/gateway.ts'
-import { policyDir } from '../harness/policy.ts'
-import { kafkaBrokers } from '../helpers.ts'
 
 type Schema = Record<string, unknown>
 
@@ -252,16 +249,15 @@ test('where a route has a Fastify schema, the document says the same', async t =
 })
 
 test('without openapi/ the gateway serves everything but /openapi.json and /docs; a broken document fails the boot', async t => {
-  const config = loadGatewayConfig({ base: { kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { dir: policyDir(), watch: false } } })
-  const app = await buildApp(config, { openapiDir: join(tmpdir(), 'no-such-openapi-dir-for-sluice') })
-  t.teardown(() => app.close())
+  const config = { policy: { watch: false } }
+  const { app } = await startGateway({ t, config, build: { openapiDir: join(tmpdir(), 'no-such-openapi-dir-for-sluice') } })
   t.equal((await app.inject('/openapi.json')).statusCode, 404)
   t.equal((await app.inject('/docs')).statusCode, 404)
   t.equal((await app.inject('/v1/products')).statusCode, 200, 'the catalogue still is')
 
   const broken = mkdtempSync(join(tmpdir(), 'sluice-openapi-'))
   writeFileSync(join(broken, 'gateway.yaml'), 'openapi: 3.0.3\npaths: {}\n')
-  await t.rejects(buildApp(config, { openapiDir: broken }), /gateway\.yaml: not an OpenAPI 3\.1 document/)
+  await t.rejects(startGateway({ t, config, build: { openapiDir: broken } }), /gateway\.yaml: not an OpenAPI 3\.1 document/)
 })
 
 test('the comparison sees a difference: a changed pattern, a missing property, a required flag', async t => {

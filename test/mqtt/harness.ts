@@ -9,9 +9,8 @@ import type { Test } from 'tap'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { FastifyInstance } from 'fastify'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { freePort } from '@sluice/stack'
+import { startGateway } from '../harness/gateway.ts'
 import { policyDir } from '../harness/policy.ts'
 import { nowSeconds, signJwt } from '../jwks-server.ts'
 import { kafkaBrokers, redisUrl, unique } from '../helpers.ts'
@@ -89,8 +88,11 @@ export interface MqttGateway {
 export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs?: number, retainedTopic?: string, retainedMaxBytes?: number, topicAliasMaximum?: number } = {}): Promise<MqttGateway> {
   const dir = policyDir(POLICY)
   const tcpPort = options.tcp ? await freePort() : undefined
-  const config = loadGatewayConfig({
-    base: {
+  await topicsReady
+  const { app, url } = await startGateway({
+    t,
+    policyDir: dir,
+    config: {
       server: { host: '127.0.0.1' },
       mqtt: {
         ...(tcpPort === undefined ? {} : { tcpPort }),
@@ -99,25 +101,18 @@ export async function gateway (t: Test, options: { tcp?: boolean, pollIntervalMs
         ...(options.retainedMaxBytes === undefined ? {} : { retainedMaxBytes: options.retainedMaxBytes }),
         ...(options.topicAliasMaximum === undefined ? {} : { topicAliasMaximum: options.topicAliasMaximum })
       },
-      kafka: { brokers: kafkaBrokers() },
       redis: { url: redisUrl() },
       // limits of its own: the default prefix's per-address upgrade budget is every suite's on 127.0.0.1
       rateLimit: { prefix: unique('mqtt-rl') + ':' },
-      log: { level: 'silent' },
       dev: { token: DEV_TOKEN },
-      policy: { dir, ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }) },
+      ...(options.pollIntervalMs === undefined ? {} : { policy: { pollIntervalMs: options.pollIntervalMs } }),
       auth: {
         apiKeys: { prefix: unique('sluice-mqtt') + ':' },
         jwt: { audience: ['sluice'], issuers: [{ issuer: 'internal', algorithms: ['HS256'], secret: SECRET }] }
       }
     }
   })
-  await topicsReady
-  const app = await buildApp(config)
-  t.teardown(() => app.close())
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const { port } = app.server.address() as { port: number }
-  return { app, url: `ws://127.0.0.1:${port}/mqtt`, dir, tcpPort }
+  return { app, url: `${url.replace('http', 'ws')}/mqtt`, dir, tcpPort }
 }
 
 /** A device's JWT: its `sub` is the {sub} of its rules. */

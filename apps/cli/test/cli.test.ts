@@ -6,10 +6,9 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
 import { KafkaClient } from '@sluice/kafka'
-import { buildApp } from '@sluice/gateway'
-import { loadGatewayConfig } from '@sluice/gateway/config'
 import { freePort } from '@sluice/stack'
 import { eventually, kafkaBrokers, redisUrl, unique } from '../../../test/helpers.ts'
+import { startGateway } from '../../../test/harness/gateway.ts'
 
 const root = join(import.meta.dirname, '..', '..', '..')
 const bin = join(root, 'node_modules', '.bin', 'sluice')
@@ -89,18 +88,15 @@ test('topics create makes a policy product\'s topics; list and describe show the
 test('keys issue, list and revoke through the admin API; the issued key connects; a token from `sluice token` too', async t => {
   const adminToken = 'cli-suite-admin-token-0123456789abcdef'
   const secret = 'cli-suite-hs256-secret-0123456789abcdef'
-  const app = await buildApp(loadGatewayConfig({
-    base: {
-      kafka: { brokers: kafkaBrokers() },
-      log: { level: 'silent' },
+  const { url: address } = await startGateway({
+    t,
+    policyDir: join(root, 'policies'),
+    config: {
       redis: { url: redisUrl() },
       admin: { token: adminToken },
-      policy: { dir: join(root, 'policies') },
       auth: { apiKeys: { prefix: unique('sluice-cli') + ':' }, jwt: { audience: ['sluice'], issuers: [{ issuer: 'sluice-dev', algorithms: ['HS256'], secret }] } }
     }
-  }))
-  t.teardown(() => app.close())
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  })
   const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'cli-suite' })
   t.teardown(() => kafka.close())
   await kafka.ensureTopics([{ topic: 'demo.ticks', partitions: 3 }])
