@@ -80,10 +80,6 @@ async function main (): Promise<number> {
       ...files
     ], {
       ...process.env,
-      // each suite is a process of its own that loads much of the same code (the gateway, fastify, the Kafka
-      // clients): Node's compile cache keeps what one compiled for the next (~0.8 s less a file, ~2.0 s against
-      // ~2.8 s for a short gateway suite; .cache/ is not committed)
-      NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(root, '.cache', 'node-compile-cache'),
       KAFKA_BROKERS: kafka.brokers.join(','),
       REDIS_URL: redis.url
     })
