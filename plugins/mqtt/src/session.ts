@@ -149,6 +149,8 @@ export class MqttSession extends SocketSession implements Holder {
   readonly #asPublished = new Set<string>()
   /** this client id's publisher tag (properties.ts), written with its PUBLISHes and compared by No Local */
   #tag: bigint = 0n
+  /** the tag as the mqtt.publisher header's bytes, made once per connection and shared by its records (never written to) */
+  #tagHeader: Buffer = Buffer.alloc(0)
   /**
    * The connection's shared subscription, `$share/{ShareName}/{filter}` (MQTT 5 4.8.2): a member of one
    * Kafka consumer group (the hub's group mode, as /v1/stream's group=), so each record goes to one member
@@ -177,6 +179,7 @@ export class MqttSession extends SocketSession implements Holder {
     this.version = start.version
     this.clientId = start.connect.clientId
     this.#tag = publisherTag(this.clientId === '' ? this.id : this.clientId)
+    this.#tagHeader = Buffer.from(this.#tag.toString(16).padStart(16, '0'), 'latin1')
     this.transport = start.transport
     this.format = sessionFormat(deps.mappings, start.version, start.transport)
     // 3.1.1: clean session 0 keeps the session (no expiry in that version: ours); 5.0: the Session Expiry Interval [MQTT-3.1.2-23]
@@ -626,7 +629,7 @@ export class MqttSession extends SocketSession implements Holder {
       return
     }
     // who published it, for No Local [MQTT-3.8.3-3] (a tag of the client id, not the id)
-    headers[HEADERS.publisher] = Buffer.from(this.#tag.toString(16).padStart(16, '0'), 'latin1')
+    headers[HEADERS.publisher] = this.#tagHeader
     // published retained: a Retain As Published subscriber gets it with RETAIN 1 [MQTT-3.3.1-13]
     if (packet.retain && retained) headers[HEADERS.retain] = Buffer.from('1', 'latin1')
     const outcome: Promise<Refused | undefined> = this.inOrder(this.#check(packet))
