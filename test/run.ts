@@ -12,112 +12,22 @@
 // longest suites first (test/suite-times.json), SLUICE_TEST_JOBS (3) at a time,
 // and gives them Node's compile cache; `npx tap <file>` still runs one by hand.
 import { spawn } from 'node:child_process'
-import { existsSync, globSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { globSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { KafkaBroker, RedisServer } from '@sluice/stack'
+import { FILE_TIMEOUT_S, outcomes, root, runSuites, type Outcome, type SuiteRun } from './runner.ts'
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const TEST_GLOBS = ['apps/*/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'test/**/*.test.ts']
-// A suite that holds a whole broker restart plus its own assertions stays well
-// under this; anything slower is stuck: tap ends the file with a failed point,
-// and KILL_AFTER_S later the runner kills what is left and reports it failed.
-const FILE_TIMEOUT_S = 180
-const KILL_AFTER_S = 20
 // Three suites at a time on two cores: most of a suite's time is spent waiting
 // on Kafka, Redis and timers (2 at a time kept the cores 70 % busy, 3 kept them
 // 87 % busy and took 20 % less time for test/stream and test/mqtt).
 const JOBS = Number(process.env.SLUICE_TEST_JOBS ?? 3)
-// seconds per suite from an earlier run; suites not listed count as this
-const TIMES_FILE = join(root, 'test', 'suite-times.json')
-const UNKNOWN_TIME_S = 10
-
-interface Outcome { name: string, ok: boolean, skipped?: boolean }
-interface SuiteRun { file: string, ms: number, code: number | null, signal: string | null, killed: boolean }
 
 function run (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   return new Promise(resolve => {
     const child = spawn(cmd, args, { cwd: root, env, stdio: 'inherit' })
     child.on('exit', code => resolve(code ?? 1))
   })
-}
-
-const resultsFile = (file: string): string => join(root, '.tap', 'test-results', file + '.tap')
-
-/** Top-level test points of each file's TAP output (kept in .tap/test-results), and how each process ended. */
-function outcomes (runs: SuiteRun[]): Outcome[] {
-  const out: Outcome[] = []
-  for (const { file, code, signal, killed } of runs) {
-    const results = resultsFile(file)
-    if (!existsSync(results)) {
-      out.push({ name: file, ok: false })
-      continue
-    }
-    let points = 0
-    let failed = 0
-    for (const line of readFileSync(results, 'utf8').split('\n')) {
-      const m = /^(not ok|ok) \d+ - (.*)$/.exec(line)
-      if (!m) continue
-      points++
-      if (m[1] !== 'ok') failed++
-      out.push({ name: `${file} > ${m[2]}`, ok: m[1] === 'ok', skipped: /# (SKIP|TODO)/i.test(m[2]!) })
-    }
-    if (points === 0) out.push({ name: `${file} (no test points)`, ok: false })
-    // a process that crashed or hung after its last point fails even when every point passed
-    else if (failed === 0 && code !== 0) {
-      out.push({ name: `${file} (${killed ? `killed after ${FILE_TIMEOUT_S + KILL_AFTER_S} s` : `exit ${code ?? signal}`})`, ok: false })
-    }
-  }
-  return out
-}
-
-function knownTimes (): Record<string, number> {
-  try {
-    return JSON.parse(readFileSync(TIMES_FILE, 'utf8')) as Record<string, number>
-  } catch {
-    return {}
-  }
-}
-
-/** One suite as `node <file>`; its TAP output goes to .tap/test-results and, once it ends, to stdout in one piece. */
-function runSuite (file: string, index: number, env: NodeJS.ProcessEnv): Promise<SuiteRun> {
-  const started = Date.now()
-  return new Promise(resolve => {
-    const child = spawn(process.execPath, [file], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
-    const chunks: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
-    let killed = false
-    const kill = setTimeout(() => {
-      killed = true
-      child.kill('SIGKILL')
-    }, (FILE_TIMEOUT_S + KILL_AFTER_S) * 1000)
-    child.on('close', (code, signal) => {
-      clearTimeout(kill)
-      const ms = Date.now() - started
-      const tap = Buffer.concat(chunks).toString('utf8')
-      mkdirSync(dirname(resultsFile(file)), { recursive: true })
-      writeFileSync(resultsFile(file), tap)
-      const ok = code === 0 && !killed
-      const body = tap.split('\n').map(line => line === '' ? line : '    ' + line).join('\n')
-      process.stdout.write(`# Subtest: ${file}\n${body}\n${ok ? 'ok' : 'not ok'} ${index} - ${file} # time=${ms}ms\n`)
-      resolve({ file, ms, code, signal, killed })
-    })
-  })
-}
-
-/** Every suite, the longest first, `jobs` at a time. */
-async function runSuites (files: string[], env: NodeJS.ProcessEnv, jobs: number): Promise<SuiteRun[]> {
-  const times = knownTimes()
-  const queue = [...files].sort((a, b) => (times[b] ?? UNKNOWN_TIME_S) - (times[a] ?? UNKNOWN_TIME_S))
-  const runs: SuiteRun[] = []
-  let done = 0
-  process.stdout.write(`TAP version 14\n1..${files.length}\n`)
-  await Promise.all(Array.from({ length: Math.min(jobs, queue.length) }, async () => {
-    for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-      runs.push(await runSuite(file, ++done, env))
-    }
-  }))
-  return runs
 }
 
 async function main (): Promise<number> {
@@ -146,14 +56,15 @@ async function main (): Promise<number> {
     await stack
     process.stderr.write(`[test] Kafka ${kafka.brokers.join(',')} and Redis ${redis.url} ready after ${Date.now() - started} ms\n`)
     rmSync(join(root, '.tap', 'test-results'), { recursive: true, force: true })
-    runs = await runSuites(files, {
+    const env = {
       ...process.env,
       KAFKA_BROKERS: kafka.brokers.join(','),
       REDIS_URL: redis.url,
       TAP_TIMEOUT: String(FILE_TIMEOUT_S),
       // every suite is a process that compiles much of the same code (the gateway, fastify, the Kafka clients)
       NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(root, '.cache', 'node-compile-cache')
-    }, JOBS)
+    }
+    runs = await runSuites(files, { env, jobs: JOBS, write: text => process.stdout.write(text) })
   } finally {
     await Promise.allSettled([kafka.destroy(), redis.stop()])
   }
