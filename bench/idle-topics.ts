@@ -9,16 +9,19 @@
 //      RSS added per topic (after full GCs through its inspector), its ESTABLISHED connections to the
 //      broker port (/proc/<pid>/net/tcp against its fds' socket inodes), the consumer groups on the broker;
 //   D. a second socket on each topic: the RSS a socket adds, to take from B.'s per topic;
+//   E. N more topics x 1 subscriber: the RSS a topic adds past the first N, less D.'s socket;
 //   C. the bare reference: a process with one KafkaClient and a reader per topic from latest (what
 //      reading those partitions costs without the gateway), idle, and the gateway's figure over it.
 //
-//   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile]
+//   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile] [--heap-snapshots DIR]
 //
 // Needs REDIS_URL (a running Redis; the run's keys have a prefix of their own) and Linux.
 // Without --brokers it starts a broker of its own with Kafka's default settings (KafkaBroker(),
 // ~10-20 s), and the topics go with it; with --brokers the run's N topics stay on that broker.
 // --profile writes a CPU profile of B.'s idle window, taken through the gateway's inspector (the
-// sampling adds to the CPU figure: take that from a run without it).
+// sampling adds to the CPU figure: take that from a run without it). --heap-snapshots DIR writes the
+// gateway's heap at A., B., D. and E. (A.heapsnapshot...; compare two with bench/heap-diff.ts); a
+// snapshot adds to the RSS read after it: take those figures from a run without it.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
@@ -99,12 +102,14 @@ class Inspector {
   readonly #ws: WebSocket
   #id = 0
   readonly #waiting = new Map<number, (result: Record<string, unknown>) => void>()
+  #chunks: string[] | undefined
 
   private constructor (ws: WebSocket) {
     this.#ws = ws
     ws.on('message', data => {
-      const msg = JSON.parse(data.toString()) as { id?: number, result?: Record<string, unknown> }
+      const msg = JSON.parse(data.toString()) as { id?: number, method?: string, params?: { chunk?: string }, result?: Record<string, unknown> }
       if (msg.id !== undefined) this.#waiting.get(msg.id)?.(msg.result ?? {})
+      else if (msg.method === 'HeapProfiler.addHeapSnapshotChunk') this.#chunks?.push(msg.params!.chunk!)
     })
   }
 
@@ -133,6 +138,20 @@ class Inspector {
   async gc (): Promise<number> {
     for (let i = 0; i < 3; i++) await this.call('HeapProfiler.collectGarbage')
     return (await this.call('Runtime.getHeapUsage')).usedSize as number
+  }
+
+  /** process.memoryUsage() of the gateway (call after gc()): where its RSS is, V8's heap or outside it */
+  async memory (): Promise<NodeJS.MemoryUsage> {
+    const { result } = await this.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })
+    return JSON.parse((result as { value: string }).value) as NodeJS.MemoryUsage
+  }
+
+  /** a heap snapshot of the gateway, for Chrome's DevTools or bench/heap-diff.ts */
+  async heapSnapshot (file: string): Promise<void> {
+    this.#chunks = []
+    await this.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false }, 300_000)
+    writeFileSync(file, this.#chunks.join(''))
+    this.#chunks = undefined
   }
 
   close (): void {
@@ -191,6 +210,7 @@ async function main (): Promise<void> {
       brokers: { type: 'string' },
       profile: { type: 'string' },
       'no-bare': { type: 'boolean', default: false },
+      'heap-snapshots': { type: 'string' },
       'bare-child': { type: 'string' }
     }
   })
@@ -216,11 +236,13 @@ async function main (): Promise<void> {
     const brokerPort = Number(brokers[0]!.split(':').pop())
     const run = randomBytes(3).toString('hex')
     const topics = Array.from({ length: topicCount }, (_v, i) => `bench.idle.${run}-${i}`)
+    // E.'s topics: as many again, read by a gateway that already holds B.'s
+    const more = Array.from({ length: topicCount }, (_v, i) => `bench.idle.${run}-${topicCount + i}`)
     const setup = new KafkaClient({ brokers, clientId: 'bench-idle-setup' })
     cleanups.push(() => setup.close())
     let t = Date.now()
-    await setup.ensureTopics(topics.map(topic => ({ topic, partitions: 1 })), 300_000)
-    process.stderr.write(`[bench] ${topicCount} topics created in ${Date.now() - t} ms\n`)
+    await setup.ensureTopics([...topics, ...more].map(topic => ({ topic, partitions: 1 })), 300_000)
+    process.stderr.write(`[bench] ${2 * topicCount} topics created in ${Date.now() - t} ms\n`)
     const groupsBefore = new Set(await setup.listGroups())
 
     const dir = mkdtempSync(join(tmpdir(), 'sluice-idle-'))
@@ -258,6 +280,8 @@ async function main (): Promise<void> {
     out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
     const heapA = await inspector.gc()
     const rssA = rss(pid)
+    const memA = await inspector.memory()
+    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'A.heapsnapshot'))
 
     // B. N topics x 1 subscriber
     const token = jwt(`idle-${run}`)
@@ -284,6 +308,10 @@ async function main (): Promise<void> {
     out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
     const heapB = await inspector.gc()
     const rssB = rss(pid)
+    const memB = await inspector.memory()
+    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'B.heapsnapshot'))
+    const perTopic = (key: keyof NodeJS.MemoryUsage) => ((memB[key] - memA[key]) / topicCount / KiB).toFixed(1)
+    out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', `${perTopic('rss')} / ${perTopic('heapTotal')} / ${perTopic('heapUsed')} / ${perTopic('external')} / ${perTopic('arrayBuffers')}`])
     out.push(['B. gateway RSS after full GCs, before / after subscribing (MiB)', `${(rssA / KiB / KiB).toFixed(1)} / ${(rssB / KiB / KiB).toFixed(1)}`])
     out.push(['B. RSS added per topic, its reader, window and socket (KiB)', ((rssB - rssA) / topicCount / KiB).toFixed(1)])
     out.push(['B. V8 heap added per topic, after full GCs (KiB)', ((heapB - heapA) / topicCount / KiB).toFixed(1)])
@@ -297,11 +325,28 @@ async function main (): Promise<void> {
     await sleep(SETTLE_MS)
     const heapD = await inspector.gc()
     const rssD = rss(pid)
+    const memD = await inspector.memory()
+    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'D.heapsnapshot'))
     const perSocket = (rssD - rssB) / topicCount / KiB
     out.push(['D. RSS added per second socket on a topic (KiB)', perSocket.toFixed(1)])
     out.push(['B. - D.: RSS per topic beyond its socket (KiB)', ((rssB - rssA) / topicCount / KiB - perSocket).toFixed(1)])
     const heapPerSocket = (heapD - heapB) / topicCount / KiB
     out.push(['D. V8 heap added per second socket (KiB); B. - D. per topic beyond its socket', `${heapPerSocket.toFixed(1)}; ${((heapB - heapA) / topicCount / KiB - heapPerSocket).toFixed(1)}`])
+
+    // E. N more topics x 1 subscriber: what a topic adds to a gateway past its first N, without the
+    // one-off costs B. pays (code compiled, tables and heap spaces grown for the first topics)
+    for (let i = 0; i < more.length; i += OPEN_AT_ONCE) {
+      sockets.push(...await Promise.all(more.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
+    }
+    await sleep(SETTLE_MS)
+    const heapE = await inspector.gc()
+    const rssE = rss(pid)
+    const memE = await inspector.memory()
+    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'E.heapsnapshot'))
+    const moreTopic = (key: keyof NodeJS.MemoryUsage) => ((memE[key] - memD[key]) / topicCount / KiB).toFixed(1)
+    out.push([`E. ${topicCount} more topics x 1 subscriber, per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers`, `${moreTopic('rss')} / ${moreTopic('heapTotal')} / ${moreTopic('heapUsed')} / ${moreTopic('external')} / ${moreTopic('arrayBuffers')}`])
+    out.push(['E. - D.: RSS per topic beyond its socket, past the first N (KiB)', ((rssE - rssD) / topicCount / KiB - perSocket).toFixed(1)])
+    out.push(['E. - D.: V8 heap per topic beyond its socket, past the first N (KiB)', ((heapE - heapD) / topicCount / KiB - heapPerSocket).toFixed(1)])
 
     // C. the bare reference
     if (!values['no-bare']) {
