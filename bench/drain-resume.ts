@@ -19,6 +19,11 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--profile DIR]
+//     [--drop kill|drain]
+//
+// --drop drain stops A with SIGTERM instead, as an orchestrator drains a node: the shipped drain closes
+// the sockets with 1001 spread over server.drainMs (10 s by default), and each client resumes when its
+// own socket closes. Each round then also prints each client's time from its own close to live.
 //
 // The reads are group-less (packages/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
@@ -398,7 +403,8 @@ async function main (): Promise<void> {
       rounds: { type: 'string', default: 'cold,warm' },
       gateway: { type: 'string', default: 'shipped' },
       backlog: { type: 'string', default: '0' },
-      profile: { type: 'string', default: '' }
+      profile: { type: 'string', default: '' },
+      drop: { type: 'string', default: 'kill' }
     }
   })
   const brokers = values.brokers.split(',')
@@ -412,6 +418,11 @@ async function main (): Promise<void> {
 
   const clients = Number(values.clients)
   const rate = Number(values.rate)
+  // kill: SIGKILL, every socket drops at once; drain: SIGTERM, the shipped drain closes them with 1001
+  // spread over server.drainMs (10 s by default)
+  const drain = values.drop === 'drain'
+  if (!drain && values.drop !== 'kill') throw new Error('--drop kill|drain')
+  if (drain && values.gateway !== 'shipped') throw new Error('--drop drain needs --gateway shipped (the drain is the shipped server\'s)')
   const run = randomBytes(3).toString('hex')
   const topic = `bench.drain.${run}`
   const setup = new KafkaClient({ brokers, clientId: 'bench-setup' })
@@ -428,6 +439,8 @@ async function main (): Promise<void> {
   const shipped = values.gateway === 'shipped'
   const out: string[] = []
   const allLiveBy = new Map<string, number>()
+  // per round, p99 of each client's close on A -> live on B: what a drain's clients wait
+  const ownP99By = new Map<string, number>()
 
   // the producer: one record every 1000/rate ms, partitions in turn, one at a time, so that the
   // acked count of a partition is its next offset (a fresh topic)
@@ -480,8 +493,13 @@ async function main (): Promise<void> {
       const limits0 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
       const tcp0 = tcpCounters()
       const dropAt = now()
-      process.kill(current.pid, 'SIGKILL')
-      current.child.kill('SIGKILL')
+      if (drain) {
+        // the drain ends with the server's exit, and its child (which only watches it) goes with it
+        process.kill(current.pid, 'SIGTERM')
+      } else {
+        process.kill(current.pid, 'SIGKILL')
+        current.child.kill('SIGKILL')
+      }
       const targets = [...acked]
       if (round === 'bare') await ask(next.child, { type: 'targets', targets }, 'targets')
       // a round starts only once the last one ended: a warm round after a cold one that was not all live
@@ -505,22 +523,31 @@ async function main (): Promise<void> {
       const closedMs = reports.flatMap(r => r.closed as number[])
       const sum = (k: string) => reports.reduce((a, r) => a + (r[k] as number), 0)
       const cpuMs = ((cpu1.us as number) - cpu0) / 1000
-      out.push(`-- B ${round}: ${clients} clients dropped at once (node A SIGKILLed), all reconnect to B with from=<cursor>; producer ${rate} records/s, ${targets.reduce((a, b) => a + b, 0)} acked before the drop`)
+      const how = drain ? 'closed with 1001 over the shipped drain (node A SIGTERMed, server.drainMs 10 s)' : 'dropped at once (node A SIGKILLed)'
+      out.push(`-- B ${round}: ${clients} clients ${how}, all reconnect to B with from=<cursor>; producer ${rate} records/s, ${targets.reduce((a, b) => a + b, 0)} acked before the drop`)
       out.push(`   live (B's subscribed + every record acked before the drop), per client from the drop: ${summary(liveMs)}`)
       out.push(`   A's socket closed (the client saw the drop and reconnected), per client from the drop: ${summary(closedMs)}`)
+      // each client's own wait: from its socket's close on A to live on B
+      const ownMs = liveMs.map((l, i) => l >= 0 && closedMs[i]! >= 0 ? l - closedMs[i]! : -1)
+      out.push(`   live, per client from its own socket's close on A: ${summary(ownMs)}`)
       out.push(`   upgraded on B (the 101: accepted, auth, policy, limits), per client from the drop: ${summary(upMs)}`)
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
       if (!Number.isNaN(limits0)) out.push(`   rate-limit Redis errors and timeouts on B from the drop to all live: ${limits1 - limits0} (each one's decisions fell back to local buckets for a second)`)
       out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'})`)
-      if (live === clients) allLiveBy.set(round, allLive)
+      if (live === clients) {
+        allLiveBy.set(round, allLive)
+        ownP99By.set(round, pct(ownMs.filter(v => v >= 0), 99))
+      }
       holder?.terminate()
       current = next
     }
     const bare = allLiveBy.get('bare')
     if (bare !== undefined) {
       out.push(`-- against the bare ws server on the same machine (all live ${Math.round(bare)} ms): ${[...allLiveBy].filter(([r]) => r !== 'bare').map(([r, ms]) => `B ${r} x${(ms / bare).toFixed(1)}`).join(', ')}`)
+      const bareOwn = ownP99By.get('bare')!
+      out.push(`-- the same, p99 of each client's own close -> live (bare ${Math.round(bareOwn)} ms): ${[...ownP99By].filter(([r]) => r !== 'bare').map(([r, ms]) => `B ${r} ${Math.round(ms)} ms, x${(ms / Math.max(bareOwn, 1)).toFixed(1)}`).join(', ')}`)
     }
     await Promise.all(procs.map(c => ask(c, { type: 'close' }, 'close')))
     if (values.profile && shipped) {
