@@ -428,22 +428,38 @@ export class KafkaClient {
         if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err
       }
     })
-    // a busy broker answers UNKNOWN_TOPIC for a moment after creation: poll metadata until every partition has a leader
+    // a busy broker answers UNKNOWN_TOPIC for a moment after creation
+    await this.#untilLed(topics.map(t => ({ topic: t.topic, partitions: 1 })), deadline, timeoutMs)
+  }
+
+  /**
+   * Grows a topic to `count` partitions (Kafka never shrinks one), and waits until the broker's metadata
+   * has them all, each with a leader: for a moment after CreatePartitions is answered, metadata still
+   * gives the old count, and a record for a new partition is refused (the clean-clone CI of d35e244:
+   * packages/kafka/test/producer.test.ts, partition 5 of a topic just grown to 6).
+   */
+  async addPartitions (topic: string, count: number, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    await this.#adminCall(timeoutMs, admin => admin.createPartitions({ topicPartitions: [{ topic, count }] }))
+    await this.#untilLed([{ topic, partitions: count }], deadline, timeoutMs)
+  }
+
+  /** Polls metadata until each topic has at least its number of partitions, every one with a leader. */
+  async #untilLed (want: Array<{ topic: string, partitions: number }>, deadline: number, timeoutMs: number): Promise<void> {
     for (;;) {
       try {
-        const { topics: meta } = await this.#adminCall(5000, admin => admin.fetchTopicMetadata({ topics: topics.map(t => t.topic) }))
-        if (meta.every(t => t.partitions.length > 0 && t.partitions.every(p => p.leader >= 0))) return
+        const { topics: meta } = await this.#adminCall(5000, admin => admin.fetchTopicMetadata({ topics: want.map(w => w.topic) }))
+        const led = want.every(w => {
+          const partitions = meta.find(t => t.name === w.topic)?.partitions ?? []
+          return partitions.length >= w.partitions && partitions.every(p => p.leader >= 0)
+        })
+        if (led) return
       } catch (err) {
         if (Date.now() > deadline) throw err
       }
       if (Date.now() > deadline) throw new KafkaTimeoutError(timeoutMs)
       await new Promise(resolve => setTimeout(resolve, 100))
     }
-  }
-
-  /** Grows a topic to `count` partitions (Kafka never shrinks one). */
-  async addPartitions (topic: string, count: number, timeoutMs = 15_000): Promise<void> {
-    await this.#adminCall(timeoutMs, admin => admin.createPartitions({ topicPartitions: [{ topic, count }] }))
   }
 
   async listTopics (timeoutMs = 5000): Promise<string[]> {
