@@ -14,7 +14,7 @@ interface Snapshot {
 }
 
 /** (type, name) -> [count, self bytes] */
-export function kinds (file: string): Map<string, [number, number]> {
+function kinds (file: string): Map<string, [number, number]> {
   const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot
   const fields = snap.snapshot.meta.node_fields
   const types = snap.snapshot.meta.node_types[0]

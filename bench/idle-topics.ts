@@ -274,16 +274,23 @@ async function main (): Promise<void> {
     }
     const inspector = await Inspector.open(gw.child, gw.stderr)
     cleanups.push(async () => inspector.close())
+    /** the gateway's memory after full GCs (and its heap snapshot, with --heap-snapshots) */
+    const reading = async (phase: string): Promise<{ heap: number, rss: number, mem: NodeJS.MemoryUsage }> => {
+      const heap = await inspector.gc()
+      const read = { heap, rss: rss(pid), mem: await inspector.memory() }
+      if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], `${phase}.heapsnapshot`))
+      return read
+    }
+    /** KiB per topic from one reading to the next: rss / V8 heap total / V8 heap used / external / array buffers */
+    const breakdown = (from: NodeJS.MemoryUsage, to: NodeJS.MemoryUsage) =>
+      (['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const).map(k => ((to[k] - from[k]) / topicCount / KiB).toFixed(1)).join(' / ')
 
     // A. no socket
     await sleep(SETTLE_MS)
     const cpuA = await idleCpu(pid, idleMs)
     out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
     out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
-    const heapA = await inspector.gc()
-    const rssA = rss(pid)
-    const memA = await inspector.memory()
-    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'A.heapsnapshot'))
+    const { heap: heapA, rss: rssA, mem: memA } = await reading('A')
 
     // B. N topics x 1 subscriber
     const token = jwt(`idle-${run}`)
@@ -308,12 +315,8 @@ async function main (): Promise<void> {
     }
     out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
     out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
-    const heapB = await inspector.gc()
-    const rssB = rss(pid)
-    const memB = await inspector.memory()
-    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'B.heapsnapshot'))
-    const perTopic = (key: keyof NodeJS.MemoryUsage) => ((memB[key] - memA[key]) / topicCount / KiB).toFixed(1)
-    out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', `${perTopic('rss')} / ${perTopic('heapTotal')} / ${perTopic('heapUsed')} / ${perTopic('external')} / ${perTopic('arrayBuffers')}`])
+    const { heap: heapB, rss: rssB, mem: memB } = await reading('B')
+    out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', breakdown(memA, memB)])
     out.push(['B. gateway RSS after full GCs, before / after subscribing (MiB)', `${(rssA / KiB / KiB).toFixed(1)} / ${(rssB / KiB / KiB).toFixed(1)}`])
     out.push(['B. RSS added per topic, its reader, window and socket (KiB)', ((rssB - rssA) / topicCount / KiB).toFixed(1)])
     out.push(['B. V8 heap added per topic, after full GCs (KiB)', ((heapB - heapA) / topicCount / KiB).toFixed(1)])
@@ -325,10 +328,7 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     await sleep(SETTLE_MS)
-    const heapD = await inspector.gc()
-    const rssD = rss(pid)
-    const memD = await inspector.memory()
-    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'D.heapsnapshot'))
+    const { heap: heapD, rss: rssD, mem: memD } = await reading('D')
     const perSocket = (rssD - rssB) / topicCount / KiB
     out.push(['D. RSS added per second socket on a topic (KiB)', perSocket.toFixed(1)])
     out.push(['B. - D.: RSS per topic beyond its socket (KiB)', ((rssB - rssA) / topicCount / KiB - perSocket).toFixed(1)])
@@ -341,12 +341,8 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(more.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     await sleep(SETTLE_MS)
-    const heapE = await inspector.gc()
-    const rssE = rss(pid)
-    const memE = await inspector.memory()
-    if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], 'E.heapsnapshot'))
-    const moreTopic = (key: keyof NodeJS.MemoryUsage) => ((memE[key] - memD[key]) / topicCount / KiB).toFixed(1)
-    out.push([`E. ${topicCount} more topics x 1 subscriber, per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers`, `${moreTopic('rss')} / ${moreTopic('heapTotal')} / ${moreTopic('heapUsed')} / ${moreTopic('external')} / ${moreTopic('arrayBuffers')}`])
+    const { heap: heapE, rss: rssE, mem: memE } = await reading('E')
+    out.push([`E. ${topicCount} more topics x 1 subscriber, per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers`, breakdown(memD, memE)])
     out.push(['E. - D.: RSS per topic beyond its socket, past the first N (KiB)', ((rssE - rssD) / topicCount / KiB - perSocket).toFixed(1)])
     out.push(['E. - D.: V8 heap per topic beyond its socket, past the first N (KiB)', ((heapE - heapD) / topicCount / KiB - heapPerSocket).toFixed(1)])
 

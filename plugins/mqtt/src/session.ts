@@ -150,7 +150,7 @@ export class MqttSession extends SocketSession implements Holder {
   /** this client id's publisher tag (properties.ts), written with its PUBLISHes and compared by No Local */
   #tag: bigint = 0n
   /** the tag as the mqtt.publisher header's bytes, made once per connection and shared by its records (never written to) */
-  #tagHeader: Buffer = Buffer.alloc(0)
+  readonly #tagHeader: Buffer
   /**
    * The connection's shared subscription, `$share/{ShareName}/{filter}` (MQTT 5 4.8.2): a member of one
    * Kafka consumer group (the hub's group mode, as /v1/stream's group=), so each record goes to one member
