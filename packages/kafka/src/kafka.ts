@@ -182,17 +182,36 @@ function toHeaders (headers: IHeaders | undefined): Record<string, Buffer> {
 }
 
 /**
- * Kafka's error names in an @platformatic/kafka error: on the error itself (apiId), in the
- * errors it gathers (a failed request's retries, a response's partitions) and in its cause.
+ * Kafka's error names in a client-library error: on the error itself (@platformatic/kafka's apiId,
+ * kafkajs's type), in the errors it gathers (a failed request's retries, a response's partitions),
+ * in its cause and in the error kafkajs retried.
  */
 function protocolErrors (err: unknown, into = new Set<string>(), depth = 0): Set<string> {
-  const e = err as { apiId?: unknown, errors?: unknown, cause?: unknown } | null | undefined
+  const e = err as { apiId?: unknown, type?: unknown, errors?: unknown, cause?: unknown, originalError?: unknown } | null | undefined
   // a retried request nests one error per attempt: 8 levels is far more than any seen
   if (!e || typeof e !== 'object' || depth > 8) return into
   if (typeof e.apiId === 'string') into.add(e.apiId)
+  // kafkajs: the name in `type`, the error it retried in `originalError`
+  if (typeof e.type === 'string') into.add(e.type)
   if (Array.isArray(e.errors)) for (const inner of e.errors) protocolErrors(inner, into, depth + 1)
   if (e.cause) protocolErrors(e.cause, into, depth + 1)
+  if (e.originalError) protocolErrors(e.originalError, into, depth + 1)
   return into
+}
+
+/** Kafka's answers that a partition's leader is elsewhere, or being elected: fresh metadata will tell where. */
+const LEADER_MOVED = new Set(['NOT_LEADER_FOR_PARTITION', 'NOT_LEADER_OR_FOLLOWER', 'LEADER_NOT_AVAILABLE', 'FENCED_LEADER_EPOCH', 'UNKNOWN_LEADER_EPOCH'])
+// kafkajs, when the leader it remembers is gone: it has dropped that broker and reads metadata on the next call
+const BROKER_GONE = new Set(['KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound'])
+// between two reads of a moved leader: an election on a loaded 3-node cluster took 0.1-1 s here
+const LEADER_RETRY_MS = 250
+
+/** Whether a client-library error says a partition's leader has moved (or is being elected, or its broker is gone). */
+export function leaderMoved (err: unknown): boolean {
+  const e = err as { name?: unknown } | null | undefined
+  if (typeof e?.name === 'string' && BROKER_GONE.has(e.name)) return true
+  for (const name of protocolErrors(err)) if (LEADER_MOVED.has(name)) return true
+  return false
 }
 
 /** Maps a client-library error (kafkajs or @platformatic/kafka) to the module's catalogue. */
@@ -466,11 +485,31 @@ export class KafkaClient {
     return this.#adminCall(timeoutMs, admin => admin.listTopics())
   }
 
+  /**
+   * Each partition's first and next offset. Asked again, on a new admin, while a leader has moved: the
+   * admin sends ListOffsets to the leaders in the metadata it keeps (5 min), gets NOT_LEADER or
+   * LEADER_NOT_AVAILABLE from an old one, and gives up at once (no retries: it answers readiness
+   * probes). Seen on the three-node cluster after a reassignment, test/kafka/offsets-leader-move.test.ts;
+   * and in 1 run of 8 of packages/kafka/test/producer.test.ts, on a topic created a moment before.
+   */
   async topicOffsets (topic: string, timeoutMs = 5000): Promise<PartitionOffsets[]> {
-    const offsets = await this.#adminCall(timeoutMs, admin => admin.fetchTopicOffsets(topic))
-    return offsets
-      .map(o => ({ partition: o.partition, low: o.low, high: o.high }))
-      .sort((a, b) => a.partition - b.partition)
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      let moved = false
+      try {
+        const offsets = await this.#adminCall(Math.max(1, deadline - Date.now()), admin => admin.fetchTopicOffsets(topic).catch((err: unknown) => {
+          moved = leaderMoved(err)
+          throw err
+        }))
+        return offsets
+          .map(o => ({ partition: o.partition, low: o.low, high: o.high }))
+          .sort((a, b) => a.partition - b.partition)
+      } catch (err) {
+        // #adminCall has let the admin go: the next one reads the metadata afresh
+        if (!moved || this.#closed || Date.now() + LEADER_RETRY_MS >= deadline) throw err
+        await new Promise(resolve => setTimeout(resolve, LEADER_RETRY_MS))
+      }
+    }
   }
 
   /** Members of a consumer group, as the broker sees them. */

@@ -311,10 +311,11 @@ export class Hub {
   }
 
   /**
-   * A topic created a moment ago can still be unknown to this node's metadata,
-   * or its leader not yet elected (seen under load: the upgrade check found
-   * it, the offsets request failed; the admin client does not retry, so that
-   * readiness probes fail fast): ask again for about a second before failing.
+   * A topic created a moment ago can still be unknown to this node's metadata
+   * (seen under load: the upgrade check found it, the offsets request failed;
+   * the admin client does not retry, so that readiness probes fail fast): ask
+   * again for about a second before failing. A leader that moved or is being
+   * elected, KafkaClient.topicOffsets asks again itself.
    */
   async #topicOffsets (topic: string): Promise<PartitionOffsets[]> {
     for (let attempt = 1; ; attempt++) {
