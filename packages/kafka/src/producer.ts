@@ -25,6 +25,22 @@
 // - a failed request makes the client forget its producer id and sequence
 //   numbers (it takes a new id on the next send), which is what kafka.ts did
 //   by hand for kafkajs after a request failed across partitions.
+//
+// One request at a time per topic, whoever sends it (the publish lane,
+// produceBatch's callers: ingest, compat sessions, usage, the demo feed). The
+// client retries a request that failed with a retriable error (NOT_LEADER
+// while a leader moves) after a delay, while requests sent behind it go on;
+// one of those is written first, the broker then refuses the retry as
+// OUT_OF_ORDER_SEQUENCE, and the client takes a new producer id and writes it
+// again: behind the later records, and twice if its first try had been
+// written but not answered. Seen: packages/kafka/test/producer.test.ts, 20
+// produceBatch calls made at once, the first call's 50 records written after
+// the 19 others (1 run in 8). Per topic, not per producer: a request to a
+// topic Kafka does not have fails only after the client's metadata retries
+// (1.5-1.7 s), and must not hold the other topics' requests that long
+// (publish-batcher.ts sends it beside its lane for that reason). The client
+// sends one request per connection at a time anyway (maxInflights 1 when
+// idempotent), and the lane gained nothing from two requests out at once.
 import { Producer, ProduceAcks, type MessageToProduce } from '@platformatic/kafka'
 import { murmur2 } from './murmur2.ts'
 import { KafkaUnavailableError } from './errors.ts'
@@ -62,6 +78,11 @@ export class SharedProducer {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>
   /** per topic, the partition the next record without a key goes to */
   readonly #roundRobin = new Map<string, number>()
+  /** per topic, the last request sent to it: the next one to that topic starts when it is over (see the file's head) */
+  readonly #previous = new Map<string, Promise<unknown>>()
+  readonly #inFlight = new Map<string, number>()
+  /** the most requests this producer ever had in flight at once to one topic: 1 (tests read it) */
+  peakInFlightPerTopic = 0
 
   constructor (options: SharedProducerOptions) {
     this.#producer = new Producer({
@@ -84,10 +105,38 @@ export class SharedProducer {
 
   /**
    * One produce request (one per broker the partitions lead on) with acks from all
-   * in-sync replicas. Pins each record's partition on it first (see the file's head);
-   * answers each partition's base offset.
+   * in-sync replicas, sent once the requests before it to its topics are over. Pins each record's
+   * partition on it first (see the file's head); answers each partition's base offset.
    */
-  async send (topicMessages: TopicMessages[]): Promise<PartitionAck[]> {
+  send (topicMessages: TopicMessages[]): Promise<PartitionAck[]> {
+    const topics = [...new Set(topicMessages.map(t => t.topic))]
+    const before = topics.map(topic => this.#previous.get(topic)).filter(p => p !== undefined)
+    const sent = (before.length === 0 ? this.#sendNow(topics, topicMessages) : Promise.all(before).then(() => this.#sendNow(topics, topicMessages)))
+    const over = sent.then(() => {}, () => {})
+    for (const topic of topics) this.#previous.set(topic, over)
+    // forgotten once over, unless a later request to the topic is queued behind it
+    over.then(() => { for (const topic of topics) if (this.#previous.get(topic) === over) this.#previous.delete(topic) }, () => {})
+    return sent
+  }
+
+  async #sendNow (topics: string[], topicMessages: TopicMessages[]): Promise<PartitionAck[]> {
+    for (const topic of topics) {
+      const n = (this.#inFlight.get(topic) ?? 0) + 1
+      this.#inFlight.set(topic, n)
+      if (n > this.peakInFlightPerTopic) this.peakInFlightPerTopic = n
+    }
+    try {
+      return await this.#request(topicMessages)
+    } finally {
+      for (const topic of topics) {
+        const n = this.#inFlight.get(topic)! - 1
+        if (n === 0) this.#inFlight.delete(topic)
+        else this.#inFlight.set(topic, n)
+      }
+    }
+  }
+
+  async #request (topicMessages: TopicMessages[]): Promise<PartitionAck[]> {
     const counts = await this.#partitionCounts(topicMessages)
     const messages: Array<MessageToProduce<Buffer, Buffer, Buffer, Buffer>> = []
     for (const { topic, messages: records } of topicMessages) {

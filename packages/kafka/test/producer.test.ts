@@ -6,6 +6,7 @@ import { test } from 'tap'
 import { Partitioners } from 'kafkajs'
 import { KafkaClient, type RecordMetadata } from '../src/kafka.ts'
 import { murmur2 } from '../src/murmur2.ts'
+import { SharedProducer } from '../src/producer.ts'
 import { kafkaBrokers, readRecords, unique } from '../../../test/helpers.ts'
 
 const PARTITIONS = 7
@@ -54,6 +55,30 @@ test('produceBatch calls made at once, and publishes among them, keep their orde
   t.same(batched.map(r => r.value!.toString()), Array.from({ length: CALLS * EACH }, (_v, n) => `${Math.floor(n / EACH)}:${n % EACH}`), 'the batches are in the partition in the order of the calls, each in its own order')
   const offsets = acked.map(a => BigInt(a.offset))
   t.ok(offsets.every((o, n) => n === 0 || o > offsets[n - 1]!), 'the publishes among them too')
+})
+
+test('the shared producer sends one request at a time per topic, whoever sends it: a request the client retries is never overtaken', async t => {
+  // the client retries a request (NOT_LEADER while a leader moves) after a delay; one sent behind it and
+  // written first made the broker refuse the retry as OUT_OF_ORDER_SEQUENCE, and the client wrote it again
+  // with a new producer id, after the later records (producer.ts's head)
+  const topic = unique('producer-one-request')
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: 'test-producer-one-request' })
+  t.teardown(() => kafka.close())
+  await kafka.ensureTopics([{ topic, partitions: 1 }])
+  const producer = new SharedProducer({ brokers: kafkaBrokers(), clientId: 'test-producer-one-request', connectionTimeoutMs: 5000, requestTimeoutMs: 30_000, retries: 4, initialRetryMs: 100, maxRetryMs: 2000 })
+  t.teardown(() => producer.close())
+  await producer.connect()
+  const sends = Array.from({ length: 20 }, (_v, call) => producer.send([{ topic, messages: Array.from({ length: 10 }, (_w, i) => ({ value: `${call}:${i}` })) }]))
+  const acks = await Promise.all(sends)
+  t.equal(producer.peakInFlightPerTopic, 1, 'never more than one request in flight to the topic')
+  t.same(acks.map(a => a[0]!.baseOffset), Array.from({ length: 20 }, (_v, call) => String(call * 10)), 'each call\'s records where its turn puts them')
+
+  // per topic: a topic Kafka does not have fails only after the client's metadata retries, and holds no other topic
+  const unknown = producer.send([{ topic: unique('producer-no-such-topic'), messages: [{ value: 'x' }] }]).then(() => -1, () => Date.now())
+  await producer.send([{ topic, messages: [{ value: 'meanwhile' }] }])
+  const writtenAt = Date.now()
+  const refusedAt = await unknown
+  t.ok(refusedAt > writtenAt, `a request to another topic was written ${refusedAt - writtenAt} ms before the unknown topic's was refused`)
 })
 
 test('a publish is acked only once Kafka has it: at every ack the partition ends past the acked offset', async t => {
