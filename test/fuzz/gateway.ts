@@ -64,6 +64,8 @@ export class FuzzGateway {
   /** the config files' folders, one per start, removed at stop */
   #dirs: string[] = []
   #probe: ChildProcess | undefined
+  /** heap snapshots written so far (FUZZ_HEAP_SNAPSHOTS) */
+  #snapshots = 0
 
   constructor (name: string) {
     this.name = name
@@ -217,10 +219,29 @@ export class FuzzGateway {
       // then what JavaScript still holds: a leak of objects or Buffers shows here, an allocator keeping freed pages does not
       ws.send(JSON.stringify({ id: 2, method: 'Runtime.evaluate', params: { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true } }))
       const usage = JSON.parse(await answer) as { heapUsed: number, external: number }
+      if (process.env.FUZZ_HEAP_SNAPSHOTS) await this.#heapSnapshot(ws, process.env.FUZZ_HEAP_SNAPSHOTS)
       return { heapKb: Math.round((usage.heapUsed + usage.external) / 1024) }
     } finally {
       ws.terminate()
     }
+  }
+
+  /**
+   * FUZZ_HEAP_SNAPSHOTS=DIR: the gateway's heap after each forced collection, as DIR/1.heapsnapshot
+   * (the baseline), 2, ... (the last is what the memory invariant compared); bench/heap-diff.ts tells
+   * what the last holds more than the first. It found the sessions a closed socket left in a feed.
+   */
+  async #heapSnapshot (ws: WebSocket, dir: string): Promise<void> {
+    const chunks: string[] = []
+    await new Promise<void>(resolve => {
+      ws.on('message', data => {
+        const msg = JSON.parse(data.toString()) as { id?: number, method?: string, params?: { chunk?: string } }
+        if (msg.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(msg.params!.chunk!)
+        if (msg.id === 3) resolve()
+      })
+      ws.send(JSON.stringify({ id: 3, method: 'HeapProfiler.takeHeapSnapshot', params: { reportProgress: false } }))
+    })
+    writeFileSync(join(dir, `${++this.#snapshots}.heapsnapshot`), chunks.join(''))
   }
 
   /** Starts polling /healthz every 100 ms from a process of its own. */

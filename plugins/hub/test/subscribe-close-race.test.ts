@@ -1,0 +1,96 @@
+// A socket that closes while its `earliest` subscription waits for the topic's
+// low watermarks (an admin request) leaves nothing behind: not in the feed's
+// subscribers (where every later record would be framed for it and the closed
+// session kept alive for good), not in the socket's own topics. Found by
+// test/fuzz/stream-frames.test.ts: heap snapshots of its gateway after the run
+// held 282 StreamSessions of 2,439 fuzzed sockets, each in a feed's `subs`.
+// And a watermark request that fails leaves no half subscription: the socket
+// can subscribe again and is delivered to. Pure logic over a hand-made Kafka.
+import { test } from 'tap'
+import { Hub } from '../src/hub.ts'
+import type { Outlet } from '../src/outlet.ts'
+import { fakeKafka, records } from './fake-kafka.ts'
+import { nativeFormat } from '../src/frame.ts'
+import type { PartitionOffsets } from '@sluice/kafka'
+
+function outlet (id: string, written: Buffer[] = []): Outlet & { closed: boolean } {
+  return {
+    id,
+    format: nativeFormat,
+    maxQueueBytes: 1 << 20,
+    closed: false,
+    queuedBytes: () => 0,
+    drained: async () => {},
+    lagging () {},
+    evict () {},
+    write (frame: Buffer) { written.push(frame) }
+  }
+}
+
+/** topicOffsets answers when the test says, or fails */
+function heldOffsets (kafka: { topicOffsets: () => Promise<PartitionOffsets[]> }) {
+  let answer!: () => void
+  let fail!: (err: Error) => void
+  let asked = 0
+  kafka.topicOffsets = () => {
+    asked++
+    return new Promise<PartitionOffsets[]>((resolve, reject) => {
+      answer = () => resolve([{ partition: 0, low: '0', high: '10' }])
+      fail = reject
+    })
+  }
+  return { answer: () => answer(), fail: (err: Error) => fail(err), asked: () => asked }
+}
+
+test('a socket closed while its earliest subscription reads the low watermarks is in no feed afterwards', async t => {
+  const { kafka, batch } = fakeKafka('10')
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 60_000 })
+  t.teardown(() => hub.close())
+  // another socket keeps the topic's live feed running
+  const other = outlet('other')
+  await hub.subscribe(other, 't', { encoding: 'json', slowClient: 'lagging' })
+  const held = heldOffsets(kafka as unknown as { topicOffsets: () => Promise<PartitionOffsets[]> })
+
+  const written: Buffer[] = []
+  const closing = outlet('closing', written)
+  const subscribing = hub.subscribe(closing, 't', { encoding: 'json', slowClient: 'lagging' }, { kind: 'earliest' })
+  while (held.asked() === 0) await new Promise(resolve => setImmediate(resolve))
+  // the socket closes (socket-session.ts: closed, then hub.remove) before the watermarks come
+  closing.closed = true
+  hub.remove(closing)
+  held.answer()
+  t.equal(await subscribing, undefined, 'the subscription answers that the socket closed')
+  t.equal(hub.subscribers('t'), 1, 'the feed has only the other socket')
+  t.same(hub.topicsOf(closing), [], 'the closed socket has no topic')
+  await batch({ partition: 0, highWatermark: '12', records: records(10, 12) })
+  t.same(written, [], 'nothing is framed for the closed socket')
+})
+
+test('a low-watermark read that fails leaves no half subscription: the socket subscribes again and is delivered to', async t => {
+  const { kafka, batch } = fakeKafka('10')
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 60_000 })
+  t.teardown(() => hub.close())
+  const other = outlet('other')
+  await hub.subscribe(other, 't', { encoding: 'json', slowClient: 'lagging' })
+  const held = heldOffsets(kafka as unknown as { topicOffsets: () => Promise<PartitionOffsets[]> })
+
+  const written: Buffer[] = []
+  const socket = outlet('socket', written)
+  const subscribing = hub.subscribe(socket, 't', { encoding: 'json', slowClient: 'lagging' }, { kind: 'earliest' })
+  const failed = t.rejects(subscribing, /Kafka is unavailable/, 'the subscription fails')
+  // the hub asks up to 5 times, 250 ms apart: every attempt fails
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    while (held.asked() < attempt) await new Promise(resolve => setTimeout(resolve, 10))
+    held.fail(new Error('Kafka is unavailable'))
+  }
+  await failed
+  t.same(hub.topicsOf(socket), [], 'the socket has no topic')
+  t.equal(hub.subscribers('t'), 1, 'the feed has only the other socket')
+
+  const start = await hub.subscribe(socket, 't', { encoding: 'json', slowClient: 'lagging' })
+  t.ok(start, 'a second subscribe starts')
+  t.equal(hub.subscribers('t'), 2, 'and the feed has the socket')
+  await batch({ partition: 0, highWatermark: '12', records: records(10, 12) })
+  const offsets = [...Buffer.concat(written).toString('latin1').matchAll(/"offset":"(\d+)"/g)].map(m => Number(m[1]))
+  t.same(offsets, [10, 11], 'the records after it are delivered')
+})
