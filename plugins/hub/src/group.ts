@@ -28,6 +28,9 @@ export class GroupMembers {
   /** Joins `groupId` for `outlet`; resolves once its reader started (joined the group). */
   async join (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms): Promise<void> {
     if (outlet.admitReady) await outlet.admitReady
+    // closed while its delivery limit waited for its first tokens: remove() found no member then,
+    // and one made now would read the group for good (subscribe-close-race.test.ts)
+    if (outlet.closed) return
     const reader = this.#kafka.groupReader({
       groupId,
       topics,

@@ -5,7 +5,9 @@
 // test/fuzz/stream-frames.test.ts: heap snapshots of its gateway after the run
 // held 282 StreamSessions of 2,439 fuzzed sockets, each in a feed's `subs`.
 // And a watermark request that fails leaves no half subscription: the socket
-// can subscribe again and is delivered to. Pure logic over a hand-made Kafka.
+// can subscribe again and is delivered to. And a socket that closes while its
+// delivery limit waits for its first tokens joins no consumer group (a member
+// would read the group for nobody, for good). Pure logic over a hand-made Kafka.
 import { test } from 'tap'
 import { Hub } from '../src/hub.ts'
 import type { Outlet } from '../src/outlet.ts'
@@ -93,4 +95,22 @@ test('a low-watermark read that fails leaves no half subscription: the socket su
   await batch({ partition: 0, highWatermark: '12', records: records(10, 12) })
   const offsets = [...Buffer.concat(written).toString('latin1').matchAll(/"offset":"(\d+)"/g)].map(m => Number(m[1]))
   t.same(offsets, [10, 11], 'the records after it are delivered')
+})
+
+test('a group member whose socket closed while its delivery limit waited for its first tokens joins no group', async t => {
+  const { kafka, batchTo } = fakeKafka('10')
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 60_000 })
+  t.teardown(() => hub.close())
+  let ready!: () => void
+  const written: Buffer[] = []
+  const socket: Outlet & { closed: boolean } = { ...outlet('member', written), admitReady: new Promise<void>(resolve => { ready = resolve }) }
+  const joining = hub.joinGroup(socket, 'g.closed', ['t'], { encoding: 'json', slowClient: 'lagging' })
+  await new Promise(resolve => setImmediate(resolve))
+  socket.closed = true
+  hub.remove(socket)
+  ready()
+  await joining
+  t.equal(hub.stats.groupSessions, 0, 'no group member is left for the closed socket')
+  t.same([...hub.subscriptionsByProduct()], [], 'and no subscription counted for it')
+  await t.rejects(batchTo('g.closed', { partition: 0, highWatermark: '11', records: records(10, 11) }), /no consumer/, 'no consumer of the group was made')
 })
