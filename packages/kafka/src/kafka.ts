@@ -207,7 +207,7 @@ const BROKER_GONE = new Set(['KafkaJSConnectionError', 'KafkaJSConnectionClosedE
 const LEADER_RETRY_MS = 250
 
 /** Whether a client-library error says a partition's leader has moved (or is being elected, or its broker is gone). */
-export function leaderMoved (err: unknown): boolean {
+function leaderMoved (err: unknown): boolean {
   const e = err as { name?: unknown } | null | undefined
   if (typeof e?.name === 'string' && BROKER_GONE.has(e.name)) return true
   for (const name of protocolErrors(err)) if (LEADER_MOVED.has(name)) return true
