@@ -120,6 +120,8 @@ export class SessionStore {
   readonly #index = new Map<string, Entry>()
   /** client id -> this node's connections holding it, with the offset of their claim */
   readonly #holders = new Map<string, Map<Holder, bigint>>()
+  /** connections that ended: a claim still being written for one of them registers nothing (claim()) */
+  readonly #ended = new WeakSet<Holder>()
   /** client id -> the state to write at the next flush */
   readonly #dirty = new Map<string, () => StoredSession>()
   readonly #handoffs = new Map<string, Array<(state: StoredSession) => void>>()
@@ -282,6 +284,10 @@ export class SessionStore {
    */
   async claim (clientId: string, state: StoredSession, holder: Holder): Promise<bigint> {
     const offset = await this.#write(clientId, { ...state, claim: true })
+    // the connection ended while its claim was written (a client that connects and drops at once; a
+    // clean session does not wait for its claim): end() found no holder then. Registered now, it
+    // would be written `connected` at every heartbeat for good, and kept from expiring.
+    if (this.#ended.has(holder)) return offset
     let held = this.#holders.get(clientId)
     if (!held) {
       held = new Map()
@@ -330,6 +336,7 @@ export class SessionStore {
    * and no pending flush of it is written after. A holder taken over hands its state to the new owner.
    */
   async end (clientId: string, holder: Holder, last: StoredSession | null): Promise<void> {
+    this.#ended.add(holder)
     this.#dirty.delete(clientId)
     const held = this.#holders.get(clientId)
     held?.delete(holder)
