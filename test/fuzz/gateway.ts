@@ -196,6 +196,44 @@ export class FuzzGateway {
    * in RSS until V8 next needs the room, and an idle gateway never does.
    */
   async forceGc (): Promise<{ heapKb: number }> {
+    return this.#inspect(async ws => {
+      // the collection runs on the main thread: a stuck gateway never answers
+      await inspectorCall(ws, 1, 'HeapProfiler.collectGarbage', {}, 'collect garbage')
+      // then what JavaScript still holds: a leak of objects or Buffers shows here, an allocator keeping freed pages does not
+      const reply = await inspectorCall(ws, 2, 'Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true }, 'read its memory') as { result?: { value?: string } }
+      const usage = JSON.parse(reply.result?.value ?? '{}') as { heapUsed: number, external: number }
+      if (process.env.FUZZ_HEAP_SNAPSHOTS) writeFileSync(join(process.env.FUZZ_HEAP_SNAPSHOTS, `${++this.#snapshots}.heapsnapshot`), await heapSnapshot(ws, 3))
+      return { heapKb: Math.round((usage.heapUsed + usage.external) / 1024) }
+    })
+  }
+
+  /**
+   * How many objects of each of these classes the gateway's heap holds (a heap snapshot, which
+   * collects garbage first). FUZZ_HEAP_SNAPSHOTS=DIR also writes each forced collection's heap, as
+   * DIR/1.heapsnapshot (the baseline), 2, ...; bench/heap-diff.ts tells what the last holds more than
+   * the first. They found the sessions closed sockets left in a hub feed and in the MQTT session store.
+   */
+  async heapObjects (classes: readonly string[]): Promise<Record<string, number>> {
+    const snapshot = JSON.parse(await this.#inspect(ws => heapSnapshot(ws, 1))) as {
+      snapshot: { meta: { node_fields: string[], node_types: [string[]] } }, nodes: number[], strings: string[]
+    }
+    const fields = snapshot.snapshot.meta.node_fields
+    const width = fields.length
+    const typeAt = fields.indexOf('type')
+    const nameAt = fields.indexOf('name')
+    const object = snapshot.snapshot.meta.node_types[0].indexOf('object')
+    const wanted = new Map<number, string>()
+    snapshot.strings.forEach((name, i) => { if (classes.includes(name)) wanted.set(i, name) })
+    const counts: Record<string, number> = Object.fromEntries(classes.map(c => [c, 0]))
+    for (let n = 0; n < snapshot.nodes.length; n += width) {
+      const name = wanted.get(snapshot.nodes[n + nameAt]!)
+      if (name !== undefined && snapshot.nodes[n + typeAt] === object) counts[name]!++
+    }
+    return counts
+  }
+
+  /** Runs `use` on a connection to the gateway's inspector (woken by SIGUSR1). */
+  async #inspect<T> (use: (ws: WebSocket) => Promise<T>): Promise<T> {
     process.kill(this.pid, 'SIGUSR1')
     let target: string | undefined
     for (let i = 0; i < 50 && target === undefined; i++) {
@@ -204,44 +242,13 @@ export class FuzzGateway {
       if (target === undefined) await new Promise(resolve => setTimeout(resolve, 100))
     }
     if (target === undefined) throw new Error('the gateway\'s inspector did not answer')
-    const ws = new WebSocket(target)
+    const ws = new WebSocket(target, { maxPayload: 0 })
     try {
       await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-      // the collection runs on the main thread: a stuck gateway never answers
-      const answer = new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('the gateway did not collect garbage within 10 s')), 10_000)
-        ws.on('message', data => {
-          const reply = JSON.parse(data.toString()) as { id?: number, result?: { result?: { value?: string } } }
-          if (reply.id === 2) { clearTimeout(timer); resolve(reply.result?.result?.value ?? '{}') }
-        })
-      })
-      ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }))
-      // then what JavaScript still holds: a leak of objects or Buffers shows here, an allocator keeping freed pages does not
-      ws.send(JSON.stringify({ id: 2, method: 'Runtime.evaluate', params: { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true } }))
-      const usage = JSON.parse(await answer) as { heapUsed: number, external: number }
-      if (process.env.FUZZ_HEAP_SNAPSHOTS) await this.#heapSnapshot(ws, process.env.FUZZ_HEAP_SNAPSHOTS)
-      return { heapKb: Math.round((usage.heapUsed + usage.external) / 1024) }
+      return await use(ws)
     } finally {
       ws.terminate()
     }
-  }
-
-  /**
-   * FUZZ_HEAP_SNAPSHOTS=DIR: the gateway's heap after each forced collection, as DIR/1.heapsnapshot
-   * (the baseline), 2, ... (the last is what the memory invariant compared); bench/heap-diff.ts tells
-   * what the last holds more than the first. It found the sessions a closed socket left in a feed.
-   */
-  async #heapSnapshot (ws: WebSocket, dir: string): Promise<void> {
-    const chunks: string[] = []
-    await new Promise<void>(resolve => {
-      ws.on('message', data => {
-        const msg = JSON.parse(data.toString()) as { id?: number, method?: string, params?: { chunk?: string } }
-        if (msg.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(msg.params!.chunk!)
-        if (msg.id === 3) resolve()
-      })
-      ws.send(JSON.stringify({ id: 3, method: 'HeapProfiler.takeHeapSnapshot', params: { reportProgress: false } }))
-    })
-    writeFileSync(join(dir, `${++this.#snapshots}.heapsnapshot`), chunks.join(''))
   }
 
   /** Starts polling /healthz every 100 ms from a process of its own. */
@@ -274,4 +281,37 @@ export class FuzzGateway {
     await exited
     clearTimeout(timer)
   }
+}
+
+/** One inspector call's answer; fails past `timeoutMs` (a stuck gateway never answers: its inspector runs on the main thread). */
+function inspectorCall (ws: WebSocket, id: number, method: string, params: object, what: string, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { ws.off('message', onMessage); reject(new Error(`the gateway did not ${what} within ${timeoutMs} ms`)) }, timeoutMs)
+    function onMessage (data: unknown): void {
+      const reply = JSON.parse(String(data)) as { id?: number, result?: unknown }
+      if (reply.id !== id) return
+      clearTimeout(timer)
+      ws.off('message', onMessage)
+      resolve(reply.result)
+    }
+    ws.on('message', onMessage)
+    ws.send(JSON.stringify({ id, method, params }))
+  })
+}
+
+/** The gateway's heap as a .heapsnapshot text (V8 collects garbage first). */
+async function heapSnapshot (ws: WebSocket, id: number): Promise<string> {
+  const chunks: string[] = []
+  const onChunk = (data: unknown) => {
+    const msg = JSON.parse(String(data)) as { method?: string, params?: { chunk?: string } }
+    if (msg.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(msg.params!.chunk!)
+  }
+  ws.on('message', onChunk)
+  try {
+    // ~80 MB of JSON for a fuzzed gateway: 2-5 s here
+    await inspectorCall(ws, id, 'HeapProfiler.takeHeapSnapshot', { reportProgress: false }, 'write its heap', 60_000)
+  } finally {
+    ws.off('message', onChunk)
+  }
+  return chunks.join('')
 }

@@ -6,21 +6,24 @@
 // span frames), sometimes a text frame. CONNECTs may carry a will, and
 // PUBLISHes (retained or not) and wills may name the subject's own mapped
 // topic (orders/<sub>/<kind>), so that they reach Kafka and the retained set. Whatever is sent: the process never
-// exits, each socket ends with a documented close code, and every frame the
-// server sends is binary and a well-formed MQTT packet.
+// exits, each socket ends with a documented close code, every frame the
+// server sends is binary and a well-formed MQTT packet, and no session object
+// outlives its connection.
 import { test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet'
 import { FuzzGateway, jwt } from './gateway.ts'
 import { FuzzClient } from './client.ts'
-import { budgetMs, checkAlive, checkClose, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, newStats, preview, Violation } from './invariants.ts'
+import { budgetMs, checkAlive, checkClose, checkSessionsGone, CLOSE_WAIT_MS, DOCUMENTED_CLOSE, fuzzProperty, newStats, preview, Violation } from './invariants.ts'
 
 const FILE = 'test/fuzz/mqtt-packets.test.ts'
 // ~20 s of the default 36 s FUZZ_SECONDS: the parser path of one route
 const SHARE = 0.55
 // the run waits this long for the server's answers (a CONNECT is a JWT check, a publish an ACL check)
 const SETTLE_RUN_MS = 150
+// the longest will delay a CONNECT asks for
+const WILL_DELAY_MAX_S = 5
 
 type Version = 4 | 5
 
@@ -62,7 +65,7 @@ const packet: fc.Arbitrary<Packet> = fc.oneof(
 
 type Will = NonNullable<IConnectPacket['will']>
 const will: fc.Arbitrary<Will | undefined> = fc.option(
-  fc.record({ topic: name, payload: fc.uint8Array({ maxLength: 200 }).map(b => Buffer.from(b)), qos, retain: fc.boolean(), delay: fc.option(fc.integer({ min: 0, max: 5 })) })
+  fc.record({ topic: name, payload: fc.uint8Array({ maxLength: 200 }).map(b => Buffer.from(b)), qos, retain: fc.boolean(), delay: fc.option(fc.integer({ min: 0, max: WILL_DELAY_MAX_S })) })
     .map(({ delay, ...w }) => ({ ...w, ...(delay === null ? {} : { properties: { willDelayInterval: delay } }) })),
   { nil: undefined }
 )
@@ -165,4 +168,7 @@ test('/mqtt: generated MQTT byte streams break no invariant', async t => {
   })
   await checkAlive(gw)
   t.pass(`${stats.frames} frames sent over ${stats.runs} runs; the gateway is alive`)
+  // a will waits out its delay (at most 5 s here) before its session is done with
+  await new Promise(resolve => setTimeout(resolve, WILL_DELAY_MAX_S * 1000 + 1000))
+  t.comment(await checkSessionsGone(t, gw))
 })
