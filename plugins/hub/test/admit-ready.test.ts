@@ -6,8 +6,7 @@
 import { test } from 'tap'
 import { Hub } from '../src/hub.ts'
 import type { Outlet } from '../src/outlet.ts'
-import { fakeKafka, records } from './fake-kafka.ts'
-import { nativeFormat } from '../src/frame.ts'
+import { fakeKafka, fakeOutlet, records } from './fake-kafka.ts'
 
 test('subscribe waits for the outlet\'s delivery limit to be ready; nothing is dropped meanwhile', async t => {
   const { kafka, batch } = fakeKafka()
@@ -15,25 +14,14 @@ test('subscribe waits for the outlet\'s delivery limit to be ready; nothing is d
   t.teardown(() => hub.close())
   // another socket keeps the topic's live feed running
   const written: Buffer[] = []
-  const base = {
-    format: nativeFormat,
-    maxQueueBytes: 1 << 20,
-    closed: false,
-    queuedBytes: () => 0,
-    drained: async () => {},
-    lagging () {},
-    evict () {}
-  }
-  const other: Outlet = { ...base, id: 'other', write () {} }
+  const other = fakeOutlet('other')
   await hub.subscribe(other, 't', { encoding: 'json', slowClient: 'lagging' })
 
   let tokens = false
   let ready!: () => void
   const lagged: number[] = []
   const limited: Outlet = {
-    ...base,
-    id: 'limited',
-    write (frame: Buffer) { written.push(frame) },
+    ...fakeOutlet('limited', written),
     lagging (_topic: string, dropped: number) { lagged.push(dropped) },
     admit: () => tokens,
     admitReady: new Promise<void>(resolve => { ready = resolve })

@@ -1,7 +1,9 @@
 // A Kafka client that only hands the hub's readers and consumers batches made by hand:
 // for tests of the hub's pure logic (dispatch, lag, admission, waits). The
 // suites in test/ run the hub against the real broker.
-import type { ConsumedRecord, ConsumerOptions, KafkaClient, ReaderOptions, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka'
+import type { ConsumedRecord, ConsumerOptions, KafkaClient, PartitionOffsets, ReaderOptions, RecordBatch, TopicConsumer, TopicReader } from '@sluice/kafka'
+import { nativeFormat } from '../src/frame.ts'
+import type { Outlet } from '../src/outlet.ts'
 
 export interface FakeKafka {
   kafka: KafkaClient
@@ -59,4 +61,35 @@ export function fakeKafka (high = '0'): FakeKafka {
 /** records [from, to) of topic t, partition 0; each value is its offset */
 export function records (from: number, to: number): ConsumedRecord[] {
   return Array.from({ length: to - from }, (_v, i) => ({ topic: 't', partition: 0, offset: String(from + i), timestamp: '0', key: null, value: Buffer.from(String(from + i)), headers: {} }))
+}
+
+/** A socket that keeps up: every frame written goes to `written`; `closed` is the test's to set. */
+export function fakeOutlet (id: string, written: Buffer[] = []): Outlet & { closed: boolean } {
+  return {
+    id,
+    format: nativeFormat,
+    maxQueueBytes: 1 << 20,
+    closed: false,
+    queuedBytes: () => 0,
+    drained: async () => {},
+    lagging () {},
+    evict () {},
+    write (frame: Buffer) { written.push(frame) }
+  }
+}
+
+/** Makes the fake's topicOffsets answer (partition 0: 0..10) when the test says, or fail; counts the asks. */
+export function holdOffsets (kafka: KafkaClient): { answer (): void, fail (err: Error): void, asked (): number } {
+  const fake = kafka as unknown as { topicOffsets: () => Promise<PartitionOffsets[]> }
+  let answer!: () => void
+  let fail!: (err: Error) => void
+  let asked = 0
+  fake.topicOffsets = () => {
+    asked++
+    return new Promise<PartitionOffsets[]>((resolve, reject) => {
+      answer = () => resolve([{ partition: 0, low: '0', high: '10' }])
+      fail = reject
+    })
+  }
+  return { answer: () => answer(), fail: err => fail(err), asked: () => asked }
 }

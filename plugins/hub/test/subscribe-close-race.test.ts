@@ -8,53 +8,25 @@
 // can subscribe again and is delivered to. And a socket that closes while its
 // delivery limit waits for its first tokens joins no consumer group (a member
 // would read the group for nobody, for good). Pure logic over a hand-made Kafka.
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { Hub } from '../src/hub.ts'
 import type { Outlet } from '../src/outlet.ts'
-import { fakeKafka, records } from './fake-kafka.ts'
-import { nativeFormat } from '../src/frame.ts'
-import type { PartitionOffsets } from '@sluice/kafka'
+import { fakeKafka, fakeOutlet, holdOffsets, records } from './fake-kafka.ts'
 
-function outlet (id: string, written: Buffer[] = []): Outlet & { closed: boolean } {
-  return {
-    id,
-    format: nativeFormat,
-    maxQueueBytes: 1 << 20,
-    closed: false,
-    queuedBytes: () => 0,
-    drained: async () => {},
-    lagging () {},
-    evict () {},
-    write (frame: Buffer) { written.push(frame) }
-  }
-}
-
-/** topicOffsets answers when the test says, or fails */
-function heldOffsets (kafka: { topicOffsets: () => Promise<PartitionOffsets[]> }) {
-  let answer!: () => void
-  let fail!: (err: Error) => void
-  let asked = 0
-  kafka.topicOffsets = () => {
-    asked++
-    return new Promise<PartitionOffsets[]>((resolve, reject) => {
-      answer = () => resolve([{ partition: 0, low: '0', high: '10' }])
-      fail = reject
-    })
-  }
-  return { answer: () => answer(), fail: (err: Error) => fail(err), asked: () => asked }
+/** A hub whose topic t has a live feed (another socket keeps it running), and a hold on its offsets reads. */
+async function hubWithFeed (t: Test) {
+  const fake = fakeKafka('10')
+  const hub = new Hub({ kafka: fake.kafka, nodeId: 'n', graceMs: 60_000 })
+  t.teardown(() => hub.close())
+  await hub.subscribe(fakeOutlet('other'), 't', { encoding: 'json', slowClient: 'lagging' })
+  return { ...fake, hub, held: holdOffsets(fake.kafka) }
 }
 
 test('a socket closed while its earliest subscription reads the low watermarks is in no feed afterwards', async t => {
-  const { kafka, batch } = fakeKafka('10')
-  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 60_000 })
-  t.teardown(() => hub.close())
-  // another socket keeps the topic's live feed running
-  const other = outlet('other')
-  await hub.subscribe(other, 't', { encoding: 'json', slowClient: 'lagging' })
-  const held = heldOffsets(kafka as unknown as { topicOffsets: () => Promise<PartitionOffsets[]> })
+  const { hub, held, batch } = await hubWithFeed(t)
 
   const written: Buffer[] = []
-  const closing = outlet('closing', written)
+  const closing = fakeOutlet('closing', written)
   const subscribing = hub.subscribe(closing, 't', { encoding: 'json', slowClient: 'lagging' }, { kind: 'earliest' })
   while (held.asked() === 0) await new Promise(resolve => setImmediate(resolve))
   // the socket closes (socket-session.ts: closed, then hub.remove) before the watermarks come
@@ -69,15 +41,10 @@ test('a socket closed while its earliest subscription reads the low watermarks i
 })
 
 test('a low-watermark read that fails leaves no half subscription: the socket subscribes again and is delivered to', async t => {
-  const { kafka, batch } = fakeKafka('10')
-  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 60_000 })
-  t.teardown(() => hub.close())
-  const other = outlet('other')
-  await hub.subscribe(other, 't', { encoding: 'json', slowClient: 'lagging' })
-  const held = heldOffsets(kafka as unknown as { topicOffsets: () => Promise<PartitionOffsets[]> })
+  const { hub, held, batch } = await hubWithFeed(t)
 
   const written: Buffer[] = []
-  const socket = outlet('socket', written)
+  const socket = fakeOutlet('socket', written)
   const subscribing = hub.subscribe(socket, 't', { encoding: 'json', slowClient: 'lagging' }, { kind: 'earliest' })
   const failed = t.rejects(subscribing, /Kafka is unavailable/, 'the subscription fails')
   // the hub asks up to 5 times, 250 ms apart: every attempt fails
@@ -103,7 +70,7 @@ test('a group member whose socket closed while its delivery limit waited for its
   t.teardown(() => hub.close())
   let ready!: () => void
   const written: Buffer[] = []
-  const socket: Outlet & { closed: boolean } = { ...outlet('member', written), admitReady: new Promise<void>(resolve => { ready = resolve }) }
+  const socket: Outlet & { closed: boolean } = { ...fakeOutlet('member', written), admitReady: new Promise<void>(resolve => { ready = resolve }) }
   const joining = hub.joinGroup(socket, 'g.closed', ['t'], { encoding: 'json', slowClient: 'lagging' })
   await new Promise(resolve => setImmediate(resolve))
   socket.closed = true
