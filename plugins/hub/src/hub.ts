@@ -330,15 +330,16 @@ export class Hub {
    * A topic created a moment ago can still be unknown to this node's metadata
    * (seen under load: the upgrade check found it, the offsets request failed;
    * the admin client does not retry, so that readiness probes fail fast): ask
-   * again for about a second before failing. A leader that moved or is being
-   * elected, KafkaClient.topicOffsets asks again itself.
+   * again for about a second before failing. Only that: a leader that moved or
+   * is being elected, KafkaClient.topicOffsets asks again itself, within its
+   * timeout; asked again here too, a call could take five of them (25 s).
    */
   async #topicOffsets (topic: string): Promise<PartitionOffsets[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#kafka.topicOffsets(topic)
       } catch (err) {
-        if (attempt === 5 || this.#closed) throw err
+        if (attempt === 5 || this.#closed || (err as { code?: unknown }).code !== 'SLUICE_KAFKA_UNKNOWN_TOPIC') throw err
         await new Promise(resolve => setTimeout(resolve, 250))
       }
     }
