@@ -17,6 +17,7 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_SHUTDOWN_TIMEOUT_MS: { path: '/server/shutdownTimeoutMs', type: 'integer' },
   SLUICE_DRAIN_MS: { path: '/server/drainMs', type: 'integer' },
   SLUICE_LISTEN_BACKLOG: { path: '/server/listenBacklog', type: 'integer' },
+  SLUICE_LISTEN_SOCKETS: { path: '/server/listenSockets', type: 'integer' },
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
   KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
   KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },

@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { closeWithin, configFileFrom, runEntry } from '@sluice/config/entry'
 import { buildApp, type BuildOptions } from './app.ts'
 import { loadGatewayConfig, type GatewayConfig } from './config.ts'
+import { listenAll } from './listen.ts'
 
 export interface RunningGateway {
   app: FastifyInstance
@@ -19,7 +20,8 @@ export interface RunningGateway {
 
 export async function startGateway (config: GatewayConfig, options: BuildOptions = {}): Promise<RunningGateway> {
   const app = await buildApp(config, options)
-  const address = await app.listen({ host: config.server.host, port: config.server.port, backlog: config.server.listenBacklog })
+  const { host, port, listenBacklog: backlog, listenSockets: sockets } = config.server
+  const address = await listenAll(app, { host, port, backlog, sockets })
   const shutdown = closeWithin({
     log: app.log,
     // SIGTERM comes from an orchestrator: the sockets are spread over the drain window. SIGINT is someone at a

@@ -43,7 +43,7 @@ test('the shutdown deadline must leave room after the drain', async t => {
   t.match(problems, [{ path: '/server/shutdownTimeoutMs', message: /must exceed \/server\/drainMs \(10000\)/ }], 'a deadline of 5 s with the 10 s drain is refused')
   const config = loadGatewayConfig({ base, env: { SLUICE_SHUTDOWN_TIMEOUT_MS: '5000', SLUICE_DRAIN_MS: '2000' } })
   t.equal(config.server.drainMs, 2000, 'SLUICE_DRAIN_MS sets it')
-  t.same(loadGatewayConfig({ base }).server, { host: '0.0.0.0', port: 8080, shutdownTimeoutMs: 25_000, drainMs: 10_000, handshakeTimeoutMs: 10_000, listenBacklog: 4096 }, 'the defaults')
+  t.same(loadGatewayConfig({ base }).server, { host: '0.0.0.0', port: 8080, shutdownTimeoutMs: 25_000, drainMs: 10_000, handshakeTimeoutMs: 10_000, listenBacklog: 4096, listenSockets: 2 }, 'the defaults')
 })
 
 const SOCKETS = 30

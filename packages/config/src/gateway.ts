@@ -32,7 +32,12 @@ export const gatewayConfigSchema = {
         // rest wait for SYN retransmits (1 s, then 3 s). 4096 is Linux's net.core.somaxconn default since 5.4,
         // which also caps it: past that sysctl the kernel quietly uses the sysctl's value. At most 65,535: older
         // kernels kept it in 16 bits, where a larger one wrapped (262,144 became 0)
-        listenBacklog: { type: 'integer', minimum: 1, maximum: 65_535, default: 4096 }
+        listenBacklog: { type: 'integer', minimum: 1, maximum: 65_535, default: 4096 },
+        // listening sockets on the port (SO_REUSEPORT), each with an accept queue of listenBacklog: the kernel spreads
+        // connections over them, so 2 queue twice as many without raising net.core.somaxconn. 5,000 clients resuming
+        // on one node overflowed one queue of 4096 in most runs (bench/drain-resume.ts); 1 is one socket, as before.
+        // At most 16: each is one more file descriptor, and a burst spreads over them by hash, not by need
+        listenSockets: { type: 'integer', minimum: 1, maximum: 16, default: 2 }
       }
     },
     log: logSchema,
