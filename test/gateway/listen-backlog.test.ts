@@ -130,3 +130,27 @@ test('two listening sockets queue twice the burst: 18 of 40 connects complete at
   await eventually(() => burst.answered() === 40, 15_000, 'all 40 answered once the gateway runs')
   t.pass('every connection answered: those the second socket accepted reach the same HTTP server')
 })
+
+test('the app closes with keep-alive connections open on every listening socket', async t => {
+  const config = loadGatewayConfig({
+    base: { kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { watch: false }, server: { host: '127.0.0.1', port: 0 } }
+  })
+  const gw = await startGateway(config)
+  const port = Number(new URL(gw.address).port)
+  // 20 connections, each answered once and left open (HTTP/1.1 keep-alive): the kernel spreads them over both sockets
+  const open: Socket[] = []
+  t.teardown(() => { for (const s of open) s.destroy() })
+  let answered = 0
+  for (let i = 0; i < 20; i++) {
+    const s = connect(port, '127.0.0.1', () => { s.write('GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n') })
+    s.once('data', () => { answered++ })
+    s.on('error', () => {})
+    open.push(s)
+  }
+  await eventually(() => answered === 20, 5000, '20 keep-alive connections answered')
+  const closedIn = performance.now()
+  const closed = await Promise.race([gw.app.close().then(() => true), new Promise(resolve => setTimeout(resolve, 5000, false))])
+  t.ok(closed, `the app closed in ${Math.round(performance.now() - closedIn)} ms, with 20 idle connections open`)
+  await eventually(() => open.every(s => s.closed || s.readableEnded), 5000, 'the idle connections closed by the app')
+  t.pass('every idle connection was closed with the app')
+})

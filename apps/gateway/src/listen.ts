@@ -12,8 +12,8 @@
 // The first socket is Fastify's own; each other one is a plain net.Server that
 // hands what it accepts to the same HTTP server (`'connection'`, Node's
 // documented way to inject a connection), so every connection gets the same
-// handling: the handshake deadline, the drain, metrics. They stop accepting
-// when the app closes (preClose, as Fastify's own socket does).
+// handling: the handshake deadline, the drain, metrics, and closing with the
+// app. They stop accepting when the app closes (preClose).
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import type { FastifyInstance, FastifyListenOptions } from 'fastify'
 
@@ -30,8 +30,10 @@ export async function listenAll (app: FastifyInstance, options: ListenOptions): 
   const { host, port, backlog, sockets } = options
   if (sockets <= 1) return await app.listen({ host, port, backlog })
   const extra: Server[] = []
+  // stop listening, without waiting (as close's callback would) for the connections they accepted: those are the
+  // HTTP server's, which closes them after this hook
   app.addHook('preClose', async () => {
-    await Promise.all(extra.map(server => new Promise(resolve => server.close(resolve))))
+    for (const server of extra) server.close()
   })
   // Fastify hands its listen options to net.Server#listen as they are; its type does not name reusePort
   const first: FastifyListenOptions & { reusePort: boolean } = { host, port, backlog, reusePort: true }
