@@ -18,7 +18,7 @@
 // the gateway would send for its gap (the hub's native frames of the same records), in one write.
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
-//     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--profile DIR]
+//     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--listen-sockets N] [--profile DIR]
 //     [--drop kill|drain]
 //
 // --drop drain stops A with SIGTERM instead, as an orchestrator drains a node: the shipped drain closes
@@ -89,16 +89,17 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000)
 
 // ---- child: a gateway -----------------------------------------------------------------
 
-async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, profileDir: string): Promise<void> {
+async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string): Promise<void> {
   const redisUrl = process.env.REDIS_URL
   if (!redisUrl) throw new Error('--gateway shipped needs REDIS_URL (its connection limits live in Redis)')
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-drain-'))
   const file = join(dir, 'gateway.yaml')
   const port = await freePort()
   // JSON is YAML: the file an operator would write. Not defaults: the per-address upgrade limit (600 a
-  // minute), since all the clients come from one address, and the listen backlog when --backlog says so
+  // minute), since all the clients come from one address, and the listen backlog and listening sockets when
+  // --backlog and --listen-sockets say so
   writeFileSync(file, JSON.stringify({
-    server: { host: '127.0.0.1', port, ...(backlog > 0 ? { listenBacklog: backlog } : {}) },
+    server: { host: '127.0.0.1', port, ...(backlog > 0 ? { listenBacklog: backlog } : {}), ...(sockets > 0 ? { listenSockets: sockets } : {}) },
     log: { level: 'warn' },
     kafka: { brokers },
     redis: { url: redisUrl },
@@ -377,14 +378,21 @@ function tcpCounters (): Record<string, number> {
   return Object.fromEntries(want.map(k => [k, counts[names.indexOf(k)]!]))
 }
 
+type Redis = import('ioredis').Redis
+/** Redis' own count of the script calls (EVALSHA: the limiter's decisions and the HTTP counts) and the µs it spent in them (INFO commandstats) */
+async function scriptCalls (redis: Redis): Promise<{ calls: number, us: number }> {
+  const m = /^cmdstat_evalsha:calls=(\d+),usec=(\d+)/m.exec(await redis.info('commandstats'))
+  return { calls: Number(m?.[1] ?? 0), us: Number(m?.[2] ?? 0) }
+}
+
 function errorsByCode (reports: Msg[]): Record<string, number> {
   const all: Record<string, number> = {}
   for (const r of reports) for (const [k, v] of Object.entries(r.errorCodes as Record<string, number>)) all[k] = (all[k] ?? 0) + v
   return all
 }
 
-async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, profileDir: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--profile', profileDir])
+async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
@@ -403,6 +411,7 @@ async function main (): Promise<void> {
       rounds: { type: 'string', default: 'cold,warm' },
       gateway: { type: 'string', default: 'shipped' },
       backlog: { type: 'string', default: '0' },
+      'listen-sockets': { type: 'string', default: '0' },
       profile: { type: 'string', default: '' },
       drop: { type: 'string', default: 'kill' }
     }
@@ -411,7 +420,7 @@ async function main (): Promise<void> {
   if (values.role === 'gateway') {
     if (values.gateway === 'bare') return await bareChild(Number(values.backlog))
     return values.gateway === 'shipped'
-      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), values.profile)
+      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile)
       : await gatewayChild(brokers, values.node, Number(values.backlog))
   }
   if (values.role === 'clients') return clientsChild()
@@ -437,6 +446,9 @@ async function main (): Promise<void> {
   }
   process.once('exit', killAll)
   const shipped = values.gateway === 'shipped'
+  // the script calls per round, read on the Redis the shipped gateways share
+  const redis = shipped ? new (await import('ioredis')).Redis(process.env.REDIS_URL!, { lazyConnect: true }) : undefined
+  await redis?.connect()
   const out: string[] = []
   const allLiveBy = new Map<string, number>()
   // per round, p99 of each client's close on A -> live on B: what a drain's clients wait
@@ -461,7 +473,7 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), values.profile)
+    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile)
     children.push(current.child)
     servers.push(current.pid)
     const procs: ChildProcess[] = []
@@ -476,7 +488,7 @@ async function main (): Promise<void> {
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), values.profile)
+      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile)
       children.push(next.child)
       servers.push(next.pid)
       let holder: WebSocket | undefined
@@ -492,6 +504,7 @@ async function main (): Promise<void> {
       const cpu0 = (await ask(next.child, { type: 'cpu' }, 'cpu')).us as number
       const limits0 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
       const tcp0 = tcpCounters()
+      const script0 = redis && round !== 'bare' ? await scriptCalls(redis) : undefined
       const dropAt = now()
       if (drain) {
         // the drain ends with the server's exit, and its child (which only watches it) goes with it
@@ -515,6 +528,7 @@ async function main (): Promise<void> {
       const cpu1 = (await ask(next.child, { type: 'cpu' }, 'cpu'))
       const limits1 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
       const tcp1 = tcpCounters()
+      const script1 = script0 && redis ? await scriptCalls(redis) : undefined
       await new Promise(resolve => setTimeout(resolve, AFTER_MS))
       const reports = await Promise.all(procs.map(c => ask(c, { type: 'report' }, 'report')))
       const liveMs = reports.flatMap(r => r.live as number[])
@@ -534,8 +548,12 @@ async function main (): Promise<void> {
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
+      if (script0 && script1) {
+        const calls = script1.calls - script0.calls
+        out.push(`   rate-limit script calls on Redis from the drop to all live: ${calls} (${(calls / clients).toFixed(2)} a resume), ${Math.round((script1.us - script0.us) / 1000)} ms of Redis CPU in them`)
+      }
       if (!Number.isNaN(limits0)) out.push(`   rate-limit Redis errors and timeouts on B from the drop to all live: ${limits1 - limits0} (each one's decisions fell back to local buckets for a second)`)
-      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'})`)
+      out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'}${shipped && round !== 'bare' ? `, ${Number(values['listen-sockets']) > 0 ? values['listen-sockets'] : 'server.listenSockets\' default'} listening sockets` : ''})`)
       if (live === clients) {
         allLiveBy.set(round, allLive)
         ownP99By.set(round, pct(ownMs.filter(v => v >= 0), 99))
@@ -560,6 +578,7 @@ async function main (): Promise<void> {
     producing.on = false
     await producer.catch(() => {})
     killAll()
+    redis?.disconnect()
     await setup.close()
   }
   const load1 = loadavg()
