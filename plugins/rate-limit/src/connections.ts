@@ -105,7 +105,11 @@ export class ConnectionLimits {
    * calls, not 1,000); the first `granted` of them in arrival order are let
    * in, the others are refused with the limit and wait the call names. The
    * batches of every subject in that turn leave together, as one script call
-   * (5,000 clients resuming at once are a few hundred calls, not 5,000).
+   * (MAX_BATCH decisions a call). How many that saves depends on how many
+   * upgrades a turn reads. In a burst of 5,000 resumes on one node Redis
+   * counted 1.8-2.0 script calls a resume with one listening socket and
+   * 0.6-1.1 with two (the connect, the first delivery lease and the
+   * address's HTTP count; bench/drain-resume.ts prints them).
    */
   #takeConnect (connects: RateBucket, slots: SlotBucket): Promise<Decided<TakeResult>> {
     let batch = this.#connectBatches.get(slots.key)
