@@ -65,8 +65,9 @@ declare module 'fastify' {
 }
 
 const defaults = gatewayDefaults.usage
-// one attempt to emit a period holds it this long: produce requests time out well before (kafka.requestTimeoutMs)
-const EMIT_LOCK_MS = 60_000
+// one attempt to emit a period holds it this long: produce requests time out well before (kafka.requestTimeoutMs).
+// A node that dies while it emits holds its period this long: another node emits it after that
+export const EMIT_LOCK_MS = 60_000
 // a refusal's body is a short JSON error; a code is one of the catalogues' (SLUICE_<AREA>_<WHAT>, or a wire code)
 const MAX_REFUSAL_BODY = 4096
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/
