@@ -154,3 +154,19 @@ test('the app closes with keep-alive connections open on every listening socket'
   await eventually(() => open.every(s => s.closed || s.readableEnded), 5000, 'the idle connections closed by the app')
   t.pass('every idle connection was closed with the app')
 })
+
+test('a second gateway on a port another one serves fails with EADDRINUSE, as with one socket (SO_REUSEPORT does not let it join)', async t => {
+  const port = await freePort()
+  const config = (sockets: number) => loadGatewayConfig({
+    base: { kafka: { brokers: kafkaBrokers() }, log: { level: 'silent' }, policy: { watch: false }, server: { host: '127.0.0.1', port, listenSockets: sockets } }
+  })
+  const first = await startGateway(config(2))
+  t.teardown(() => first.app.close())
+  t.same(acceptQueueBounds(port).length, 2, 'the first gateway listens on two sockets')
+  for (const sockets of [2, 1]) {
+    const second = startGateway(config(sockets))
+    await t.rejects(second, { code: 'EADDRINUSE' }, `a second gateway with ${sockets} socket(s) is refused`)
+    await second.then(gw => gw.app.close(), () => {})
+  }
+  t.same(acceptQueueBounds(port).length, 2, 'and the port still has the first gateway\'s two sockets only')
+})

@@ -29,6 +29,9 @@ export interface ListenOptions {
 export async function listenAll (app: FastifyInstance, options: ListenOptions): Promise<string> {
   const { host, port, backlog, sockets } = options
   if (sockets <= 1) return await app.listen({ host, port, backlog })
+  // SO_REUSEPORT would let a second gateway (or anything of the same user) join a port already served, and share
+  // its connections, where one socket fails with EADDRINUSE: a port in use is refused first, as one socket does
+  if (port !== 0) await refuseInUse(host, port)
   const extra: Server[] = []
   // stop listening, without waiting (as close's callback would) for the connections they accepted: those are the
   // HTTP server's, which closes them after this hook
@@ -58,4 +61,16 @@ export async function listenAll (app: FastifyInstance, options: ListenOptions): 
     extra.push(server)
   }
   return address
+}
+
+/** Throws EADDRINUSE (or the bind's error) when something listens on the port: a plain bind, closed at once. */
+async function refuseInUse (host: string, port: number): Promise<void> {
+  const probe = createServer()
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject)
+    probe.listen({ host, port, exclusive: true }, () => {
+      probe.off('error', reject)
+      probe.close(() => resolve())
+    })
+  })
 }

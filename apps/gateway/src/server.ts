@@ -21,7 +21,14 @@ export interface RunningGateway {
 export async function startGateway (config: GatewayConfig, options: BuildOptions = {}): Promise<RunningGateway> {
   const app = await buildApp(config, options)
   const { host, port, listenBacklog: backlog, listenSockets: sockets } = config.server
-  const address = await listenAll(app, { host, port, backlog, sockets })
+  let address: string
+  try {
+    address = await listenAll(app, { host, port, backlog, sockets })
+  } catch (err) {
+    // a port in use (EADDRINUSE): what the app opened (Kafka, Redis, timers) closes, and the caller hears why
+    await app.close().catch(() => {})
+    throw err
+  }
   const shutdown = closeWithin({
     log: app.log,
     // SIGTERM comes from an orchestrator: the sockets are spread over the drain window. SIGINT is someone at a
