@@ -162,9 +162,10 @@ class Inspector {
 interface Child { child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
 
 function start (args: string[], env: Record<string, string>): Child {
-  // MALLOC_ARENA_MAX, when the bench has it, goes to its children: glibc's arenas against RSS outside V8's heap
-  const arenas = process.env.MALLOC_ARENA_MAX === undefined ? {} : { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX }
-  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...arenas, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // glibc's malloc settings the bench has (MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_,
+  // GLIBC_TUNABLES) go to its children: the allocator's part in RSS outside V8's heap
+  const malloc = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => /^(MALLOC_|GLIBC_TUNABLES$)/.test(e[0]) && e[1] !== undefined))
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...malloc, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
