@@ -7,7 +7,7 @@
 // default); the kernel spreads a port's connections over its reuseport sockets
 // by their addresses, so two sockets queue twice as many. 5,000 clients
 // resuming on one node overflowed one queue of 4096 in most runs of
-// bench/drain-resume.ts (300-634 SYNs dropped a round).
+// bench/drain-resume.ts (312-640 SYNs dropped a round).
 //
 // The first socket is Fastify's own; each other one is a plain net.Server that
 // hands what it accepts to the same HTTP server (`'connection'`, Node's
