@@ -114,8 +114,8 @@ export class SharedProducer {
     const sent = (before.length === 0 ? this.#sendNow(topics, topicMessages) : Promise.all(before).then(() => this.#sendNow(topics, topicMessages)))
     const over = sent.then(() => {}, () => {})
     for (const topic of topics) this.#previous.set(topic, over)
-    // forgotten once over, unless a later request to the topic is queued behind it
-    over.then(() => { for (const topic of topics) if (this.#previous.get(topic) === over) this.#previous.delete(topic) }, () => {})
+    // forgotten once over, unless a later request to the topic is queued behind it (`over` never rejects)
+    over.then(() => { for (const topic of topics) if (this.#previous.get(topic) === over) this.#previous.delete(topic) })
     return sent
   }
 
