@@ -19,8 +19,10 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--listen-sockets N] [--profile DIR]
-//     [--drop kill|drain]
+//     [--drop kill|drain] [--addresses N]
 //
+// --addresses N spreads the clients over N source addresses on loopback (127.1.x.y), as clients on the
+// internet come from many: the gateway's per-address upgrade limit then counts N keys, not one.
 // --drop drain stops A with SIGTERM instead, as an orchestrator drains a node: the shipped drain closes
 // the sockets with 1001 spread over server.drainMs (10 s by default), and each client resumes when its
 // own socket closes. Each round then also prints each client's time from its own close to live.
@@ -222,6 +224,8 @@ interface Sock {
   resumed: boolean
   retries: number
   token?: string
+  /** the source address its connects bind to (--addresses) */
+  address?: string
 }
 
 const MESSAGE = /"partition":(\d+),"offset":"(\d+)"/
@@ -244,7 +248,7 @@ function clientsChild (): void {
 
   const open = (s: Sock, url: string, onSubscribed: () => void) => {
     const headers = s.token ? { authorization: `Bearer ${s.token}` } : undefined
-    const ws = new WebSocket(url, ['sluice.v1'], { perMessageDeflate: false, headers })
+    const ws = new WebSocket(url, ['sluice.v1'], { perMessageDeflate: false, headers, ...(s.address ? { localAddress: s.address } : {}) })
     s.ws = ws
     // the 101: TCP accepted, and auth, policy and the connection limits passed
     ws.once('upgrade', () => { if (s.resumed) s.upgradedAt = now() })
@@ -302,7 +306,14 @@ function clientsChild (): void {
       const n = m.n as number
       // the shipped gateway: each socket is a subject of its own, with its own Bearer token
       const subjectPrefix = (m.subjectPrefix as string | undefined) ?? ''
-      socks = Array.from({ length: n }, (_, i) => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, closedAt: 0, upgradedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0, token: subjectPrefix ? jwt(`${subjectPrefix}${i}`) : undefined }))
+      // this process's share of the addresses: process k of CLIENT_PROCS takes every CLIENT_PROCS-th one
+      const addresses = m.addresses as number
+      const address = (i: number): string | undefined => {
+        if (addresses <= 1) return undefined
+        const a = ((i * CLIENT_PROCS) + (m.proc as number)) % addresses
+        return `127.1.${Math.floor(a / 250)}.${1 + (a % 250)}`
+      }
+      socks = Array.from({ length: n }, (_, i) => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, closedAt: 0, upgradedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0, token: subjectPrefix ? jwt(`${subjectPrefix}${i}`) : undefined, address: address(i) }))
       // 100 handshakes at a time: a listen backlog (511) is no part of what is measured here
       let i = 0
       let pending = 0
@@ -413,7 +424,8 @@ async function main (): Promise<void> {
       backlog: { type: 'string', default: '0' },
       'listen-sockets': { type: 'string', default: '0' },
       profile: { type: 'string', default: '' },
-      drop: { type: 'string', default: 'kill' }
+      drop: { type: 'string', default: 'kill' },
+      addresses: { type: 'string', default: '1' }
     }
   })
   const brokers = values.brokers.split(',')
@@ -426,6 +438,8 @@ async function main (): Promise<void> {
   if (values.role === 'clients') return clientsChild()
 
   const clients = Number(values.clients)
+  const addresses = Number(values.addresses)
+  if (!Number.isInteger(addresses) || addresses < 1 || addresses > 62_500) throw new Error('--addresses: 1 to 62,500 (127.1.0.1 to 127.1.249.250)')
   const rate = Number(values.rate)
   // kill: SIGKILL, every socket drops at once; drain: SIGTERM, the shipped drain closes them with 1001
   // spread over server.drainMs (10 s by default)
@@ -484,7 +498,7 @@ async function main (): Promise<void> {
       procs.push(c)
     }
     const t = performance.now()
-    await Promise.all(procs.map((c, i) => ask(c, { type: 'connect', topic, n: Math.floor(clients / CLIENT_PROCS) + (i < clients % CLIENT_PROCS ? 1 : 0), url: `${current.url}/v1/stream?topics=${topic}`, subjectPrefix: shipped ? `c-${run}-${i}-` : undefined }, 'connected', 300_000)))
+    await Promise.all(procs.map((c, i) => ask(c, { type: 'connect', topic, n: Math.floor(clients / CLIENT_PROCS) + (i < clients % CLIENT_PROCS ? 1 : 0), url: `${current.url}/v1/stream?topics=${topic}`, subjectPrefix: shipped ? `c-${run}-${i}-` : undefined, addresses, proc: i }, 'connected', 300_000)))
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
@@ -582,7 +596,7 @@ async function main (): Promise<void> {
     await setup.close()
   }
   const load1 = loadavg()
-  process.stdout.write(`\ndrain-resume bench: gateway ${values.gateway}, node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
+  process.stdout.write(`\ndrain-resume bench: gateway ${values.gateway}, node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, clients from ${addresses === 1 ? 'one address' : `${addresses} addresses`}, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
   for (const line of out) process.stdout.write(`${line}\n`)
 }
 
