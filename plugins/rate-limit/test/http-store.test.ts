@@ -1,10 +1,14 @@
 // The HTTP routes' rate-limit store without Redis: fixed windows counted in
 // the process, per route and client key, as the plugin's own LocalStore
-// counted (the store no longer loads the plugin's private files).
-import { test } from 'tap'
+// counted (the store no longer loads the plugin's private files). With Redis
+// (real): the counts of one turn, over every key, leave in few script calls,
+// and each request still gets its own place in its key's window.
+import { test, type Test } from 'tap'
+import { Redis } from 'ioredis'
 import type { FastifyRateLimitStore } from '@fastify/rate-limit'
-import { httpStore } from '../src/http-store.ts'
-import type { RateLimiter } from '../src/limiter.ts'
+import { httpStore, MAX_KEYS_PER_CALL } from '../src/http-store.ts'
+import { RateLimiter } from '../src/limiter.ts'
+import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
 
 type Counted = { current: number, ttl: number }
 
@@ -49,4 +53,68 @@ test('continueExceeding and exponentialBackoff are refused, not half supported',
   const Store = httpStore({} as RateLimiter, undefined, 'sluice:http:')
   t.throws(() => new Store({ continueExceeding: true } as never), /not supported/)
   t.throws(() => new Store({} as never).child({ routeInfo: { method: 'GET', url: '/' }, exponentialBackoff: true } as never), /not supported/)
+})
+
+/** A client as the gateway's (plugins/redis), and a count of its HTTP-count script calls. */
+async function counting (t: Test): Promise<{ redis: Redis, limiter: RateLimiter, calls: () => number, wrap: () => void }> {
+  const redis = new Redis(redisUrl(), { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+  t.teardown(() => redis.disconnect())
+  await eventually(() => redis.status === 'ready', 5000, 'Redis connected')
+  const limiter = new RateLimiter({ redis })
+  t.teardown(() => limiter.close())
+  // the store defines the command on the client; counted once it is there
+  let calls = 0
+  const wrap = (): void => {
+    const defined = redis.sluiceHttpCounts.bind(redis)
+    redis.sluiceHttpCounts = ((...args: Parameters<typeof defined>) => { calls++; return defined(...args) }) as typeof defined
+  }
+  return { redis, limiter, calls: () => calls, wrap }
+}
+
+test('with Redis: one turn\'s counts over 200 addresses and two routes leave in a few calls, each counted', async t => {
+  const { redis, limiter, calls, wrap } = await counting(t)
+  const prefix = unique('rl-http') + ':'
+  const Store = httpStore(limiter, redis, prefix)
+  wrap()
+  const root = new Store({} as never)
+  const upgrade = root.child(routeOptions('/v1/stream'))
+  const admin = root.child(routeOptions('/admin/policy'))
+  const addresses = Array.from({ length: 200 }, (_, i) => `10.1.${i >> 8}.${i & 255}`)
+  // all asked in one turn: 200 keys of /v1/stream, the first 20 twice more, and 20 keys of /admin
+  const first = await Promise.all([
+    ...addresses.map(a => count(upgrade, a, 60_000)),
+    ...addresses.slice(0, 20).map(a => count(upgrade, a, 60_000)),
+    ...addresses.slice(0, 20).map(a => count(upgrade, a, 60_000)),
+    ...addresses.slice(0, 20).map(a => count(admin, a, 10_000))
+  ])
+  const keys = 200 + 20
+  t.equal(calls(), Math.ceil(keys / MAX_KEYS_PER_CALL), `${keys} keys in ${Math.ceil(keys / MAX_KEYS_PER_CALL)} calls of at most ${MAX_KEYS_PER_CALL}`)
+  t.same(first.slice(0, 200).map(c => c.current), new Array(200).fill(1), 'each address: its first count is 1')
+  t.same(first.slice(200, 220).map(c => c.current), new Array(20).fill(2), 'the same address again in the turn: 2')
+  t.same(first.slice(220, 240).map(c => c.current), new Array(20).fill(3), 'and again: 3')
+  t.same(first.slice(240).map(c => c.current), new Array(20).fill(1), 'another route of the same address counts apart')
+  t.ok(first.slice(0, 240).every(c => c.ttl === 60_000), 'a new window: its whole time left')
+  t.ok(first.slice(240).every(c => c.ttl === 10_000), 'each key with its own route\'s window')
+  // in Redis: RedisStore's keys and counts, with their windows set
+  t.equal(await redis.get(`${prefix}GET/v1/stream-${addresses[0]}`), '3')
+  t.equal(await redis.get(`${prefix}GET/v1/stream-${addresses[199]}`), '1')
+  const pttl = await redis.pttl(`${prefix}GET/admin/policy-${addresses[0]}`)
+  t.ok(pttl > 0 && pttl <= 10_000, `the admin key expires with its window (${pttl} ms)`)
+  // a later turn continues each key's window
+  const before = calls()
+  const later = await Promise.all([count(upgrade, addresses[0]!, 60_000), count(upgrade, addresses[100]!, 60_000)])
+  t.equal(calls() - before, 1, 'a later turn: its own call')
+  t.same(later.map(c => c.current), [4, 2])
+  t.ok(later.every(c => c.ttl > 0 && c.ttl <= 60_000), 'the time left of the window already started')
+})
+
+test('with Redis: a call that fails sends its keys to local counts (fail-open), one error a call', async t => {
+  const { redis, limiter } = await counting(t)
+  const Store = httpStore(limiter, redis, unique('rl-http') + ':')
+  const upgrade = new Store({} as never).child(routeOptions('/v1/stream'))
+  // a script that fails on Redis: the call's keys are decided by the local counter instead (fail-open)
+  redis.sluiceHttpCounts = (() => Promise.reject(new Error('ERR a failed script'))) as never
+  const counted = await Promise.all(Array.from({ length: 100 }, (_, i) => count(upgrade, `10.2.0.${i}`, 60_000)))
+  t.ok(counted.every(c => c.current === 1 && c.ttl === 60_000), 'each address counted in the process')
+  t.equal(limiter.stats.redisErrors, Math.ceil(100 / MAX_KEYS_PER_CALL), 'one Redis error a call')
 })
