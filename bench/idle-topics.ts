@@ -14,6 +14,14 @@
 //      reading those partitions costs without the gateway), idle, and the gateway's figure over it.
 //
 //   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile] [--heap-snapshots DIR]
+//     [--node-flags "--no-concurrent-recompilation ..."]
+//
+// The gateway runs as `npm start` and the image run it: with the shipped V8 flag (--max-semi-space-size=8);
+// --node-flags adds flags after it. Each reading also splits the RSS by the kind of mapping it is in
+// (/proc/<pid>/smaps): V8's heap pages, the malloc arenas of threads other than the main one, the main
+// malloc heap, executable mappings (JIT code), files and the rest. On this machine the first topics grew
+// two threads' arenas by ~13 MiB that later topics and sockets did not grow again; with
+// --node-flags --no-concurrent-recompilation they grew 0.4 MiB: V8's background compiler (bench/README.md)
 //
 // Needs REDIS_URL (a running Redis; the run's keys have a prefix of their own) and Linux.
 // Without --brokers it starts a broker of its own with Kafka's default settings (KafkaBroker(),
@@ -65,6 +73,46 @@ function cpuMs (pid: number): number {
 
 function rss (pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * KiB
+}
+
+const MAPPING_KINDS = ['v8 pages', 'thread arenas', 'main heap', 'code', 'files', 'other'] as const
+type MappingKind = typeof MAPPING_KINDS[number]
+// glibc makes a thread's arena in heaps of HEAP_MAX_SIZE (64 MiB on 64-bit), aligned to it: the part in
+// use is read-write, the rest of the 64 MiB is reserved (---p) right after it
+const ARENA_HEAP = 64n * 1024n * 1024n
+
+function mappingKind (name: string, perms: string, size: bigint, arena: boolean): MappingKind {
+  if (name === '[heap]') return 'main heap'
+  if (name.startsWith('/')) return 'files'
+  if (name !== '') return 'other'
+  if (perms.includes('x')) return 'code'
+  if (arena) return 'thread arenas'
+  // V8 allocates its heap in pages of 256 KiB (neighbours can merge into one mapping)
+  if (perms === 'rw-p' && size % 262144n === 0n) return 'v8 pages'
+  return 'other'
+}
+
+/** The process's RSS (bytes) by kind of mapping, from /proc/<pid>/smaps. */
+function rssByKind (pid: number): Record<MappingKind, number> {
+  const maps: Array<{ start: bigint, end: bigint, perms: string, name: string, rss: number }> = []
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line)
+    if (m) maps.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), perms: m[3]!, name: m[4]!, rss: 0 })
+    else if (line.startsWith('Rss:') && maps.length > 0) maps.at(-1)!.rss = Number(line.split(/\s+/)[1]) * KiB
+  }
+  const kinds = Object.fromEntries(MAPPING_KINDS.map(k => [k, 0])) as Record<MappingKind, number>
+  maps.forEach((map, i) => {
+    const next = maps[i + 1]
+    const arena = map.name === '' && map.perms === 'rw-p' && map.start % ARENA_HEAP === 0n &&
+      (map.end - map.start === ARENA_HEAP || (next !== undefined && next.start === map.end && next.perms === '---p' && next.end === map.start + ARENA_HEAP))
+    kinds[mappingKind(map.name, map.perms, map.end - map.start, arena)] += map.rss
+  })
+  return kinds
+}
+
+/** What each kind of mapping added from one reading to the next (MiB). */
+function kindsAdded (from: Record<MappingKind, number>, to: Record<MappingKind, number>): string {
+  return MAPPING_KINDS.map(k => `${k} ${((to[k] - from[k]) / KiB / KiB).toFixed(1)}`).join(', ')
 }
 
 /** ESTABLISHED TCP connections of process `pid` to `port` (the broker's), by its fds' socket inodes */
@@ -214,7 +262,8 @@ async function main (): Promise<void> {
       profile: { type: 'string' },
       'no-bare': { type: 'boolean', default: false },
       'heap-snapshots': { type: 'string' },
-      'bare-child': { type: 'string' }
+      'bare-child': { type: 'string' },
+      'node-flags': { type: 'string', default: '' }
     }
   })
   if (values['bare-child']) return await bare(values.brokers!.split(','), values['bare-child'])
@@ -263,7 +312,9 @@ async function main (): Promise<void> {
       // this run's own keys; one client address opens every socket
       rateLimit: { prefix: `sluice:idle:${run}:`, http: { upgrade: { max: 10_000_000 } } }
     }, null, 2))
-    const gw = start(['--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {})
+    // as `npm start` and the image run it: the shipped V8 flag (docs/performance.md, "Memory"), then --node-flags
+    const nodeFlags = values['node-flags'].split(' ').filter(f => f !== '')
+    const gw = start(['--max-semi-space-size=8', ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {})
     cleanups.push(() => stop(gw))
     const pid = gw.child.pid!
     const base = `http://127.0.0.1:${port}`
@@ -276,9 +327,9 @@ async function main (): Promise<void> {
     const inspector = await Inspector.open(gw.child, gw.stderr)
     cleanups.push(async () => inspector.close())
     /** the gateway's memory after full GCs (and its heap snapshot, with --heap-snapshots) */
-    const reading = async (phase: string): Promise<{ heap: number, rss: number, mem: NodeJS.MemoryUsage }> => {
+    const reading = async (phase: string): Promise<{ heap: number, rss: number, mem: NodeJS.MemoryUsage, kinds: Record<MappingKind, number> }> => {
       const heap = await inspector.gc()
-      const read = { heap, rss: rss(pid), mem: await inspector.memory() }
+      const read = { heap, rss: rss(pid), mem: await inspector.memory(), kinds: rssByKind(pid) }
       if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], `${phase}.heapsnapshot`))
       return read
     }
@@ -291,7 +342,7 @@ async function main (): Promise<void> {
     const cpuA = await idleCpu(pid, idleMs)
     out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
     out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
-    const { heap: heapA, rss: rssA, mem: memA } = await reading('A')
+    const { heap: heapA, rss: rssA, mem: memA, kinds: kindsA } = await reading('A')
 
     // B. N topics x 1 subscriber
     const token = jwt(`idle-${run}`)
@@ -316,11 +367,12 @@ async function main (): Promise<void> {
     }
     out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
     out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
-    const { heap: heapB, rss: rssB, mem: memB } = await reading('B')
+    const { heap: heapB, rss: rssB, mem: memB, kinds: kindsB } = await reading('B')
     out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', breakdown(memA, memB)])
     out.push(['B. gateway RSS after full GCs, before / after subscribing (MiB)', `${(rssA / KiB / KiB).toFixed(1)} / ${(rssB / KiB / KiB).toFixed(1)}`])
     out.push(['B. RSS added per topic, its reader, window and socket (KiB)', ((rssB - rssA) / topicCount / KiB).toFixed(1)])
     out.push(['B. V8 heap added per topic, after full GCs (KiB)', ((heapB - heapA) / topicCount / KiB).toFixed(1)])
+    out.push(['B. RSS added by kind of mapping (MiB)', kindsAdded(kindsA, kindsB)])
     out.push(['B. consumer groups created on the broker', (await setup.listGroups()).filter(g => !groupsBefore.has(g)).length])
     out.push(['B. sockets still open at the end', sockets.filter(ws => ws.readyState === WebSocket.OPEN).length])
 
@@ -329,10 +381,12 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     await sleep(SETTLE_MS)
-    const { heap: heapD, rss: rssD, mem: memD } = await reading('D')
+    const { heap: heapD, rss: rssD, mem: memD, kinds: kindsD } = await reading('D')
     const perSocket = (rssD - rssB) / topicCount / KiB
     out.push(['D. RSS added per second socket on a topic (KiB)', perSocket.toFixed(1)])
+    out.push(['D. RSS added by kind of mapping (MiB)', kindsAdded(kindsB, kindsD)])
     out.push(['B. - D.: RSS per topic beyond its socket (KiB)', ((rssB - rssA) / topicCount / KiB - perSocket).toFixed(1)])
+    out.push(['B. - D.: the same, less what other threads\' malloc arenas added in B. (KiB)', ((rssB - rssA - (kindsB['thread arenas'] - kindsA['thread arenas'])) / topicCount / KiB - perSocket).toFixed(1)])
     const heapPerSocket = (heapD - heapB) / topicCount / KiB
     out.push(['D. V8 heap added per second socket (KiB); B. - D. per topic beyond its socket', `${heapPerSocket.toFixed(1)}; ${((heapB - heapA) / topicCount / KiB - heapPerSocket).toFixed(1)}`])
 
@@ -342,8 +396,9 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(more.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     await sleep(SETTLE_MS)
-    const { heap: heapE, rss: rssE, mem: memE } = await reading('E')
+    const { heap: heapE, rss: rssE, mem: memE, kinds: kindsE } = await reading('E')
     out.push([`E. ${topicCount} more topics x 1 subscriber, per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers`, breakdown(memD, memE)])
+    out.push(['E. RSS added by kind of mapping (MiB)', kindsAdded(kindsD, kindsE)])
     out.push(['E. - D.: RSS per topic beyond its socket, past the first N (KiB)', ((rssE - rssD) / topicCount / KiB - perSocket).toFixed(1)])
     out.push(['E. - D.: V8 heap per topic beyond its socket, past the first N (KiB)', ((heapE - heapD) / topicCount / KiB - heapPerSocket).toFixed(1)])
 
