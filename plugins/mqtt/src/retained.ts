@@ -66,6 +66,13 @@ export class RetainedStore {
   readonly #kafka: RetainedKafka
   readonly #log: Logger
   readonly #messages = new Map<string, RetainedMessage>()
+  /**
+   * Names this node deleted (put() of a tombstone, acked), with the tombstone's offset, until the reader
+   * reads that far. A deleted name has no message left whose offset tells the reader that its older records
+   * are stale: without this, a reader behind our writes brought a deleted message back (to new
+   * subscribers, and against the bound) until it reached the tombstone. One entry per name, gone once read
+   */
+  readonly #deletedAt = new Map<string, bigint>()
   #bytes = 0
   #reader: TopicReader | undefined
   #stopped = false
@@ -162,6 +169,12 @@ export class RetainedStore {
       last = BigInt(record.offset)
       if (!record.key) continue
       const name = record.key.toString('utf8')
+      const deleted = this.#deletedAt.get(name)
+      if (deleted !== undefined) {
+        // older than our own delete: stale. The tombstone itself (or anything newer) ends the guard
+        if (last < deleted) continue
+        this.#deletedAt.delete(name)
+      }
       const current = this.#messages.get(name)
       // our own write was applied when Kafka acked it (put): the same record read back changes nothing
       if (current && current.offset >= last) continue
@@ -245,8 +258,16 @@ export class RetainedStore {
     const offset = BigInt(meta.offset)
     const current = this.#messages.get(name)
     if (current && current.offset >= offset) return
-    if (empty) this.#delete(name)
-    else this.#set(name, payload, offset, qos)
+    const deleted = this.#deletedAt.get(name)
+    if (deleted !== undefined && deleted >= offset) return
+    if (empty) {
+      this.#delete(name)
+      this.#deletedAt.set(name, offset)
+    } else {
+      // from here the message's own offset guards the name
+      this.#deletedAt.delete(name)
+      this.#set(name, payload, offset, qos)
+    }
   }
 
   /** The retained messages whose name matches `filter` (split at '/'), $-names never by a leading wildcard. */

@@ -97,6 +97,34 @@ test('the bound: a new name past it is not admitted, a replacement that does not
   await store.stop()
 })
 
+test('a name this node deleted does not come back when its reader, behind, reads the name\'s older records', async t => {
+  const { kafka, feed } = fakeKafka([])
+  const store = new RetainedStore({ kafka, topic: 't', log: silent })
+  store.start()
+  await tick()
+  // written, replaced and deleted on this node (offsets 0, 1, 2), each acked before the reader got any
+  await store.put('a/1', Buffer.from('big'))
+  await store.put('a/1', Buffer.from('small'))
+  await store.put('a/1', Buffer.alloc(0))
+  t.same(names(store, '#'), [], 'deleted')
+  // the reader then gets the first two records in one batch, the tombstone in the next
+  feed([['a/1', 'big', 0], ['a/1', 'small', 1]])
+  t.same(names(store, '#'), [], 'still deleted: the records before our tombstone are older than the delete')
+  t.equal(store.bytes, 0, 'and they count nothing against the bound')
+  feed([['a/1', null, 2]])
+  t.same(names(store, '#'), [])
+  // past the tombstone the name is like any other again: another node's later record is held
+  feed([['a/1', 'again', 3]])
+  t.same(names(store, '#'), ['a/1=again'])
+  // a name deleted and written again here: the write's offset guards it
+  await store.put('b/1', Buffer.from('one'))
+  await store.put('b/1', Buffer.alloc(0))
+  await store.put('b/1', Buffer.from('two'))
+  feed([['b/1', 'one', 4], ['b/1', null, 5]])
+  t.same(names(store, 'b/#'), ['b/1=two'])
+  await store.stop()
+})
+
 test('$-names are not matched by a leading wildcard [MQTT-4.7.2-1]', async t => {
   const { kafka, feed } = fakeKafka([])
   const store = new RetainedStore({ kafka, topic: 't', log: silent })
