@@ -18,7 +18,7 @@ import './identity.ts'
 import type { Identity } from './identity.ts'
 import { credentialFrom, looksLikeJwt, MAX_CREDENTIAL_LENGTH } from './credentials.ts'
 import { compileOrigins, originAllowed } from './origin.ts'
-import { TrustedIssuers, jwtIdentity, sameGrant, type JwtSettings } from './jwt.ts'
+import { KeyVerifiers, TrustedIssuers, jwtIdentity, sameGrant, type JwtSettings } from './jwt.ts'
 import { ApiKeyStore, apiKeyIdentity } from './api-keys.ts'
 import { SessionWatch } from './session-watch.ts'
 import {
@@ -118,6 +118,12 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
 
   // the token @fastify/jwt's extractToken hands to the verifier: found by credentialFrom, not re-read
   const tokens = new WeakMap<FastifyRequest, string>()
+  // the checks every JWT gets, on an upgrade (@fastify/jwt) and outside one (keyVerifiers)
+  const checks = issuers
+    ? { algorithms: issuers.algorithms as never, allowedIss: issuers.names, allowedAud: opts.jwt!.audience, clockTolerance: skewMs, requiredClaims: ['exp', 'iss', 'aud', 'sub'] }
+    : undefined
+  // renewals and MQTT CONNECTs: fastify.jwt.verify(token, { key }) would build a verifier for each token
+  const keyVerifiers = checks ? new KeyVerifiers(checks) : undefined
   if (issuers) {
     // the key is chosen by issuer from configuration (jwt.ts), never from the token alone
     const publicKey = async (_request: FastifyRequest, decoded: unknown): Promise<string> => {
@@ -127,14 +133,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     await fastify.register(fastifyJwt, {
       secret: { public: publicKey },
       decode: { complete: true },
-      verify: {
-        algorithms: issuers.algorithms as never,
-        allowedIss: issuers.names,
-        allowedAud: opts.jwt!.audience,
-        clockTolerance: skewMs,
-        requiredClaims: ['exp', 'iss', 'aud', 'sub'],
-        extractToken: (request: FastifyRequest) => tokens.get(request)
-      },
+      verify: { ...checks, extractToken: (request: FastifyRequest) => tokens.get(request) },
       decoratorName: 'jwtPayload'
     })
   }
@@ -176,7 +175,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
 
   /** A JWT outside a request (renewal): the same key choice and checks as the hook's. */
   async function verifyJwt (token: string): Promise<Identity> {
-    if (!issuers) throw new AuthUntrustedIssuerError()
+    if (!issuers || !keyVerifiers) throw new AuthUntrustedIssuerError()
     let decoded: { header: Record<string, unknown>, payload: Record<string, unknown> } | null
     try {
       decoded = fastify.jwt.decode(token)
@@ -186,7 +185,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     if (!decoded) throw new AuthInvalidTokenError()
     const key = await issuers.keyFor(decoded.header, decoded.payload)
     try {
-      return jwtIdentity(fastify.jwt.verify<Record<string, unknown>>(token, { key }))
+      return jwtIdentity(keyVerifiers.verify(key, token))
     } catch (err) {
       throw tokenError(err)
     }

@@ -4,6 +4,7 @@
 // RS256 issuer's public key can never be used as an HS256 secret.
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
+import { createVerifier, type VerifierOptions } from 'fast-jwt'
 import type { Identity } from './identity.ts'
 import { JwksKeys, MAX_KID_LENGTH, type JwksOptions } from './jwks.ts'
 import { AuthInvalidTokenError, AuthUntrustedIssuerError } from './errors.ts'
@@ -116,6 +117,40 @@ export class TrustedIssuers {
     const kid = header.kid
     if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) throw new AuthInvalidTokenError()
     return issuer.jwks!.key(kid, alg)
+  }
+}
+
+// The keys a node verifies with: one per static issuer, and a JWKS issuer's current keys (at most
+// MAX_JWKS_KEYS each, replaced as it rotates). 256 holds a few JWKS issuers at that bound; past it the
+// verifier made longest ago goes first
+export const MAX_KEY_VERIFIERS = 256
+
+type Verify = (token: string) => Record<string, unknown>
+type VerifierFactory = (options: Partial<VerifierOptions & { key: string }>) => Verify
+
+/**
+ * One fast-jwt verifier per key, made on first use. A verifier built per token parses its key
+ * each time: an RS256 token took 90 µs to verify that way against 45-55 µs with one verifier kept
+ * (fast-jwt alone, 2,000 tokens). Throws fast-jwt's TokenError (FAST_JWT_* codes).
+ */
+export class KeyVerifiers {
+  readonly #options: Partial<VerifierOptions>
+  readonly #create: VerifierFactory
+  readonly #byKey = new Map<string, Verify>()
+
+  constructor (options: Partial<VerifierOptions>, create: VerifierFactory = createVerifier as unknown as VerifierFactory) {
+    this.#options = options
+    this.#create = create
+  }
+
+  verify (key: string, token: string): Record<string, unknown> {
+    let verifier = this.#byKey.get(key)
+    if (!verifier) {
+      verifier = this.#create({ ...this.#options, key })
+      if (this.#byKey.size >= MAX_KEY_VERIFIERS) this.#byKey.delete(this.#byKey.keys().next().value!)
+      this.#byKey.set(key, verifier)
+    }
+    return verifier(token)
   }
 }
 
