@@ -40,6 +40,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
 import { nativeFormat } from '@sluice/hub'
 import { freePort } from '@sluice/stack'
+import { gatewayDefaults } from '@sluice/config/gateway'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
 
 const PARTITIONS = 3
@@ -91,15 +92,15 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000)
 
 // ---- child: a gateway -----------------------------------------------------------------
 
-async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string): Promise<void> {
+async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string): Promise<void> {
   const redisUrl = process.env.REDIS_URL
   if (!redisUrl) throw new Error('--gateway shipped needs REDIS_URL (its connection limits live in Redis)')
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-drain-'))
   const file = join(dir, 'gateway.yaml')
   const port = await freePort()
-  // JSON is YAML: the file an operator would write. Not defaults: the per-address upgrade limit (600 a
-  // minute), since all the clients come from one address, and the listen backlog and listening sockets when
-  // --backlog and --listen-sockets say so
+  // JSON is YAML: the file an operator would write. Not defaults: the per-address upgrade limit when the
+  // clients of one address connect more often than its default allows (upgradeMax > 0: one address, or few),
+  // and the listen backlog and listening sockets when --backlog and --listen-sockets say so
   writeFileSync(file, JSON.stringify({
     server: { host: '127.0.0.1', port, ...(backlog > 0 ? { listenBacklog: backlog } : {}), ...(sockets > 0 ? { listenSockets: sockets } : {}) },
     log: { level: 'warn' },
@@ -108,7 +109,9 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
     policy: { dir: POLICY_DIR, watch: false },
     auth: { jwt: { audience: ['sluice'], issuers: [{ issuer: 'bench', algorithms: ['HS256'], secret: JWT_SECRET }] } },
     stream: { nodeId },
-    rateLimit: { http: { upgrade: { max: 1_000_000 } } }
+    // the run's own keys, shared by its gateways: counts of an earlier run (the same addresses within the
+    // minute) do not count against this one
+    rateLimit: { prefix: `sluice:drain:${run}:`, ...(upgradeMax > 0 ? { http: { upgrade: { max: upgradeMax } } } : {}) }
   }, null, 2))
   // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
@@ -402,8 +405,8 @@ function errorsByCode (reports: Msg[]): Record<string, number> {
   return all
 }
 
-async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir])
+async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir, '--upgrade-max', String(upgradeMax), '--run', run])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
@@ -425,14 +428,16 @@ async function main (): Promise<void> {
       'listen-sockets': { type: 'string', default: '0' },
       profile: { type: 'string', default: '' },
       drop: { type: 'string', default: 'kill' },
-      addresses: { type: 'string', default: '1' }
+      addresses: { type: 'string', default: '1' },
+      'upgrade-max': { type: 'string', default: '0' },
+      run: { type: 'string', default: '' }
     }
   })
   const brokers = values.brokers.split(',')
   if (values.role === 'gateway') {
     if (values.gateway === 'bare') return await bareChild(Number(values.backlog))
     return values.gateway === 'shipped'
-      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile)
+      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile, Number(values['upgrade-max']), values.run)
       : await gatewayChild(brokers, values.node, Number(values.backlog))
   }
   if (values.role === 'clients') return clientsChild()
@@ -440,6 +445,11 @@ async function main (): Promise<void> {
   const clients = Number(values.clients)
   const addresses = Number(values.addresses)
   if (!Number.isInteger(addresses) || addresses < 1 || addresses > 62_500) throw new Error('--addresses: 1 to 62,500 (127.1.0.1 to 127.1.249.250)')
+  // the shipped per-address upgrade limit, unless one address's clients connect more often than it allows in
+  // the run (once on A, once per round): then a limit they fit in, as an operator would set for a NAT
+  const rounds = values.rounds.split(',').length
+  const perAddress = Math.ceil(clients / addresses) * (rounds + 1)
+  const upgradeMax = perAddress > gatewayDefaults.rateLimit.http.upgrade.max ? 1_000_000 : 0
   const rate = Number(values.rate)
   // kill: SIGKILL, every socket drops at once; drain: SIGTERM, the shipped drain closes them with 1001
   // spread over server.drainMs (10 s by default)
@@ -487,7 +497,7 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile)
+    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run)
     children.push(current.child)
     servers.push(current.pid)
     const procs: ChildProcess[] = []
@@ -502,7 +512,7 @@ async function main (): Promise<void> {
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile)
+      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run)
       children.push(next.child)
       servers.push(next.pid)
       let holder: WebSocket | undefined
@@ -596,7 +606,7 @@ async function main (): Promise<void> {
     await setup.close()
   }
   const load1 = loadavg()
-  process.stdout.write(`\ndrain-resume bench: gateway ${values.gateway}, node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, clients from ${addresses === 1 ? 'one address' : `${addresses} addresses`}, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
+  process.stdout.write(`\ndrain-resume bench: gateway ${values.gateway}, node ${process.version}, broker ${brokers.join(',')}, topic ${PARTITIONS} partitions, clients from ${addresses === 1 ? 'one address' : `${addresses} addresses`}, per-address upgrade limit ${upgradeMax > 0 ? `raised to ${upgradeMax} a minute (past the default for one address's clients)` : 'as shipped'}, load ${load0.map(l => l.toFixed(2)).join(' ')} before, ${load1.map(l => l.toFixed(2)).join(' ')} after\n`)
   for (const line of out) process.stdout.write(`${line}\n`)
 }
 
