@@ -63,15 +63,20 @@ function jwt (sub: string): string {
   return `${body}.${createHmac('sha256', JWT_SECRET).update(body).digest('base64url')}`
 }
 
-/** CPU (µs) and RSS of another process of this machine, from /proc (Linux): the shipped gateway's own */
-function procUsage (pid: number): { us: number, rss: number } {
+/**
+ * CPU (µs), RSS and write syscalls of another process of this machine, from /proc (Linux): the
+ * shipped gateway's own. The count of writes (syscw: write, writev, sendmsg and the like) does not
+ * move with the machine's load as CPU does.
+ */
+function procUsage (pid: number): { us: number, rss: number, writes: number } {
   // fields after the command name (which may hold spaces): utime and stime are the 14th and 15th, in clock ticks
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   // 100 ticks a second on Linux (getconf CLK_TCK): 10 ms resolution, against rounds of seconds
   const tickUs = 10_000
   const rssPages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1])
-  return { us: (Number(fields[11]) + Number(fields[12])) * tickUs, rss: rssPages * 4096 }
+  const writes = Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN)
+  return { us: (Number(fields[11]) + Number(fields[12])) * tickUs, rss: rssPages * 4096, writes }
 }
 
 const now = () => performance.timeOrigin + performance.now()
@@ -525,7 +530,8 @@ async function main (): Promise<void> {
       // the sockets on A receive for a while first (their cursors move; a warm B's window fills)
       await new Promise(resolve => setTimeout(resolve, 5_000))
       await Promise.all(procs.map(c => ask(c, { type: 'next', url: `${next.url}/v1/stream?topics=${topic}` }, 'next')))
-      const cpu0 = (await ask(next.child, { type: 'cpu' }, 'cpu')).us as number
+      const usage0 = await ask(next.child, { type: 'cpu' }, 'cpu')
+      const cpu0 = usage0.us as number
       const limits0 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
       const tcp0 = tcpCounters()
       const script0 = redis && round !== 'bare' ? await scriptCalls(redis) : undefined
@@ -572,6 +578,10 @@ async function main (): Promise<void> {
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
       out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
+      if (typeof cpu1.writes === 'number' && typeof usage0.writes === 'number') {
+        const writes = cpu1.writes - usage0.writes
+        out.push(`   gateway B write syscalls from the drop to all live: ${writes} (${(writes / clients).toFixed(2)} a resume)`)
+      }
       if (script0 && script1) {
         const calls = script1.calls - script0.calls
         out.push(`   rate-limit script calls on Redis from the drop to all live: ${calls} (${(calls / clients).toFixed(2)} a resume), ${Math.round((script1.us - script0.us) / 1000)} ms of Redis CPU in them`)

@@ -12,7 +12,7 @@ import { groupIdFor, type Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor } from '@sluice/hub'
 import {
-  acceptSession, CLOSE, DEFAULT_LIMITS, isRefusal, keepSessionsAlive, MAX_TOPICS_PER_FRAME, TopicGate, topicList, WIRE_CODES,
+  acceptSession, CLOSE, DEFAULT_LIMITS, holdWrites, isRefusal, keepSessionsAlive, MAX_TOPICS_PER_FRAME, TopicGate, topicList, WIRE_CODES,
   type SessionLimits, type StreamGuard, type WireErrorCode
 } from '@sluice/sessions'
 import { MAX_PATTERNS, StreamSession } from './session.ts'
@@ -129,7 +129,14 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
   fastify.get('/v1/stream', {
     websocket: true,
     config: { auth: true },
-    preValidation: checkUpgrade
+    preValidation: checkUpgrade,
+    // the last hook before the upgrade: the 101 waits for the subscribed frame and the replay of a
+    // resume named in the query, and the three leave in one write (hold-writes.ts)
+    preHandler: (request, _reply, done) => {
+      const raw = request.raw.socket as typeof request.raw.socket | undefined
+      if (raw && !raw.destroyed) holdWrites(raw)
+      done()
+    }
   }, (socket: WebSocket, request: FastifyRequest) => {
     const plan = plans.get(request)
     if (!plan) {

@@ -9,7 +9,7 @@ import type { OutgoingRecord, RecordMetadata } from '@sluice/kafka'
 import { formatCursor, nativeFormat, parseCursor, type Cursor, type FrameFormat, type Positions, type StartPosition } from '@sluice/hub'
 import { compileClientPattern, isTopicPattern, parseClientFrame, valueBytes, type PublishOp, type SubscribeOp } from './protocol.ts'
 import { BadRequestError, ForbiddenTopicError, GroupModeError, RateLimitedError, wireCode } from './errors.ts'
-import { CLOSE, SocketSession, type SessionDeps, type SessionStart as SocketStart } from '@sluice/sessions'
+import { CLOSE, holdWrites, SocketSession, type SessionDeps, type SessionStart as SocketStart } from '@sluice/sessions'
 
 export interface SessionStart extends SocketStart {
   /** group mode: the Kafka consumer group this socket joins */
@@ -187,7 +187,9 @@ export class StreamSession extends SocketSession {
       throw err
     }
     // where the socket starts on every partition: with the offsets of the messages that follow, a
-    // client can resume exactly, even on partitions it has not heard from yet
+    // client can resume exactly, even on partitions it has not heard from yet. The replay from the
+    // window, scheduled by hub.subscribe for the next check phase, leaves in the same write
+    if (!this.closed) holdWrites(this.raw)
     this.#send({ op: 'subscribed', id: op.id, topics: op.topics, cursor: formatCursor(starts) })
   }
 
