@@ -7,7 +7,6 @@
 // plugin's: its sweep closes sockets at exp plus skew with 4001.
 // A route's session extends it with its protocol: how client frames are read
 // and how errors and notices are written.
-import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { WebSocket, RawData } from 'ws'
 import type { Identity } from '@sluice/protocol/identity'
@@ -20,6 +19,7 @@ import type { LiveSession, SessionRegistry, UsageCounts } from './registry.ts'
 import type { RoutePublishes } from './publish-counts.ts'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import { CLOSE } from '@sluice/protocol/codes'
+import { sessionId } from './session-id.ts'
 
 export interface SessionLimits {
   /** per-socket send queue bound; past it the hub drops or evicts (docs/design.md: slow clients) */
@@ -105,9 +105,8 @@ const RATE_LIMITED_CLOSE_WAIT_MS = 2000
 const SETTLE_POLL_MS = 20
 
 export abstract class SocketSession implements LiveSession, Outlet {
-  // 128 random bits as hex, made flat by Buffer#toString: randomUUID() returns a rope
-  // of about 15 concatenated pieces, 480 bytes per socket kept for the socket's life
-  readonly id = randomBytes(16).toString('hex')
+  // 128 random bits as hex (session-id.ts)
+  readonly id = sessionId()
   readonly route: string
   readonly remoteAddress: string
   readonly connectedAt = Date.now()
