@@ -10,7 +10,7 @@ import type {} from '@fastify/websocket'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import { groupIdFor, type Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
-import { parseCursor } from '@sluice/hub'
+import { parseCursor, type Cursor } from '@sluice/hub'
 import {
   acceptSession, CLOSE, DEFAULT_LIMITS, holdWrites, isRefusal, keepSessionsAlive, MAX_TOPICS_PER_FRAME, TopicGate, topicList, WIRE_CODES,
   type SessionLimits, type StreamGuard, type WireErrorCode
@@ -38,6 +38,8 @@ interface UpgradePlan {
   identity: Identity
   topics: string[]
   from: string | undefined
+  /** `from` parsed, when it is a cursor */
+  cursor: Cursor | undefined
   groupId: string | undefined
   decisions: Map<string, AccessDecision>
 }
@@ -95,9 +97,10 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     if (isRefusal(names)) return reject(reply, names.status, names.code, names.message)
     if (names.length + patterns.length > MAX_TOPICS_PER_FRAME) return reject(reply, 400, 'BAD_REQUEST', `at most ${MAX_TOPICS_PER_FRAME} topics`)
     const topics = [...names, ...patterns]
+    let cursor: Cursor | undefined
     if (from !== undefined && from !== 'latest' && from !== 'earliest') {
       try {
-        parseCursor(from)
+        cursor = parseCursor(from)
       } catch (err) {
         return reject(reply, 400, 'BAD_REQUEST', (err as Error).message)
       }
@@ -110,7 +113,7 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
       if (decisions.retryAfter !== undefined) reply.header('retry-after', String(decisions.retryAfter))
       return reject(reply, decisions.status, decisions.code, decisions.message)
     }
-    plans.set(request, { identity, topics, from, groupId: group === undefined ? undefined : groupIdFor(identity, group), decisions })
+    plans.set(request, { identity, topics, from, cursor, groupId: group === undefined ? undefined : groupIdFor(identity, group), decisions })
     return undefined
   }
 
@@ -150,7 +153,7 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
       remoteAddress: request.ip,
       route: '/v1/stream',
       groupId: plan.groupId
-    }, deps), session => session.open(plan.topics, plan.from, plan.decisions))
+    }, deps), session => session.open(plan.topics, plan.from, plan.decisions, plan.cursor))
   })
 
   keepSessionsAlive(fastify, opts.keepaliveMs ?? gatewayDefaults.stream.keepaliveMs)

@@ -106,13 +106,16 @@ export class StreamSession extends SocketSession {
 
   // ---- client frames ------------------------------------------------------------------
 
-  /** Subscribes to topics named at open (query string), as a subscribe frame would. */
-  async open (topics: string[], from: string | undefined, decisions: Map<string, AccessDecision>): Promise<void> {
+  /**
+   * Subscribes to topics named at open (query string), as a subscribe frame would. `cursor` is
+   * `from` as the upgrade's check parsed it, so that it is not parsed twice.
+   */
+  async open (topics: string[], from: string | undefined, decisions: Map<string, AccessDecision>, cursor?: Cursor): Promise<void> {
     if (this.#groupId !== undefined) {
       await this.#joinGroup(topics, decisions)
       return
     }
-    if (topics.length > 0) await this.#subscribe({ op: 'subscribe', topics, from })
+    if (topics.length > 0) await this.#subscribe({ op: 'subscribe', topics, from }, cursor)
   }
 
   protected onFrame (data: RawData, isBinary: boolean): void | Promise<unknown> {
@@ -149,16 +152,16 @@ export class StreamSession extends SocketSession {
     return this.deps.access.authorize(this.identity, action, topic)
   }
 
-  async #subscribe (op: SubscribeOp): Promise<void> {
+  async #subscribe (op: SubscribeOp, parsed?: Cursor): Promise<void> {
     if (this.#groupId !== undefined) throw new GroupModeError()
     const patterns = op.topics.filter(isTopicPattern)
     if (patterns.length > 0) {
-      await this.#subscribePatterns(op, patterns)
+      await this.#subscribePatterns(op, patterns, parsed)
       if (patterns.length === op.topics.length) return
       op = { ...op, topics: op.topics.filter(topic => !isTopicPattern(topic)) }
     }
-    let cursor: Map<string, Map<number, bigint>> | undefined
-    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parseCursor(op.from)
+    let cursor: Cursor | undefined
+    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parsed ?? parseCursor(op.from)
     const decisions = new Map<string, AccessDecision & { allowed: true }>()
     for (const topic of op.topics) {
       const decision = this.#authorize('subscribe', topic)
@@ -200,7 +203,7 @@ export class StreamSession extends SocketSession {
    * pattern). Topics the policy does not grant are skipped, not refused: a
    * pattern is a wish, each topic is authorized on its own.
    */
-  async #subscribePatterns (op: SubscribeOp, patterns: string[]): Promise<void> {
+  async #subscribePatterns (op: SubscribeOp, patterns: string[], parsed?: Cursor): Promise<void> {
     const fresh = patterns.filter(p => !this.#patterns.has(p))
     if (this.#patterns.size + fresh.length > MAX_PATTERNS) {
       throw new BadRequestError(`a socket may hold at most ${MAX_PATTERNS} topic patterns (it has ${this.#patterns.size})`)
@@ -212,8 +215,8 @@ export class StreamSession extends SocketSession {
     }
     // watch before listing: a topic created after the list was read is reported to the watcher
     this.#unwatch ??= this.deps.hub.watchTopics(added => { this.#topicsAppeared(added) })
-    let cursor: Map<string, Map<number, bigint>> | undefined
-    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parseCursor(op.from)
+    let cursor: Cursor | undefined
+    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parsed ?? parseCursor(op.from)
     const names = await this.deps.hub.topicNames()
     const matched: string[] = []
     const starts: Cursor = new Map()
