@@ -26,7 +26,7 @@ export type { AllowedDecision, Refusal } from './topic-gate.ts'
 export { closeAfterError, ERROR_CLOSE_DEADLINE_MS, releaseUpgradeRequest } from './release-upgrade.ts'
 export { keepSessionsAlive } from './keepalive.ts'
 export { acceptSession } from './accept.ts'
-export { holdWrites } from './hold-writes.ts'
+export { holdUpgrade, holdWrites, MAX_HOLD_MS, releaseWritesAfter } from './hold-writes.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -4,6 +4,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 // type-only: brings @fastify/websocket's route options and request.ws into scope
 import type {} from '@fastify/websocket'
@@ -12,7 +13,7 @@ import { groupIdFor, type Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision } from '@sluice/policy/access'
 import { parseCursor, type Cursor } from '@sluice/hub'
 import {
-  acceptSession, CLOSE, DEFAULT_LIMITS, holdWrites, isRefusal, keepSessionsAlive, MAX_TOPICS_PER_FRAME, TopicGate, topicList, WIRE_CODES,
+  acceptSession, CLOSE, DEFAULT_LIMITS, holdUpgrade, isRefusal, keepSessionsAlive, MAX_TOPICS_PER_FRAME, releaseWritesAfter, TopicGate, topicList, WIRE_CODES,
   type SessionLimits, type StreamGuard, type WireErrorCode
 } from '@sluice/sessions'
 import { MAX_PATTERNS, StreamSession } from './session.ts'
@@ -40,6 +41,8 @@ interface UpgradePlan {
   from: string | undefined
   /** `from` parsed, when it is a cursor */
   cursor: Cursor | undefined
+  /** the connection, corked from the last hook until the session's open settles */
+  held?: Duplex
   groupId: string | undefined
   decisions: Map<string, AccessDecision>
 }
@@ -134,10 +137,16 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     config: { auth: true },
     preValidation: checkUpgrade,
     // the last hook before the upgrade: the 101 waits for the subscribed frame and the replay of a
-    // resume named in the query, and the three leave in one write (hold-writes.ts)
+    // resume named in the query, and the three leave in one write (hold-writes.ts). The handler lets
+    // go once the session's open settled, 100 ms at most; an upgrade ws refuses ends the socket, which
+    // uncorks it
     preHandler: (request, _reply, done) => {
       const raw = request.raw.socket as typeof request.raw.socket | undefined
-      if (raw && !raw.destroyed) holdWrites(raw)
+      const plan = plans.get(request)
+      if (raw && !raw.destroyed && plan) {
+        holdUpgrade(raw)
+        plan.held = raw
+      }
       done()
     }
   }, (socket: WebSocket, request: FastifyRequest) => {
@@ -146,6 +155,8 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
       socket.close(CLOSE.INTERNAL, 'no upgrade plan')
       return
     }
+    const held = plan.held
+    plan.held = undefined
     acceptSession(socket, request, deps.log, raw => new StreamSession({
       socket,
       raw,
@@ -153,7 +164,11 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
       remoteAddress: request.ip,
       route: '/v1/stream',
       groupId: plan.groupId
-    }, deps), session => session.open(plan.topics, plan.from, plan.decisions, plan.cursor))
+    }, deps), session => {
+      const opened = session.open(plan.topics, plan.from, plan.decisions, plan.cursor)
+      if (held) releaseWritesAfter(held, opened)
+      return opened
+    })
   })
 
   keepSessionsAlive(fastify, opts.keepaliveMs ?? gatewayDefaults.stream.keepaliveMs)
