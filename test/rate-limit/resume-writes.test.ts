@@ -4,11 +4,11 @@
 // 101, the subscribed frame and the replayed gap still leave the node in one
 // write: counted on the node's own end of each socket (_write/_writev calls,
 // each a syscall).
-import type { Socket } from 'node:net'
 import { test } from 'tap'
 import { redisUrl, unique } from '../helpers.ts'
 import { gateway, prefix } from '../harness/rate-limit.ts'
 import { limitsPolicy, policyDir } from '../harness/policy.ts'
+import { clientPort, countWrites } from '../harness/writes.ts'
 
 const LIVE = 40
 const RESUMES = 12
@@ -25,19 +25,7 @@ test('a resume with Redis limits: the 101, subscribed and the gap in one write',
   const half = (p: number) => seen.filter(f => f.partition === p)[LIVE / 4]!
   const cursor = `${topic}@0:${half(0).offset as string},1:${half(1).offset as string}`
 
-  const writes = new Map<number, number>()
-  gw.app.server.on('connection', (socket: Socket) => {
-    const port = socket.remotePort!
-    writes.set(port, 0)
-    const own = socket as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>
-    for (const name of ['_write', '_writev'] as const) {
-      const write = own[name]
-      own[name] = function (this: Socket, ...args: unknown[]) {
-        writes.set(port, writes.get(port)! + 1)
-        return write.apply(this, args)
-      }
-    }
-  })
+  const writes = countWrites(gw.app.server)
   const counts: number[] = []
   for (let i = 0; i < RESUMES; i++) {
     // a subject of its own each: its first lease is asked from Redis before it subscribes
@@ -46,7 +34,7 @@ test('a resume with Redis limits: the 101, subscribed and the gap in one write',
     const gap = await client.waitMessages(LIVE / 2, 10_000)
     t.equal(gap.length, LIVE / 2)
     t.equal(client.frames[0]?.op, 'subscribed', 'subscribed first')
-    counts.push(writes.get((client.ws as unknown as { _socket: Socket })._socket.localPort!) ?? -1)
+    counts.push(writes(clientPort(client.ws)) ?? -1)
   }
   t.same([...new Set(counts)], [1], `each resume in one write (${counts.join(', ')})`)
 })

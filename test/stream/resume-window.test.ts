@@ -4,7 +4,6 @@
 // gap older than the window is read from Kafka, as before. The time from the
 // subscribed frame (and from opening the socket) to the first replayed record
 // is printed for both.
-import type { Socket } from 'node:net'
 import { test } from 'tap'
 import type { ReaderOptions } from '@sluice/kafka'
 import { allowAll, streamApp } from '../harness/stream.ts'
@@ -12,6 +11,7 @@ import { Client, type Frame } from '../harness/client.ts'
 import { eventually, unique } from '../helpers.ts'
 import { gateway } from '../harness/compat.ts'
 import { policyYaml } from '../harness/policy.ts'
+import { clientPort, countWrites } from '../harness/writes.ts'
 
 const HISTORY = 100
 const LIVE = 200
@@ -68,19 +68,7 @@ test('a resume inside the window is served from memory: no Kafka reader, exactly
   t.equal(gap.length, LIVE / 2)
 
   // the writes the node makes on each socket it accepts from here on, by the client's port
-  const writes = new Map<number, number>()
-  app.server.on('connection', (socket: Socket) => {
-    const port = socket.remotePort!
-    writes.set(port, 0)
-    const own = socket as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>
-    for (const name of ['_write', '_writev'] as const) {
-      const write = own[name]
-      own[name] = function (this: Socket, ...args: unknown[]) {
-        writes.set(port, writes.get(port)! + 1)
-        return write.apply(this, args)
-      }
-    }
-  })
+  const writes = countWrites(app.server)
 
   const fromSubscribed: number[] = []
   const fromOpen: number[] = []
@@ -95,7 +83,7 @@ test('a resume inside the window is served from memory: no Kafka reader, exactly
     fromSubscribed.push(timing.fromSubscribed)
     fromOpen.push(timing.fromOpen)
     await client.waitMessages(LIVE / 2, 10_000)
-    resumeWrites.push(writes.get((client.ws as unknown as { _socket: Socket })._socket.localPort!) ?? -1)
+    resumeWrites.push(writes(clientPort(client.ws)) ?? -1)
   }
   // a write is a syscall, and on loopback the receiver's TCP path too (hold-writes.ts): 5,000 resumes
   // at once spent 9.5 % of the node's busy time writing the three one by one
