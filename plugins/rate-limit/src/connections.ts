@@ -121,7 +121,7 @@ export class ConnectionLimits {
       // after this turn's poll phase: every upgrade it read is in the batch
       if (!this.#connectsScheduled) {
         this.#connectsScheduled = true
-        setImmediate(this.#flushAllConnects)
+        this.#core.atTurnEnd(this.#flushAllConnects)
       }
     }
     const waiters = batch.waiters

@@ -82,4 +82,6 @@ export interface LimiterCore {
   /** notices a change of mode (and does what it entails) */
   checkMode (): void
   failed (err: Error): void
+  /** runs `flush` in this turn's check phase with the turn's other flushes, their Redis calls in one write (RateLimiter.atTurnEnd) */
+  atTurnEnd (flush: () => void): void
 }

@@ -157,8 +157,8 @@ export function httpStore (limiter: RateLimiter, redis: Redis | undefined, prefi
         callback(null, local.count(full, timeWindow))
         return
       }
-      // after this turn's poll phase: every request it read is in the call
-      if (batches.size === 0) setImmediate(flush)
+      // after this turn's poll phase: every request it read is in the call, which leaves with the turn's connects
+      if (batches.size === 0) limiter.atTurnEnd(flush)
       let batch = batches.get(full)
       if (!batch) {
         batch = { key: full, timeWindow, upgrade: this.#upgrade, callbacks: [] }

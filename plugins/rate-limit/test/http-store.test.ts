@@ -118,3 +118,34 @@ test('with Redis: a call that fails sends its keys to local counts (fail-open), 
   t.ok(counted.every(c => c.current === 1 && c.ttl === 60_000), 'each address counted in the process')
   t.equal(limiter.stats.redisErrors, Math.ceil(100 / MAX_KEYS_PER_CALL), 'one Redis error a call')
 })
+
+test('with Redis: a turn\'s HTTP counts and connects leave in one write to Redis, each answered', async t => {
+  const { redis, limiter, calls, wrap } = await counting(t)
+  const Store = httpStore(limiter, redis, unique('rl-http') + ':')
+  wrap()
+  const upgrade = new Store({} as never).child(routeOptions('/v1/stream'))
+  const plan = { name: 'test', limits: { connections: 10, connectsPerMinute: 100, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100_000, dailyQuota: 1000 } }
+  await limiter.acquire(unique('warm'), plan)
+  // the writes on the client's socket to Redis from here on: each a syscall
+  let writes = 0
+  const own = redis.stream as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>
+  const originals = { _write: own._write!, _writev: own._writev! }
+  for (const name of ['_write', '_writev'] as const) {
+    own[name] = function (this: unknown, ...args: unknown[]) {
+      writes++
+      return originals[name].apply(this, args)
+    }
+  }
+  t.teardown(() => { own._write = originals._write; own._writev = originals._writev })
+  // asked in one turn, as a burst of upgrades is read: requests' counts, and connects of requests counted earlier
+  const subjects = Array.from({ length: 20 }, () => unique('turn'))
+  const [counted, connected] = await Promise.all([
+    Promise.all(Array.from({ length: 20 }, (_, i) => count(upgrade, `10.3.0.${i}`, 60_000))),
+    Promise.all(subjects.map(s => limiter.acquire(s, plan)))
+  ])
+  t.equal(calls(), 1, 'the counts: one script call')
+  t.equal(writes, 1, 'the counts and the connects: one write to Redis')
+  t.ok(counted.every(c => c.current === 1 && c.ttl === 60_000), 'each address counted')
+  t.ok(connected.every(d => d.ok), 'each connect granted')
+  t.equal(limiter.stats.redisErrors, 0)
+})
