@@ -9,7 +9,7 @@
 //        --brokers 3 starts a three-node cluster on ports kafka-port, +1, +2
 //   node deploy/local/stack.ts fetch      only fetches the broker jars (CI warms the cache)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve as resolvePath } from 'node:path'
@@ -25,6 +25,8 @@ const libsDir = join(cacheDir, 'libs')
 const KAFKA_READY_TIMEOUT_MS = 90_000
 // a broker asked to stop flushes its logs and leaves the quorum in ~1-2 s; past 15 s it is killed
 const KAFKA_STOP_TIMEOUT_MS = 15_000
+// a broker or Redis that lost a port it picked to another process's connection picks again (KafkaBroker.start)
+const PORT_ATTEMPTS = 3
 
 export async function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -82,6 +84,8 @@ export interface KafkaBrokerOptions {
   heap?: string
   /** one node of a KafkaCluster; a lone broker is its own quorum otherwise */
   member?: ClusterMember
+  /** how it picks a port when none is given: freePort (tests give one that hands out a taken port first) */
+  pickPort?: () => Promise<number>
 }
 
 /** What a cluster tells each of its nodes: who it is, the quorum, how many copies. */
@@ -104,8 +108,10 @@ export class KafkaBroker {
   readonly #heap: string
   readonly #ownsDir: boolean
   readonly #member: ClusterMember | undefined
+  readonly #pickPort: () => Promise<number>
 
   constructor (options: KafkaBrokerOptions = {}) {
+    this.#pickPort = options.pickPort ?? freePort
     this.#ownsDir = options.dataDir === undefined
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-kafka-'))
     this.port = options.port ?? 0
@@ -178,12 +184,45 @@ export class KafkaBroker {
     return file
   }
 
-  /** Starts the broker (formatting its store on first start) and waits until it answers metadata. */
+  /**
+   * Starts the broker (formatting its store on first start) and waits until it answers metadata.
+   * Ports it picks itself (freePort) are free when picked, but an outgoing connection of any
+   * process may take one as its local port before the JVM binds it: the broker then exits with
+   * "Address already in use" (once in a clean-clone CI run, test/ingest/kafka-outage). It picks
+   * both again and starts again, 3 attempts in all. Ports given, or kept from an earlier start
+   * (a restart: clients know the address), are not changed.
+   */
   async start (): Promise<void> {
     if (this.#child) return
+    const ownPorts = this.port === 0 && this.controllerPort === 0 && !this.#member
+    for (let attempt = 1; ; attempt++) {
+      const logFrom = existsSync(this.#logFile) ? statSync(this.#logFile).size : 0
+      try {
+        await this.#start()
+        return
+      } catch (err) {
+        if (!ownPorts || attempt === PORT_ATTEMPTS || this.#child || !this.#bindFailed(logFrom)) throw err
+        log(`Kafka: a port picked was taken before the broker bound it; picking again (attempt ${attempt + 1} of ${PORT_ATTEMPTS})`)
+        this.port = 0
+        this.controllerPort = 0
+      }
+    }
+  }
+
+  get #logFile (): string {
+    return join(this.dataDir, 'broker.log')
+  }
+
+  /** the broker's log since `from` says a listener could not bind */
+  #bindFailed (from: number): boolean {
+    if (!existsSync(this.#logFile)) return false
+    return readFileSync(this.#logFile).subarray(from).toString().includes('Address already in use')
+  }
+
+  async #start (): Promise<void> {
     const libs = fetchKafka()
-    if (this.port === 0) this.port = await freePort()
-    if (this.controllerPort === 0) this.controllerPort = await freePort()
+    if (this.port === 0) this.port = await this.#pickPort()
+    if (this.controllerPort === 0) this.controllerPort = await this.#pickPort()
     const config = this.#writeConfig()
     const classpath = join(libs, '*')
     if (!existsSync(join(this.dataDir, 'data', 'meta.properties'))) {
@@ -192,7 +231,7 @@ export class KafkaBroker {
         '-t', this.#member?.clusterId ?? kafkaClusterId(), '-c', config])
       if (format.status !== 0) throw new Error(`kafka storage format failed: ${format.output}`)
     }
-    const out = createWriteStream(join(this.dataDir, 'broker.log'), { flags: 'a' })
+    const out = createWriteStream(this.#logFile, { flags: 'a' })
     const [command, ...args] = dieWithParent([java(),
       `-Xmx${this.#heap}`, '-Xms128m', '-XX:+UseG1GC', '-Djava.awt.headless=true',
       `-Dlog4j2.configurationFile=${join(here, '..', 'kafka', 'log4j2.properties')}`,
@@ -415,8 +454,12 @@ export class RedisServer {
   #child: ChildProcess | undefined
   #exited: Promise<void> | undefined
 
-  constructor (options: { port?: number } = {}) {
+  readonly #pickPort: () => Promise<number>
+
+  /** `pickPort`: how it picks a port when none is given (freePort; KafkaBrokerOptions.pickPort) */
+  constructor (options: { port?: number, pickPort?: () => Promise<number> } = {}) {
     this.port = options.port ?? 0
+    this.#pickPort = options.pickPort ?? freePort
   }
 
   get url (): string {
@@ -427,10 +470,26 @@ export class RedisServer {
     return this.#child !== undefined
   }
 
+  /** Starts redis-server; a port it picked itself and lost before binding it is picked again (KafkaBroker.start). */
   async start (): Promise<void> {
     if (this.#child) return
+    const ownPort = this.port === 0
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#start()
+        return
+      } catch (err) {
+        // redis-server exits at once when its port is taken; its output is not kept, so any exit while starting counts
+        if (!ownPort || attempt === PORT_ATTEMPTS || this.#child || !String((err as Error).message).includes('exited while starting')) throw err
+        log(`Redis: exited while starting on port ${this.port}; picking another (attempt ${attempt + 1} of ${PORT_ATTEMPTS})`)
+        this.port = 0
+      }
+    }
+  }
+
+  async #start (): Promise<void> {
     const bin = redisServerPath()
-    if (this.port === 0) this.port = await freePort()
+    if (this.port === 0) this.port = await this.#pickPort()
     // no persistence: the local stack holds nothing worth keeping across runs
     const child = spawn(bin, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'ignore'] })
     this.#child = child
