@@ -145,9 +145,10 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
       // the limiter's Redis errors and timeouts (each sent that decision to the local fallback for a probe
       // interval: limits per node instead of shared), from the gateway's own /metrics
       fetch(`http://127.0.0.1:${port}/metrics`).then(res => res.text()).then(text => {
-        const errors = Number(/^sluice_rate_limit_redis_errors_total (\S+)$/m.exec(text)?.[1] ?? NaN)
-        process.send!({ type: 'limits', errors })
-      }, () => process.send!({ type: 'limits', errors: NaN }))
+        const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+        // and how the hub served the resumes: a catch-up reader on Kafka each, or the topic's window
+        process.send!({ type: 'limits', errors: metric('sluice_rate_limit_redis_errors_total'), catchUps: metric('sluice_hub_catchups_total'), replays: metric('sluice_hub_window_replays_total') })
+      }, () => process.send!({ type: 'limits', errors: NaN, catchUps: NaN, replays: NaN }))
     }
   })
   process.send!({ type: 'ready', url: `ws://127.0.0.1:${port}`, pid: server.pid })
@@ -532,7 +533,8 @@ async function main (): Promise<void> {
       await Promise.all(procs.map(c => ask(c, { type: 'next', url: `${next.url}/v1/stream?topics=${topic}` }, 'next')))
       const usage0 = await ask(next.child, { type: 'cpu' }, 'cpu')
       const cpu0 = usage0.us as number
-      const limits0 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
+      const metrics0 = shipped && round !== 'bare' ? await ask(next.child, { type: 'limits' }, 'limits') : undefined
+      const limits0 = metrics0 ? metrics0.errors as number : NaN
       const tcp0 = tcpCounters()
       const script0 = redis && round !== 'bare' ? await scriptCalls(redis) : undefined
       const dropAt = now()
@@ -556,7 +558,8 @@ async function main (): Promise<void> {
       }
       const allLive = now() - dropAt
       const cpu1 = (await ask(next.child, { type: 'cpu' }, 'cpu'))
-      const limits1 = shipped && round !== 'bare' ? (await ask(next.child, { type: 'limits' }, 'limits')).errors as number : NaN
+      const metrics1 = shipped && round !== 'bare' ? await ask(next.child, { type: 'limits' }, 'limits') : undefined
+      const limits1 = metrics1 ? metrics1.errors as number : NaN
       const tcp1 = tcpCounters()
       const script1 = script0 && redis ? await scriptCalls(redis) : undefined
       await new Promise(resolve => setTimeout(resolve, AFTER_MS))
@@ -587,6 +590,9 @@ async function main (): Promise<void> {
         out.push(`   rate-limit script calls on Redis from the drop to all live: ${calls} (${(calls / clients).toFixed(2)} a resume), ${Math.round((script1.us - script0.us) / 1000)} ms of Redis CPU in them`)
       }
       if (!Number.isNaN(limits0)) out.push(`   rate-limit Redis errors and timeouts on B from the drop to all live: ${limits1 - limits0} (each one's decisions fell back to local buckets for a second)`)
+      if (metrics0 && metrics1) {
+        out.push(`   B's hub from the drop to all live: ${(metrics1.catchUps as number) - (metrics0.catchUps as number)} catch-up readers on Kafka, ${(metrics1.replays as number) - (metrics0.replays as number)} replays from the window`)
+      }
       out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'}${shipped && round !== 'bare' ? `, ${Number(values['listen-sockets']) > 0 ? values['listen-sockets'] : 'server.listenSockets\' default'} listening sockets` : ''})`)
       if (live === clients) {
         allLiveBy.set(round, allLive)
