@@ -37,6 +37,8 @@ export interface StreamAppOptions {
   brokers?: string[]
   /** the identity every request carries (the auth plugin's job in the gateway) */
   identity?: Identity
+  /** the hub's backfillTimeoutMs (a suite on a loaded machine gives it room) */
+  backfillTimeoutMs?: number
 }
 
 export async function streamApp (options: StreamAppOptions = {}): Promise<{ app: FastifyInstance, url: string, kafka: KafkaClient }> {
@@ -50,7 +52,7 @@ export async function streamApp (options: StreamAppOptions = {}): Promise<{ app:
   app.addHook('onRequest', async request => { request.identity = identity })
   // metadata every 2 s: the new-partition suite waits for it
   // topic list every 300 ms: the pattern suite waits for new topics
-  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000, topicRefreshMs: 300 })
+  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000, topicRefreshMs: 300, backfillTimeoutMs: options.backfillTimeoutMs })
   await app.register(websocket, { options: { maxPayload: 1024 * 1024, perMessageDeflate: false, handleProtocols: selectProtocol } })
   await app.register(stream, { access: options.access ?? allowAll(), limits: options.limits, keepaliveMs: options.keepaliveMs })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })

@@ -4,7 +4,7 @@
 // gap older than the window is read from Kafka, as before. The time from the
 // subscribed frame (and from opening the socket) to the first replayed record
 // is printed for both.
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import type { ReaderOptions } from '@sluice/kafka'
 import { allowAll, streamApp } from '../harness/stream.ts'
 import { Client, type Frame } from '../harness/client.ts'
@@ -131,4 +131,55 @@ test('the gateway config sizes the windows: stream.resumeWindowBytes, resumeWind
   const tuned = await gateway(t, { policy, config: { stream: { consumerGraceMs: 200, resumeWindowBytes: 4096, resumeWindowMs: 1000, resumeWindowNodeBytes: 0 } } })
   t.same(tuned.app.hub.windowBounds, { maxBytes: 4096, maxAgeMs: 1000 })
   t.equal(tuned.app.hub.windows.maxBytes, 0, 'none kept')
+})
+
+/** `count` clients resuming `topic` at once from `cursor`; resolves with their messages once each has `gap` */
+async function resumeAll (t: Test, url: string, topic: string, cursor: string, count: number, gap: number): Promise<Client[]> {
+  const clients = Array.from({ length: count }, () => new Client(`${url}/v1/stream?topics=${topic}&from=${encodeURIComponent(cursor)}`))
+  for (const c of clients) t.teardown(() => c.close())
+  await Promise.all(clients.map(c => c.waitMessages(gap, 15_000)))
+  return clients
+}
+
+test('resumes that start a topic\'s feed: the feed reads their gap into its window first, and each is a window replay', async t => {
+  const topic = unique('resume-backfill')
+  // room for a loaded machine: this test is about the path, the cut-short one below about the fallback
+  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs: 10_000 })
+  t.teardown(() => app.close())
+  await kafka.ensureTopics([{ topic, partitions: 2 }])
+  await kafka.produceBatch(topic, Array.from({ length: 40 }, (_v, i) => ({ value: JSON.stringify({ n: i }), partition: i % 2 })))
+  const cursor = `${topic}@0:10,1:10`
+  const gap = Array.from({ length: 2 }, (_v, p) => Array.from({ length: 10 }, (_w, i) => `${p}:${10 + i}`)).flat().sort()
+  const clients = await resumeAll(t, url, topic, cursor, 20, 20)
+  t.equal(app.hub.stats.backfills, 1, 'one backfill: the feed the first resume started')
+  t.equal(app.hub.stats.catchUps, 0, 'no catch-up reader on Kafka for 20 resumes that arrived together')
+  t.equal(app.hub.stats.windowReplays, 20)
+  for (const c of clients) {
+    if (JSON.stringify(c.messages().map(key).sort()) !== JSON.stringify(gap)) t.fail(`not exactly the gap: ${c.messages().map(key).join(' ')}`)
+  }
+  // then live, with no gap and no duplicate
+  await kafka.produceBatch(topic, Array.from({ length: 10 }, (_v, i) => ({ value: JSON.stringify({ n: 40 + i }), partition: i % 2 })))
+  await eventually(() => clients.every(c => c.messages().length >= 30), 10_000, 'the live records on every socket')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  for (const c of clients) {
+    const ns = c.messages().map(f => (f.value as { n: number }).n).sort((a, b) => a - b)
+    if (ns.length !== 30 || new Set(ns).size !== 30) t.fail(`${ns.length} messages, ${new Set(ns).size} distinct`)
+  }
+  t.pass('every socket: exactly the gap, then the live records, each once')
+})
+
+test('a backfill cut short: the window starts at the feed\'s start, and the resumes read their gap from Kafka, exactly', async t => {
+  const topic = unique('resume-backfill-cut')
+  // no time at all: the timer fires before the fetch is answered
+  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs: 0 })
+  t.teardown(() => app.close())
+  await kafka.ensureTopics([{ topic, partitions: 2 }])
+  await kafka.produceBatch(topic, Array.from({ length: 40 }, (_v, i) => ({ value: JSON.stringify({ n: i }), partition: i % 2 })))
+  const gap = Array.from({ length: 2 }, (_v, p) => Array.from({ length: 10 }, (_w, i) => `${p}:${10 + i}`)).flat().sort()
+  const clients = await resumeAll(t, url, topic, `${topic}@0:10,1:10`, 5, 20)
+  t.equal(app.hub.stats.backfillsCut, 1)
+  t.equal(app.hub.stats.backfills, 0)
+  t.equal(app.hub.stats.catchUps, 5, 'each resume read its gap from Kafka, as before the backfill')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  for (const c of clients) t.same(c.messages().map(key).sort(), gap, 'exactly the gap')
 })

@@ -12,7 +12,10 @@
 // by partition, at the moment it reaches the hub's position. A gap the feed's
 // window covers (window.ts: what the feed dispatched lately, with its frames)
 // is written from memory instead, with no Kafka request, and the socket joins
-// the live feed in the same turn as it reads the window's end.
+// the live feed in the same turn as it reads the window's end. A feed that a
+// resume starts reads that resume's gap into its window before it answers
+// (#backfill): the resumes that come with it (a drained node's clients) are
+// window replays, not a catch-up reader each.
 //
 // This file holds the feeds' lifecycle and the subscriptions' bookkeeping;
 // the rest of the job is beside it: dispatch.ts (the live write, the hot
@@ -38,7 +41,7 @@ import { CatchUp } from './catch-up.ts'
 import { formatPositions, type Positions } from './cursor.ts'
 import { dispatch } from './dispatch.ts'
 import { HubClosedError } from './errors.ts'
-import { Subscription, TopicFeed } from './feed.ts'
+import { offsetsOf, Subscription, TopicFeed } from './feed.ts'
 import { GroupMembers } from './group.ts'
 import type { Outlet, StartPosition, SubscriptionTerms } from './outlet.ts'
 import { newStats, type HubStats, type TopicLag } from './stats.ts'
@@ -62,6 +65,8 @@ export interface HubOptions {
    * per node, nodeMaxBytes (256 MiB) over all topics. maxBytes or nodeMaxBytes 0 turns it off.
    */
   window?: Partial<WindowBounds> & { nodeMaxBytes?: number }
+  /** how long a feed a resume starts reads the resume's gap into its window (#backfill): 250 ms */
+  backfillTimeoutMs?: number
 }
 
 // stream.consumerGraceMs and stream.topicRefreshMs: the gateway's schema's (packages/config/src/gateway.ts)
@@ -70,6 +75,10 @@ const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 
 // a topic gone quiet gives its window back within a second of its age bound; a sweep visits each partition once
 const WINDOW_SWEEP_MS = 1000
+// how long a feed started by a resume reads the resume's gap into its window (#backfill) before it
+// gives up and starts as before: a fetch of data the broker has takes a few ms here, and every
+// subscriber of the topic waits for it
+const BACKFILL_TIMEOUT_MS = 250
 
 export class Hub {
   readonly stats: HubStats = newStats()
@@ -83,6 +92,7 @@ export class Hub {
   readonly #kafka: KafkaClient
   readonly #nodeId: string
   readonly #graceMs: number
+  readonly #backfillTimeoutMs: number
   readonly #metadataMaxAgeMs: number
   readonly #log: Logger
   readonly #feeds = new Map<string, TopicFeed>()
@@ -96,6 +106,7 @@ export class Hub {
     this.#kafka = options.kafka
     this.#nodeId = options.nodeId
     this.#graceMs = options.graceMs ?? DEFAULT_GRACE_MS
+    this.#backfillTimeoutMs = options.backfillTimeoutMs ?? BACKFILL_TIMEOUT_MS
     // 30 s: a Metadata request per consumer per half minute is noise; a new partition waits at most that long
     this.#metadataMaxAgeMs = options.metadataMaxAgeMs ?? 30_000
     this.#log = options.logger ?? silent
@@ -211,7 +222,7 @@ export class Hub {
     let subs = this.#byOutlet.get(outlet)
     const existing = subs?.get(topic)
     if (existing) return new Map(existing.next)
-    const feed = await this.#feed(topic)
+    const feed = await this.#feed(topic, from.kind === 'cursor' ? from.positions : undefined)
     if (outlet.closed) return undefined
     // the feed's copy of the name: one string per topic, not one per socket
     const sub = new Subscription(outlet, feed.topic, terms)
@@ -310,13 +321,14 @@ export class Hub {
     return new Map(offsets.map(o => [o.partition, BigInt(o.low)]))
   }
 
-  async #feed (topic: string): Promise<TopicFeed> {
+  /** The topic's feed, started if it is not running; `gap`: where the resume that starts it begins (#backfill). */
+  async #feed (topic: string, gap?: Positions): Promise<TopicFeed> {
     let feed = this.#feeds.get(topic)
     if (!feed) {
       const created = new TopicFeed(topic, this.windows.window(topic, this.#windowBoundsOf(topic)))
       feed = created
       this.#feeds.set(topic, created)
-      created.ready = this.#startFeed(created).catch(err => {
+      created.ready = this.#startFeed(created, gap).catch(err => {
         if (this.#feeds.get(topic) === created) this.#feeds.delete(topic)
         created.window.close()
         throw err
@@ -345,10 +357,12 @@ export class Hub {
     }
   }
 
-  async #startFeed (feed: TopicFeed): Promise<void> {
+  async #startFeed (feed: TopicFeed, gap?: Positions): Promise<void> {
     // The live position is fixed here: the reader starts at today's end of each
     // partition (topics started in the same tick share one Metadata and one
     // ListOffsets request). Partitions added later start at their beginning: all of them is new.
+    // A feed a resume starts reads the resume's gap into its window first (#backfill), from the
+    // ends read before it, and the reader starts at those ends.
     const reader = this.#kafka.reader({
       topic: feed.topic,
       followNewPartitions: true,
@@ -360,7 +374,19 @@ export class Hub {
     feed.consumer = reader
     let start: Map<number, bigint>
     try {
-      start = await reader.start('latest')
+      if (gap && gap.size > 0) {
+        const ends = await this.#topicOffsets(feed.topic)
+        start = new Map(ends.map(o => [o.partition, BigInt(o.high)]))
+        const wanted = new Map<number, bigint>()
+        for (const o of ends) {
+          const from = gap.get(o.partition)
+          if (from !== undefined && from >= BigInt(o.low) && from < BigInt(o.high)) wanted.set(o.partition, from)
+        }
+        if (wanted.size > 0) await this.#backfill(feed, wanted, start)
+        await reader.start(start)
+      } else {
+        start = await reader.start('latest')
+      }
     } catch (err) {
       feed.consumer = undefined
       await reader.stop()
@@ -370,9 +396,64 @@ export class Hub {
     for (const [partition, high] of start) {
       feed.live.set(partition, high)
       feed.high.set(partition, high)
+      // a partition backfilled holds its window already, up to `high`
       feed.window.open(partition, high)
     }
     this.#log.debug({ topic: feed.topic, node: this.#nodeId }, 'hub reader started')
+  }
+
+  /**
+   * Reads [from, end) of each partition of `wanted` into the feed's window before the live reader
+   * starts at `ends`, so that the resume that starts the feed, and every resume from there on that
+   * arrives meanwhile, is a window replay. Without it each of them read its gap with a catch-up
+   * reader of its own: a node that took over 5,000 clients of a topic it did not serve started
+   * 5,000 readers on Kafka for the same record, and took 2.3-2.6 s to have them all live against
+   * 2.0 s without (bench/drain-resume.ts, cold rounds). A partition not read up to its end within
+   * backfillTimeoutMs (a slow broker, a log that ends in transaction markers, which come as no
+   * record) starts its window at its end instead, as before, and its resumes read from Kafka.
+   */
+  async #backfill (feed: TopicFeed, wanted: Positions, ends: Map<number, bigint>): Promise<void> {
+    const pending = new Map(wanted)
+    for (const [p, from] of wanted) feed.window.open(p, from)
+    let done = false
+    let finish!: () => void
+    const finished = new Promise<void>(resolve => {
+      finish = () => {
+        done = true
+        resolve()
+      }
+    })
+    const filler = this.#kafka.reader({
+      topic: feed.topic,
+      onBatch: batch => {
+        if (done) return
+        const p = batch.partition
+        const end = ends.get(p)
+        if (end === undefined || !pending.has(p)) return
+        const offsets = offsetsOf(batch)
+        let n = 0
+        while (n < offsets.length && offsets[n]! < end) n++
+        if (n > 0) feed.window.append(p, n === offsets.length ? batch.records : batch.records.slice(0, n), n === offsets.length ? offsets : offsets.slice(0, n))
+        if (n < offsets.length || (n > 0 && offsets[n - 1]! + 1n >= end)) pending.delete(p)
+        if (pending.size === 0) finish()
+      },
+      onError: err => {
+        this.#log.warn({ err, topic: feed.topic }, 'window backfill failed')
+        finish()
+      }
+    })
+    const timer = setTimeout(finish, this.#backfillTimeoutMs)
+    try {
+      await filler.start(wanted)
+      await finished
+    } finally {
+      clearTimeout(timer)
+      // stopping inside the batch handler would wait for it: after it
+      setImmediate(() => { filler.stop().catch(() => {}) })
+    }
+    for (const p of pending.keys()) feed.window.restart(p, ends.get(p)!)
+    if (pending.size === 0) this.stats.backfills++
+    else this.stats.backfillsCut++
   }
 
   #stopFeed (feed: TopicFeed): void {

@@ -27,10 +27,12 @@ export interface HubPluginOptions {
   topicRefreshMs?: number
   /** each live feed's window of recent records, which resumes inside it are served from (HubOptions.window) */
   window?: HubOptions['window']
+  /** HubOptions.backfillTimeoutMs (tests) */
+  backfillTimeoutMs?: number
 }
 
 async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Promise<void> {
-  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, topicRefreshMs: opts.topicRefreshMs, window: opts.window, logger: fastify.log.child({ component: 'hub' }) })
+  const hub = new Hub({ kafka: fastify.kafka, nodeId: opts.nodeId, graceMs: opts.graceMs, metadataMaxAgeMs: opts.metadataMaxAgeMs, topicRefreshMs: opts.topicRefreshMs, window: opts.window, backfillTimeoutMs: opts.backfillTimeoutMs, logger: fastify.log.child({ component: 'hub' }) })
   fastify.decorate('hub', hub)
 
   // Counters are read from the hub's plain numbers at scrape time: the hot path does no metric calls.
@@ -46,6 +48,8 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   counter('sluice_hub_evictions_total', 'Sockets closed with 4008 for being too slow', () => stats.evictions)
   counter('sluice_hub_lagging_total', 'lagging notices sent', () => stats.laggingNotices)
   counter('sluice_hub_catchups_total', 'Catch-up readers started (resume from a cursor or earliest)', () => stats.catchUps)
+  counter('sluice_hub_window_backfills_total', 'Topic feeds started by a resume that read its gap into the window first, so that the resumes behind it replay from memory', () => stats.backfills)
+  counter('sluice_hub_window_backfills_cut_total', 'The same, where a partition was not read to its end within the time allowed: its resumes read from Kafka', () => stats.backfillsCut)
   counter('sluice_hub_window_replays_total', 'Resumes and earliest served from a topic\'s window of recent records, with no Kafka reader (or with one only for what the window let go meanwhile)', () => stats.windowReplays)
   const gauge = (name: string, help: string, read: () => number) => new Gauge({
     name,

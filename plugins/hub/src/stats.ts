@@ -9,6 +9,10 @@ export interface HubStats {
   catchUps: number
   /** resumes and `earliest` served from a feed's window, wholly or in part */
   windowReplays: number
+  /** feeds a resume started that read its gap into their window first, whole (hub.ts #backfill) */
+  backfills: number
+  /** the same, where a partition was not read to its end in time: its resumes read from Kafka */
+  backfillsCut: number
   groupSessions: number
 }
 
@@ -22,5 +26,5 @@ export interface TopicLag {
 }
 
 export function newStats (): HubStats {
-  return { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, windowReplays: 0, groupSessions: 0 }
+  return { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, windowReplays: 0, backfills: 0, backfillsCut: 0, groupSessions: 0 }
 }

@@ -555,6 +555,17 @@ export class TopicWindow {
     for (const ring of this.#rings.values()) this.#expire(ring, now)
   }
 
+  /**
+   * Starts a partition's window over at `at`, empty: what it held goes. For a backfill that did not
+   * reach the live feed's start (hub.ts), before the live feed appends anything to the partition.
+   */
+  restart (partition: number, at: bigint): void {
+    const ring = this.#rings.get(partition)
+    if (ring) while (ring.size > 0) this.#evict(ring)
+    this.#rings.delete(partition)
+    this.open(partition, at)
+  }
+
   /** The feed stopped: everything goes. */
   close (): void {
     if (this.#closed) return
