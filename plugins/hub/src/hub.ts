@@ -374,8 +374,8 @@ export class Hub {
     feed.consumer = reader
     let start: Map<number, bigint>
     try {
-      if (gap && gap.size > 0) {
-        const ends = await this.#topicOffsets(feed.topic)
+      const ends = gap && gap.size > 0 ? await this.#backfillEnds(feed.topic) : undefined
+      if (gap && ends) {
         start = new Map(ends.map(o => [o.partition, BigInt(o.high)]))
         const wanted = new Map<number, bigint>()
         for (const o of ends) {
@@ -400,6 +400,24 @@ export class Hub {
       feed.window.open(partition, high)
     }
     this.#log.debug({ topic: feed.topic, node: this.#nodeId }, 'hub reader started')
+  }
+
+  /**
+   * The partitions' ends and starts for a backfill, or undefined when Kafka does not give them
+   * within backfillTimeoutMs (a leader being elected, a broker down: counted as a backfill cut
+   * short): the feed then starts as it does without one, its reader waiting out the election.
+   */
+  async #backfillEnds (topic: string): Promise<PartitionOffsets[] | undefined> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<undefined>(resolve => { timer = setTimeout(() => resolve(undefined), this.#backfillTimeoutMs) })
+    const asked = this.#kafka.topicOffsets(topic).catch((err: unknown) => {
+      this.#log.debug({ err, topic }, 'no offsets for a window backfill: the feed starts without one')
+      return undefined
+    })
+    const ends = await Promise.race([asked, late])
+    clearTimeout(timer)
+    if (!ends) this.stats.backfillsCut++
+    return ends
   }
 
   /**
