@@ -141,15 +141,20 @@ async function resumeAll (t: Test, url: string, topic: string, cursor: string, c
   return clients
 }
 
-test('resumes that start a topic\'s feed: the feed reads their gap into its window first, and each is a window replay', async t => {
-  const topic = unique('resume-backfill')
-  // room for a loaded machine: this test is about the path, the cut-short one below about the fallback
-  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs: 10_000 })
+/** A node that does not serve a topic of 40 records yet; resumes from offset 10 of both partitions have a gap of 20 */
+async function coldNode (t: Test, name: string, backfillTimeoutMs: number) {
+  const topic = unique(name)
+  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs })
   t.teardown(() => app.close())
   await kafka.ensureTopics([{ topic, partitions: 2 }])
   await kafka.produceBatch(topic, Array.from({ length: 40 }, (_v, i) => ({ value: JSON.stringify({ n: i }), partition: i % 2 })))
-  const cursor = `${topic}@0:10,1:10`
   const gap = Array.from({ length: 2 }, (_v, p) => Array.from({ length: 10 }, (_w, i) => `${p}:${10 + i}`)).flat().sort()
+  return { app, url, kafka, topic, cursor: `${topic}@0:10,1:10`, gap }
+}
+
+test('resumes that start a topic\'s feed: the feed reads their gap into its window first, and each is a window replay', async t => {
+  // room for a loaded machine: this test is about the path, the cut-short one below about the fallback
+  const { app, url, kafka, topic, cursor, gap } = await coldNode(t, 'resume-backfill', 10_000)
   const clients = await resumeAll(t, url, topic, cursor, 20, 20)
   t.equal(app.hub.stats.backfills, 1, 'one backfill: the feed the first resume started')
   t.equal(app.hub.stats.catchUps, 0, 'no catch-up reader on Kafka for 20 resumes that arrived together')
@@ -169,14 +174,9 @@ test('resumes that start a topic\'s feed: the feed reads their gap into its wind
 })
 
 test('a backfill cut short: the window starts at the feed\'s start, and the resumes read their gap from Kafka, exactly', async t => {
-  const topic = unique('resume-backfill-cut')
-  // no time at all: the timer fires before the fetch is answered
-  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs: 0 })
-  t.teardown(() => app.close())
-  await kafka.ensureTopics([{ topic, partitions: 2 }])
-  await kafka.produceBatch(topic, Array.from({ length: 40 }, (_v, i) => ({ value: JSON.stringify({ n: i }), partition: i % 2 })))
-  const gap = Array.from({ length: 2 }, (_v, p) => Array.from({ length: 10 }, (_w, i) => `${p}:${10 + i}`)).flat().sort()
-  const clients = await resumeAll(t, url, topic, `${topic}@0:10,1:10`, 5, 20)
+  // no time at all: the timer fires before Kafka answers
+  const { app, url, topic, cursor, gap } = await coldNode(t, 'resume-backfill-cut', 0)
+  const clients = await resumeAll(t, url, topic, cursor, 5, 20)
   t.equal(app.hub.stats.backfillsCut, 1)
   t.equal(app.hub.stats.backfills, 0)
   t.equal(app.hub.stats.catchUps, 5, 'each resume read its gap from Kafka, as before the backfill')
