@@ -9,7 +9,7 @@ import sessions from '@sluice/sessions'
 import metrics from '@sluice/metrics'
 import kafkaPlugin from '@sluice/kafka-plugin'
 import { KafkaClient } from '@sluice/kafka'
-import hub from '@sluice/hub'
+import hub, { type HubPluginOptions } from '@sluice/hub'
 import stream, { selectProtocol } from '@sluice/stream'
 import type { SessionLimits } from '@sluice/sessions'
 import type { Identity } from '@sluice/protocol/identity'
@@ -39,6 +39,8 @@ export interface StreamAppOptions {
   identity?: Identity
   /** the hub's backfillTimeoutMs (a suite on a loaded machine gives it room) */
   backfillTimeoutMs?: number
+  /** the hub's window bounds (HubOptions.window) */
+  window?: HubPluginOptions['window']
 }
 
 export async function streamApp (options: StreamAppOptions = {}): Promise<{ app: FastifyInstance, url: string, kafka: KafkaClient }> {
@@ -52,7 +54,7 @@ export async function streamApp (options: StreamAppOptions = {}): Promise<{ app:
   app.addHook('onRequest', async request => { request.identity = identity })
   // metadata every 2 s: the new-partition suite waits for it
   // topic list every 300 ms: the pattern suite waits for new topics
-  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000, topicRefreshMs: 300, backfillTimeoutMs: options.backfillTimeoutMs })
+  await app.register(hub, { nodeId: options.nodeId ?? 'test', graceMs: 200, metadataMaxAgeMs: 2000, topicRefreshMs: 300, backfillTimeoutMs: options.backfillTimeoutMs, window: options.window })
   await app.register(websocket, { options: { maxPayload: 1024 * 1024, perMessageDeflate: false, handleProtocols: selectProtocol } })
   await app.register(stream, { access: options.access ?? allowAll(), limits: options.limits, keepaliveMs: options.keepaliveMs })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })

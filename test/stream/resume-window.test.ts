@@ -142,9 +142,9 @@ async function resumeAll (t: Test, url: string, topic: string, cursor: string, c
 }
 
 /** A node that does not serve a topic of 40 records yet; resumes from offset 10 of both partitions have a gap of 20 */
-async function coldNode (t: Test, name: string, backfillTimeoutMs: number) {
+async function coldNode (t: Test, name: string, backfillTimeoutMs: number, windowBytes?: number) {
   const topic = unique(name)
-  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs })
+  const { app, url, kafka } = await streamApp({ access: allowAll(), backfillTimeoutMs, window: windowBytes === undefined ? undefined : { maxBytes: windowBytes } })
   t.teardown(() => app.close())
   await kafka.ensureTopics([{ topic, partitions: 2 }])
   await kafka.produceBatch(topic, Array.from({ length: 40 }, (_v, i) => ({ value: JSON.stringify({ n: i }), partition: i % 2 })))
@@ -180,6 +180,18 @@ test('a backfill cut short: the window starts at the feed\'s start, and the resu
   t.equal(app.hub.stats.backfillsCut, 1)
   t.equal(app.hub.stats.backfills, 0)
   t.equal(app.hub.stats.catchUps, 5, 'each resume read its gap from Kafka, as before the backfill')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  for (const c of clients) t.same(c.messages().map(key).sort(), gap, 'exactly the gap')
+})
+
+test('a gap larger than the window: the backfill stops once the window lets go of its start, and the resumes read from Kafka, exactly', async t => {
+  // the cursor is the client's: a gap back to the log's start is read no further than the window's bytes.
+  // 1 KiB holds a few of the 20 records of the gap, with their frames
+  const { app, url, topic, cursor, gap } = await coldNode(t, 'resume-backfill-outgrown', 10_000, 1024)
+  const clients = await resumeAll(t, url, topic, cursor, 3, 20)
+  t.equal(app.hub.stats.backfillsCut, 1, 'cut: the gap outgrew the window')
+  t.equal(app.hub.stats.backfills, 0)
+  t.equal(app.hub.stats.catchUps, 3, 'each resume read its gap from Kafka')
   await new Promise(resolve => setTimeout(resolve, 300))
   for (const c of clients) t.same(c.messages().map(key).sort(), gap, 'exactly the gap')
 })

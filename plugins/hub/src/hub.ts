@@ -428,10 +428,14 @@ export class Hub {
    * 5,000 readers on Kafka for the same record, and took 2.3-2.6 s to have them all live against
    * 2.0 s without (bench/drain-resume.ts, cold rounds). A partition not read up to its end within
    * backfillTimeoutMs (a slow broker, a log that ends in transaction markers, which come as no
-   * record) starts its window at its end instead, as before, and its resumes read from Kafka.
+   * record) starts its window at its end instead, as before, and its resumes read from Kafka. So
+   * does one whose gap the window cannot hold (it let go of the gap's start): the cursor is the
+   * client's, and a gap back to the log's start must not be read further than the window's bytes.
    */
   async #backfill (feed: TopicFeed, wanted: Positions, ends: Map<number, bigint>): Promise<void> {
     const pending = new Map(wanted)
+    // partitions given up before the end: the gap is larger than the window holds
+    const outgrown = new Set<number>()
     for (const [p, from] of wanted) feed.window.open(p, from)
     let done = false
     let finish!: () => void
@@ -452,7 +456,11 @@ export class Hub {
         let n = 0
         while (n < offsets.length && offsets[n]! < end) n++
         if (n > 0) feed.window.append(p, n === offsets.length ? batch.records : batch.records.slice(0, n), n === offsets.length ? offsets : offsets.slice(0, n))
-        if (n < offsets.length || (n > 0 && offsets[n - 1]! + 1n >= end)) pending.delete(p)
+        if (!feed.window.covers(p, wanted.get(p)!)) {
+          pending.delete(p)
+          outgrown.add(p)
+          filler.pause([p])
+        } else if (n < offsets.length || (n > 0 && offsets[n - 1]! + 1n >= end)) pending.delete(p)
         if (pending.size === 0) finish()
       },
       onError: err => {
@@ -469,8 +477,8 @@ export class Hub {
       // stopping inside the batch handler would wait for it: after it
       setImmediate(() => { filler.stop().catch(() => {}) })
     }
-    for (const p of pending.keys()) feed.window.restart(p, ends.get(p)!)
-    if (pending.size === 0) this.stats.backfills++
+    for (const p of [...pending.keys(), ...outgrown]) feed.window.restart(p, ends.get(p)!)
+    if (pending.size === 0 && outgrown.size === 0) this.stats.backfills++
     else this.stats.backfillsCut++
   }
 

@@ -11,7 +11,7 @@ export interface HubStats {
   windowReplays: number
   /** feeds a resume started that read its gap into their window first, whole (hub.ts #backfill) */
   backfills: number
-  /** the same, where a partition was not read to its end in time: its resumes read from Kafka */
+  /** the same, where a partition was not read to its end in time, or its gap outgrew the window: its resumes read from Kafka */
   backfillsCut: number
   groupSessions: number
 }
