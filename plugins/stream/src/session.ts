@@ -154,14 +154,14 @@ export class StreamSession extends SocketSession {
 
   async #subscribe (op: SubscribeOp, parsed?: Cursor): Promise<void> {
     if (this.#groupId !== undefined) throw new GroupModeError()
+    // parsed once, for the patterns and the names alike (at open, the upgrade's check parsed it already)
+    const cursor = parsed ?? (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest' ? parseCursor(op.from) : undefined)
     const patterns = op.topics.filter(isTopicPattern)
     if (patterns.length > 0) {
-      await this.#subscribePatterns(op, patterns, parsed)
+      await this.#subscribePatterns(op, patterns, cursor)
       if (patterns.length === op.topics.length) return
       op = { ...op, topics: op.topics.filter(topic => !isTopicPattern(topic)) }
     }
-    let cursor: Cursor | undefined
-    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parsed ?? parseCursor(op.from)
     const decisions = new Map<string, AccessDecision & { allowed: true }>()
     for (const topic of op.topics) {
       const decision = this.#authorize('subscribe', topic)
@@ -203,7 +203,7 @@ export class StreamSession extends SocketSession {
    * pattern). Topics the policy does not grant are skipped, not refused: a
    * pattern is a wish, each topic is authorized on its own.
    */
-  async #subscribePatterns (op: SubscribeOp, patterns: string[], parsed?: Cursor): Promise<void> {
+  async #subscribePatterns (op: SubscribeOp, patterns: string[], cursor: Cursor | undefined): Promise<void> {
     const fresh = patterns.filter(p => !this.#patterns.has(p))
     if (this.#patterns.size + fresh.length > MAX_PATTERNS) {
       throw new BadRequestError(`a socket may hold at most ${MAX_PATTERNS} topic patterns (it has ${this.#patterns.size})`)
@@ -215,8 +215,6 @@ export class StreamSession extends SocketSession {
     }
     // watch before listing: a topic created after the list was read is reported to the watcher
     this.#unwatch ??= this.deps.hub.watchTopics(added => { this.#topicsAppeared(added) })
-    let cursor: Cursor | undefined
-    if (op.from !== undefined && op.from !== 'latest' && op.from !== 'earliest') cursor = parsed ?? parseCursor(op.from)
     const names = await this.deps.hub.topicNames()
     const matched: string[] = []
     const starts: Cursor = new Map()
