@@ -27,3 +27,18 @@ export function countWrites (server: Server): (clientPort: number) => number | u
 export function clientPort (ws: WebSocket): number {
   return (ws as unknown as { _socket: Socket })._socket.localPort!
 }
+
+/** From now on, counts the writes made on one socket (a client's, to Redis say); stops at the test's end. */
+export function countSocketWrites (t: { teardown (fn: () => void): void }, socket: Socket): () => number {
+  let writes = 0
+  const own = socket as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>
+  const originals = { _write: own._write!, _writev: own._writev! }
+  for (const name of ['_write', '_writev'] as const) {
+    own[name] = function (this: unknown, ...args: unknown[]) {
+      writes++
+      return originals[name].apply(this, args)
+    }
+  }
+  t.teardown(() => { own._write = originals._write; own._writev = originals._writev })
+  return () => writes
+}

@@ -31,6 +31,14 @@ export interface LimiterStats {
 export type Refused = { ok: false, limit: LimitName | 'unavailable', retryAfterMs: number }
 
 // a concurrent-connection refusal has no natural wait: 5 s is a polite reconnect back-off
+// A refresh writes this many records as one decision: the node's connection counts (connections.ts) and its
+// idle leases' records (delivery-limits.ts). One put each was 5,000 decisions (625 script calls) every 10 s
+// on a node holding 5,000 subjects, and a tick that fell inside a drain's burst of resumes added them to it
+// (bench/drain-resume.ts: 4,440 refresh puts on node B against 5,000 connects). A put is a few HSETs in Lua,
+// so 64 of them hold Redis for well under a millisecond; a failed one loses only its chunk's renewals until
+// the next tick.
+export const REFRESH_CHUNK = 64
+
 export const CONNECTION_RETRY_MS = 5000
 // a limit of 0 never refills: ask again in a minute (a policy reload may have raised it)
 const NEVER_RETRY_MS = 60_000

@@ -98,7 +98,7 @@ export class RateLimiter {
     this.now = options.now ?? Date.now
     this.node = `${options.nodeId ?? 'node'}:${randomUUID().slice(0, 8)}`
     this.#redis = options.redis
-    this.#shared = options.redis ? new RedisLimitStore(options.redis) : undefined
+    this.#shared = options.redis ? new RedisLimitStore(options.redis, flush => this.atTurnEnd(flush)) : undefined
     this.#local = new MemoryLimitStore(this.now)
     this.#prefix = options.prefix ?? gatewayDefaults.rateLimit.prefix
     this.#timeoutMs = options.decisionTimeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS

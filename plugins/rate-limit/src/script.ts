@@ -306,10 +306,9 @@ export function defineLimitCommand (redis: Redis): void {
 // A decision per script call cost the gateway more than the script cost Redis: at 5,000 clients resuming at
 // once after a drain, 10,000 calls (a connection decision and a first delivery lease each) were 11 % of the
 // node's CPU (bench/drain-resume.ts, profile), most of it in ioredis building, timing and parsing each
-// command. So the decisions asked while a call is in flight leave together, as one call ('batch'), at the
-// end of the callback that asked them (or when the call returns): each is still decided alone and
-// atomically, in the order asked, on the one Redis every node shares. An idle store sends a decision at
-// once (no added wait). At most this many go in one call: with 32, two of three profiled drain runs of B
+// command. So the decisions asked in a turn leave together, as one call ('batch'), once MAX_BATCH are
+// queued or in the turn's check phase: each is still decided alone and
+// atomically, in the order asked, on the one Redis every node shares. At most this many go in one call: with 32, two of three profiled drain runs of B
 // (5,000 warm, load 1.4-2.9) had 1,486 and 1,761 decisions time out and fall back to local buckets (each
 // waits for its whole call's Lua); with 8 (two runs) and with no batching (one), none. Redis spends 25-55 µs
 // of Lua on a decision (INFO commandstats, load 10)
@@ -324,16 +323,20 @@ interface Queued {
 
 export class RedisLimitStore implements LimitStore {
   readonly #redis: Redis
+  readonly #atTurnEnd: (flush: () => void) => void
   #queue: Queued[] = []
-  /** calls sent and not answered (more than one when a turn's decisions leave before the last call returned) */
-  #inFlight = 0
   #scheduled = false
   #corked = 0
   /** script calls made (tests read it) */
   calls = 0
 
-  constructor (redis: Redis) {
+  /**
+   * `atTurnEnd` runs a flush in this turn's check phase, with the turn's other Redis flushes in one
+   * write (RateLimiter.atTurnEnd); without it, a flush of its own in the check phase.
+   */
+  constructor (redis: Redis, atTurnEnd: (flush: () => void) => void = flush => setImmediate(flush)) {
     this.#redis = redis
+    this.#atTurnEnd = atTurnEnd
     defineLimitCommand(redis)
   }
 
@@ -369,15 +372,18 @@ export class RedisLimitStore implements LimitStore {
     return new Promise((resolve, reject) => {
       this.#queue.push({ keys, args, resolve, reject })
       if (this.#corked > 0) return
-      if (!this.#inFlight) this.#send()
+      if (this.#queue.length >= MAX_BATCH) this.#send()
       else if (!this.#scheduled) {
-        // at the end of the callback that asked, before the loop reads its next event: no later than a call of
-        // its own would have left. Waiting for the turn's check phase (setImmediate) measured worse: a poll phase
-        // busy with a burst of upgrades held decisions back past their timeout (1,288 of 5,000 resumes fell
-        // back to local buckets in one drain run, load 12). The decisions one callback asks still go together:
-        // a batch's answer resumes its upgrades in one callback, and their sessions' first leases with them
+        // The rest waits for a full batch or this turn's check phase, with the turn's other Redis calls in
+        // one write. In a burst of resumes each upgrade is a callback of its own, and Redis answers a call
+        // before the node reads the next upgrade, so each session's first delivery lease was a call and a
+        // write of its own when idle stores sent at once (5,568 calls for a drain of 5,000 on one node, their
+        // writes alone 9 % of its busy main thread: bench/drain-resume.ts --profile). A lone decision waits
+        // at most for the poll phase that asked it; a full batch leaves at once, so a poll phase busy with a
+        // burst of upgrades does not hold its decisions back (waiting for the check phase with no bound had
+        // 1,288 of 5,000 resumes time out to local buckets in one drain run at load 12).
         this.#scheduled = true
-        queueMicrotask(this.#sendQueued)
+        this.#atTurnEnd(this.#sendQueued)
       }
     })
   }
@@ -397,15 +403,10 @@ export class RedisLimitStore implements LimitStore {
   }
 
   #sendBatch (queue: Queued[]): void {
-    this.#inFlight++
     this.calls++
-    const done = (): void => {
-      this.#inFlight--
-      if (this.#inFlight === 0 && this.#corked === 0) this.#send()
-    }
     if (queue.length === 1) {
       const { keys, args, resolve, reject } = queue[0]!
-      this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(reply => { done(); resolve(reply) }, (err: Error) => { done(); reject(err) })
+      this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(resolve, reject)
       return
     }
     const keys: string[] = []
@@ -416,7 +417,6 @@ export class RedisLimitStore implements LimitStore {
       for (const arg of q.args) args.push(arg)
     }
     this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(replies => {
-      done()
       const answers = replies as unknown as unknown[]
       queue.forEach((q, i) => {
         const answer = answers[i]
@@ -424,7 +424,6 @@ export class RedisLimitStore implements LimitStore {
         else q.resolve(answer)
       })
     }, (err: Error) => {
-      done()
       for (const q of queue) q.reject(err)
     })
   }

@@ -3,13 +3,16 @@
 // resumes (a connection decision and a first delivery lease each, every one
 // on its own subject) were 10,000 script calls, 11 % of the node's CPU.
 // Real Redis; the limiter as the gateway makes it.
+import type { Socket } from 'node:net'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { PlanLimits } from '@sluice/policy'
+import { REFRESH_CHUNK } from '../src/decision.ts'
 import { RateLimiter } from '../src/limiter.ts'
 import { MAX_BATCH, RedisLimitStore } from '../src/script.ts'
 import type { RateBucket, SlotBucket } from '../src/token-bucket.ts'
 import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
+import { countSocketWrites } from '../../../test/harness/writes.ts'
 
 // a key prefix of this suite's own: suites sharing the run's Redis never meet
 const prefix = (): string => unique('rl-suite') + ':'
@@ -58,6 +61,86 @@ test('takes asked at once leave in a few calls, and each is decided alone, in or
   t.equal(store.calls, calls())
   const level = await redis.hget(buckets[1]!.key, 't')
   t.ok(Number(level) >= 1 && Number(level) < 1.5, `each bucket written as its own call would (${level} left of 3)`)
+})
+
+test('decisions asked in separate callbacks of one turn (a burst of upgrades, one callback each) leave MAX_BATCH a call, in few writes', async t => {
+  const redis = client(t)
+  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch' })
+  t.teardown(() => limiter.close())
+  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const calls = counted(redis)
+  const writes = countSocketWrites(t, redis.stream as Socket)
+  const plan = { name: 'test', limits: LIMITS }
+  const subjects = Array.from({ length: 80 }, () => unique('burst'))
+  // each lease asked in a callback of its own, all in one check phase: microtasks run between them, as
+  // they run between the data events of the upgrades a poll phase reads
+  const leases = await new Promise<Array<ReturnType<typeof limiter.lease>>>(resolve => {
+    const asked: Array<ReturnType<typeof limiter.lease>> = []
+    for (const s of subjects) {
+      setImmediate(() => {
+        asked.push(limiter.lease(s, plan.name, () => LIMITS))
+        if (asked.length === subjects.length) resolve(asked)
+      })
+    }
+  })
+  await Promise.all(leases.map(l => l.primed))
+  t.ok(leases.every(l => l.messages === 50 && l.grantedBy === 'redis'), 'every lease holds its 50, from Redis')
+  // the first leaves at once (the store is idle), the rest in full batches and the turn's remainder
+  const most = 1 + Math.ceil(79 / MAX_BATCH) + 1
+  t.ok(calls() <= most, `${calls()} script calls for 80 leases asked in 80 callbacks (at most ${most})`)
+  t.ok(writes() <= most, `${writes()} writes to Redis for them`)
+  t.equal(limiter.stats.redisErrors, 0)
+  const msg = Number(await redis.hget(limiter.key(subjects[40]!, 'test', 'msg'), 't'))
+  t.ok(msg >= 50 && msg < 52, `50 of the subject's 100 per-second tokens leased (${msg} left)`)
+})
+
+test('a refresh writes many subjects\' counts a decision: 200 connections kept past their TTL in a few calls a tick', async t => {
+  const redis = client(t)
+  // a TTL of 900 ms: refreshed every 300 ms
+  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch', connectionTtlMs: 900 })
+  t.teardown(() => limiter.close())
+  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const plan = { name: 'test', limits: LIMITS }
+  const subjects = Array.from({ length: 200 }, () => unique('held'))
+  const decided = await Promise.all(subjects.map(s => limiter.acquire(s, plan)))
+  t.ok(decided.every(d => d.ok), '200 connections')
+  const calls = counted(redis)
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  // ~6 ticks; each writes 200 counts as ceil(200 / REFRESH_CHUNK) = 4 puts, which leave in one call
+  const ticks = Math.ceil(2000 / 300) + 1
+  t.ok(calls() <= ticks * Math.ceil(Math.ceil(200 / REFRESH_CHUNK) / MAX_BATCH), `${calls()} script calls in 2 s of refreshes (with a put a subject: about ${ticks * 25})`)
+  t.ok(calls() >= 3, `and the counts were refreshed (${calls()} calls)`)
+  // more than twice the TTL since they connected: each count is still there because the refreshes wrote it
+  for (const s of [subjects[0]!, subjects[100]!, subjects[199]!]) {
+    const slots = await redis.hgetall(limiter.key(s, 'test', 'conn'))
+    t.same(Object.values(slots).map(v => v.split('|')[0]), ['1'], 'the subject\'s one slot, held by this node')
+  }
+  t.equal(limiter.stats.redisErrors, 0)
+})
+
+test('idle leases\' records are renewed many a decision: 200 held past their TTL in a few calls a tick', async t => {
+  const redis = client(t)
+  // records live 900 ms: renewed every 300 ms while held
+  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch', leaseTtlMs: 900 })
+  t.teardown(() => limiter.close())
+  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const plan = { name: 'test', limits: LIMITS }
+  const subjects = Array.from({ length: 200 }, () => unique('idle'))
+  const leases = subjects.map(s => limiter.lease(s, plan.name, () => LIMITS))
+  await Promise.all(leases.map(l => l.primed))
+  t.ok(leases.every(l => l.messages === 50 && l.grantedBy === 'redis'), '200 leases of 50, from Redis')
+  const calls = counted(redis)
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  const ticks = Math.ceil(2000 / 300) + 1
+  t.ok(calls() <= ticks * Math.ceil(Math.ceil(200 / REFRESH_CHUNK) / MAX_BATCH), `${calls()} script calls in 2 s of renewals (with a put a lease: about ${ticks * 25})`)
+  t.ok(calls() >= 3, `and the records were renewed (${calls()} calls)`)
+  // more than twice the records' TTL: each is still there, holding its 50, because the renewals wrote it
+  for (const s of [subjects[0]!, subjects[100]!, subjects[199]!]) {
+    const day = await redis.hgetall(limiter.key(s, 'test', 'day'))
+    const records = Object.entries(day).filter(([field]) => field.startsWith('l:')).map(([, v]) => Number(v.split('|')[0]))
+    t.same(records, [50], 'the lease\'s record, holding 50')
+  }
+  t.equal(limiter.stats.redisErrors, 0)
 })
 
 test('a decision that fails in a batch fails alone', async t => {

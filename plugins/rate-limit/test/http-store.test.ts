@@ -3,12 +3,14 @@
 // counted (the store no longer loads the plugin's private files). With Redis
 // (real): the counts of one turn, over every key, leave in few script calls,
 // and each request still gets its own place in its key's window.
+import type { Socket } from 'node:net'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { FastifyRateLimitStore } from '@fastify/rate-limit'
 import { httpStore, MAX_KEYS_PER_CALL } from '../src/http-store.ts'
 import { RateLimiter } from '../src/limiter.ts'
 import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
+import { countSocketWrites } from '../../../test/harness/writes.ts'
 
 type Counted = { current: number, ttl: number }
 
@@ -127,16 +129,7 @@ test('with Redis: a turn\'s HTTP counts and connects leave in one write to Redis
   const plan = { name: 'test', limits: { connections: 10, connectsPerMinute: 100, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100_000, dailyQuota: 1000 } }
   await limiter.acquire(unique('warm'), plan)
   // the writes on the client's socket to Redis from here on: each a syscall
-  let writes = 0
-  const own = redis.stream as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>
-  const originals = { _write: own._write!, _writev: own._writev! }
-  for (const name of ['_write', '_writev'] as const) {
-    own[name] = function (this: unknown, ...args: unknown[]) {
-      writes++
-      return originals[name].apply(this, args)
-    }
-  }
-  t.teardown(() => { own._write = originals._write; own._writev = originals._writev })
+  const writes = countSocketWrites(t, redis.stream as Socket)
   // asked in one turn, as a burst of upgrades is read: requests' counts, and connects of requests counted earlier
   const subjects = Array.from({ length: 20 }, () => unique('turn'))
   const [counted, connected] = await Promise.all([
@@ -144,7 +137,7 @@ test('with Redis: a turn\'s HTTP counts and connects leave in one write to Redis
     Promise.all(subjects.map(s => limiter.acquire(s, plan)))
   ])
   t.equal(calls(), 1, 'the counts: one script call')
-  t.equal(writes, 1, 'the counts and the connects: one write to Redis')
+  t.equal(writes(), 1, 'the counts and the connects: one write to Redis')
   t.ok(counted.every(c => c.current === 1 && c.ttl === 60_000), 'each address counted')
   t.ok(connected.every(d => d.ok), 'each connect granted')
   t.equal(limiter.stats.redisErrors, 0)
