@@ -16,9 +16,9 @@
 //          perSecond, ttlMs, node, amount   (S: set this node's slot count;
 //          D: renew a lease, amount = what the node still holds of it)
 //          -> 0
-//   ARGV   'batch', n, then per decision: its number of keys, its number of
-//          arguments, its arguments ('take' or 'put' as above); KEYS: every
-//          decision's keys in turn
+//   ARGV   'batch', n, then per decision: its number of keys, and its
+//          arguments ('take' or 'put' as above) as one JSON array; KEYS:
+//          every decision's keys in turn
 //          -> per decision, its answer as above, or { 'err', message } for
 //             one that failed (it fails alone)
 // A daily bucket's `node` is a delivery lease's id ('' for none), its `ttlMs`
@@ -254,21 +254,19 @@ local function run (K, A)
 end
 
 if ARGV[1] ~= 'batch' then return run(KEYS, ARGV) end
--- many decisions in one call (RedisLimitStore batches those asked while its last call was in flight):
--- each is decided as if it were its own call, in order, and answers in its place
+-- many decisions in one call (RedisLimitStore sends a turn's decisions together): each is decided as if
+-- it were its own call, in order, and answers in its place. A decision's arguments come as one JSON array
 local out = {}
-local a, k = 3, 1
+local k = 1
 for d = 1, tonumber(ARGV[2]) do
-  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local K, A = {}, {}
+  local nk = tonumber(ARGV[1 + 2 * d])
+  local K = {}
   for i = 1, nk do K[i] = KEYS[k + i - 1] end
-  for i = 1, na do A[i] = ARGV[a + 1 + i] end
   -- a decision that fails (a key of another type) fails alone, as its own call would have
-  local done, answer = pcall(run, K, A)
+  local done, answer = pcall(function () return run(K, cjson.decode(ARGV[2 + 2 * d])) end)
   if done then out[d] = answer
   else out[d] = { 'err', type(answer) == 'table' and answer.err or tostring(answer) } end
   k = k + nk
-  a = a + 2 + na
 end
 return out
 `
@@ -404,17 +402,15 @@ export class RedisLimitStore implements LimitStore {
 
   #sendBatch (queue: Queued[]): void {
     this.calls++
-    if (queue.length === 1) {
-      const { keys, args, resolve, reject } = queue[0]!
-      this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(resolve, reject)
-      return
-    }
+    // a decision's arguments as one JSON array, not one Redis argument each: ioredis encodes every argument
+    // of a command on its own, and a batch of 8 leases was ~220 of them. In a drain of 5,000 resumes that
+    // encoding allocated 8 KB a call, and the script path ~130 of the 518 MiB gateway B allocated in the
+    // burst (bench/drain-resume.ts, an allocation profile through the inspector)
     const keys: string[] = []
     const args: Array<string | number> = ['batch', queue.length]
     for (const q of queue) {
       for (const key of q.keys) keys.push(key)
-      args.push(q.keys.length, q.args.length)
-      for (const arg of q.args) args.push(arg)
+      args.push(q.keys.length, JSON.stringify(q.args))
     }
     this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(replies => {
       const answers = replies as unknown as unknown[]

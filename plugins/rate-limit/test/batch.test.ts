@@ -143,6 +143,27 @@ test('idle leases\' records are renewed many a decision: 200 held past their TTL
   t.equal(limiter.stats.redisErrors, 0)
 })
 
+test('a decision\'s arguments reach the script as they were given: a node id with quotes, a backslash and non-ASCII text', async t => {
+  const redis = client(t)
+  const store = new RedisLimitStore(redis)
+  await eventually(() => redis.status === 'ready', 5000, 'Redis connected')
+  const p = prefix()
+  const node = 'node "a"\\b|c:é✓'
+  const slots: SlotBucket = { kind: 'slots', key: `${p}{odd}:conn`, capacity: 2, node, ttlMs: 10_000 }
+  const rate: RateBucket = { kind: 'rate', key: `${p}{odd}:r`, capacity: 10, perSecond: 16.666666666666668 }
+  const [taken, second] = await Promise.all([
+    store.take([{ buckets: [rate, slots], want: 1, min: 1 }]),
+    store.take([{ buckets: [rate, slots], want: 5, min: 1 }])
+  ])
+  t.same(taken.granted, [1])
+  t.same(second.granted, [1], 'the second gets the one slot left of 2')
+  const held = await redis.hgetall(slots.key)
+  t.same(Object.keys(held), [node], 'the slot is held under the node id as given')
+  t.equal(held[node]!.split('|')[0], '2')
+  await store.put([{ bucket: slots, amount: 0, absolute: true }])
+  t.same(await redis.hgetall(slots.key), {}, 'and set to 0 under the same id')
+})
+
 test('a decision that fails in a batch fails alone', async t => {
   const redis = client(t)
   const store = new RedisLimitStore(redis)
