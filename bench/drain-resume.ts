@@ -19,7 +19,11 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--listen-sockets N] [--profile DIR]
-//     [--drop kill|drain] [--addresses N]
+//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR]
+//
+// --alloc-profile DIR samples what each shipped B allocates from the drop to all live (V8's sampling heap
+// profiler through B's inspector, objects the GC already collected included: the churn the GC pays for),
+// writes DIR/<round>.heapprofile (DevTools opens it) and prints the sites that allocated most.
 //
 // --addresses N spreads the clients over N source addresses on loopback (127.1.x.y), as clients on the
 // internet come from many: the gateway's per-address upgrade limit then counts N keys, not one.
@@ -31,7 +35,7 @@
 // (group.initial.rebalance.delay.ms) do not touch any of this.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { Server } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -97,7 +101,53 @@ function ask (child: ChildProcess, msg: Msg, reply: string, timeoutMs = 120_000)
 
 // ---- child: a gateway -----------------------------------------------------------------
 
-async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string): Promise<void> {
+interface HeapNode { callFrame: { functionName: string, url: string, lineNumber: number }, selfSize: number, children: HeapNode[] }
+
+/** V8's sampling heap profiler on another process, through its inspector (collected objects included). */
+function allocationSampler (url: string | undefined): { start (): Promise<void>, stop (): Promise<{ head: HeapNode }> } {
+  if (!url) throw new Error('--alloc-profile: no inspector URL on the gateway\'s stderr')
+  const ws = new WebSocket(url)
+  const opened = new Promise(resolve => ws.once('open', resolve))
+  let id = 0
+  const waiting = new Map<number, (result: Record<string, unknown>) => void>()
+  ws.on('message', data => {
+    const msg = JSON.parse(String(data)) as { id?: number, result?: Record<string, unknown> }
+    if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result ?? {})
+  })
+  const call = async (method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> => {
+    await opened
+    return new Promise(resolve => { waiting.set(++id, resolve); ws.send(JSON.stringify({ id, method, params })) })
+  }
+  return {
+    async start () {
+      await call('HeapProfiler.enable')
+      // a sample every 8 KiB allocated on average, and keep those the GC already collected
+      await call('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+    },
+    async stop () {
+      const { profile } = await call('HeapProfiler.stopSampling') as { profile: { head: HeapNode } }
+      ws.close()
+      return profile
+    }
+  }
+}
+
+/** Bytes a profile sampled, and the sites (function, file, line) that allocated most themselves. */
+function allocationTop (profile: { head: HeapNode }, n = 12): { total: number, top: Array<[string, number]> } {
+  const sites = new Map<string, number>()
+  let total = 0
+  const walk = (node: HeapNode) => {
+    const f = node.callFrame
+    const site = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(plugins|packages|apps)\//, '$1/')}:${f.lineNumber + 1}`
+    total += node.selfSize
+    sites.set(site, (sites.get(site) ?? 0) + node.selfSize)
+    for (const child of node.children) walk(child)
+  }
+  walk(profile.head)
+  return { total, top: [...sites].sort((a, b) => b[1] - a[1]).slice(0, n) }
+}
+
+async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string, allocDir: string): Promise<void> {
   const redisUrl = process.env.REDIS_URL
   if (!redisUrl) throw new Error('--gateway shipped needs REDIS_URL (its connection limits live in Redis)')
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-drain-'))
@@ -121,7 +171,9 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
   // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
   // as `npm start` and the image run it: the shipped V8 flag (docs/performance.md, "Memory"), no IPC, the environment cleared
-  const server = spawn(process.execPath, ['--max-semi-space-size=8', ...profile, GATEWAY_ENTRY, '--config', file], {
+  // --alloc-profile: B's inspector on a port of the kernel's choosing (its URL is on stderr), for the sampler below
+  const inspect = allocDir && !nodeId.startsWith('a-') ? ['--inspect=127.0.0.1:0'] : []
+  const server = spawn(process.execPath, ['--max-semi-space-size=8', ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -139,8 +191,17 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
     if (Date.now() > deadline) throw new Error(`gateway ${nodeId} is not ready after 60 s: ${log}`)
     await new Promise(resolve => setTimeout(resolve, 200))
   }
+  const sampler = inspect.length > 0 ? allocationSampler(/ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.exec(log)?.[0]) : undefined
   process.on('message', (m: Msg) => {
     if (m.type === 'cpu') process.send!({ type: 'cpu', ...procUsage(server.pid!) })
+    if (m.type === 'alloc-start') sampler!.start().then(() => process.send!({ type: 'alloc-start' }))
+    if (m.type === 'alloc-stop') {
+      sampler!.stop().then(profile => {
+        const path = join(allocDir, `${nodeId.split('-')[0]}.heapprofile`)
+        writeFileSync(path, JSON.stringify(profile))
+        process.send!({ type: 'alloc-stop', path, ...allocationTop(profile) })
+      })
+    }
     if (m.type === 'limits') {
       // the limiter's Redis errors and timeouts (each sent that decision to the local fallback for a probe
       // interval: limits per node instead of shared), from the gateway's own /metrics
@@ -411,8 +472,8 @@ function errorsByCode (reports: Msg[]): Record<string, number> {
   return all
 }
 
-async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir, '--upgrade-max', String(upgradeMax), '--run', run])
+async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string, allocDir: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir, '--upgrade-max', String(upgradeMax), '--run', run, '--alloc-profile', allocDir])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
@@ -433,6 +494,7 @@ async function main (): Promise<void> {
       backlog: { type: 'string', default: '0' },
       'listen-sockets': { type: 'string', default: '0' },
       profile: { type: 'string', default: '' },
+      'alloc-profile': { type: 'string', default: '' },
       drop: { type: 'string', default: 'kill' },
       addresses: { type: 'string', default: '1' },
       'upgrade-max': { type: 'string', default: '0' },
@@ -443,7 +505,7 @@ async function main (): Promise<void> {
   if (values.role === 'gateway') {
     if (values.gateway === 'bare') return await bareChild(Number(values.backlog))
     return values.gateway === 'shipped'
-      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile, Number(values['upgrade-max']), values.run)
+      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile, Number(values['upgrade-max']), values.run, values['alloc-profile'])
       : await gatewayChild(brokers, values.node, Number(values.backlog))
   }
   if (values.role === 'clients') return clientsChild()
@@ -503,7 +565,7 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run)
+    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'])
     children.push(current.child)
     servers.push(current.pid)
     const procs: ChildProcess[] = []
@@ -518,7 +580,7 @@ async function main (): Promise<void> {
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run)
+      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'])
       children.push(next.child)
       servers.push(next.pid)
       let holder: WebSocket | undefined
@@ -537,6 +599,11 @@ async function main (): Promise<void> {
       const limits0 = metrics0 ? metrics0.errors as number : NaN
       const tcp0 = tcpCounters()
       const script0 = redis && round !== 'bare' ? await scriptCalls(redis) : undefined
+      const sampling = values['alloc-profile'] && shipped && round !== 'bare'
+      if (sampling) {
+        mkdirSync(values['alloc-profile'], { recursive: true })
+        await ask(next.child, { type: 'alloc-start' }, 'alloc-start')
+      }
       const dropAt = now()
       if (drain) {
         // the drain ends with the server's exit, and its child (which only watches it) goes with it
@@ -558,6 +625,7 @@ async function main (): Promise<void> {
       }
       const allLive = now() - dropAt
       const cpu1 = (await ask(next.child, { type: 'cpu' }, 'cpu'))
+      const allocated = sampling ? await ask(next.child, { type: 'alloc-stop' }, 'alloc-stop') : undefined
       const metrics1 = shipped && round !== 'bare' ? await ask(next.child, { type: 'limits' }, 'limits') : undefined
       const limits1 = metrics1 ? metrics1.errors as number : NaN
       const tcp1 = tcpCounters()
@@ -594,6 +662,11 @@ async function main (): Promise<void> {
         out.push(`   B's hub from the drop to all live: ${(metrics1.catchUps as number) - (metrics0.catchUps as number)} catch-up readers on Kafka, ${(metrics1.replays as number) - (metrics0.replays as number)} replays from the window`)
       }
       out.push(`   machine TCP counters from the drop to all live: ${Object.entries(tcp1).map(([k, v]) => `${k} +${v - tcp0[k]!}`).join(', ')} (listen backlog ${Number(values.backlog) > 0 ? values.backlog : shipped ? 'server.listenBacklog\'s default, 4096' : 'Node\'s default, 511'}${shipped && round !== 'bare' ? `, ${Number(values['listen-sockets']) > 0 ? values['listen-sockets'] : 'server.listenSockets\' default'} listening sockets` : ''})`)
+      if (allocated) {
+        const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1)
+        out.push(`   B's allocations from the drop to all live (sampled, collected ones included): ${mib(allocated.total as number)} MiB, ${((allocated.total as number) / clients / 1024).toFixed(1)} KiB a resume; ${allocated.path as string}; the sites that allocated most:`)
+        for (const [site, bytes] of allocated.top as Array<[string, number]>) out.push(`     ${mib(bytes).padStart(6)} MiB  ${site}`)
+      }
       if (live === clients) {
         allLiveBy.set(round, allLive)
         ownP99By.set(round, pct(ownMs.filter(v => v >= 0), 99))
