@@ -1,0 +1,62 @@
+// A decision on Redis is bounded by the decision timeout, each from when it
+// was asked (limiter.ts keeps one queue and one timer for every decision in
+// flight): behind a link that stops carrying Redis' answers, decisions asked
+// 0, 60, 120 and 180 ms apart each fall back to the local buckets at their own
+// deadline, and decisions answered before the link stopped are not failed.
+// Real Redis, behind a TCP relay this test can stop.
+import { test } from 'tap'
+import { createServer, connect, type Socket } from 'node:net'
+import { Redis } from 'ioredis'
+import type { PlanLimits } from '@sluice/policy'
+import { RateLimiter } from '../src/limiter.ts'
+import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
+
+const TIMEOUT_MS = 250
+const LIMITS: PlanLimits = { connections: 5, connectsPerMinute: 100, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100_000, dailyQuota: 10_000 }
+
+test('each decision falls back at its own deadline when Redis stops answering; answered ones stand', async t => {
+  const target = new URL(redisUrl())
+  // the relay: client -> Redis always; Redis -> client until `hung`
+  let hung = false
+  const sockets: Socket[] = []
+  const relay = createServer(client => {
+    const upstream = connect(Number(target.port || 6379), target.hostname)
+    sockets.push(client, upstream)
+    client.pipe(upstream)
+    upstream.on('data', chunk => { if (!hung) client.write(chunk) })
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  await new Promise<void>(resolve => relay.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of sockets) s.destroy(); relay.close() })
+  const port = (relay.address() as { port: number }).port
+  const redis = new Redis({ host: '127.0.0.1', port, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+  t.teardown(() => redis.disconnect())
+  const limiter = new RateLimiter({ redis, prefix: unique('rl-deadline') + ':', nodeId: 'deadline', decisionTimeoutMs: TIMEOUT_MS, failure: 'fail-open' })
+  t.teardown(() => limiter.close())
+  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const plan = { name: 'test', limits: LIMITS }
+
+  const before = await Promise.all(Array.from({ length: 20 }, () => limiter.acquire(unique('before'), plan)))
+  t.ok(before.every(d => d.ok), 'decided on Redis before the link stops')
+  t.equal(limiter.stats.redisErrors, 0)
+
+  hung = true
+  const t0 = performance.now()
+  const settled: number[] = []
+  const asks = [0, 60, 120, 180].map(async delay => {
+    await new Promise(resolve => setTimeout(resolve, delay))
+    const asked = performance.now() - t0
+    const decided = await limiter.acquire(unique('hung'), plan)
+    settled.push(performance.now() - t0)
+    return { asked, after: performance.now() - t0 - asked, ok: decided.ok }
+  })
+  const results = await Promise.all(asks)
+  for (const r of results) {
+    t.ok(r.ok, 'fail-open: admitted on the local buckets')
+    // its own deadline: the timeout after it was asked, and the turn the answer is given to arrive
+    t.ok(r.after >= TIMEOUT_MS - 5 && r.after < TIMEOUT_MS + 150, `asked at ${r.asked.toFixed(0)} ms, fell back ${r.after.toFixed(0)} ms later (timeout ${TIMEOUT_MS})`)
+  }
+  t.ok(Math.max(...settled) - Math.min(...settled) >= 120, `the four fell back over ${(Math.max(...settled) - Math.min(...settled)).toFixed(0)} ms, as they were asked over 180`)
+  t.ok(limiter.stats.redisErrors >= 1, `counted as Redis errors (${limiter.stats.redisErrors})`)
+})
