@@ -8,7 +8,7 @@ import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { PlanLimits } from '@sluice/policy'
 import { REFRESH_CHUNK } from '../src/decision.ts'
-import { RateLimiter } from '../src/limiter.ts'
+import { RateLimiter, type RateLimiterOptions } from '../src/limiter.ts'
 import { MAX_BATCH, RedisLimitStore } from '../src/script.ts'
 import type { RateBucket, SlotBucket } from '../src/token-bucket.ts'
 import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
@@ -32,6 +32,25 @@ function client (t: Test): Redis {
   const redis = new Redis(redisUrl(), { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   t.teardown(() => redis.disconnect())
   return redis
+}
+
+/** Two seconds of refreshes every 300 ms of 200 records: about a script call a tick, where a put a record made 25. */
+async function refreshCalls (t: Test, redis: Redis, what: string): Promise<void> {
+  const calls = counted(redis)
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  // ~7 ticks; each writes the 200 records as ceil(200 / REFRESH_CHUNK) = 4 puts, which leave in one call
+  const ticks = Math.ceil(2000 / 300) + 1
+  t.ok(calls() <= ticks * Math.ceil(Math.ceil(200 / REFRESH_CHUNK) / MAX_BATCH), `${calls()} script calls in 2 s of refreshing 200 ${what} (a put a record: about ${ticks * 25})`)
+  t.ok(calls() >= 3, `and they were refreshed (${calls()} calls)`)
+}
+
+/** A limiter on the run's Redis as the gateway makes it, once its limits are shared. */
+async function sharedLimiter (t: Test, options: Partial<RateLimiterOptions> = {}): Promise<{ redis: Redis, limiter: RateLimiter }> {
+  const redis = client(t)
+  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch', ...options })
+  t.teardown(() => limiter.close())
+  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  return { redis, limiter }
 }
 
 test('takes asked at once leave in a few calls, and each is decided alone, in order', async t => {
@@ -64,10 +83,7 @@ test('takes asked at once leave in a few calls, and each is decided alone, in or
 })
 
 test('decisions asked in separate callbacks of one turn (a burst of upgrades, one callback each) leave MAX_BATCH a call, in few writes', async t => {
-  const redis = client(t)
-  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch' })
-  t.teardown(() => limiter.close())
-  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const { redis, limiter } = await sharedLimiter(t)
   const calls = counted(redis)
   const writes = countSocketWrites(t, redis.stream as Socket)
   const plan = { name: 'test', limits: LIMITS }
@@ -95,21 +111,13 @@ test('decisions asked in separate callbacks of one turn (a burst of upgrades, on
 })
 
 test('a refresh writes many subjects\' counts a decision: 200 connections kept past their TTL in a few calls a tick', async t => {
-  const redis = client(t)
   // a TTL of 900 ms: refreshed every 300 ms
-  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch', connectionTtlMs: 900 })
-  t.teardown(() => limiter.close())
-  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const { redis, limiter } = await sharedLimiter(t, { connectionTtlMs: 900 })
   const plan = { name: 'test', limits: LIMITS }
   const subjects = Array.from({ length: 200 }, () => unique('held'))
   const decided = await Promise.all(subjects.map(s => limiter.acquire(s, plan)))
   t.ok(decided.every(d => d.ok), '200 connections')
-  const calls = counted(redis)
-  await new Promise(resolve => setTimeout(resolve, 2000))
-  // ~6 ticks; each writes 200 counts as ceil(200 / REFRESH_CHUNK) = 4 puts, which leave in one call
-  const ticks = Math.ceil(2000 / 300) + 1
-  t.ok(calls() <= ticks * Math.ceil(Math.ceil(200 / REFRESH_CHUNK) / MAX_BATCH), `${calls()} script calls in 2 s of refreshes (with a put a subject: about ${ticks * 25})`)
-  t.ok(calls() >= 3, `and the counts were refreshed (${calls()} calls)`)
+  await refreshCalls(t, redis, 'connection counts')
   // more than twice the TTL since they connected: each count is still there because the refreshes wrote it
   for (const s of [subjects[0]!, subjects[100]!, subjects[199]!]) {
     const slots = await redis.hgetall(limiter.key(s, 'test', 'conn'))
@@ -119,21 +127,14 @@ test('a refresh writes many subjects\' counts a decision: 200 connections kept p
 })
 
 test('idle leases\' records are renewed many a decision: 200 held past their TTL in a few calls a tick', async t => {
-  const redis = client(t)
   // records live 900 ms: renewed every 300 ms while held
-  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch', leaseTtlMs: 900 })
-  t.teardown(() => limiter.close())
-  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const { redis, limiter } = await sharedLimiter(t, { leaseTtlMs: 900 })
   const plan = { name: 'test', limits: LIMITS }
   const subjects = Array.from({ length: 200 }, () => unique('idle'))
   const leases = subjects.map(s => limiter.lease(s, plan.name, () => LIMITS))
   await Promise.all(leases.map(l => l.primed))
   t.ok(leases.every(l => l.messages === 50 && l.grantedBy === 'redis'), '200 leases of 50, from Redis')
-  const calls = counted(redis)
-  await new Promise(resolve => setTimeout(resolve, 2000))
-  const ticks = Math.ceil(2000 / 300) + 1
-  t.ok(calls() <= ticks * Math.ceil(Math.ceil(200 / REFRESH_CHUNK) / MAX_BATCH), `${calls()} script calls in 2 s of renewals (with a put a lease: about ${ticks * 25})`)
-  t.ok(calls() >= 3, `and the records were renewed (${calls()} calls)`)
+  await refreshCalls(t, redis, 'lease records')
   // more than twice the records' TTL: each is still there, holding its 50, because the renewals wrote it
   for (const s of [subjects[0]!, subjects[100]!, subjects[199]!]) {
     const day = await redis.hgetall(limiter.key(s, 'test', 'day'))
@@ -188,10 +189,7 @@ test('a decision that fails in a batch fails alone', async t => {
 })
 
 test('1,000 subjects resuming at once (a connection and a first delivery lease each): a call per MAX_BATCH decisions, every limit exact', async t => {
-  const redis = client(t)
-  const limiter = new RateLimiter({ redis, prefix: prefix(), nodeId: 'batch' })
-  t.teardown(() => limiter.close())
-  await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+  const { redis, limiter } = await sharedLimiter(t)
   const calls = counted(redis)
   const plan = { name: 'test', limits: LIMITS }
   const subjects = Array.from({ length: 1000 }, () => unique('resume'))
