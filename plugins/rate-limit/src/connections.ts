@@ -4,7 +4,7 @@
 // per minute. A connect takes a token and a slot, both or neither.
 import type { SlotBucket, RateBucket } from './token-bucket.ts'
 import type { MemoryLimitStore, TakeResult } from './store.ts'
-import { CONNECTION_RETRY_MS, REFRESH_CHUNK, UNAVAILABLE, retryMs, type Decided, type LimiterCore, type PlanRef, type Refused } from './decision.ts'
+import { CONNECTION_RETRY_MS, UNAVAILABLE, refreshInChunks, retryMs, type Decided, type LimiterCore, type PlanRef, type Refused } from './decision.ts'
 
 export interface ConnectionTicket {
   ok: true
@@ -181,11 +181,7 @@ export class ConnectionLimits {
     if (entries.length === 0) return
     const core = this.#core
     if (core.shared && core.sharing()) {
-      const shared = core.shared
-      for (let i = 0; i < entries.length; i += REFRESH_CHUNK) {
-        const puts = entries.slice(i, i + REFRESH_CHUNK).map(e => ({ bucket: e.bucket, amount: e.count + e.pending, absolute: true }))
-        shared.put(puts).catch(err => core.failed(err as Error))
-      }
+      refreshInChunks(core, core.shared, entries.map(e => ({ bucket: e.bucket, amount: e.count + e.pending, absolute: true })))
     } else {
       this.assert(core.local)
     }

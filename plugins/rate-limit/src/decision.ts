@@ -4,7 +4,7 @@
 // the stores and the failure mode.
 import { createHash } from 'node:crypto'
 import type { PlanLimits } from '@sluice/policy'
-import type { MemoryLimitStore, LimitStore, TakeResult } from './store.ts'
+import type { MemoryLimitStore, LimitStore, Put, TakeResult } from './store.ts'
 import type { RedisLimitStore } from './script.ts'
 import { NEVER } from './token-bucket.ts'
 
@@ -30,7 +30,6 @@ export interface LimiterStats {
 
 export type Refused = { ok: false, limit: LimitName | 'unavailable', retryAfterMs: number }
 
-// a concurrent-connection refusal has no natural wait: 5 s is a polite reconnect back-off
 // A refresh writes this many records as one decision: the node's connection counts (connections.ts) and its
 // idle leases' records (delivery-limits.ts). One put each was 5,000 decisions (625 script calls) every 10 s
 // on a node holding 5,000 subjects, and a tick that fell inside a drain's burst of resumes added them to it
@@ -39,6 +38,12 @@ export type Refused = { ok: false, limit: LimitName | 'unavailable', retryAfterM
 // the next tick.
 export const REFRESH_CHUNK = 64
 
+/** Writes refresh records to Redis, REFRESH_CHUNK a decision; a failed chunk tells the limiter. */
+export function refreshInChunks (core: LimiterCore, shared: RedisLimitStore, puts: readonly Put[]): void {
+  for (let i = 0; i < puts.length; i += REFRESH_CHUNK) shared.put(puts.slice(i, i + REFRESH_CHUNK)).catch(err => core.failed(err as Error))
+}
+
+// a concurrent-connection refusal has no natural wait: 5 s is a polite reconnect back-off
 export const CONNECTION_RETRY_MS = 5000
 // a limit of 0 never refills: ask again in a minute (a policy reload may have raised it)
 const NEVER_RETRY_MS = 60_000

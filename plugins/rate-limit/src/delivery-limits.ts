@@ -8,7 +8,7 @@ import type { PlanLimits } from '@sluice/policy'
 import type { Line, Put } from './store.ts'
 import type { DailyBucket, DailyLease, RateBucket } from './token-bucket.ts'
 import { DeliveryLease, type DeliveryLimit, type LeaseBatch, type LeaseGrant } from './lease.ts'
-import { REFRESH_CHUNK, UNAVAILABLE, retryMs, type LimiterCore } from './decision.ts'
+import { UNAVAILABLE, refreshInChunks, retryMs, type LimiterCore } from './decision.ts'
 
 export interface DeliveryTimes {
   /** a lease holds this much of the plan's per-second rates */
@@ -136,17 +136,12 @@ export class DeliveryLeases {
     const core = this.#core
     const shared = core.shared
     if (!shared || !core.sharing()) return
-    let puts: Put[] = []
+    const puts: Put[] = []
     for (const { lease } of this.#leases.values()) {
       const put = this.#renewals.get(lease)?.()
-      if (!put) continue
-      puts.push(put)
-      if (puts.length === REFRESH_CHUNK) {
-        shared.put(puts).catch(err => core.failed(err as Error))
-        puts = []
-      }
+      if (put) puts.push(put)
     }
-    if (puts.length > 0) shared.put(puts).catch(err => core.failed(err as Error))
+    refreshInChunks(core, shared, puts)
   }
 
   get size (): number {

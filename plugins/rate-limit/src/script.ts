@@ -305,8 +305,8 @@ export function defineLimitCommand (redis: Redis): void {
 // once after a drain, 10,000 calls (a connection decision and a first delivery lease each) were 11 % of the
 // node's CPU (bench/drain-resume.ts, profile), most of it in ioredis building, timing and parsing each
 // command. So the decisions asked in a turn leave together, as one call ('batch'), once MAX_BATCH are
-// queued or in the turn's check phase: each is still decided alone and
-// atomically, in the order asked, on the one Redis every node shares. At most this many go in one call: with 32, two of three profiled drain runs of B
+// queued or in the turn's check phase: each is still decided alone and atomically, in the order asked, on
+// the one Redis every node shares. At most this many go in one call: with 32, two of three profiled drain runs of B
 // (5,000 warm, load 1.4-2.9) had 1,486 and 1,761 decisions time out and fall back to local buckets (each
 // waits for its whole call's Lua); with 8 (two runs) and with no batching (one), none. Redis spends 25-55 µs
 // of Lua on a decision (INFO commandstats, load 10)
