@@ -21,7 +21,9 @@
 // (/proc/<pid>/smaps): V8's heap pages, the malloc arenas of threads other than the main one, the main
 // malloc heap, executable mappings (JIT code), files and the rest. On this machine the first topics grew
 // two threads' arenas by ~13 MiB that later topics and sockets did not grow again; with
-// --node-flags --no-concurrent-recompilation they grew 0.4 MiB: V8's background compiler (bench/README.md)
+// --node-flags --no-concurrent-recompilation they grew 0.4 MiB: V8's background compiler (bench/README.md).
+// Each reading also prints what each of V8's heap spaces holds (v8.getHeapSpaceStatistics() in the
+// gateway, through its inspector): young generation, old space, code, trusted (bytecode and metadata).
 //
 // Needs REDIS_URL (a running Redis; the run's keys have a prefix of their own) and Linux.
 // Without --brokers it starts a broker of its own with Kafka's default settings (KafkaBroker(),
@@ -115,6 +117,16 @@ function kindsAdded (from: Record<MappingKind, number>, to: Record<MappingKind, 
   return MAPPING_KINDS.map(k => `${k} ${((to[k] - from[k]) / KiB / KiB).toFixed(1)}`).join(', ')
 }
 
+/** The memory each V8 heap space holds (MiB), from v8.getHeapSpaceStatistics()'s physical sizes. */
+function spacesHeld (spaces: Record<string, number>): string {
+  return Object.entries(spaces).map(([k, v]) => `${k.replace(/_space$/, '')} ${(v / KiB / KiB).toFixed(1)}`).join(', ')
+}
+
+/** What each V8 heap space added from one reading to the next (MiB). */
+function spacesAdded (from: Record<string, number>, to: Record<string, number>): string {
+  return spacesHeld(Object.fromEntries(Object.entries(to).map(([k, v]) => [k, v - (from[k] ?? 0)])))
+}
+
 /** ESTABLISHED TCP connections of process `pid` to `port` (the broker's), by its fds' socket inodes */
 function connectionsOf (pid: number, port: number): number {
   const inodes = new Set<string>()
@@ -192,6 +204,13 @@ class Inspector {
   async memory (): Promise<NodeJS.MemoryUsage> {
     const { result } = await this.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })
     return JSON.parse((result as { value: string }).value) as NodeJS.MemoryUsage
+  }
+
+  /** V8's heap spaces of the gateway (call after gc()): the memory each holds (bytes), by space */
+  async spaces (): Promise<Record<string, number>> {
+    const expression = "JSON.stringify(Object.fromEntries(process.getBuiltinModule('v8').getHeapSpaceStatistics().map(s => [s.space_name, s.physical_space_size])))"
+    const { result } = await this.call('Runtime.evaluate', { expression, returnByValue: true })
+    return JSON.parse((result as { value: string }).value) as Record<string, number>
   }
 
   /** a heap snapshot of the gateway, for Chrome's DevTools or bench/heap-diff.ts */
@@ -327,9 +346,9 @@ async function main (): Promise<void> {
     const inspector = await Inspector.open(gw.child, gw.stderr)
     cleanups.push(async () => inspector.close())
     /** the gateway's memory after full GCs (and its heap snapshot, with --heap-snapshots) */
-    const reading = async (phase: string): Promise<{ heap: number, rss: number, mem: NodeJS.MemoryUsage, kinds: Record<MappingKind, number> }> => {
+    const reading = async (phase: string): Promise<{ heap: number, rss: number, mem: NodeJS.MemoryUsage, kinds: Record<MappingKind, number>, spaces: Record<string, number> }> => {
       const heap = await inspector.gc()
-      const read = { heap, rss: rss(pid), mem: await inspector.memory(), kinds: rssByKind(pid) }
+      const read = { heap, rss: rss(pid), mem: await inspector.memory(), kinds: rssByKind(pid), spaces: await inspector.spaces() }
       if (values['heap-snapshots']) await inspector.heapSnapshot(join(values['heap-snapshots'], `${phase}.heapsnapshot`))
       return read
     }
@@ -342,7 +361,8 @@ async function main (): Promise<void> {
     const cpuA = await idleCpu(pid, idleMs)
     out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
     out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
-    const { heap: heapA, rss: rssA, mem: memA, kinds: kindsA } = await reading('A')
+    const { heap: heapA, rss: rssA, mem: memA, kinds: kindsA, spaces: spacesA } = await reading('A')
+    out.push(['A. V8 heap spaces, memory held (MiB)', spacesHeld(spacesA)])
 
     // B. N topics x 1 subscriber
     const token = jwt(`idle-${run}`)
@@ -367,12 +387,13 @@ async function main (): Promise<void> {
     }
     out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
     out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
-    const { heap: heapB, rss: rssB, mem: memB, kinds: kindsB } = await reading('B')
+    const { heap: heapB, rss: rssB, mem: memB, kinds: kindsB, spaces: spacesB } = await reading('B')
     out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', breakdown(memA, memB)])
     out.push(['B. gateway RSS after full GCs, before / after subscribing (MiB)', `${(rssA / KiB / KiB).toFixed(1)} / ${(rssB / KiB / KiB).toFixed(1)}`])
     out.push(['B. RSS added per topic, its reader, window and socket (KiB)', ((rssB - rssA) / topicCount / KiB).toFixed(1)])
     out.push(['B. V8 heap added per topic, after full GCs (KiB)', ((heapB - heapA) / topicCount / KiB).toFixed(1)])
     out.push(['B. RSS added by kind of mapping (MiB)', kindsAdded(kindsA, kindsB)])
+    out.push(['B. V8 heap spaces, memory added (MiB)', spacesAdded(spacesA, spacesB)])
     out.push(['B. consumer groups created on the broker', (await setup.listGroups()).filter(g => !groupsBefore.has(g)).length])
     out.push(['B. sockets still open at the end', sockets.filter(ws => ws.readyState === WebSocket.OPEN).length])
 
@@ -381,10 +402,11 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     await sleep(SETTLE_MS)
-    const { heap: heapD, rss: rssD, mem: memD, kinds: kindsD } = await reading('D')
+    const { heap: heapD, rss: rssD, mem: memD, kinds: kindsD, spaces: spacesD } = await reading('D')
     const perSocket = (rssD - rssB) / topicCount / KiB
     out.push(['D. RSS added per second socket on a topic (KiB)', perSocket.toFixed(1)])
     out.push(['D. RSS added by kind of mapping (MiB)', kindsAdded(kindsB, kindsD)])
+    out.push(['D. V8 heap spaces, memory added (MiB)', spacesAdded(spacesB, spacesD)])
     out.push(['B. - D.: RSS per topic beyond its socket (KiB)', ((rssB - rssA) / topicCount / KiB - perSocket).toFixed(1)])
     out.push(['B. - D.: the same, less what other threads\' malloc arenas added in B. (KiB)', ((rssB - rssA - (kindsB['thread arenas'] - kindsA['thread arenas'])) / topicCount / KiB - perSocket).toFixed(1)])
     const heapPerSocket = (heapD - heapB) / topicCount / KiB
@@ -396,9 +418,10 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(more.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     await sleep(SETTLE_MS)
-    const { heap: heapE, rss: rssE, mem: memE, kinds: kindsE } = await reading('E')
+    const { heap: heapE, rss: rssE, mem: memE, kinds: kindsE, spaces: spacesE } = await reading('E')
     out.push([`E. ${topicCount} more topics x 1 subscriber, per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers`, breakdown(memD, memE)])
     out.push(['E. RSS added by kind of mapping (MiB)', kindsAdded(kindsD, kindsE)])
+    out.push(['E. V8 heap spaces, memory added (MiB)', spacesAdded(spacesD, spacesE)])
     out.push(['E. - D.: RSS per topic beyond its socket, past the first N (KiB)', ((rssE - rssD) / topicCount / KiB - perSocket).toFixed(1)])
     out.push(['E. - D.: V8 heap per topic beyond its socket, past the first N (KiB)', ((heapE - heapD) / topicCount / KiB - heapPerSocket).toFixed(1)])
 
