@@ -195,3 +195,16 @@ test('a gap larger than the window: the backfill stops once the window lets go o
   await new Promise(resolve => setTimeout(resolve, 300))
   for (const c of clients) t.same(c.messages().map(key).sort(), gap, 'exactly the gap')
 })
+
+test('a gap each partition\'s batch fits but the topic\'s window does not: the backfill counts as cut, and the partition that lost its start reads from Kafka', async t => {
+  // 6,500 bytes hold one partition's 10 records of the gap, not both: the second partition's batch evicts the
+  // first one's, which was already read to its end (5,000-8,000 bytes did so with Kafka 4.4.0 here; 10,000 held both)
+  const { app, url, topic, cursor, gap } = await coldNode(t, 'resume-backfill-evicted', 10_000, 6500)
+  const clients = await resumeAll(t, url, topic, cursor, 3, 20)
+  t.equal(app.hub.stats.backfillsCut, 1, 'cut: a partition\'s gap was evicted by the next one\'s')
+  t.equal(app.hub.stats.backfills, 0)
+  t.equal(app.hub.stats.catchUps, 3, 'each resume read the evicted partition\'s gap from Kafka')
+  t.equal(app.hub.stats.windowReplays, 3, 'and the other partition\'s from the window')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  for (const c of clients) t.same(c.messages().map(key).sort(), gap, 'exactly the gap')
+})

@@ -477,6 +477,10 @@ export class Hub {
       // stopping inside the batch handler would wait for it: after it
       setImmediate(() => { filler.stop().catch(() => {}) })
     }
+    // a partition read to its end can still have lost its gap's start since: the topic's bytes are for all
+    // its partitions, and a later partition's batch evicts the oldest chunk, whichever partition holds it
+    // (a resume of 2,500 records of 3 partitions lost the first one's, and its resumes read from Kafka)
+    for (const [p, from] of wanted) if (!pending.has(p) && !feed.window.covers(p, from)) outgrown.add(p)
     for (const p of [...pending.keys(), ...outgrown]) feed.window.restart(p, ends.get(p)!)
     if (pending.size === 0 && outgrown.size === 0) this.stats.backfills++
     else this.stats.backfillsCut++
