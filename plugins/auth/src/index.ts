@@ -116,13 +116,12 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     })
     : undefined
 
-  // the token @fastify/jwt's extractToken hands to the verifier: found by credentialFrom, not re-read
-  const tokens = new WeakMap<FastifyRequest, string>()
-  // the checks every JWT gets, on an upgrade (@fastify/jwt) and outside one (keyVerifiers)
+  // the checks every JWT gets: on an upgrade, a renewal or an MQTT CONNECT (keyVerifiers), and through
+  // request.jwtVerify() (@fastify/jwt) on a route that would call it
   const checks = issuers
     ? { algorithms: issuers.algorithms as never, allowedIss: issuers.names, allowedAud: opts.jwt!.audience, clockTolerance: skewMs, requiredClaims: ['exp', 'iss', 'aud', 'sub'] }
     : undefined
-  // renewals and MQTT CONNECTs: fastify.jwt.verify(token, { key }) would build a verifier for each token
+  // fastify.jwt.verify(token, { key }) would build a verifier for each token
   const keyVerifiers = checks ? new KeyVerifiers(checks) : undefined
   if (issuers) {
     // the key is chosen by issuer from configuration (jwt.ts), never from the token alone
@@ -133,7 +132,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     await fastify.register(fastifyJwt, {
       secret: { public: publicKey },
       decode: { complete: true },
-      verify: { ...checks, extractToken: (request: FastifyRequest) => tokens.get(request) },
+      verify: checks,
       decoratorName: 'jwtPayload'
     })
   }
@@ -198,14 +197,12 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     const dev = devIdentity(credential.token)
     if (dev) return dev
     if (!looksLikeJwt(credential.token)) throw new AuthInvalidTokenError()
-    if (!issuers) throw new AuthUntrustedIssuerError()
-    tokens.set(request, credential.token)
+    // the renewals' path, not request.jwtVerify(): the same decode, key choice and checks, without
+    // @fastify/jwt's per-request option merging and callback waterfall
     try {
-      return jwtIdentity(await request.jwtVerify<Record<string, unknown>>())
+      return await verifyJwt(credential.token)
     } catch (err) {
       throw tokenError(err)
-    } finally {
-      tokens.delete(request)
     }
   }
 
