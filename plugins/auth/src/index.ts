@@ -172,7 +172,7 @@ async function auth (fastify: FastifyInstance, opts: AuthOptions): Promise<void>
     return apiKeyIdentity(record)
   }
 
-  /** A JWT outside a request (renewal): the same key choice and checks as the hook's. */
+  /** A JWT, on an upgrade (authenticate), a renewal or an MQTT CONNECT: its issuer's key, then that key's verifier. */
   async function verifyJwt (token: string): Promise<Identity> {
     if (!issuers || !keyVerifiers) throw new AuthUntrustedIssuerError()
     let decoded: { header: Record<string, unknown>, payload: Record<string, unknown> } | null
