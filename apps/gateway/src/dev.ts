@@ -50,6 +50,15 @@ async function portFree (port: number): Promise<boolean> {
 }
 
 /** The banner: one screen (under 24 lines of at most 100 columns), what a newcomer needs and nothing else. */
+/**
+ * A dev credential the banner prints: 24 random bytes in hex. In base64url one in 64 began with "-", and
+ * `sluice keys issue --admin-token <it>` then failed (Node's parseArgs takes it for an option: one CI run
+ * of test/gateway/dev-first-hour, 2026-12-06).
+ */
+export function devSecret (): string {
+  return randomBytes(24).toString('hex')
+}
+
 export function banner (info: { seconds: number, port: number, brokers: string[], redis?: string, token: string, apiKey?: string, adminToken?: string, signIn?: string }): string {
   const { port, token } = info
   const ws = `ws://localhost:${port}/v1/stream?topics=${DEMO_TOPIC}`
@@ -110,8 +119,8 @@ export async function runDev (options: DevOptions): Promise<{ stop: () => Promis
     const issuer = redis ? await startDevIssuer({ redirectUrl }) : undefined
     if (issuer) stops.push(() => issuer.close())
 
-    const token = process.env.SLUICE_DEV_TOKEN ?? randomBytes(24).toString('base64url')
-    const adminToken = process.env.SLUICE_ADMIN_TOKEN ?? randomBytes(24).toString('base64url')
+    const token = process.env.SLUICE_DEV_TOKEN ?? devSecret()
+    const adminToken = process.env.SLUICE_ADMIN_TOKEN ?? devSecret()
     // the local stack is dev mode's own: a KAFKA_BROKERS or REDIS_URL left in the shell (or a test's) must
     // not send the gateway elsewhere while the demo feed and the topics are here
     const { KAFKA_BROKERS: _k, REDIS_URL: _r, SLUICE_PORT: _p, SLUICE_HOST: _h, ...env } = process.env
