@@ -49,7 +49,6 @@ async function portFree (port: number): Promise<boolean> {
   })
 }
 
-/** The banner: one screen (under 24 lines of at most 100 columns), what a newcomer needs and nothing else. */
 /**
  * A dev credential the banner prints: 24 random bytes in hex. In base64url one in 64 began with "-", and
  * `sluice keys issue --admin-token <it>` then failed (Node's parseArgs takes it for an option: one CI run
@@ -59,6 +58,7 @@ export function devSecret (): string {
   return randomBytes(24).toString('hex')
 }
 
+/** The banner: one screen (under 24 lines of at most 100 columns), what a newcomer needs and nothing else. */
 export function banner (info: { seconds: number, port: number, brokers: string[], redis?: string, token: string, apiKey?: string, adminToken?: string, signIn?: string }): string {
   const { port, token } = info
   const ws = `ws://localhost:${port}/v1/stream?topics=${DEMO_TOPIC}`
