@@ -27,7 +27,7 @@
 //
 // Needs REDIS_URL (a running Redis; the run's keys have a prefix of their own) and Linux.
 // Without --brokers it starts a broker of its own with Kafka's default settings (KafkaBroker(),
-// ~10-20 s), and the topics go with it; with --brokers the run's N topics stay on that broker.
+// ~10-20 s), and the topics go with it; with --brokers the run deletes its topics at the end.
 // --profile writes a CPU profile of B.'s idle window, taken through the gateway's inspector (the
 // sampling adds to the CPU figure: take that from a run without it). --heap-snapshots DIR writes the
 // gateway's heap at A., B., D. and E. (A.heapsnapshot...; compare two with bench/heap-diff.ts); a
@@ -311,6 +311,9 @@ async function main (): Promise<void> {
     const more = Array.from({ length: topicCount }, (_v, i) => `bench.idle.${run}-${topicCount + i}`)
     const setup = new KafkaClient({ brokers, clientId: 'bench-idle-setup' })
     cleanups.push(() => setup.close())
+    // on a shared broker the run's topics go when it ends: a broker keeps files open for each partition,
+    // and the dev broker, at 20,000 open files, died after ten runs had left theirs
+    if (values.brokers) cleanups.push(() => setup.deleteTopics([...topics, ...more], 120_000))
     let t = Date.now()
     await setup.ensureTopics([...topics, ...more].map(topic => ({ topic, partitions: 1 })), 300_000)
     process.stderr.write(`[bench] ${2 * topicCount} topics created in ${Date.now() - t} ms\n`)
