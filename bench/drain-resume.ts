@@ -33,7 +33,7 @@
 //
 // The reads are group-less (packages/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
-import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { Server } from 'node:net'
@@ -46,6 +46,7 @@ import { nativeFormat } from '@sluice/hub'
 import { freePort } from '@sluice/stack'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
+import { spawnShipped } from './shipped-node.ts'
 
 const PARTITIONS = 3
 // a client process holds half the sockets: 2,500 sockets and their frames in one event loop
@@ -170,10 +171,10 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
   }, null, 2))
   // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
-  // as `npm start` and the image run it: the shipped V8 flag (docs/performance.md, "Memory"), no IPC, the environment cleared
+  // as `npm start` and the image run it: on jemalloc, the shipped V8 flag (docs/performance.md, "Memory"), no IPC, the environment cleared
   // --alloc-profile: B's inspector on a port of the kernel's choosing (its URL is on stderr), for the sampler below
   const inspect = allocDir && !nodeId.startsWith('a-') ? ['--inspect=127.0.0.1:0'] : []
-  const server = spawn(process.execPath, ['--max-semi-space-size=8', ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], {
+  const server = spawnShipped(['--max-semi-space-size=8', ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']
   })

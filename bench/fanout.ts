@@ -25,7 +25,7 @@
 // generator's CPU; then the ratios against the per-socket peer at the same
 // rate in the same run; then RSS per idle socket (stripped-down app and bare ws).
 // Uses REDIS_URL for the limits if set, else starts a Redis of its own.
-import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -41,6 +41,7 @@ import { Redis } from 'ioredis'
 import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
 import { wireText } from '@sluice/hub'
+import { spawnShipped } from './shipped-node.ts'
 
 const self = fileURLToPath(import.meta.url)
 const TOPIC = 'bench.fanout'
@@ -136,9 +137,9 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
       // `shipped-unmetered`: the same gateway with usage metering off (issue 18's on/off comparison)
       ...(kind === 'shipped-unmetered' ? { usage: { enabled: false } } : {})
     }, null, 2))
-    // as `npm start` runs it: the shipped V8 flag, no --expose-gc, no IPC
+    // as `npm start` runs it: on jemalloc, the shipped V8 flag, no --expose-gc, no IPC
     const v8 = SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
-    const child = spawn(process.execPath, [...v8, GATEWAY_ENTRY, '--config', file], {
+    const child = spawnShipped([...v8, GATEWAY_ENTRY, '--config', file], {
       env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
       stdio: ['ignore', 'pipe', 'pipe']
     })

@@ -16,12 +16,14 @@
 //   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile] [--heap-snapshots DIR]
 //     [--node-flags "--no-concurrent-recompilation ..."]
 //
-// The gateway runs as `npm start` and the image run it: with the shipped V8 flag (--max-semi-space-size=8);
+// The gateway runs as `npm start` and the image run it: on jemalloc (bench/shipped-node.ts; SLUICE_MALLOC=glibc
+// runs it on glibc's malloc, MALLOC_CONF is passed on) with the shipped V8 flag (--max-semi-space-size=8);
 // --node-flags adds flags after it. Each reading also splits the RSS by the kind of mapping it is in
 // (/proc/<pid>/smaps): V8's heap pages, the malloc arenas of threads other than the main one, the main
 // malloc heap, executable mappings (JIT code), files and the rest. On this machine the first topics grew
 // two threads' arenas by ~13 MiB that later topics and sockets did not grow again; with
 // --node-flags --no-concurrent-recompilation they grew 0.4 MiB: V8's background compiler (bench/README.md).
+// The arenas are glibc's: on jemalloc its mappings are not told apart, and count as V8's pages or other.
 // Each reading also prints what each of V8's heap spaces holds (v8.getHeapSpaceStatistics() in the
 // gateway, through its inspector): young generation, old space, code, trusted (bytecode and metadata).
 //
@@ -32,7 +34,7 @@
 // sampling adds to the CPU figure: take that from a run without it). --heap-snapshots DIR writes the
 // gateway's heap at A., B., D. and E. (A.heapsnapshot...; compare two with bench/heap-diff.ts); a
 // snapshot adds to the RSS read after it: take those figures from a run without it.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -41,6 +43,7 @@ import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
 import { KafkaClient } from '@sluice/kafka'
 import { KafkaBroker } from '@sluice/stack'
+import { spawnShipped } from './shipped-node.ts'
 
 const root = join(import.meta.dirname, '..')
 const POLICY_DIR = join(import.meta.dirname, 'idle-topics-policy')
@@ -228,11 +231,13 @@ class Inspector {
 
 interface Child { child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
 
-function start (args: string[], env: Record<string, string>): Child {
-  // glibc's malloc settings the bench has (MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_,
-  // GLIBC_TUNABLES) go to its children: the allocator's part in RSS outside V8's heap
+/** `node <args>`; `shipped`: as `npm start` runs it (bench/shipped-node.ts: on jemalloc unless SLUICE_MALLOC=glibc). */
+function start (args: string[], env: Record<string, string>, shipped = false): Child {
+  // the malloc settings the bench has (MALLOC_CONF for jemalloc; glibc's MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_,
+  // MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES) go to its children: the allocator's part in RSS outside V8's heap
   const malloc = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => /^(MALLOC_|GLIBC_TUNABLES$)/.test(e[0]) && e[1] !== undefined))
-  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...malloc, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const options = { env: { PATH: process.env.PATH ?? '', ...malloc, ...env }, stdio: ['ignore', 'pipe', 'pipe'] } satisfies SpawnOptions
+  const child = shipped ? spawnShipped(args, options) : spawn(process.execPath, args, options)
   const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
@@ -334,9 +339,9 @@ async function main (): Promise<void> {
       // this run's own keys; one client address opens every socket
       rateLimit: { prefix: `sluice:idle:${run}:`, http: { upgrade: { max: 10_000_000 } } }
     }, null, 2))
-    // as `npm start` and the image run it: the shipped V8 flag (docs/performance.md, "Memory"), then --node-flags
+    // as `npm start` and the image run it: on jemalloc, the shipped V8 flag (docs/performance.md, "Memory"), then --node-flags
     const nodeFlags = values['node-flags'].split(' ').filter(f => f !== '')
-    const gw = start(['--max-semi-space-size=8', ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {})
+    const gw = start(['--max-semi-space-size=8', ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {}, true)
     cleanups.push(() => stop(gw))
     const pid = gw.child.pid!
     const base = `http://127.0.0.1:${port}`
@@ -363,6 +368,7 @@ async function main (): Promise<void> {
     await sleep(SETTLE_MS)
     const cpuA = await idleCpu(pid, idleMs)
     out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
+    out.push(['A. gateway\'s allocator (its /proc/<pid>/maps)', readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc.so.2') ? 'jemalloc' : 'glibc\'s malloc'])
     out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
     const { heap: heapA, rss: rssA, mem: memA, kinds: kindsA, spaces: spacesA } = await reading('A')
     out.push(['A. V8 heap spaces, memory held (MiB)', spacesHeld(spacesA)])

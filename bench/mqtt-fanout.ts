@@ -29,7 +29,7 @@
 // MQTT/stream and MQTT/aedes. `--cpu-prof DIR` runs the gateway with
 // --cpu-prof, stops it with SIGTERM at the end and prints its top self-time
 // functions. Bounded: about 10 s per kind and rate plus the connects.
-import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Socket } from 'node:net'
@@ -39,6 +39,7 @@ import { fileURLToPath } from 'node:url'
 import { generate } from 'mqtt-packet'
 import { KafkaClient } from '@sluice/kafka'
 import { freePort } from '@sluice/stack'
+import { spawnShipped } from './shipped-node.ts'
 import { LeanClient } from './lean-client.ts'
 
 const self = fileURLToPath(import.meta.url)
@@ -311,9 +312,9 @@ async function startGateway (brokers: string[]): Promise<Gateway> {
     mqtt: { tcpPort: mqttPort },
     rateLimit: { http: { upgrade: { max: 100_000 } } }
   }, null, 2))
-  // the shipped V8 flag (docs/performance.md, "Memory"), as the fan-out bench runs it
+  // as `npm start` runs it, on jemalloc with the shipped V8 flag (docs/performance.md, "Memory"), as the fan-out bench runs it
   const flags = ['--max-semi-space-size=8', ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [])]
-  const child = spawn(process.execPath, [...flags, GATEWAY_ENTRY, '--config', file], {
+  const child = spawnShipped([...flags, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -5,6 +5,7 @@
 # binary) into a git-ignored cache, once; nothing is asked of the user.
 #
 #   deploy/local/node.sh <script.ts> [args...]   run a script
+#   deploy/local/node.sh --jemalloc <args...>    the same on jemalloc (npm start: the gateway as shipped)
 #   deploy/local/node.sh --bin                   print the directory of the node binary
 set -euo pipefail
 
@@ -50,6 +51,29 @@ if [ "${1:-}" = "--bin" ]; then
 fi
 
 export PATH="$node_dir:$PATH"
+
+# --jemalloc: the gateway's allocator (npm start; the image sets the same two
+# variables). glibc's malloc keeps what V8's background compiler used while a
+# fresh gateway's paths got hot: 5-14 MiB over its first 1,000 topics, which
+# then cost 10.5-27.1 KiB of RSS each beyond their sockets, and 6.6-9.9 on
+# jemalloc (bench/idle-topics.ts; bench/README.md, "The allocator").
+# Its background thread returns freed pages within about a second
+# (dirty_decay_ms), also on an idle node. Debian's libjemalloc2 (redis-server's
+# packages depend on it, so the dev stack's machines have it); without it,
+# glibc's malloc and a line saying so; SLUICE_MALLOC=glibc asks for glibc's.
+# A MALLOC_CONF of the caller's wins.
+if [ "${1:-}" = "--jemalloc" ]; then
+  shift
+  if [ "${SLUICE_MALLOC:-jemalloc}" = "glibc" ]; then
+    :
+  # ld.so says on stderr when it cannot preload a library; /bin/true says nothing else
+  elif [ -z "$(LD_PRELOAD=libjemalloc.so.2 /bin/true 2>&1)" ]; then
+    export LD_PRELOAD="libjemalloc.so.2${LD_PRELOAD:+:$LD_PRELOAD}"
+    export MALLOC_CONF="${MALLOC_CONF:-background_thread:true,dirty_decay_ms:1000}"
+  else
+    echo "node.sh: libjemalloc.so.2 is not installed (Debian: apt-get install libjemalloc2); running on glibc's malloc" >&2
+  fi
+fi
 # A fresh clone (or a changed lockfile) installs its dependencies first, so that
 # `npm run dev` and `npm test` are the only commands a newcomer needs. npm runs
 # under the Node found above, so that install scripts see the Node that will run them.

@@ -84,6 +84,14 @@ function replay (all: Stage[], rules: IgnoreRule[], into: string): Image {
               if (result.status !== 0) throw new Error(`Dockerfile line ${step.line}: ${command} exited ${result.status}:\n${result.stdout}${result.stderr}`)
             } else if (command === 'npm cache clean --force') {
               // keeps the image small; here it would empty the developer's cache
+            } else if (argv[0] === 'apt-get' && argv[1] === 'install') {
+              // the host's packages stand in for the image's (the suites run on Debian): each must be installed
+              for (const pkg of argv.slice(2).filter(a => !a.startsWith('-'))) {
+                const status = spawnSync('dpkg-query', ['--status', pkg], { encoding: 'utf8' }).stdout
+                if (!/^Status: install ok installed$/m.test(status)) throw new Error(`Dockerfile line ${step.line}: the replay uses the host's ${pkg}, which is not installed (apt-get install ${pkg})`)
+              }
+            } else if (command === 'apt-get update' || command === 'rm -rf /var/lib/apt/lists/*') {
+              // the package lists: only apt-get needs them
             } else {
               throw new Error(`Dockerfile line ${step.line}: the replay does not know how to run "${command}"; teach it here`)
             }
@@ -146,7 +154,16 @@ test('the Dockerfile: stages on Node 24, production dependencies, a numeric non-
   t.equal(cmd?.[cmd.indexOf(entry!) + 1], 'gateway', 'running the gateway')
   t.ok(existsSync(join(root, entry ?? '')), 'which exists in the repository')
   const start = /deploy\/local\/node\.sh (.*)$/.exec(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts?.start ?? '')
-  if (start) t.same(cmd?.slice(1), words(start[1]!), 'the same node flags and entry as npm start')
+  t.ok(start, 'npm start runs deploy/local/node.sh')
+  const startArgs = words(start?.[1] ?? '')
+  // node.sh's own option: the image sets what it sets (ENV), and installs the library
+  t.equal(startArgs[0], '--jemalloc', 'npm start runs the gateway on jemalloc')
+  t.same(cmd?.slice(1), startArgs.slice(1), 'the same node flags and entry as npm start')
+  const env = Object.assign({}, ...final.instructions.filter(i => i.keyword === 'ENV').map(envPairs)) as Record<string, string>
+  t.equal(env.LD_PRELOAD, 'libjemalloc.so.2', 'the image preloads jemalloc')
+  const nodeSh = readFileSync(join(root, 'deploy', 'local', 'node.sh'), 'utf8')
+  t.equal(env.MALLOC_CONF, /MALLOC_CONF:-([^}]+)\}/.exec(nodeSh)?.[1], 'with the settings node.sh gives it')
+  t.ok(final.instructions.some(i => i.keyword === 'RUN' && /apt-get install .*\blibjemalloc2\b/.test(i.args)), 'and installs Debian\'s libjemalloc2')
 
   const health = last(final, 'HEALTHCHECK')
   t.ok(health?.exec, 'a HEALTHCHECK in exec form (the slim image has no shell tools like curl)')
@@ -191,6 +208,7 @@ test('the build replayed without an engine runs the gateway and the ingest app o
   t.pass('the gateway from the image tree answers /healthz')
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 15_000, 'and is ready (Kafka, Redis, the image\'s example policy)')
   t.pass('and /readyz: Kafka, Redis and the policy the image carries')
+  t.match(readFileSync(`/proc/${gateway.child.pid}/maps`, 'utf8'), /libjemalloc\.so\.2/, 'on jemalloc: the image\'s ENV preloads it')
   // without openapi/ in the image the gateway still starts, and serves no /openapi.json
   t.equal((await fetch(`http://127.0.0.1:${port}/openapi.json`)).status, 200, '/openapi.json: the OpenAPI documents are in the image')
   t.equal(healthcheck(image, env), 0, 'the HEALTHCHECK command passes against it')
