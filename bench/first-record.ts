@@ -70,12 +70,12 @@ async function main (): Promise<void> {
   const setup = new KafkaClient({ brokers, clientId: 'bench-setup' })
   const gw = await streamApp({ access: allowAll(), brokers, nodeId: `bench-${run}` })
   const out: Record<string, string | number> = {}
+  const first = Array.from({ length: runs }, (_v, i) => `bench.first.${run}.${i}`)
+  const cold = Array.from({ length: runs }, (_v, i) => `bench.cold.${run}.${i}`)
+  const warm = `bench.resume.${run}`
+  const burst = `bench.burst.${run}`
+  const many = Array.from({ length: topicCount }, (_v, i) => `bench.many.${run}.${i}`)
   try {
-    const first = Array.from({ length: runs }, (_v, i) => `bench.first.${run}.${i}`)
-    const cold = Array.from({ length: runs }, (_v, i) => `bench.cold.${run}.${i}`)
-    const warm = `bench.resume.${run}`
-    const burst = `bench.burst.${run}`
-    const many = Array.from({ length: topicCount }, (_v, i) => `bench.many.${run}.${i}`)
     await setup.ensureTopics([...first, ...cold, warm, burst].map(topic => ({ topic, partitions: PARTITIONS })), 120_000)
     await setup.ensureTopics(many.map(topic => ({ topic, partitions: 1 })), 300_000)
     for (const topic of [warm, burst, ...cold]) {
@@ -187,6 +187,8 @@ async function main (): Promise<void> {
     for (const c of [...sockets, holder, burstHolder]) c.ws.terminate()
   } finally {
     await gw.app.close()
+    // on a shared broker (--brokers) the run's topics go with it: a broker keeps files open per partition
+    if (!broker) await setup.deleteTopics([...first, ...cold, warm, burst, ...many], 120_000).catch(err => process.stderr.write(`[bench] deleting the run's topics: ${String(err)}\n`))
     await setup.close()
     await broker?.destroy()
   }
