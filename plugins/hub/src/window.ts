@@ -12,12 +12,13 @@
 // returns exactly the records from there to the live position, or says the
 // window does not cover it, never part of it.
 //
-// Appends are whole fetch batches ("chunks"), kept as the batch's own arrays
-// with the frames the live dispatch already built for them (O(batch) to size
-// them; copied only when they would keep a much larger buffer alive, see
-// PIN_SLACK). A format and encoding no live socket used is framed on the
-// first read that needs it and kept, so a burst of resumes frames each record
-// once per format and encoding, as the live dispatch does.
+// Appends are whole fetch batches ("chunks"), kept packed (their bytes in one
+// buffer of their own, the rest in typed arrays: PackedRecords) with the
+// frames the live dispatch already built for them (copied only when they would
+// keep a much larger buffer alive, see PIN_SLACK). A format and encoding no
+// live socket used is framed on the first read that needs it, from records
+// built again from the packed ones, and kept, so a burst of resumes frames
+// each record once per format and encoding, as the live dispatch does.
 //
 // Bounds, all by whole chunk and oldest first: per topic, bytes (records and
 // frames, all partitions) and age (since the live feed dispatched the batch);
@@ -48,20 +49,27 @@ export const DEFAULT_WINDOW_BOUNDS: Readonly<WindowBounds> = { maxBytes: gateway
 /** stream.resumeWindowNodeBytes, as the schema gives it with its reason. */
 export const DEFAULT_NODE_WINDOW_BYTES = gatewayDefaults.stream.resumeWindowNodeBytes
 
-// Measured: 441 bytes of heap per record held with a key and a value (views into the fetch
-// response), its offset and timestamp strings and its BigInt offset; the values' bytes are added
-const RECORD_OVERHEAD = 440
-// a chunk's object, its frames map and its place in the queues
-const CHUNK_OVERHEAD = 160
+// What the window holds beyond the records' bytes and frames, measured with bench/window-memory.ts
+// (200,000 records of 66 bytes, V8's heap and array buffers after full GCs): 752, 153 and 126 bytes
+// a record in batches of 1, 20 and 200, which fits a chunk costing 630 and a record 57: its index
+// entry (INDEX_BYTES, counted with the buffer's length) and 33 more, its BigInt offset with its slot.
+// (Before records were packed: 944, 429 and 405, with 440 counted a record and 160 a chunk.)
+const RECORD_OVERHEAD = 36
+// a chunk: its object, its frames map, its offsets array, its buffer (a Buffer and its ArrayBuffer) and its place in the queues
+const CHUNK_OVERHEAD = 630
+// a header's name or an odd timestamp kept aside: the string and its entries
+const ASIDE_OVERHEAD = 64
 // per record of a framed batch: its entries in starts and framesBefore
 const FRAME_INDEX_BYTES = 16
-// A record's key and value are views of the fetch response they came in (measured with the
-// group-less reader: 20 records of 66 bytes, views of one 1,722-byte buffer that held the whole
-// response), and frames under 32 KiB are views of Node's allocation pool (64 KiB slabs in Node 24).
-// Kept for a minute, a few records of a quiet topic would keep alive every response they shared
-// with busy topics, and a few frames whole slabs, far past what the window counts: bytes that keep
-// alive more than twice their size, and over 4 KiB more, are copied into a buffer of their own
-// (one allocation and one copy per batch). A batch that is most of its buffer is kept as it came.
+// per framed batch: its object, its two arrays, its buffer's view and its entry in the chunk's map (measured
+// with bench/window-memory.ts: batches of 1 held 1,287 bytes a record with native frames, 752 without; the
+// window counted 267 fewer than it held before this was counted, and 2-9 more or fewer in batches of 20 and 200)
+const FRAMED_OVERHEAD = 270
+// Frames under 32 KiB are views of Node's allocation pool (64 KiB slabs in Node 24). Kept for a
+// minute, a few frames of a quiet topic would keep whole slabs alive, far past what the window
+// counts: frames that keep alive more than twice their size, and over 4 KiB more, are copied into a
+// buffer of their own (one allocation and one copy per batch). A batch's frames that are most of
+// their buffer are kept as they came. (Records are always copied: PackedRecords.)
 const PIN_SLACK = 4096
 
 /**
@@ -118,43 +126,125 @@ export function sliceFrames (slice: WindowSlice): { bytes: Buffer, frames: numbe
   return { bytes, frames: framed.framesBefore[count]! - framed.framesBefore[first]! }
 }
 
-function recordBytes (record: ConsumedRecord): number {
-  let bytes = RECORD_OVERHEAD + (record.key?.length ?? 0) + (record.value?.length ?? 0)
-  const headers = record.headers
-  for (const name in headers) bytes += name.length + headers[name]!.length
-  return bytes
+/**
+ * Records [first, count) of a batch, packed. The records the reader hands over are an object each,
+ * with two views of the fetch response, two strings and a BigInt: ~340 bytes of heap beyond the
+ * values, and the response they are views of stays alive with them (bench/window-memory.ts). Packed,
+ * a batch is one buffer of its own (allocated outside Node's pool: it pins nothing): first an index
+ * of INDEX_BYTES a record (its key's start and length, -1 for none, the same for its value, and its
+ * timestamp), then the keys, values and header values end to end. Header names, and timestamps that
+ * are not an integer of at most 15 digits, are kept aside (`extras`): Kafka's records have few of the
+ * first, and none of the second before the year 33658. The topic, partition and offsets are the chunk's.
+ */
+interface Packed {
+  bytes: Buffer
+  extras: PackedExtras | undefined
+}
+
+interface PackedExtras {
+  /** the headers of the records that have any, by index: each name, and its value's start and length in the buffer */
+  headers: Map<number, Array<[string, number, number]>>
+  /** timestamps that are not an integer of at most 15 digits, as they came */
+  odd: Map<number, string>
+}
+
+// per record: key start, key length, value start, value length (4 int32s), timestamp (a float64, 8-aligned)
+const INDEX_BYTES = 24
+const INDEX_INTS = INDEX_BYTES / 4
+const INDEX_DOUBLES = INDEX_BYTES / 8
+// a decimal that a float64 holds exactly and String() writes back the same: an integer of at most 15 digits,
+// no leading zero, no "-0" (a millisecond timestamp has 13)
+const EXACT_DECIMAL = /^(?:0|-?[1-9][0-9]{0,14})$/
+
+/** Packs records [first, count) into a buffer that has `room` more bytes after them (for the batch's frames), returned apart. */
+function pack (records: readonly ConsumedRecord[], first: number, room: number): { packed: Packed, room: Buffer } {
+  const count = records.length - first
+  let size = INDEX_BYTES * count
+  for (let i = first; i < records.length; i++) {
+    const record = records[i]!
+    size += (record.key?.length ?? 0) + (record.value?.length ?? 0)
+    const headers = record.headers
+    for (const name in headers) size += headers[name]!.length
+  }
+  // a buffer of its own starts its ArrayBuffer: the index is aligned for its typed views
+  const whole = Buffer.allocUnsafeSlow(size + room)
+  const ints = new Int32Array(whole.buffer, 0, INDEX_INTS * count)
+  const doubles = new Float64Array(whole.buffer, 0, INDEX_DOUBLES * count)
+  let extras: PackedExtras | undefined
+  let at = INDEX_BYTES * count
+  for (let i = 0; i < count; i++) {
+    const record = records[first + i]!
+    const { key, value } = record
+    const index = INDEX_INTS * i
+    ints[index] = at
+    if (key === null) ints[index + 1] = -1
+    else {
+      ints[index + 1] = key.length
+      whole.set(key, at)
+      at += key.length
+    }
+    ints[index + 2] = at
+    if (value === null) ints[index + 3] = -1
+    else {
+      ints[index + 3] = value.length
+      whole.set(value, at)
+      at += value.length
+    }
+    const timestamp = record.timestamp
+    if (EXACT_DECIMAL.test(timestamp)) doubles[INDEX_DOUBLES * i + 2] = Number(timestamp)
+    else (extras ??= { headers: new Map(), odd: new Map() }).odd.set(i, timestamp)
+    let named: Array<[string, number, number]> | undefined
+    for (const name in record.headers) {
+      const header = record.headers[name]!
+      ;(named ??= []).push([name, at, header.length])
+      whole.set(header, at)
+      at += header.length
+    }
+    if (named) (extras ??= { headers: new Map(), odd: new Map() }).headers.set(i, named)
+  }
+  return { packed: { bytes: room === 0 ? whole : whole.subarray(0, size), extras }, room: whole.subarray(size) }
+}
+
+/** The records again, their bytes views of the packed buffer: for framing a format no live socket used. */
+function unpack ({ bytes, extras }: Packed, topic: string, partition: number, offsets: readonly bigint[]): ConsumedRecord[] {
+  const count = offsets.length
+  const ints = new Int32Array(bytes.buffer, bytes.byteOffset, INDEX_INTS * count)
+  const doubles = new Float64Array(bytes.buffer, bytes.byteOffset, INDEX_DOUBLES * count)
+  const view = (index: number): Buffer | null => ints[index + 1]! < 0 ? null : bytes.subarray(ints[index]!, ints[index]! + ints[index + 1]!)
+  const out = new Array<ConsumedRecord>(count)
+  for (let i = 0; i < count; i++) {
+    const index = INDEX_INTS * i
+    const headers: ConsumedRecord['headers'] = {}
+    for (const [name, start, length] of extras?.headers.get(i) ?? []) headers[name] = bytes.subarray(start, start + length)
+    out[i] = {
+      topic,
+      partition,
+      offset: String(offsets[i]),
+      timestamp: extras?.odd.get(i) ?? String(doubles[INDEX_DOUBLES * i + 2]),
+      key: view(index),
+      value: view(index + 2),
+      headers
+    }
+  }
+  return out
+}
+
+/** What a chunk's packed records weigh: the buffer, each record's share beyond it, what is kept aside. */
+function packedBytes ({ bytes, extras }: Packed, count: number): number {
+  let weight = bytes.length + RECORD_OVERHEAD * count
+  if (extras) {
+    for (const named of extras.headers.values()) for (const [name] of named) weight += name.length + ASIDE_OVERHEAD
+    for (const text of extras.odd.values()) weight += text.length + ASIDE_OVERHEAD
+  }
+  return weight
 }
 
 function framedBytes (framed: FramedBatch, records: number): number {
-  return framed.joined.length + FRAME_INDEX_BYTES * records
+  return FRAMED_OVERHEAD + framed.joined.length + FRAME_INDEX_BYTES * records
 }
 
-/** What the keys, values and header values of records [first, count) weigh, and what the buffers they are views of weigh. */
-function payloadOf (records: readonly ConsumedRecord[], first: number): { payload: number, backing: number } {
-  let payload = 0
-  let backing = 0
-  // consecutive records share their buffer: counted once (alternating buffers are counted again, which errs toward copying)
-  let last: ArrayBufferLike | undefined
-  const add = (bytes: Buffer) => {
-    payload += bytes.length
-    if (bytes.buffer !== last) {
-      last = bytes.buffer
-      backing += last.byteLength
-    }
-  }
-  for (let i = first; i < records.length; i++) {
-    const record = records[i]!
-    if (record.key !== null) add(record.key)
-    if (record.value !== null) add(record.value)
-    const headers = record.headers
-    for (const name in headers) add(headers[name]!)
-  }
-  return { payload, backing }
-}
-
-/** Copies bytes one after another into one buffer of `size` bytes, allocated outside Node's pool: one allocation per batch. */
-function store (size: number): (bytes: Buffer) => Buffer {
-  const buffer = Buffer.allocUnsafeSlow(size)
+/** Copies bytes one after another into `buffer` (a batch's own, allocated outside Node's pool): one allocation per batch. */
+function store (buffer: Buffer): (bytes: Buffer) => Buffer {
   let at = 0
   return bytes => {
     bytes.copy(buffer, at)
@@ -169,34 +259,16 @@ function pins (bytes: Buffer): boolean {
   return bytes.buffer.byteLength > 2 * bytes.length + PIN_SLACK
 }
 
-/** Records [first, count) with their bytes copied by `own`. */
-function ownRecords (records: readonly ConsumedRecord[], first: number, own: (bytes: Buffer) => Buffer): ConsumedRecord[] {
-  const out = new Array<ConsumedRecord>(records.length - first)
-  for (let i = first; i < records.length; i++) {
-    const record = records[i]!
-    let headers = record.headers
-    const names = Object.keys(headers)
-    if (names.length > 0) {
-      headers = {}
-      for (const name of names) headers[name] = own(record.headers[name]!)
-    }
-    out[i - first] = { ...record, key: record.key === null ? null : own(record.key), value: record.value === null ? null : own(record.value), headers }
-  }
-  return out
-}
-
 /** The frames, in a buffer of their own when theirs keeps much more alive (a pool slab, a larger buffer). */
 function ownFrames (framed: FramedBatch, own?: (bytes: Buffer) => Buffer): FramedBatch {
   if (!pins(framed.joined)) return framed
-  return { joined: (own ?? store(framed.joined.length))(framed.joined), starts: framed.starts, framesBefore: framed.framesBefore }
+  return { joined: (own ?? store(Buffer.allocUnsafeSlow(framed.joined.length)))(framed.joined), starts: framed.starts, framesBefore: framed.framesBefore }
 }
 
 class Chunk {
   readonly ring: Ring
-  records: readonly ConsumedRecord[]
+  packed: Packed
   offsets: readonly bigint[]
-  /** records [0, first) were below the window when the batch came (a batch that repeated records) */
-  readonly first: number
   /** the offset after the chunk's last record */
   readonly end: bigint
   /** when it was appended, on the budget's clock */
@@ -207,11 +279,10 @@ class Chunk {
   bytes = CHUNK_OVERHEAD
   evicted = false
 
-  constructor (ring: Ring, records: readonly ConsumedRecord[], offsets: readonly bigint[], first: number, frames: Map<string, FramedBatch>, at: number, seq: number) {
+  constructor (ring: Ring, packed: Packed, offsets: readonly bigint[], frames: Map<string, FramedBatch>, at: number, seq: number) {
     this.ring = ring
-    this.records = records
+    this.packed = packed
     this.offsets = offsets
-    this.first = first
     this.end = offsets[offsets.length - 1]! + 1n
     this.frames = frames
     this.at = at
@@ -454,28 +525,25 @@ export class TopicWindow {
     while (first < count && offsets[first]! < ring.end) first++
     if (first === count) return
     let frames = framed ?? new Map<string, FramedBatch>()
-    const { payload, backing } = payloadOf(records, first)
-    const copyRecords = backing > 2 * payload + PIN_SLACK
     // a batch that repeated records keeps only the new ones, and frames built for all of them no longer line up
-    if (copyRecords && first > 0) frames = new Map()
-    let size = copyRecords ? payload : 0
-    for (const built of frames.values()) if (pins(built.joined)) size += built.joined.length
-    if (size > 0) {
-      const own = store(size)
-      if (copyRecords) {
-        records = ownRecords(records, first, own)
-        offsets = first > 0 ? offsets.slice(first) : offsets
-        first = 0
-      }
+    if (first > 0) {
+      frames = new Map()
+      offsets = offsets.slice(first)
+    }
+    // frames that would pin a larger buffer are copied into the records' buffer, after them: one allocation a batch
+    let room = 0
+    for (const built of frames.values()) if (pins(built.joined)) room += built.joined.length
+    const { packed, room: rest } = pack(records, first, room)
+    if (room > 0) {
+      const own = store(rest)
       for (const [key, built] of frames) frames.set(key, ownFrames(built, own))
     }
     const budget = this.#budget
     const now = budget.now()
-    const chunk = new Chunk(ring, records, offsets, first, frames, now, budget.nextSeq())
+    const chunk = new Chunk(ring, packed, offsets, frames, now, budget.nextSeq())
     budget.added(chunk)
-    let bytes = chunk.bytes
-    for (let i = first; i < records.length; i++) bytes += recordBytes(records[i]!)
-    for (const built of chunk.frames.values()) bytes += framedBytes(built, records.length)
+    let bytes = chunk.bytes + packedBytes(packed, offsets.length)
+    for (const built of chunk.frames.values()) bytes += framedBytes(built, offsets.length)
     chunk.bytes = bytes
     ring.chunks.push(chunk)
     ring.end = chunk.end
@@ -517,7 +585,7 @@ export class TopicWindow {
     for (let c = lo; c < chunks.length; c++) {
       const chunk = chunks[c]!
       const offsets = chunk.offsets
-      let first = chunk.first
+      let first = 0
       if (c === lo && offsets[first]! < from) {
         let a = first
         let b = offsets.length
@@ -530,9 +598,9 @@ export class TopicWindow {
       }
       let framed = chunk.frames.get(key)
       if (!framed) {
-        framed = ownFrames(frameBatch(chunk.records, format, encoding))
+        framed = ownFrames(frameBatch(unpack(chunk.packed, this.topic, partition, offsets), format, encoding))
         chunk.frames.set(key, framed)
-        const bytes = framedBytes(framed, chunk.records.length)
+        const bytes = framedBytes(framed, offsets.length)
         chunk.bytes += bytes
         grew += bytes
       }
@@ -618,11 +686,11 @@ export class TopicWindow {
 }
 
 // an evicted chunk may wait in the node's queue until it reaches the head: it holds nothing meanwhile
-const NO_RECORDS: readonly ConsumedRecord[] = []
+const NO_RECORDS: Packed = { bytes: Buffer.alloc(0), extras: undefined }
 const NO_OFFSETS: readonly bigint[] = []
 const NO_FRAMES = new Map<string, FramedBatch>()
 function release (chunk: Chunk): void {
-  chunk.records = NO_RECORDS
+  chunk.packed = NO_RECORDS
   chunk.offsets = NO_OFFSETS
   chunk.frames = NO_FRAMES
 }

@@ -140,9 +140,17 @@ test('a replay larger than the socket\'s queue waits for room, and hears no lagg
 })
 
 test('the window lets the socket\'s part go while it waits: the rest is read from Kafka, no gap, no duplicate', async t => {
+  // what a batch of 10 weighs in a window, with the frames its live dispatch built (a hub of its own)
+  const probe = fakeKafka()
+  const measure = new Hub({ kafka: probe.kafka, nodeId: 'probe', graceMs: 0 })
+  await measure.subscribe(socket(t).outlet, 't', TERMS)
+  await probe.batch(batchOf(0, 10))
+  const perBatch = measure.windows.bytes
+  await measure.close()
+  t.ok(perBatch > 0, `a batch of 10 weighs ${perBatch} bytes`)
   const { kafka, batch, batchTo } = fakeKafka()
-  // a window of about 40 records
-  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 0, window: { maxBytes: 40 * 600 } })
+  // a window of four such batches: 40 records
+  const hub = new Hub({ kafka, nodeId: 'n', graceMs: 0, window: { maxBytes: 4 * perBatch } })
   t.teardown(() => hub.close())
   const live = socket(t)
   await hub.subscribe(live.outlet, 't', TERMS)
