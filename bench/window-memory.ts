@@ -7,9 +7,9 @@
 //   bash deploy/local/node.sh --expose-gc bench/window-memory.ts [--records 200000] [--batches 1,20,200]
 import { parseArgs } from 'node:util'
 import type { ConsumedRecord } from '@sluice/kafka'
-import { WindowBudget, DEFAULT_WINDOW_BOUNDS } from '../plugins/hub/src/window.ts'
-import { nativeFormat } from '../plugins/hub/src/frame.ts'
-import { cacheKeyOf, frameBatch } from '../plugins/hub/src/framed-batch.ts'
+import { nativeFormat } from '@sluice/hub'
+import { WindowBudget, DEFAULT_WINDOW_BOUNDS } from '@sluice/hub/window'
+import { cacheKeyOf, frameBatch } from '@sluice/hub/framed-batch'
 
 const { values } = parseArgs({ options: { records: { type: 'string', default: '200000' }, batches: { type: 'string', default: '1,20,200' } } })
 const N = Number(values.records)
