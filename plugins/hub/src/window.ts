@@ -57,7 +57,8 @@ export const DEFAULT_NODE_WINDOW_BYTES = gatewayDefaults.stream.resumeWindowNode
 const RECORD_OVERHEAD = 36
 // a chunk: its object, its frames map, its offsets array, its buffer (a Buffer and its ArrayBuffer) and its place in the queues
 const CHUNK_OVERHEAD = 630
-// a header's name or an odd timestamp kept aside: the string and its entries
+// a header's name or an odd timestamp kept aside: the string's header and its entries (a three-element
+// array, a map's slot). An estimate, not measured: bench/window-memory.ts's records have neither
 const ASIDE_OVERHEAD = 64
 // per record of a framed batch: its entries in starts and framesBefore
 const FRAME_INDEX_BYTES = 16
@@ -67,9 +68,9 @@ const FRAME_INDEX_BYTES = 16
 const FRAMED_OVERHEAD = 270
 // Frames under 32 KiB are views of Node's allocation pool (64 KiB slabs in Node 24). Kept for a
 // minute, a few frames of a quiet topic would keep whole slabs alive, far past what the window
-// counts: frames that keep alive more than twice their size, and over 4 KiB more, are copied into a
-// buffer of their own (one allocation and one copy per batch). A batch's frames that are most of
-// their buffer are kept as they came. (Records are always copied: PackedRecords.)
+// counts: frames that keep alive more than twice their size, and over 4 KiB more, are copied into the
+// buffer the batch's records are packed into, after them (one allocation and one copy per batch). A
+// batch's frames that are most of their buffer are kept as they came. (Records are always copied: Packed.)
 const PIN_SLACK = 4096
 
 /**
