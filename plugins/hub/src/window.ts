@@ -172,6 +172,7 @@ function pack (records: readonly ConsumedRecord[], first: number, room: number):
   const ints = new Int32Array(whole.buffer, 0, INDEX_INTS * count)
   const doubles = new Float64Array(whole.buffer, 0, INDEX_DOUBLES * count)
   let extras: PackedExtras | undefined
+  const aside = (): PackedExtras => (extras ??= { headers: new Map(), odd: new Map() })
   let at = INDEX_BYTES * count
   for (let i = 0; i < count; i++) {
     const record = records[first + i]!
@@ -193,7 +194,7 @@ function pack (records: readonly ConsumedRecord[], first: number, room: number):
     }
     const timestamp = record.timestamp
     if (EXACT_DECIMAL.test(timestamp)) doubles[INDEX_DOUBLES * i + 2] = Number(timestamp)
-    else (extras ??= { headers: new Map(), odd: new Map() }).odd.set(i, timestamp)
+    else aside().odd.set(i, timestamp)
     let named: Array<[string, number, number]> | undefined
     for (const name in record.headers) {
       const header = record.headers[name]!
@@ -201,7 +202,7 @@ function pack (records: readonly ConsumedRecord[], first: number, room: number):
       whole.set(header, at)
       at += header.length
     }
-    if (named) (extras ??= { headers: new Map(), odd: new Map() }).headers.set(i, named)
+    if (named) aside().headers.set(i, named)
   }
   return { packed: { bytes: room === 0 ? whole : whole.subarray(0, size), extras }, room: whole.subarray(size) }
 }
