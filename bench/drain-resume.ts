@@ -37,7 +37,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { Server } from 'node:net'
-import { loadavg, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -73,7 +73,7 @@ function jwt (sub: string): string {
  * shipped gateway's own. The count of writes (syscw: write, writev, sendmsg and the like) does not
  * move with the machine's load as CPU does.
  */
-function procUsage (pid: number): { us: number, rss: number, writes: number } {
+function procUsage (pid: number): { us: number, sysUs: number, rss: number, writes: number } {
   // fields after the command name (which may hold spaces): utime and stime are the 14th and 15th, in clock ticks
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -81,7 +81,16 @@ function procUsage (pid: number): { us: number, rss: number, writes: number } {
   const tickUs = 10_000
   const rssPages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1])
   const writes = Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN)
-  return { us: (Number(fields[11]) + Number(fields[12])) * tickUs, rss: rssPages * 4096, writes }
+  return { us: (Number(fields[11]) + Number(fields[12])) * tickUs, sysUs: Number(fields[12]) * tickUs, rss: rssPages * 4096, writes }
+}
+
+/**
+ * The machine's CPU time, busy and idle, in clock ticks (/proc/stat's first line): how much of its cores
+ * the clients, the gateway, Redis and Kafka left idle between two reads.
+ */
+function machineTicks (): { busy: number, idle: number } {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  return { busy: user! + nice! + system! + irq! + softirq! + steal!, idle: idle! + iowait! }
 }
 
 const now = () => performance.timeOrigin + performance.now()
@@ -599,6 +608,7 @@ async function main (): Promise<void> {
       const metrics0 = shipped && round !== 'bare' ? await ask(next.child, { type: 'limits' }, 'limits') : undefined
       const limits0 = metrics0 ? metrics0.errors as number : NaN
       const tcp0 = tcpCounters()
+      const machine0 = machineTicks()
       const script0 = redis && round !== 'bare' ? await scriptCalls(redis) : undefined
       const sampling = values['alloc-profile'] && shipped && round !== 'bare'
       if (sampling) {
@@ -630,6 +640,7 @@ async function main (): Promise<void> {
       const metrics1 = shipped && round !== 'bare' ? await ask(next.child, { type: 'limits' }, 'limits') : undefined
       const limits1 = metrics1 ? metrics1.errors as number : NaN
       const tcp1 = tcpCounters()
+      const machine1 = machineTicks()
       const script1 = script0 && redis ? await scriptCalls(redis) : undefined
       await new Promise(resolve => setTimeout(resolve, AFTER_MS))
       const reports = await Promise.all(procs.map(c => ask(c, { type: 'report' }, 'report')))
@@ -649,7 +660,11 @@ async function main (): Promise<void> {
       out.push(`   upgraded on B (the 101: accepted, auth, policy, limits), per client from the drop: ${summary(upMs)}`)
       out.push(`   subscribed on B, per client from the drop: ${summary(subMs)}`)
       out.push(`   all live: ${live === clients ? `${Math.round(allLive)} ms` : `NOT within ${LIVE_TIMEOUT_MS} ms (${live} of ${clients})`}; gaps ${sum('gaps')}, duplicates ${sum('dups')} (${sum('gapSockets')} sockets), socket errors ${sum('errors')} ${JSON.stringify(errorsByCode(reports))}, failed resumes retried ${sum('retries')}`)
-      out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
+      const sysMs = typeof cpu1.sysUs === 'number' ? ((cpu1.sysUs as number) - (usage0.sysUs as number)) / 1000 : NaN
+      out.push(`   gateway B CPU from the drop to all live: ${Math.round(cpuMs)} ms in ${Math.round(allLive)} ms (${Math.round((cpuMs / allLive) * 100)} % of a core${Number.isNaN(sysMs) ? '' : `; ${Math.round(sysMs)} ms of it in the kernel`}), RSS ${Math.round((cpu1.rss as number) / 2 ** 20)} MiB`)
+      const busy = machine1.busy - machine0.busy
+      const idle = machine1.idle - machine0.idle
+      out.push(`   the machine from the drop to all live: ${Math.round((100 * busy) / (busy + idle))} % of its ${cpus().length} cores busy (the clients, both gateways, Redis, Kafka)`)
       if (typeof cpu1.writes === 'number' && typeof usage0.writes === 'number') {
         const writes = cpu1.writes - usage0.writes
         out.push(`   gateway B write syscalls from the drop to all live: ${writes} (${(writes / clients).toFixed(2)} a resume)`)
