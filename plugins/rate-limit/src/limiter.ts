@@ -91,7 +91,7 @@ export class RateLimiter {
   #mode: Mode
   /** this turn's flushes (atTurnEnd), in the order they were asked for */
   #turnFlushes: Array<() => void> = []
-  /** decisions on Redis not yet answered, by deadline (#withDeadline); those before the head are settled */
+  /** decisions on Redis not yet answered, by deadline (decide()); those before the head are settled */
   #deadlines: Deadline[] = []
   #deadlineHead = 0
   #deadlineTimer: NodeJS.Timeout | undefined
@@ -207,40 +207,62 @@ export class RateLimiter {
    * Runs a decision on Redis when it is usable, within the decision timeout;
    * otherwise (or when it fails) on the local store in fail-open mode, or
    * answers UNAVAILABLE in fail-closed mode. Never waits longer than the timeout.
+   *
+   * One promise a decision, settled by whichever comes first: Redis' answer, its error, or the deadline.
+   * The timeout is the same for every decision, so deadlines come in the order decisions are asked: one
+   * queue and one timer for all of them, where a timer and a race each cost two timer-list operations and
+   * three promises a decision (8.5 MiB of what gateway B allocated in a drain of 5,000 resumes,
+   * bench/drain-resume.ts --alloc-profile). An async decide() wrapping a promise that raced the deadline
+   * was, with its closures, 1.2 KB a decision more (bench/_limiter: a burst of connects and leases).
    */
-  async decide<T> (shared: () => Promise<T>, local: () => Promise<T>): Promise<Decided<T>> {
-    if (this.#redis && this.#currentMode() === 'shared') {
-      try {
-        return { value: await this.#withDeadline(shared()), source: 'redis' }
-      } catch (err) {
-        this.failed(err as Error)
-      }
-    } else {
+  decide<T> (shared: () => Promise<T>, local: () => Promise<T>): Promise<Decided<T>> {
+    if (!this.#redis || this.#currentMode() !== 'shared') {
       this.#checkMode()
+      return this.#decideLocally(local)
     }
-    if (this.#redis && this.failure === 'fail-closed') return UNAVAILABLE
-    return { value: await local(), source: 'local' }
-  }
-
-  /**
-   * `asked`, or a rejection once the decision timeout has passed. The timeout is the same for every
-   * decision, so deadlines come in the order decisions are asked: one queue and one timer for all of them,
-   * where a timer and a race each cost two timer-list operations and three promises a decision (8.5 MiB of
-   * what gateway B allocated in a drain of 5,000 resumes, bench/drain-resume.ts --alloc-profile).
-   */
-  #withDeadline<T> (asked: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const entry: Deadline = { at: performance.now() + this.#timeoutMs, reject, settled: false }
+    return new Promise<Decided<T>>(resolve => {
+      const entry: Deadline = {
+        at: performance.now() + this.#timeoutMs,
+        settled: false,
+        reject: err => {
+          try {
+            this.failed(err)
+            resolve(this.#decideLocally(local))
+          } catch (thrown) {
+            resolve(Promise.reject(thrown))
+          }
+        }
+      }
+      const onError = (err: Error): void => {
+        if (entry.settled) return
+        entry.settled = true
+        entry.reject(err)
+      }
+      let asked: Promise<T>
+      try {
+        asked = shared()
+      } catch (err) {
+        onError(err as Error)
+        return
+      }
       this.#deadlines.push(entry)
       if (this.#deadlineTimer === undefined) this.#armDeadline()
       asked.then(value => {
+        if (entry.settled) return
         entry.settled = true
-        resolve(value)
-      }, (err: Error) => {
-        entry.settled = true
-        reject(err)
-      })
+        resolve({ value, source: 'redis' })
+      }, onError)
     })
+  }
+
+  /** What a decision is when Redis is not asked (or failed): UNAVAILABLE when failing closed, the local store's answer otherwise. */
+  #decideLocally<T> (local: () => Promise<T>): Promise<Decided<T>> {
+    if (this.#redis && this.failure === 'fail-closed') return Promise.resolve(UNAVAILABLE)
+    try {
+      return local().then(value => ({ value, source: 'local' as const }))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   #armDeadline (): void {

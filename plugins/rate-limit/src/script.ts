@@ -285,14 +285,20 @@ function kindOf (b: Bucket, absolute = false): string {
   return absolute ? 'S' : 's'
 }
 
-function bucketArgs (b: Bucket, absolute = false): Array<string | number> {
-  return [
+/**
+ * A bucket's record, then `last` (take: a lease's held; put: the amount), appended to a decision's arguments.
+ * Pushed one by one, not spread from an array of its own: in a burst of decisions (5,000 resumes, two each)
+ * the iterators and arrays of the spread were a third of what a decision allocated before its answer.
+ */
+function pushBucket (args: Array<string | number>, b: Bucket, last: number, absolute = false): void {
+  args.push(
     kindOf(b, absolute),
     b.capacity,
     b.kind === 'rate' ? b.perSecond : 0,
     b.kind === 'slots' ? b.ttlMs : b.kind === 'daily' ? b.lease?.ttlMs ?? 0 : 0,
-    b.kind === 'slots' ? b.node : b.kind === 'daily' ? b.lease?.id ?? '' : ''
-  ]
+    b.kind === 'slots' ? b.node : b.kind === 'daily' ? b.lease?.id ?? '' : '',
+    last
+  )
 }
 
 /** Registers the script on this client (once: ioredis keeps it across reconnects and reloads it after NOSCRIPT). */
@@ -314,7 +320,8 @@ export const MAX_BATCH = 8
 
 interface Queued {
   keys: string[]
-  args: Array<string | number>
+  /** the decision's arguments, as the JSON text of one array */
+  json: string
   resolve (reply: unknown): void
   reject (err: Error): void
 }
@@ -338,23 +345,42 @@ export class RedisLimitStore implements LimitStore {
     defineLimitCommand(redis)
   }
 
-  async take (lines: readonly Line[]): Promise<TakeResult> {
-    const buckets = lines.flatMap(line => line.buckets)
+  take (lines: readonly Line[]): Promise<TakeResult> {
+    const keys: string[] = []
+    const buckets: Bucket[] = []
     const args: Array<string | number> = ['take', lines.length]
-    for (const line of lines) args.push(line.want, line.min, line.buckets.length)
-    for (const b of buckets) args.push(...bucketArgs(b), b.kind === 'daily' ? b.lease?.held ?? 0 : 0)
-    const reply = await this.#call(buckets.map(b => b.key), args) as number[]
-    const ok = reply[0] === 1
-    const retryAfterMs = reply[1] === -1 ? NEVER : Number(reply[1])
-    const index = Number(reply[2])
-    return { ok, retryAfterMs, limitedBy: index > 0 ? buckets[index - 1] : undefined, granted: reply.slice(3).map(Number) }
+    for (let l = 0; l < lines.length; l++) {
+      const line = lines[l]!
+      args.push(line.want, line.min, line.buckets.length)
+    }
+    for (let l = 0; l < lines.length; l++) {
+      const line = lines[l]!
+      for (let i = 0; i < line.buckets.length; i++) {
+        const b = line.buckets[i]!
+        keys.push(b.key)
+        buckets.push(b)
+        pushBucket(args, b, b.kind === 'daily' ? b.lease?.held ?? 0 : 0)
+      }
+    }
+    return this.#call(keys, JSON.stringify(args)).then(answer => {
+      const reply = answer as number[]
+      const index = Number(reply[2])
+      const granted: number[] = []
+      for (let i = 3; i < reply.length; i++) granted.push(Number(reply[i]))
+      return { ok: reply[0] === 1, retryAfterMs: reply[1] === -1 ? NEVER : Number(reply[1]), limitedBy: index > 0 ? buckets[index - 1] : undefined, granted }
+    })
   }
 
   async put (puts: readonly Put[]): Promise<void> {
     if (puts.length === 0) return
+    const keys: string[] = []
     const args: Array<string | number> = ['put', puts.length]
-    for (const p of puts) args.push(...bucketArgs(p.bucket, p.absolute), p.amount)
-    await this.#call(puts.map(p => p.bucket.key), args)
+    for (let i = 0; i < puts.length; i++) {
+      const p = puts[i]!
+      keys.push(p.bucket.key)
+      pushBucket(args, p.bucket, p.amount, p.absolute)
+    }
+    await this.#call(keys, JSON.stringify(args))
   }
 
   /** Holds decisions back until uncork(): a caller about to ask many at once sends them as one call. */
@@ -366,9 +392,9 @@ export class RedisLimitStore implements LimitStore {
     if (this.#corked > 0 && --this.#corked === 0) this.#send()
   }
 
-  #call (keys: string[], args: Array<string | number>): Promise<unknown> {
+  #call (keys: string[], json: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ keys, args, resolve, reject })
+      this.#queue.push({ keys, json, resolve, reject })
       if (this.#corked > 0) return
       if (this.#queue.length >= MAX_BATCH) this.#send()
       else if (!this.#scheduled) {
@@ -410,7 +436,7 @@ export class RedisLimitStore implements LimitStore {
     const args: Array<string | number> = ['batch', queue.length]
     for (const q of queue) {
       for (const key of q.keys) keys.push(key)
-      args.push(q.keys.length, JSON.stringify(q.args))
+      args.push(q.keys.length, q.json)
     }
     this.#redis.sluiceLimit(keys.length, ...keys, ...args).then(replies => {
       const answers = replies as unknown as unknown[]
