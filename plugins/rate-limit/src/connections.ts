@@ -3,7 +3,7 @@
 // by every node, refreshed so that a dead node's count expires) and connects
 // per minute. A connect takes a token and a slot, both or neither.
 import type { SlotBucket, RateBucket } from './token-bucket.ts'
-import type { MemoryLimitStore, TakeResult } from './store.ts'
+import type { Line, MemoryLimitStore, TakeResult } from './store.ts'
 import { CONNECTION_RETRY_MS, UNAVAILABLE, refreshInChunks, retryMs, type Decided, type LimiterCore, type PlanRef, type Refused } from './decision.ts'
 
 export interface ConnectionTicket {
@@ -12,11 +12,25 @@ export interface ConnectionTicket {
   release (): void
 }
 
+/**
+ * A take that rides on a connect's decision (a new delivery lease's first batch, limiter.ts acquire): decided
+ * in the same script call, after the connect and only when it was granted. `settle` hears its result, or
+ * NOT_DECIDED (the connect was refused or could not be decided).
+ */
+export interface Rider {
+  lines: Line[]
+  settle (decided: Decided<TakeResult> | typeof NOT_DECIDED): void
+}
+
+export const NOT_DECIDED = Symbol('not decided')
+
 /** Connects on one subject's plan waiting for the same script call (coalesced within one turn of the event loop). */
 interface ConnectBatch {
   connects: RateBucket
   slots: SlotBucket
   waiters: Array<(decided: Decided<TakeResult>) => void>
+  /** at most one: a subject's lease is made once, by its first connect */
+  rider?: Rider
 }
 
 interface ConnectionCount {
@@ -54,8 +68,8 @@ export class ConnectionLimits {
     }
   }
 
-  /** One new connection: a connect token and a slot, both or neither. */
-  async acquire (subject: string, plan: PlanRef): Promise<ConnectionTicket | Refused> {
+  /** One new connection: a connect token and a slot, both or neither; `rider` is decided with it (Rider). */
+  async acquire (subject: string, plan: PlanRef, rider?: Rider): Promise<ConnectionTicket | Refused> {
     const stats = this.#core.stats
     const { connects, slots } = this.#connectBuckets(subject, plan)
     let entry = this.#connections.get(slots.key)
@@ -67,7 +81,7 @@ export class ConnectionLimits {
     counted.pending++
     let decided
     try {
-      decided = await this.#takeConnect(connects, slots)
+      decided = await this.#takeConnect(connects, slots, rider)
     } finally {
       counted.pending--
     }
@@ -111,7 +125,7 @@ export class ConnectionLimits {
    * 0.6-1.1 with two (the connect, the first delivery lease and the
    * address's HTTP count; bench/drain-resume.ts prints them).
    */
-  #takeConnect (connects: RateBucket, slots: SlotBucket): Promise<Decided<TakeResult>> {
+  #takeConnect (connects: RateBucket, slots: SlotBucket, rider: Rider | undefined): Promise<Decided<TakeResult>> {
     let batch = this.#connectBatches.get(slots.key)
     if (!batch || batch.connects.key !== connects.key) {
       const fresh: ConnectBatch = { connects, slots, waiters: [] }
@@ -123,6 +137,11 @@ export class ConnectionLimits {
         this.#connectsScheduled = true
         this.#core.atTurnEnd(this.#flushAllConnects)
       }
+    }
+    if (rider) {
+      // a second rider on one batch would be a second lease for one subject's plan: it is decided on its own
+      if (batch.rider) rider.settle(NOT_DECIDED)
+      else batch.rider = rider
     }
     const waiters = batch.waiters
     return new Promise(resolve => waiters.push(resolve))
@@ -142,15 +161,29 @@ export class ConnectionLimits {
   }
 
   async #flushConnects (batch: ConnectBatch): Promise<void> {
-    const { connects, slots, waiters } = batch
+    const { connects, slots, waiters, rider } = batch
+    const line: Line = { buckets: [connects, slots], want: waiters.length, min: 1 }
     let decided: Decided<TakeResult>
+    let ridden: Decided<TakeResult> | typeof NOT_DECIDED = NOT_DECIDED
     try {
-      decided = await this.#core.exec(store => store.take([{ buckets: [connects, slots], want: waiters.length, min: 1 }]))
+      if (rider) {
+        const both = await this.#core.exec(store => store.takeThen([line], rider.lines))
+        if (both === UNAVAILABLE) {
+          decided = UNAVAILABLE
+        } else {
+          decided = { value: both.value[0], source: both.source }
+          const then = both.value[1]
+          if (then) ridden = { value: then, source: both.source }
+        }
+      } else {
+        decided = await this.#core.exec(store => store.take([line]))
+      }
     } catch (err) {
       // the local store does not throw; should it, every connect of the batch is refused as unavailable
       this.#core.failed(err as Error)
       decided = UNAVAILABLE
     }
+    rider?.settle(ridden)
     if (decided === UNAVAILABLE) {
       for (const resolve of waiters) resolve(UNAVAILABLE)
       return

@@ -5,10 +5,14 @@
 // Redis beside the quota, renewed while it is held, so that a dead node's
 // unused quota comes back when the record expires.
 import type { PlanLimits } from '@sluice/policy'
-import type { Line, Put } from './store.ts'
+import type { Line, Put, TakeResult } from './store.ts'
 import type { DailyBucket, DailyLease, RateBucket } from './token-bucket.ts'
 import { DeliveryLease, type DeliveryLimit, type LeaseBatch, type LeaseGrant } from './lease.ts'
-import { UNAVAILABLE, refreshInChunks, retryMs, type LimiterCore } from './decision.ts'
+import { UNAVAILABLE, refreshInChunks, retryMs, type Decided, type LimiterCore } from './decision.ts'
+import { NOT_DECIDED } from './connections.ts'
+
+/** How a new lease's first batch is decided instead of on its own: with a connect (limiter.ts acquire). */
+export type Ride = (lines: Line[]) => Promise<Decided<TakeResult> | typeof NOT_DECIDED>
 
 export interface DeliveryTimes {
   /** a lease holds this much of the plan's per-second rates */
@@ -44,8 +48,9 @@ export class DeliveryLeases {
   /**
    * The node's lease for a subject's plan, shared by its sockets on this node.
    * `limits` is asked at every refill, so a policy reload applies to live sockets.
+   * `ride`: a lease made now has its first batch decided that way (not when the lease exists already).
    */
-  lease (subject: string, planName: string, limits: () => PlanLimits): DeliveryLease {
+  lease (subject: string, planName: string, limits: () => PlanLimits, ride?: Ride): DeliveryLease {
     const core = this.#core
     const key = core.key(subject, planName, 'lease')
     const held = this.#leases.get(key)
@@ -74,6 +79,7 @@ export class DeliveryLeases {
         bytes: Math.max(1, Math.min(l.bytesPerSecond, Math.ceil(l.bytesPerSecond * share)))
       }
     }
+    let riding = ride
     const lease = new DeliveryLease({
       now: core.now,
       batch,
@@ -83,7 +89,12 @@ export class DeliveryLeases {
           { buckets: [b.messages, b.daily], want: messages, min: 1 },
           { buckets: [b.bytes], want: bytes, min: 1 }
         ]
-        const decided = await core.exec(store => store.take(lines))
+        const first = riding
+        riding = undefined
+        const decided = first ? await first(lines) : await core.exec(store => store.take(lines))
+        // the connect it rode with was refused: nothing was taken, and no refusal of this lease's to tell
+        // (the lease goes with the connection's reservation; one that another socket holds refills on its next frame)
+        if (decided === NOT_DECIDED) throw new Error('the connect this lease rode with was not granted')
         if (decided === UNAVAILABLE) return { ok: false, limit: 'unavailable', retryAfterMs: this.#times.probeMs }
         if (decided.source === 'redis') reportedAt = core.now()
         const result = decided.value

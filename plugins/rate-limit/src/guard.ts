@@ -105,11 +105,16 @@ export class RateGuard implements StreamGuard {
     return this.planFor(identity)
   }
 
+  /** A plan's limits for its delivery leases, as the policy in force says at each refill (a reload applies to live sockets). */
+  leaseLimits (plan: PlanRef): () => PlanLimits {
+    return () => this.#plans.plan(plan.name) ?? plan.limits
+  }
+
   /** The socket's delivery budget: the node's lease for the subject's plan. */
   delivery (session: GuardedSession): DeliveryBudget | undefined {
     const plan = this.planFor(session.identity)
     const stats = this.#limiter.stats
-    const lease = this.#limiter.lease(session.identity.subject, plan.name, () => this.#plans.plan(plan.name) ?? plan.limits)
+    const lease = this.#limiter.lease(session.identity.subject, plan.name, this.leaseLimits(plan))
     const holder: LeaseHolder = {
       refused: (refusal: Refusal) => {
         // never inside the hub's dispatch loop: after it

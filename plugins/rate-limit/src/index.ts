@@ -154,7 +154,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     const identity = request.identity
     if (!request.ws || !identity) return undefined
     const plan = guard.planFor(identity)
-    const decided = await limiter.acquire(identity.subject, plan)
+    // the session it opens delivers: its subject's delivery lease is held from now, its first batch decided with the connect
+    const decided = await limiter.acquire(identity.subject, plan, guard.leaseLimits(plan))
     if (!decided.ok) {
       const err = decided.limit === 'unavailable'
         ? new RateUnavailableError()

@@ -16,6 +16,10 @@
 //          perSecond, ttlMs, node, amount   (S: set this node's slot count;
 //          D: renew a lease, amount = what the node still holds of it)
 //          -> 0
+//   ARGV   'then', n, first, then (only inside a batch: first and then are
+//          'take' argument arrays, n the number of first's keys; KEYS:
+//          first's keys, then then's) -> { first's answer, then's answer
+//          or 0 when first was refused and then was not decided }
 //   ARGV   'batch', n, then per decision: its number of keys, and its
 //          arguments ('take' or 'put' as above) as one JSON array; KEYS:
 //          every decision's keys in turn
@@ -151,8 +155,19 @@ local function bucket (K, A, k, a)
   return b
 end
 
--- one decision: K and A are its keys and arguments ('take' or 'put', as the contract above says)
+-- one decision: K and A are its keys and arguments ('take', 'put' or 'then', as the contract above says)
 local function run (K, A)
+  if A[1] == 'then' then
+    -- a connection and its lease's first batch: the second take only when the first was granted, on its own
+    local n = tonumber(A[2])
+    local first, second = {}, {}
+    for i = 1, #K do
+      if i <= n then first[i] = K[i] else second[i - n] = K[i] end
+    end
+    local answer = run(first, A[3])
+    if answer[1] ~= 1 then return { answer, 0 } end
+    return { answer, run(second, A[4]) }
+  end
   if A[1] == 'put' then
     local a = 3
     for k = 1, tonumber(A[2]) do
@@ -301,6 +316,34 @@ function pushBucket (args: Array<string | number>, b: Bucket, last: number, abso
   )
 }
 
+/** A take's keys, its buckets in the keys' order, and its arguments as the contract says. */
+function takeArgs (lines: readonly Line[]): { keys: string[], buckets: Bucket[], args: Array<string | number> } {
+  const keys: string[] = []
+  const buckets: Bucket[] = []
+  const args: Array<string | number> = ['take', lines.length]
+  for (let l = 0; l < lines.length; l++) {
+    const line = lines[l]!
+    args.push(line.want, line.min, line.buckets.length)
+  }
+  for (let l = 0; l < lines.length; l++) {
+    const line = lines[l]!
+    for (let i = 0; i < line.buckets.length; i++) {
+      const b = line.buckets[i]!
+      keys.push(b.key)
+      buckets.push(b)
+      pushBucket(args, b, b.kind === 'daily' ? b.lease?.held ?? 0 : 0)
+    }
+  }
+  return { keys, buckets, args }
+}
+
+function takeResult (reply: number[], buckets: Bucket[]): TakeResult {
+  const index = Number(reply[2])
+  const granted: number[] = []
+  for (let i = 3; i < reply.length; i++) granted.push(Number(reply[i]))
+  return { ok: reply[0] === 1, retryAfterMs: reply[1] === -1 ? NEVER : Number(reply[1]), limitedBy: index > 0 ? buckets[index - 1] : undefined, granted }
+}
+
 /** Registers the script on this client (once: ioredis keeps it across reconnects and reloads it after NOSCRIPT). */
 export function defineLimitCommand (redis: Redis): void {
   if (typeof (redis as unknown as Record<string, unknown>)[COMMAND] === 'function') return
@@ -346,28 +389,16 @@ export class RedisLimitStore implements LimitStore {
   }
 
   take (lines: readonly Line[]): Promise<TakeResult> {
-    const keys: string[] = []
-    const buckets: Bucket[] = []
-    const args: Array<string | number> = ['take', lines.length]
-    for (let l = 0; l < lines.length; l++) {
-      const line = lines[l]!
-      args.push(line.want, line.min, line.buckets.length)
-    }
-    for (let l = 0; l < lines.length; l++) {
-      const line = lines[l]!
-      for (let i = 0; i < line.buckets.length; i++) {
-        const b = line.buckets[i]!
-        keys.push(b.key)
-        buckets.push(b)
-        pushBucket(args, b, b.kind === 'daily' ? b.lease?.held ?? 0 : 0)
-      }
-    }
-    return this.#call(keys, JSON.stringify(args)).then(answer => {
-      const reply = answer as number[]
-      const index = Number(reply[2])
-      const granted: number[] = []
-      for (let i = 3; i < reply.length; i++) granted.push(Number(reply[i]))
-      return { ok: reply[0] === 1, retryAfterMs: reply[1] === -1 ? NEVER : Number(reply[1]), limitedBy: index > 0 ? buckets[index - 1] : undefined, granted }
+    const { keys, buckets, args } = takeArgs(lines)
+    return this.#call(keys, JSON.stringify(args)).then(reply => takeResult(reply as number[], buckets))
+  }
+
+  takeThen (first: readonly Line[], then: readonly Line[]): Promise<[TakeResult, TakeResult | undefined]> {
+    const a = takeArgs(first)
+    const b = takeArgs(then)
+    return this.#call(a.keys.concat(b.keys), JSON.stringify(['then', a.keys.length, a.args, b.args])).then(answer => {
+      const [one, two] = answer as [number[], number[] | number]
+      return [takeResult(one, a.buckets), Array.isArray(two) ? takeResult(two, b.buckets) : undefined]
     })
   }
 

@@ -47,6 +47,12 @@ export interface Put {
 
 export interface LimitStore {
   take (lines: readonly Line[]): Promise<TakeResult>
+  /**
+   * Two takes as one decision: `then` is decided only when `first` was granted, and on its own (its
+   * refusal does not undo `first`): a connection and its delivery lease's first batch (limiter.ts acquire).
+   * Answers `first`'s result, and `then`'s or undefined when it was not decided.
+   */
+  takeThen (first: readonly Line[], then: readonly Line[]): Promise<[TakeResult, TakeResult | undefined]>
   put (puts: readonly Put[]): Promise<void>
 }
 
@@ -74,6 +80,11 @@ export class MemoryLimitStore implements LimitStore {
 
   take (lines: readonly Line[]): Promise<TakeResult> {
     return Promise.resolve(this.takeNow(lines))
+  }
+
+  takeThen (first: readonly Line[], then: readonly Line[]): Promise<[TakeResult, TakeResult | undefined]> {
+    const result = this.takeNow(first)
+    return Promise.resolve([result, result.ok ? this.takeNow(then) : undefined])
   }
 
   put (puts: readonly Put[]): Promise<void> {
