@@ -26,6 +26,7 @@ import { hostname } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { lazyRequestLogger } from './request-logger.ts'
 import { enforceHandshakeDeadline } from './handshake-deadline.ts'
 import drain from './drain.ts'
 
@@ -83,8 +84,8 @@ function streamServer (config: GatewayConfig): { host: string, protocol: 'ws' | 
 export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const logController = options.requestLogLevel === 'debug' ? new DebugRequestLogs() : undefined
   const app: FastifyInstance = options.logger
-    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true, logController })
-    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true, logController })
+    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true, logController, childLoggerFactory: lazyRequestLogger })
+    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true, logController, childLoggerFactory: lazyRequestLogger })
   enforceHandshakeDeadline(app.server, config.server.handshakeTimeoutMs)
   if (options.onRoute) app.addHook('onRoute', options.onRoute)
 
