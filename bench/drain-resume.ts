@@ -46,7 +46,7 @@ import { nativeFormat } from '@sluice/hub'
 import { freePort } from '@sluice/stack'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
-import { spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
 
 const PARTITIONS = 3
 // a client process holds half the sockets: 2,500 sockets and their frames in one event loop
@@ -183,7 +183,7 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
   // as `npm start` and the image run it: on jemalloc, the shipped V8 flag (docs/performance.md, "Memory"), no IPC, the environment cleared
   // --alloc-profile: B's inspector on a port of the kernel's choosing (its URL is on stderr), for the sampler below
   const inspect = allocDir && !nodeId.startsWith('a-') ? ['--inspect=127.0.0.1:0'] : []
-  const server = spawnShipped(['--max-semi-space-size=8', ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], {
+  const server = spawnShipped([...SHIPPED_V8_FLAGS, ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -15,7 +15,7 @@
 // measured per process. Loopback only; bounded in count and time.
 //
 //   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000]
-//     [--kinds shipped,per-socket,sluice,raw,raw-frames,shipped-unmetered] [--fractions 0.01,0.05,0.25,0.5] [--rates 200] [--semi-space 8]
+//     [--kinds shipped,per-socket,sluice,raw,raw-frames,shipped-unmetered] [--fractions 0.01,0.05,0.25,0.5] [--rates 200] [--semi-space 16]
 //
 // Prints, per N and kind: deliveries/s at full speed and gateway CPU µs per
 // delivery; then at each paced rate -- the fractions of the first kind's
@@ -41,7 +41,7 @@ import { Redis } from 'ioredis'
 import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
 import { wireText } from '@sluice/hub'
-import { spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
 
 const self = fileURLToPath(import.meta.url)
 const TOPIC = 'bench.fanout'
@@ -319,9 +319,9 @@ async function loadgenChild (): Promise<void> {
 
 // ---- the orchestrator ---------------------------------------------------------------
 
-// Every gateway kind runs with the V8 young-generation cap the gateway ships with
-// (docs/performance.md, "Memory"): `--semi-space 0` runs V8's default instead.
-const SEMI_SPACE_MB = arg('--semi-space', '8', n => n >= 0)[0]!
+// Every gateway kind runs with the V8 young-generation cap the gateway ships with (SHIPPED_V8_FLAGS,
+// docs/performance.md, "Memory"): `--semi-space N` runs N MiB instead, `--semi-space 0` V8's default.
+const SEMI_SPACE_MB = arg('--semi-space', SHIPPED_V8_FLAGS[0]!.split('=')[1]!, n => n >= 0)[0]!
 // paced runs, as fractions of the first kind's maximum (e.g. --fractions 0.1,0.25), run by every kind
 const FRACTIONS = arg('--fractions', '0.01,0.05,0.25,0.5', x => x > 0 && x <= 1)
 // paced runs at fixed records per second to each socket; 200: the issue's fixed point (issue 14, 1,000 sockets)

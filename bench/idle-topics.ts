@@ -17,7 +17,7 @@
 //     [--node-flags "--no-concurrent-recompilation ..."]
 //
 // The gateway runs as `npm start` and the image run it: on jemalloc (bench/shipped-node.ts; SLUICE_MALLOC=glibc
-// runs it on glibc's malloc, MALLOC_CONF is passed on) with the shipped V8 flag (--max-semi-space-size=8);
+// runs it on glibc's malloc, MALLOC_CONF is passed on) with the shipped V8 flag (SHIPPED_V8_FLAGS, package.json's start script);
 // --node-flags adds flags after it. Each reading also splits the RSS by the kind of mapping it is in
 // (/proc/<pid>/smaps): V8's heap pages, the malloc arenas of threads other than the main one, the main
 // malloc heap, executable mappings (JIT code), files and the rest. On this machine the first topics grew
@@ -43,7 +43,7 @@ import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
 import { KafkaClient } from '@sluice/kafka'
 import { KafkaBroker } from '@sluice/stack'
-import { spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
 
 const root = join(import.meta.dirname, '..')
 const POLICY_DIR = join(import.meta.dirname, 'idle-topics-policy')
@@ -341,7 +341,7 @@ async function main (): Promise<void> {
     }, null, 2))
     // as `npm start` and the image run it: on jemalloc, the shipped V8 flag (docs/performance.md, "Memory"), then --node-flags
     const nodeFlags = values['node-flags'].split(' ').filter(f => f !== '')
-    const gw = start(['--max-semi-space-size=8', ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {}, true)
+    const gw = start([...SHIPPED_V8_FLAGS, ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {}, true)
     cleanups.push(() => stop(gw))
     const pid = gw.child.pid!
     const base = `http://127.0.0.1:${port}`

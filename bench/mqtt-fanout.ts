@@ -39,7 +39,7 @@ import { fileURLToPath } from 'node:url'
 import { generate } from 'mqtt-packet'
 import { KafkaClient } from '@sluice/kafka'
 import { freePort } from '@sluice/stack'
-import { spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
 import { LeanClient } from './lean-client.ts'
 
 const self = fileURLToPath(import.meta.url)
@@ -313,7 +313,7 @@ async function startGateway (brokers: string[]): Promise<Gateway> {
     rateLimit: { http: { upgrade: { max: 100_000 } } }
   }, null, 2))
   // as `npm start` runs it, on jemalloc with the shipped V8 flag (docs/performance.md, "Memory"), as the fan-out bench runs it
-  const flags = ['--max-semi-space-size=8', ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [])]
+  const flags = [...SHIPPED_V8_FLAGS, ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [])]
   const child = spawnShipped([...flags, GATEWAY_ENTRY, '--config', file], {
     env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'pipe', 'pipe']

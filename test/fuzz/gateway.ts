@@ -115,9 +115,9 @@ export class FuzzGateway {
     this.#log = ''
     this.#stderr = ''
     // as `npm start` runs it (deploy/local/node.sh --jemalloc): on jemalloc, the young generation capped at
-    // 8 MiB per semi-space. node.sh ends in `exec node`: the pid is the gateway's. --inspect-port does
+    // 16 MiB per semi-space (package.json's start script). node.sh ends in `exec node`: the pid is the gateway's. --inspect-port does
     // nothing until SIGUSR1 (forceGc): the process runs as shipped until then
-    const child = spawn('bash', [join(ROOT, 'deploy', 'local', 'node.sh'), '--jemalloc', '--max-semi-space-size=8', '--disable-warning=TimeoutNegativeWarning', `--inspect-port=127.0.0.1:${this.inspectPort}`, ...(process.env.FUZZ_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FUZZ_CPU_PROF}`] : []), ENTRY, '--config', this.#configFile], {
+    const child = spawn('bash', [join(ROOT, 'deploy', 'local', 'node.sh'), '--jemalloc', '--max-semi-space-size=16', '--disable-warning=TimeoutNegativeWarning', `--inspect-port=127.0.0.1:${this.inspectPort}`, ...(process.env.FUZZ_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FUZZ_CPU_PROF}`] : []), ENTRY, '--config', this.#configFile], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '' },
       stdio: ['ignore', 'pipe', 'pipe']
