@@ -24,6 +24,19 @@ export interface Rider {
 
 export const NOT_DECIDED = Symbol('not decided')
 
+/** A granted connection whose `release` runs once, however often it is called. */
+export function ticket (release: () => void): ConnectionTicket {
+  let released = false
+  return {
+    ok: true,
+    release: () => {
+      if (released) return
+      released = true
+      release()
+    }
+  }
+}
+
 /** Connects on one subject's plan waiting for the same script call (coalesced within one turn of the event loop). */
 interface ConnectBatch {
   connects: RateBucket
@@ -99,17 +112,11 @@ export class ConnectionLimits {
     stats.allowed.connections++
     stats.allowed.connectsPerMinute++
     counted.count++
-    let released = false
-    return {
-      ok: true,
-      release: () => {
-        if (released) return
-        released = true
-        counted.count--
-        this.#forget(counted)
-        this.#core.exec(store => store.put([{ bucket: slots, amount: 1 }])).catch(() => {})
-      }
-    }
+    return ticket(() => {
+      counted.count--
+      this.#forget(counted)
+      this.#core.exec(store => store.put([{ bucket: slots, amount: 1 }])).catch(() => {})
+    })
   }
 
   /**

@@ -20,7 +20,7 @@ import { RedisLimitStore } from './script.ts'
 import type { Bucket } from './token-bucket.ts'
 import type { DeliveryLease } from './lease.ts'
 import { counters, subjectId, UNAVAILABLE, type Decided, type FailureMode, type LimiterCore, type LimiterStats, type Mode, type PlanRef, type Refused } from './decision.ts'
-import { ConnectionLimits, type ConnectionTicket, type Rider } from './connections.ts'
+import { ConnectionLimits, ticket, type ConnectionTicket, type Rider } from './connections.ts'
 import { PublishLimits } from './publish-limits.ts'
 import { DeliveryLeases } from './delivery-limits.ts'
 
@@ -340,17 +340,11 @@ export class RateLimiter {
       this.#deliveries.release(lease)
       return decided
     }
-    const ticket = decided
-    let released = false
-    return {
-      ok: true,
-      release: () => {
-        if (released) return
-        released = true
-        ticket.release()
-        this.#deliveries.release(lease)
-      }
-    }
+    const connection = decided
+    return ticket(() => {
+      connection.release()
+      this.#deliveries.release(lease)
+    })
   }
 
   /** This node's open connections, per subject and plan (tests and admin read it). */
