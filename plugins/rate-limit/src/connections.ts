@@ -146,7 +146,9 @@ export class ConnectionLimits {
       }
     }
     if (rider) {
-      // a second rider on one batch would be a second lease for one subject's plan: it is decided on its own
+      // a second rider on one batch would be a second lease for one subject's plan, which lease() does not make
+      // (it returns the one there is, with no ride). Should it come, its first refill fails and is asked again
+      // on a frame 100 ms later (lease.ts RETRY_ON_ERROR_MS)
       if (batch.rider) rider.settle(NOT_DECIDED)
       else batch.rider = rider
     }

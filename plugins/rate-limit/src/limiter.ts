@@ -20,7 +20,7 @@ import { RedisLimitStore } from './script.ts'
 import type { Bucket } from './token-bucket.ts'
 import type { DeliveryLease } from './lease.ts'
 import { counters, subjectId, UNAVAILABLE, type Decided, type FailureMode, type LimiterCore, type LimiterStats, type Mode, type PlanRef, type Refused } from './decision.ts'
-import { ConnectionLimits, ticket, type ConnectionTicket, type Rider } from './connections.ts'
+import { ConnectionLimits, NOT_DECIDED, ticket, type ConnectionTicket, type Rider } from './connections.ts'
 import { PublishLimits } from './publish-limits.ts'
 import { DeliveryLeases } from './delivery-limits.ts'
 
@@ -213,7 +213,7 @@ export class RateLimiter {
    * queue and one timer for all of them, where a timer and a race each cost two timer-list operations and
    * three promises a decision (8.5 MiB of what gateway B allocated in a drain of 5,000 resumes,
    * bench/drain-resume.ts --alloc-profile). An async decide() wrapping a promise that raced the deadline
-   * was, with its closures, 1.2 KB a decision more (bench/_limiter: a burst of connects and leases).
+   * allocated, with its closures, about 1.2 KB a decision more (a throwaway script: 5,000 connects and leases).
    */
   decide<T> (shared: () => Promise<T>, local: () => Promise<T>): Promise<Decided<T>> {
     if (!this.#redis || this.#currentMode() !== 'shared') {
@@ -333,6 +333,8 @@ export class RateLimiter {
     try {
       decided = await this.#connections.acquire(subject, plan, rider)
     } catch (err) {
+      // a lease whose first refill waits on a rider nobody settles would never close
+      rider?.settle(NOT_DECIDED)
       this.#deliveries.release(lease)
       throw err
     }

@@ -159,6 +159,9 @@ end
 local function run (K, A)
   if A[1] == 'then' then
     -- a connection and its lease's first batch: the second take only when the first was granted, on its own
+    if type(A[3]) ~= 'table' or type(A[4]) ~= 'table' or A[3][1] ~= 'take' or A[4][1] ~= 'take' then
+      error('then: two takes')
+    end
     local n = tonumber(A[2])
     local first, second = {}, {}
     for i = 1, #K do

@@ -138,3 +138,20 @@ test('without Redis (one node), a connect carries its lease the same way', async
   t.equal(lease.messages, 50, 'granted from the in-process store')
   t.equal(lease.grantedBy, 'local')
 })
+
+test('a then of anything but two takes fails alone, as the batch says a decision fails', async t => {
+  const redis = client(t)
+  await eventually(() => redis.status === 'ready', 5000, 'Redis connected')
+  const store = new RedisLimitStore(redis)
+  const p = unique('rl-then-bad') + ':'
+  const bad = JSON.stringify(['then', 1, ['put', 0], ['take', 0]])
+  const reply = await redis.sluiceLimit(1, `${p}{x}:r`, 'batch', 1, 1, bad) as unknown as unknown[]
+  const answer = reply[0] as unknown[]
+  t.ok(Array.isArray(answer), 'an answer in its place')
+  t.equal(answer[0], 'err')
+  t.match(String(answer[1]), /then: two takes/)
+  // the store's own takeThen still decides
+  const ok = buckets(p + 'ok', 1, 100)
+  const [connect] = await store.takeThen(ok.connect, ok.lease)
+  t.equal(connect.ok, true)
+})
