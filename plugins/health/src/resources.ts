@@ -7,7 +7,7 @@
 // emits no 'error' and logs nothing while /readyz, whose probe arrives on a
 // connection kept alive, stays 200. The only reliable signal is to count: the
 // entries of /proc/self/fd against "Max open files" in /proc/self/limits.
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { getHeapStatistics } from 'node:v8'
 
 export type Resource = 'fds' | 'heap'
@@ -73,8 +73,12 @@ export function procReader (): ResourceReader {
       }
       if (limit === undefined) return undefined
       try {
-        // readdir runs on libuv's pool: 19 ms for 19,000 entries (measured), not on the event loop.
-        // Its own descriptor is among the entries; it is one of the process's too, so it is counted.
+        // Linux 6.2 and later give the count as the size of /proc/self/fd: one stat, 60-80 µs of CPU at
+        // 10,000 descriptors here, where listing them (a string per entry, built on the event loop) took
+        // 6-10 ms, every second. Older kernels give 0 and are listed: readdir runs on libuv's pool, and
+        // its own descriptor is among the entries (one of the process's too, so it is counted).
+        const { size } = await stat('/proc/self/fd')
+        if (size > 0) return { used: size, limit }
         return { used: (await readdir('/proc/self/fd')).length, limit }
       } catch (err) {
         // no descriptor left even to look: the table is full

@@ -6,7 +6,8 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import metrics from '@sluice/metrics'
 import health from '../src/index.ts'
-import { ResourceWatch, parseFdLimit, type ResourceReader, type ResourceState, type Usage } from '../src/resources.ts'
+import { closeSync, openSync, readdirSync, statSync } from 'node:fs'
+import { ResourceWatch, parseFdLimit, procReader, type ResourceReader, type ResourceState, type Usage } from '../src/resources.ts'
 
 function fakeReader (fds: Usage | undefined, heap: Usage = { used: 10, limit: 100 }) {
   const now = { fds, heap }
@@ -27,6 +28,27 @@ test('the soft limit is read from /proc/self/limits', async t => {
   t.equal(parseFdLimit(limits), 20000, 'the soft one, not the hard one')
   t.equal(parseFdLimit('Max open files            unlimited            unlimited            files'), undefined)
   t.equal(parseFdLimit(''), undefined)
+})
+
+test('this process\'s descriptors, counted by the size of /proc/self/fd where the kernel gives it (no listing)', { skip: process.platform !== 'linux' && 'Linux /proc only' }, async t => {
+  const reader = procReader()
+  const before = (await reader.fds())!
+  t.ok(before.limit > 0 && before.used > 0, `${before.used} of ${before.limit}`)
+  const opened = Array.from({ length: 500 }, () => openSync('/dev/null', 'r'))
+  try {
+    const after = (await reader.fds())!
+    t.ok(Math.abs(after.used - before.used - 500) <= 2, `500 more counted (${before.used} -> ${after.used})`)
+    const size = statSync('/proc/self/fd').size
+    if (size > 0) {
+      // Linux 6.2+: the count is the directory's size; a listing would count its own descriptor too
+      t.equal(after.used, size, 'the size of /proc/self/fd, not a listing')
+      t.equal(after.used, readdirSync('/proc/self/fd').length - 1, 'the same descriptors a listing finds, less its own')
+    } else {
+      t.equal(after.used, readdirSync('/proc/self/fd').length, 'an older kernel: listed')
+    }
+  } finally {
+    for (const fd of opened) closeSync(fd)
+  }
 })
 
 test('not ready from 90 % of the descriptors, ready again only below 80 %', async t => {
