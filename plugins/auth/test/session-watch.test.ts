@@ -37,3 +37,23 @@ test('revocation: every session of that key, no other', async t => {
   t.equal(watch.closeKey('k1'), 0, 'closing sockets are not closed again')
   t.equal(new SessionWatch({ sessions: () => undefined, jwtSkewMs: 0 }).closeKey('k1'), 0, 'no registry (no stream): nothing to do')
 })
+
+test('expiry with an indexed source: the sweep reads the sessions due, never the whole list', async t => {
+  const now = 1_000_000
+  const due = session({ kind: 'jwt', subject: 'a', claims: {}, expiresAt: now - 2000 })
+  const inSkew = session({ kind: 'jwt', subject: 'b', claims: {}, expiresAt: now - 500 })
+  let listed = 0
+  const asked: number[] = []
+  const watch = new SessionWatch({
+    sessions: () => ({
+      list: () => { listed++; return [due, inSkew] },
+      expiringBy: at => { asked.push(at); return [due, inSkew] }
+    }),
+    jwtSkewMs: 1000
+  })
+  t.equal(watch.sweepExpired(now), 1)
+  t.same(due.closes, [[4001, 'credentials expired']], 'past exp plus skew: closed')
+  t.same(inSkew.closes, [], 'inside its skew: not yet')
+  t.same(asked, [now], 'asked for the sessions expired by now')
+  t.equal(listed, 0, 'the full list was not read')
+})

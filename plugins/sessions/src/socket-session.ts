@@ -377,6 +377,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
   /** A renewed credential (same subject, no wider access) replaces the current one. */
   protected renewed (fresh: Identity): void {
     this.#identity = fresh
+    this.deps.sessions.refiled(this)
   }
 
   /**
@@ -387,6 +388,7 @@ export abstract class SocketSession implements LiveSession, Outlet {
   retarget (fresh: Identity): void {
     if (this.#closed) return
     this.#identity = fresh
+    this.deps.sessions.refiled(this)
     if (!this.#budget) return
     this.#budget.release?.()
     const budget = this.deps.guard?.delivery?.(this)
