@@ -354,6 +354,9 @@ export class WindowBudget {
   #head = 0
   #dead = 0
   readonly #windows = new Set<TopicWindow>()
+  // The windows that hold records: the age sweep visits only these. Visiting every window each second
+  // was 6 % of a node's busy time with 1,000 idle topics and their empty windows (bench/idle-topics.ts --profile)
+  readonly #holding = new Set<TopicWindow>()
 
   constructor (options: WindowBudgetOptions = {}) {
     this.maxBytes = options.maxBytes ?? DEFAULT_NODE_WINDOW_BYTES
@@ -385,7 +388,13 @@ export class WindowBudget {
 
   /** Drops what is past its age in every window: a topic gone quiet keeps nothing past its maxAgeMs for longer than the sweep period. */
   sweep (): void {
-    for (const window of this.#windows) window.expire()
+    for (const window of this.#holding) window.expire()
+  }
+
+  /** @internal a window began to hold records (true) or holds none any more (false) */
+  holds (window: TopicWindow, holding: boolean): void {
+    if (holding) this.#holding.add(window)
+    else this.#holding.delete(window)
   }
 
   /** @internal */
@@ -437,6 +446,7 @@ export class WindowBudget {
   /** @internal */
   closed (window: TopicWindow): void {
     this.#windows.delete(window)
+    this.#holding.delete(window)
   }
 }
 
@@ -549,6 +559,7 @@ export class TopicWindow {
     chunk.bytes = bytes
     ring.chunks.push(chunk)
     ring.end = chunk.end
+    if (this.#bytes === 0) budget.holds(this, true)
     this.#bytes += bytes
     budget.grew(bytes)
     this.#expire(ring, now)
@@ -651,6 +662,7 @@ export class TopicWindow {
     if (ring.shift() !== chunk) throw new Error('the node evicted a chunk that is not its partition\'s oldest')
     ring.start = chunk.end
     this.#bytes -= chunk.bytes
+    if (this.#bytes === 0) this.#budget.holds(this, false)
     chunk.evicted = true
     release(chunk)
   }
@@ -681,6 +693,7 @@ export class TopicWindow {
     const chunk = ring.shift()
     ring.start = chunk.end
     this.#bytes -= chunk.bytes
+    if (this.#bytes === 0) this.#budget.holds(this, false)
     chunk.evicted = true
     this.#budget.released(chunk)
     release(chunk)

@@ -187,6 +187,38 @@ test('age: a batch leaves the window maxAgeMs after it came, also on a topic gon
   t.equal(budget.evictions.age, 2)
 })
 
+test('the sweep visits only the windows that hold records: 1,000 empty ones cost it nothing', async t => {
+  const time = clock()
+  let asked = 0
+  const budget = new WindowBudget({ now: () => { asked++; return time.now() } })
+  const bounds = { maxBytes: Infinity, maxAgeMs: 60_000 }
+  const idle = Array.from({ length: 1000 }, (_v, i) => budget.window(`idle-${i}`, bounds))
+  for (const w of idle) w.open(0, 0n)
+  const busy = budget.window('busy', bounds)
+  busy.append(0, recordsAt(range(0, 10)))
+  asked = 0
+  budget.sweep()
+  t.equal(asked, 1, 'one window holds records: one visit (each visit reads the clock once)')
+  time.advance(60_000)
+  budget.sweep()
+  t.equal(busy.start(0), 10n, 'its records past their age went')
+  asked = 0
+  budget.sweep()
+  t.equal(asked, 0, 'emptied, it is not visited any more')
+  // an empty window that receives records is swept again
+  idle[7]!.append(0, recordsAt(range(0, 5)))
+  time.advance(60_000)
+  budget.sweep()
+  t.equal(idle[7]!.start(0), 5n, 'a window that held records again is swept again')
+  t.equal(budget.bytes, 0)
+  // a closed window leaves the sweep with its records
+  busy.append(0, recordsAt(range(10, 20)))
+  busy.close()
+  asked = 0
+  budget.sweep()
+  t.equal(asked, 0, 'a closed window is not visited')
+})
+
 test('the node budget evicts the node\'s oldest batches first, whatever their topic', async t => {
   const one = chunkBytes(1)
   const budget = new WindowBudget({ maxBytes: Math.floor(one * 4.5) })
