@@ -18,6 +18,9 @@
 import { randomBytes } from 'node:crypto'
 import { Kafka, Partitioners, logLevel } from 'kafkajs'
 import { Producer, ProduceAcks } from '@platformatic/kafka'
+// kafkajs as the gateway ran it: without its fix of 2.2.4's idle loop (packages/kafka/src/kafkajs-idle.ts) each
+// connection runs a 1 ms timer for good once it has an answer
+import '@sluice/kafka/kafkajs-idle'
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',')
 // bench/publish.ts's value: a small trade, 57 bytes of JSON

@@ -69,6 +69,10 @@ const TICK_MS = 5
 
 async function clients (): Promise<void> {
   const { Kafka, Partitioners, logLevel } = await import('kafkajs')
+  // the reference with the gateway's fix of kafkajs 2.2.4's idle loop (packages/kafka/src/kafkajs-idle.ts): without it
+  // each of its connections ran a 1 ms timer for good (Node's TimeoutNegativeWarning at its first answer), a cost
+  // the gateway's own client does not pay
+  await import('@sluice/kafka/kafkajs-idle')
   const kafka = new Kafka({ brokers, clientId: 'bench-bare', logLevel: logLevel.NOTHING })
   // the gateway's producer settings (packages/kafka/src/kafka.ts before the batcher)
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
