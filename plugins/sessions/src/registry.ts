@@ -53,7 +53,7 @@ export class SessionRegistry {
   meter: SessionMeter | undefined
   // Sessions by the second their identity expires in (the ones with an expiresAt), the seconds in order.
   // A sweep over every socket read each one's identity 4 times a second: at 1,000 idle sockets that was
-  // 10 % of the node's busy time in a CPU profile (bench/idle-topics.ts --profile), each read a cache miss
+  // 11 % of the node's busy main thread in a CPU profile (bench/idle-topics.ts --profile), each read a cache miss
   readonly #bySecond = new Map<number, Set<LiveSession>>()
   #seconds: number[] = []
   readonly #filedAt = new Map<LiveSession, number>()
@@ -139,7 +139,7 @@ export class SessionRegistry {
     this.#seconds.splice(this.#place(second), 1)
   }
 
-  /** Where `second` is, or goes, in the ordered seconds (binary search: a token's lifetime is at most a few thousand of them). */
+  /** Where `second` is, or goes, in the ordered seconds (binary search; at most one second a session). */
   #place (second: number): number {
     const seconds = this.#seconds
     let lo = 0
