@@ -7,7 +7,8 @@
 // emits no 'error' and logs nothing while /readyz, whose probe arrives on a
 // connection kept alive, stays 200. The only reliable signal is to count: the
 // entries of /proc/self/fd against "Max open files" in /proc/self/limits.
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { readFileSync, statSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
 import { getHeapStatistics } from 'node:v8'
 
 export type Resource = 'fds' | 'heap'
@@ -60,26 +61,55 @@ function tableFull (err: unknown): boolean {
   return code === 'EMFILE' || code === 'ENFILE'
 }
 
+// The soft limit changes only by setrlimit: Node raises it to the hard limit at its start, and after that
+// only prlimit(1) from outside moves it. Read once a minute rather than every second: the read was a third
+// of the descriptor count's work in an idle node's profile (bench/README.md, idle-topics).
+export const LIMITS_MAX_AGE_MS = 60_000
+
+/** How procReader reads /proc; tests count the reads. */
+export interface ProcFiles {
+  limits (): string
+  /** the size of /proc/self/fd: 0 before Linux 6.2 */
+  fdDirSize (): number
+  listFds (): Promise<number>
+}
+
+// procfs is in the kernel's memory: a read or a stat of it never waits on a disk, so the 1 s sample makes
+// them on the event loop, without a trip through libuv's thread pool and back (two wakeups each)
+const PROC: ProcFiles = {
+  limits: () => readFileSync('/proc/self/limits', 'utf8'),
+  fdDirSize: () => statSync('/proc/self/fd').size,
+  // readdir runs on libuv's pool, and its own descriptor is among the entries (one of the process's too,
+  // so it is counted)
+  listFds: async () => (await readdir('/proc/self/fd')).length
+}
+
 /** Reads /proc/self (Linux) and V8's heap statistics. */
-export function procReader (): ResourceReader {
+export function procReader (options: { files?: ProcFiles, now?: () => number, limitsMaxAgeMs?: number } = {}): ResourceReader {
+  const files = options.files ?? PROC
+  const now = options.now ?? (() => performance.now())
+  const maxAge = options.limitsMaxAgeMs ?? LIMITS_MAX_AGE_MS
   // the limit is kept from the last read that worked: reading it needs a descriptor too
   let limit: number | undefined
+  let limitAt = -Infinity
   return {
     async fds () {
-      try {
-        limit = parseFdLimit(await readFile('/proc/self/limits', 'utf8')) ?? limit
-      } catch (err) {
-        if (!tableFull(err)) return undefined
+      if (limit === undefined || now() - limitAt >= maxAge) {
+        try {
+          limit = parseFdLimit(files.limits()) ?? limit
+          limitAt = now()
+        } catch (err) {
+          if (!tableFull(err)) return undefined
+        }
       }
       if (limit === undefined) return undefined
       try {
         // Linux 6.2 and later give the count as the size of /proc/self/fd: one stat, 60-80 µs of CPU at
         // 10,000 descriptors here, where listing them (a string per entry, built on the event loop) took
-        // 6-10 ms, every second. Older kernels give 0 and are listed: readdir runs on libuv's pool, and
-        // its own descriptor is among the entries (one of the process's too, so it is counted).
-        const { size } = await stat('/proc/self/fd')
+        // 6-10 ms, every second. Older kernels give 0 and are listed.
+        const size = files.fdDirSize()
         if (size > 0) return { used: size, limit }
-        return { used: (await readdir('/proc/self/fd')).length, limit }
+        return { used: await files.listFds(), limit }
       } catch (err) {
         // no descriptor left even to look: the table is full
         return tableFull(err) ? { used: limit, limit } : undefined

@@ -7,7 +7,7 @@ import { pino } from 'pino'
 import metrics from '@sluice/metrics'
 import health from '../src/index.ts'
 import { closeSync, openSync, readdirSync, statSync } from 'node:fs'
-import { ResourceWatch, parseFdLimit, procReader, type ResourceReader, type ResourceState, type Usage } from '../src/resources.ts'
+import { LIMITS_MAX_AGE_MS, ResourceWatch, parseFdLimit, procReader, type ProcFiles, type ResourceReader, type ResourceState, type Usage } from '../src/resources.ts'
 
 function fakeReader (fds: Usage | undefined, heap: Usage = { used: 10, limit: 100 }) {
   const now = { fds, heap }
@@ -49,6 +49,52 @@ test('this process\'s descriptors, counted by the size of /proc/self/fd where th
   } finally {
     for (const fd of opened) closeSync(fd)
   }
+})
+
+test('the soft limit is read again once a minute, the descriptors at every sample, all from /proc without the thread pool', async t => {
+  let clock = 0
+  const reads = { limits: 0, size: 0, list: 0 }
+  let soft = 1024
+  let size = 10
+  let full = false
+  const files: ProcFiles = {
+    limits: () => {
+      reads.limits++
+      if (full) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+      return `Max open files            ${soft}                 524288               files\n`
+    },
+    fdDirSize: () => {
+      reads.size++
+      if (full) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+      return size
+    },
+    listFds: async () => { reads.list++; return 7 }
+  }
+  const reader = procReader({ files, now: () => clock })
+  t.same(await reader.fds(), { used: 10, limit: 1024 })
+  // a sample a second for 59 s: the limit is not read again
+  for (let i = 1; i < 60; i++) {
+    clock = i * 1000
+    size = 10 + i
+    t.same(await reader.fds(), { used: 10 + i, limit: 1024 })
+  }
+  t.equal(reads.limits, 1, `the limit read once in ${LIMITS_MAX_AGE_MS / 1000} s of samples`)
+  t.equal(reads.size, 60, 'the descriptors at every sample')
+  // prlimit from outside: seen at the next read of the limit
+  soft = 4096
+  clock = LIMITS_MAX_AGE_MS
+  t.same(await reader.fds(), { used: 69, limit: 4096 }, 'the new limit after a minute')
+  t.equal(reads.limits, 2)
+  // a full table: nothing can be opened, so the last limit counts as reached
+  full = true
+  clock = 2 * LIMITS_MAX_AGE_MS
+  t.same(await reader.fds(), { used: 4096, limit: 4096 }, 'EMFILE: the table is full at the last limit read')
+  // an older kernel gives no size: the directory is listed
+  full = false
+  size = 0
+  clock += 1000
+  t.same(await reader.fds(), { used: 7, limit: 4096 }, 'no size: listed')
+  t.equal(reads.list, 1)
 })
 
 test('not ready from 90 % of the descriptors, ready again only below 80 %', async t => {
