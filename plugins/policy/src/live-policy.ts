@@ -4,7 +4,7 @@
 import type { ConfigProblem } from '@sluice/config'
 import type { Identity } from '@sluice/protocol/identity'
 import type { AccessControl, AccessDecision, Action } from './access.ts'
-import { fingerprint, loadPolicyDir, readPolicyDir } from './policy-dir.ts'
+import { fingerprint, loadPolicyDir, policyDirStamp, readPolicyDir } from './policy-dir.ts'
 import type { Policy, PolicyDocument } from './policy.ts'
 import type { PlanLimits, ResumeWindowDocument } from './schema.ts'
 
@@ -35,6 +35,12 @@ export class LivePolicy implements AccessControl {
   // the files' fingerprint of the policy in force when it has no transform module (whose contents the full
   // load also hashes): a poll that reads the same bytes stops there instead of parsing and compiling them again
   #filesInForce: string | undefined
+  // the directory's stamp (policyDirStamp) when a poll last read exactly the bytes in force: a poll that
+  // finds the same stamp stops before reading. Reading and hashing the files every second was the largest
+  // item of an idle gateway's JavaScript (bench/README.md, idle-topics)
+  #stampInForce: string | undefined
+  readonly #readDir: typeof readPolicyDir
+  readonly #stamp: (dir: string) => Promise<string | undefined>
   #lastError: PolicyStatus['lastError']
   #running: Promise<unknown> = Promise.resolve()
   #pending: Promise<ReloadResult> | undefined
@@ -47,10 +53,13 @@ export class LivePolicy implements AccessControl {
    * `onReload` hears every reload that found changed files (applied or invalid): logs and metrics.
    * `loadDir` is the full load (read, parse, compile, transforms); tests count its calls.
    */
-  constructor (dir: string, onReload?: (result: ReloadResult) => void, loadDir: typeof loadPolicyDir = loadPolicyDir) {
+  constructor (dir: string, onReload?: (result: ReloadResult) => void, loadDir: typeof loadPolicyDir = loadPolicyDir,
+    poll: { readDir?: typeof readPolicyDir, stamp?: (dir: string) => Promise<string | undefined> } = {}) {
     this.dir = dir
     this.#onReload = onReload
     this.#loadDir = loadDir
+    this.#readDir = poll.readDir ?? readPolicyDir
+    this.#stamp = poll.stamp ?? (d => policyDirStamp(d))
   }
 
   get loaded (): boolean {
@@ -116,11 +125,16 @@ export class LivePolicy implements AccessControl {
     // the 1 s poll (policy.pollIntervalMs) lands here every second: re-parsing and compiling unchanged YAML was
     // the largest item of an idle gateway's profile (27 ms of 93 ms sampled in 30 s, bench/README.md idle-topics)
     if (!force && this.#filesInForce !== undefined) {
-      const read = await readPolicyDir(this.dir)
+      // the stamp is taken before the read: a write in between gives the next poll another stamp
+      const stamp = await this.#stamp(this.dir)
+      if (stamp !== undefined && stamp === this.#stampInForce) return { outcome: 'unchanged', version: this.#version, problems: [] }
+      const read = await this.#readDir(this.dir)
       if (read.problems.length === 0 && fingerprint(read.files) === this.#filesInForce) {
+        this.#stampInForce = stamp
         return { outcome: 'unchanged', version: this.#version, problems: [] }
       }
     }
+    this.#stampInForce = undefined
     const result = await this.#loadDir(this.dir)
     const version = result.fingerprint.slice(0, 12)
     if (!force && result.fingerprint === this.#lastFingerprint) {

@@ -84,6 +84,33 @@ export async function readPolicyDir (dir: string): Promise<{ files: PolicyFile[]
   return { files, problems }
 }
 
+// A file changed less than this long ago may change again within its timestamps' grain (a second on some
+// filesystems, and a clock a little behind another's) and keep its stamp: the poll reads it in full until
+// then, as git does with "racily clean" index entries. Past it, any write moves the file's change time.
+export const RACY_MS = 2000
+
+/**
+ * What the directory's policy files look like from outside, without reading them: their names, devices,
+ * inodes, sizes and modification and change times (ns). Any write changes the change time, which nothing
+ * can set back; a rename over a file or a ConfigMap's symlink swap gives another inode. undefined when it
+ * cannot vouch for the contents: a file changed less than RACY_MS before `now`, or a stat failed.
+ */
+export async function policyDirStamp (dir: string, now = Date.now()): Promise<string | undefined> {
+  try {
+    const names = (await readdir(dir)).filter(n => POLICY_FILE.test(n)).sort()
+    if (names.length > MAX_POLICY_FILES) return undefined
+    const stats = await Promise.all(names.map(name => stat(join(dir, name), { bigint: true })))
+    const parts: string[] = []
+    for (const [i, info] of stats.entries()) {
+      if (now - Number(info.mtimeMs) < RACY_MS || now - Number(info.ctimeMs) < RACY_MS) return undefined
+      parts.push(`${names[i]}\0${info.dev}\0${info.ino}\0${info.size}\0${info.mtimeNs}\0${info.ctimeNs}`)
+    }
+    return parts.join('\n')
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The policy's version: its files' names within the directory and their contents, and nothing of how the
  * directory was spelled (`policies/`, its absolute path, a symlink to it), so that `policy check`, /readyz

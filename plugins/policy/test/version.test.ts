@@ -2,12 +2,13 @@
 // spelled: `policy check policies/`, a gateway started with the absolute path
 // and one whose ConfigMap mount is a symlink all report the same version.
 import { test } from 'tap'
-import { cpSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { Writable } from 'node:stream'
 import { LivePolicy, loadPolicyDir } from '../src/index.ts'
 import { main as policyCli } from '../src/cli.ts'
+import { policyDirStamp, RACY_MS, readPolicyDir } from '../src/policy-dir.ts'
 
 // a product with an output transform, so that the transform module's digest is part of the version too
 const POLICY = `
@@ -111,6 +112,56 @@ test('a poll over unchanged files without transforms reads them and stops: no pa
   t.equal(loads, 4)
   t.match(await live.reload({ force: true }), { outcome: 'invalid' })
   t.equal(loads, 5, 'a forced reload always loads in full')
+})
+
+test('a poll whose files kept their stamp does not read them; any write, rename or new file is read', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-version-stamp-'))
+  const plain = POLICY.replace(/ {4}transforms:\n {6}output: \.\/stamp\.ts\n/, '')
+  writeFileSync(join(dir, 'policy.yaml'), plain)
+  let reads = 0
+  let loads = 0
+  // the files are older than RACY_MS to the poll: as they are a few seconds after any write
+  const later = () => Date.now() + RACY_MS + 1000
+  const live = new LivePolicy(dir, undefined, async d => { loads++; return await loadPolicyDir(d) }, {
+    readDir: async d => { reads++; return await readPolicyDir(d) },
+    stamp: d => policyDirStamp(d, later())
+  })
+  t.match(await live.reload(), { outcome: 'applied' })
+  const version = live.status().version
+  t.match(await live.reload(), { outcome: 'unchanged', version })
+  t.equal(reads, 1, 'the first poll reads the files and keeps their stamp')
+  for (let i = 0; i < 5; i++) t.match(await live.reload(), { outcome: 'unchanged', version, problems: [] })
+  t.equal(reads, 1, 'five polls of the same stamp: no read')
+
+  // the same size, other bytes: the write moved the change time
+  writeFileSync(join(dir, 'policy.yaml'), plain.replaceAll('free', 'fre2'))
+  t.match(await live.reload(), { outcome: 'applied' }, 'a write of the same size is read and applied')
+  t.equal(loads, 2)
+  t.match(await live.reload(), { outcome: 'unchanged' })
+  const readsBefore = reads
+  // a rename over the file (an editor's save, a ConfigMap's swap): another inode
+  writeFileSync(join(dir, '.tmp.yaml'), plain)
+  renameSync(join(dir, '.tmp.yaml'), join(dir, 'policy.yaml'))
+  t.match(await live.reload(), { outcome: 'applied' }, 'a file renamed over it is read and applied')
+  t.ok(reads > readsBefore)
+  // a new file, then its removal
+  writeFileSync(join(dir, 'more.yaml'), 'version: 1\n')
+  t.not(await live.reload(), { outcome: 'unchanged' }, 'a new file is read')
+  rmSync(join(dir, 'more.yaml'))
+  t.match(await live.reload(), { outcome: 'applied' })
+  t.equal(live.status().version, (await loadPolicyDir(dir)).fingerprint.slice(0, 12), 'the version in force is the files\' own')
+})
+
+test('the stamp vouches only for files older than RACY_MS', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-version-racy-'))
+  writeFileSync(join(dir, 'policy.yaml'), 'version: 1\n')
+  t.equal(await policyDirStamp(dir), undefined, 'a file written just now: no stamp (its next write may keep its times)')
+  const stamp = await policyDirStamp(dir, Date.now() + RACY_MS)
+  t.type(stamp, 'string')
+  t.equal(await policyDirStamp(dir, Date.now() + RACY_MS), stamp, 'nothing written: the same stamp')
+  t.equal(await policyDirStamp(join(dir, 'absent'), Date.now() + RACY_MS), undefined, 'an unreadable directory: no stamp')
+  writeFileSync(join(dir, 'policy.yaml'), 'version: 2\n')
+  t.not(await policyDirStamp(dir, Date.now() + RACY_MS), stamp, 'a write of the same size: another stamp')
 })
 
 test('with a transform module every poll loads in full: the module may change while the YAML does not', async t => {
