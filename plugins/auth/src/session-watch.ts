@@ -20,11 +20,17 @@ export interface SessionSource {
    * expiry sweep reads instead of every session (SessionRegistry files them by the second they expire in).
    */
   expiringBy? (at: number): WatchedSession[]
+  /** The start (ms) of the first second after `at`'s that holds an expiry: with onFiled, the sweep sleeps until then. */
+  nextExpiryAfter? (at: number): number | undefined
+  /** Tells `listener` the start (ms) of the second each session is filed under as it is filed; returns the unsubscribe. */
+  onFiled? (listener: (at: number) => void): () => void
 }
 
-// docs/design.md: an expired token closes within 1 s of exp plus skew; a sweep every
-// 250 ms stays well inside that. It reads the sessions the registry has filed as due
-// (SessionSource.expiringBy), not every socket of the node.
+// docs/design.md: an expired token closes within 1 s of exp plus skew. Over a source that files
+// sessions by expiry (SessionRegistry) the sweep runs when the next one is due and reads only the
+// sessions due (SessionSource.expiringBy), two sweeps at least this far apart; over any other source it
+// runs at this period and reads every socket. A node whose tokens expire in an hour sweeps not 4 times
+// a second but once at that hour: each of an idle node's wakeups costs CPU (bench/README.md, idle-topics).
 export const DEFAULT_EXPIRY_INTERVAL_MS = 250
 // docs/design.md: a revocation closes sockets within 5 s on every node. Pub/sub does
 // it at once; this re-check bounds the delay at ~4 s when a message was lost (auth.apiKeys.recheckIntervalMs)
@@ -50,14 +56,27 @@ export class SessionWatch {
   #timers: NodeJS.Timeout[] = []
   #listener: { close (): void } | undefined
   #rechecking = false
+  // the scheduled sweep over an indexed source: its timer, when it runs (ms), the last sweep's time
+  #sweepTimer: NodeJS.Timeout | undefined
+  #sweepAt: number | undefined
+  #sweptAt = -Infinity
+  #unfiled: (() => void) | undefined
+  // the earliest exp plus skew among sessions the last sweep found due but left inside their skew
+  #heldUntil: number | undefined
 
   constructor (options: SessionWatchOptions) {
     this.#options = options
   }
 
   start (): void {
-    if (this.#timers.length > 0) return
-    this.#timers.push(setInterval(() => this.sweepExpired(), this.#options.expiryIntervalMs ?? DEFAULT_EXPIRY_INTERVAL_MS))
+    if (this.#timers.length > 0 || this.#unfiled) return
+    const source = this.#options.sessions()
+    if (source?.expiringBy && source.nextExpiryAfter && source.onFiled) {
+      this.#unfiled = source.onFiled(at => { if (this.#sweepAt === undefined || at < this.#sweepAt) this.#scheduleSweep(at) })
+      this.#scheduleSweep(Date.now())
+    } else {
+      this.#timers.push(setInterval(() => this.sweepExpired(), this.#gap))
+    }
     const apiKeys = this.#options.apiKeys
     if (apiKeys) {
       this.#listener = apiKeys.listen(id => this.closeKey(id), err => this.#options.onError?.(err, 'revocation channel'))
@@ -71,6 +90,11 @@ export class SessionWatch {
   stop (): void {
     for (const timer of this.#timers) clearInterval(timer)
     this.#timers = []
+    this.#unfiled?.()
+    this.#unfiled = undefined
+    clearTimeout(this.#sweepTimer)
+    this.#sweepTimer = undefined
+    this.#sweepAt = undefined
     this.#listener?.close()
     this.#listener = undefined
   }
@@ -87,8 +111,39 @@ export class SessionWatch {
     return closed
   }
 
+  get #gap (): number {
+    return this.#options.expiryIntervalMs ?? DEFAULT_EXPIRY_INTERVAL_MS
+  }
+
+  /** When the next sweep is due after one at `now`: a session held in its skew, or the next filed second. */
+  #nextDue (now: number): number | undefined {
+    const next = this.#options.sessions()?.nextExpiryAfter?.(now)
+    if (next === undefined) return this.#heldUntil
+    return this.#heldUntil === undefined ? next : Math.min(next, this.#heldUntil)
+  }
+
+  /** The sweep at `at` (ms), or none; never within `#gap` of the last one, and sooner replaces later. */
+  #scheduleSweep (at: number | undefined): void {
+    clearTimeout(this.#sweepTimer)
+    this.#sweepTimer = undefined
+    this.#sweepAt = undefined
+    if (at === undefined || !this.#unfiled) return
+    const when = Math.max(at, this.#sweptAt + this.#gap)
+    this.#sweepAt = when
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepTimer = undefined
+      this.#sweepAt = undefined
+      const now = Date.now()
+      this.sweepExpired(now)
+      this.#scheduleSweep(this.#nextDue(now))
+    }, Math.max(0, when - Date.now()))
+    this.#sweepTimer.unref()
+  }
+
   /** Closes sockets whose credentials expired (JWTs after exp plus the skew). */
   sweepExpired (now = Date.now()): number {
+    this.#sweptAt = now
+    this.#heldUntil = undefined
     const source = this.#options.sessions()
     // the sessions due by now: a JWT's skew only delays its close, it is due at its exp already
     const list = (source?.expiringBy ? source.expiringBy(now) : source?.list()) ?? []
@@ -96,7 +151,11 @@ export class SessionWatch {
     const expired = list.filter(s => {
       const at = s.identity.expiresAt
       if (at === undefined) return false
-      return now >= at + (s.identity.kind === 'jwt' ? this.#options.jwtSkewMs : 0)
+      const due = at + (s.identity.kind === 'jwt' ? this.#options.jwtSkewMs : 0)
+      if (now >= due) return true
+      // inside its skew, or later in the second now is in: the next sweep is due then at the latest
+      if (this.#heldUntil === undefined || due < this.#heldUntil) this.#heldUntil = due
+      return false
     })
     return expired.length > 0 ? this.#close(expired, 'expired') : 0
   }

@@ -43,8 +43,8 @@ export interface SessionMeter {
 }
 
 // The expiry index's grain: a session is filed under the second its credential expires in. The
-// sweep that closes expired sockets (plugins/auth's SessionWatch, every 250 ms) reads the seconds
-// that have begun, and only their sessions.
+// sweep that closes expired sockets (plugins/auth's SessionWatch) reads the seconds that have begun,
+// and only their sessions, and sleeps until the next filed second begins.
 const EXPIRY_SECOND_MS = 1000
 
 export class SessionRegistry {
@@ -57,6 +57,7 @@ export class SessionRegistry {
   readonly #bySecond = new Map<number, Set<LiveSession>>()
   #seconds: number[] = []
   readonly #filedAt = new Map<LiveSession, number>()
+  readonly #filedListeners = new Set<(at: number) => void>()
 
   add (session: LiveSession): void {
     this.#sessions.set(session.id, session)
@@ -103,6 +104,22 @@ export class SessionRegistry {
     return due
   }
 
+  /**
+   * The start (ms) of the first second after the one `at` is in that holds a session's expiry, or undefined:
+   * the expiry sweep sleeps until then instead of waking 4 times a second.
+   */
+  nextExpiryAfter (at: number): number | undefined {
+    const seconds = this.#seconds
+    const i = this.#place(Math.floor(at / EXPIRY_SECOND_MS) + 1)
+    return i < seconds.length ? seconds[i]! * EXPIRY_SECOND_MS : undefined
+  }
+
+  /** `listener` hears the start (ms) of the second each session is filed under, as it is filed (open, renewal, new plan). */
+  onFiled (listener: (at: number) => void): () => void {
+    this.#filedListeners.add(listener)
+    return () => { this.#filedListeners.delete(listener) }
+  }
+
   /** Closes every session that matches; returns how many. */
   closeWhere (match: (session: LiveSession) => boolean, code: number, reason: string): number {
     let closed = 0
@@ -126,6 +143,7 @@ export class SessionRegistry {
     }
     filed.add(session)
     this.#filedAt.set(session, second)
+    for (const listener of this.#filedListeners) listener(second * EXPIRY_SECOND_MS)
   }
 
   #unfile (session: LiveSession): void {

@@ -100,9 +100,31 @@ test('random histories: exactly the sessions filed at or before the asked second
         const got = registry.expiringBy(o.at)
         if (got.length !== new Set(got).size) return false
         if (ids(got).join() !== ids(model).join()) return false
+        // the next filed second after the asked one's: what the expiry sweep sleeps until
+        const later = held.map(s => s.identityNow.expiresAt).filter((x): x is number => x !== undefined)
+          .map(x => Math.floor(x / 1000)).filter(x => x > second)
+        const next = later.length > 0 ? Math.min(...later) * 1000 : undefined
+        if (registry.nextExpiryAfter(o.at) !== next) return false
       }
     }
     return registry.size === held.length
   }), { numRuns: 300 })
   t.ok(asked > 0, `${asked} questions asked against the model`)
+})
+
+test('every filing is told: an open, a renewal, a new plan; a session without expiry is not', async t => {
+  const registry = new SessionRegistry()
+  const told: number[] = []
+  const off = registry.onFiled(at => told.push(at))
+  const a = session(12_345)
+  registry.add(a)
+  registry.add(session(undefined))
+  a.identityNow = { ...a.identityNow, expiresAt: 30_500 }
+  registry.refiled(a)
+  t.same(told, [12_000, 30_000], 'the start of each second filed under')
+  t.equal(registry.nextExpiryAfter(12_000), 30_000, 'the next filed second')
+  t.equal(registry.nextExpiryAfter(30_000), undefined, 'none after the last')
+  off()
+  registry.add(session(50_000))
+  t.equal(told.length, 2, 'unsubscribed: not told')
 })
