@@ -129,6 +129,7 @@ export class SessionStore {
   #stopped = false
   #retry: NodeJS.Timeout | undefined
   #flushTimer: NodeJS.Timeout | undefined
+  #started = false
   #sweepTimer: NodeJS.Timeout | undefined
   #startEnds = new Map<number, bigint>()
   #loaded = false
@@ -157,15 +158,34 @@ export class SessionStore {
   /** Creates the compacted topic if absent, reads it from its start and follows it; never throws (retries). */
   start (): void {
     // a store is started once: after stop() (the node closing) nothing may start reading or ticking again
-    if (this.#stopped || this.#flushTimer !== undefined) return
+    if (this.#stopped || this.#started) return
+    this.#started = true
     this.#attempt(RETRY_MIN_MS)
-    this.#flushTimer = setInterval(() => { this.flush().catch(() => {}) }, this.#flushMs).unref()
+    // changes made before the start go with the first flush
+    this.#scheduleFlush()
     this.#sweepTimer = setInterval(() => { this.#sweep() }, this.#sweepMs).unref()
     this.#heartbeatTimer = setInterval(() => {
       for (const [clientId, held] of this.#holders) {
-        for (const holder of held.keys()) this.#dirty.set(clientId, () => holder.stored())
+        for (const holder of held.keys()) this.#markDirty(clientId, () => holder.stored())
       }
     }, this.#heartbeatMs).unref()
+  }
+
+  /**
+   * `clientId`'s state goes with the flush flushMs after the first change since the last one: a node with no
+   * MQTT session changing runs no flush timer (it ran every 500 ms, a wakeup each, for nothing).
+   */
+  #markDirty (clientId: string, snapshot: () => StoredSession): void {
+    this.#dirty.set(clientId, snapshot)
+    this.#scheduleFlush()
+  }
+
+  #scheduleFlush (): void {
+    if (this.#flushTimer !== undefined || !this.#started || this.#stopped || this.#dirty.size === 0) return
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined
+      this.flush().catch(() => {})
+    }, this.#flushMs).unref()
   }
 
   #attempt (backoffMs: number): void {
@@ -328,7 +348,7 @@ export class SessionStore {
 
   /** `clientId`'s session changed: `snapshot` is written at the next flush (one batch for all of the node's). */
   changed (clientId: string, snapshot: () => StoredSession): void {
-    this.#dirty.set(clientId, snapshot)
+    this.#markDirty(clientId, snapshot)
   }
 
   /**
@@ -393,7 +413,7 @@ export class SessionStore {
   async stop (): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#retry)
-    clearInterval(this.#flushTimer)
+    clearTimeout(this.#flushTimer)
     clearInterval(this.#sweepTimer)
     clearInterval(this.#heartbeatTimer)
     for (const wake of this.#onLoaded.splice(0)) wake()

@@ -57,3 +57,37 @@ test('a stopped store does not start again; a started one starts once', async t 
   await new Promise(resolve => setTimeout(resolve, 20))
   t.equal(counts.readers, 1, 'start() after stop() does nothing')
 })
+
+test('changes are written flushMs after the first of them, in one flush; with none, no flush timer runs', async t => {
+  const { kafka, release } = slowKafka()
+  release()
+  const produced: string[] = []
+  kafka.produce = async (_topic: string, record: { key: string }) => { produced.push(record.key); return { topic: 't', partition: 0, offset: String(produced.length) } }
+  const state = { owner: 'o' } as never
+  const store = new SessionStore({ kafka: kafka as never, topic: 'sessions', log: silent, flushMs: 100 })
+  store.changed('early', () => state)
+  store.start()
+  t.teardown(() => store.stop())
+  // a change made before the start goes with the first flush
+  await new Promise(resolve => setTimeout(resolve, 180))
+  t.same(produced, ['early'], 'written one flush after the start')
+  // idle: nothing to write, no timer armed. Every timer the store arms is seen here: the flush's is the only one under a second
+  const armed: number[] = []
+  const real = globalThis.setTimeout
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => { armed.push(ms ?? 0); return real(fn, ms) }) as typeof setTimeout
+  try {
+    await new Promise(resolve => real(resolve, 350))
+    t.same(armed, [], 'no change: nothing armed in 350 ms')
+    store.changed('a', () => state)
+    store.changed('b', () => state)
+    store.changed('a', () => state)
+    t.same(armed, [100], 'the first change arms one flush; the next ones join it')
+  } finally {
+    globalThis.setTimeout = real
+  }
+  await new Promise(resolve => setTimeout(resolve, 180))
+  t.same(produced, ['early', 'a', 'b'], 'one flush wrote each changed session once')
+  store.changed('c', () => state)
+  await new Promise(resolve => setTimeout(resolve, 180))
+  t.same(produced, ['early', 'a', 'b', 'c'], 'a change after a flush arms the next')
+})
