@@ -30,8 +30,9 @@
 // Needs REDIS_URL (a running Redis; the run's keys have a prefix of their own) and Linux.
 // Without --brokers it starts a broker of its own with Kafka's default settings (KafkaBroker(),
 // ~10-20 s), and the topics go with it; with --brokers the run deletes its topics at the end.
-// --profile writes a CPU profile of B.'s idle window, taken through the gateway's inspector (the
-// sampling adds to the CPU figure: take that from a run without it). --heap-snapshots DIR writes the
+// --profile FILE writes a CPU profile of B.'s idle window to FILE and one of A.'s next to it (idle.A.cpuprofile
+// for idle.cpuprofile), taken through the gateway's inspector (the sampling adds to the CPU figure, and its
+// samples to the RSS: take those from a run without it). --heap-snapshots DIR writes the
 // gateway's heap at A., B., D. and E. (A.heapsnapshot...; compare two with bench/heap-diff.ts); a
 // snapshot adds to the RSS read after it: take those figures from a run without it.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
@@ -69,9 +70,9 @@ function jwt (sub: string): string {
   return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`
 }
 
-function cpuMs (pid: number): number {
+function cpuMs (pid: number, file = `/proc/${pid}/stat`): number {
   // the fields after the command's closing parenthesis: utime and stime are the 12th and 13th
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const stat = readFileSync(file, 'utf8')
   const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(after[11]) + Number(after[12])) * 1000 / TICKS_PER_S
 }
@@ -152,12 +153,45 @@ function connectionsOf (pid: number, port: number): number {
   return n
 }
 
-/** CPU of `pid` over `ms` of idle, in ms and in % of a core */
-async function idleCpu (pid: number, ms: number): Promise<{ ms: number, pct: number }> {
+/**
+ * CPU (ms) and wakeups of each thread of `pid`, summed by the thread's name (/proc/<pid>/task/<tid>/comm):
+ * Node's MainThread (JavaScript, its callbacks and the syscalls they make), V8Worker (GC and compiler
+ * helpers), libuv-worker (fs, dns and crypto off the loop) and the rest. Wakeups are the thread's voluntary
+ * context switches: each time it slept (an event loop in epoll_wait) and was woken. They do not move with
+ * the machine's load as CPU does; on this VM each wakeup of an idle process cost 0.1-0.5 ms of CPU
+ * (bench/README.md). A thread that ended in between is not counted.
+ */
+function threadUsage (pid: number): Map<string, { cpu: number, wakeups: number }> {
+  const byName = new Map<string, { cpu: number, wakeups: number }>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+      const wakeups = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0)
+      const sum = byName.get(name) ?? { cpu: 0, wakeups: 0 }
+      sum.cpu += cpuMs(Number(tid), `/proc/${pid}/task/${tid}/stat`)
+      sum.wakeups += wakeups
+      byName.set(name, sum)
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return byName
+}
+
+/** CPU of `pid` over `ms` of idle, in ms and in % of a core, and its split by thread name (ms, wakeups a second) */
+async function idleCpu (pid: number, ms: number): Promise<{ ms: number, pct: number, threads: string }> {
   const a = cpuMs(pid)
+  const threadsA = threadUsage(pid)
   await sleep(ms)
   const used = cpuMs(pid) - a
-  return { ms: used, pct: used / ms * 100 }
+  const threadsB = threadUsage(pid)
+  const threads = [...threadsB].map(([name, b]) => {
+    const from = threadsA.get(name) ?? { cpu: 0, wakeups: 0 }
+    return { name, cpu: b.cpu - from.cpu, perS: (b.wakeups - from.wakeups) / (ms / 1000) }
+  }).filter(x => x.cpu > 0 || x.perS >= 0.1).sort((x, y) => y.cpu - x.cpu)
+    .map(x => `${x.name} ${x.cpu} ms, ${x.perS.toFixed(1)} wakeups/s`).join('; ')
+  return { ms: used, pct: used / ms * 100, threads: threads || 'none' }
 }
 
 /** The gateway's inspector, for full GCs before an RSS reading and the idle window's CPU profile. */
@@ -364,10 +398,23 @@ async function main (): Promise<void> {
     const breakdown = (from: NodeJS.MemoryUsage, to: NodeJS.MemoryUsage) =>
       (['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const).map(k => ((to[k] - from[k]) / topicCount / KiB).toFixed(1)).join(' / ')
 
+    /** `run` under the gateway's CPU profiler when `file` is set (--profile), the profile written to `file` */
+    const profiled = async <T>(file: string | undefined, run: () => Promise<T>): Promise<T> => {
+      if (!file) return run()
+      await inspector.call('Profiler.enable')
+      await inspector.call('Profiler.start')
+      const result = await run()
+      const { profile } = await inspector.call('Profiler.stop', {}, 120_000)
+      writeFileSync(file, JSON.stringify(profile))
+      await inspector.call('Profiler.disable')
+      return result
+    }
+
     // A. no socket
     await sleep(SETTLE_MS)
-    const cpuA = await idleCpu(pid, idleMs)
-    out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
+    const cpuA = await profiled(values.profile && values.profile.replace(/(\.cpuprofile)?$/, '.A.cpuprofile'), () => idleCpu(pid, idleMs))
+    out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
+    out.push(['A. the same by thread', cpuA.threads])
     out.push(['A. gateway\'s allocator (its /proc/<pid>/maps)', readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc.so.2') ? 'jemalloc' : 'glibc\'s malloc'])
     out.push(['A. gateway broker connections', connectionsOf(pid, brokerPort)])
     const { heap: heapA, rss: rssA, mem: memA, kinds: kindsA, spaces: spacesA } = await reading('A')
@@ -384,17 +431,9 @@ async function main (): Promise<void> {
     }
     out.push([`B. ${topicCount} topics x 1 subscriber, all subscribed (ms, ${OPEN_AT_ONCE} at a time)`, Date.now() - t])
     await sleep(SETTLE_MS)
-    if (values.profile) {
-      await inspector.call('Profiler.enable')
-      await inspector.call('Profiler.start')
-    }
-    const cpuB = await idleCpu(pid, idleMs)
-    if (values.profile) {
-      const { profile } = await inspector.call('Profiler.stop', {}, 120_000)
-      writeFileSync(values.profile, JSON.stringify(profile))
-      await inspector.call('Profiler.disable')
-    }
+    const cpuB = await profiled(values.profile, () => idleCpu(pid, idleMs))
     out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
+    out.push(['B. the same by thread', cpuB.threads])
     out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
     const { heap: heapB, rss: rssB, mem: memB, kinds: kindsB, spaces: spacesB } = await reading('B')
     out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', breakdown(memA, memB)])
@@ -452,6 +491,7 @@ async function main (): Promise<void> {
       await sleep(SETTLE_MS)
       const cpuC = await idleCpu(ref.child.pid!, idleMs)
       out.push([`C. bare KafkaClient, a reader per topic, CPU idle (% of a core; ms in ${idleMs / 1000} s)`, `${cpuC.pct.toFixed(2)} (${cpuC.ms})`])
+      out.push(['C. the same by thread', cpuC.threads])
       out.push(['C. bare broker connections', connectionsOf(ref.child.pid!, brokerPort)])
       out.push(['gateway B / bare C CPU', cpuC.ms > 0 ? (cpuB.ms / cpuC.ms).toFixed(1) : 'n/a (bare 0 ms)'])
     }
