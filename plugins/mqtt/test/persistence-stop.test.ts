@@ -62,7 +62,7 @@ test('changes are written flushMs after the first of them, in one flush; with no
   const { kafka, release } = slowKafka()
   release()
   const produced: string[] = []
-  kafka.produce = async (_topic: string, record: { key: string }) => { produced.push(record.key); return { topic: 't', partition: 0, offset: String(produced.length) } }
+  Object.assign(kafka, { produce: async (_topic: string, record: { key: string }) => { produced.push(record.key); return { topic: 't', partition: 0, offset: String(produced.length) } } })
   const state = { owner: 'o' } as never
   const store = new SessionStore({ kafka: kafka as never, topic: 'sessions', log: silent, flushMs: 100 })
   store.changed('early', () => state)
