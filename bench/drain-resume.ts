@@ -176,7 +176,9 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
     stream: { nodeId },
     // the run's own keys, shared by its gateways: counts of an earlier run (the same addresses within the
     // minute) do not count against this one
-    rateLimit: { prefix: `sluice:drain:${run}:`, ...(upgradeMax > 0 ? { http: { upgrade: { max: upgradeMax } } } : {}) }
+    rateLimit: { prefix: `sluice:drain:${run}:`, ...(upgradeMax > 0 ? { http: { upgrade: { max: upgradeMax } } } : {}) },
+    // the usage aggregates too (one hash per client's subject, kept 35 days): the run deletes them at its end
+    usage: { prefix: `sluice:drain:${run}:usage:` }
   }, null, 2))
   // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
@@ -471,6 +473,18 @@ function tcpCounters (): Record<string, number> {
 
 type Redis = import('ioredis').Redis
 /** Redis' own count of the script calls (EVALSHA: the limiter's decisions and the HTTP counts) and the µs it spent in them (INFO commandstats) */
+/** Deletes the keys under `prefix` (SCAN, then UNLINK in batches); how many. */
+async function removeKeys (redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0'
+  let removed = 0
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) removed += await redis.unlink(...keys)
+  } while (cursor !== '0')
+  return removed
+}
+
 async function scriptCalls (redis: Redis): Promise<{ calls: number, us: number }> {
   const m = /^cmdstat_evalsha:calls=(\d+),usec=(\d+)/m.exec(await redis.info('commandstats'))
   return { calls: Number(m?.[1] ?? 0), us: Number(m?.[2] ?? 0) }
@@ -707,6 +721,10 @@ async function main (): Promise<void> {
     producing.on = false
     await producer.catch(() => {})
     killAll()
+    if (redis) {
+      const removed = await removeKeys(redis, `sluice:drain:${run}:`).catch(err => { process.stderr.write(`[bench] the run's Redis keys not removed: ${String(err)}\n`); return 0 })
+      process.stderr.write(`[bench] ${removed} Redis keys of the run removed\n`)
+    }
     redis?.disconnect()
     await setup.close()
   }
