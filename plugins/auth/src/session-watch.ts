@@ -24,6 +24,10 @@ export interface SessionSource {
   nextExpiryAfter? (at: number): number | undefined
   /** Tells `listener` the start (ms) of the second each session is filed under as it is filed; returns the unsubscribe. */
   onFiled? (listener: (at: number) => void): () => void
+  /** The sessions of API key `id`, without reading the others (SessionRegistry indexes them by key). */
+  withKey? (id: string): WatchedSession[]
+  /** The API keys in use, each once. */
+  keyIds? (): string[]
 }
 
 // docs/design.md: an expired token closes within 1 s of exp plus skew. Over a source that files
@@ -162,8 +166,10 @@ export class SessionWatch {
 
   /** Closes this node's sockets that use API key `id`. */
   closeKey (id: string): number {
-    const list = this.#options.sessions()?.list() ?? []
-    return this.#close(list.filter(s => s.identity.keyId === id), 'revoked')
+    const source = this.#options.sessions()
+    if (!source) return 0
+    const sessions = source.withKey ? source.withKey(id) : source.list().filter(s => s.identity.keyId === id)
+    return this.#close(sessions, 'revoked')
   }
 
   /** Asks Redis which live keys still exist; closes the sockets of the others. */
@@ -172,8 +178,10 @@ export class SessionWatch {
     if (!apiKeys || this.#rechecking) return 0
     this.#rechecking = true
     try {
-      const list = this.#options.sessions()?.list() ?? []
-      const ids = [...new Set(list.map(s => s.identity.keyId).filter((id): id is string => id !== undefined))]
+      const source = this.#options.sessions()
+      const ids = source?.keyIds
+        ? source.keyIds()
+        : [...new Set((source?.list() ?? []).map(s => s.identity.keyId).filter((id): id is string => id !== undefined))]
       let closed = 0
       for (let i = 0; i < ids.length; i += RECHECK_BATCH) {
         const batch = ids.slice(i, i + RECHECK_BATCH)

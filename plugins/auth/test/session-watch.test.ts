@@ -67,6 +67,28 @@ test('expiry with an indexed source: the sweep reads the sessions due, never the
   t.equal(listed, 0, 'the full list was not read')
 })
 
+test('revocation and the re-check over a source indexed by key: the full list is never read', async t => {
+  const a = session({ kind: 'api-key', subject: 'c', claims: {}, keyId: 'k1' })
+  const b = session({ kind: 'api-key', subject: 'c', claims: {}, keyId: 'k2' })
+  let listed = 0
+  const asked: string[][] = []
+  const watch = new SessionWatch({
+    sessions: () => ({
+      list: () => { listed++; return [a, b] },
+      withKey: id => [a, b].filter(s => s.identity.keyId === id),
+      keyIds: () => ['k1', 'k2']
+    }),
+    jwtSkewMs: 0,
+    apiKeys: { existing: async (ids: string[]) => { asked.push(ids); return new Set(['k2']) } } as never
+  })
+  t.equal(await watch.recheck(), 1, 'the key Redis no longer has: its session closed')
+  t.same(asked, [['k1', 'k2']], 'asked about the keys in use')
+  t.same(a.closes, [[4001, 'credentials revoked']])
+  t.same(b.closes, [])
+  t.equal(watch.closeKey('k2'), 1, 'a revocation closes its key\'s session')
+  t.equal(listed, 0, 'the full list was not read')
+})
+
 /** An indexed source as SessionRegistry is one (files by the second of expiry, tells each filing); counts sweeps. */
 function indexedSource () {
   const sessions: WatchedSession[] = []

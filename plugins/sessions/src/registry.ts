@@ -58,6 +58,10 @@ export class SessionRegistry {
   #seconds: number[] = []
   readonly #filedAt = new Map<LiveSession, number>()
   readonly #filedListeners = new Set<(at: number) => void>()
+  // Sessions by the API key they authenticated with: a revocation closes that key's sockets, and the
+  // re-check asks Redis about the keys in use, without reading every socket of the node
+  readonly #byKey = new Map<string, Set<LiveSession>>()
+  readonly #keyOf = new Map<LiveSession, string>()
 
   add (session: LiveSession): void {
     this.#sessions.set(session.id, session)
@@ -131,8 +135,29 @@ export class SessionRegistry {
     return closed
   }
 
+  /** The sessions that authenticated with API key `id`. Never reads another session. */
+  withKey (id: string): LiveSession[] {
+    return [...(this.#byKey.get(id) ?? [])]
+  }
+
+  /** The API keys the node's sessions authenticated with, each once. */
+  keyIds (): string[] {
+    return [...this.#byKey.keys()]
+  }
+
   #file (session: LiveSession): void {
-    const at = session.identity.expiresAt
+    const identity = session.identity
+    const keyId = identity.keyId
+    if (keyId !== undefined) {
+      let held = this.#byKey.get(keyId)
+      if (!held) {
+        held = new Set()
+        this.#byKey.set(keyId, held)
+      }
+      held.add(session)
+      this.#keyOf.set(session, keyId)
+    }
+    const at = identity.expiresAt
     if (at === undefined || !Number.isFinite(at)) return
     const second = Math.floor(at / EXPIRY_SECOND_MS)
     let filed = this.#bySecond.get(second)
@@ -147,6 +172,13 @@ export class SessionRegistry {
   }
 
   #unfile (session: LiveSession): void {
+    const keyId = this.#keyOf.get(session)
+    if (keyId !== undefined) {
+      this.#keyOf.delete(session)
+      const held = this.#byKey.get(keyId)!
+      held.delete(session)
+      if (held.size === 0) this.#byKey.delete(keyId)
+    }
     const second = this.#filedAt.get(session)
     if (second === undefined) return
     this.#filedAt.delete(session)

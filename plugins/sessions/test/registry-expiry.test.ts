@@ -128,3 +128,32 @@ test('every filing is told: an open, a renewal, a new plan; a session without ex
   registry.add(session(50_000))
   t.equal(told.length, 2, 'unsubscribed: not told')
 })
+
+test('sessions by API key: a revocation finds its key\'s sessions without reading the others', async t => {
+  const registry = new SessionRegistry()
+  const keyed = (keyId: string | undefined) => {
+    const s = session(undefined)
+    s.identityNow = { kind: keyId ? 'api-key' : 'jwt', subject: 'app', claims: {}, ...(keyId ? { keyId } : {}) } as Identity
+    registry.add(s)
+    return s
+  }
+  const a1 = keyed('k1')
+  const a2 = keyed('k1')
+  const b = keyed('k2')
+  const others = Array.from({ length: 1000 }, () => keyed(undefined))
+  t.same(ids(registry.withKey('k1')), ids([a1, a2]), 'both sessions of k1')
+  t.same(registry.keyIds().sort(), ['k1', 'k2'], 'the keys in use, each once')
+  t.ok(others.every(s => s.reads === 1), 'the 1,000 sessions without a key were read once, when added')
+  t.same(registry.withKey('absent'), [])
+
+  registry.delete(a1)
+  t.same(ids(registry.withKey('k1')), ids([a2]), 'a closed session leaves its key')
+  a2.identityNow = { ...a2.identityNow, keyId: 'k3' } as Identity
+  registry.refiled(a2)
+  t.same(registry.withKey('k1'), [], 'another key after a new identity: filed under it')
+  t.same(ids(registry.withKey('k3')), ids([a2]))
+  t.same(registry.keyIds().sort(), ['k2', 'k3'], 'a key with no session left is not in use')
+  registry.delete(b)
+  registry.delete(a2)
+  t.same(registry.keyIds(), [])
+})
