@@ -33,9 +33,12 @@ export interface SessionSource {
 // docs/design.md: an expired token closes within 1 s of exp plus skew. Over a source that files
 // sessions by expiry (SessionRegistry) the sweep runs when the next one is due and reads only the
 // sessions due (SessionSource.expiringBy), two sweeps at least this far apart; over any other source it
-// runs at this period and reads every socket. A node whose tokens expire in an hour sweeps not 4 times
-// a second but once at that hour: each of an idle node's wakeups costs CPU (bench/README.md, idle-topics).
+// runs at this period and reads every socket. A node whose tokens expire in an hour sweeps once a second
+// (MAX_SWEEP_SLEEP_MS), not 4 times: each of an idle node's wakeups costs CPU (bench/README.md, idle-topics).
 export const DEFAULT_EXPIRY_INTERVAL_MS = 250
+// The scheduled sweep sleeps 1 s at most: expiries are wall-clock times and its timer is not, so a clock
+// stepped forward (NTP, a VM resumed) is seen within a second, as the design's bound asks, at 1 wakeup a second
+export const MAX_SWEEP_SLEEP_MS = 1000
 // docs/design.md: a revocation closes sockets within 5 s on every node. Pub/sub does
 // it at once; this re-check bounds the delay at ~4 s when a message was lost (auth.apiKeys.recheckIntervalMs)
 export const DEFAULT_RECHECK_INTERVAL_MS = gatewayDefaults.auth.apiKeys.recheckIntervalMs
@@ -119,11 +122,13 @@ export class SessionWatch {
     return this.#options.expiryIntervalMs ?? DEFAULT_EXPIRY_INTERVAL_MS
   }
 
-  /** When the next sweep is due after one at `now`: a session held in its skew, or the next filed second. */
-  #nextDue (now: number): number | undefined {
-    const next = this.#options.sessions()?.nextExpiryAfter?.(now)
-    if (next === undefined) return this.#heldUntil
-    return this.#heldUntil === undefined ? next : Math.min(next, this.#heldUntil)
+  /** When the next sweep is due after one at `now`: a session held in its skew, or the next filed second; a second at most. */
+  #nextDue (now: number): number {
+    let next = now + MAX_SWEEP_SLEEP_MS
+    const filed = this.#options.sessions()?.nextExpiryAfter?.(now)
+    if (filed !== undefined) next = Math.min(next, filed)
+    if (this.#heldUntil !== undefined) next = Math.min(next, this.#heldUntil)
+    return next
   }
 
   /** The sweep at `at` (ms), or none; never within `#gap` of the last one, and sooner replaces later. */

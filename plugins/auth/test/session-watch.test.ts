@@ -4,7 +4,7 @@
 import { test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Identity } from '@sluice/protocol/identity'
-import { SessionWatch, type WatchedSession } from '../src/session-watch.ts'
+import { MAX_SWEEP_SLEEP_MS, SessionWatch, type WatchedSession } from '../src/session-watch.ts'
 
 async function until (done: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms
@@ -146,6 +146,23 @@ test('over an indexed source the sweep sleeps until the next expiry, and still c
   source.add(timed({ kind: 'api-key', subject: 'd', claims: {}, keyId: 'k', expiresAt: Date.now() + 100 }))
   await sleep(300)
   t.equal(source.sweeps, swept, 'stopped: no sweep')
+})
+
+test('a wall clock stepped forward is seen within a second: the sweep sleeps MAX_SWEEP_SLEEP_MS at most', async t => {
+  const source = indexedSource()
+  const watch = new SessionWatch({ sessions: () => source, jwtSkewMs: 0, expiryIntervalMs: 50 })
+  const realNow = Date.now
+  t.teardown(() => { Date.now = realNow; watch.stop() })
+  watch.start()
+  const s = timed({ kind: 'api-key', subject: 'a', claims: {}, keyId: 'k', expiresAt: realNow() + 60_000 })
+  source.add(s)
+  await sleep(100)
+  // an hour passes at once for the wall clock (a VM resumed); the timers' clock does not move
+  const stepped = realNow() + 3_600_000
+  Date.now = () => realNow() + 3_600_000
+  await until(() => s.closedAt !== undefined, 3000)
+  const after = s.closedAt! - stepped
+  t.ok(after <= MAX_SWEEP_SLEEP_MS + 100, `closed ${after} ms after the step, its expiry long past`)
 })
 
 test('a source without the index is swept at the period, as before', async t => {
