@@ -56,12 +56,12 @@ export class SessionRegistry {
   // 11 % of the node's busy main thread in a CPU profile (bench/idle-topics.ts --profile), each read a cache miss
   readonly #bySecond = new Map<number, Set<LiveSession>>()
   #seconds: number[] = []
-  readonly #filedAt = new Map<LiveSession, number>()
   readonly #filedListeners = new Set<(at: number) => void>()
   // Sessions by the API key they authenticated with: a revocation closes that key's sockets, and the
   // re-check asks Redis about the keys in use, without reading every socket of the node
   readonly #byKey = new Map<string, Set<LiveSession>>()
-  readonly #keyOf = new Map<LiveSession, string>()
+  // where each session with an expiry or a key is filed in the two indexes: one entry a session
+  readonly #filing = new Map<LiveSession, { second: number | undefined, keyId: string | undefined }>()
 
   add (session: LiveSession): void {
     this.#sessions.set(session.id, session)
@@ -148,6 +148,10 @@ export class SessionRegistry {
   #file (session: LiveSession): void {
     const identity = session.identity
     const keyId = identity.keyId
+    const at = identity.expiresAt
+    const second = at === undefined || !Number.isFinite(at) ? undefined : Math.floor(at / EXPIRY_SECOND_MS)
+    if (keyId === undefined && second === undefined) return
+    this.#filing.set(session, { second, keyId })
     if (keyId !== undefined) {
       let held = this.#byKey.get(keyId)
       if (!held) {
@@ -155,11 +159,8 @@ export class SessionRegistry {
         this.#byKey.set(keyId, held)
       }
       held.add(session)
-      this.#keyOf.set(session, keyId)
     }
-    const at = identity.expiresAt
-    if (at === undefined || !Number.isFinite(at)) return
-    const second = Math.floor(at / EXPIRY_SECOND_MS)
+    if (second === undefined) return
     let filed = this.#bySecond.get(second)
     if (!filed) {
       filed = new Set()
@@ -167,21 +168,20 @@ export class SessionRegistry {
       this.#seconds.splice(this.#place(second), 0, second)
     }
     filed.add(session)
-    this.#filedAt.set(session, second)
     for (const listener of this.#filedListeners) listener(second * EXPIRY_SECOND_MS)
   }
 
   #unfile (session: LiveSession): void {
-    const keyId = this.#keyOf.get(session)
+    const filing = this.#filing.get(session)
+    if (!filing) return
+    this.#filing.delete(session)
+    const { second, keyId } = filing
     if (keyId !== undefined) {
-      this.#keyOf.delete(session)
       const held = this.#byKey.get(keyId)!
       held.delete(session)
       if (held.size === 0) this.#byKey.delete(keyId)
     }
-    const second = this.#filedAt.get(session)
     if (second === undefined) return
-    this.#filedAt.delete(session)
     const filed = this.#bySecond.get(second)!
     filed.delete(session)
     if (filed.size > 0) return
