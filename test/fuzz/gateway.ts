@@ -32,9 +32,11 @@ export interface Resources { rssKb: number, fds: number, heapKb?: number }
 
 /**
  * `down`: refused connections (no process listening: after a crash, until the restart); `starved`: slow
- * answers while the probe itself got no CPU for 100 ms (the machine's load, not the gateway's), not counted
+ * answers while the probe itself got no CPU for 100 ms (the machine's load, not the gateway's), not counted;
+ * `queued`: slow answers that were within the bound but for the time the gateway's main thread waited on a
+ * run queue meanwhile (healthz-probe.ts), not counted either
  */
-export interface HealthReport { samples: number, maxMs: number, over: number, failures: number, down: number, starved: number, worst: Array<{ at: string, ms: number }> }
+export interface HealthReport { samples: number, maxMs: number, over: number, failures: number, down: number, starved: number, queued: number, worst: Array<{ at: string, ms: number }> }
 
 export function jwt (sub: string, claims: Record<string, unknown> = {}, ttlSeconds = 3600): string {
   return signJwt({ alg: 'HS256', typ: 'JWT' }, { iss: ISSUER, aud: 'sluice', sub, exp: nowSeconds() + ttlSeconds, ...claims }, JWT_SECRET)
@@ -124,6 +126,8 @@ export class FuzzGateway {
     })
     this.child = child
     this.starts++
+    // the probe reads this process's run-queue time (healthz-probe.ts): a restart is a new pid
+    if (this.#probe?.connected && child.pid !== undefined) this.#probe.send({ pid: child.pid })
     const keep = (chunk: Buffer) => {
       this.#log += chunk.toString()
       if (this.#log.length > LOG_TAIL_BYTES * 2) this.#log = this.#log.slice(-LOG_TAIL_BYTES)
@@ -254,7 +258,7 @@ export class FuzzGateway {
 
   /** Starts polling /healthz every 100 ms from a process of its own. */
   startProbe (): void {
-    this.#probe = fork(join(import.meta.dirname, 'healthz-probe.ts'), [`http://127.0.0.1:${this.port}/healthz`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    this.#probe = fork(join(import.meta.dirname, 'healthz-probe.ts'), [`http://127.0.0.1:${this.port}/healthz`, String(this.child?.pid ?? '')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   }
 
   /** What the probe saw since it started (and it stops). */

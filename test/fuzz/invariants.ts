@@ -408,7 +408,7 @@ export function checkHealth (t: Test, stats: FuzzStats, health: HealthReport | u
     }
     suspects = [...runs].slice(0, 3).map(r => `\n  during ${r.property} run ${r.index} (FUZZ_SEED=${r.seed} FUZZ_PATH=${r.index}): ${printable(r.describe().slice(0, 600))}`).join('')
   }
-  t.ok(ok, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down, ${health?.starved} slow while the machine starved the probe too${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})${suspects}`)
+  t.ok(ok, `/healthz answered within ${HEALTHZ_MS} ms throughout (max ${health?.maxMs} ms, ${health?.over} slow, ${health?.failures} failed of ${health?.samples}, ${health?.down} refused while down, ${health?.starved} slow while the machine starved the probe too, ${health?.queued} slow only by the gateway's wait for a CPU${health?.worst.length ? '; slowest ' + JSON.stringify(health.worst) : ''})${suspects}`)
 }
 
 /** The process ran from start to end: no exit (a crash, or our SIGKILL of a stuck process) during the whole file. */
@@ -420,6 +420,6 @@ export function checkRanThroughout (t: Test, gw: FuzzGateway): void {
 /** The summary line every fuzz file ends with. */
 export function summary (t: Test, name: string, stats: FuzzStats, health: HealthReport | undefined, resources: string): void {
   const seeds = stats.seeds.length ? `${Math.min(...stats.seeds)}..${Math.max(...stats.seeds)}` : '-'
-  const h = health ? `healthz max ${health.maxMs} ms over ${health.samples} probes (${health.over} over ${HEALTHZ_MS} ms, ${health.failures} failed, ${health.starved} while the machine starved the probe)` : 'healthz not probed'
+  const h = health ? `healthz max ${health.maxMs} ms over ${health.samples} probes (${health.over} over ${HEALTHZ_MS} ms, ${health.failures} failed, ${health.starved} while the machine starved the probe, ${health.queued} slow only by the gateway's wait for a CPU)` : 'healthz not probed'
   t.comment(`fuzz summary ${name}: ${stats.runs} runs, ${stats.frames} frames; seed range ${seeds}; ${h}; ${resources}; findings: ${stats.findings.length ? stats.findings.join(' | ') : 'none'}`)
 }
