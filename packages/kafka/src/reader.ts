@@ -92,6 +92,13 @@ const JOIN_WAIT_MS = 500
 // record, p50: 23-47 ms at 20 ms here, 9-11 ms at 5 ms and at 2 ms; 5 ms keeps the
 // lane's polling while a partition waits for the main fetch at most ~200 requests/s.
 const LANE_IDLE_WAIT_MS = 5
+// A main client that carried no fetch for three long polls is closed, with its broker
+// connections: the other one carries every partition again once the join that opened it is
+// over (the next fetch takes them all), and the next join opens it again. Without this a
+// node that had one join while its fetch was parked held five connections per broker for
+// good once it also published (the Kafka admin's, the lane's, both main clients' and the
+// producer's; a gateway at 23:16 UTC on 2026-12-06); issue 14 allows four.
+const MAIN_IDLE_POLLS = 3
 // kafkajs's defaults, so a fetch brings what a group consumer's did
 const MAX_BYTES = 10 * 1024 * 1024
 const MAX_BYTES_PER_PARTITION = 1024 * 1024
@@ -240,6 +247,8 @@ export class Fetcher {
   readonly #log: Logger
   /** the two clients that take turns at the long poll (see the header), and the start lane */
   readonly #mains: Array<Consumer | undefined> = [undefined, undefined]
+  /** per main client, the timer that closes it once it has carried no fetch for MAIN_IDLE_POLLS long polls */
+  readonly #idleTimers: Array<NodeJS.Timeout | undefined> = [undefined, undefined]
   #lane: Consumer | undefined
   readonly #topics = new Map<string, TopicState>()
   readonly #byId = new Map<string, TopicState>()
@@ -546,6 +555,8 @@ export class Fetcher {
         this.#mainInFlight.set(node, state)
       }
       if (state.sent[state.current] === undefined) {
+        // both free: back to client 0, so that after a join client 1 goes idle on every broker and is closed
+        if (state.sent[0] === undefined) state.current = 0
         this.#fetch(node, state.current)
         continue
       }
@@ -619,8 +630,13 @@ export class Fetcher {
       return
     }
     const state = this.#mainInFlight.get(node)
-    if (lane) this.#laneInFlight.add(node)
-    else state!.sent[which] = sent
+    if (lane) {
+      this.#laneInFlight.add(node)
+    } else {
+      state!.sent[which] = sent
+      clearTimeout(this.#idleTimers[which])
+      this.#idleTimers[which] = undefined
+    }
     this.requests[lane ? 'lane' : 'main']++
     // the lane answers at once while a part in it is behind; caught-up parts wait there briefly for a main client
     const joining = state !== undefined && performance.now() - state.joinedAt < this.#mainWaitMs
@@ -631,12 +647,34 @@ export class Fetcher {
       if (this.#closed) return
       if (err) {
         this.#failed(node, sent, err)
-        return
+      } else {
+        this.#backoff.delete(node)
+        this.#deliver(response, sent)
+        this.kick()
       }
-      this.#backoff.delete(node)
-      this.#deliver(response, sent)
-      this.kick()
+      if (!lane) this.#closeWhenIdle(which)
     })
+  }
+
+  /** Main client `which` carries a fetch to some broker now. */
+  #mainBusy (which: number): boolean {
+    for (const state of this.#mainInFlight.values()) if (state.sent[which] !== undefined) return true
+    return false
+  }
+
+  /** Closes main client `which` once it has carried no fetch for MAIN_IDLE_POLLS long polls (the next fetch on it opens it again). */
+  #closeWhenIdle (which: number): void {
+    if (this.#closed || this.#idleTimers[which] !== undefined || this.#mainBusy(which) || !this.#mains[which]) return
+    const timer = setTimeout(() => {
+      this.#idleTimers[which] = undefined
+      const client = this.#mains[which]
+      if (this.#closed || !client || this.#mainBusy(which)) return
+      this.#mains[which] = undefined
+      this.#log.debug({ client: which }, 'group-less reader: an idle main client closed')
+      client.close(true).catch(() => {})
+    }, MAIN_IDLE_POLLS * this.#mainWaitMs)
+    timer.unref()
+    this.#idleTimers[which] = timer
   }
 
   #failed (node: number, sent: Sent, err: unknown): void {
@@ -841,6 +879,8 @@ export class Fetcher {
     clearTimeout(this.#refreshTimer)
     for (const state of this.#backoff.values()) clearTimeout(state.timer)
     this.#backoff.clear()
+    for (const timer of this.#idleTimers) clearTimeout(timer)
+    this.#idleTimers.fill(undefined)
     const clients = [...this.#mains, this.#lane]
     this.#mains.fill(undefined)
     this.#lane = undefined

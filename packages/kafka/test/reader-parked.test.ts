@@ -5,7 +5,7 @@
 // 5 ms meanwhile (what 500 ms polls did, ~100 requests each time).
 import { test } from 'tap'
 import { KafkaClient, type RecordBatch } from '../src/kafka.ts'
-import { eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
+import { connectionsTo, eventually, kafkaBrokers, unique } from '../../../test/helpers.ts'
 
 // well under the 5 s a parked fetch holds, well over a loaded machine's round trips
 const PROMPT_MS = 1500
@@ -83,4 +83,57 @@ test('a partition whose batch handler settles while the main fetch is parked get
   const lane = kafka.readerRequests.lane - lane0
   t.ok(lane <= LANE_FETCHES, `start-lane fetches from the release to the record: ${lane} (the other main client took it)`)
   await Promise.all([reader.stop(), keeper.stop()])
+})
+
+test('the main client a join opened is closed once idle for three long polls, with its broker connection, and opened again by the next join', async t => {
+  // a 2 s request timeout makes the long poll 1 s (reader.ts: half the timeout at most): idle for 3 s closes it
+  const kafka = new KafkaClient({ brokers: kafkaBrokers(), clientId: unique('reader-idle-main'), requestTimeoutMs: 2000 })
+  t.teardown(() => kafka.close())
+  const port = Number(kafkaBrokers()[0]!.split(':').at(-1))
+  const names = [unique('reader.idle.a'), unique('reader.idle.b'), unique('reader.idle.c')]
+  await kafka.ensureTopics(names.map(topic => ({ topic, partitions: 1 })))
+  // the producer's connection is open before the readers start: what changes below is the readers'
+  await kafka.produce(names[0]!, { value: 'warm', partition: 0 })
+  const seen = new Map<string, string[]>(names.map(n => [n, []]))
+  const start = async (topic: string) => {
+    const reader = kafka.reader({ topic, onBatch: batch => { for (const r of batch.records) seen.get(topic)!.push(String(r.value)) } })
+    await reader.start('latest')
+    return reader
+  }
+  const delivered = async (topic: string, value: string) => {
+    const t0 = performance.now()
+    await kafka.produce(topic, { value, partition: 0 })
+    await eventually(() => seen.get(topic)!.includes(value), 10_000, `${value} on ${topic}`)
+    return performance.now() - t0
+  }
+  const a = await start(names[0]!)
+  // a's partition caught up and parked in main client 0's long poll
+  await new Promise(resolve => setTimeout(resolve, 600))
+  const b = await start(names[1]!)
+  await eventually(() => kafka.readerClients === 3, 5000, 'b taken by main client 1 (lane, two main clients)')
+  const joined = connectionsTo(port)
+  // the same path before the close, for comparison (the producer's latency is in every figure)
+  t.comment(`before the close: produce -> delivered ${Math.round(await delivered(names[0]!, 'before-close'))} ms`)
+  await eventually(() => kafka.readerClients === 2, 10_000, 'one main client closed once idle')
+  t.equal(connectionsTo(port), joined - 1, `broker connections ${joined} -> ${connectionsTo(port)}: the closed client's went with it`)
+  // the main client left carries both partitions
+  for (const [i, topic] of names.slice(0, 2).entries()) {
+    const ms = await delivered(topic, `after-close-${i}`)
+    t.ok(ms < PROMPT_MS, `${topic}: produce -> delivered ${Math.round(ms)} ms with one main client`)
+  }
+  // a join while the main fetch is parked opens the second client again
+  await new Promise(resolve => setTimeout(resolve, 600))
+  const c = await start(names[2]!)
+  const ms = await delivered(names[2]!, 'joined-again')
+  t.ok(ms < PROMPT_MS, `a reader started after the close: produce -> delivered ${Math.round(ms)} ms`)
+  await eventually(() => kafka.readerClients === 2, 10_000, 'and closed again once idle')
+  for (const [i, topic] of names.entries()) {
+    await delivered(topic, `end-${i}`)
+    const values = seen.get(topic)!
+    t.same(values, [...new Set(values)], `${topic}: no record delivered twice (${values.length})`)
+  }
+  t.same(seen.get(names[0]!), ['before-close', 'after-close-0', 'end-0'], 'a: every record produced after its start, in order')
+  t.same(seen.get(names[1]!), ['after-close-1', 'end-1'], 'b: every record produced after its start, in order')
+  t.same(seen.get(names[2]!), ['joined-again', 'end-2'], 'c: every record produced after its start, in order')
+  await Promise.all([a.stop(), b.stop(), c.stop()])
 })
