@@ -5,9 +5,10 @@
 // sockets are this process's, so the CPU figure is the gateway's only, from /proc/<pid>/stat
 // (first-record.ts's 5. counted its clients too). In order:
 //   A. the gateway with no socket, idle (what it costs before any topic);
-//   B. N sockets, one topic each (`from=latest`), all subscribed; then the gateway idle: its CPU, its
-//      RSS added per topic (after full GCs through its inspector), its ESTABLISHED connections to the
-//      broker port (/proc/<pid>/net/tcp against its fds' socket inodes), the consumer groups on the broker;
+//   B. N sockets, one topic each (`from=latest`), all subscribed, and one record published over the
+//      first (a node that also publishes: the producer's connection counts); then the gateway idle: its
+//      CPU, its RSS added per topic (after full GCs through its inspector), its ESTABLISHED connections
+//      to the broker port (/proc/<pid>/net/tcp against its fds' socket inodes), the consumer groups on the broker;
 //   D. a second socket on each topic: the RSS a socket adds, to take from B.'s per topic;
 //   E. N more topics x 1 subscriber: the RSS a topic adds past the first N, less D.'s socket;
 //   C. the bare reference: a process with one KafkaClient and a reader per topic from latest (what
@@ -302,6 +303,23 @@ function subscribe (base: string, topic: string, token: string): Promise<WebSock
   })
 }
 
+/** One publish over `ws` to `topic`, answered by its ack: the gateway's producer is connected from then on. */
+function publishOne (ws: WebSocket, topic: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { ws.off('message', onMessage); reject(new Error(`${topic}: no ack within ${SUBSCRIBE_TIMEOUT_MS} ms`)) }, SUBSCRIBE_TIMEOUT_MS)
+    const onMessage = (data: WebSocket.RawData) => {
+      const frame = JSON.parse(String(data)) as { op: string, id?: string, code?: string, message?: string }
+      if (frame.id !== 'idle-publish') return
+      clearTimeout(timer)
+      ws.off('message', onMessage)
+      if (frame.op === 'ack') resolve()
+      else reject(new Error(`${topic}: publish answered ${frame.code}: ${frame.message}`))
+    }
+    ws.on('message', onMessage)
+    ws.send(JSON.stringify({ op: 'publish', topic, value: { idle: true }, id: 'idle-publish' }))
+  })
+}
+
 /** The bare reference (C.), run as a child: a reader per topic from latest, then idle until killed. */
 async function bare (brokers: string[], topicsFile: string): Promise<void> {
   const topics = readFileSync(topicsFile, 'utf8').split('\n').filter(Boolean)
@@ -430,11 +448,12 @@ async function main (): Promise<void> {
       sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
     out.push([`B. ${topicCount} topics x 1 subscriber, all subscribed (ms, ${OPEN_AT_ONCE} at a time)`, Date.now() - t])
+    await publishOne(sockets[0]!, topics[0]!)
     await sleep(SETTLE_MS)
     const cpuB = await profiled(values.profile, () => idleCpu(pid, idleMs))
     out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
     out.push(['B. the same by thread', cpuB.threads])
-    out.push(['B. gateway broker connections', connectionsOf(pid, brokerPort)])
+    out.push(['B. gateway broker connections (one record published: the producer\'s included)', connectionsOf(pid, brokerPort)])
     const { heap: heapB, rss: rssB, mem: memB, kinds: kindsB, spaces: spacesB } = await reading('B')
     out.push(['B. per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers', breakdown(memA, memB)])
     out.push(['B. gateway RSS after full GCs, before / after subscribing (MiB)', `${(rssA / KiB / KiB).toFixed(1)} / ${(rssB / KiB / KiB).toFixed(1)}`])
