@@ -19,7 +19,12 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--listen-sockets N] [--profile DIR]
-//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR]
+//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR] [--gateway-nice N]
+//
+// --gateway-nice N runs every gateway process at nice N (a negative N needs root): how much of a round is
+// the two cores' sharing between B and the 5,000 clients, which a production node does not share with
+// its clients. Not the headline figure: the clients still share the cores with Redis and Kafka, and B
+// then takes the CPU first whenever it can run (bench/README.md, the drain's round 11).
 //
 // --alloc-profile DIR samples what each shipped B allocates from the drop to all live (V8's sampling heap
 // profiler through B's inspector, objects the GC already collected included: the churn the GC pays for),
@@ -37,7 +42,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { Server } from 'node:net'
-import { cpus, loadavg, tmpdir } from 'node:os'
+import { cpus, loadavg, setPriority, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -519,6 +524,7 @@ async function main (): Promise<void> {
       'listen-sockets': { type: 'string', default: '0' },
       profile: { type: 'string', default: '' },
       'alloc-profile': { type: 'string', default: '' },
+      'gateway-nice': { type: 'string', default: '' },
       drop: { type: 'string', default: 'kill' },
       addresses: { type: 'string', default: '1' },
       'upgrade-max': { type: 'string', default: '0' },
@@ -592,6 +598,8 @@ async function main (): Promise<void> {
     let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'])
     children.push(current.child)
     servers.push(current.pid)
+    const gatewayNice = values['gateway-nice'] === '' ? undefined : Number(values['gateway-nice'])
+    if (gatewayNice !== undefined) setPriority(current.pid, gatewayNice)
     const procs: ChildProcess[] = []
     for (let i = 0; i < CLIENT_PROCS; i++) {
       const c = fork(import.meta.filename, ['--role', 'clients'])
@@ -607,6 +615,7 @@ async function main (): Promise<void> {
       const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'])
       children.push(next.child)
       servers.push(next.pid)
+      if (gatewayNice !== undefined) setPriority(next.pid, gatewayNice)
       let holder: WebSocket | undefined
       if (round === 'warm') {
         // another client already reads the topic on B: its feed and window are there before the drop
