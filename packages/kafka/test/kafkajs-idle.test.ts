@@ -89,3 +89,34 @@ test('the request-timeout check runs only while a request waits, and still times
   request(queue, 3).catch(() => {})
   t.ok(await timerFirings(() => sleep(600)) <= 1, 'a destroyed queue runs no check')
 })
+
+test('over a real connection to a real broker that stops answering (SIGSTOP), a request is timed out at the request timeout', async t => {
+  // a broker of the test's own: the shared one must not freeze under the other files. A frozen JVM (a long GC
+  // pause, a VM stopped) keeps its connections and answers nothing: kafkajs's check must run while the request waits
+  const { KafkaBroker } = await import('@sluice/stack')
+  const broker = new KafkaBroker()
+  t.teardown(async () => {
+    if (broker.pid) process.kill(broker.pid, 'SIGCONT')
+    await broker.destroy()
+  })
+  await broker.start()
+  const { Kafka, logLevel } = await import('kafkajs')
+  const admin = new Kafka({ brokers: broker.brokers, clientId: 'kafkajs-idle-frozen', requestTimeout: 1000, retry: { retries: 0 }, logLevel: logLevel.NOTHING }).admin()
+  t.teardown(() => admin.disconnect().catch(() => {}))
+  await admin.connect()
+  await admin.listTopics()
+  // idle a while first: the check is not running now, and the next request must start it
+  await sleep(300)
+  process.kill(broker.pid!, 'SIGSTOP')
+  const started = Date.now()
+  const outcome = await Promise.race([
+    admin.listTopics().then(() => 'answered', (err: Error & { originalError?: Error }) => [err.name, err.originalError?.name].filter(Boolean).join(' < ')),
+    sleep(5000).then(() => 'still waiting after 5 s')
+  ])
+  const took = Date.now() - started
+  process.kill(broker.pid!, 'SIGCONT')
+  t.match(outcome, /KafkaJSRequestTimeoutError/, `the request to the frozen broker timed out (${outcome})`)
+  t.ok(took >= 1000 && took < 2500, `after its 1,000 ms (${took} ms)`)
+  const thawed = await admin.listTopics()
+  t.ok(Array.isArray(thawed), `the broker thawed: the next request is answered (${thawed.length} topics)`)
+})
