@@ -64,10 +64,10 @@ test('a lease whose node dies without giving it back is credited to the quota wh
   const held = dead.lease()
   await held.primed
   t.ok(held.messages > 0 && held.take(1), `the doomed node holds ${held.messages + 1} and delivers 1`)
-  // the take asked a refill, which tells Redis the lease now holds 249: it leaves with the turn's Redis calls
-  // (the store sends a turn's decisions in its check phase). Then the node dies: its connection drops, and
-  // nothing it would give back reaches Redis
-  await new Promise(resolve => setImmediate(resolve))
+  // the take asked a refill, which tells Redis the lease now holds 249 (refill() is that refill while it is on
+  // its way: answered, Redis has it). Then the node dies: its connection drops, and nothing it would give back
+  // reaches Redis
+  await held.refill()
   dead.redis.disconnect()
 
   const live = node(t, shared, subject)

@@ -8,7 +8,7 @@ import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { PlanLimits } from '@sluice/policy'
 import { REFRESH_CHUNK } from '../src/decision.ts'
-import { RateLimiter, type RateLimiterOptions } from '../src/limiter.ts'
+import { BURST_COALESCE_MS, RateLimiter, type RateLimiterOptions } from '../src/limiter.ts'
 import { MAX_BATCH, RedisLimitStore } from '../src/script.ts'
 import type { RateBucket, SlotBucket } from '../src/token-bucket.ts'
 import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
@@ -213,4 +213,54 @@ test('1,000 subjects resuming at once (a connection and a first delivery lease e
   t.same(Object.values(slots).map(v => v.split('|')[0]), ['1'], 'one slot held by this node')
   const msg = Number(await redis.hget(limiter.key(subjects[500]!, 'test', 'msg'), 't'))
   t.ok(msg >= 50 && msg < 52, `50 of the subject's 100 per-second tokens leased (${msg} left)`)
+})
+
+/**
+ * `n` connects, one per turn of the event loop, each turn busy for `busyMs` (a node reading a burst of
+ * upgrades spends about that on each); resolves with their decisions, the writes to Redis and the time taken.
+ */
+async function connectsOverTurns (t: Test, options: Partial<RateLimiterOptions>, n: number, busyMs: number): Promise<{ decided: Awaited<ReturnType<RateLimiter['acquire']>>[], writes: number, elapsedMs: number }> {
+  const { redis, limiter } = await sharedLimiter(t, options)
+  const writes = countSocketWrites(t, redis.stream as Socket)
+  const plan = { name: 'test', limits: LIMITS }
+  const started = performance.now()
+  const asked = await new Promise<Array<ReturnType<RateLimiter['acquire']>>>(resolve => {
+    const all: Array<ReturnType<RateLimiter['acquire']>> = []
+    const turn = (): void => {
+      all.push(limiter.acquire(unique('turns'), plan))
+      const until = performance.now() + busyMs
+      while (performance.now() < until) { /* the upgrade's own work */ }
+      if (all.length < n) setImmediate(turn)
+      else resolve(all)
+    }
+    turn()
+  })
+  const decided = await Promise.all(asked)
+  const elapsedMs = performance.now() - started
+  t.equal(limiter.stats.redisErrors, 0, 'no decision fell back to local buckets')
+  return { decided, writes: writes(), elapsedMs }
+}
+
+test('a burst over many turns: its decisions leave at most once every BURST_COALESCE_MS, not once a turn', async t => {
+  const n = 60
+  const burst = await connectsOverTurns(t, {}, n, 0.3)
+  t.ok(burst.decided.every(d => d.ok), `${n} connections granted`)
+  const most = Math.ceil(burst.elapsedMs / BURST_COALESCE_MS) + 2
+  t.ok(burst.writes <= most, `${burst.writes} writes to Redis for ${n} connects over ${n} turns in ${burst.elapsedMs.toFixed(1)} ms (at most ${most})`)
+  // the same burst with each turn's decisions sent at its end: a write a turn
+  const perTurn = await connectsOverTurns(t, { burstCoalesceMs: 0 }, n, 0.3)
+  t.ok(perTurn.decided.every(d => d.ok))
+  t.ok(perTurn.writes >= n * 2 / 3, `sent at each turn's end, the same burst made ${perTurn.writes} writes`)
+})
+
+test('a decision after a quiet moment is not held: it leaves at the end of its own turn', async t => {
+  const { redis, limiter } = await sharedLimiter(t)
+  const plan = { name: 'test', limits: LIMITS }
+  t.ok((await limiter.acquire(unique('quiet'), plan)).ok)
+  await new Promise(resolve => setTimeout(resolve, BURST_COALESCE_MS * 4))
+  const writes = countSocketWrites(t, redis.stream as Socket)
+  const decided = limiter.acquire(unique('quiet'), plan)
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(writes(), 1, 'written in the turn it was asked, no timer waited')
+  t.ok((await decided).ok)
 })
