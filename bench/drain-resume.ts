@@ -19,7 +19,12 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--listen-sockets N] [--profile DIR]
-//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR] [--gateway-nice N]
+//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR] [--gateway-nice N] [--warm-up N]
+//
+// --warm-up N: before each round's drop, N other clients subscribe on B, resume and close (warmUpNode):
+// B is then a node that has served connections, as the running nodes a drain moves clients to have, where
+// by default it is a process started for the round that has served one socket at most. V8 optimizes a
+// function after some thousands of calls, so a fresh B runs much of the burst on unoptimized code.
 //
 // --gateway-nice N runs every gateway process at nice N (a negative N needs root): how much of a round is
 // the two cores' sharing between B and the 5,000 clients, which a production node does not share with
@@ -318,6 +323,34 @@ interface Sock {
 const MESSAGE = /"partition":(\d+),"offset":"(\d+)"/
 const CURSOR = /"cursor":"([^"]+)"/
 
+/**
+ * --warm-up N: before the drop, N other clients (subjects of their own, from 127.2.x.y) each subscribe
+ * on B, resume from the cursor of their subscribed frame, and close, 100 at a time: B is then a node
+ * that has served connections before, as a running node of a cluster has, not a process that never did.
+ */
+async function warmUpNode (url: string, topic: string, n: number, subjectPrefix: string | undefined): Promise<void> {
+  const one = (i: number, from?: string): Promise<string> => new Promise((resolve, reject) => {
+    const headers = subjectPrefix ? { authorization: `Bearer ${jwt(`${subjectPrefix}${i}`)}` } : undefined
+    const a = i % 62_500
+    const ws = new WebSocket(`${url}/v1/stream?topics=${topic}${from ? `&from=${encodeURIComponent(from)}` : ''}`, ['sluice.v1'], { perMessageDeflate: false, headers, localAddress: `127.2.${Math.floor(a / 250)}.${1 + (a % 250)}` })
+    ws.on('message', (data: Buffer) => {
+      const text = data.toString('latin1')
+      if (!text.startsWith('{"op":"subscribed"')) return
+      ws.close()
+      resolve(CURSOR.exec(text)![1]!)
+    })
+    ws.once('error', reject)
+  })
+  let i = 0
+  const lane = async () => {
+    while (i < n) {
+      const k = i++
+      await one(k, await one(k))
+    }
+  }
+  await Promise.all(Array.from({ length: 100 }, lane))
+}
+
 function clientsChild (): void {
   let socks: Sock[] = []
   let topic = ''
@@ -525,6 +558,7 @@ async function main (): Promise<void> {
       profile: { type: 'string', default: '' },
       'alloc-profile': { type: 'string', default: '' },
       'gateway-nice': { type: 'string', default: '' },
+      'warm-up': { type: 'string', default: '0' },
       drop: { type: 'string', default: 'kill' },
       addresses: { type: 'string', default: '1' },
       'upgrade-max': { type: 'string', default: '0' },
@@ -542,6 +576,8 @@ async function main (): Promise<void> {
 
   const clients = Number(values.clients)
   const addresses = Number(values.addresses)
+  const warmUp = Number(values['warm-up'])
+  if (!Number.isInteger(warmUp) || warmUp < 0 || warmUp > 62_500) throw new Error('--warm-up: 0 to 62,500 clients')
   if (!Number.isInteger(addresses) || addresses < 1 || addresses > 62_500) throw new Error('--addresses: 1 to 62,500 (127.1.0.1 to 127.1.249.250)')
   // the shipped per-address upgrade limit, unless one address's clients connect more often than it allows in
   // the run (once on A, once per round): then a limit they fit in, as an operator would set for a NAT
@@ -622,6 +658,11 @@ async function main (): Promise<void> {
         const headers = shipped ? { authorization: `Bearer ${jwt(`holder-${run}-${round}`)}` } : undefined
         holder = new WebSocket(`${next.url}/v1/stream?topics=${topic}`, ['sluice.v1'], { perMessageDeflate: false, headers })
         await new Promise(resolve => holder!.once('message', resolve))
+      }
+      if (warmUp > 0 && round !== 'bare') {
+        const tw = performance.now()
+        await warmUpNode(next.url, topic, warmUp, shipped ? `w-${run}-${round}-` : undefined)
+        out.push(`${round}: B served ${warmUp} other clients (subscribe, resume, close) before the drop, in ${Math.round(performance.now() - tw)} ms`)
       }
       // the sockets on A receive for a while first (their cursors move; a warm B's window fills)
       await new Promise(resolve => setTimeout(resolve, 5_000))
