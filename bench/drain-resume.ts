@@ -323,6 +323,11 @@ interface Sock {
 const MESSAGE = /"partition":(\d+),"offset":"(\d+)"/
 const CURSOR = /"cursor":"([^"]+)"/
 
+/** The `a`-th source address (0 to 62,499) of loopback's 127.`net`.x.y: the drain's clients use net 1, the warm-up's 2. */
+function loopback (net: number, a: number): string {
+  return `127.${net}.${Math.floor(a / 250)}.${1 + (a % 250)}`
+}
+
 /**
  * --warm-up N: before the drop, N other clients (subjects of their own, from 127.2.x.y) each subscribe
  * on B, resume from the cursor of their subscribed frame, and close, 100 at a time: B is then a node
@@ -331,8 +336,7 @@ const CURSOR = /"cursor":"([^"]+)"/
 async function warmUpNode (url: string, topic: string, n: number, subjectPrefix: string | undefined): Promise<void> {
   const one = (i: number, from?: string): Promise<string> => new Promise((resolve, reject) => {
     const headers = subjectPrefix ? { authorization: `Bearer ${jwt(`${subjectPrefix}${i}`)}` } : undefined
-    const a = i % 62_500
-    const ws = new WebSocket(`${url}/v1/stream?topics=${topic}${from ? `&from=${encodeURIComponent(from)}` : ''}`, ['sluice.v1'], { perMessageDeflate: false, headers, localAddress: `127.2.${Math.floor(a / 250)}.${1 + (a % 250)}` })
+    const ws = new WebSocket(`${url}/v1/stream?topics=${topic}${from ? `&from=${encodeURIComponent(from)}` : ''}`, ['sluice.v1'], { perMessageDeflate: false, headers, localAddress: loopback(2, i % 62_500) })
     ws.on('message', (data: Buffer) => {
       const text = data.toString('latin1')
       if (!text.startsWith('{"op":"subscribed"')) return
@@ -340,6 +344,8 @@ async function warmUpNode (url: string, topic: string, n: number, subjectPrefix:
       resolve(CURSOR.exec(text)![1]!)
     })
     ws.once('error', reject)
+    // refused (a 429, a 503) or closed before its subscribed frame: the bench stops with why, it does not wait
+    ws.once('close', (code: number, reason: Buffer) => reject(new Error(`warm-up client ${i}: closed (${code} ${String(reason)}) before its subscribed frame`)))
   })
   let i = 0
   const lane = async () => {
@@ -431,7 +437,7 @@ function clientsChild (): void {
       const address = (i: number): string | undefined => {
         if (addresses <= 1) return undefined
         const a = ((i * CLIENT_PROCS) + (m.proc as number)) % addresses
-        return `127.1.${Math.floor(a / 250)}.${1 + (a % 250)}`
+        return loopback(1, a)
       }
       socks = Array.from({ length: n }, (_, i) => ({ next: new Array(PARTITIONS).fill(-1), subscribedAt: 0, closedAt: 0, upgradedAt: 0, liveAt: 0, gaps: 0, dups: 0, resumed: false, retries: 0, token: subjectPrefix ? jwt(`${subjectPrefix}${i}`) : undefined, address: address(i) }))
       // 100 handshakes at a time: a listen backlog (511) is no part of what is measured here

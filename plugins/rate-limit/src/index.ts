@@ -38,7 +38,7 @@ export interface HttpLimit {
 }
 
 /** The limiter's own options (documented on RateLimiterOptions), plus what the plugin wires. */
-export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'publishLeaseMs' | 'connectionTtlMs' | 'leaseTtlMs' | 'burstCoalesceMs'> {
+export interface RateLimitPluginOptions extends Pick<RateLimiterOptions, 'redis' | 'failure' | 'prefix' | 'nodeId' | 'now' | 'decisionTimeoutMs' | 'probeIntervalMs' | 'leaseMs' | 'publishLeaseMs' | 'connectionTtlMs' | 'leaseTtlMs'> {
   /** where plans come from: the live policy */
   policy: { readonly current: Policy | undefined, plan (name: string): PlanLimits | undefined }
   /** limits of a subject no rule grants anything */
@@ -92,7 +92,6 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     publishLeaseMs: opts.publishLeaseMs,
     connectionTtlMs: opts.connectionTtlMs,
     leaseTtlMs: opts.leaseTtlMs,
-    burstCoalesceMs: opts.burstCoalesceMs,
     onModeChange (mode: Mode, previous: Mode, err?: Error) {
       if (mode === 'shared') fastify.log.info({ previous }, 'rate limits shared through Redis again')
       else fastify.log.warn({ mode, previous, err }, mode === 'local' ? 'Redis unreachable: rate limits fail open on local buckets' : 'Redis unreachable: rate limits fail closed')
