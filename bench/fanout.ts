@@ -16,6 +16,7 @@
 //
 //   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000]
 //     [--kinds shipped,per-socket,sluice,raw,raw-frames,shipped-unmetered] [--fractions 0.01,0.05,0.25,0.5] [--rates 200] [--semi-space 16]
+//     [--paced-seconds 5]
 //
 // Prints, per N and kind: deliveries/s at full speed and gateway CPU µs per
 // delivery; then at each paced rate -- the fractions of the first kind's
@@ -42,6 +43,7 @@ import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
 import { wireText } from '@sluice/hub'
 import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
+import { gatewayDefaults } from '@sluice/config/gateway'
 
 const self = fileURLToPath(import.meta.url)
 const TOPIC = 'bench.fanout'
@@ -50,12 +52,19 @@ const PAD = 'x'.repeat(196)
 const record = (n: number) => JSON.stringify({ n, ts: Date.now(), sym: 'BTC-USD', pad: PAD })
 // a run's records: enough for a steady state, few enough to stay bounded (N x records deliveries)
 const BURST_DELIVERIES = 2_000_000
-const PACED_SECONDS = 5
+// --paced-seconds N: each paced run's length after its warm-up (longer runs average more of the Redis writes,
+// which come in bursts: the meter's flush, and the leases of sockets that all deliver at the same rate)
+const PACED_SECONDS = arg('--paced-seconds', '5')[0]!
 // each step of the shipped gateway's search for its maximum (see scenario)
 const SEARCH_SECONDS = 3
 // A paced run's first second is not counted: it runs in the wake of the run before it (the
 // full-speed burst's garbage, the broker's flush), which is not the steady state its latency describes.
 const WARMUP_MS = 1000
+// Redis commands per delivery are counted over whole flush periods of the usage meter (5 s as shipped), from
+// the warm-up's end: the meter writes once a flush period, so a window of 1.2 periods held one flush or two by
+// the timer's phase (1,000 applications: ~6,000 commands a flush, 0.006 a delivery at 200,000 a second)
+const FLUSH_MS = gatewayDefaults.usage.flushMs
+const METER_WINDOW_MS = Math.max(1, Math.round(PACED_SECONDS * 1000 / FLUSH_MS)) * FLUSH_MS
 const BROKER_WARMUP_SECONDS = 30
 const DRAIN_TIMEOUT_MS = 120_000
 
@@ -338,7 +347,7 @@ async function waitReady (child: ChildProcess): Promise<Msg> {
   })
 }
 
-interface RunResult { redisCommands: number, deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number, gatewayLoopP99: number, loadgenLoopP99: number }
+interface RunResult { redisCommands: number, redisDeliveries: number, deliveries: number, seconds: number, gatewayCpuUs: number, loadgenCpuUs: number, p50: number, p99: number, kafkaP50: number, kafkaP99: number, gatewayLoopP99: number, loadgenLoopP99: number }
 
 // The Kafka floor: a plain consumer in this process, reading what the gateways read, with the same clock.
 const floor: number[] = []
@@ -384,11 +393,20 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   const lg0 = (await ask(loadgen, { type: 'count' }, 'count')).cpu as NodeJS.CpuUsage
   const started = performance.now()
   let warm: Promise<unknown> = Promise.resolve()
+  // paced runs: Redis commands and deliveries over METER_WINDOW_MS from the warm-up's end
+  let meterWindow: Promise<{ commands: number, deliveries: number } | undefined> = Promise.resolve(undefined)
   if (rate > 0) {
     warm = new Promise(resolve => setTimeout(resolve, WARMUP_MS)).then(() => {
       floor.length = 0
       gateway.send({ type: 'forget' })
       return ask(loadgen, { type: 'forget' }, 'forgot')
+    })
+    meterWindow = warm.then(async () => {
+      const [c0, d0] = await Promise.all([redisCommands(), ask(loadgen, { type: 'count' }, 'count')])
+      await new Promise(resolve => setTimeout(resolve, METER_WINDOW_MS))
+      const [c1, d1] = await Promise.all([redisCommands(), ask(loadgen, { type: 'count' }, 'count')])
+      // less the one INFO call between the two reads
+      return { commands: c1 - c0 - 1, deliveries: (d1.received as number) - (d0.received as number) }
     })
   }
   if (kind.startsWith('raw')) await ask(gateway, { type: 'broadcast', count: records, rate }, 'broadcasting')
@@ -407,13 +425,15 @@ async function run (gateway: ChildProcess, loadgen: ChildProcess, kafka: KafkaCl
   }
   const seconds = (performance.now() - started) / 1000
   await warm
+  const metered = await meterWindow
   const stats = await ask(loadgen, { type: 'stats' }, 'stats')
   const gw1 = await ask(gateway, { type: 'cpu' }, 'cpu')
   const cpu1 = gw1.cpu as NodeJS.CpuUsage
   const lg1 = stats.cpu as NodeJS.CpuUsage
   const us = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => (b.user - a.user) + (b.system - a.system)
   // less the two INFO calls of this measure
-  return { redisCommands: await redisCommands() - redis0 - 2, deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99), gatewayLoopP99: gw1.loopP99 as number, loadgenLoopP99: stats.loopP99 as number }
+  const redisTotal = await redisCommands() - redis0 - 2
+  return { redisCommands: metered?.commands ?? redisTotal, redisDeliveries: metered?.deliveries ?? (stats.received as number), deliveries: stats.received as number, seconds, gatewayCpuUs: us(cpu0, cpu1), loadgenCpuUs: us(lg0, lg1), p50: stats.p50 as number, p99: stats.p99 as number, kafkaP50: percentile(floor, 0.5), kafkaP99: percentile(floor, 0.99), gatewayLoopP99: gw1.loopP99 as number, loadgenLoopP99: stats.loopP99 as number }
 }
 
 /** Commands Redis has processed since it started (INFO stats): the gateway is its only other client during a run. */
@@ -590,7 +610,7 @@ async function main (): Promise<void> {
           // a peer behind the rate drains a backlog: its latency is the backlog's, its CPU per delivery its maximum's
           const behind = (got < 0.9 * p.recordsPerSecond * n * PACED_SECONDS / (PACED_SECONDS + WARMUP_MS / 1000) ? ` (behind: ${f(got)} deliveries/s over ${f(m.seconds, 1)} s)` : '') +
             (m.deliveries < p.expected ? ` (incomplete: ${m.deliveries}/${p.expected})` : '')
-          console.log(`${head}${behind}: gateway CPU ${f(perDelivery(m), 2)} µs per delivery, p50/p99 ${f(m.p50)}/${f(m.p99)} ms${kind.startsWith('raw') ? '' : `, Kafka floor ${f(m.kafkaP50)}/${f(m.kafkaP99)} ms (p99 added ${f(m.p99 - m.kafkaP99)})`}; event-loop delay p99 gateway ${f(m.gatewayLoopP99, 1)} ms, load generator ${f(m.loadgenLoopP99, 1)} ms; load generator ${f(m.loadgenCpuUs / m.deliveries, 2)} µs per delivery; Redis ${f(m.redisCommands / m.deliveries, 5)} commands per delivery (${m.redisCommands})`)
+          console.log(`${head}${behind}: gateway CPU ${f(perDelivery(m), 2)} µs per delivery, p50/p99 ${f(m.p50)}/${f(m.p99)} ms${kind.startsWith('raw') ? '' : `, Kafka floor ${f(m.kafkaP50)}/${f(m.kafkaP99)} ms (p99 added ${f(m.p99 - m.kafkaP99)})`}; event-loop delay p99 gateway ${f(m.gatewayLoopP99, 1)} ms, load generator ${f(m.loadgenLoopP99, 1)} ms; load generator ${f(m.loadgenCpuUs / m.deliveries, 2)} µs per delivery; Redis ${f(m.redisCommands / m.redisDeliveries, 5)} commands per delivery (${m.redisCommands} in ${m.redisDeliveries} deliveries${m.redisDeliveries === m.deliveries ? '' : `, ${METER_WINDOW_MS / 1000} s from the warm-up's end`})`)
         }
       }
       // CPU per delivery against the consumer-per-socket peer, at the same rate in the same run
@@ -616,7 +636,7 @@ async function main (): Promise<void> {
           if ('skipped' in p || !q || 'skipped' in q) continue
           const on = p.run.gatewayCpuUs / p.run.deliveries
           const off = q.run.gatewayCpuUs / q.run.deliveries
-          cells.push(`${p.label}: ${f(on, 2)} / ${f(off, 2)} µs = ${f((on / off - 1) * 100, 1)} % CPU, Redis ${f(p.run.redisCommands / p.run.deliveries, 5)} / ${f(q.run.redisCommands / q.run.deliveries, 5)} commands per delivery`)
+          cells.push(`${p.label}: ${f(on, 2)} / ${f(off, 2)} µs = ${f((on / off - 1) * 100, 1)} % CPU, Redis ${f(p.run.redisCommands / p.run.redisDeliveries, 5)} / ${f(q.run.redisCommands / q.run.redisDeliveries, 5)} commands per delivery`)
         }
         console.log(`       usage metering at ${n} (on / off): ${cells.join('; ')}`)
       }
