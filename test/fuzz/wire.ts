@@ -75,6 +75,16 @@ export interface RawOutcome {
   hung: boolean
 }
 
+/** What the server answered an upgrade request: `client` is the open connection after a 101. */
+export interface UpgradeAnswer {
+  status: number
+  statusLine: string
+  /** header names in lower case */
+  headers: Record<string, string>
+  body: Buffer
+  client?: RawClient
+}
+
 /** A TCP connection that did a real WebSocket upgrade, then sends whatever bytes it is given. */
 export class RawClient {
   readonly socket: Socket
@@ -90,45 +100,78 @@ export class RawClient {
 
   /** Upgrades on `path` with these headers; rejects with the status line when the server does not switch protocols. */
   static async open (port: number, path: string, headers: Record<string, string>): Promise<RawClient> {
+    const answer = await RawClient.upgrade(port, path, Object.entries(headers))
+    if (!answer.client) throw new Error(`upgrade refused: ${answer.statusLine}`)
+    return answer.client
+  }
+
+  /**
+   * An upgrade request on `target` (written as given: the caller encodes it) with these header lines, and
+   * the server's answer: a 101 with the open connection, or any other status with its headers and body
+   * (read to its Content-Length, or to the end of the connection). Rejects when no answer comes within `ms`.
+   */
+  static async upgrade (port: number, target: string, headers: Array<[string, string]>, ms = 5000): Promise<UpgradeAnswer> {
     const socket = connect(port, '127.0.0.1')
     socket.setNoDelay(true)
     const client = new RawClient(socket)
     const request = [
-      `GET ${path} HTTP/1.1`,
+      `GET ${target} HTTP/1.1`,
       `Host: 127.0.0.1:${port}`,
       'Upgrade: websocket',
       'Connection: Upgrade',
       `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
       'Sec-WebSocket-Version: 13',
-      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      ...headers.map(([k, v]) => `${k}: ${v}`),
       '', ''
     ].join('\r\n')
-    await new Promise<void>((resolve, reject) => {
+    return await new Promise<UpgradeAnswer>((resolve, reject) => {
       // an upgrade is answered in milliseconds; 5 s is a stuck server
-      const timer = setTimeout(() => { socket.destroy(); reject(new Error('upgrade not answered within 5000 ms')) }, 5000)
-      socket.once('close', () => clearTimeout(timer))
-      let head = Buffer.alloc(0)
-      const onData = (chunk: Buffer) => {
-        head = Buffer.concat([head, chunk])
-        const end = head.indexOf('\r\n\r\n')
-        if (end < 0) return
+      const timer = setTimeout(() => { socket.destroy(); reject(new Error(`upgrade not answered within ${ms} ms`)) }, ms)
+      let data = Buffer.alloc(0)
+      let head: { statusLine: string, status: number, headers: Record<string, string>, bodyAt: number, length: number | undefined } | undefined
+      const done = (answer: UpgradeAnswer) => {
         clearTimeout(timer)
         socket.off('data', onData)
-        socket.off('error', reject)
-        const status = head.subarray(0, head.indexOf('\r\n')).toString()
-        if (!status.startsWith('HTTP/1.1 101')) {
-          socket.destroy()
-          reject(new Error(`upgrade refused: ${status}`))
-          return
+        socket.off('error', onError)
+        socket.off('close', onClose)
+        resolve(answer)
+      }
+      const refused = () => {
+        socket.destroy()
+        done({ status: head!.status, statusLine: head!.statusLine, headers: head!.headers, body: data.subarray(head!.bodyAt, head!.length === undefined ? undefined : head!.bodyAt + head!.length) })
+      }
+      const onData = (chunk: Buffer) => {
+        data = Buffer.concat([data, chunk])
+        if (!head) {
+          const end = data.indexOf('\r\n\r\n')
+          if (end < 0) return
+          const lines = data.subarray(0, end).toString('latin1').split('\r\n')
+          const statusLine = lines[0]!
+          const fields: Record<string, string> = {}
+          for (const line of lines.slice(1)) {
+            const colon = line.indexOf(':')
+            if (colon > 0) fields[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+          }
+          const length = fields['content-length'] === undefined ? undefined : Number(fields['content-length'])
+          head = { statusLine, status: Number(statusLine.split(' ')[1]), headers: fields, bodyAt: end + 4, length }
+          if (head.status === 101) {
+            done({ status: 101, statusLine, headers: fields, body: Buffer.alloc(0), client })
+            client.#listen(data.subarray(end + 4))
+            return
+          }
         }
-        client.#listen(head.subarray(end + 4))
-        resolve()
+        if (head.length !== undefined && data.length - head.bodyAt >= head.length) refused()
+      }
+      const onError = (err: Error) => { if (!head) { clearTimeout(timer); reject(err) } }
+      const onClose = () => {
+        if (head) refused()
+        else { clearTimeout(timer); reject(new Error(`the connection closed with no answer${data.length ? `: ${data.subarray(0, 80).toString('latin1')}` : ''}`)) }
       }
       socket.on('data', onData)
-      socket.once('error', reject)
+      socket.on('error', onError)
+      socket.once('close', onClose)
       socket.write(request)
     })
-    return client
   }
 
   #listen (first: Buffer): void {

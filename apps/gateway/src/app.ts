@@ -28,6 +28,8 @@ import type { GatewayConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { lazyRequestLogger } from './request-logger.ts'
 import { enforceHandshakeDeadline } from './handshake-deadline.ts'
+import { clientErrorHandler } from './client-errors.ts'
+import { checkHandshakes } from './handshake.ts'
 import drain from './drain.ts'
 
 export type { GatewayConfig } from './config.ts'
@@ -84,10 +86,12 @@ function streamServer (config: GatewayConfig): { host: string, protocol: 'ws' | 
 export async function buildApp (config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const logController = options.requestLogLevel === 'debug' ? new DebugRequestLogs() : undefined
   const app: FastifyInstance = options.logger
-    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true, logController, childLoggerFactory: lazyRequestLogger })
-    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true, logController, childLoggerFactory: lazyRequestLogger })
+    ? Fastify({ loggerInstance: options.logger, return503OnClosing: true, logController, childLoggerFactory: lazyRequestLogger, clientErrorHandler })
+    : Fastify({ logger: loggerOptions(config.log.level), return503OnClosing: true, logController, childLoggerFactory: lazyRequestLogger, clientErrorHandler })
   enforceHandshakeDeadline(app.server, config.server.handshakeTimeoutMs)
   if (options.onRoute) app.addHook('onRoute', options.onRoute)
+  // before the plugins add their routes: auth's hook, added after this one, still comes first on each route
+  app.addHook('onRoute', checkHandshakes)
 
   await app.register(metrics)
   await app.register(health)
