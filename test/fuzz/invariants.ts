@@ -3,14 +3,14 @@
 // fuzz budget, prints its seed, and turns a counterexample into a tap
 // failure that says which invariant broke, with the seed to replay it.
 //
-//   npm test -- test/fuzz/stream-frames.test.ts     one file, in the default budget (FUZZ_SECONDS=36 over the three files)
+//   npm test -- test/fuzz/stream-frames.test.ts     one file, in the default budget (its SHARE of FUZZ_SECONDS=36)
 //   FUZZ_SEED=1234 ...                              replay: every property of the run starts from this seed
 //   FUZZ_SEED=1234 FUZZ_PATH=17 ...                 replay one run of a property (the path a failure names)
 //   FUZZ_SHRINK=1 ...                               stop at the first counterexample and shrink it (restarting the gateway after a crash)
 //   FUZZ_CPU_PROF=/tmp/prof ...                     the gateway writes a CPU profile there when it exits (what a stall spent its time on)
 //   FUZZ_HEAP_SNAPSHOTS=/tmp/heap ...               the gateway's heap at the baseline and after the run (what memory that did not come back holds)
 //
-// The 10-minute run: 600 s over the three files, two at a time, against a Kafka and a Redis already
+// The 10-minute run: FUZZ_SECONDS=600 (each file its SHARE of it), two files at a time, against a Kafka and a Redis already
 // running (`bash deploy/local/node.sh deploy/local/stack.ts up`), with tap's per-file timeout raised past the stream file's 270 s:
 //
 //   FUZZ_SECONDS=600 KAFKA_BROKERS=127.0.0.1:9092 REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh \
@@ -24,7 +24,7 @@ import type { FuzzGateway, HealthReport, Resources } from './gateway.ts'
 
 // ---- the budget ------------------------------------------------------------------------
 
-// 36 s of fuzzing over the three files keeps the whole fuzz suite (boot, warm-up, settle
+// 36 s, each file fuzzing its SHARE of it (0.15-0.55), keeps the whole fuzz suite (boot, warm-up, settle
 // included: 10-20 s a file, measured) within the 90 s it may add to `npm test`
 export const FUZZ_SECONDS = Number(process.env.FUZZ_SECONDS ?? 36)
 export const FUZZ_SEED = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED)
