@@ -67,6 +67,11 @@ const DEFAULT_CONNECTION_TTL_MS = gatewayDefaults.rateLimit.connectionTtlMs
 // a dead node's unused daily quota comes back within 30 s, as its connections do; live nodes renew every 10 s.
 // A lease holds half a second of the plan's rate (DEFAULT_LEASE_MS), far less than a node delivers in 30 s
 const DEFAULT_LEASE_TTL_MS = 30_000
+// A deadline timer that fires this much after its time means the node's own event loop was blocked for as long:
+// on an idle loop a timer is ~1 ms late. A timeout then says so, for the log line of the switch to local buckets
+// ("Redis unreachable") names Redis where the node's own load may have kept its answer unread (a drain's burst of
+// 5,000 resumes on a saturated 2-core node: 3-3,049 timeouts in 11 of 31 rounds, bench/README.md round 13)
+const LATE_LOOP_MS = 50
 // In a burst of decisions (a flush less than this after the last one), the next flush waits until this long after
 // the last: the decisions of the turns in between leave with it, in one write and full batches, where each turn's
 // own flush was a write, a script call or more, and the reading of their answers. A decision waits at most this much
@@ -109,6 +114,8 @@ export class RateLimiter {
   #deadlines: Deadline[] = []
   #deadlineHead = 0
   #deadlineTimer: NodeJS.Timeout | undefined
+  /** when the armed deadline timer is due (performance.now()) */
+  #deadlineDue = 0
   readonly #onReady = () => {
     this.#downUntil = 0
     this.#checkMode()
@@ -302,7 +309,9 @@ export class RateLimiter {
       head = 0
     }
     this.#deadlineHead = head
-    this.#deadlineTimer = setTimeout(this.#onDeadline, Math.max(1, Math.ceil(this.#deadlines[head]!.at - performance.now())))
+    const wait = Math.max(1, Math.ceil(this.#deadlines[head]!.at - performance.now()))
+    this.#deadlineDue = performance.now() + wait
+    this.#deadlineTimer = setTimeout(this.#onDeadline, wait)
     // it stays armed until the head's deadline even when every decision was answered: it does not keep the
     // process alive for that (a decision waiting on Redis is kept alive by Redis's socket)
     this.#deadlineTimer.unref()
@@ -312,6 +321,10 @@ export class RateLimiter {
   // Redis' answer may be waiting in the socket when the timer fires. The timeout is declared after that poll
   // (setImmediate), so an answer that came in time is read first
   readonly #onDeadline = (): void => {
+    const late = performance.now() - this.#deadlineDue
+    const message = late >= LATE_LOOP_MS
+      ? `Redis did not answer within ${this.#timeoutMs} ms, and this node's event loop ran ${Math.round(late)} ms late: its own load may have kept the answer unread`
+      : `Redis did not answer within ${this.#timeoutMs} ms`
     setImmediate(() => {
       const now = performance.now()
       const queue = this.#deadlines
@@ -321,7 +334,7 @@ export class RateLimiter {
         if (entry.settled) continue
         if (entry.at > now) break
         entry.settled = true
-        entry.reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`))
+        entry.reject(new Error(message))
       }
       this.#deadlineHead = head
       this.#armDeadline()

@@ -3,8 +3,10 @@
 // flight): behind a link that stops carrying Redis' answers, decisions asked
 // 0, 60, 120 and 180 ms apart each fall back to the local buckets at their own
 // deadline, and decisions answered before the link stopped are not failed.
+// A timeout whose timer fired late says how late the node's event loop ran: its
+// own load, not Redis, may have kept the answer unread.
 // Real Redis, behind a TCP relay this test can stop.
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { createServer, connect, type Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import type { PlanLimits } from '@sluice/policy'
@@ -14,9 +16,9 @@ import { eventually, redisUrl, unique } from '../../../test/helpers.ts'
 const TIMEOUT_MS = 250
 const LIMITS: PlanLimits = { connections: 5, connectsPerMinute: 100, deliveredPerSecond: 100, publishedPerSecond: 10, bytesPerSecond: 100_000, dailyQuota: 10_000 }
 
-test('each decision falls back at its own deadline when Redis stops answering; answered ones stand', async t => {
+/** A TCP relay to the suite's Redis: requests always reach it, its answers come back until `hang()`. */
+async function silencingRelay (t: Test): Promise<{ port: number, hang: () => void }> {
   const target = new URL(redisUrl())
-  // the relay: client -> Redis always; Redis -> client until `hung`
   let hung = false
   const sockets: Socket[] = []
   const relay = createServer(client => {
@@ -29,7 +31,11 @@ test('each decision falls back at its own deadline when Redis stops answering; a
   })
   await new Promise<void>(resolve => relay.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { for (const s of sockets) s.destroy(); relay.close() })
-  const port = (relay.address() as { port: number }).port
+  return { port: (relay.address() as { port: number }).port, hang: () => { hung = true } }
+}
+
+test('each decision falls back at its own deadline when Redis stops answering; answered ones stand', async t => {
+  const { port, hang } = await silencingRelay(t)
   const redis = new Redis({ host: '127.0.0.1', port, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   t.teardown(() => redis.disconnect())
   const limiter = new RateLimiter({ redis, prefix: unique('rl-deadline') + ':', nodeId: 'deadline', decisionTimeoutMs: TIMEOUT_MS, failure: 'fail-open' })
@@ -41,7 +47,7 @@ test('each decision falls back at its own deadline when Redis stops answering; a
   t.ok(before.every(d => d.ok), 'decided on Redis before the link stops')
   t.equal(limiter.stats.redisErrors, 0)
 
-  hung = true
+  hang()
   const t0 = performance.now()
   const settled: number[] = []
   const asks = [0, 60, 120, 180].map(async delay => {
@@ -59,4 +65,34 @@ test('each decision falls back at its own deadline when Redis stops answering; a
   }
   t.ok(Math.max(...settled) - Math.min(...settled) >= 120, `the four fell back over ${(Math.max(...settled) - Math.min(...settled)).toFixed(0)} ms, as they were asked over 180`)
   t.ok(limiter.stats.redisErrors >= 1, `counted as Redis errors (${limiter.stats.redisErrors})`)
+})
+
+test('a timeout says when the node\'s own event loop ran late, and only then', async t => {
+  const plan = { name: 'test', limits: LIMITS }
+
+  /** One decision on a limiter of its own behind a relay that stops answering, the loop blocked `blockMs` once it is on its way: the error it fell back on. */
+  async function timeoutWith (blockMs: number): Promise<Error> {
+    const { port, hang } = await silencingRelay(t)
+    const errors: Error[] = []
+    const redis = new Redis({ host: '127.0.0.1', port, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+    t.teardown(() => redis.disconnect())
+    const limiter = new RateLimiter({ redis, prefix: unique('rl-late') + ':', nodeId: 'late', decisionTimeoutMs: TIMEOUT_MS, failure: 'fail-open', onRedisError: err => errors.push(err) })
+    t.teardown(() => limiter.close())
+    await eventually(() => redis.status === 'ready' && limiter.mode === 'shared', 5000, 'Redis connected')
+    hang()
+    const decided = limiter.acquire(unique('late'), plan)
+    // the decision leaves at the end of its turn, with its deadline: then the node is busy
+    await new Promise(resolve => setTimeout(resolve, 20))
+    const until = performance.now() + blockMs
+    while (performance.now() < until) { /* the node's own work: nothing else runs */ }
+    t.ok((await decided).ok, 'fail-open: admitted on the local buckets')
+    t.equal(errors.length, 1, 'one Redis error')
+    return errors[0]!
+  }
+
+  const free = await timeoutWith(0)
+  t.equal(free.message, `Redis did not answer within ${TIMEOUT_MS} ms`, 'a free loop: Redis is named alone')
+  const blocked = await timeoutWith(TIMEOUT_MS + 300)
+  const late = Number(/event loop ran (\d+) ms late/.exec(blocked.message)?.[1])
+  t.ok(late >= 250 && late < 1000, `a loop blocked ${TIMEOUT_MS + 300} ms: the timeout says it ran ${late} ms late (${blocked.message})`)
 })
