@@ -321,10 +321,9 @@ export class RateLimiter {
   // Redis' answer may be waiting in the socket when the timer fires. The timeout is declared after that poll
   // (setImmediate), so an answer that came in time is read first
   readonly #onDeadline = (): void => {
+    // the timer also fires for decisions answered long ago (it stays armed): the message is made only for a timeout
     const late = performance.now() - this.#deadlineDue
-    const message = late >= LATE_LOOP_MS
-      ? `Redis did not answer within ${this.#timeoutMs} ms, and this node's event loop ran ${Math.round(late)} ms late: its own load may have kept the answer unread`
-      : `Redis did not answer within ${this.#timeoutMs} ms`
+    let message: string | undefined
     setImmediate(() => {
       const now = performance.now()
       const queue = this.#deadlines
@@ -334,6 +333,9 @@ export class RateLimiter {
         if (entry.settled) continue
         if (entry.at > now) break
         entry.settled = true
+        message ??= late >= LATE_LOOP_MS
+          ? `Redis did not answer within ${this.#timeoutMs} ms, and this node's event loop ran ${Math.round(late)} ms late: its own load may have kept the answer unread`
+          : `Redis did not answer within ${this.#timeoutMs} ms`
         entry.reject(new Error(message))
       }
       this.#deadlineHead = head
