@@ -19,7 +19,12 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 bash deploy/local/node.sh bench/drain-resume.ts --brokers 127.0.0.1:19092
 //     [--clients 5000] [--rate 20] [--rounds cold,warm[,bare]] [--gateway shipped|harness] [--backlog N] [--listen-sockets N] [--profile DIR]
-//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR] [--gateway-nice N] [--warm-up N]
+//     [--drop kill|drain] [--addresses N] [--alloc-profile DIR] [--gateway-nice N] [--warm-up N] [--baseline-tree DIR]
+//
+// --baseline-tree DIR runs every shipped gateway (A and each B) from another checkout (an earlier
+// commit's `git worktree add`, with its own npm ci), as that checkout's npm start runs it, with the same
+// YAML config less the sections it did not know yet (usage): the same-machine figures of the tree an
+// issue measured its "today" on. The bare round stays this tree's.
 //
 // --warm-up N: before each round's drop, N other clients subscribe on B, resume and close (warmUpNode):
 // B is then a node that has served connections, as the running nodes a drain moves clients to have, where
@@ -43,12 +48,12 @@
 //
 // The reads are group-less (packages/kafka/src/reader.ts): the broker's group settings
 // (group.initial.rebalance.delay.ms) do not touch any of this.
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { Server } from 'node:net'
 import { cpus, loadavg, setPriority, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket, { WebSocketServer } from 'ws'
 import { KafkaClient, type ConsumedRecord } from '@sluice/kafka'
@@ -56,7 +61,7 @@ import { nativeFormat } from '@sluice/hub'
 import { freePort } from '@sluice/stack'
 import { gatewayDefaults } from '@sluice/config/gateway'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
-import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, describeTree, spawnShipped, spawnTreeGateway } from './shipped-node.ts'
 
 const PARTITIONS = 3
 // a client process holds half the sockets: 2,500 sockets and their frames in one event loop
@@ -167,7 +172,7 @@ function allocationTop (profile: { head: HeapNode }, n = 12): { total: number, t
   return { total, top: [...sites].sort((a, b) => b[1] - a[1]).slice(0, n) }
 }
 
-async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string, allocDir: string): Promise<void> {
+async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string, allocDir: string, baselineTree: string): Promise<void> {
   const redisUrl = process.env.REDIS_URL
   if (!redisUrl) throw new Error('--gateway shipped needs REDIS_URL (its connection limits live in Redis)')
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-drain-'))
@@ -188,17 +193,18 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
     // minute) do not count against this one
     rateLimit: { prefix: `sluice:drain:${run}:`, ...(upgradeMax > 0 ? { http: { upgrade: { max: upgradeMax } } } : {}) },
     // the usage aggregates too (one hash per client's subject, kept 35 days): the run deletes them at its end
-    usage: { prefix: `sluice:drain:${run}:usage:` }
+    // (a baseline tree from before usage metering would refuse the section)
+    ...(baselineTree ? {} : { usage: { prefix: `sluice:drain:${run}:usage:` } })
   }, null, 2))
   // --profile: V8 writes each gateway's CPU profile when it exits (the last B is stopped with SIGTERM for it)
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${nodeId}.cpuprofile`] : []
   // as `npm start` and the image run it: on jemalloc, the shipped V8 flag (docs/performance.md, "Memory"), no IPC, the environment cleared
   // --alloc-profile: B's inspector on a port of the kernel's choosing (its URL is on stderr), for the sampler below
   const inspect = allocDir && !nodeId.startsWith('a-') ? ['--inspect=127.0.0.1:0'] : []
-  const server = spawnShipped([...SHIPPED_V8_FLAGS, ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], {
-    env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
+  const options = { env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] } satisfies SpawnOptions
+  const server = baselineTree
+    ? spawnTreeGateway(baselineTree, [...profile, ...inspect], ['--config', file], options)
+    : spawnShipped([...SHIPPED_V8_FLAGS, ...profile, ...inspect, GATEWAY_ENTRY, '--config', file], options)
   let log = ''
   const keep = (chunk: Buffer) => { log = (log + chunk.toString()).slice(-4000) }
   server.stdout!.on('data', keep)
@@ -540,8 +546,8 @@ function errorsByCode (reports: Msg[]): Record<string, number> {
   return all
 }
 
-async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string, allocDir: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
-  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir, '--upgrade-max', String(upgradeMax), '--run', run, '--alloc-profile', allocDir])
+async function startGateway (kind: string, brokers: string[], nodeId: string, backlog: number, sockets: number, profileDir: string, upgradeMax: number, run: string, allocDir: string, baselineTree: string): Promise<{ child: ChildProcess, url: string, pid: number }> {
+  const child = fork(import.meta.filename, ['--role', 'gateway', '--gateway', kind, '--brokers', brokers.join(','), '--node', nodeId, '--backlog', String(backlog), '--listen-sockets', String(sockets), '--profile', profileDir, '--upgrade-max', String(upgradeMax), '--run', run, '--alloc-profile', allocDir, '--baseline-tree', baselineTree])
   const ready = await new Promise<Msg>((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', code => reject(new Error(`gateway ${nodeId} exited with ${code}`)))
@@ -568,6 +574,7 @@ async function main (): Promise<void> {
       drop: { type: 'string', default: 'kill' },
       addresses: { type: 'string', default: '1' },
       'upgrade-max': { type: 'string', default: '0' },
+      'baseline-tree': { type: 'string', default: '' },
       run: { type: 'string', default: '' }
     }
   })
@@ -575,7 +582,7 @@ async function main (): Promise<void> {
   if (values.role === 'gateway') {
     if (values.gateway === 'bare') return await bareChild(Number(values.backlog))
     return values.gateway === 'shipped'
-      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile, Number(values['upgrade-max']), values.run, values['alloc-profile'])
+      ? await shippedGatewayChild(brokers, values.node, Number(values.backlog), Number(values['listen-sockets']), values.profile, Number(values['upgrade-max']), values.run, values['alloc-profile'], values['baseline-tree'])
       : await gatewayChild(brokers, values.node, Number(values.backlog))
   }
   if (values.role === 'clients') return clientsChild()
@@ -597,6 +604,8 @@ async function main (): Promise<void> {
   if (!drain && values.drop !== 'kill') throw new Error('--drop kill|drain')
   if (drain && values.gateway !== 'shipped') throw new Error('--drop drain needs --gateway shipped (the drain is the shipped server\'s)')
   const run = randomBytes(3).toString('hex')
+  const baselineTree = values['baseline-tree'] ? resolvePath(values['baseline-tree']) : ''
+  if (baselineTree && values.gateway !== 'shipped') throw new Error('--baseline-tree runs shipped gateways: it needs --gateway shipped')
   const topic = `bench.drain.${run}`
   const setup = new KafkaClient({ brokers, clientId: 'bench-setup' })
   await setup.ensureTopics([{ topic, partitions: PARTITIONS }], 120_000)
@@ -637,7 +646,7 @@ async function main (): Promise<void> {
   })()
 
   try {
-    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'])
+    let current = await startGateway(values.gateway, brokers, `a-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'], baselineTree)
     children.push(current.child)
     servers.push(current.pid)
     const gatewayNice = values['gateway-nice'] === '' ? undefined : Number(values['gateway-nice'])
@@ -651,10 +660,11 @@ async function main (): Promise<void> {
     }
     const t = performance.now()
     await Promise.all(procs.map((c, i) => ask(c, { type: 'connect', topic, n: Math.floor(clients / CLIENT_PROCS) + (i < clients % CLIENT_PROCS ? 1 : 0), url: `${current.url}/v1/stream?topics=${topic}`, subjectPrefix: shipped ? `c-${run}-${i}-` : undefined, addresses, proc: i }, 'connected', 300_000)))
+    if (baselineTree) out.push(`every shipped gateway (A and B) from the baseline tree ${describeTree(baselineTree)}`)
     out.push(`${clients} clients subscribed on node A in ${Math.round(performance.now() - t)} ms`)
 
     for (const round of values.rounds.split(',')) {
-      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'])
+      const next = await startGateway(round === 'bare' ? 'bare' : values.gateway, brokers, `${round}-${run}`, Number(values.backlog), Number(values['listen-sockets']), values.profile, upgradeMax, run, values['alloc-profile'], baselineTree)
       children.push(next.child)
       servers.push(next.pid)
       if (gatewayNice !== undefined) setPriority(next.pid, gatewayNice)

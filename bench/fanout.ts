@@ -10,13 +10,17 @@
 // TCP writes with no Kafka (the transport limit); (d) `shipped-unmetered`, the
 // shipped gateway with usage metering off (usage.enabled false), for issue
 // 18's metering overhead: CPU and Redis commands per delivery, on against
-// off, at the same rates. Each gateway runs in a
+// off, at the same rates; (e) `shipped-baseline`, the shipped gateway of another
+// checkout (--baseline-tree DIR: an earlier commit's worktree with its own npm ci),
+// started as that checkout's npm start runs it, with the same YAML config and
+// policy: the same-machine baseline of figures an issue measured on an earlier
+// tree elsewhere (issue 14: "must not get worse than today's"). Each gateway runs in a
 // process of its own, the sockets in another (the load generator), so CPU is
 // measured per process. Loopback only; bounded in count and time.
 //
 //   bash deploy/local/node.sh bench/fanout.ts [--sizes 100,1000,5000] [--idle 1000,5000,10000]
 //     [--kinds shipped,per-socket,sluice,raw,raw-frames,shipped-unmetered] [--fractions 0.01,0.05,0.25,0.5] [--rates 200] [--semi-space 16]
-//     [--paced-seconds 5]
+//     [--paced-seconds 5] [--baseline-tree DIR]
 //
 // Prints, per N and kind: deliveries/s at full speed and gateway CPU µs per
 // delivery; then at each paced rate -- the fractions of the first kind's
@@ -26,11 +30,11 @@
 // generator's CPU; then the ratios against the per-socket peer at the same
 // rate in the same run; then RSS per idle socket (stripped-down app and bare ws).
 // Uses REDIS_URL for the limits if set, else starts a Redis of its own.
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { WebSocketServer } from 'ws'
@@ -42,7 +46,7 @@ import { Redis } from 'ioredis'
 import { KafkaBroker, RedisServer, freePort } from '@sluice/stack'
 import { allowAll, streamApp } from '../test/harness/stream.ts'
 import { wireText } from '@sluice/hub'
-import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, describeTree, spawnShipped, spawnTreeGateway } from './shipped-node.ts'
 import { gatewayDefaults } from '@sluice/config/gateway'
 
 const self = fileURLToPath(import.meta.url)
@@ -120,7 +124,7 @@ async function scrapeLoopP99 (url: string): Promise<number> {
   return m ? Number(m[1]) * 1000 : NaN
 }
 
-async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
+async function gatewayChild (kind: string, brokers: string[], baselineTree: string | undefined): Promise<void> {
   loopDelay.enable()
   let url: string
   let broadcast: ((text: string) => void) | undefined
@@ -146,12 +150,14 @@ async function gatewayChild (kind: string, brokers: string[]): Promise<void> {
       // `shipped-unmetered`: the same gateway with usage metering off (issue 18's on/off comparison)
       ...(kind === 'shipped-unmetered' ? { usage: { enabled: false } } : {})
     }, null, 2))
-    // as `npm start` runs it: on jemalloc, the shipped V8 flag, no --expose-gc, no IPC
+    // as `npm start` runs it: on jemalloc, the shipped V8 flag, no --expose-gc, no IPC (the baseline: as
+    // its own tree's npm start runs it, with that tree's flags; --semi-space does not apply to it)
     const v8 = SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
-    const child = spawnShipped([...v8, GATEWAY_ENTRY, '--config', file], {
-      env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
+    const options = { env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] } satisfies SpawnOptions
+    if (kind === 'shipped-baseline' && !baselineTree) throw new Error('kind shipped-baseline needs --baseline-tree DIR')
+    const child = kind === 'shipped-baseline'
+      ? spawnTreeGateway(baselineTree!, [], ['--config', file], options)
+      : spawnShipped([...v8, GATEWAY_ENTRY, '--config', file], options)
     server = child
     let log = ''
     const keep = (chunk: Buffer) => { log = (log + chunk.toString()).slice(-4000) }
@@ -335,6 +341,8 @@ const SEMI_SPACE_MB = arg('--semi-space', SHIPPED_V8_FLAGS[0]!.split('=')[1]!, n
 const FRACTIONS = arg('--fractions', '0.01,0.05,0.25,0.5', x => x > 0 && x <= 1)
 // paced runs at fixed records per second to each socket; 200: the issue's fixed point (issue 14, 1,000 sockets)
 const FIXED_RATES = arg('--rates', '200')
+// kind `shipped-baseline`: the checkout whose gateway it runs (see the header)
+const BASELINE_TREE = process.argv.includes('--baseline-tree') ? resolvePath(process.argv[process.argv.indexOf('--baseline-tree') + 1]!) : undefined
 function spawnChild (args: string[]): ChildProcess {
   const v8 = args[0] === 'gateway' && SEMI_SPACE_MB > 0 ? [`--max-semi-space-size=${SEMI_SPACE_MB}`] : []
   return fork(self, args, { execArgv: [...process.execArgv, '--expose-gc', ...v8], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -446,7 +454,7 @@ async function redisCommands (): Promise<number> {
 
 /** A gateway child of `kind` and a load generator child, both ready, for the length of `work`. */
 async function withChildren<T> (kind: string, brokers: string[], work: (gateway: ChildProcess, loadgen: ChildProcess, url: string) => Promise<T>): Promise<T> {
-  const gateway = spawnChild(['gateway', kind, brokers.join(',')])
+  const gateway = spawnChild(['gateway', kind, brokers.join(','), ...(BASELINE_TREE ? [BASELINE_TREE] : [])])
   const loadgen = spawnChild(['loadgen'])
   try {
     const { url } = await waitReady(gateway)
@@ -583,6 +591,7 @@ async function main (): Promise<void> {
   const f = (x: number, d = 0) => Number.isFinite(x) ? x.toFixed(d) : 'n/a'
   try {
     console.log(`fan-out: 1 topic -> N sockets, 256-byte JSON records, Kafka ${broker.brokers[0]} (Kafka's default group settings), Redis ${redisUrl}, Node ${process.version}, ${new Date().toISOString()}`)
+    if (kinds.includes('shipped-baseline')) console.log(`shipped-baseline: the shipped gateway of ${BASELINE_TREE ? describeTree(BASELINE_TREE) : '(no --baseline-tree)'}`)
     console.log(`kinds: ${kinds.join(', ')}; paced rates: ${FRACTIONS.map(x => `${x * 100}%`).join(', ')} of ${kinds[0]}'s maximum, and ${FIXED_RATES.join(', ')} records/s, for every kind`)
     for (const n of sizes) {
       const results: Record<string, Scenario | undefined> = {}
@@ -640,6 +649,19 @@ async function main (): Promise<void> {
         }
         console.log(`       usage metering at ${n} (on / off): ${cells.join('; ')}`)
       }
+      // this tree's shipped gateway against the baseline tree's, at the same rates in the same run
+      const baseline = results['shipped-baseline']
+      if (metered && baseline) {
+        const cells = [`max ${f(metered.maxRate)} / ${f(baseline.maxRate)} deliveries/s`]
+        for (const [i, p] of metered.paced.entries()) {
+          const q = baseline.paced[i]
+          if ('skipped' in p || !q || 'skipped' in q) continue
+          const now = p.run.gatewayCpuUs / p.run.deliveries
+          const then = q.run.gatewayCpuUs / q.run.deliveries
+          cells.push(`${p.label}: ${f(now, 2)} / ${f(then, 2)} µs = ${f(now / then, 2)}x`)
+        }
+        console.log(`       shipped / shipped-baseline (${BASELINE_TREE}) at ${n}, gateway CPU per delivery: ${cells.join('; ')}`)
+      }
       const s = results.shipped ?? results.sluice
       const raw = results.raw
       const frames = results['raw-frames']
@@ -665,6 +687,6 @@ async function main (): Promise<void> {
 }
 
 const role = process.argv[2]
-if (role === 'gateway') gatewayChild(process.argv[3]!, process.argv[4]!.split(','))
+if (role === 'gateway') gatewayChild(process.argv[3]!, process.argv[4]!.split(','), process.argv[5])
 else if (role === 'loadgen') loadgenChild()
 else main().then(() => process.exit(0), err => { console.error(err); process.exit(1) })

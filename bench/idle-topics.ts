@@ -15,7 +15,11 @@
 //      reading those partitions costs without the gateway), idle, and the gateway's figure over it.
 //
 //   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile] [--heap-snapshots DIR]
-//     [--node-flags "--no-concurrent-recompilation ..."]
+//     [--node-flags "--no-concurrent-recompilation ..."] [--baseline-tree DIR]
+//
+// --baseline-tree DIR runs the gateway of another checkout instead (an earlier commit's `git worktree add`,
+// with its own npm ci), as that checkout's npm start runs it (bench/shipped-node.ts, spawnTreeGateway),
+// with the same config: the same-machine figures of the tree an issue measured its "today" on.
 //
 // The gateway runs as `npm start` and the image run it: on jemalloc (bench/shipped-node.ts; SLUICE_MALLOC=glibc
 // runs it on glibc's malloc, MALLOC_CONF is passed on) with the shipped V8 flag (SHIPPED_V8_FLAGS, package.json's start script);
@@ -40,12 +44,12 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
 import { KafkaClient } from '@sluice/kafka'
 import { KafkaBroker } from '@sluice/stack'
-import { SHIPPED_V8_FLAGS, spawnShipped } from './shipped-node.ts'
+import { SHIPPED_V8_FLAGS, describeTree, spawnShipped, spawnTreeGateway } from './shipped-node.ts'
 
 const root = join(import.meta.dirname, '..')
 const POLICY_DIR = join(import.meta.dirname, 'idle-topics-policy')
@@ -215,7 +219,7 @@ class Inspector {
     const deadline = Date.now() + START_TIMEOUT_MS
     let url: string | undefined
     while (!(url = /Debugger listening on (ws:\/\/\S+)/.exec(stderr())?.[1])) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error('no inspector URL from the gateway')
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no inspector URL from the gateway (${child.exitCode === null ? 'still running' : `exited with ${child.exitCode}`}): ${stderr().slice(-2000)}`)
       await sleep(50)
     }
     const ws = new WebSocket(url)
@@ -266,13 +270,16 @@ class Inspector {
 
 interface Child { child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
 
-/** `node <args>`; `shipped`: as `npm start` runs it (bench/shipped-node.ts: on jemalloc unless SLUICE_MALLOC=glibc). */
-function start (args: string[], env: Record<string, string>, shipped = false): Child {
+/**
+ * `node <args>`; `shipped`: as `npm start` runs it (bench/shipped-node.ts: on jemalloc unless SLUICE_MALLOC=glibc);
+ * `tree`: the gateway of that checkout as its own npm start runs it (args: node's flags; the gateway's in gatewayArgs).
+ */
+function start (args: string[], env: Record<string, string>, shipped = false, tree?: { tree: string, gatewayArgs: string[] }): Child {
   // the malloc settings the bench has (MALLOC_CONF for jemalloc; glibc's MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_,
   // MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES) go to its children: the allocator's part in RSS outside V8's heap
   const malloc = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => /^(MALLOC_|GLIBC_TUNABLES$)/.test(e[0]) && e[1] !== undefined))
   const options = { env: { PATH: process.env.PATH ?? '', ...malloc, ...env }, stdio: ['ignore', 'pipe', 'pipe'] } satisfies SpawnOptions
-  const child = shipped ? spawnShipped(args, options) : spawn(process.execPath, args, options)
+  const child = tree ? spawnTreeGateway(tree.tree, args, tree.gatewayArgs, options) : shipped ? spawnShipped(args, options) : spawn(process.execPath, args, options)
   const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
@@ -339,7 +346,8 @@ async function main (): Promise<void> {
       'no-bare': { type: 'boolean', default: false },
       'heap-snapshots': { type: 'string' },
       'bare-child': { type: 'string' },
-      'node-flags': { type: 'string', default: '' }
+      'node-flags': { type: 'string', default: '' },
+      'baseline-tree': { type: 'string' }
     }
   })
   if (values['bare-child']) return await bare(values.brokers!.split(','), values['bare-child'])
@@ -393,7 +401,11 @@ async function main (): Promise<void> {
     }, null, 2))
     // as `npm start` and the image run it: on jemalloc, the shipped V8 flag (docs/performance.md, "Memory"), then --node-flags
     const nodeFlags = values['node-flags'].split(' ').filter(f => f !== '')
-    const gw = start([...SHIPPED_V8_FLAGS, ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {}, true)
+    const tree = values['baseline-tree'] ? resolvePath(values['baseline-tree']) : undefined
+    if (tree) out.push(['the gateway of the baseline tree', describeTree(tree)])
+    const gw = tree
+      ? start([...nodeFlags, '--inspect=127.0.0.1:0'], {}, true, { tree, gatewayArgs: ['--config', configFile] })
+      : start([...SHIPPED_V8_FLAGS, ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {}, true)
     cleanups.push(() => stop(gw))
     const pid = gw.child.pid!
     const base = `http://127.0.0.1:${port}`

@@ -1,7 +1,7 @@
 // How `npm start` runs the gateway (package.json): Node through deploy/local/node.sh --jemalloc,
 // on jemalloc when the machine has it (SLUICE_MALLOC=glibc: on glibc's malloc). The benches that
 // measure the gateway as shipped start it the same way, with its V8 flags (SHIPPED_V8_FLAGS); each adds its own and the entry.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -25,4 +25,36 @@ export const SHIPPED_V8_FLAGS: readonly string[] = (() => {
 export function spawnShipped (args: readonly string[], options: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
   const malloc = process.env.SLUICE_MALLOC === undefined ? {} : { SLUICE_MALLOC: process.env.SLUICE_MALLOC }
   return spawn('bash', [NODE_SH, '--jemalloc', ...args], { ...options, env: { ...malloc, ...options.env } })
+}
+
+/**
+ * Starts the gateway of another checkout (`tree`: a `git worktree add` of an earlier commit, with its own
+ * `npm ci`) as that checkout's `npm start` runs it: its deploy/local/node.sh with the node.sh and V8 flags
+ * of its package.json start script (an earlier tree may have had no --jemalloc or another young generation),
+ * its own apps/gateway/src/server.ts, from its own directory; `nodeArgs` go to node before the entry,
+ * `gatewayArgs` after it. The same-machine baseline of a figure an
+ * issue measured on an earlier tree on another machine.
+ */
+export function spawnTreeGateway (tree: string, nodeArgs: readonly string[], gatewayArgs: readonly string[], options: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
+  const start = (JSON.parse(readFileSync(join(tree, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? ''
+  const words = start.split(/\s+/)
+  const at = words.indexOf('deploy/local/node.sh')
+  if (at < 0) throw new Error(`${tree}/package.json's start script does not run deploy/local/node.sh: ${start}`)
+  const flags: string[] = []
+  for (const w of words.slice(at + 1)) {
+    if (!w.startsWith('--')) break
+    flags.push(w)
+  }
+  const malloc = process.env.SLUICE_MALLOC === undefined ? {} : { SLUICE_MALLOC: process.env.SLUICE_MALLOC }
+  return spawn('bash', [join(tree, 'deploy', 'local', 'node.sh'), ...flags, ...nodeArgs, join(tree, 'apps', 'gateway', 'src', 'server.ts'), ...gatewayArgs],
+    { ...options, cwd: tree, env: { ...malloc, ...options.env } })
+}
+
+/** `tree`'s commit as `git log -1` gives it, for a bench's header (or the path alone, outside git) */
+export function describeTree (tree: string): string {
+  try {
+    return `${tree} at ${execFileSync('git', ['-C', tree, 'log', '-1', '--format=%h %ad %s', '--date=iso'], { encoding: 'utf8' }).trim()}`
+  } catch {
+    return tree
+  }
 }
