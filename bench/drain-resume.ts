@@ -235,9 +235,10 @@ async function shippedGatewayChild (brokers: string[], nodeId: string, backlog: 
       // interval: limits per node instead of shared), from the gateway's own /metrics
       fetch(`http://127.0.0.1:${port}/metrics`).then(res => res.text()).then(text => {
         const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
-        // and how the hub served the resumes: a catch-up reader on Kafka each, or the topic's window
-        process.send!({ type: 'limits', errors: metric('sluice_rate_limit_redis_errors_total'), catchUps: metric('sluice_hub_catchups_total'), replays: metric('sluice_hub_window_replays_total') })
-      }, () => process.send!({ type: 'limits', errors: NaN, catchUps: NaN, replays: NaN }))
+        // and how the hub served the resumes: a catch-up reader on Kafka each, or the topic's window; of the
+        // errors, the timeouts whose deadline fired with B's event loop 50 ms late or more (B's own load)
+        process.send!({ type: 'limits', errors: metric('sluice_rate_limit_redis_errors_total'), lateTimeouts: metric('sluice_rate_limit_redis_timeouts_total\\{loop="late"\\}'), onTimeTimeouts: metric('sluice_rate_limit_redis_timeouts_total\\{loop="on_time"\\}'), catchUps: metric('sluice_hub_catchups_total'), replays: metric('sluice_hub_window_replays_total') })
+      }, () => process.send!({ type: 'limits', errors: NaN, lateTimeouts: NaN, onTimeTimeouts: NaN, catchUps: NaN, replays: NaN }))
     }
   })
   process.send!({ type: 'ready', url: `ws://127.0.0.1:${port}`, pid: server.pid })
@@ -753,7 +754,12 @@ async function main (): Promise<void> {
         const calls = script1.calls - script0.calls
         out.push(`   rate-limit script calls on Redis from the drop to all live: ${calls} (${(calls / clients).toFixed(2)} a resume), ${Math.round((script1.us - script0.us) / 1000)} ms of Redis CPU in them`)
       }
-      if (!Number.isNaN(limits0)) out.push(`   rate-limit Redis errors and timeouts on B from the drop to all live: ${limits1 - limits0} (each one's decisions fell back to local buckets for a second)`)
+      if (!Number.isNaN(limits0)) {
+        // a baseline tree from before the timeouts were counted apart has no such lines: n/a
+        const late = (metrics1!.lateTimeouts as number) - (metrics0!.lateTimeouts as number)
+        const onTime = (metrics1!.onTimeTimeouts as number) - (metrics0!.onTimeTimeouts as number)
+        out.push(`   rate-limit Redis errors and timeouts on B from the drop to all live: ${limits1 - limits0} (each one's decisions fell back to local buckets for a second); of them timeouts, B's event loop on time ${Number.isNaN(onTime) ? 'n/a' : onTime}, 50 ms late or more ${Number.isNaN(late) ? 'n/a' : late}`)
+      }
       if (metrics0 && metrics1) {
         out.push(`   B's hub from the drop to all live: ${(metrics1.catchUps as number) - (metrics0.catchUps as number)} catch-up readers on Kafka, ${(metrics1.replays as number) - (metrics0.replays as number)} replays from the window`)
       }

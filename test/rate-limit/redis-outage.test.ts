@@ -143,6 +143,8 @@ test('a Redis that hangs (CLIENT PAUSE) is bounded the same way', async t => {
   t.ok(during.every(d => d.outcome === 'open'), 'admitted on local buckets')
   t.ok(during.every(d => d.ms < BOUND_MS), `decided in ${during.map(d => d.ms).join(', ')} ms while Redis hangs`)
   t.ok((await gw.metric('sluice_rate_limit_redis_errors_total'))! >= 1, 'the timeout is counted as a Redis error')
+  const timeouts = (await gw.metric('sluice_rate_limit_redis_timeouts_total', { loop: 'on_time' }) ?? 0) + (await gw.metric('sluice_rate_limit_redis_timeouts_total', { loop: 'late' }) ?? 0)
+  t.ok(timeouts >= 1, `and as a timeout, by how late the loop ran (${timeouts})`)
   await eventually(async () => (await gw.metric('sluice_rate_limit_mode', { mode: 'shared' })) === 1 && (await timedOpen(gw, 'noah')).outcome === 'open', 10_000, 'shared again after the pause')
   t.pass('back to shared')
 })

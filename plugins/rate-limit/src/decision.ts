@@ -26,6 +26,11 @@ export interface LimiterStats {
   allowed: Record<LimitName, number>
   limited: Record<LimitName, number>
   redisErrors: number
+  /**
+   * Of those, the decisions Redis did not answer within the decision timeout, by whether the deadline's timer
+   * fired on time or LATE_LOOP_MS or more late (limiter.ts): `late` timeouts are the node's own load as much as Redis
+   */
+  redisTimeouts: { onTime: number, late: number }
 }
 
 export type Refused = { ok: false, limit: LimitName | 'unavailable', retryAfterMs: number }

@@ -131,6 +131,17 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     registers,
     collect () { this.reset(); this.inc(stats.redisErrors) }
   })
+  new Counter({
+    name: 'sluice_rate_limit_redis_timeouts_total',
+    help: 'Of the Redis errors, decisions Redis did not answer within rateLimit.decisionTimeoutMs, by whether this node\'s event loop was on time (on_time) or 50 ms or more late (late: its own load may have kept the answer unread)',
+    labelNames: ['loop'],
+    registers,
+    collect () {
+      this.reset()
+      this.inc({ loop: 'on_time' }, stats.redisTimeouts.onTime)
+      this.inc({ loop: 'late' }, stats.redisTimeouts.late)
+    }
+  })
   new Gauge({
     name: 'sluice_rate_limit_mode',
     help: '1 for the mode rate limits are in: memory (no Redis), shared (Redis), local (Redis unreachable, failing open), closed (failing closed)',

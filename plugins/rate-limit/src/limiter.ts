@@ -72,6 +72,8 @@ const DEFAULT_LEASE_TTL_MS = 30_000
 // ("Redis unreachable") names Redis where the node's own load may have kept its answer unread (a drain's burst of
 // 5,000 resumes on a saturated 2-core node: 3-3,049 timeouts in 11 of 31 rounds, bench/README.md round 13)
 const LATE_LOOP_MS = 50
+// what ioredis rejects a command with when its commandTimeout passes (ioredis/built/Command.js; no error class)
+const IOREDIS_COMMAND_TIMEOUT = 'Command timed out'
 // In a burst of decisions (a flush less than this after the last one), the next flush waits until this long after
 // the last: the decisions of the turns in between leave with it, in one write and full batches, where each turn's
 // own flush was a write, a script call or more, and the reading of their answers. A decision waits at most this much
@@ -89,7 +91,7 @@ interface Deadline {
 }
 
 export class RateLimiter {
-  readonly stats: LimiterStats = { allowed: counters(), limited: counters(), redisErrors: 0 }
+  readonly stats: LimiterStats = { allowed: counters(), limited: counters(), redisErrors: 0, redisTimeouts: { onTime: 0, late: 0 } }
   readonly failure: FailureMode
   readonly node: string
   readonly now: () => number
@@ -265,6 +267,15 @@ export class RateLimiter {
       const onError = (err: Error): void => {
         if (entry.settled) return
         entry.settled = true
+        // the Redis client's own command timeout (plugins/redis: a plain timer) is a timeout too. Its rejection
+        // settles before the deadline's sweep (deferred to setImmediate) when both timers come due in one turn of
+        // a late loop: how far past its own deadline the decision is now says how late the loop ran. Before its
+        // deadline (a decision timeout above the client's), it is Redis's, and keeps the client's message
+        if (err.message === IOREDIS_COMMAND_TIMEOUT) {
+          const late = performance.now() - entry.at
+          if (late >= LATE_LOOP_MS) err = this.#timedOut(late)
+          else this.#countTimeout(late)
+        }
         entry.reject(err)
       }
       let asked: Promise<T>
@@ -321,9 +332,9 @@ export class RateLimiter {
   // Redis' answer may be waiting in the socket when the timer fires. The timeout is declared after that poll
   // (setImmediate), so an answer that came in time is read first
   readonly #onDeadline = (): void => {
-    // the timer also fires for decisions answered long ago (it stays armed): the message is made only for a timeout
+    // the timer also fires for decisions answered long ago (it stays armed): the error is made only for a timeout
     const late = performance.now() - this.#deadlineDue
-    let message: string | undefined
+    let error: Error | undefined
     setImmediate(() => {
       const now = performance.now()
       const queue = this.#deadlines
@@ -333,14 +344,26 @@ export class RateLimiter {
         if (entry.settled) continue
         if (entry.at > now) break
         entry.settled = true
-        message ??= late >= LATE_LOOP_MS
-          ? `Redis did not answer within ${this.#timeoutMs} ms, and this node's event loop ran ${Math.round(late)} ms late: its own load may have kept the answer unread`
-          : `Redis did not answer within ${this.#timeoutMs} ms`
-        entry.reject(new Error(message))
+        if (error) this.#countTimeout(late)
+        error ??= this.#timedOut(late)
+        entry.reject(error)
       }
       this.#deadlineHead = head
       this.#armDeadline()
     })
+  }
+
+  /** A decision Redis did not answer in time, the loop `lateMs` behind: counted, and the error it falls back on. */
+  #timedOut (lateMs: number): Error {
+    this.#countTimeout(lateMs)
+    return new Error(lateMs >= LATE_LOOP_MS
+      ? `Redis did not answer within ${this.#timeoutMs} ms, and this node's event loop ran ${Math.round(lateMs)} ms late: its own load may have kept the answer unread`
+      : `Redis did not answer within ${this.#timeoutMs} ms`)
+  }
+
+  #countTimeout (lateMs: number): void {
+    if (lateMs >= LATE_LOOP_MS) this.stats.redisTimeouts.late++
+    else this.stats.redisTimeouts.onTime++
   }
 
   #exec<T> (op: (store: LimitStore) => Promise<T>): Promise<Decided<T>> {
