@@ -27,8 +27,12 @@ const READY_TIMEOUT_MS = 40_000
 
 export interface Exit { code: number | null, signal: NodeJS.Signals | null, at: number }
 
-/** `heapKb`: the JS heap in use plus external memory (Buffers), after a full GC, when the inspector answered */
-export interface Resources { rssKb: number, fds: number, heapKb?: number }
+/**
+ * `heapKb`: the JS heap in use plus external memory (Buffers), after a full GC, when the inspector answered;
+ * `heapTotalKb`: the pages V8 keeps for its heap then (process.memoryUsage().heapTotal), in use or not: where RSS
+ * stays up with `heapKb` flat, this says whether V8 keeps the pages or something outside its heap does
+ */
+export interface Resources { rssKb: number, fds: number, heapKb?: number, heapTotalKb?: number }
 
 /**
  * `down`: refused connections (no process listening: after a crash, until the restart); `starved`: slow
@@ -200,15 +204,15 @@ export class FuzzGateway {
    * for good, and its socket is in the baseline): without it, buffers nobody holds any more still count
    * in RSS until V8 next needs the room, and an idle gateway never does.
    */
-  async forceGc (): Promise<{ heapKb: number }> {
+  async forceGc (): Promise<{ heapKb: number, heapTotalKb: number }> {
     return this.#inspect(async ws => {
       // the collection runs on the main thread: a stuck gateway never answers
       await inspectorCall(ws, 1, 'HeapProfiler.collectGarbage', {}, 'collect garbage')
       // then what JavaScript still holds: a leak of objects or Buffers shows here, an allocator keeping freed pages does not
       const reply = await inspectorCall(ws, 2, 'Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true }, 'read its memory') as { result?: { value?: string } }
-      const usage = JSON.parse(reply.result?.value ?? '{}') as { heapUsed: number, external: number }
+      const usage = JSON.parse(reply.result?.value ?? '{}') as { heapUsed: number, heapTotal: number, external: number }
       if (process.env.FUZZ_HEAP_SNAPSHOTS) writeFileSync(join(process.env.FUZZ_HEAP_SNAPSHOTS, `${++this.#snapshots}.heapsnapshot`), await heapSnapshot(ws, 3))
-      return { heapKb: Math.round((usage.heapUsed + usage.external) / 1024) }
+      return { heapKb: Math.round((usage.heapUsed + usage.external) / 1024), heapTotalKb: Math.round(usage.heapTotal / 1024) }
     })
   }
 

@@ -212,7 +212,7 @@ export class TopicReader {
 export async function collectedResources (gw: FuzzGateway): Promise<Resources> {
   // a gateway that cannot collect (stuck) is measured as it is: the comparison then says so
   const heap = await gw.forceGc().catch(() => undefined)
-  return { ...gw.resources(), heapKb: heap?.heapKb }
+  return { ...gw.resources(), heapKb: heap?.heapKb, heapTotalKb: heap?.heapTotalKb }
 }
 
 const within5 = (now: number | undefined, start: number | undefined) => now !== undefined && start !== undefined && now <= start * (1 + RESOURCE_SLACK)
@@ -267,7 +267,7 @@ export async function checkResources (t: Test, gw: FuzzGateway, baseline: Resour
     // /proc/<pid> is gone: the process ended while it was measured (its exit is reported on its own)
     return `resources not compared: ${(err as Error).message}`
   }
-  const figures = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, JS heap and Buffers ${baseline.heapKb ?? '?'} -> ${after.heapKb ?? '?'} KiB, fds ${baseline.fds} -> ${after.fds}`
+  const figures = `RSS ${baseline.rssKb} -> ${after.rssKb} KiB, JS heap and Buffers ${baseline.heapKb ?? '?'} -> ${after.heapKb ?? '?'} KiB, V8's heap pages ${baseline.heapTotalKb ?? '?'} -> ${after.heapTotalKb ?? '?'} KiB, fds ${baseline.fds} -> ${after.fds}`
   const rss = within5(after.rssKb, baseline.rssKb)
   t.ok(rss || within5(after.heapKb, baseline.heapKb), `memory came back within 5 % of the warm baseline${rss ? '' : ' (RSS did not: the allocator keeps its pages; JavaScript holds no more)'} (${figures})`)
   t.ok(after.fds <= fdBound(baseline.fds), `open descriptors came back within 5 % or ${FD_SLACK_MIN} (${baseline.fds} -> ${after.fds})`)
