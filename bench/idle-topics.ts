@@ -404,7 +404,7 @@ async function main (): Promise<void> {
     const tree = values['baseline-tree'] ? resolvePath(values['baseline-tree']) : undefined
     if (tree) out.push(['the gateway of the baseline tree', describeTree(tree)])
     const gw = tree
-      ? start([...nodeFlags, '--inspect=127.0.0.1:0'], {}, true, { tree, gatewayArgs: ['--config', configFile] })
+      ? start([...nodeFlags, '--inspect=127.0.0.1:0'], {}, false, { tree, gatewayArgs: ['--config', configFile] })
       : start([...SHIPPED_V8_FLAGS, ...nodeFlags, '--inspect=127.0.0.1:0', join(root, 'apps', 'gateway', 'src', 'server.ts'), '--config', configFile], {}, true)
     cleanups.push(() => stop(gw))
     const pid = gw.child.pid!

@@ -5,26 +5,38 @@ import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-const NODE_SH = join(import.meta.dirname, '..', 'deploy', 'local', 'node.sh')
+const ROOT = join(import.meta.dirname, '..')
+const NODE_SH = join(ROOT, 'deploy', 'local', 'node.sh')
+
+/** The words of a checkout's `npm start` script (package.json), and the error to name it by. */
+function startScript (root: string): { start: string, words: string[] } {
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? ''
+  return { start, words: start.split(/\s+/) }
+}
 
 /**
  * The V8 flags `npm start` gives the gateway (package.json's start script, which the image's CMD repeats:
  * test/deploy/dockerfile.test.ts): the young generation's cap (docs/performance.md, "Memory").
  */
 export const SHIPPED_V8_FLAGS: readonly string[] = (() => {
-  const start = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? ''
-  const flags = start.split(/\s+/).filter(w => w.startsWith('--max-semi-space-size='))
+  const { start, words } = startScript(ROOT)
+  const flags = words.filter(w => w.startsWith('--max-semi-space-size='))
   if (flags.length !== 1) throw new Error(`package.json's start script names no --max-semi-space-size: ${start}`)
   return flags
 })()
+
+/** `bash node.sh <args>` with `options`, SLUICE_MALLOC passed on from this process. */
+function spawnNodeSh (nodeSh: string, args: readonly string[], options: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
+  const malloc = process.env.SLUICE_MALLOC === undefined ? {} : { SLUICE_MALLOC: process.env.SLUICE_MALLOC }
+  return spawn('bash', [nodeSh, ...args], { ...options, env: { ...malloc, ...options.env } })
+}
 
 /**
  * Starts `node <args>` as `npm start` does. node.sh ends in `exec node`: the child's pid is the
  * gateway's own (its /proc entries, its signals). SLUICE_MALLOC is passed on from this process.
  */
 export function spawnShipped (args: readonly string[], options: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
-  const malloc = process.env.SLUICE_MALLOC === undefined ? {} : { SLUICE_MALLOC: process.env.SLUICE_MALLOC }
-  return spawn('bash', [NODE_SH, '--jemalloc', ...args], { ...options, env: { ...malloc, ...options.env } })
+  return spawnNodeSh(NODE_SH, ['--jemalloc', ...args], options)
 }
 
 /**
@@ -36,8 +48,7 @@ export function spawnShipped (args: readonly string[], options: SpawnOptions & {
  * issue measured on an earlier tree on another machine.
  */
 export function spawnTreeGateway (tree: string, nodeArgs: readonly string[], gatewayArgs: readonly string[], options: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
-  const start = (JSON.parse(readFileSync(join(tree, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? ''
-  const words = start.split(/\s+/)
+  const { start, words } = startScript(tree)
   const at = words.indexOf('deploy/local/node.sh')
   if (at < 0) throw new Error(`${tree}/package.json's start script does not run deploy/local/node.sh: ${start}`)
   const flags: string[] = []
@@ -45,9 +56,7 @@ export function spawnTreeGateway (tree: string, nodeArgs: readonly string[], gat
     if (!w.startsWith('--')) break
     flags.push(w)
   }
-  const malloc = process.env.SLUICE_MALLOC === undefined ? {} : { SLUICE_MALLOC: process.env.SLUICE_MALLOC }
-  return spawn('bash', [join(tree, 'deploy', 'local', 'node.sh'), ...flags, ...nodeArgs, join(tree, 'apps', 'gateway', 'src', 'server.ts'), ...gatewayArgs],
-    { ...options, cwd: tree, env: { ...malloc, ...options.env } })
+  return spawnNodeSh(join(tree, 'deploy', 'local', 'node.sh'), [...flags, ...nodeArgs, join(tree, 'apps', 'gateway', 'src', 'server.ts'), ...gatewayArgs], { ...options, cwd: tree })
 }
 
 /** `tree`'s commit as `git log -1` gives it, for a bench's header (or the path alone, outside git) */

@@ -320,8 +320,9 @@ export class RateLimiter {
       head = 0
     }
     this.#deadlineHead = head
-    const wait = Math.max(1, Math.ceil(this.#deadlines[head]!.at - performance.now()))
-    this.#deadlineDue = performance.now() + wait
+    const now = performance.now()
+    const wait = Math.max(1, Math.ceil(this.#deadlines[head]!.at - now))
+    this.#deadlineDue = now + wait
     this.#deadlineTimer = setTimeout(this.#onDeadline, wait)
     // it stays armed until the head's deadline even when every decision was answered: it does not keep the
     // process alive for that (a decision waiting on Redis is kept alive by Redis's socket)
