@@ -1,0 +1,109 @@
+// The event-loop delay sampler: 10 ms ticks while the loop works, 50 ms after an idle second, every stall
+// of 50 ms or more recorded either way, and /metrics's gauges fed by it with prom-client's 100-a-second
+// sampler out of the way (the main thread's wakeups, counted by the kernel).
+import { test } from 'tap'
+import Fastify from 'fastify'
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import metrics from '../src/index.ts'
+import { COARSE_MS, FINE_MS, LoopDelaySampler } from '../src/loop-delay.ts'
+
+function block (ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until);
+}
+
+/** Waits (up to 30 s) for the sampler to go coarse: one check second with no work in it, after the test's own start. */
+async function coarse (sampler: LoopDelaySampler): Promise<number> {
+  const start = performance.now()
+  while (sampler.periodMs !== COARSE_MS && performance.now() - start < 30_000) await sleep(100)
+  return performance.now() - start
+}
+
+/** Times the main thread slept and was woken (/proc/<pid>/task/<pid>/status): the loop's wakeups. */
+function wakeups (): number {
+  return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${process.pid}/task/${process.pid}/status`, 'utf8'))?.[1])
+}
+
+test('an idle loop is sampled every 50 ms, a working one every 10 ms', async t => {
+  const sampler = new LoopDelaySampler()
+  sampler.start()
+  t.teardown(() => sampler.stop())
+  t.equal(sampler.periodMs, FINE_MS, 'it starts fine')
+  const waited = await coarse(sampler)
+  t.equal(sampler.periodMs, COARSE_MS, `an idle loop goes coarse (${waited.toFixed(0)} ms)`)
+  const idleTicks = sampler.ticks
+  await sleep(1000)
+  const perSecond = sampler.ticks - idleTicks
+  t.ok(perSecond >= 10 && perSecond <= 1000 / COARSE_MS + 3, `${perSecond} ticks in an idle second`)
+
+  // a stall of 20 ms: the coarse tick it delays brings the fine ticks back at once
+  block(20)
+  await sleep(COARSE_MS + 10)
+  t.equal(sampler.periodMs, FINE_MS, 'a coarse tick 10 ms late brings the 10 ms ticks back')
+
+  // work in short tasks (3 ms of every 20: no tick 10 ms late), once idle again
+  await coarse(sampler)
+  t.equal(sampler.periodMs, COARSE_MS)
+  const busy = setInterval(() => block(3), 20)
+  await sleep(1300)
+  clearInterval(busy)
+  t.equal(sampler.periodMs, FINE_MS, 'a second 1 % or more at work brings them back too')
+})
+
+test('a stall while coarse is recorded; none is invented', async t => {
+  const sampler = new LoopDelaySampler()
+  sampler.start()
+  t.teardown(() => sampler.stop())
+  await coarse(sampler)
+  t.equal(sampler.periodMs, COARSE_MS)
+  sampler.histogram.reset()
+  await sleep(200)
+  t.ok(sampler.histogram.max < 40e6, `idle: the longest delay ${sampler.histogram.max / 1e6} ms`)
+  sampler.histogram.reset()
+  block(2 * COARSE_MS + 20)
+  await sleep(COARSE_MS + 10)
+  const max = sampler.histogram.max / 1e6
+  t.ok(max >= COARSE_MS + 20, `a ${2 * COARSE_MS + 20} ms stall: the longest delay ${max.toFixed(1)} ms`)
+})
+
+test('stop() ends the ticks', async t => {
+  const sampler = new LoopDelaySampler()
+  sampler.start()
+  await sleep(100)
+  t.ok(sampler.ticks > 0)
+  sampler.stop()
+  const ticks = sampler.ticks
+  await sleep(200)
+  t.equal(sampler.ticks, ticks)
+})
+
+test('/metrics: the delay gauges once each, the resolution, and an idle app no longer woken 100 times a second', async t => {
+  const app = Fastify()
+  await app.register(metrics)
+  t.teardown(() => app.close())
+  await app.inject('/metrics')
+  await sleep(1300)
+  block(120)
+  await sleep(60)
+  const body = (await app.inject('/metrics')).body
+  for (const stat of ['', '_min', '_max', '_mean', '_stddev', '_p50', '_p90', '_p99', '_resolution']) {
+    t.equal(body.match(new RegExp(`^sluice_nodejs_eventloop_lag${stat}_seconds `, 'mg'))?.length, 1, `sluice_nodejs_eventloop_lag${stat}_seconds once`)
+  }
+  const max = Number(/^sluice_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(body)?.[1])
+  t.ok(max >= 0.1, `the 120 ms stall since the last scrape: ${max} s`)
+
+  const start = performance.now()
+  let body2 = ''
+  // a scrape is work too: one every 2 s leaves the loop idle seconds in between
+  while (performance.now() - start < 30_000 && !/^sluice_nodejs_eventloop_lag_resolution_seconds 0\.05$/m.test(body2)) {
+    await sleep(2000)
+    body2 = (await app.inject('/metrics')).body
+  }
+  t.match(body2, /^sluice_nodejs_eventloop_lag_resolution_seconds 0\.05$/m, 'idle: 50 ms')
+  const before = wakeups()
+  await sleep(2000)
+  const woken = wakeups() - before
+  // prom-client's 10 ms sampler alone would be 200 in 2 s; the coarse one is 40, the scrape a few more
+  t.ok(woken < 100, `the main thread woke ${woken} times in 2 idle seconds`)
+})
