@@ -298,7 +298,8 @@ test('event-loop delay and process memory', async t => {
   await new Promise(resolve => setTimeout(resolve, 20))
   let text = await gw.scrape()
   const max = metricSum(text, 'sluice_nodejs_eventloop_lag_max_seconds')
-  t.ok(max >= 0.25, `the longest event-loop delay since the last scrape: ${max} s`)
+  // a tick due during the stall runs late by it less at most one period (50 ms on an idle node: plugins/metrics/src/loop-delay.ts)
+  t.ok(max >= 0.2, `the longest event-loop delay since the last scrape: ${max} s`)
   t.ok(samplesOf(text, 'sluice_nodejs_eventloop_lag_p99_seconds').length === 1, 'and its p99')
 
   // a full collection before each reading: the heap's figure is then what is alive, not what garbage awaits collection

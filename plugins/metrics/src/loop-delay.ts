@@ -38,8 +38,9 @@ export class LoopDelaySampler {
   /** the latest a tick ran in the current check window, and in the last one (ms) */
   #windowLate = 0
   #lastLate = 0
-  /** ticks since start, for tests and the bench: how often the sampler woke the loop */
+  /** ticks since start, and changes of period: how often the sampler woke the loop, and how often it changed pace */
   ticks = 0
+  switches = 0
 
   /** The current period in ms: FINE_MS or COARSE_MS. */
   get periodMs (): number {
@@ -82,6 +83,7 @@ export class LoopDelaySampler {
     }
     if (period !== this.#period) {
       this.#period = period
+      this.switches++
       this.#arm(now)
       return
     }
