@@ -117,7 +117,7 @@ function procUsage (pid: number): { cpu: NodeJS.CpuUsage, rss: number } {
   return { cpu: { user: Number(fields[11]) * tickUs, system: Number(fields[12]) * tickUs }, rss: rssPages * 4096 }
 }
 
-/** the shipped gateway's event-loop delay p99 (ms) since the last scrape, from its own /metrics (prom-client resets it per scrape) */
+/** the shipped gateway's event-loop delay p99 (ms) since the last scrape, from its own /metrics (reset at each scrape; plugins/metrics/src/loop-delay.ts) */
 async function scrapeLoopP99 (url: string): Promise<number> {
   const text = await (await fetch(url)).text()
   const m = /^sluice_nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)

@@ -35,7 +35,7 @@ export class LoopDelaySampler {
   #timer: NodeJS.Timeout | undefined
   #checkedAt = 0
   #elu: EventLoopUtilization | undefined
-  /** the latest a tick ran in the current check window, and in the last one (ms) */
+  /** the most a tick ran late in the current check window, and in the last one (ms) */
   #windowLate = 0
   #lastLate = 0
   /** ticks since start, and changes of period: how often the sampler woke the loop, and how often it changed pace */
@@ -69,7 +69,8 @@ export class LoopDelaySampler {
     const now = performance.now()
     this.ticks++
     const late = now - this.#due
-    // RecordableHistogram takes integers >= 1; a tick is never early by more than the clock's rounding
+    // RecordableHistogram takes integers >= 1. A tick can run up to about a millisecond before its due time by
+    // this clock (Node's timers count from the loop's cached time): such a tick records 1 ns
     this.histogram.record(Math.max(1, Math.round(late * 1e6)))
     if (late > this.#windowLate) this.#windowLate = late
     let period = this.#period
