@@ -14,7 +14,7 @@
 //   C. the bare reference: a process with one KafkaClient and a reader per topic from latest (what
 //      reading those partitions costs without the gateway), idle, and the gateway's figure over it.
 //
-//   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--brokers host:port] [--profile idle.cpuprofile] [--heap-snapshots DIR]
+//   flock /tmp/heavy.lock bash deploy/local/node.sh bench/idle-topics.ts [--topics 1000] [--idle 30] [--settle 10] [--brokers host:port] [--profile idle.cpuprofile] [--heap-snapshots DIR]
 //     [--node-flags "--no-concurrent-recompilation ..."] [--baseline-tree DIR]
 //
 // --baseline-tree DIR runs the gateway of another checkout instead (an earlier commit's `git worktree add`,
@@ -59,9 +59,10 @@ const SUBSCRIBE_TIMEOUT_MS = 120_000
 // sockets opened at once: 1,000 upgrades in one burst queue behind the limiter's Redis round trips
 // and the topic checks; 50 at a time subscribed 1,000 in a few seconds here
 const OPEN_AT_ONCE = 50
-// after the last subscribe, before the idle window: the reader polls every 500 ms for 5 s after a
-// partition joins (reader.ts), and the JIT and the first GCs settle; the window then is the steady state
-const SETTLE_MS = 10_000
+// after the last subscribe, before the idle window (--settle, s): the reader polls every 500 ms for 5 s after
+// a partition joins (reader.ts), and the JIT and the first GCs settle. A larger --settle measures a node idle
+// for longer (60 s did not lower V8's background thread's share of the window: bench/README.md)
+const SETTLE_S = '10'
 // /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (USER_HZ)
 const TICKS_PER_S = 100
 const KiB = 1024
@@ -341,6 +342,7 @@ async function main (): Promise<void> {
     options: {
       topics: { type: 'string', default: '1000' },
       idle: { type: 'string', default: '30' },
+      settle: { type: 'string', default: SETTLE_S },
       brokers: { type: 'string' },
       profile: { type: 'string' },
       'no-bare': { type: 'boolean', default: false },
@@ -353,6 +355,7 @@ async function main (): Promise<void> {
   if (values['bare-child']) return await bare(values.brokers!.split(','), values['bare-child'])
   const topicCount = Number(values.topics)
   const idleMs = Number(values.idle) * 1000
+  const settleMs = Number(values.settle) * 1000
   const redisUrl = process.env.REDIS_URL
   if (!redisUrl) throw new Error('REDIS_URL: a running Redis')
   const cleanups: Array<() => Promise<void>> = []
@@ -441,7 +444,7 @@ async function main (): Promise<void> {
     }
 
     // A. no socket
-    await sleep(SETTLE_MS)
+    await sleep(settleMs)
     const cpuA = await profiled(values.profile && values.profile.replace(/(\.cpuprofile)?$/, '.A.cpuprofile'), () => idleCpu(pid, idleMs))
     out.push([`A. gateway CPU idle, no socket (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuA.pct.toFixed(2)} (${cpuA.ms})`])
     out.push(['A. the same by thread', cpuA.threads])
@@ -461,7 +464,7 @@ async function main (): Promise<void> {
     }
     out.push([`B. ${topicCount} topics x 1 subscriber, all subscribed (ms, ${OPEN_AT_ONCE} at a time)`, Date.now() - t])
     await publishOne(sockets[0]!, topics[0]!)
-    await sleep(SETTLE_MS)
+    await sleep(settleMs)
     const cpuB = await profiled(values.profile, () => idleCpu(pid, idleMs))
     out.push([`B. gateway CPU idle, ${topicCount} topics read (% of a core; ms in ${idleMs / 1000} s)${values.profile ? ' (profiled)' : ''}`, `${cpuB.pct.toFixed(2)} (${cpuB.ms})`])
     out.push(['B. the same by thread', cpuB.threads])
@@ -480,7 +483,7 @@ async function main (): Promise<void> {
     for (let i = 0; i < topics.length; i += OPEN_AT_ONCE) {
       sockets.push(...await Promise.all(topics.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
-    await sleep(SETTLE_MS)
+    await sleep(settleMs)
     const { heap: heapD, rss: rssD, mem: memD, kinds: kindsD, spaces: spacesD } = await reading('D')
     const perSocket = (rssD - rssB) / topicCount / KiB
     out.push(['D. RSS added per second socket on a topic (KiB)', perSocket.toFixed(1)])
@@ -502,7 +505,7 @@ async function main (): Promise<void> {
     for (let i = 0; i < more.length; i += OPEN_AT_ONCE) {
       sockets.push(...await Promise.all(more.slice(i, i + OPEN_AT_ONCE).map(topic => subscribe(wsBase, topic, token))))
     }
-    await sleep(SETTLE_MS)
+    await sleep(settleMs)
     const { heap: heapE, rss: rssE, mem: memE, kinds: kindsE, spaces: spacesE } = await reading('E')
     out.push([`E. ${topicCount} more topics x 1 subscriber, per topic (KiB): rss / V8 heap total / V8 heap used / external / array buffers`, breakdown(memD, memE)])
     out.push(['E. RSS added by kind of mapping (MiB)', kindsAdded(kindsD, kindsE)])
@@ -525,7 +528,7 @@ async function main (): Promise<void> {
         if (ref.child.exitCode !== null || Date.now() > until) throw new Error(`the bare reference did not start:\n${ref.stderr()}`)
         await sleep(100)
       }
-      await sleep(SETTLE_MS)
+      await sleep(settleMs)
       const cpuC = await idleCpu(ref.child.pid!, idleMs)
       out.push([`C. bare KafkaClient, a reader per topic, CPU idle (% of a core; ms in ${idleMs / 1000} s)`, `${cpuC.pct.toFixed(2)} (${cpuC.ms})`])
       out.push(['C. the same by thread', cpuC.threads])
@@ -535,7 +538,7 @@ async function main (): Promise<void> {
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(err => process.stderr.write(`[bench] cleanup: ${String(err)}\n`))
   }
-  say(`\nidle-topics bench: node ${process.version}, ${topicCount} topics, idle windows of ${idleMs / 1000} s after ${SETTLE_MS / 1000} s settling`)
+  say(`\nidle-topics bench: node ${process.version}, ${topicCount} topics, idle windows of ${idleMs / 1000} s after ${settleMs / 1000} s settling`)
   for (const [k, v] of out) say(`${k}: ${v}`)
 }
 
