@@ -26,10 +26,6 @@ async function metrics (fastify: FastifyInstance, opts: MetricsOptions): Promise
     // are replaced by ones of the same names fed by a sampler that slows down while the loop is idle
     // (loop-delay.ts)
     collectDefaultMetrics({ register: registry, prefix, eventLoopMonitoringPrecision: 2 ** 31 - 1 })
-    for (const stat of ['', '_min', '_max', '_mean', '_stddev', '_p50', '_p90', '_p99']) registry.removeSingleMetric(`${prefix}nodejs_eventloop_lag${stat}_seconds`)
-    // a prom-client that names them otherwise would leave its gauges beside ours, fed by a sampler that never ticks
-    const left = registry.getMetricsAsArray().map(metric => metric.name).filter(name => name.includes('eventloop_lag'))
-    if (left.length > 0) throw new Error(`prom-client registered event-loop delay gauges the metrics plugin does not replace: ${left.join(', ')}`)
     const sampler = new LoopDelaySampler()
     registerLoopDelay(registry, prefix, sampler)
     sampler.start()

@@ -108,11 +108,19 @@ export class LoopDelaySampler {
 /**
  * Registers prom-client's event-loop delay gauges (PREFIXnodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds,
  * reset at each scrape, and PREFIXnodejs_eventloop_lag_seconds, one setImmediate's delay at the scrape) fed by
- * `sampler`, and PREFIXnodejs_eventloop_lag_resolution_seconds, the sampler's period at the scrape.
+ * `sampler`, and PREFIXnodejs_eventloop_lag_resolution_seconds, the sampler's period at the scrape. Each replaces
+ * prom-client's gauge of its name in `registry` (collectDefaultMetrics' own); one of prom-client's left under
+ * another name (a prom-client that names them otherwise) is an error, not a second set fed by a sampler that
+ * never ticks.
  */
 export function registerLoopDelay (registry: Registry, prefix: string, sampler: LoopDelaySampler): void {
-  const gauge = (name: string, help: string, collect?: () => Promise<void>): Gauge =>
-    new Gauge({ name: `${prefix}nodejs_eventloop_lag_${name}`, help, registers: [registry], ...(collect ? { collect } : {}) })
+  const ours = new Set<string>()
+  const gauge = (name: string, help: string, collect?: () => Promise<void>): Gauge => {
+    const full = `${prefix}nodejs_eventloop_lag_${name}`
+    registry.removeSingleMetric(full)
+    ours.add(full)
+    return new Gauge({ name: full, help, registers: [registry], ...(collect ? { collect } : {}) })
+  }
   const h = sampler.histogram
   // registered first, as prom-client's is: its collect sets the others before the registry reads them, and a
   // scrape then reads one window
@@ -136,4 +144,6 @@ export function registerLoopDelay (registry: Registry, prefix: string, sampler: 
     [gauge('p99_seconds', 'The 99th percentile of the recorded event loop delays.'), () => h.percentile(99)]
   ]
   const resolution = gauge('resolution_seconds', `The delay sampler's period at the scrape: ${FINE_MS / 1000} while the event loop worked in the last second, ${COARSE_MS / 1000} after an idle one.`)
+  const left = registry.getMetricsAsArray().map(metric => metric.name).filter(name => name.includes('eventloop_lag') && !ours.has(name))
+  if (left.length > 0) throw new Error(`prom-client registered event-loop delay gauges the metrics plugin does not replace: ${left.join(', ')}`)
 }

@@ -5,8 +5,9 @@ import { test } from 'tap'
 import Fastify from 'fastify'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import metrics from '../src/index.ts'
-import { COARSE_MS, FINE_MS, LoopDelaySampler } from '../src/loop-delay.ts'
+import { COARSE_MS, FINE_MS, LoopDelaySampler, registerLoopDelay } from '../src/loop-delay.ts'
 
 function block (ms: number): void {
   const until = performance.now() + ms
@@ -120,4 +121,20 @@ test('/metrics: the delay gauges once each, the resolution, and an idle app no l
   t.ok(coarseAtEnd, 'idle: 50 ms')
   // prom-client's 10 ms sampler alone would be 200 in 2 s; the coarse one is 40, the scrapes a few more
   t.ok(woken < 100, `the main thread woke ${woken} times in 2 idle seconds`)
+})
+
+test('prom-client\'s delay gauges are replaced; one under a name ours do not have (a prom-client naming it otherwise) is an error', async t => {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'sluice_', eventLoopMonitoringPrecision: 2 ** 31 - 1 })
+  const sampler = new LoopDelaySampler()
+  registerLoopDelay(registry, 'sluice_', sampler)
+  const lag = registry.getMetricsAsArray().map(metric => metric.name).filter(name => name.includes('eventloop_lag')).sort()
+  t.equal(lag.length, 9, `prom-client's eight replaced, one more (${lag.join(', ')})`)
+  t.match((await registry.getSingleMetric('sluice_nodejs_eventloop_lag_max_seconds')!.get()).help, /maximum recorded/, 'ours, under prom-client\'s name')
+
+  const renamed = new Registry()
+  collectDefaultMetrics({ register: renamed, prefix: 'sluice_', eventLoopMonitoringPrecision: 2 ** 31 - 1 })
+  // stands for a prom-client whose gauge is named otherwise: left in place, fed by a sampler that never ticks
+  renamed.registerMetric(new Gauge({ name: 'sluice_nodejs_eventloop_lag_p95_seconds', help: 'prom-client, renamed', registers: [] }))
+  t.throws(() => registerLoopDelay(renamed, 'sluice_', new LoopDelaySampler()), /event-loop delay gauges the metrics plugin does not replace: sluice_nodejs_eventloop_lag_p95_seconds/)
 })
