@@ -2,7 +2,7 @@
 // Kafka way, each record to exactly one of them, across gateway nodes.
 import { test } from 'tap'
 import { allowAll, streamApp } from '../harness/stream.ts'
-import { Client } from '../harness/client.ts'
+import { Client, refusal } from '../harness/client.ts'
 import { eventually, unique } from '../helpers.ts'
 
 test('two sockets in one group, on two nodes, receive each record exactly once', async t => {
@@ -52,4 +52,31 @@ test('without a group, every socket sees every record', async t => {
   await Promise.all([c1.waitMessages(100, 30_000), c2.waitMessages(100, 30_000)])
   t.equal(c1.messages().length, 100)
   t.equal(c2.messages().length, 100)
+})
+
+test('a group starts where from says on partitions it has not committed on, and refuses a cursor', async t => {
+  const topic = unique('group-from')
+  const { app, url, kafka } = await streamApp({ access: allowAll() })
+  t.teardown(() => app.close())
+  await kafka.ensureTopics([{ topic, partitions: 2 }])
+  await kafka.produceBatch(topic, Array.from({ length: 10 }, (_v, i) => ({ value: JSON.stringify({ n: i }) })))
+
+  const earliest = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('from-earliest')}&from=earliest`)
+  const latest = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('from-latest')}`)
+  t.teardown(() => { earliest.close(); latest.close() })
+  await Promise.all([earliest.next(f => f.op === 'subscribed'), latest.next(f => f.op === 'subscribed')])
+  const history = await earliest.waitMessages(10, 30_000, topic)
+  t.same(history.map(f => (f.value as { n: number }).n).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'from=earliest: a new group reads the history')
+  // until the member has its partitions (a new record now and then), then: none of the history
+  let n = 10
+  await eventually(async () => {
+    await kafka.produceBatch(topic, [{ value: JSON.stringify({ n: n++ }) }])
+    return latest.messages(topic).length > 0
+  }, 30_000, 'the latest member reads')
+  t.same(latest.messages(topic).filter(f => (f.value as { n: number }).n < 10), [], 'no from: a new group starts at the end')
+
+  const cursor = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('from-cursor')}&from=${encodeURIComponent(`${topic}@0:1`)}`)
+  const refused = await refusal(cursor)
+  t.equal(refused.status, 400)
+  t.match(refused.body, { error: { code: 'BAD_REQUEST', message: /committed offsets/ } }, 'a cursor is not a group\'s start: the refusal says why')
 })

@@ -245,8 +245,8 @@ function streamChannel (): Record<string, unknown> {
           type: 'object',
           properties: {
             topics: { type: 'string', description: 'Comma-separated topics, or patterns (`*` within a dot-separated segment, `**` across dots), to subscribe to at open (at most 100; group mode takes names only).' },
-            from: { type: 'string', description: '`latest` (default), `earliest`, or a resume cursor.' },
-            group: { type: 'string', description: 'Consumer-group mode: each record goes to one socket of the group.' },
+            from: { type: 'string', description: '`latest` (default), `earliest`, or a resume cursor. With `group`: `latest` or `earliest`, where the group starts on a partition it has no committed offset for; a cursor is refused (400).' },
+            group: { type: 'string', description: 'Consumer-group mode: each record goes to one socket of the group, which resumes from the group\'s committed offsets.' },
             access_token: { type: 'string', description: 'A JWT, for browsers.' },
             api_key: { type: 'string', description: 'An API key, for browsers.' }
           }

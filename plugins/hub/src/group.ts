@@ -25,8 +25,8 @@ export class GroupMembers {
     this.#stats = stats
   }
 
-  /** Joins `groupId` for `outlet`; resolves once its reader started (joined the group). */
-  async join (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms): Promise<void> {
+  /** Joins `groupId` for `outlet`; resolves once its reader started (joined the group). `start`: as Hub.joinGroup's. */
+  async join (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms, start: 'earliest' | 'latest'): Promise<void> {
     if (outlet.admitReady) await outlet.admitReady
     // closed while its delivery limit waited for its first tokens: remove() found no member then,
     // and one made now would read the group for good (subscribe-close-race.test.ts)
@@ -34,7 +34,7 @@ export class GroupMembers {
     const reader = this.#kafka.groupReader({
       groupId,
       topics,
-      fromBeginning: false,
+      fromBeginning: start === 'earliest',
       autoCommit: false,
       onBatch: async batch => {
         let last: ConsumedRecord | undefined

@@ -519,11 +519,12 @@ export class Hub {
    * Group mode: this socket is one member of a Kafka consumer group (on any
    * node); each record goes to one member. Records are written without drops
    * (the consumer is this socket's alone and waits for it) and the offsets are
-   * committed once the frames are written to the socket.
+   * committed once the frames are written to the socket. `start` is where the group starts on a
+   * partition it has no committed offset for (Kafka's auto.offset.reset): latest unless told.
    */
-  async joinGroup (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms): Promise<void> {
+  async joinGroup (outlet: Outlet, groupId: string, topics: string[], terms: SubscriptionTerms, start: 'earliest' | 'latest' = 'latest'): Promise<void> {
     if (this.#closed) throw new HubClosedError()
-    await this.#groups.join(outlet, groupId, topics, terms)
+    await this.#groups.join(outlet, groupId, topics, terms, start)
   }
 
   /** The socket leaves its group and keeps its other subscriptions (an MQTT UNSUBSCRIBE of its shared subscription). */

@@ -111,6 +111,10 @@ async function stream (fastify: FastifyInstance, opts: StreamPluginOptions): Pro
     if (group !== undefined && (!GROUP_ID.test(group) || topics.length === 0)) {
       return reject(reply, 400, 'BAD_REQUEST', 'group must be 1 to 128 of [a-zA-Z0-9._-] and comes with topics')
     }
+    // a group resumes from the offsets it committed; from says only where it starts on a partition it has none for
+    if (group !== undefined && cursor !== undefined) {
+      return reject(reply, 400, 'BAD_REQUEST', 'a group resumes from its committed offsets: with group, from is latest or earliest (where it starts on a partition it has not committed on), not a cursor')
+    }
     const decisions = await gate.check(identity, names)
     if (isRefusal(decisions)) {
       if (decisions.retryAfter !== undefined) reply.header('retry-after', String(decisions.retryAfter))

@@ -112,7 +112,7 @@ export class StreamSession extends SocketSession {
    */
   async open (topics: string[], from: string | undefined, decisions: Map<string, AccessDecision>, cursor?: Cursor): Promise<void> {
     if (this.#groupId !== undefined) {
-      await this.#joinGroup(topics, decisions)
+      await this.#joinGroup(topics, decisions, from === 'earliest' ? 'earliest' : 'latest')
       return
     }
     if (topics.length > 0) await this.#subscribe({ op: 'subscribe', topics, from }, cursor)
@@ -285,11 +285,12 @@ export class StreamSession extends SocketSession {
     return true
   }
 
-  async #joinGroup (topics: string[], decisions: Map<string, AccessDecision>): Promise<void> {
+  /** `start`: where the group starts on a partition it has no committed offset for */
+  async #joinGroup (topics: string[], decisions: Map<string, AccessDecision>, start: 'earliest' | 'latest'): Promise<void> {
     const first = decisions.get(topics[0]!)
     if (!first?.allowed) throw new ForbiddenTopicError('subscribe to', topics[0] ?? '?', 'no decision')
     this.usedProduct(first.product)
-    await this.deps.hub.joinGroup(this, this.#groupId!, topics, { encoding: first.encoding, slowClient: first.slowClient, product: first.product })
+    await this.deps.hub.joinGroup(this, this.#groupId!, topics, { encoding: first.encoding, slowClient: first.slowClient, product: first.product }, start)
     this.#send({ op: 'subscribed', topics, group: true })
   }
 
