@@ -19,6 +19,7 @@ import {
 } from '@platformatic/kafka'
 import type { ConsumedRecord, ConsumerOptions, Logger, RecordMetadata, TopicConsumer } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError } from './errors.ts'
+import { abortedBatches } from './aborted.ts'
 
 export type GroupProtocol = 'consumer' | 'classic'
 
@@ -54,6 +55,38 @@ const RESTART_FIRST_MS = 300
 const RESTART_MAX_MS = 5000
 
 const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} }
+
+type FetchOptions = Parameters<Consumer<Buffer, Buffer, Buffer, Buffer>['fetch']>[0]
+type FetchResponse = Awaited<ReturnType<Consumer<Buffer, Buffer, Buffer, Buffer>['fetch']>>
+type FetchCallback = (error: Error | null, response?: FetchResponse) => void
+
+/**
+ * A group member's consumer that drops every aborted transaction's records (aborted.ts: the
+ * library kept all but the last of a producer's in one response). Its messages stream fetches
+ * through fetch(); an aborted batch is emptied, not removed, so the stream still moves its
+ * position past it.
+ */
+class ReadCommittedConsumer extends Consumer<Buffer, Buffer, Buffer, Buffer> {
+  override fetch (options: FetchOptions, callback: FetchCallback): void
+  override fetch (options: FetchOptions): Promise<FetchResponse>
+  override fetch (options: FetchOptions, callback?: FetchCallback): void | Promise<FetchResponse> {
+    if (callback === undefined) return super.fetch(options).then(response => emptyAborted(response))
+    super.fetch(options, (error, response) => {
+      if (error === null && response !== undefined) emptyAborted(response)
+      callback(error, response)
+    })
+  }
+}
+
+function emptyAborted (response: FetchResponse): FetchResponse {
+  for (const topic of response.responses) {
+    for (const partition of topic.partitions) {
+      const aborted = abortedBatches(partition.records, partition.abortedTransactions)
+      if (aborted) for (const batch of aborted) batch.records = []
+    }
+  }
+  return response
+}
 
 /** Asks a broker whether it offers KIP-848's consumer protocol. */
 export async function detectGroupProtocol (options: Omit<GroupReadersOptions, 'protocol' | 'logger'>): Promise<GroupProtocol> {
@@ -240,7 +273,7 @@ export class GroupReader implements TopicConsumer {
   async #join (topics: string[]): Promise<void> {
     if (this.#stopped) return
     const sessionTimeout = this.#options.sessionTimeoutMs ?? 10_000
-    const consumer = new Consumer({
+    const consumer = new ReadCommittedConsumer({
       clientId: this.#client.clientId,
       bootstrapBrokers: this.#client.brokers,
       groupId: this.#options.groupId,

@@ -12,8 +12,9 @@
 //
 // Everything a group consumer's client did for us is done here: partitions are
 // grouped by leader; records of a batch below the fetch offset are skipped (a
-// batch comes whole) and so are control batches; NOT_LEADER_OR_FOLLOWER and its
-// kin re-read the metadata and regroup; OFFSET_OUT_OF_RANGE moves the partition
+// batch comes whole) and so are control batches and aborted transactions'
+// records (aborted.ts); NOT_LEADER_OR_FOLLOWER and its kin re-read the metadata
+// and regroup; OFFSET_OUT_OF_RANGE moves the partition
 // to the log start (or the end, when the log was truncated below it); new
 // partitions are found by re-reading the metadata every metadataMaxAgeMs.
 //
@@ -23,6 +24,7 @@
 import { Consumer } from '@platformatic/kafka'
 import type { ConsumedRecord, Logger, RecordBatch } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError, KafkaUnknownTopicError } from './errors.ts'
+import { abortedBatches, CONTROL_BATCH } from './aborted.ts'
 
 type PltFetchResponse = Awaited<ReturnType<Consumer['fetch']>>
 type PltFetchTopic = Parameters<Consumer['fetch']>[0]['topics'][number]
@@ -117,8 +119,7 @@ const LIST_OFFSETS_RETRY_MAX_MS = 1000
 // and the metadata of a topic it does not know, as often (the hub's topicOffsets retry did the same)
 const UNKNOWN_TOPIC_ATTEMPTS = 5
 const UNKNOWN_TOPIC_RETRY_MS = 250
-// record batch attributes (Kafka's DefaultRecordBatch): bit 5 a control batch (transaction markers), bit 3 log-append time
-const CONTROL_BATCH = 0x20
+// record batch attributes (Kafka's DefaultRecordBatch): bit 3 log-append time (bit 5, a control batch: aborted.ts)
 const LOG_APPEND_TIME = 0x08
 // Kafka protocol error codes the reader answers itself
 const OFFSET_OUT_OF_RANGE = 1
@@ -793,11 +794,12 @@ export class Fetcher {
     let records: ConsumedRecord[] | undefined
     let offsets: bigint[] | undefined
     let end = fetchOffset
+    const aborted = abortedBatches(p.records, p.abortedTransactions)
     for (const batch of p.records ?? []) {
       const batchEnd = batch.firstOffset + BigInt(batch.lastOffsetDelta) + 1n
       if (batchEnd > end) end = batchEnd
-      // transaction markers are no records of anyone's
-      if ((batch.attributes & CONTROL_BATCH) !== 0) continue
+      // transaction markers are no records of anyone's, nor are an aborted transaction's records
+      if ((batch.attributes & CONTROL_BATCH) !== 0 || aborted?.has(batch)) continue
       const logAppend = (batch.attributes & LOG_APPEND_TIME) !== 0
       for (const r of batch.records) {
         const offset = batch.firstOffset + BigInt(r.offsetDelta)
