@@ -14,7 +14,7 @@ import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { KafkaClient } from '@sluice/kafka'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -44,10 +44,17 @@ function log (message: string): void {
   process.stderr.write(`[stack] ${message}\n`)
 }
 
-/** Fetches the broker jars into .cache/kafka/libs once; later calls find them there. */
+const pomFile = join(here, '..', 'kafka', 'pom.xml')
+
+/**
+ * Fetches the broker jars into .cache/kafka/libs once; later calls find them there. The marker
+ * holds the pom's hash: a pom that lists more (kafka-tools was added after the first fetches)
+ * fetches again.
+ */
 export function fetchKafka (): string {
   const marker = join(libsDir, '.complete')
-  if (existsSync(marker)) return libsDir
+  const pom = createHash('sha256').update(readFileSync(pomFile)).digest('hex')
+  if (existsSync(marker) && readFileSync(marker, 'utf8').includes(pom)) return libsDir
   // Java 17 runs Kafka 4.x; Maven fetches its jars with their dependencies
   const needed = [...(process.env.JAVA_HOME || found('java') ? [] : ['openjdk-17-jre-headless']), ...(found('mvn') ? [] : ['maven'])]
   if (needed.length > 0) aptInstall(needed)
@@ -56,15 +63,34 @@ export function fetchKafka (): string {
   // mvn's output is kept and shown only on failure: even with -q -B it writes bare ANSI resets
   // (ESC[0m, measured with -Dstyle.color=never too) into a newcomer's first `npm run dev`
   const result = spawnSync('mvn', [
-    '-q', '-B', '-f', join(here, '..', 'kafka', 'pom.xml'),
+    '-q', '-B', '-f', pomFile,
     'dependency:copy-dependencies', `-DoutputDirectory=${libsDir}`, '-DincludeScope=runtime'
   ], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
   if (result.status !== 0) {
     process.stderr.write(`${result.stdout ?? ''}${result.stderr ?? ''}`)
     throw new Error(`mvn could not fetch the Kafka jars (exit ${result.status})`)
   }
-  writeFileSync(marker, new Date().toISOString() + '\n')
+  writeFileSync(marker, `${new Date().toISOString()} ${pom}\n`)
   return libsDir
+}
+
+/**
+ * Runs Kafka's command-line producer (org.apache.kafka.tools.ConsoleProducer, the Java client)
+ * with `args`, one record per line of `input`; resolves once it exited 0, rejects with its output
+ * otherwise.
+ */
+export async function consoleProducer (args: string[], input: string): Promise<void> {
+  const classpath = join(fetchKafka(), '*')
+  const child = spawn(java(), ['-Xmx256m', '-cp', classpath, 'org.apache.kafka.tools.ConsoleProducer', ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', chunk => { output += chunk })
+  child.stderr.on('data', chunk => { output += chunk })
+  child.stdin.end(input)
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject)
+    child.on('exit', resolve)
+  })
+  if (code !== 0) throw new Error(`ConsoleProducer exited ${code}: ${output.slice(-2000)}`)
 }
 
 function java (): string {
