@@ -48,6 +48,12 @@ export interface ReaderOptions {
   metadataMaxAgeMs?: number
   /** told what the reader cannot get past on its own (the topic was deleted, a handler threw) */
   onError? (error: Error): void
+  /**
+   * Told that the records [from, to) of a partition this reader was at are gone from the log
+   * (retention, or DeleteRecords) and that it goes on at `to`, the log's start now; before
+   * any of the records from `to` are handed over.
+   */
+  onGone? (partition: number, from: bigint, to: bigint): void
 }
 
 export interface TopicReader {
@@ -752,8 +758,16 @@ export class Fetcher {
           if (part.next !== fetchOffset) continue
           const to = part.next < low ? low : (part.next > high ? high : part.next)
           this.#log.warn({ topic: tp.topic.name, partition: tp.partition, from: part.next.toString(), to: to.toString() }, 'offset out of range: the reader moves to what the log holds')
+          const gone = part.next < low ? part.next : undefined
           part.next = to
           part.lane = true
+          if (gone !== undefined) {
+            try {
+              part.reader.options.onGone?.(tp.partition, gone, to)
+            } catch (err) {
+              part.reader.options.onError?.(err as Error)
+            }
+          }
         }
       }
     } catch (err) {

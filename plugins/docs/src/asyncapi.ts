@@ -271,7 +271,7 @@ function streamOperations (): Record<string, unknown> {
       action: 'receive',
       channel: { $ref: `#/channels/${STREAM_CHANNEL}` },
       title: 'Server frames',
-      summary: 'What the gateway sends: subscribed, unsubscribed, message, ack, lagging, error, pong, authenticated.',
+      summary: 'What the gateway sends: subscribed, unsubscribed, message, ack, lagging, gap, error, pong, authenticated.',
       messages: refs(SERVER_FRAMES)
     }
   }

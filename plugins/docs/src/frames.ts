@@ -30,7 +30,7 @@ function message (name: string, summary: string, payload: Schema, example: Recor
 }
 
 export const CLIENT_FRAMES = ['subscribe', 'unsubscribe', 'publish', 'ping', 'auth'] as const
-export const SERVER_FRAMES = ['subscribed', 'unsubscribed', 'message', 'ack', 'lagging', 'error', 'pong', 'authenticated'] as const
+export const SERVER_FRAMES = ['subscribed', 'unsubscribed', 'message', 'ack', 'lagging', 'gap', 'error', 'pong', 'authenticated'] as const
 
 export const FRAMES: Record<(typeof CLIENT_FRAMES)[number] | (typeof SERVER_FRAMES)[number], Schema> = {
   subscribe: message('subscribe', 'Subscribe to topics, from the live end, the earliest record Kafka holds, or a cursor',
@@ -83,6 +83,9 @@ export const FRAMES: Record<(typeof CLIENT_FRAMES)[number] | (typeof SERVER_FRAM
   lagging: message('lagging', 'The socket was too slow: records were dropped and the subscription ended; subscribe again from `resume`',
     frame('lagging', ['topic', 'dropped', 'resume'], { topic, dropped: { type: 'integer', minimum: 1 }, resume: cursor }),
     { op: 'lagging', topic: 'prices.btc', dropped: 120, resume: 'prices.btc@0:42,1:17' }),
+  gap: message('gap', 'A replay (a cursor, earliest) found records of its gap gone from Kafka (retention, DeleteRecords): offsets from `from` up to `to` (not included) of this partition will not come; the replay goes on at `to`. Sent before any record from `to`',
+    frame('gap', ['topic', 'partition', 'from', 'to'], { topic, partition: { type: 'integer', minimum: 0 }, from: offset, to: offset }),
+    { op: 'gap', topic: 'prices.btc', partition: 0, from: '42', to: '1042' }),
   error: message('error', 'A frame was refused (naming its id), or a policy change ended subscriptions (naming the topics)',
     frame('error', ['code', 'message'], { id, code, message: { type: 'string' }, retryAfterMs: { type: 'integer', minimum: 0 }, topics }),
     { op: 'error', id: 'p1', code: 'FORBIDDEN', message: 'no access rule grants publish on this topic' }),

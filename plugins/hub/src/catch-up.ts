@@ -162,6 +162,14 @@ export class CatchUp {
         await waitFor(outlet, held)
       }
     }
+    // the log lost the start of the gap (retention ran meanwhile): the socket is told, then gets what is left
+    const onGone = (p: number, from: bigint, to: bigint) => {
+      if (sub.ended || outlet.closed || !pending.has(p)) return
+      if ((sub.next.get(p) ?? 0n) < to) sub.next.set(p, to)
+      this.#hub.stats.recordsGone += Number(to - from)
+      this.#hub.log.info({ topic: feed.topic, partition: p, from: from.toString(), to: to.toString(), outlet: outlet.id }, 'resume gap: records gone from Kafka')
+      outlet.gone?.(feed.topic, p, from, to)
+    }
     const fail = (err: unknown) => {
       this.#hub.log.warn({ err, topic: feed.topic }, 'catch-up reader failed')
       this.#giveUp(sub)
@@ -169,7 +177,7 @@ export class CatchUp {
     const start = async () => {
       if (sub.ended) return
       // group-less, and only the partitions behind: no join to wait for, nothing left on the broker
-      const started = this.#hub.kafka.reader({ topic: feed.topic, onBatch, onError: fail })
+      const started = this.#hub.kafka.reader({ topic: feed.topic, onBatch, onError: fail, onGone })
       reader = started
       sub.readers.add(started)
       await started.start(behind)

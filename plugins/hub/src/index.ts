@@ -48,6 +48,7 @@ async function hubPlugin (fastify: FastifyInstance, opts: HubPluginOptions): Pro
   counter('sluice_hub_evictions_total', 'Sockets closed with 4008 for being too slow', () => stats.evictions)
   counter('sluice_hub_lagging_total', 'lagging notices sent', () => stats.laggingNotices)
   counter('sluice_hub_catchups_total', 'Catch-up readers started (resume from a cursor or earliest)', () => stats.catchUps)
+  counter('sluice_hub_records_gone_total', 'Records a resume asked for that Kafka no longer held (retention, DeleteRecords); each such gap is told to its client (a gap frame on /v1/stream)', () => stats.recordsGone)
   counter('sluice_hub_window_backfills_total', 'Topic feeds started by a resume that read its gap into the window first, so that the resumes behind it replay from memory', () => stats.backfills)
   counter('sluice_hub_window_backfills_cut_total', 'The same, where a partition was not read to its end within the time allowed, or its gap was larger than the window holds: its resumes read from Kafka', () => stats.backfillsCut)
   counter('sluice_hub_window_replays_total', 'Resumes and earliest served from a topic\'s window of recent records, with no Kafka reader (or with one only for what the window let go meanwhile)', () => stats.windowReplays)

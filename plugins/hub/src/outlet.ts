@@ -21,6 +21,12 @@ export interface Outlet {
   drained (bytes?: number): Promise<void>
   /** the subscription to `topic` has ended after drops; tell the client where to resume */
   lagging (topic: string, dropped: number, resume: string): void
+  /**
+   * A replay found the records [from, to) of a partition gone from Kafka (retention, DeleteRecords)
+   * and goes on at `to`; called before any record from `to` is written. A protocol with no way to
+   * say so leaves it out (the hub counts and logs it).
+   */
+  gone? (topic: string, partition: number, from: bigint, to: bigint): void
   /** the product says evict: close the socket (4008) */
   evict (topic: string): void
   /**

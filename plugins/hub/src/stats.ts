@@ -14,6 +14,8 @@ export interface HubStats {
   /** the same, where a partition was not read to its end in time, or its gap outgrew the window: its resumes read from Kafka */
   backfillsCut: number
   groupSessions: number
+  /** records a resume asked for that Kafka no longer held (retention, DeleteRecords): its socket was told */
+  recordsGone: number
 }
 
 /** A topic with a live consumer on this node, and how far its readers are behind its high watermark. */
@@ -26,5 +28,5 @@ export interface TopicLag {
 }
 
 export function newStats (): HubStats {
-  return { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, windowReplays: 0, backfills: 0, backfillsCut: 0, groupSessions: 0 }
+  return { deliveries: 0, drops: 0, evictions: 0, laggingNotices: 0, catchUps: 0, windowReplays: 0, backfills: 0, backfillsCut: 0, groupSessions: 0, recordsGone: 0 }
 }

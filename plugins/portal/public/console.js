@@ -265,6 +265,11 @@ export class StreamConsole {
         append(row, [el('button', { type: 'button', onclick: () => { this.subscribeTopic.value = topic; this.subscribeFrom.value = resume } }, 'Resume from ', el('code', {}, resume))])
         return
       }
+      case 'gap': {
+        const where = `${text(frame.topic)}, partition ${Number(frame.partition)}`
+        return this.#event('gap', `Gap on ${where}: offsets ${text(frame.from)} to ${text(frame.to)} (not included) are gone`,
+          'Kafka no longer holds these records (retention, or records deleted) so the replay cannot bring them; it goes on from the next record Kafka holds.')
+      }
       case 'error': {
         const code = text(frame.code, 'unknown')
         const topics = stringList(frame.topics)

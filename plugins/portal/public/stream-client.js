@@ -242,6 +242,18 @@ export class StreamClient {
           this.reached.delete(topic)
         }
         break
+      case 'gap': {
+        // records Kafka no longer holds: the cursor moves past them, as past a message
+        const partition = Number(frame.partition)
+        const to = text(frame.to)
+        if (/^\d{1,20}$/.test(to) && Number.isInteger(partition)) {
+          const topic = text(frame.topic)
+          let partitions = this.positions.get(topic)
+          if (!partitions) this.positions.set(topic, (partitions = new Map()))
+          if ((partitions.get(partition) ?? 0n) < BigInt(to)) partitions.set(partition, BigInt(to))
+        }
+        break
+      }
       case 'lagging':
         this.#forget(text(frame.topic))
         break

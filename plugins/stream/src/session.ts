@@ -89,6 +89,10 @@ export class StreamSession extends SocketSession {
     this.#send({ op: 'lagging', topic, dropped, resume })
   }
 
+  gone (topic: string, partition: number, from: bigint, to: bigint): void {
+    this.#send({ op: 'gap', topic, partition, from: from.toString(), to: to.toString() })
+  }
+
   unsubscribe (topics: string[], code: string, message: string): void {
     const removed = topics.filter(topic => this.deps.hub.unsubscribe(this, topic))
     if (removed.length > 0) this.#send({ op: 'error', code, message, topics: removed })
