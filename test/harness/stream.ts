@@ -8,7 +8,7 @@ import health from '@sluice/health'
 import sessions from '@sluice/sessions'
 import metrics from '@sluice/metrics'
 import kafkaPlugin from '@sluice/kafka-plugin'
-import { KafkaClient } from '@sluice/kafka'
+import { KafkaClient, type KafkaSecurity } from '@sluice/kafka'
 import hub, { type HubPluginOptions } from '@sluice/hub'
 import stream, { selectProtocol } from '@sluice/stream'
 import type { SessionLimits } from '@sluice/sessions'
@@ -41,11 +41,13 @@ export interface StreamAppOptions {
   backfillTimeoutMs?: number
   /** the hub's window bounds (HubOptions.window) */
   window?: HubPluginOptions['window']
+  /** TLS and SASL to the brokers */
+  security?: KafkaSecurity
 }
 
 export async function streamApp (options: StreamAppOptions = {}): Promise<{ app: FastifyInstance, url: string, kafka: KafkaClient }> {
   const app = Fastify({ logger: false })
-  const kafka = new KafkaClient({ brokers: options.brokers ?? kafkaBrokers(), clientId: 'test-gateway' })
+  const kafka = new KafkaClient({ brokers: options.brokers ?? kafkaBrokers(), clientId: 'test-gateway', security: options.security })
   await app.register(metrics, { defaultMetrics: false })
   await app.register(health)
   await app.register(sessions)

@@ -2,12 +2,13 @@
 // order of the request path (docs/design.md): health → sessions → kafka/redis → auth →
 // policy → rate limit → hub → routes. Building the app is separate from starting it
 // (server.ts), so tests build it with any config and drive it with inject().
+import { readFileSync } from 'node:fs'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import health from '@sluice/health'
 import sessions, { CLOSE } from '@sluice/sessions'
 import metrics from '@sluice/metrics'
 import kafka from '@sluice/kafka-plugin'
-import { KafkaClient } from '@sluice/kafka'
+import { KafkaClient, securityFromConfig } from '@sluice/kafka'
 import redis from '@sluice/redis'
 import auth from '@sluice/auth'
 import policy from '@sluice/policy'
@@ -106,6 +107,7 @@ export async function buildApp (config: GatewayConfig, options: BuildOptions = {
       clientId: config.kafka.clientId,
       connectionTimeoutMs: config.kafka.connectionTimeoutMs,
       requestTimeoutMs: config.kafka.requestTimeoutMs,
+      security: securityFromConfig(config.kafka, readFileSync),
       logger: app.log.child({ component: 'kafka' })
     })
   })

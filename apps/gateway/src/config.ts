@@ -21,6 +21,11 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
   KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
   KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
+  KAFKA_TLS: { path: '/kafka/tls/enabled', type: 'boolean' },
+  KAFKA_TLS_CA_FILE: { path: '/kafka/tls/caFile', type: 'string' },
+  KAFKA_SASL_MECHANISM: { path: '/kafka/sasl/mechanism', type: 'string' },
+  KAFKA_SASL_USERNAME: { path: '/kafka/sasl/username', type: 'string' },
+  KAFKA_SASL_PASSWORD: { path: '/kafka/sasl/password', type: 'string' },
   REDIS_URL: { path: '/redis/url', type: 'string' },
   SLUICE_DEV_TOKEN: { path: '/dev/token', type: 'string' },
   SLUICE_AUTH_ORIGINS: { path: '/auth/origins', type: 'list' },
@@ -39,6 +44,8 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
 // JSON or comma-separated. Resolved once, never in an env-bound value (SLUICE_ADMIN_TOKEN='${env:X}' is refused).
 export const gatewayReferenceFields: ReferenceField[] = [
   { path: '/redis/url', type: 'string' },
+  { path: '/kafka/sasl/username', type: 'string' },
+  { path: '/kafka/sasl/password', type: 'string' },
   { path: '/dev/token', type: 'string' },
   { path: '/admin/token', type: 'string' },
   { path: '/auth/jwt/audience', type: 'list' },
@@ -48,7 +55,7 @@ export const gatewayReferenceFields: ReferenceField[] = [
 
 // A secret shaped like an unexpanded reference would be used as written: refused, wherever it came from.
 // The Redis URL carries its password (redis://:password@host:6379).
-export const gatewaySecretFields = ['/redis/url', '/dev/token', '/admin/token', '/auth/jwt/issuers/*/secret']
+export const gatewaySecretFields = ['/redis/url', '/kafka/sasl/password', '/dev/token', '/admin/token', '/auth/jwt/issuers/*/secret']
 
 // after the drain, a close needs time of its own: the last sockets' close frames, Kafka's and Redis's goodbyes
 const CLOSE_AFTER_DRAIN_MS = 1000

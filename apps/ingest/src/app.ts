@@ -2,12 +2,13 @@
 // (every feed), registered explicitly. Building the app is separate from
 // starting it (server.ts); the feeds connect when the app is ready and are
 // flushed to Kafka when it closes.
+import { readFileSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import health from '@sluice/health'
 import metrics from '@sluice/metrics'
 import kafka from '@sluice/kafka-plugin'
-import { KafkaClient } from '@sluice/kafka'
+import { KafkaClient, securityFromConfig } from '@sluice/kafka'
 import type { IngestConfig } from './config.ts'
 import { Connector } from './connector.ts'
 import { loggerOptions } from './logger.ts'
@@ -54,6 +55,7 @@ export async function buildApp (config: IngestConfig, options: BuildOptions = {}
     // each feed retries its batch forever with its own backoff: a produce attempt need not wait
     // out kafkajs's nested connect retries (about 20 s with the broker down) to be seen failing
     clusterRetry: INGEST_CLUSTER_RETRY,
+    security: securityFromConfig(config.kafka, readFileSync),
     logger: app.log.child({ component: 'kafka' })
   })
   await app.register(kafka, { client })

@@ -212,5 +212,10 @@ export const ingestEnvBindings: Record<string, EnvBinding> = {
   SLUICE_SHUTDOWN_TIMEOUT_MS: { path: '/server/shutdownTimeoutMs', type: 'integer' },
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
   KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
-  KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' }
+  KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
+  KAFKA_TLS: { path: '/kafka/tls/enabled', type: 'boolean' },
+  KAFKA_TLS_CA_FILE: { path: '/kafka/tls/caFile', type: 'string' },
+  KAFKA_SASL_MECHANISM: { path: '/kafka/sasl/mechanism', type: 'string' },
+  KAFKA_SASL_USERNAME: { path: '/kafka/sasl/username', type: 'string' },
+  KAFKA_SASL_PASSWORD: { path: '/kafka/sasl/password', type: 'string' }
 }

@@ -40,7 +40,33 @@ export function kafkaSchema (clientId: string) {
       // TCP connect: a broker on the same network answers in far less than 3 s
       connectionTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 3000 },
       // per request: 10 s leaves room for a slow produce with acks=all
-      requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 10_000 }
+      requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 10_000 },
+      // TLS to every broker (managed Kafka: Confluent Cloud, MSK, Aiven): the system's CAs unless caFile
+      // names a PEM; certFile and keyFile for brokers that ask for a client certificate
+      tls: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        properties: {
+          enabled: { type: 'boolean', default: false },
+          caFile: { type: 'string', minLength: 1 },
+          certFile: { type: 'string', minLength: 1 },
+          keyFile: { type: 'string', minLength: 1 },
+          // false accepts any certificate: a test cluster's, never production's
+          rejectUnauthorized: { type: 'boolean', default: true }
+        }
+      },
+      // SASL on every connection (over TLS with tls.enabled, as managed Kafka requires); the password a `${env:NAME}`
+      sasl: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['mechanism', 'username', 'password'],
+        properties: {
+          mechanism: { enum: ['plain', 'scram-sha-256', 'scram-sha-512'] },
+          username: { type: 'string', minLength: 1, maxLength: 1024 },
+          password: { type: 'string', minLength: 1, maxLength: 4096 }
+        }
+      }
     }
   } as const
 }

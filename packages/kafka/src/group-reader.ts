@@ -20,6 +20,7 @@ import {
 import type { ConsumedRecord, ConsumerOptions, Logger, RecordMetadata, TopicConsumer } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError } from './errors.ts'
 import { abortedBatches } from './aborted.ts'
+import { platformaticSecurity, type KafkaSecurity } from './security.ts'
 
 export type GroupProtocol = 'consumer' | 'classic'
 
@@ -31,6 +32,7 @@ export interface GroupReadersOptions {
   logger?: Logger
   /** force a protocol; unset: KIP-848 where the broker offers it, classic otherwise */
   protocol?: GroupProtocol
+  security?: KafkaSecurity
 }
 
 export interface GroupReaderOptions extends ConsumerOptions {
@@ -103,6 +105,7 @@ export async function detectGroupProtocol (options: Omit<GroupReadersOptions, 'p
   const probe = new Consumer({
     clientId: `${options.clientId}-probe`,
     bootstrapBrokers: options.brokers,
+    ...platformaticSecurity(options.security),
     // required by the constructor; the probe only asks for ApiVersions, it never joins
     groupId: `${options.clientId}-probe`,
     connectTimeout: options.connectionTimeoutMs,
@@ -134,6 +137,7 @@ export async function consumerGroupState (options: Omit<GroupReadersOptions, 'pr
   const client = new Consumer({
     clientId: `${options.clientId}-describe`,
     bootstrapBrokers: options.brokers,
+    ...platformaticSecurity(options.security),
     // the group to find the coordinator of; the client never joins it
     groupId,
     connectTimeout: options.connectionTimeoutMs,
@@ -286,6 +290,7 @@ export class GroupReader implements TopicConsumer {
     const consumer = new GroupMemberConsumer({
       clientId: this.#client.clientId,
       bootstrapBrokers: this.#client.brokers,
+      ...platformaticSecurity(this.#client.security),
       groupId: this.#options.groupId,
       connectTimeout: this.#client.connectionTimeoutMs,
       timeout: this.#client.requestTimeoutMs,

@@ -20,6 +20,7 @@ import { PublishBatcher } from './publish-batcher.ts'
 import { SharedProducer } from './producer.ts'
 import { Fetcher, type ReaderOptions, type TopicReader } from './reader.ts'
 import { consumerGroupState, GroupReaders, type GroupProtocol } from './group-reader.ts'
+import { kafkajsSecurity, type KafkaSecurity } from './security.ts'
 import {
   KafkaClosedError,
   KafkaTimeoutError,
@@ -30,6 +31,8 @@ import {
 
 export type { ReaderOptions, TopicReader } from './reader.ts'
 export type { GroupProtocol } from './group-reader.ts'
+export type { KafkaSecurity, KafkaSasl, KafkaSecurityConfig, KafkaTls, SaslMechanism } from './security.ts'
+export { securityFromConfig } from './security.ts'
 
 // the logger contract is the shared vocabulary's; re-exported for the adapter's users
 export type { Logger } from '@sluice/protocol/logger'
@@ -50,6 +53,8 @@ export interface KafkaOptions {
   clusterRetry?: { retries: number, initialRetryTime: number, maxRetryTime: number }
   /** group mode's protocol; unset: KIP-848 where the broker offers it (Kafka 4 does), classic otherwise */
   groupProtocol?: GroupProtocol
+  /** TLS and SASL to the brokers (security.ts); plain TCP unless given */
+  security?: KafkaSecurity
   logger?: Logger
 }
 
@@ -160,9 +165,10 @@ export function kafkaLogLevel (level: number, namespace: string, message: string
   return undefined
 }
 
-function logCreator (logger: Logger) {
+function logCreator (logger: Logger, onError: (message: string) => void) {
   return () => ({ level, namespace, log }: LogEntry) => {
     const { message, ...rest } = log
+    if (level === logLevel.ERROR) onError(message)
     const at = kafkaLogLevel(level, namespace, message)
     if (at !== undefined) logger[at]({ kafka: rest, namespace }, message)
   }
@@ -241,7 +247,12 @@ function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
 }
 
 export class KafkaClient {
-  readonly options: Required<Omit<KafkaOptions, 'logger' | 'clusterRetry' | 'groupProtocol'>>
+  readonly options: Required<Omit<KafkaOptions, 'logger' | 'clusterRetry' | 'groupProtocol' | 'security'>>
+  // TLS and SASL, passwords included: kept out of `options`, which callers may log
+  readonly #security: KafkaSecurity | undefined
+  // kafkajs's last error log (a refused connection, an untrusted certificate, a failed SASL
+  // handshake): it retries those until the caller's deadline, which alone would say only "no answer"
+  #lastError: { message: string, at: number } | undefined
   readonly #kafka: Kafka
   readonly #logger: Logger
   #producer: SharedProducer | undefined
@@ -279,14 +290,16 @@ export class KafkaClient {
     }
     this.#logger = options.logger ?? silentLogger
     this.#groupProtocol = options.groupProtocol
+    this.#security = options.security
     this.#kafka = new Kafka({
       brokers: this.options.brokers,
       clientId: this.options.clientId,
+      ...kafkajsSecurity(options.security),
       connectionTimeout: this.options.connectionTimeoutMs,
       requestTimeout: this.options.requestTimeoutMs,
       ...(options.clusterRetry ? { retry: options.clusterRetry } : {}),
       logLevel: logLevel.INFO,
-      logCreator: logCreator(this.#logger)
+      logCreator: logCreator(this.#logger, message => { this.#lastError = { message, at: performance.now() } })
     })
   }
 
@@ -300,6 +313,7 @@ export class KafkaClient {
         clientId: this.options.clientId,
         connectionTimeoutMs: this.options.connectionTimeoutMs,
         requestTimeoutMs: this.options.requestTimeoutMs,
+        security: this.#security,
         ...PRODUCER_RETRY
       })
       try {
@@ -377,6 +391,20 @@ export class KafkaClient {
   }
 
   async #adminCall<T> (timeoutMs: number, call: (admin: Admin) => Promise<T>): Promise<T> {
+    const started = performance.now()
+    try {
+      return await this.#adminCallOnce(timeoutMs, call)
+    } catch (err) {
+      // what kafkajs kept trying meanwhile is the reason: "self-signed certificate", "SASL ... failed"
+      const last = this.#lastError
+      if (err instanceof KafkaTimeoutError && last !== undefined && last.at >= started) {
+        throw new KafkaUnavailableError(`${last.message} (no answer within ${timeoutMs} ms)`, { cause: err })
+      }
+      throw err
+    }
+  }
+
+  async #adminCallOnce<T> (timeoutMs: number, call: (admin: Admin) => Promise<T>): Promise<T> {
     const admin = await withTimeout(this.#sharedAdmin(), timeoutMs)
     const running = call(admin)
     this.#adminCalls.set(admin, (this.#adminCalls.get(admin) ?? 0) + 1)
@@ -533,7 +561,7 @@ export class KafkaClient {
    * lists one with no members, group-reader.ts), a classic one by DescribeGroups.
    */
   async groupState (groupId: string, timeoutMs = 5000): Promise<{ state: string, members: string[] }> {
-    const modern = await withTimeout(consumerGroupState(this.options, groupId), timeoutMs)
+    const modern = await withTimeout(consumerGroupState({ ...this.options, security: this.#security }, groupId), timeoutMs)
     if (modern) return modern
     const { groups } = await this.#adminCall(timeoutMs, admin => admin.describeGroups([groupId]))
     return { state: groups[0]?.state ?? 'Dead', members: (groups[0]?.members ?? []).map(m => m.memberId) }
@@ -557,6 +585,7 @@ export class KafkaClient {
       clientId: this.options.clientId,
       connectionTimeoutMs: this.options.connectionTimeoutMs,
       requestTimeoutMs: this.options.requestTimeoutMs,
+      security: this.#security,
       logger: this.#logger
     })
     return this.#fetcher.reader(options)
@@ -584,6 +613,7 @@ export class KafkaClient {
       clientId: this.options.clientId,
       connectionTimeoutMs: this.options.connectionTimeoutMs,
       requestTimeoutMs: this.options.requestTimeoutMs,
+      security: this.#security,
       logger: this.#logger,
       ...(this.#groupProtocol ? { protocol: this.#groupProtocol } : {})
     })

@@ -44,6 +44,7 @@
 import { Producer, ProduceAcks, type MessageToProduce } from '@platformatic/kafka'
 import { murmur2 } from './murmur2.ts'
 import { KafkaUnavailableError } from './errors.ts'
+import { platformaticSecurity, type KafkaSecurity } from './security.ts'
 import type { Bytes, OutgoingRecord } from './kafka.ts'
 import type { PartitionAck, TopicMessages } from './publish-batcher.ts'
 
@@ -57,6 +58,7 @@ export interface SharedProducerOptions {
   /** ms before the first retry; doubles per retry, up to maxRetryMs */
   initialRetryMs: number
   maxRetryMs: number
+  security?: KafkaSecurity
 }
 
 function toBuffer (data: Bytes): Buffer {
@@ -88,6 +90,7 @@ export class SharedProducer {
     this.#producer = new Producer({
       clientId: options.clientId,
       bootstrapBrokers: options.brokers,
+      ...platformaticSecurity(options.security),
       connectTimeout: options.connectionTimeoutMs,
       timeout: options.requestTimeoutMs,
       idempotent: true,

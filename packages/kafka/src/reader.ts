@@ -25,6 +25,7 @@ import { Consumer } from '@platformatic/kafka'
 import type { ConsumedRecord, Logger, RecordBatch } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError, KafkaUnknownTopicError } from './errors.ts'
 import { abortedBatches, CONTROL_BATCH } from './aborted.ts'
+import { platformaticSecurity, type KafkaSecurity } from './security.ts'
 
 type PltFetchResponse = Awaited<ReturnType<Consumer['fetch']>>
 type PltFetchTopic = Parameters<Consumer['fetch']>[0]['topics'][number]
@@ -79,6 +80,7 @@ export interface FetcherOptions {
   clientId: string
   connectionTimeoutMs: number
   requestTimeoutMs: number
+  security?: KafkaSecurity
   logger: Logger
 }
 
@@ -298,6 +300,7 @@ export class Fetcher {
     client = new Consumer({
       clientId: `${this.#options.clientId}-${which === 'lane' ? 'lane' : which === 0 ? 'main' : 'main-b'}`,
       bootstrapBrokers: this.#options.brokers,
+      ...platformaticSecurity(this.#options.security),
       // required by the constructor and never sent: no consume(), joinGroup() or commit() is called
       groupId: `${this.#options.clientId}.no-group`,
       autocommit: false,

@@ -112,6 +112,12 @@ export interface KafkaBrokerOptions {
   member?: ClusterMember
   /** how it picks a port when none is given: freePort (tests give one that hands out a taken port first) */
   pickPort?: () => Promise<number>
+  /**
+   * A second listener as managed Kafka runs one: SASL_SSL (TLS with a self-signed certificate for
+   * 127.0.0.1, its PEM in `caPem`; SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), at `secureBrokers`,
+   * for `users` (name: password). The PLAINTEXT listener stays, for the broker's own and the tests' admin.
+   */
+  secure?: { users: Record<string, string> }
 }
 
 /** What a cluster tells each of its nodes: who it is, the quorum, how many copies. */
@@ -129,6 +135,11 @@ export class KafkaBroker {
   readonly dataDir: string
   port = 0
   controllerPort = 0
+  /** the SASL_SSL listener's port (KafkaBrokerOptions.secure) */
+  securePort = 0
+  /** the SASL_SSL listener's certificate, PEM: what a client trusts */
+  caPem = ''
+  readonly #secure: { users: Record<string, string> } | undefined
   #child: ChildProcess | undefined
   #exited: Promise<void> | undefined
   readonly #heap: string
@@ -144,6 +155,7 @@ export class KafkaBroker {
     this.#heap = options.heap ?? '1g'
     this.#member = options.member
     this.controllerPort = options.member?.controllerPort ?? 0
+    this.#secure = options.secure
   }
 
   get nodeId (): number {
@@ -159,6 +171,11 @@ export class KafkaBroker {
     return [`127.0.0.1:${this.port}`]
   }
 
+  /** the SASL_SSL listener (KafkaBrokerOptions.secure) */
+  get secureBrokers (): string[] {
+    return [`127.0.0.1:${this.securePort}`]
+  }
+
   get running (): boolean {
     return this.#child !== undefined
   }
@@ -167,15 +184,30 @@ export class KafkaBroker {
     const logDirs = join(this.dataDir, 'data')
     const file = join(this.dataDir, 'server.properties')
     const member = this.#member
+    const secure = this.#secure
+      ? {
+          listener: `,SASL_SSL://127.0.0.1:${this.securePort}`,
+          settings: [
+            'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+            `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${Object.entries(this.#secure.users).map(([name, password]) => `user_${name}="${password}"`).join(' ')};`,
+            'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+            'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+            `listener.name.sasl_ssl.ssl.keystore.location=${join(this.dataDir, KEYSTORE)}`,
+            `listener.name.sasl_ssl.ssl.keystore.password=${KEYSTORE_PASSWORD}`,
+            'listener.name.sasl_ssl.ssl.keystore.type=PKCS12'
+          ]
+        }
+      : { listener: '', settings: [] }
     writeFileSync(file, [
       'process.roles=broker,controller',
       `node.id=${this.nodeId}`,
       `controller.quorum.voters=${member?.voters ?? `1@127.0.0.1:${this.controllerPort}`}`,
-      `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}`,
+      `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}${secure.listener}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}${secure.listener}`,
       'controller.listener.names=CONTROLLER',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${this.#secure ? ',SASL_SSL:SASL_SSL' : ''}`,
       'inter.broker.listener.name=PLAINTEXT',
+      ...secure.settings,
       `log.dirs=${logDirs}`,
       ...(member && member.replicas > 1
         ? [
@@ -231,6 +263,7 @@ export class KafkaBroker {
         log(`Kafka: a port picked was taken before the broker bound it; picking again (attempt ${attempt + 1} of ${PORT_ATTEMPTS})`)
         this.port = 0
         this.controllerPort = 0
+        this.securePort = 0
       }
     }
   }
@@ -249,12 +282,19 @@ export class KafkaBroker {
     const libs = fetchKafka()
     if (this.port === 0) this.port = await this.#pickPort()
     if (this.controllerPort === 0) this.controllerPort = await this.#pickPort()
+    if (this.#secure) {
+      if (this.securePort === 0) this.securePort = await this.#pickPort()
+      if (!existsSync(join(this.dataDir, KEYSTORE))) await this.#makeKeystore()
+    }
     const config = this.#writeConfig()
     const classpath = join(libs, '*')
     if (!existsSync(join(this.dataDir, 'data', 'meta.properties'))) {
+      // SCRAM credentials live in the cluster's metadata: written at format time, as KRaft takes them
+      const scram = Object.entries(this.#secure?.users ?? {}).flatMap(([name, password]) =>
+        ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap(mechanism => ['--add-scram', `${mechanism}=[name=${name},password=${password}]`]))
       // asynchronous: a cluster's nodes format side by side (a JVM start each, ~1.5 s here)
       const format = await runJava(['-cp', classpath, 'kafka.tools.StorageTool', 'format',
-        '-t', this.#member?.clusterId ?? kafkaClusterId(), '-c', config])
+        '-t', this.#member?.clusterId ?? kafkaClusterId(), '-c', config, ...scram])
       if (format.status !== 0) throw new Error(`kafka storage format failed: ${format.output}`)
     }
     const out = createWriteStream(this.#logFile, { flags: 'a' })
@@ -272,6 +312,18 @@ export class KafkaBroker {
       resolve()
     }))
     await this.#waitReady()
+  }
+
+  /** A self-signed certificate for 127.0.0.1 and localhost, in a PKCS12 keystore; its PEM in caPem. */
+  async #makeKeystore (): Promise<void> {
+    const keystore = join(this.dataDir, KEYSTORE)
+    const made = await runTool(keytool(), ['-genkeypair', '-alias', 'broker', '-keyalg', 'RSA', '-keysize', '2048', '-validity', '7',
+      '-dname', 'CN=localhost', '-ext', 'SAN=ip:127.0.0.1,dns:localhost',
+      '-keystore', keystore, '-storetype', 'PKCS12', '-storepass', KEYSTORE_PASSWORD, '-keypass', KEYSTORE_PASSWORD])
+    if (made.status !== 0) throw new Error(`keytool could not make the broker's keystore: ${made.output}`)
+    const pem = await runTool(keytool(), ['-exportcert', '-rfc', '-alias', 'broker', '-keystore', keystore, '-storepass', KEYSTORE_PASSWORD])
+    if (pem.status !== 0) throw new Error(`keytool could not export the broker's certificate: ${pem.output}`)
+    this.caPem = pem.output.slice(pem.output.indexOf('-----BEGIN CERTIFICATE-----'))
   }
 
   async #waitReady (): Promise<void> {
@@ -419,8 +471,21 @@ function removeOrphanStores (): void {
 }
 
 async function runJava (args: string[]): Promise<{ status: number | null, output: string }> {
+  return runTool(java(), args)
+}
+
+// the SASL_SSL listener's keystore, in the broker's data dir; its password guards nothing outside a test
+const KEYSTORE = 'broker.p12'
+const KEYSTORE_PASSWORD = 'sluice-test'
+
+function keytool (): string {
+  const home = process.env.JAVA_HOME
+  return home ? join(home, 'bin', 'keytool') : 'keytool'
+}
+
+async function runTool (command: string, args: string[]): Promise<{ status: number | null, output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(java(), args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', chunk => { output += chunk })
     child.stderr.on('data', chunk => { output += chunk })

@@ -1,0 +1,81 @@
+// Managed Kafka (Confluent Cloud, MSK, Aiven) is reached over TLS with SASL.
+// A broker of this suite's own listens as they do (SASL_SSL: a self-signed
+// certificate, PLAIN and SCRAM-SHA-256/512); over it, with each mechanism,
+// the whole data path works: topics created (kafkajs's admin), publishes
+// acked (the shared producer), a live subscriber, a resume from Kafka
+// (group-less readers) and group mode. A wrong password, and TLS without the
+// broker's CA, fail with the reason. The gateway's config reaches it too.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import tap, { test } from 'tap'
+import { KafkaBroker } from '@sluice/stack'
+import { KafkaClient, securityFromConfig, type SaslMechanism } from '@sluice/kafka'
+import { streamApp } from '../harness/stream.ts'
+import { Client } from '../harness/client.ts'
+import { startGateway } from '../harness/gateway.ts'
+import { unique } from '../helpers.ts'
+
+const USER = 'alice'
+const PASSWORD = 'alice-secret-0123456789'
+
+const broker = new KafkaBroker({ secure: { users: { [USER]: PASSWORD } } })
+await broker.start()
+tap.teardown(() => broker.destroy())
+
+for (const mechanism of ['plain', 'scram-sha-256', 'scram-sha-512'] as SaslMechanism[]) {
+  test(`SASL_SSL with ${mechanism}: create, publish, subscribe, resume and group mode`, async t => {
+    const security = { tls: { ca: broker.caPem }, sasl: { mechanism, username: USER, password: PASSWORD } }
+    const { app, url, kafka } = await streamApp({ brokers: broker.secureBrokers, security })
+    t.teardown(() => app.close())
+    const topic = unique(`secured-${mechanism}`)
+    await kafka.ensureTopics([{ topic, partitions: 2 }])
+
+    const live = new Client(`${url}/v1/stream?topics=${topic}`)
+    t.teardown(() => live.close())
+    const subscribed = await live.next(f => f.op === 'subscribed')
+    for (let i = 0; i < 6; i++) live.send({ op: 'publish', id: `p${i}`, topic, value: { n: i } })
+    const acks = await Promise.all([0, 1, 2, 3, 4, 5].map(i => live.next(f => f.id === `p${i}`)))
+    t.same(acks.map(a => a.op), ['ack', 'ack', 'ack', 'ack', 'ack', 'ack'], 'every publish acked')
+    const got = await live.waitMessages(6, 15_000, topic)
+    t.same(got.map(m => (m.value as { n: number }).n).sort(), [0, 1, 2, 3, 4, 5], 'live: every record')
+
+    // a node that never read the topic: its catch-up reads from Kafka
+    const other = await streamApp({ brokers: broker.secureBrokers, security })
+    t.teardown(() => other.app.close())
+    const resumed = new Client(`${other.url}/v1/stream?topics=${topic}&from=${encodeURIComponent(subscribed.cursor as string)}`)
+    t.teardown(() => resumed.close())
+    t.equal((await resumed.waitMessages(6, 15_000, topic)).length, 6, 'resumed from the cursor: every record')
+    const group = new Client(`${other.url}/v1/stream?topics=${topic}&group=${unique('secured')}&from=earliest`)
+    t.teardown(() => group.close())
+    t.equal((await group.waitMessages(6, 30_000, topic)).length, 6, 'group mode: every record')
+  })
+}
+
+test('a wrong password, or TLS without the broker\'s CA, fails and says why', async t => {
+  const wrong = new KafkaClient({ brokers: broker.secureBrokers, clientId: 'test-wrong-password', connectionTimeoutMs: 3000, security: { tls: { ca: broker.caPem }, sasl: { mechanism: 'scram-sha-256', username: USER, password: 'not-the-password' } } })
+  t.teardown(() => wrong.close())
+  const refused = await wrong.ping(5000).then(() => undefined, (err: Error) => err)
+  t.comment(`wrong password: ${refused?.message}`)
+  t.match(refused, { code: 'SLUICE_KAFKA_UNAVAILABLE', message: /SASL/ }, 'SCRAM with a wrong password: unavailable, and SASL named')
+  const untrusted = new KafkaClient({ brokers: broker.secureBrokers, clientId: 'test-untrusted', connectionTimeoutMs: 3000, security: { tls: {}, sasl: { mechanism: 'plain', username: USER, password: PASSWORD } } })
+  t.teardown(() => untrusted.close())
+  const untrustedError = await untrusted.ping(5000).then(() => undefined, (err: Error) => err)
+  t.comment(`untrusted certificate: ${untrustedError?.message}`)
+  t.match(untrustedError, { code: 'SLUICE_KAFKA_UNAVAILABLE', message: /self.signed certificate/ }, 'a self-signed certificate the client was not given: the reason, not "no answer"')
+})
+
+test('the gateway\'s config: kafka.tls and kafka.sasl reach every connection', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-kafka-ca-'))
+  const caFile = join(dir, 'ca.pem')
+  writeFileSync(caFile, broker.caPem)
+  const kafka = { brokers: broker.secureBrokers, tls: { enabled: true, caFile }, sasl: { mechanism: 'scram-sha-512', username: USER, password: PASSWORD } }
+  const { app } = await startGateway({ t, config: { kafka } })
+  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 200, 'ready: the gateway reached the broker over SASL_SSL')
+
+  t.throws(() => securityFromConfig({ tls: { caFile } }, () => Buffer.from('')), /kafka\.tls\.enabled/, 'a CA file with TLS off is refused, not ignored')
+  t.throws(() => securityFromConfig({ tls: { enabled: true, caFile: join(dir, 'missing.pem') } }, file => { throw Object.assign(new Error(`no ${file}`), { code: 'ENOENT' }) }), /kafka\.tls\.caFile: cannot read .*missing\.pem \(ENOENT\)/)
+  t.throws(() => securityFromConfig({ tls: { enabled: true, certFile: caFile } }, () => Buffer.from('')), /certFile and kafka\.tls\.keyFile come together/)
+  t.equal(securityFromConfig({}, () => Buffer.from('')), undefined, 'no tls, no sasl: plain TCP')
+})
