@@ -7,6 +7,7 @@
 import { createPublicKey } from 'node:crypto'
 import { ConfigError, loadConfig, type ConfigProblem, type EnvBinding, type ReferenceField } from '@sluice/config'
 import { gatewayConfigSchema, type GatewayConfig } from '@sluice/config/gateway'
+import { kafkaEnvBindings } from '@sluice/config/schemas'
 import { TrustedIssuers } from '@sluice/auth'
 
 export { gatewayConfigSchema, gatewayDefaults, type GatewayConfig } from '@sluice/config/gateway'
@@ -19,13 +20,7 @@ export const gatewayEnvBindings: Record<string, EnvBinding> = {
   SLUICE_LISTEN_BACKLOG: { path: '/server/listenBacklog', type: 'integer' },
   SLUICE_LISTEN_SOCKETS: { path: '/server/listenSockets', type: 'integer' },
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
-  KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
-  KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
-  KAFKA_TLS: { path: '/kafka/tls/enabled', type: 'boolean' },
-  KAFKA_TLS_CA_FILE: { path: '/kafka/tls/caFile', type: 'string' },
-  KAFKA_SASL_MECHANISM: { path: '/kafka/sasl/mechanism', type: 'string' },
-  KAFKA_SASL_USERNAME: { path: '/kafka/sasl/username', type: 'string' },
-  KAFKA_SASL_PASSWORD: { path: '/kafka/sasl/password', type: 'string' },
+  ...kafkaEnvBindings,
   REDIS_URL: { path: '/redis/url', type: 'string' },
   SLUICE_DEV_TOKEN: { path: '/dev/token', type: 'string' },
   SLUICE_AUTH_ORIGINS: { path: '/auth/origins', type: 'list' },

@@ -6,7 +6,7 @@
 // the native name look given when only the Connect name was.
 import type { FromSchema } from '@sluice/config/defaults'
 import type { EnvBinding } from '@sluice/config'
-import { kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
+import { kafkaEnvBindings, kafkaSchema, logSchema, serverSchema } from '@sluice/config/schemas'
 import { TOPIC_NAME_PATTERN } from '@sluice/protocol/topics'
 import { JSON_POINTER_PATTERN } from './json-pointer.ts'
 import type { OverflowPolicy } from './buffer.ts'
@@ -211,11 +211,5 @@ export const ingestEnvBindings: Record<string, EnvBinding> = {
   SLUICE_PORT: { path: '/server/port', type: 'integer' },
   SLUICE_SHUTDOWN_TIMEOUT_MS: { path: '/server/shutdownTimeoutMs', type: 'integer' },
   SLUICE_LOG_LEVEL: { path: '/log/level', type: 'string' },
-  KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
-  KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
-  KAFKA_TLS: { path: '/kafka/tls/enabled', type: 'boolean' },
-  KAFKA_TLS_CA_FILE: { path: '/kafka/tls/caFile', type: 'string' },
-  KAFKA_SASL_MECHANISM: { path: '/kafka/sasl/mechanism', type: 'string' },
-  KAFKA_SASL_USERNAME: { path: '/kafka/sasl/username', type: 'string' },
-  KAFKA_SASL_PASSWORD: { path: '/kafka/sasl/password', type: 'string' }
+  ...kafkaEnvBindings
 }

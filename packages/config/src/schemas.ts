@@ -2,6 +2,7 @@
 // log, how they reach Kafka. Defaults live here, with their reasons.
 // Written `as const`: the apps' config types are derived from them (FromSchema).
 import { schemaDefaults } from './defaults.ts'
+import type { EnvBinding } from './load.ts'
 
 // An app adds keys or overrides one as `{ ...serverSchema(port), properties: { ...serverSchema(port).properties, ... } }`:
 // a spread of known keys keeps each key's type (a generic `extra` spread would intersect an overridden key's two schemas).
@@ -69,6 +70,17 @@ export function kafkaSchema (clientId: string) {
       }
     }
   } as const
+}
+
+/** The Kafka section's environment variables, the same in both apps. */
+export const kafkaEnvBindings: Record<string, EnvBinding> = {
+  KAFKA_BROKERS: { path: '/kafka/brokers', type: 'list' },
+  KAFKA_CLIENT_ID: { path: '/kafka/clientId', type: 'string' },
+  KAFKA_TLS: { path: '/kafka/tls/enabled', type: 'boolean' },
+  KAFKA_TLS_CA_FILE: { path: '/kafka/tls/caFile', type: 'string' },
+  KAFKA_SASL_MECHANISM: { path: '/kafka/sasl/mechanism', type: 'string' },
+  KAFKA_SASL_USERNAME: { path: '/kafka/sasl/username', type: 'string' },
+  KAFKA_SASL_PASSWORD: { path: '/kafka/sasl/password', type: 'string' }
 }
 
 /** The Kafka section's defaults (the client ID aside, each app names its own), for the client used without config. */

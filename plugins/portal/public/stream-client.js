@@ -196,6 +196,20 @@ export class StreamClient {
     for (const reached of this.reached.values()) reached.delete(topic)
   }
 
+  /**
+   * The frame's partition is next read at `next` (a gap's end never moves it back).
+   * @param {Frame} frame
+   * @param {bigint} next
+   */
+  #advance (frame, next) {
+    const partition = Number(frame.partition)
+    if (!Number.isInteger(partition)) return
+    const topic = text(frame.topic)
+    let partitions = this.positions.get(topic)
+    if (!partitions) this.positions.set(topic, (partitions = new Map()))
+    if (frame.op === 'message' || (partitions.get(partition) ?? 0n) < next) partitions.set(partition, next)
+  }
+
   /** @param {unknown} data */
   #receive (data) {
     if (typeof data !== 'string') return this.onStrangeFrame('A binary frame', '/v1/stream sends only text frames; this one is ignored.')
@@ -211,14 +225,8 @@ export class StreamClient {
     switch (frame.op) {
       case 'message': {
         this.received++
-        const partition = Number(frame.partition)
         const offset = text(frame.offset)
-        if (/^\d{1,20}$/.test(offset) && Number.isInteger(partition)) {
-          const topic = text(frame.topic)
-          let partitions = this.positions.get(topic)
-          if (!partitions) this.positions.set(topic, (partitions = new Map()))
-          partitions.set(partition, BigInt(offset) + 1n)
-        }
+        if (/^\d{1,20}$/.test(offset)) this.#advance(frame, BigInt(offset) + 1n)
         break
       }
       case 'subscribed': {
@@ -244,14 +252,8 @@ export class StreamClient {
         break
       case 'gap': {
         // records Kafka no longer holds: the cursor moves past them, as past a message
-        const partition = Number(frame.partition)
         const to = text(frame.to)
-        if (/^\d{1,20}$/.test(to) && Number.isInteger(partition)) {
-          const topic = text(frame.topic)
-          let partitions = this.positions.get(topic)
-          if (!partitions) this.positions.set(topic, (partitions = new Map()))
-          if ((partitions.get(partition) ?? 0n) < BigInt(to)) partitions.set(partition, BigInt(to))
-        }
+        if (/^\d{1,20}$/.test(to)) this.#advance(frame, BigInt(to))
         break
       }
       case 'lagging':
