@@ -6,6 +6,8 @@
 // (group-less readers) and group mode. A wrong password, and TLS without the
 // broker's CA, fail with the reason. The gateway's config reaches it too.
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { PassThrough } from 'node:stream'
+import { createServer as createTlsServer } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tap, { test } from 'tap'
@@ -14,6 +16,7 @@ import { KafkaClient, securityFromConfig, type SaslMechanism } from '@sluice/kaf
 import { streamApp } from '../harness/stream.ts'
 import { Client } from '../harness/client.ts'
 import { startGateway } from '../harness/gateway.ts'
+import { run as sluice } from '@sluice/cli'
 import { unique } from '../helpers.ts'
 
 const USER = 'alice'
@@ -52,6 +55,27 @@ for (const mechanism of ['plain', 'scram-sha-256', 'scram-sha-512'] as SaslMecha
   })
 }
 
+test('every client sends the broker\'s host name as TLS server name (SNI), as managed Kafka routes by it', async t => {
+  // a TLS server with the broker's certificate (valid for localhost) that notes the name each connection asked for
+  const names: Array<string | false | null> = []
+  const server = createTlsServer(broker.keystore, socket => {
+    names.push(socket.servername)
+    socket.destroy()
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as { port: number }).port
+  const client = new KafkaClient({ brokers: [`localhost:${port}`], clientId: 'test-sni', connectionTimeoutMs: 1000, requestTimeoutMs: 1000, security: { tls: { ca: broker.caPem } } })
+  t.teardown(() => client.close())
+  // the shared producer is @platformatic/kafka's (as the readers and group members are); ping is kafkajs's admin
+  await client.produce('any', { value: 'x' }, { timeoutMs: 2000 }).catch(() => {})
+  const producerNames = names.length
+  await client.ping(2000).catch(() => {})
+  t.ok(producerNames > 0, `the producer connected (${producerNames} times)`)
+  t.ok(names.length > producerNames, 'and the admin')
+  t.same([...new Set(names)], ['localhost'], 'every connection named the host')
+})
+
 test('a wrong password, or TLS without the broker\'s CA, fails and says why', async t => {
   const wrong = new KafkaClient({ brokers: broker.secureBrokers, clientId: 'test-wrong-password', connectionTimeoutMs: 3000, security: { tls: { ca: broker.caPem }, sasl: { mechanism: 'scram-sha-256', username: USER, password: 'not-the-password' } } })
   t.teardown(() => wrong.close())
@@ -73,6 +97,15 @@ test('the gateway\'s config: kafka.tls and kafka.sasl reach every connection', a
   const { app } = await startGateway({ t, config: { kafka } })
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 200, 'ready: the gateway reached the broker over SASL_SSL')
+
+  // `sluice topics` reads the same settings from the environment
+  const out = new PassThrough()
+  let printed = ''
+  out.on('data', chunk => { printed += String(chunk) })
+  const topic = unique('secured-cli')
+  const env = { KAFKA_BROKERS: broker.secureBrokers.join(','), KAFKA_TLS: 'true', KAFKA_TLS_CA_FILE: caFile, KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: USER, KAFKA_SASL_PASSWORD: PASSWORD }
+  t.equal(await sluice(['topics', 'create', topic, '--partitions', '2'], { out, err: new PassThrough(), env }), 0)
+  t.match(printed, new RegExp(`created\\s+${topic}`), 'sluice topics create over SASL_SSL')
 
   t.throws(() => securityFromConfig({ tls: { caFile } }, () => Buffer.from('')), /kafka\.tls\.enabled/, 'a CA file with TLS off is refused, not ignored')
   t.throws(() => securityFromConfig({ tls: { enabled: true, caFile: join(dir, 'missing.pem') } }, file => { throw Object.assign(new Error(`no ${file}`), { code: 'ENOENT' }) }), /kafka\.tls\.caFile: cannot read .*missing\.pem \(ENOENT\)/)

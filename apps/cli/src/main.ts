@@ -29,7 +29,8 @@ export const USAGE = `usage: sluice <command> [options]
                                    create topics (named, or every exact topic of the policy's products)
   topics list [--brokers LIST]     topic names (Kafka's internal ones left out)
   topics describe TOPIC [--brokers LIST]
-                                   partitions and their offsets
+                                   partitions and their offsets (brokers: KAFKA_BROKERS; TLS and
+                                   SASL: KAFKA_TLS, KAFKA_TLS_CA_FILE, KAFKA_SASL_*, as the gateway)
   keys issue --owner O --product P --plan PLAN [--ttl SECONDS] [--url URL] [--admin-token T]
   keys list [--owner O] [--url URL] [--admin-token T]
   keys revoke ID [--url URL] [--admin-token T]

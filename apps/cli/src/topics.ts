@@ -1,7 +1,8 @@
 // `sluice topics create|list|describe`: a product's topics on Kafka. Outside dev
 // mode nothing creates a topic (brokers run with auto-create off), so this is
 // how an operator makes the topics a policy's products name.
-import { KafkaClient } from '@sluice/kafka'
+import { readFileSync } from 'node:fs'
+import { KafkaClient, securityFromConfig, type KafkaSecurity, type SaslMechanism } from '@sluice/kafka'
 import { integer, parse, UsageError, type Io } from './main.ts'
 
 // Kafka's default for a new topic is 1 partition; 3 lets a product's consumers and resume cursors
@@ -10,6 +11,29 @@ const DEFAULT_PARTITIONS = 3
 
 function brokersFrom (flag: string | undefined, env: Record<string, string | undefined>): string[] {
   return (flag ?? env.KAFKA_BROKERS ?? 'localhost:9092').split(',').map(b => b.trim()).filter(Boolean)
+}
+
+const MECHANISMS: SaslMechanism[] = ['plain', 'scram-sha-256', 'scram-sha-512']
+
+/** TLS and SASL from the variables the gateway reads (docs/deploy.md, managed Kafka): the same cluster, the same settings. */
+function securityFrom (env: Record<string, string | undefined>): KafkaSecurity | undefined {
+  const mechanism = env.KAFKA_SASL_MECHANISM
+  const sasl = [mechanism, env.KAFKA_SASL_USERNAME, env.KAFKA_SASL_PASSWORD]
+  if (sasl.some(v => v !== undefined) && sasl.some(v => v === undefined || v === '')) {
+    throw new UsageError('KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD come together')
+  }
+  if (mechanism !== undefined && !MECHANISMS.includes(mechanism as SaslMechanism)) {
+    throw new UsageError(`KAFKA_SASL_MECHANISM must be one of ${MECHANISMS.join(', ')}`)
+  }
+  const caFile = env.KAFKA_TLS_CA_FILE
+  return securityFromConfig({
+    tls: { enabled: env.KAFKA_TLS === 'true', ...(caFile ? { caFile } : {}) },
+    ...(mechanism ? { sasl: { mechanism: mechanism as SaslMechanism, username: env.KAFKA_SASL_USERNAME!, password: env.KAFKA_SASL_PASSWORD! } } : {})
+  }, readFileSync)
+}
+
+function kafkaFrom (flag: string | undefined, env: Record<string, string | undefined>): KafkaClient {
+  return new KafkaClient({ brokers: brokersFrom(flag, env), clientId: 'sluice-cli', security: securityFrom(env) })
 }
 
 /** The exact topic names of a policy's products (patterns such as orders.* need names: give them), and which product a topic is of. */
@@ -37,7 +61,7 @@ export async function runTopics (args: string[], io: Io): Promise<number> {
       if (names.length === 0) names = topics.exact
     }
     if (names.length === 0) throw new UsageError('sluice topics create: name the topics, or give --policy DIR to create every exact topic of its products')
-    const kafka = new KafkaClient({ brokers: brokersFrom(values.brokers, io.env), clientId: 'sluice-cli' })
+    const kafka = kafkaFrom(values.brokers, io.env)
     try {
       const existing = new Set(await kafka.listTopics())
       await kafka.ensureTopics(names.map(topic => ({ topic, partitions, replicationFactor })))
@@ -49,7 +73,7 @@ export async function runTopics (args: string[], io: Io): Promise<number> {
   }
   if (sub === 'list') {
     const { values } = parse('topics list', rest, { brokers: { type: 'string' } }, { min: 0, max: 0 })
-    const kafka = new KafkaClient({ brokers: brokersFrom(values.brokers, io.env), clientId: 'sluice-cli' })
+    const kafka = kafkaFrom(values.brokers, io.env)
     try {
       for (const name of (await kafka.listTopics()).filter(t => !t.startsWith('__')).sort()) io.out.write(`${name}\n`)
     } finally {
@@ -59,7 +83,7 @@ export async function runTopics (args: string[], io: Io): Promise<number> {
   }
   if (sub === 'describe') {
     const { values, positionals } = parse('topics describe', rest, { brokers: { type: 'string' } }, { min: 1, max: 1 })
-    const kafka = new KafkaClient({ brokers: brokersFrom(values.brokers, io.env), clientId: 'sluice-cli' })
+    const kafka = kafkaFrom(values.brokers, io.env)
     try {
       const offsets = await kafka.topicOffsets(positionals[0]!)
       io.out.write(`${positionals[0]}: ${offsets.length} partition${offsets.length === 1 ? '' : 's'}\n`)

@@ -2,7 +2,7 @@
 // (the schema and its env bindings in config-schema.ts), and turns each feed,
 // written with native keys or with the Kafka Connect WebSocket source
 // connector's keys (connect-keys.ts), into one normalized FeedConfig.
-import { ConfigError, deepMerge, isPlainObject, loadConfig, readConfigFile, resolveReferences, resolveReferencesDeep, type ConfigProblem, type ReferenceContext } from '@sluice/config'
+import { ConfigError, deepMerge, isPlainObject, loadConfig, readConfigFile, resolveReferences, resolveReferencesDeep, unresolvedReference, type ConfigProblem, type ReferenceContext } from '@sluice/config'
 import type { OverflowPolicy } from './buffer.ts'
 import { FEED_DEFAULTS, ingestConfigSchema, ingestEnvBindings, HEADER_VALUE, MAX_SUBSCRIPTION_BYTES, type FeedConfig, type IngestConfig } from './config-schema.ts'
 import { CONNECT_KEYS, coerceConnectStrings, parseConnectHeaders } from './connect-keys.ts'
@@ -178,6 +178,24 @@ function nameFeeds (problems: ConfigProblem[], raw: Raw): ConfigProblem[] {
 
 type CheckedConfig = Omit<IngestConfig, 'feeds'> & { feeds: Raw[] }
 
+/**
+ * kafka.sasl's username and password may be ${env:NAME} in the file, as the gateway's; a value from
+ * the environment (KAFKA_SASL_*) is used as it is. Either way a password still shaped like a
+ * reference is refused, not sent to Kafka as the password.
+ */
+function resolveKafkaSasl (checked: CheckedConfig, file: Record<string, unknown>, ctx: Context): void {
+  const sasl = checked.kafka.sasl
+  if (!sasl) return
+  const written = (file.kafka as { sasl?: Record<string, unknown> } | undefined)?.sasl
+  for (const field of ['username', 'password'] as const) {
+    const path = `/kafka/sasl/${field}`
+    const value = sasl[field] === written?.[field] ? resolveReferences(sasl[field], path, ctx) : sasl[field]
+    const why = unresolvedReference(value, field === 'password')
+    if (why) ctx.problems.push({ path, message: why, source: ctx.locate(path) })
+    else sasl[field] = value
+  }
+}
+
 export interface LoadIngestConfigOptions {
   file?: string
   env?: Record<string, string | undefined>
@@ -212,6 +230,7 @@ export function loadIngestConfig (options: LoadIngestConfigOptions = {}): Ingest
   let feeds: FeedConfig[] = []
   if (checked) {
     const ctx: Context = { env: options.env ?? {}, problems, locate }
+    resolveKafkaSasl(checked, merged, ctx)
     feeds = checked.feeds.map((feed, i) => normalizeFeed(feed, i, ctx))
     const seen = new Map<string, number>()
     for (const [i, feed] of feeds.entries()) {

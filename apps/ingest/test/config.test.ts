@@ -255,3 +255,14 @@ test('every limit of a feed is enforced, by number', async t => {
   const many = problemsOf(() => loadIngestConfig({ base: { kafka, feeds: Array.from({ length: 257 }, (_v, i) => feed({ name: `f${i}` })) } }))
   t.match(many.problems, [{ path: '/feeds', message: 'must NOT have more than 256 items' }], 'at most 256 feeds per process')
 })
+
+test('kafka.sasl: an env reference in the file is resolved, an unset one named, an env value shaped like a reference refused', async t => {
+  const feed = { name: 'a', 'websocket.url': 'ws://h', 'kafka.topic': 't' }
+  const sasl = { mechanism: 'scram-sha-512', username: ref('KAFKA_USER'), password: ref('KAFKA_PASSWORD') }
+  const config = loadIngestConfig({ base: { kafka: { ...kafka, tls: { enabled: true }, sasl }, feeds: [feed] }, env: { KAFKA_USER: 'ingest', KAFKA_PASSWORD: 'pw-0123456789' } })
+  t.same(config.kafka.sasl, { mechanism: 'scram-sha-512', username: 'ingest', password: 'pw-0123456789' })
+  t.match(problemsOf(() => loadIngestConfig({ base: { kafka: { ...kafka, sasl }, feeds: [feed] }, env: { KAFKA_USER: 'ingest' } })).message, /\/kafka\/sasl\/password.*KAFKA_PASSWORD is not set/)
+  const fromEnv = loadIngestConfig({ base: { kafka, feeds: [feed] }, env: { KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p-0123456789' } })
+  t.same(fromEnv.kafka.sasl, { mechanism: 'plain', username: 'u', password: 'p-0123456789' }, 'from the environment alone')
+  t.match(problemsOf(() => loadIngestConfig({ base: { kafka, feeds: [feed] }, env: { KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: ref('X') } })).message, /\/kafka\/sasl\/password/)
+})

@@ -165,10 +165,14 @@ export function kafkaLogLevel (level: number, namespace: string, message: string
   return undefined
 }
 
-function logCreator (logger: Logger, onError: (message: string) => void) {
+// what kafkajs retries until the caller's deadline and logs at each try: a connection refused or
+// cut, a certificate not trusted, a SASL handshake refused
+const CONNECTION_FAILURE = /^(Connection error|Failed to connect|SASL|Connection timeout)/
+
+function logCreator (logger: Logger, onConnectionError: (message: string) => void) {
   return () => ({ level, namespace, log }: LogEntry) => {
     const { message, ...rest } = log
-    if (level === logLevel.ERROR) onError(message)
+    if (level === logLevel.ERROR && CONNECTION_FAILURE.test(message)) onConnectionError(message)
     const at = kafkaLogLevel(level, namespace, message)
     if (at !== undefined) logger[at]({ kafka: rest, namespace }, message)
   }
@@ -250,8 +254,9 @@ export class KafkaClient {
   readonly options: Required<Omit<KafkaOptions, 'logger' | 'clusterRetry' | 'groupProtocol' | 'security'>>
   // TLS and SASL, passwords included: kept out of `options`, which callers may log
   readonly #security: KafkaSecurity | undefined
-  // kafkajs's last error log (a refused connection, an untrusted certificate, a failed SASL
-  // handshake): it retries those until the caller's deadline, which alone would say only "no answer"
+  // kafkajs's last connection failure (refused, cut, an untrusted certificate, a SASL handshake
+  // refused: CONNECTION_FAILURE): it retries those until the caller's deadline, which alone would
+  // say only "no answer". Protocol errors in responses are not kept: they name one request's trouble.
   #lastError: { message: string, at: number } | undefined
   readonly #kafka: Kafka
   readonly #logger: Logger

@@ -40,11 +40,16 @@ function tlsOptions (tls: KafkaTls): ConnectionOptions {
 
 const PLT_MECHANISMS = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' } as const
 
-/** @platformatic/kafka's connection options (producer, readers, group members) */
-export function platformaticSecurity (security: KafkaSecurity | undefined): { tls?: ConnectionOptions, sasl?: { mechanism: (typeof PLT_MECHANISMS)[SaslMechanism], username: string, password: string } } {
+/**
+ * @platformatic/kafka's connection options (producer, readers, group members). tlsServerName: each
+ * broker's host as the TLS server name (SNI), which the library sends only when told and kafkajs
+ * always sends: a cluster that routes by it (Confluent Cloud) answered kafkajs's admin and would
+ * not have answered the readers and the producer.
+ */
+export function platformaticSecurity (security: KafkaSecurity | undefined): { tls?: ConnectionOptions, tlsServerName?: true, sasl?: { mechanism: (typeof PLT_MECHANISMS)[SaslMechanism], username: string, password: string } } {
   if (!security) return {}
   return {
-    ...(security.tls ? { tls: tlsOptions(security.tls) } : {}),
+    ...(security.tls ? { tls: tlsOptions(security.tls), tlsServerName: true as const } : {}),
     ...(security.sasl ? { sasl: { mechanism: PLT_MECHANISMS[security.sasl.mechanism], username: security.sasl.username, password: security.sasl.password } } : {})
   }
 }

@@ -74,6 +74,8 @@ export function fetchKafka (): string {
   return libsDir
 }
 
+const CONSOLE_PRODUCER_TIMEOUT_MS = 60_000
+
 /**
  * Runs Kafka's command-line producer (org.apache.kafka.tools.ConsoleProducer, the Java client)
  * with `args`, one record per line of `input`; resolves once it exited 0, rejects with its output
@@ -86,11 +88,13 @@ export async function consoleProducer (args: string[], input: string): Promise<v
   child.stdout.on('data', chunk => { output += chunk })
   child.stderr.on('data', chunk => { output += chunk })
   child.stdin.end(input)
+  // a JVM start and a flush take seconds; one that hangs (a broker gone) is ended, not waited on for the suite's limit
+  const deadline = setTimeout(() => child.kill('SIGKILL'), CONSOLE_PRODUCER_TIMEOUT_MS)
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject)
     child.on('exit', resolve)
-  })
-  if (code !== 0) throw new Error(`ConsoleProducer exited ${code}: ${output.slice(-2000)}`)
+  }).finally(() => clearTimeout(deadline))
+  if (code !== 0) throw new Error(`ConsoleProducer exited ${code ?? 'on SIGKILL after ' + CONSOLE_PRODUCER_TIMEOUT_MS + ' ms'}: ${output.slice(-2000)}`)
 }
 
 function java (): string {
@@ -174,6 +178,11 @@ export class KafkaBroker {
   /** the SASL_SSL listener (KafkaBrokerOptions.secure) */
   get secureBrokers (): string[] {
     return [`127.0.0.1:${this.securePort}`]
+  }
+
+  /** the SASL_SSL listener's key and certificate (PKCS12), for a TLS server of a test's own that clients should trust as the broker */
+  get keystore (): { pfx: Buffer, passphrase: string } {
+    return { pfx: readFileSync(join(this.dataDir, KEYSTORE)), passphrase: KEYSTORE_PASSWORD }
   }
 
   get running (): boolean {
