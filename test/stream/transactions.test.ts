@@ -79,12 +79,14 @@ test('committed records reach every reader once and in order, aborted ones none'
   const firstRound = live.messages(topic).filter(m => String(m.value).startsWith('committed 0.'))
   t.equal(firstRound.length, 4)
   const cursor = `${topic}@` + [0, 1].map(p => `${p}:${BigInt(firstRound.filter(m => m.partition === p).at(-1)!.offset as string) + 1n}`).join(',')
+  const afterMarkers: Client[] = []
   for (const [where, base] of [['window', url], ['Kafka', other.url]] as const) {
     const after = new Client(`${base}/v1/stream?topics=${topic}&from=${encodeURIComponent(cursor)}`)
     await after.opened
     t.teardown(() => after.close())
     t.comment(`resumed from ${cursor}, ${where}`)
     expected(await after.waitMessages(committed.length - 4, 15_000, topic), 4)
+    afterMarkers.push(after)
   }
 
   // group mode reads through a consumer group
@@ -97,6 +99,7 @@ test('committed records reach every reader once and in order, aborted ones none'
   for (const [name, client] of [['live', live], ['resumed', resumed], ['earliest', earliest], ['group', group]] as const) {
     t.equal(client.messages(topic).length, committed.length, `${name}: nothing more arrived`)
   }
+  for (const [i, client] of afterMarkers.entries()) t.equal(client.messages(topic).length, committed.length - 4, `resumed past the markers (${i === 0 ? 'window' : 'Kafka'}): nothing more arrived`)
 })
 
 test('a transaction still open holds its partition\'s later records until it ends, then they come in offset order', async t => {

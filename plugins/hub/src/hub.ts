@@ -463,6 +463,14 @@ export class Hub {
         } else if (n < offsets.length || (n > 0 && offsets[n - 1]! + 1n >= end)) pending.delete(p)
         if (pending.size === 0) finish()
       },
+      // retention took the gap's start after the offsets were read: the window must not claim it (it
+      // would replay the rest with no word); given up, the resume reads from Kafka and is told (a gap frame)
+      onGone: p => {
+        if (done || !pending.delete(p)) return
+        outgrown.add(p)
+        filler.pause([p])
+        if (pending.size === 0) finish()
+      },
       onError: err => {
         this.#log.warn({ err, topic: feed.topic }, 'window backfill failed')
         finish()

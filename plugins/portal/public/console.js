@@ -266,6 +266,8 @@ export class StreamConsole {
         return
       }
       case 'gap': {
+        // the client moved its cursor past the records gone
+        this.cursor.textContent = this.#client.cursor()
         const where = `${text(frame.topic)}, partition ${Number(frame.partition)}`
         return this.#event('gap', `Gap on ${where}: offsets ${text(frame.from)} to ${text(frame.to)} (not included) are gone`,
           'Kafka no longer holds these records (retention, or records deleted) so the replay cannot bring them; it goes on from the next record Kafka holds.')
