@@ -55,6 +55,26 @@ for (const mechanism of ['plain', 'scram-sha-256', 'scram-sha-512'] as SaslMecha
   })
 }
 
+test('SASL_PLAINTEXT (SASL with no TLS, inside a private network): publish, subscribe and group mode', async t => {
+  const security = { sasl: { mechanism: 'scram-sha-256' as const, username: USER, password: PASSWORD } }
+  const { app, url, kafka } = await streamApp({ brokers: broker.saslPlaintextBrokers, security })
+  t.teardown(() => app.close())
+  const topic = unique('sasl-plaintext')
+  await kafka.ensureTopics([{ topic, partitions: 2 }])
+  const live = new Client(`${url}/v1/stream?topics=${topic}`)
+  t.teardown(() => live.close())
+  await live.next(f => f.op === 'subscribed')
+  for (let i = 0; i < 4; i++) live.send({ op: 'publish', id: `p${i}`, topic, value: { n: i } })
+  t.same((await Promise.all([0, 1, 2, 3].map(i => live.next(f => f.id === `p${i}`)))).map(a => a.op), ['ack', 'ack', 'ack', 'ack'])
+  t.equal((await live.waitMessages(4, 15_000, topic)).length, 4, 'live: every record')
+  const group = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('plaintext')}&from=earliest`)
+  t.teardown(() => group.close())
+  t.equal((await group.waitMessages(4, 30_000, topic)).length, 4, 'group mode: every record')
+  const anonymous = new KafkaClient({ brokers: broker.saslPlaintextBrokers, clientId: 'test-no-sasl', connectionTimeoutMs: 2000 })
+  t.teardown(() => anonymous.close())
+  await t.rejects(anonymous.ping(3000), 'without SASL the listener answers nothing')
+})
+
 test('every client sends the broker\'s host name as TLS server name (SNI), as managed Kafka routes by it', async t => {
   // a TLS server with the broker's certificate (valid for localhost) that notes the name each connection asked for
   const names: Array<string | false | null> = []

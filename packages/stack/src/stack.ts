@@ -119,7 +119,8 @@ export interface KafkaBrokerOptions {
   /**
    * A second listener as managed Kafka runs one: SASL_SSL (TLS with a self-signed certificate for
    * 127.0.0.1, its PEM in `caPem`; SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), at `secureBrokers`,
-   * for `users` (name: password). The PLAINTEXT listener stays, for the broker's own and the tests' admin.
+   * for `users` (name: password); and a third, SASL_PLAINTEXT (the same SASL, no TLS), at
+   * `saslPlaintextBrokers`. The PLAINTEXT listener stays, for the broker's own and the tests' admin.
    */
   secure?: { users: Record<string, string> }
 }
@@ -141,6 +142,8 @@ export class KafkaBroker {
   controllerPort = 0
   /** the SASL_SSL listener's port (KafkaBrokerOptions.secure) */
   securePort = 0
+  /** the SASL_PLAINTEXT listener's port (KafkaBrokerOptions.secure): SASL with no TLS, as inside a private network */
+  saslPlaintextPort = 0
   /** the SASL_SSL listener's certificate, PEM: what a client trusts */
   caPem = ''
   readonly #secure: { users: Record<string, string> } | undefined
@@ -180,6 +183,11 @@ export class KafkaBroker {
     return [`127.0.0.1:${this.securePort}`]
   }
 
+  /** the SASL_PLAINTEXT listener (KafkaBrokerOptions.secure) */
+  get saslPlaintextBrokers (): string[] {
+    return [`127.0.0.1:${this.saslPlaintextPort}`]
+  }
+
   /** the SASL_SSL listener's key and certificate (PKCS12), for a TLS server of a test's own that clients should trust as the broker */
   get keystore (): { pfx: Buffer, passphrase: string } {
     return { pfx: readFileSync(join(this.dataDir, KEYSTORE)), passphrase: KEYSTORE_PASSWORD }
@@ -193,14 +201,19 @@ export class KafkaBroker {
     const logDirs = join(this.dataDir, 'data')
     const file = join(this.dataDir, 'server.properties')
     const member = this.#member
+    const plainUsers = Object.entries(this.#secure?.users ?? {}).map(([name, password]) => `user_${name}="${password}"`).join(' ')
+    const saslListener = (name: string) => [
+      `listener.name.${name}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+      `listener.name.${name}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+      `listener.name.${name}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`
+    ]
     const secure = this.#secure
       ? {
-          listener: `,SASL_SSL://127.0.0.1:${this.securePort}`,
+          listener: `,SASL_SSL://127.0.0.1:${this.securePort},SASL_PLAINTEXT://127.0.0.1:${this.saslPlaintextPort}`,
           settings: [
             'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
-            `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${Object.entries(this.#secure.users).map(([name, password]) => `user_${name}="${password}"`).join(' ')};`,
-            'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
-            'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+            ...saslListener('sasl_ssl'),
+            ...saslListener('sasl_plaintext'),
             `listener.name.sasl_ssl.ssl.keystore.location=${join(this.dataDir, KEYSTORE)}`,
             `listener.name.sasl_ssl.ssl.keystore.password=${KEYSTORE_PASSWORD}`,
             'listener.name.sasl_ssl.ssl.keystore.type=PKCS12'
@@ -214,7 +227,7 @@ export class KafkaBroker {
       `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}${secure.listener}`,
       `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}${secure.listener}`,
       'controller.listener.names=CONTROLLER',
-      `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${this.#secure ? ',SASL_SSL:SASL_SSL' : ''}`,
+      `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${this.#secure ? ',SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT' : ''}`,
       'inter.broker.listener.name=PLAINTEXT',
       ...secure.settings,
       `log.dirs=${logDirs}`,
@@ -273,6 +286,7 @@ export class KafkaBroker {
         this.port = 0
         this.controllerPort = 0
         this.securePort = 0
+        this.saslPlaintextPort = 0
       }
     }
   }
@@ -293,6 +307,7 @@ export class KafkaBroker {
     if (this.controllerPort === 0) this.controllerPort = await this.#pickPort()
     if (this.#secure) {
       if (this.securePort === 0) this.securePort = await this.#pickPort()
+      if (this.saslPlaintextPort === 0) this.saslPlaintextPort = await this.#pickPort()
       if (!existsSync(join(this.dataDir, KEYSTORE))) await this.#makeKeystore()
     }
     const config = this.#writeConfig()
