@@ -5,7 +5,8 @@
 // acked (the shared producer), a live subscriber, a resume from Kafka
 // (group-less readers) and group mode. A wrong password, and TLS without the
 // broker's CA, fail with the reason. The gateway's config reaches it too.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { createServer as createTlsServer } from 'node:tls'
 import { tmpdir } from 'node:os'
@@ -22,7 +23,14 @@ import { unique } from '../helpers.ts'
 const USER = 'alice'
 const PASSWORD = 'alice-secret-0123456789'
 
-const broker = new KafkaBroker({ secure: { users: { [USER]: PASSWORD } } })
+// a client certificate of this suite's own, for the mTLS listener (openssl: ca-certificates depends on it)
+const certDir = mkdtempSync(join(tmpdir(), 'sluice-client-cert-'))
+const CLIENT_KEY = join(certDir, 'client-key.pem')
+const CLIENT_CERT = join(certDir, 'client-cert.pem')
+const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', CLIENT_KEY, '-out', CLIENT_CERT, '-subj', '/CN=sluice-client', '-days', '2'], { encoding: 'utf8' })
+if (made.status !== 0) throw new Error(`openssl could not make a client certificate: ${made.stderr}`)
+
+const broker = new KafkaBroker({ secure: { users: { [USER]: PASSWORD }, clientCertPem: readFileSync(CLIENT_CERT, 'utf8') } })
 await broker.start()
 tap.teardown(() => broker.destroy())
 
@@ -73,6 +81,33 @@ test('SASL_PLAINTEXT (SASL with no TLS, inside a private network): publish, subs
   const anonymous = new KafkaClient({ brokers: broker.saslPlaintextBrokers, clientId: 'test-no-sasl', connectionTimeoutMs: 2000 })
   t.teardown(() => anonymous.close())
   await t.rejects(anonymous.ping(3000), 'without SASL the listener answers nothing')
+})
+
+test('mTLS (a client certificate, as Aiven runs by default): publish, subscribe; without the certificate, refused', async t => {
+  const security = { tls: { ca: broker.caPem, cert: readFileSync(CLIENT_CERT), key: readFileSync(CLIENT_KEY) } }
+  const { app, url, kafka } = await streamApp({ brokers: broker.mtlsBrokers, security })
+  t.teardown(() => app.close())
+  const topic = unique('mtls')
+  await kafka.ensureTopics([{ topic, partitions: 2 }])
+  const live = new Client(`${url}/v1/stream?topics=${topic}`)
+  t.teardown(() => live.close())
+  await live.next(f => f.op === 'subscribed')
+  for (let i = 0; i < 4; i++) live.send({ op: 'publish', id: `p${i}`, topic, value: { n: i } })
+  t.same((await Promise.all([0, 1, 2, 3].map(i => live.next(f => f.id === `p${i}`)))).map(a => a.op), ['ack', 'ack', 'ack', 'ack'])
+  t.equal((await live.waitMessages(4, 15_000, topic)).length, 4, 'live: every record')
+  const group = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('mtls')}&from=earliest`)
+  t.teardown(() => group.close())
+  t.equal((await group.waitMessages(4, 30_000, topic)).length, 4, 'group mode: every record')
+
+  const noCert = new KafkaClient({ brokers: broker.mtlsBrokers, clientId: 'test-no-cert', connectionTimeoutMs: 2000, security: { tls: { ca: broker.caPem } } })
+  t.teardown(() => noCert.close())
+  await t.rejects(noCert.ping(3000), 'no client certificate: refused')
+
+  // the gateway's config: certFile and keyFile
+  const caFile = join(certDir, 'ca.pem')
+  writeFileSync(caFile, broker.caPem)
+  const { app: gateway } = await startGateway({ t, config: { kafka: { brokers: broker.mtlsBrokers, tls: { enabled: true, caFile, certFile: CLIENT_CERT, keyFile: CLIENT_KEY } } } })
+  t.equal((await gateway.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'a gateway with kafka.tls.certFile and keyFile is ready')
 })
 
 test('every client sends the broker\'s host name as TLS server name (SNI), as managed Kafka routes by it', async t => {

@@ -102,6 +102,13 @@ function java (): string {
   return home ? join(home, 'bin', 'java') : 'java'
 }
 
+export interface SecureListeners {
+  /** SASL users, name: password (PLAIN and SCRAM-SHA-256/512) */
+  users: Record<string, string>
+  /** a client certificate (PEM) the mTLS listener trusts */
+  clientCertPem?: string
+}
+
 export interface KafkaBrokerOptions {
   port?: number
   /** KRaft store and broker log; a fresh temp dir unless given */
@@ -120,9 +127,11 @@ export interface KafkaBrokerOptions {
    * A second listener as managed Kafka runs one: SASL_SSL (TLS with a self-signed certificate for
    * 127.0.0.1, its PEM in `caPem`; SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), at `secureBrokers`,
    * for `users` (name: password); and a third, SASL_PLAINTEXT (the same SASL, no TLS), at
-   * `saslPlaintextBrokers`. The PLAINTEXT listener stays, for the broker's own and the tests' admin.
+   * `saslPlaintextBrokers`. With `clientCertPem`, a fourth, SSL with client certificates required
+   * (mTLS, as Aiven runs by default), trusting that certificate alone, at `mtlsBrokers`. The
+   * PLAINTEXT listener stays, for the broker's own and the tests' admin.
    */
-  secure?: { users: Record<string, string> }
+  secure?: SecureListeners
 }
 
 /** What a cluster tells each of its nodes: who it is, the quorum, how many copies. */
@@ -144,9 +153,11 @@ export class KafkaBroker {
   securePort = 0
   /** the SASL_PLAINTEXT listener's port (KafkaBrokerOptions.secure): SASL with no TLS, as inside a private network */
   saslPlaintextPort = 0
+  /** the mTLS listener's port (KafkaBrokerOptions.secure.clientCertPem) */
+  mtlsPort = 0
   /** the SASL_SSL listener's certificate, PEM: what a client trusts */
   caPem = ''
-  readonly #secure: { users: Record<string, string> } | undefined
+  readonly #secure: SecureListeners | undefined
   #child: ChildProcess | undefined
   #exited: Promise<void> | undefined
   readonly #heap: string
@@ -188,6 +199,11 @@ export class KafkaBroker {
     return [`127.0.0.1:${this.saslPlaintextPort}`]
   }
 
+  /** the mTLS listener (KafkaBrokerOptions.secure.clientCertPem) */
+  get mtlsBrokers (): string[] {
+    return [`127.0.0.1:${this.mtlsPort}`]
+  }
+
   /** the SASL_SSL listener's key and certificate (PKCS12), for a TLS server of a test's own that clients should trust as the broker */
   get keystore (): { pfx: Buffer, passphrase: string } {
     return { pfx: readFileSync(join(this.dataDir, KEYSTORE)), passphrase: KEYSTORE_PASSWORD }
@@ -207,16 +223,29 @@ export class KafkaBroker {
       `listener.name.${name}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
       `listener.name.${name}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`
     ]
+    const keystore = (name: string) => [
+      `listener.name.${name}.ssl.keystore.location=${join(this.dataDir, KEYSTORE)}`,
+      `listener.name.${name}.ssl.keystore.password=${KEYSTORE_PASSWORD}`,
+      `listener.name.${name}.ssl.keystore.type=PKCS12`
+    ]
+    const mtls = this.#secure?.clientCertPem !== undefined
     const secure = this.#secure
       ? {
-          listener: `,SASL_SSL://127.0.0.1:${this.securePort},SASL_PLAINTEXT://127.0.0.1:${this.saslPlaintextPort}`,
+          listener: `,SASL_SSL://127.0.0.1:${this.securePort},SASL_PLAINTEXT://127.0.0.1:${this.saslPlaintextPort}${mtls ? `,SSL://127.0.0.1:${this.mtlsPort}` : ''}`,
           settings: [
             'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
             ...saslListener('sasl_ssl'),
             ...saslListener('sasl_plaintext'),
-            `listener.name.sasl_ssl.ssl.keystore.location=${join(this.dataDir, KEYSTORE)}`,
-            `listener.name.sasl_ssl.ssl.keystore.password=${KEYSTORE_PASSWORD}`,
-            'listener.name.sasl_ssl.ssl.keystore.type=PKCS12'
+            ...keystore('sasl_ssl'),
+            ...(mtls
+              ? [
+                  ...keystore('ssl'),
+                  'listener.name.ssl.ssl.client.auth=required',
+                  `listener.name.ssl.ssl.truststore.location=${join(this.dataDir, TRUSTSTORE)}`,
+                  `listener.name.ssl.ssl.truststore.password=${KEYSTORE_PASSWORD}`,
+                  'listener.name.ssl.ssl.truststore.type=PKCS12'
+                ]
+              : [])
           ]
         }
       : { listener: '', settings: [] }
@@ -227,7 +256,7 @@ export class KafkaBroker {
       `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}${secure.listener}`,
       `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}${secure.listener}`,
       'controller.listener.names=CONTROLLER',
-      `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${this.#secure ? ',SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT' : ''}`,
+      `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${this.#secure ? ',SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL' : ''}`,
       'inter.broker.listener.name=PLAINTEXT',
       ...secure.settings,
       `log.dirs=${logDirs}`,
@@ -287,6 +316,7 @@ export class KafkaBroker {
         this.controllerPort = 0
         this.securePort = 0
         this.saslPlaintextPort = 0
+        this.mtlsPort = 0
       }
     }
   }
@@ -309,6 +339,10 @@ export class KafkaBroker {
       if (this.securePort === 0) this.securePort = await this.#pickPort()
       if (this.saslPlaintextPort === 0) this.saslPlaintextPort = await this.#pickPort()
       if (!existsSync(join(this.dataDir, KEYSTORE))) await this.#makeKeystore()
+      if (this.#secure.clientCertPem !== undefined) {
+        if (this.mtlsPort === 0) this.mtlsPort = await this.#pickPort()
+        if (!existsSync(join(this.dataDir, TRUSTSTORE))) await this.#makeTruststore(this.#secure.clientCertPem)
+      }
     }
     const config = this.#writeConfig()
     const classpath = join(libs, '*')
@@ -339,6 +373,15 @@ export class KafkaBroker {
   }
 
   /** A self-signed certificate for 127.0.0.1 and localhost, in a PKCS12 keystore; its PEM in caPem. */
+  /** A PKCS12 truststore holding the one client certificate the mTLS listener accepts. */
+  async #makeTruststore (clientCertPem: string): Promise<void> {
+    const pem = join(this.dataDir, 'client-cert.pem')
+    writeFileSync(pem, clientCertPem)
+    const made = await runTool(keytool(), ['-importcert', '-noprompt', '-alias', 'client', '-file', pem,
+      '-keystore', join(this.dataDir, TRUSTSTORE), '-storetype', 'PKCS12', '-storepass', KEYSTORE_PASSWORD])
+    if (made.status !== 0) throw new Error(`keytool could not make the broker's truststore: ${made.output}`)
+  }
+
   async #makeKeystore (): Promise<void> {
     const keystore = join(this.dataDir, KEYSTORE)
     const made = await runTool(keytool(), ['-genkeypair', '-alias', 'broker', '-keyalg', 'RSA', '-keysize', '2048', '-validity', '7',
@@ -500,6 +543,7 @@ async function runJava (args: string[]): Promise<{ status: number | null, output
 
 // the SASL_SSL listener's keystore, in the broker's data dir; its password guards nothing outside a test
 const KEYSTORE = 'broker.p12'
+const TRUSTSTORE = 'trust.p12'
 const KEYSTORE_PASSWORD = 'sluice-test'
 
 function keytool (): string {
