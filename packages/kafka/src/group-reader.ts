@@ -19,7 +19,7 @@ import {
 } from '@platformatic/kafka'
 import type { ConsumedRecord, ConsumerOptions, Logger, RecordMetadata, TopicConsumer } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError } from './errors.ts'
-import { abortedBatches } from './aborted.ts'
+import { JavaReadsConsumer } from './java-reads.ts'
 import { platformaticSecurity, type KafkaSecurity } from './security.ts'
 
 export type GroupProtocol = 'consumer' | 'classic'
@@ -57,48 +57,6 @@ const RESTART_FIRST_MS = 300
 const RESTART_MAX_MS = 5000
 
 const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} }
-
-type FetchOptions = Parameters<Consumer<Buffer, Buffer, Buffer, Buffer>['fetch']>[0]
-type FetchResponse = Awaited<ReturnType<Consumer<Buffer, Buffer, Buffer, Buffer>['fetch']>>
-type FetchCallback = (error: Error | null, response?: FetchResponse) => void
-
-// record batch attributes: bit 3, the topic stamps records with the broker's append time
-const LOG_APPEND_TIME = 0x08
-
-/**
- * A group member's consumer: its messages stream fetches through fetch(), which hands it records
- * as Kafka's Java consumer reads them, as the group-less reader does (reader.ts):
- * - an aborted transaction's batches are emptied (aborted.ts: the library kept all but the last
- *   of a producer's in one response), not removed, so the stream still moves past them;
- * - on a LogAppendTime topic a record's timestamp is the batch's max timestamp, the broker's
- *   append time (the stream took the producer's, which the broker leaves in the record's bytes).
- */
-class GroupMemberConsumer extends Consumer<Buffer, Buffer, Buffer, Buffer> {
-  override fetch (options: FetchOptions, callback: FetchCallback): void
-  override fetch (options: FetchOptions): Promise<FetchResponse>
-  override fetch (options: FetchOptions, callback?: FetchCallback): void | Promise<FetchResponse> {
-    if (callback === undefined) return super.fetch(options).then(response => asJavaReads(response))
-    super.fetch(options, (error, response) => {
-      if (error === null && response !== undefined) asJavaReads(response)
-      callback(error, response)
-    })
-  }
-}
-
-function asJavaReads (response: FetchResponse): FetchResponse {
-  for (const topic of response.responses) {
-    for (const partition of topic.partitions) {
-      const aborted = abortedBatches(partition.records, partition.abortedTransactions)
-      if (aborted) for (const batch of aborted) batch.records = []
-      for (const batch of partition.records ?? []) {
-        if ((batch.attributes & LOG_APPEND_TIME) === 0) continue
-        batch.firstTimestamp = batch.maxTimestamp
-        for (const record of batch.records) record.timestampDelta = 0n
-      }
-    }
-  }
-  return response
-}
 
 /** Asks a broker whether it offers KIP-848's consumer protocol. */
 export async function detectGroupProtocol (options: Omit<GroupReadersOptions, 'protocol' | 'logger'>): Promise<GroupProtocol> {
@@ -287,7 +245,7 @@ export class GroupReader implements TopicConsumer {
   async #join (topics: string[]): Promise<void> {
     if (this.#stopped) return
     const sessionTimeout = this.#options.sessionTimeoutMs ?? 10_000
-    const consumer = new GroupMemberConsumer({
+    const consumer = new JavaReadsConsumer({
       clientId: this.#client.clientId,
       bootstrapBrokers: this.#client.brokers,
       ...platformaticSecurity(this.#client.security),

@@ -1,4 +1,4 @@
-// The one module, with producer.ts, reader.ts and group-reader.ts, that imports the Kafka
+// The one module, with producer.ts, reader.ts, group-reader.ts and java-reads.ts, that imports the Kafka
 // client libraries: kafkajs (admin, classic group consumers) and @platformatic/kafka
 // (the shared producer, producer.ts: less CPU per record; group-less reads, reader.ts:
 // kafkajs has no assign-style consumer; group mode, group-reader.ts: KIP-848). Everything else sees only the

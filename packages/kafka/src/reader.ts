@@ -12,19 +12,20 @@
 //
 // Everything a group consumer's client did for us is done here: partitions are
 // grouped by leader; records of a batch below the fetch offset are skipped (a
-// batch comes whole) and so are control batches and aborted transactions'
-// records (aborted.ts); NOT_LEADER_OR_FOLLOWER and its kin re-read the metadata
+// batch comes whole) and so are control batches; the clients' fetch() drops aborted
+// transactions' records and stamps LogAppendTime records (java-reads.ts); NOT_LEADER_OR_FOLLOWER and its kin re-read the metadata
 // and regroup; OFFSET_OUT_OF_RANGE moves the partition
 // to the log start (or the end, when the log was truncated below it); new
 // partitions are found by re-reading the metadata every metadataMaxAgeMs.
 //
-// With group-reader.ts (group mode), the modules that import @platformatic/kafka;
+// With group-reader.ts (group mode) and java-reads.ts, the modules that import @platformatic/kafka;
 // kafka.ts exposes them as KafkaClient.reader() and groupReader(), and nothing
 // outside packages/kafka sees the client library.
 import { Consumer } from '@platformatic/kafka'
 import type { ConsumedRecord, Logger, RecordBatch } from './kafka.ts'
 import { KafkaClosedError, KafkaUnavailableError, KafkaUnknownTopicError } from './errors.ts'
-import { abortedBatches, CONTROL_BATCH } from './aborted.ts'
+import { CONTROL_BATCH } from './aborted.ts'
+import { JavaReadsConsumer } from './java-reads.ts'
 import { platformaticSecurity, type KafkaSecurity } from './security.ts'
 
 type PltFetchResponse = Awaited<ReturnType<Consumer['fetch']>>
@@ -127,8 +128,6 @@ const LIST_OFFSETS_RETRY_MAX_MS = 1000
 // and the metadata of a topic it does not know, as often (the hub's topicOffsets retry did the same)
 const UNKNOWN_TOPIC_ATTEMPTS = 5
 const UNKNOWN_TOPIC_RETRY_MS = 250
-// record batch attributes (Kafka's DefaultRecordBatch): bit 3 log-append time (bit 5, a control batch: aborted.ts)
-const LOG_APPEND_TIME = 0x08
 // Kafka protocol error codes the reader answers itself
 const OFFSET_OUT_OF_RANGE = 1
 // FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH
@@ -297,7 +296,7 @@ export class Fetcher {
     if (this.#closed) throw new KafkaClosedError()
     let client = which === 'lane' ? this.#lane : this.#mains[which]
     if (client) return client
-    client = new Consumer({
+    client = new JavaReadsConsumer({
       clientId: `${this.#options.clientId}-${which === 'lane' ? 'lane' : which === 0 ? 'main' : 'main-b'}`,
       bootstrapBrokers: this.#options.brokers,
       ...platformaticSecurity(this.#options.security),
@@ -811,13 +810,11 @@ export class Fetcher {
     let records: ConsumedRecord[] | undefined
     let offsets: bigint[] | undefined
     let end = fetchOffset
-    const aborted = abortedBatches(p.records, p.abortedTransactions)
     for (const batch of p.records ?? []) {
       const batchEnd = batch.firstOffset + BigInt(batch.lastOffsetDelta) + 1n
       if (batchEnd > end) end = batchEnd
-      // transaction markers are no records of anyone's, nor are an aborted transaction's records
-      if ((batch.attributes & CONTROL_BATCH) !== 0 || aborted?.has(batch)) continue
-      const logAppend = (batch.attributes & LOG_APPEND_TIME) !== 0
+      // transaction markers are no records of anyone's (an aborted transaction's batches come empty: java-reads.ts)
+      if ((batch.attributes & CONTROL_BATCH) !== 0) continue
       for (const r of batch.records) {
         const offset = batch.firstOffset + BigInt(r.offsetDelta)
         // a batch comes whole: records before the fetch offset were delivered already
@@ -832,7 +829,8 @@ export class Fetcher {
           topic: tp.topic.name,
           partition: tp.partition,
           offset: offset.toString(),
-          timestamp: (logAppend ? batch.maxTimestamp : batch.firstTimestamp + r.timestampDelta).toString(),
+          // a LogAppendTime batch's records carry its max timestamp (java-reads.ts)
+          timestamp: (batch.firstTimestamp + r.timestampDelta).toString(),
           key: r.key,
           value: r.value,
           headers
