@@ -11,9 +11,9 @@ import { PassThrough } from 'node:stream'
 import { createServer as createTlsServer } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import tap, { test } from 'tap'
+import tap, { test, type Test } from 'tap'
 import { KafkaBroker } from '@sluice/stack'
-import { KafkaClient, securityFromConfig, type SaslMechanism } from '@sluice/kafka'
+import { KafkaClient, securityFromConfig, type KafkaSecurity, type SaslMechanism } from '@sluice/kafka'
 import { streamApp } from '../harness/stream.ts'
 import { Client } from '../harness/client.ts'
 import { startGateway } from '../harness/gateway.ts'
@@ -63,11 +63,11 @@ for (const mechanism of ['plain', 'scram-sha-256', 'scram-sha-512'] as SaslMecha
   })
 }
 
-test('SASL_PLAINTEXT (SASL with no TLS, inside a private network): publish, subscribe and group mode', async t => {
-  const security = { sasl: { mechanism: 'scram-sha-256' as const, username: USER, password: PASSWORD } }
-  const { app, url, kafka } = await streamApp({ brokers: broker.saslPlaintextBrokers, security })
+/** Over `brokers` with `security`: a topic created, four publishes acked, delivered live and to a group member. */
+async function publishSubscribeGroup (t: Test, brokers: string[], security: KafkaSecurity): Promise<void> {
+  const { app, url, kafka } = await streamApp({ brokers, security })
   t.teardown(() => app.close())
-  const topic = unique('sasl-plaintext')
+  const topic = unique('secured')
   await kafka.ensureTopics([{ topic, partitions: 2 }])
   const live = new Client(`${url}/v1/stream?topics=${topic}`)
   t.teardown(() => live.close())
@@ -75,29 +75,20 @@ test('SASL_PLAINTEXT (SASL with no TLS, inside a private network): publish, subs
   for (let i = 0; i < 4; i++) live.send({ op: 'publish', id: `p${i}`, topic, value: { n: i } })
   t.same((await Promise.all([0, 1, 2, 3].map(i => live.next(f => f.id === `p${i}`)))).map(a => a.op), ['ack', 'ack', 'ack', 'ack'])
   t.equal((await live.waitMessages(4, 15_000, topic)).length, 4, 'live: every record')
-  const group = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('plaintext')}&from=earliest`)
+  const group = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('secured')}&from=earliest`)
   t.teardown(() => group.close())
   t.equal((await group.waitMessages(4, 30_000, topic)).length, 4, 'group mode: every record')
+}
+
+test('SASL_PLAINTEXT (SASL with no TLS, inside a private network): publish, subscribe and group mode', async t => {
+  await publishSubscribeGroup(t, broker.saslPlaintextBrokers, { sasl: { mechanism: 'scram-sha-256', username: USER, password: PASSWORD } })
   const anonymous = new KafkaClient({ brokers: broker.saslPlaintextBrokers, clientId: 'test-no-sasl', connectionTimeoutMs: 2000 })
   t.teardown(() => anonymous.close())
   await t.rejects(anonymous.ping(3000), 'without SASL the listener answers nothing')
 })
 
 test('mTLS (a client certificate, as Aiven runs by default): publish, subscribe; without the certificate, refused', async t => {
-  const security = { tls: { ca: broker.caPem, cert: readFileSync(CLIENT_CERT), key: readFileSync(CLIENT_KEY) } }
-  const { app, url, kafka } = await streamApp({ brokers: broker.mtlsBrokers, security })
-  t.teardown(() => app.close())
-  const topic = unique('mtls')
-  await kafka.ensureTopics([{ topic, partitions: 2 }])
-  const live = new Client(`${url}/v1/stream?topics=${topic}`)
-  t.teardown(() => live.close())
-  await live.next(f => f.op === 'subscribed')
-  for (let i = 0; i < 4; i++) live.send({ op: 'publish', id: `p${i}`, topic, value: { n: i } })
-  t.same((await Promise.all([0, 1, 2, 3].map(i => live.next(f => f.id === `p${i}`)))).map(a => a.op), ['ack', 'ack', 'ack', 'ack'])
-  t.equal((await live.waitMessages(4, 15_000, topic)).length, 4, 'live: every record')
-  const group = new Client(`${url}/v1/stream?topics=${topic}&group=${unique('mtls')}&from=earliest`)
-  t.teardown(() => group.close())
-  t.equal((await group.waitMessages(4, 30_000, topic)).length, 4, 'group mode: every record')
+  await publishSubscribeGroup(t, broker.mtlsBrokers, { tls: { ca: broker.caPem, cert: readFileSync(CLIENT_CERT), key: readFileSync(CLIENT_KEY) } })
 
   const noCert = new KafkaClient({ brokers: broker.mtlsBrokers, clientId: 'test-no-cert', connectionTimeoutMs: 2000, security: { tls: { ca: broker.caPem } } })
   t.teardown(() => noCert.close())
@@ -161,6 +152,8 @@ test('the gateway\'s config: kafka.tls and kafka.sasl reach every connection', a
   const env = { KAFKA_BROKERS: broker.secureBrokers.join(','), KAFKA_TLS: 'true', KAFKA_TLS_CA_FILE: caFile, KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: USER, KAFKA_SASL_PASSWORD: PASSWORD }
   t.equal(await sluice(['topics', 'create', topic, '--partitions', '2'], { out, err: new PassThrough(), env }), 0)
   t.match(printed, new RegExp(`created\\s+${topic}`), 'sluice topics create over SASL_SSL')
+  await t.rejects(sluice(['topics', 'list'], { out, err: new PassThrough(), env: { ...env, KAFKA_SASL_MECHANISM: 'gssapi' } }), /\/kafka\/sasl\/mechanism/, 'a mechanism not offered: refused with its setting, as in the apps')
+  await t.rejects(sluice(['topics', 'list'], { out, err: new PassThrough(), env: { KAFKA_BROKERS: env.KAFKA_BROKERS, KAFKA_SASL_USERNAME: USER } }), /\/kafka\/sasl/, 'half a SASL setting: refused')
 
   t.throws(() => securityFromConfig({ tls: { caFile } }, () => Buffer.from('')), /kafka\.tls\.enabled/, 'a CA file with TLS off is refused, not ignored')
   t.throws(() => securityFromConfig({ tls: { enabled: true, caFile: join(dir, 'missing.pem') } }, file => { throw Object.assign(new Error(`no ${file}`), { code: 'ENOENT' }) }), /kafka\.tls\.caFile: cannot read .*missing\.pem \(ENOENT\)/)
