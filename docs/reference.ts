@@ -66,13 +66,7 @@ const DIRECT_MEANINGS: Record<string, string> = {
   SLUICE_JWT_ISSUER: 'the `iss` of tokens `sluice token` signs (default `sluice-dev`)',
   SLUICE_DEV_TOKEN: 'dev mode: the dev credential (default: random, printed at start)',
   SLUICE_PORT: 'dev mode: the gateway\'s port when `--port` is not given (default 8080)',
-  SLUICE_ADMIN_TOKEN: 'dev mode: the admin token (default: random, printed at start); `sluice keys`: the token it sends',
-  KAFKA_BROKERS: '`sluice topics`: the brokers (default `localhost:9092`)',
-  KAFKA_TLS: '`sluice topics`: `true` for TLS to the brokers, as the apps\' `/kafka/tls/enabled`',
-  KAFKA_TLS_CA_FILE: '`sluice topics`: a PEM of the CAs to trust, as `/kafka/tls/caFile`',
-  KAFKA_SASL_MECHANISM: '`sluice topics`: `plain`, `scram-sha-256` or `scram-sha-512`, as `/kafka/sasl/mechanism`',
-  KAFKA_SASL_USERNAME: '`sluice topics`: as `/kafka/sasl/username`',
-  KAFKA_SASL_PASSWORD: '`sluice topics`: as `/kafka/sasl/password`'
+  SLUICE_ADMIN_TOKEN: 'dev mode: the admin token (default: random, printed at start); `sluice keys`: the token it sends'
 }
 
 type Schema = Record<string, unknown>

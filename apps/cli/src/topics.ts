@@ -2,38 +2,31 @@
 // mode nothing creates a topic (brokers run with auto-create off), so this is
 // how an operator makes the topics a policy's products name.
 import { readFileSync } from 'node:fs'
-import { KafkaClient, securityFromConfig, type KafkaSecurity, type SaslMechanism } from '@sluice/kafka'
+import { loadConfig } from '@sluice/config'
+import { kafkaEnvBindings, kafkaSchema } from '@sluice/config/schemas'
+import { KafkaClient, securityFromConfig, type KafkaSecurityConfig } from '@sluice/kafka'
 import { integer, parse, UsageError, type Io } from './main.ts'
 
 // Kafka's default for a new topic is 1 partition; 3 lets a product's consumers and resume cursors
 // show per-partition order from the start, and is what dev mode gives demo.ticks
 const DEFAULT_PARTITIONS = 3
 
-function brokersFrom (flag: string | undefined, env: Record<string, string | undefined>): string[] {
-  return (flag ?? env.KAFKA_BROKERS ?? 'localhost:9092').split(',').map(b => b.trim()).filter(Boolean)
+function brokersFrom (flag: string): string[] {
+  return flag.split(',').map(b => b.trim()).filter(Boolean)
 }
 
-const MECHANISMS: SaslMechanism[] = ['plain', 'scram-sha-256', 'scram-sha-512']
-
-/** TLS and SASL from the variables the gateway reads (docs/deploy.md, managed Kafka): the same cluster, the same settings. */
-function securityFrom (env: Record<string, string | undefined>): KafkaSecurity | undefined {
-  const mechanism = env.KAFKA_SASL_MECHANISM
-  const sasl = [mechanism, env.KAFKA_SASL_USERNAME, env.KAFKA_SASL_PASSWORD]
-  if (sasl.some(v => v !== undefined) && sasl.some(v => v === undefined || v === '')) {
-    throw new UsageError('KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD come together')
-  }
-  if (mechanism !== undefined && !MECHANISMS.includes(mechanism as SaslMechanism)) {
-    throw new UsageError(`KAFKA_SASL_MECHANISM must be one of ${MECHANISMS.join(', ')}`)
-  }
-  const caFile = env.KAFKA_TLS_CA_FILE
-  return securityFromConfig({
-    tls: { enabled: env.KAFKA_TLS === 'true', ...(caFile ? { caFile } : {}) },
-    ...(mechanism ? { sasl: { mechanism: mechanism as SaslMechanism, username: env.KAFKA_SASL_USERNAME!, password: env.KAFKA_SASL_PASSWORD! } } : {})
-  }, readFileSync)
-}
+// the apps' kafka section and its variables (KAFKA_BROKERS, KAFKA_TLS, KAFKA_SASL_*: docs/deploy.md), checked as theirs are
+const CLI_KAFKA_SCHEMA = { type: 'object', additionalProperties: false, properties: { kafka: kafkaSchema('sluice-cli') } }
 
 function kafkaFrom (flag: string | undefined, env: Record<string, string | undefined>): KafkaClient {
-  return new KafkaClient({ brokers: brokersFrom(flag, env), clientId: 'sluice-cli', security: securityFrom(env) })
+  const { kafka } = loadConfig<{ kafka: KafkaSecurityConfig & { brokers: string[] } }>({
+    schema: CLI_KAFKA_SCHEMA,
+    base: { kafka: { brokers: ['localhost:9092'] } },
+    env,
+    envBindings: kafkaEnvBindings,
+    secrets: ['/kafka/sasl/password']
+  })
+  return new KafkaClient({ brokers: flag === undefined ? kafka.brokers : brokersFrom(flag), clientId: 'sluice-cli', security: securityFromConfig(kafka, readFileSync) })
 }
 
 /** The exact topic names of a policy's products (patterns such as orders.* need names: give them), and which product a topic is of. */
